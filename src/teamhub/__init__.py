@@ -1,0 +1,3 @@
+"""teamhub: the team Jupyter server."""
+
+__version__ = "0.1.0"

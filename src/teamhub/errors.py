@@ -1,0 +1,38 @@
+"""The errors teamhub raises across its boundaries.
+
+Deep code raises one of these with a message that names the bad value and
+says how to fix it; the CLI prints the message as one line and exits
+non-zero; web handlers turn it into an HTTP error.
+"""
+
+from __future__ import annotations
+
+
+class TeamhubError(Exception):
+    """A problem the admin or user can fix; the message says how."""
+
+    exit_code = 1
+
+
+class SettingsError(TeamhubError):
+    """teamhub.toml or a TEAMHUB_* variable holds an unknown key or a bad value."""
+
+    exit_code = 2
+
+
+class PreflightError(TeamhubError):
+    """`teamhub up` found something that would stop the hub or its users from working."""
+
+    exit_code = 3
+
+
+class AccountError(TeamhubError):
+    """An account operation cannot be done (unknown user, duplicate, bad name or password)."""
+
+    exit_code = 4
+
+
+class SystemUserError(TeamhubError):
+    """A Linux account cannot be created, used or removed safely."""
+
+    exit_code = 5

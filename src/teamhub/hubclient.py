@@ -1,0 +1,95 @@
+"""How the CLI tells JupyterHub about account changes, running or not.
+
+A running hub is reached over its REST API on loopback with the token of the
+`teamhub-cli` service (root-only file in the state dir). When no hub answers,
+the hub database is edited directly, so that the change holds at next start.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .errors import TeamhubError
+from .paths import Paths
+
+
+def _api(paths: Paths) -> tuple[str, str] | None:
+    """(api_url, token) if a hub has announced itself, else None."""
+    try:
+        url = paths.hub_url_file.read_text().strip()
+        token = paths.api_token.read_text().strip()
+    except (FileNotFoundError, PermissionError):
+        return None
+    return (url.rstrip("/"), token) if url and token else None
+
+
+def _request(url: str, token: str, method: str, path: str) -> int:
+    req = urllib.request.Request(f"{url}{path}", method=method,
+                                 headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def hub_running(paths: Paths) -> bool:
+    api = _api(paths)
+    if api is None:
+        return False
+    try:
+        return _request(*api, "GET", "/") == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def delete_user(paths: Paths, name: str) -> str:
+    """Stop NAME's servers and remove NAME from the hub; returns how it was done."""
+    api = _api(paths)
+    if api is not None:
+        try:
+            status = _request(*api, "DELETE", f"/users/{name}")
+        except (urllib.error.URLError, OSError):
+            status = None
+        if status in (204, 404):
+            return "hub"
+        if status is not None:
+            raise TeamhubError(
+                f"the running hub refused to delete user {name!r} (HTTP {status}); "
+                "see the hub log (`teamhub up` output) and try again"
+            )
+    _delete_from_db(paths.hub_db, name)
+    return "database"
+
+
+def _delete_from_db(db: Path, name: str) -> None:
+    if not db.exists():
+        return
+    from jupyterhub import orm
+
+    session = orm.new_session_factory(f"sqlite:///{db}")()
+    try:
+        user = session.query(orm.User).filter_by(name=name).first()
+        if user is not None:
+            session.delete(user)
+            session.commit()
+    finally:
+        session.close()
+
+
+def hub_state(paths: Paths, name: str) -> dict | None:
+    """The hub's JSON model of user NAME, if a hub is running and knows it."""
+    api = _api(paths)
+    if api is None:
+        return None
+    url, token = api
+    req = urllib.request.Request(f"{url}/users/{name}",
+                                 headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.load(resp)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None

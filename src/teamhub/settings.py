@@ -1,0 +1,315 @@
+"""The teamhub.toml schema: every setting, its type, default and documentation.
+
+Settings come from three layers, later ones winning: the defaults below, the
+TOML file (default /etc/teamhub/teamhub.toml, or --config / TEAMHUB_CONFIG),
+and TEAMHUB_<SECTION>_<KEY> environment variables. Everything is validated
+once, when loaded; a bad key or value raises SettingsError naming it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import SettingsError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_CONFIG_FILE = "/etc/teamhub/teamhub.toml"
+ENV_CONFIG_FILE = "TEAMHUB_CONFIG"
+ENV_PREFIX = "TEAMHUB_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One documented, typed setting."""
+
+    key: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[Any, ...] = ()
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def section(self) -> str:
+        return self.key.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.split(".", 1)[1]
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.key.replace(".", "_").upper()
+
+    def type_name(self) -> str:
+        return {str: "string", int: "integer", bool: "boolean", list: "list of strings"}[self.type]
+
+
+def _port(value: int) -> str | None:
+    return None if 1 <= value <= 65535 else "a port number from 1 to 65535"
+
+
+def _positive(value: int) -> str | None:
+    return None if value > 0 else "a whole number greater than 0"
+
+
+def _ip(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "an IP address such as 0.0.0.0 (all addresses) or 127.0.0.1"
+    return None
+
+
+def _abs_path(value: str) -> str | None:
+    return None if os.path.isabs(value) else "an absolute path"
+
+
+def _url_path(value: str) -> str | None:
+    ok = value.startswith("/") and not value.startswith("//") and " " not in value
+    return None if ok else "a path inside the server that starts with a single '/', e.g. /lab"
+
+
+def _prefix(value: str) -> str | None:
+    import re
+
+    ok = re.fullmatch(r"[a-z][a-z0-9-]{0,7}", value) is not None or value == ""
+    return None if ok else "empty, or up to 8 of a-z, 0-9, '-' starting with a letter"
+
+
+SCHEMA: tuple[Setting, ...] = (
+    Setting("hub.ip", str, "0.0.0.0", "Address the public port listens on. `0.0.0.0` means every "
+            "IPv4 address of the machine; `127.0.0.1` keeps teamhub reachable from this machine "
+            "only.", check=_ip),
+    Setting("hub.port", int, 8000, "The one public port: login page, hub and every user's "
+            "JupyterLab are served here.", check=_port),
+    Setting("hub.default_url", str, "/lab", "Where a user lands in their own server after "
+            "logging in: `/lab` for JupyterLab, `/tree` for the classic file view.",
+            check=_url_path),
+    Setting("hub.log_level", str, "INFO", "How much the hub logs.",
+            choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    Setting("hub.stop_servers_on_shutdown", bool, False, "Stop every user's server when the "
+            "hub stops. Off by default so that restarting or upgrading teamhub does not "
+            "interrupt anybody's running kernels."),
+    Setting("paths.state_dir", str, "/var/lib/teamhub", "Root-only (0700) folder for the hub "
+            "database, cookie secret, proxy token and account store.", check=_abs_path),
+    Setting("paths.runtime_dir", str, "/opt/teamhub/runtime", "The Python environment users' "
+            "servers run from. It must be root-owned and readable by every user; "
+            "`install.sh` builds it from the system's Python.", check=_abs_path),
+    Setting("paths.home_root", str, "/home", "Folder under which teamhub creates the homes of "
+            "the Linux accounts it makes for hub users.", check=_abs_path),
+    Setting("users.system_prefix", str, "jupyter-", "Prefix of the Linux account made for each "
+            "hub user (hub user `ada` runs as Linux user `jupyter-ada`). The prefix keeps hub "
+            "users from ever being mapped onto an existing account. May be empty.",
+            check=_prefix),
+    Setting("users.shell", str, "/bin/bash", "Login shell of the Linux accounts teamhub "
+            "creates; JupyterLab's terminal starts it.", check=_abs_path),
+    Setting("spawner.start_timeout", int, 120, "Seconds a user's server may take to start "
+            "before the hub gives up and tells the user.", check=_positive),
+    Setting("spawner.http_timeout", int, 60, "Seconds the hub waits for a started server to "
+            "answer HTTP.", check=_positive),
+    Setting("auth.mode", str, "builtin", "Where accounts live. `builtin`: teamhub's own "
+            "account store, managed with `teamhub user ...`.", choices=("builtin",)),
+)
+
+BY_KEY: dict[str, Setting] = {s.key: s for s in SCHEMA}
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(s.section for s in SCHEMA))
+
+
+def lookup(key: str) -> Setting:
+    """The Setting for KEY, or a SettingsError listing the keys that exist."""
+    try:
+        return BY_KEY[key]
+    except KeyError:
+        known = ", ".join(BY_KEY)
+        raise SettingsError(
+            f"unknown setting {key!r}; known settings: {known} "
+            "(see `teamhub config show`)"
+        ) from None
+
+
+def coerce(setting: Setting, value: Any, origin: str) -> Any:
+    """Check VALUE against SETTING's type and rules; return it in canonical form."""
+    t = setting.type
+    ok = isinstance(value, t) and not (t is int and isinstance(value, bool))
+    if t is list and ok:
+        ok = all(isinstance(v, str) for v in value)
+    if not ok:
+        raise SettingsError(
+            f"{origin}: {setting.key} = {value!r} is not a {setting.type_name()}"
+            f"; expected e.g. {setting.key} = {_toml_literal(setting.default)}"
+        )
+    if setting.choices and value not in setting.choices:
+        allowed = ", ".join(repr(c) for c in setting.choices)
+        raise SettingsError(f"{origin}: {setting.key} = {value!r} is not allowed; use one of {allowed}")
+    if setting.check is not None:
+        problem = setting.check(value)
+        if problem:
+            raise SettingsError(f"{origin}: {setting.key} = {value!r} is invalid; it must be {problem}")
+    return value
+
+
+def parse_text(setting: Setting, text: str, origin: str) -> Any:
+    """Turn a command-line or environment string into a typed value, then validate it."""
+    value: Any
+    if setting.type is bool:
+        low = text.strip().lower()
+        if low in ("true", "yes", "on", "1"):
+            value = True
+        elif low in ("false", "no", "off", "0"):
+            value = False
+        else:
+            raise SettingsError(f"{origin}: {setting.key} = {text!r} is not a boolean; use true or false")
+    elif setting.type is int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise SettingsError(
+                f"{origin}: {setting.key} = {text!r} is not an integer; e.g. {setting.default}"
+            ) from None
+    elif setting.type is list:
+        value = [part.strip() for part in text.split(",") if part.strip()]
+    else:
+        value = text
+    return coerce(setting, value, origin)
+
+
+def _toml_literal(value: Any) -> str:
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
+@dataclass
+class Settings:
+    """Effective settings: a value and its origin (default, file or env) for each key."""
+
+    config_file: Path
+    values: dict[str, Any] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        lookup(key)
+        return self.values[key]
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in self.values.items():
+            section, name = key.split(".", 1)
+            nested.setdefault(section, {})[name] = value
+        return nested
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> Path:
+    """The settings file: --config, else $TEAMHUB_CONFIG, else /etc/teamhub/teamhub.toml."""
+    environ = os.environ if environ is None else environ
+    return Path(explicit or environ.get(ENV_CONFIG_FILE) or DEFAULT_CONFIG_FILE)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """The TOML file's table, checked for unknown keys and bad values ({} if it does not exist)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(
+            f"settings file {path} is not valid TOML ({exc}); fix the line it names, "
+            "or move the file away to start from defaults"
+        ) from None
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise SettingsError(
+                f"{path}: {section!r} must be a [section] table; sections: {', '.join(SECTIONS)}"
+            )
+        for name, value in table.items():
+            setting = lookup(f"{section}.{name}")
+            coerce(setting, value, str(path))
+    return data
+
+
+def load(config_file: str | os.PathLike[str] | None = None,
+         environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then the file, then TEAMHUB_* variables; every value validated."""
+    environ = os.environ if environ is None else environ
+    path = config_path(config_file, environ)
+    settings = Settings(config_file=path)
+    for s in SCHEMA:
+        settings.values[s.key] = s.default
+        settings.origins[s.key] = "default"
+    for section, table in read_file(path).items():
+        for name, value in table.items():
+            settings.values[f"{section}.{name}"] = value
+            settings.origins[f"{section}.{name}"] = str(path)
+    by_env = {s.env_var: s for s in SCHEMA}
+    for var, text in environ.items():
+        if not var.startswith(ENV_PREFIX) or var == ENV_CONFIG_FILE:
+            continue
+        setting = by_env.get(var)
+        if setting is None:
+            if var.startswith(tuple(f"{ENV_PREFIX}{sec.upper()}_" for sec in SECTIONS)):
+                raise SettingsError(
+                    f"environment variable {var} names no setting; known: "
+                    + ", ".join(by_env)
+                )
+            continue
+        settings.values[setting.key] = parse_text(setting, text, f"environment variable {var}")
+        settings.origins[setting.key] = f"env {var}"
+    return settings
+
+
+def write_file(path: Path, data: dict[str, Any]) -> None:
+    """Write DATA to PATH atomically: a full new file is renamed over the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=".teamhub.", suffix=".toml", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            tomli_w.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def set_value(path: Path, key: str, text: str) -> Any:
+    """Validate TEXT for KEY and store it in the file; return the typed value."""
+    setting = lookup(key)
+    value = parse_text(setting, text, "teamhub config set")
+    data = read_file(path)
+    data.setdefault(setting.section, {})[setting.name] = value
+    write_file(path, data)
+    return value
+
+
+def unset_value(path: Path, key: str) -> bool:
+    """Remove KEY from the file (it falls back to its default); False if it was not set."""
+    setting = lookup(key)
+    data = read_file(path)
+    table = data.get(setting.section, {})
+    if setting.name not in table:
+        return False
+    del table[setting.name]
+    if not table:
+        del data[setting.section]
+    write_file(path, data)
+    return True
