@@ -96,6 +96,9 @@ SCHEMA: tuple[Setting, ...] = (
             "only.", check=_ip),
     Setting("hub.port", int, 8000, "The one public port: login page, hub and every user's "
             "JupyterLab are served here.", check=_port),
+    Setting("hub.internal_port", int, 8081, "Loopback port of the hub's own API, used by the "
+            "proxy and by users' servers. Change it only if another program uses 8081.",
+            check=_port),
     Setting("hub.default_url", str, "/lab", "Where a user lands in their own server after "
             "logging in: `/lab` for JupyterLab, `/tree` for the classic file view.",
             check=_url_path),
@@ -121,6 +124,10 @@ SCHEMA: tuple[Setting, ...] = (
             "before the hub gives up and tells the user.", check=_positive),
     Setting("spawner.http_timeout", int, 60, "Seconds the hub waits for a started server to "
             "answer HTTP.", check=_positive),
+    Setting("proxy.api_port", int, 8001, "Loopback port where the proxy takes route changes "
+            "from the hub.", check=_port),
+    Setting("proxy.command", str, "", "The configurable-http-proxy program. Empty: the one "
+            "`install.sh` put beside the runtime (`<runtime>/../proxy`), else the one on PATH."),
     Setting("auth.mode", str, "builtin", "Where accounts live. `builtin`: teamhub's own "
             "account store, managed with `teamhub user ...`.", choices=("builtin",)),
 )

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Install teamhub on this machine (Debian 12 / Ubuntu 22.04+, as root) and start it.
+#
+#   ./install.sh                  install into /opt/teamhub and start on port 8000
+#   ./install.sh --admin NAME     first admin account (default: admin)
+#   ./install.sh --no-start       install only
+#   ./install.sh --prefix DIR     install somewhere else (tests use this)
+#   ./install.sh --extras test    also install the test tools into the runtime
+#
+# The runtime users' servers run from is built from the system's Python
+# (/usr/bin/python3), root-owned and world-readable, with bytecode compiled.
+set -euo pipefail
+
+PREFIX=/opt/teamhub
+START=1
+EXTRAS=""
+ADMIN=admin
+PORT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) PREFIX=$2; shift 2 ;;
+    --no-start) START=0; shift ;;
+    --extras) EXTRAS=$2; shift 2 ;;
+    --admin) ADMIN=$2; shift 2 ;;
+    --port) PORT=$2; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { echo "install.sh: error: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (sudo ./install.sh): teamhub creates a Linux account per user"
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PY=/usr/bin/python3
+umask 022
+export DEBIAN_FRONTEND=noninteractive
+# Package registries may sit behind a TLS-intercepting proxy whose CA is in the system store.
+export SSL_CERT_FILE=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+export NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}
+
+need=()
+[ -x "$PY" ] || need+=(python3)
+"$PY" -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v ss >/dev/null || need+=(iproute2)
+command -v setfacl >/dev/null || need+=(acl)
+if [ ${#need[@]} -gt 0 ]; then
+  say "Installing system packages: ${need[*]}"
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+# The whole point: every user must be able to run this interpreter.
+if ! setpriv --reuid=nobody --regid=nogroup --clear-groups "$PY" -c 'import sys' 2>/dev/null; then
+  die "$PY cannot be run by ordinary users; teamhub's runtime must come from a world-readable Python"
+fi
+
+RUNTIME=$PREFIX/runtime
+say "Building the runtime in $RUNTIME (from $PY)"
+mkdir -p "$PREFIX"
+chmod 755 "$PREFIX"
+[ -x "$RUNTIME/bin/python" ] || "$PY" -m venv "$RUNTIME"
+[ -x "$RUNTIME/bin/uv" ] || "$RUNTIME/bin/python" -m pip install -q --disable-pip-version-check uv
+spec="$SRC"
+[ -n "$EXTRAS" ] && spec="$SRC[$EXTRAS]"
+"$RUNTIME/bin/uv" pip install -q --python "$RUNTIME/bin/python" --compile-bytecode \
+  --reinstall-package teamhub "$spec"
+
+PROXY=$PREFIX/proxy
+if [ ! -x "$PROXY/node_modules/.bin/configurable-http-proxy" ]; then
+  say "Installing configurable-http-proxy into $PROXY"
+  mkdir -p "$PROXY"
+  npm install --silent --no-audit --no-fund --prefix "$PROXY" configurable-http-proxy@5 >/dev/null
+fi
+chown -R root:root "$PREFIX"
+chmod -R u+rwX,go+rX,go-w "$PREFIX"
+
+if [ "$PREFIX" = /opt/teamhub ]; then
+  ln -sf "$RUNTIME/bin/teamhub" /usr/local/bin/teamhub
+fi
+say "Installed: $("$RUNTIME/bin/teamhub" --version)"
+
+[ "$START" = 1 ] || exit 0
+
+mkdir -p /var/log/teamhub
+chmod 700 /var/log/teamhub
+LOG=/var/log/teamhub/teamhub.log
+args=(up --admin "$ADMIN")
+[ -n "$PORT" ] && args+=(--port "$PORT")
+"$RUNTIME/bin/teamhub" "${args[@]}" --check
+say "Starting teamhub (log: $LOG)"
+setsid nohup "$RUNTIME/bin/teamhub" "${args[@]}" >>"$LOG" 2>&1 </dev/null &
+echo $! > /run/teamhub.pid
+port=${PORT:-$("$RUNTIME/bin/teamhub" config get hub.port)}
+for _ in $(seq 120); do
+  if "$RUNTIME/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/hub/login', timeout=2)" 2>/dev/null; then
+    say "teamhub is up: http://$(hostname -f 2>/dev/null || hostname):$port/  (pid $(cat /run/teamhub.pid))"
+    state=$("$RUNTIME/bin/teamhub" config get paths.state_dir)
+    if [ -f "$state/initial-admin-password" ]; then
+      read -r name pw < "$state/initial-admin-password"
+      echo "    log in as '$name' with password: $pw   (saved in $state/initial-admin-password)"
+    fi
+    exit 0
+  fi
+  if ! kill -0 "$(cat /run/teamhub.pid)" 2>/dev/null; then
+    tail -n 20 "$LOG" >&2
+    die "teamhub stopped during start; see $LOG"
+  fi
+  sleep 1
+done
+die "teamhub did not answer on port $port within 2 minutes; see $LOG"

@@ -1,0 +1,79 @@
+"""JupyterHub Authenticator backed by teamhub's own account store.
+
+Accounts live in the store beside the hub database (managed with
+`teamhub user ...`); the hub asks the store at every login, so changes made
+by the CLI take effect without restarting the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from typing import Any
+
+from jupyterhub.auth import Authenticator
+from traitlets import Unicode, default
+
+from ..errors import AccountError
+from ..system.names import canonical_name
+from .store import AccountStore
+
+
+class TeamhubAuthenticator(Authenticator):
+    """Log in with a teamhub account: name and password checked against the account store."""
+
+    store_path = Unicode(
+        help="""Path of the account store (sqlite). teamhub sets it to `accounts.sqlite`
+        in the state directory.""",
+    ).tag(config=True)
+
+    @default("any_allow_config")
+    def _any_allow_config_default(self) -> bool:
+        # The account store is the allow list: only accounts in it can log in.
+        return True
+
+    @default("auth_refresh_age")
+    def _auth_refresh_age_default(self) -> int:
+        # Removed accounts and changed admin flags reach open sessions within a minute.
+        return 60
+
+    def _store(self) -> AccountStore:
+        return AccountStore(self.store_path)
+
+    def normalize_username(self, username: str) -> str:
+        # The same folding canonical_name applies, without raising: validate_username
+        # rejects what does not fit the rule.
+        return unicodedata.normalize("NFKC", username).strip().lower()
+
+    def validate_username(self, username: str) -> bool:
+        try:
+            return canonical_name(username) == username
+        except AccountError:
+            return False
+
+    async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
+        username = data.get("username", "")
+        password = data.get("password", "")
+        if not isinstance(username, str) or not isinstance(password, str):
+            return None
+        store = self._store()
+        # argon2 is deliberately slow: keep it off the event loop. verify() spends the
+        # same time for unknown names, so a login does not reveal which names exist.
+        account = await asyncio.get_running_loop().run_in_executor(
+            None, store.verify, self.normalize_username(username)[:64], password[:1024]
+        )
+        if account is None:
+            self.log.warning("Failed login for %r", username[:32])
+            return None
+        return {"name": account.name, "admin": account.admin}
+
+    def check_allowed(self, username: str, authentication: dict[str, Any] | None = None) -> bool:
+        return self._store().get(username) is not None
+
+    async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
+        account = self._store().get(user.name)
+        if account is None:
+            return False
+        if account.admin != user.admin:
+            return {"name": account.name, "admin": account.admin}
+        return True

@@ -1,0 +1,120 @@
+"""`teamhub up`: check everything, then run the hub in the foreground."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from .. import preflight
+from ..accounts.store import AccountStore
+from ..hubconfig import ENV_TRIAL, HUB_CONFIG_FILE, proxy_command
+from ..paths import Paths
+from ..settings import Settings, load
+from . import Context, cli, pass_ctx
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+def ensure_api_token(paths: Paths) -> str:
+    if not paths.api_token.exists():
+        _write_secret(paths.api_token, secrets.token_hex(32) + "\n")
+    return paths.api_token.read_text().strip()
+
+
+def ensure_admin(paths: Paths, name: str) -> str | None:
+    """Make NAME an admin; a new account gets a generated password, which is returned."""
+    store = AccountStore(paths.accounts_db)
+    account = store.get(name)
+    if account is not None:
+        store.set_admin(account.name, True)
+        return None
+    password = secrets.token_urlsafe(15)
+    account = store.add(name, password, admin=True)
+    _write_secret(paths.initial_password, f"{account.name} {password}\n")
+    return password
+
+
+def _trial_defaults(ctx: Context) -> None:
+    """Without root, keep state in the invoking user's home and run servers from this Python."""
+    probe = load(ctx.config_option)
+    if probe.origins["paths.state_dir"] == "default":
+        os.environ["TEAMHUB_PATHS_STATE_DIR"] = str(Path.home() / ".local/share/teamhub")
+    if probe.origins["paths.runtime_dir"] == "default":
+        os.environ["TEAMHUB_PATHS_RUNTIME_DIR"] = sys.prefix
+
+
+def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
+    preflight.ensure_state_dir(paths.state_dir)
+    ip, port = settings["hub.ip"], settings["hub.port"]
+    preflight.check_port_free(ip, port, "public", "choose another with `teamhub up --port N`")
+    preflight.check_port_free("127.0.0.1", settings["hub.internal_port"], "hub API",
+                              "set another with `teamhub config set hub.internal_port N`")
+    preflight.check_port_free("127.0.0.1", settings["proxy.api_port"], "proxy API",
+                              "set another with `teamhub config set proxy.api_port N`")
+    preflight.check_proxy(proxy_command(settings, paths))
+    if not trial:
+        preflight.check_runtime(paths.runtime_dir, paths.singleuser, paths.runtime_python)
+
+
+@cli.command()
+@click.option("--ip", help="Address to listen on (overrides hub.ip; 0.0.0.0 = all).")
+@click.option("--port", type=int, help="Public port (overrides hub.port).")
+@click.option("--admin", "admin", metavar="NAME",
+              help="Make NAME an admin. A new account gets a generated password, printed "
+                   "once and saved root-only in the state folder.")
+@click.option("--single-user-trial", is_flag=True,
+              help="Run without root: every server runs as you, NOT isolated. For a try-out only.")
+@click.option("--check", is_flag=True, help="Run the start-up checks, then exit.")
+@pass_ctx
+def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
+       single_user_trial: bool, check: bool) -> None:
+    """Start teamhub in the foreground: login page, hub, proxy.
+
+    Runs checks first (root, state folder, ports, a runtime every user can run,
+    the proxy) and refuses to start, with a hint, when one fails. Servers keep
+    running when the hub stops, and are picked up again at the next start.
+    """
+    preflight.check_root(single_user_trial)
+    os.environ["TEAMHUB_CONFIG"] = str(ctx.config_file)
+    if ip is not None:
+        os.environ["TEAMHUB_HUB_IP"] = ip
+    if port is not None:
+        os.environ["TEAMHUB_HUB_PORT"] = str(port)
+    if single_user_trial:
+        os.environ[ENV_TRIAL] = "1"
+        _trial_defaults(ctx)
+    else:
+        os.environ.pop(ENV_TRIAL, None)
+    settings = load(ctx.config_option)
+    paths = Paths.from_settings(settings)
+    run_preflight(settings, paths, single_user_trial)
+    if check:
+        click.echo("teamhub: all start-up checks passed")
+        return
+    if single_user_trial:
+        click.echo("WARNING: single-user trial: every user's server runs as "
+                   f"{os.environ.get('USER', 'you')}; users are NOT isolated from each other.",
+                   err=True)
+    ensure_api_token(paths)
+    paths.hub_url_file.write_text(f"http://127.0.0.1:{settings['hub.internal_port']}/hub/api\n")
+    if admin:
+        password = ensure_admin(paths, admin)
+        if password:
+            click.echo(f"Admin account {admin!r} created with password: {password}\n"
+                       f"(also saved in {paths.initial_password}, readable by root only; "
+                       "change it with `teamhub user passwd`)")
+    host = "localhost" if settings["hub.ip"] in ("0.0.0.0", "::") else settings["hub.ip"]
+    click.echo(f"teamhub starting on http://{host}:{settings['hub.port']}/", err=True)
+    sys.stdout.flush()
+    from jupyterhub.app import main as jupyterhub_main
+
+    jupyterhub_main(argv=["-f", str(HUB_CONFIG_FILE)])

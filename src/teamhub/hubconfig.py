@@ -1,0 +1,126 @@
+"""Settings → JupyterHub configuration.
+
+Each update_* function sets one concern's traitlets on a traitlets Config, from
+validated settings; `configure` applies them all. The file JupyterHub loads
+(`teamhub/jupyterhub_config.py`) calls `configure` and then loads the admin's
+`jupyterhub_config.d/*.py`, so raw JupyterHub config always has the last word.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from traitlets.config import Config
+
+from .paths import Paths
+from .settings import Settings, load
+
+ENV_TRIAL = "TEAMHUB_SINGLE_USER_TRIAL"
+CLI_SERVICE = "teamhub-cli"
+
+
+def update_network(c: Config, s: Settings) -> None:
+    c.JupyterHub.ip = s["hub.ip"]
+    c.JupyterHub.port = s["hub.port"]
+    # The hub's own API stays on loopback: only the proxy and local servers talk to it.
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = s["hub.internal_port"]
+
+
+def proxy_command(s: Settings, paths: Paths) -> str:
+    """The configurable-http-proxy to run: setting, else install.sh's copy, else PATH."""
+    if s["proxy.command"]:
+        return s["proxy.command"]
+    bundled = paths.runtime_dir.parent / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
+    if bundled.exists():
+        return str(bundled)
+    return shutil.which("configurable-http-proxy") or "configurable-http-proxy"
+
+
+def update_proxy(c: Config, s: Settings, paths: Paths) -> None:
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s['proxy.api_port']}"
+    c.ConfigurableHTTPProxy.command = [proxy_command(s, paths)]
+    c.ConfigurableHTTPProxy.pid_file = str(paths.state_dir / "proxy.pid")
+
+
+def update_state(c: Config, paths: Paths) -> None:
+    c.JupyterHub.db_url = f"sqlite:///{paths.hub_db}"
+    c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
+    c.JupyterHub.pid_file = str(paths.state_dir / "jupyterhub.pid")
+
+
+def update_lifecycle(c: Config, s: Settings) -> None:
+    # Servers keep running across hub restarts and upgrades unless the admin asks otherwise.
+    c.JupyterHub.cleanup_servers = s["hub.stop_servers_on_shutdown"]
+
+
+def update_logging(c: Config, s: Settings) -> None:
+    c.Application.log_level = s["hub.log_level"]
+
+
+def update_auth(c: Config, paths: Paths) -> None:
+    c.JupyterHub.authenticator_class = "teamhub.accounts.authenticator.TeamhubAuthenticator"
+    c.TeamhubAuthenticator.store_path = str(paths.accounts_db)
+
+
+def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) -> None:
+    c.JupyterHub.spawner_class = "teamhub.spawners.local.LocalSpawner"
+    c.Spawner.cmd = [str(paths.singleuser)]
+    c.Spawner.default_url = s["hub.default_url"]
+    c.Spawner.start_timeout = s["spawner.start_timeout"]
+    c.Spawner.http_timeout = s["spawner.http_timeout"]
+    # Polling a local pid is cheap; a crashed server shows as stopped within seconds.
+    c.Spawner.poll_interval = 10
+    # Nothing of the hub's own environment (PATH into root's tools, secrets) reaches users.
+    c.Spawner.env_keep = ["LANG", "LC_ALL"]
+    c.LocalSpawner.system_prefix = s["users.system_prefix"]
+    c.LocalSpawner.home_root = s["paths.home_root"]
+    c.LocalSpawner.shell = s["users.shell"]
+    c.LocalSpawner.registry_path = str(paths.system_users)
+    c.LocalSpawner.server_log_dir = str(paths.state_dir / "logs")
+    c.LocalSpawner.runtime_bin = str(paths.runtime_dir / "bin")
+    c.LocalSpawner.single_user_trial = trial
+
+
+def update_services(c: Config, api_token: str) -> None:
+    """The CLI's own service account, so `teamhub user ...` can reach a running hub."""
+    c.JupyterHub.services = [{"name": CLI_SERVICE, "api_token": api_token}]
+    c.JupyterHub.load_roles = [
+        {
+            "name": CLI_SERVICE,
+            "scopes": ["admin:users", "admin:servers", "list:users", "read:users"],
+            "services": [CLI_SERVICE],
+        }
+    ]
+
+
+def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
+    """Apply every teamhub setting to C (a JupyterHub config object)."""
+    paths = Paths.from_settings(settings)
+    update_network(c, settings)
+    update_proxy(c, settings, paths)
+    update_state(c, paths)
+    update_lifecycle(c, settings)
+    update_logging(c, settings)
+    update_auth(c, paths)
+    update_spawner(c, settings, paths, trial)
+    if paths.api_token.exists():
+        update_services(c, paths.api_token.read_text().strip())
+    return c
+
+
+def config_d_files(settings: Settings) -> list[Path]:
+    """The admin's raw JupyterHub config files, in the order they are loaded."""
+    return sorted(Paths.from_settings(settings).config_d.glob("*.py"))
+
+
+def from_environment(c: Config) -> list[Path]:
+    """What jupyterhub_config.py runs: load settings named by TEAMHUB_CONFIG, apply them."""
+    settings = load()
+    configure(c, settings, trial=os.environ.get(ENV_TRIAL) == "1")
+    return config_d_files(settings)
+
+
+HUB_CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")

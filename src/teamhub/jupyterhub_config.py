@@ -1,0 +1,8 @@
+# JupyterHub config file that `teamhub up` starts JupyterHub with.
+# Settings come from teamhub.toml (TEAMHUB_CONFIG) and TEAMHUB_* variables;
+# then every jupyterhub_config.d/*.py beside teamhub.toml is loaded, last.
+from teamhub.hubconfig import from_environment
+
+c = get_config()  # noqa: F821  (provided by JupyterHub's config loader)
+for _path in from_environment(c):
+    load_subconfig(str(_path))  # noqa: F821

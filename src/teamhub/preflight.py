@@ -1,0 +1,115 @@
+"""Checks `teamhub up` runs before starting anything; each failure says how to fix it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import stat
+import subprocess
+from pathlib import Path
+
+from .errors import PreflightError
+
+NOBODY = "nobody"
+
+
+def check_root(trial: bool) -> None:
+    if os.geteuid() != 0 and not trial:
+        raise PreflightError(
+            "teamhub up must run as root: each person's server runs as their own Linux "
+            "account, which only root can arrange. Run it with sudo, or try it without "
+            "isolation as yourself with `teamhub up --single-user-trial`"
+        )
+
+
+def ensure_state_dir(path: Path) -> None:
+    """Create the state folder root-only (0700), or say why it cannot be used."""
+    hint = "set paths.state_dir to a writable folder (`teamhub config set paths.state_dir DIR`)"
+    if path.exists() and not path.is_dir():
+        raise PreflightError(f"state folder {path} exists but is not a folder; {hint}")
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise PreflightError(f"state folder {path} is not writable ({exc.strerror}); {hint}") from None
+
+
+def _listener(port: int) -> str:
+    ss = shutil.which("ss")
+    if not ss:
+        return ""
+    out = subprocess.run([ss, "-Hltnp", f"sport = :{port}"], capture_output=True, text=True)
+    line = out.stdout.strip().splitlines()[:1]
+    if line and "users:((" in line[0]:
+        return " by " + line[0].split("users:((", 1)[1].split(",")[0].strip('"')
+    return ""
+
+
+def check_port_free(ip: str, port: int, what: str, fix: str) -> None:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PreflightError(
+                    f"{what} port {port} on {ip} is already in use{_listener(port)}; "
+                    f"stop that program or {fix}"
+                ) from None
+            raise PreflightError(f"cannot listen on {ip}:{port} ({exc.strerror}); {fix}") from None
+
+
+def _first_closed_dir(path: Path) -> Path | None:
+    """The first folder on PATH's real location that other users cannot enter."""
+    real = Path(os.path.realpath(path))
+    for parent in reversed(real.parents):
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            return parent
+    return None
+
+
+def check_runtime(runtime_dir: Path, singleuser: Path, python: Path) -> None:
+    """An ordinary user must be able to run the single-user server from the runtime."""
+    fix = ("rebuild it from a world-readable Python with `install.sh` "
+           "(it uses the system's /usr/bin/python3), or set paths.runtime_dir")
+    if not singleuser.exists():
+        raise PreflightError(f"no single-user server at {singleuser}: the runtime {runtime_dir} "
+                             f"is missing or incomplete; {fix}")
+    closed = _first_closed_dir(python)
+    if closed is not None:
+        raise PreflightError(
+            f"users cannot run the runtime {runtime_dir}: its Python "
+            f"{os.path.realpath(python)} lies inside {closed}, which only its owner may "
+            f"enter (this is the classic 'interpreter in the admin's home' failure); {fix}"
+        )
+    if os.geteuid() != 0:
+        return
+    try:
+        proc = subprocess.run(
+            [str(singleuser), "--version"], capture_output=True, text=True, timeout=60,
+            user=NOBODY, group="nogroup", extra_groups=[], cwd="/",
+            env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"},
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise PreflightError(f"users cannot run {singleuser} ({exc}); {fix}") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PreflightError(
+            f"users cannot run {singleuser}: as user {NOBODY} it failed with: {last}; {fix}"
+        )
+
+
+def check_proxy(command: str) -> None:
+    if shutil.which(command) is None:
+        raise PreflightError(
+            f"proxy program {command!r} not found; `install.sh` installs "
+            "configurable-http-proxy beside the runtime (it needs nodejs), "
+            "or set proxy.command to its path"
+        )

@@ -1,0 +1,1 @@
+"""Spawners: how a hub user's server is started."""

@@ -1,0 +1,188 @@
+"""Start each hub user's server as that user's own Linux account on this machine.
+
+Builds on JupyterHub's LocalProcessSpawner (pid kept in the hub DB, so servers
+survive hub restarts) and adds what a shared machine needs: the Linux account
+is made on first need and never mapped onto an account teamhub did not create;
+the server runs with umask 077 from a home that is 0700; the environment is
+rebuilt from scratch rather than inherited from the hub; and a server that
+dies while starting is reported at once, with its own last words, instead of
+after the hub's HTTP timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import socket
+import time
+from pathlib import Path
+from subprocess import DEVNULL, STDOUT, Popen
+from typing import Any
+
+from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.utils import random_port
+from traitlets import Bool, Unicode
+
+from ..errors import TeamhubError
+from ..system.names import system_name
+from ..system.users import SystemUser, check_usable, ensure_system_user
+
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+class SpawnFailed(TeamhubError):
+    """The user's server could not start; the message is shown to the user."""
+
+
+def _log_tail(path: Path, lines: int = 6) -> str:
+    try:
+        text = path.read_bytes()[-4000:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])
+
+
+def _drop_privileges(user: SystemUser | None) -> Any:
+    """preexec_fn for the server: become USER (all groups, gid, uid) with umask 077."""
+
+    def preexec() -> None:
+        if user is not None:
+            os.initgroups(user.name, user.gid)
+            os.setgid(user.gid)
+            os.setuid(user.uid)
+        os.umask(0o077)
+
+    return preexec
+
+
+class LocalSpawner(LocalProcessSpawner):
+    """Run the user's JupyterLab as their own Linux account (`<prefix><name>`)."""
+
+    system_prefix = Unicode(
+        "jupyter-",
+        help="""Prefix of the Linux account made for each hub user
+        (hub user `ada` → Linux user `jupyter-ada`).""",
+    ).tag(config=True)
+
+    home_root = Unicode(
+        "/home", help="Folder under which the Linux accounts' homes are created."
+    ).tag(config=True)
+
+    shell = Unicode("/bin/bash", help="Login shell of the Linux accounts teamhub creates.").tag(
+        config=True
+    )
+
+    registry_path = Unicode(
+        help="""Registry of the Linux accounts teamhub created. Only accounts listed there
+        are ever used to run servers.""",
+    ).tag(config=True)
+
+    server_log_dir = Unicode(
+        help="""Root-only folder where each server's output is written
+        (`<hub user>.log`); the tail is shown to the user when a start fails.""",
+    ).tag(config=True)
+
+    runtime_bin = Unicode(
+        help="""The runtime's `bin` folder, put first on the server's PATH."""
+    ).tag(config=True)
+
+    single_user_trial = Bool(
+        False,
+        help="""Run every server as the account running the hub, with no isolation between
+        users. Only for trying teamhub without root (`teamhub up --single-user-trial`).""",
+    ).tag(config=True)
+
+    @property
+    def system_user_name(self) -> str:
+        return system_name(self.user.name, self.system_prefix)
+
+    def _system_user(self) -> SystemUser | None:
+        if self.single_user_trial:
+            return None
+        ensure_system_user(
+            self.system_user_name,
+            registry=Path(self.registry_path),
+            home_root=Path(self.home_root),
+            shell=self.shell,
+        )
+        return check_usable(self.system_user_name, registry=Path(self.registry_path))
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        if self.single_user_trial:
+            account = pwd.getpwuid(os.getuid())
+        else:
+            account = pwd.getpwnam(self.system_user_name)
+        env["USER"] = env["LOGNAME"] = account.pw_name
+        env["HOME"] = account.pw_dir
+        env["SHELL"] = account.pw_shell or "/bin/sh"
+        path = [self.runtime_bin] if self.runtime_bin else []
+        env["PATH"] = ":".join([*path, SYSTEM_PATH])
+        return env
+
+    def _log_path(self) -> Path:
+        folder = Path(self.server_log_dir)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return folder / f"{self.user.name}.log"
+
+    async def start(self) -> tuple[str, int]:
+        try:
+            user = await asyncio.to_thread(self._system_user)
+        except TeamhubError as exc:
+            self.log.error("Cannot prepare Linux account for %s: %s", self.user.name, exc)
+            raise SpawnFailed(f"Your Linux account could not be prepared: {exc}") from None
+        if self.port == 0:
+            self.port = random_port()
+        cmd = [*self.cmd, *self.get_args()]
+        env = self.get_env()
+        log_path = self._log_path()
+        home = user.home if user is not None else env["HOME"]
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} start\n".encode())
+            self.proc = Popen(
+                cmd,
+                env=env,
+                cwd=home,
+                stdin=DEVNULL,
+                stdout=fd,
+                stderr=STDOUT,
+                preexec_fn=_drop_privileges(user),
+                start_new_session=True,  # the server outlives hub restarts and its signals
+                close_fds=True,
+            )
+        except OSError as exc:
+            self.log.error("Cannot run %s for %s: %s", cmd[0], self.user.name, exc)
+            raise SpawnFailed(
+                f"The server program {cmd[0]} could not be run ({exc.strerror}); "
+                "ask your admin to run `teamhub doctor`"
+            ) from None
+        finally:
+            os.close(fd)
+        self.pid = self.proc.pid
+        await self._wait_listening(log_path)
+        return ("127.0.0.1", self.port)
+
+    async def _wait_listening(self, log_path: Path) -> None:
+        """Return once the port accepts connections; fail fast if the server exits first."""
+        deadline = time.monotonic() + self.start_timeout
+        delay = 0.01
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                with self.proc:
+                    self.clear_state()
+                tail = _log_tail(log_path)
+                self.log.error("Server of %s exited with %s during start: %s",
+                               self.user.name, code, tail)
+                raise SpawnFailed(
+                    f"Your server stopped while starting (exit code {code}). "
+                    f"Its last output: {tail or '(none)'}"
+                )
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 0.2)

@@ -1,0 +1,1 @@
+"""Shared test harness: a real teamhub hub process and a browser-like client."""

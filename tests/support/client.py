@@ -1,0 +1,97 @@
+"""A browser-like client: HTML login form, cookies, _xsrf, and kernel websockets."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import requests
+import websocket
+
+
+class Browser:
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url
+        self.http = requests.Session()
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.get(self.base + path, timeout=30, **kw)
+
+    def login(self, name: str, password: str) -> requests.Response:
+        page = self.get("/hub/login")
+        page.raise_for_status()
+        match = re.search(r'name="_xsrf"\s+value="([^"]+)"', page.text)
+        assert match, "login form has no _xsrf field"
+        return self.http.post(
+            self.base + "/hub/login",
+            data={"username": name, "password": password, "_xsrf": match.group(1)},
+            allow_redirects=False, timeout=30,
+        )
+
+    def logged_in(self) -> bool:
+        return self.get("/hub/api/user").status_code == 200
+
+    def _xsrf(self, path: str) -> str:
+        for cookie in self.http.cookies:
+            if cookie.name == "_xsrf" and cookie.path.rstrip("/") == path.rstrip("/"):
+                return cookie.value
+        raise AssertionError(f"no _xsrf cookie for {path}")
+
+    def start_server(self, name: str, timeout: float = 90) -> dict[str, Any]:
+        resp = self.http.post(f"{self.base}/hub/api/users/{name}/server",
+                              headers={"X-XSRFToken": self._xsrf("/hub/")}, timeout=60)
+        assert resp.status_code in (201, 202, 400), resp.text  # 400: already running
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.get(f"/hub/api/users/{name}").json()
+            server = model.get("servers", {}).get("")
+            if server and server.get("ready"):
+                return server
+            time.sleep(0.2)
+        raise AssertionError(f"server of {name} not ready after {timeout}s: {model}")
+
+    def open_lab(self, name: str) -> requests.Response:
+        """Open the user's Lab as a browser does (follows the OAuth redirects)."""
+        return self.get(f"/user/{name}/lab")
+
+    def new_kernel(self, name: str) -> str:
+        resp = self.http.post(f"{self.base}/user/{name}/api/kernels", json={"name": "python3"},
+                              headers={"X-XSRFToken": self._xsrf(f"/user/{name}/")}, timeout=60)
+        assert resp.status_code == 201, resp.text
+        return resp.json()["id"]
+
+    def execute(self, name: str, kernel_id: str, code: str, timeout: float = 60) -> dict[str, str]:
+        """Run CODE in the kernel over its websocket; return text/plain result, stdout, error."""
+        ws_url = self.base.replace("http", "ws", 1) + f"/user/{name}/api/kernels/{kernel_id}/channels"
+        cookie = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
+        ws = websocket.create_connection(ws_url, header=[f"Cookie: {cookie}"], timeout=timeout)
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": name, "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": True,
+                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+        }))
+        out = {"result": "", "stdout": "", "error": ""}
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                msg = json.loads(ws.recv())
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "execute_result":
+                    out["result"] = content["data"].get("text/plain", "")
+                elif kind == "stream" and content.get("name") == "stdout":
+                    out["stdout"] += content["text"]
+                elif kind == "error":
+                    out["error"] = f"{content['ename']}: {content['evalue']}"
+                elif kind == "execute_reply":
+                    return out
+        finally:
+            ws.close()
+        raise AssertionError(f"no execute_reply within {timeout}s: {out}")

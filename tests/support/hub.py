@@ -1,0 +1,151 @@
+"""Run a real `teamhub up` (hub + configurable-http-proxy) on loopback ports."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from teamhub.system.users import remove_system_user
+
+
+def runtime_dir() -> Path:
+    """The world-readable runtime the tests run from (run-tests.sh builds it)."""
+    return Path(os.environ.get("TEAMHUB_TEST_RUNTIME") or sys.prefix)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def world_dir(prefix: str) -> Path:
+    """A temp folder other users can traverse (pytest's tmp_path is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def unique(prefix: str = "u") -> str:
+    return prefix + secrets.token_hex(3)
+
+
+class HubProcess:
+    """A teamhub hub in its own temp state, config and home folders."""
+
+    def __init__(self, root: Path, *, system_prefix: str = "tht-") -> None:
+        self.root = root
+        self.home_root = world_dir("teamhub-homes-")
+        self.port = free_port()
+        self.config = root / "teamhub.toml"
+        self.state = root / "state"
+        self.log = root / "hub.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.system_prefix = system_prefix
+        self.config.write_text(
+            f"""
+[hub]
+ip = "127.0.0.1"
+port = {self.port}
+internal_port = {free_port()}
+log_level = "DEBUG"
+
+[paths]
+state_dir = "{self.state}"
+runtime_dir = "{runtime_dir()}"
+home_root = "{self.home_root}"
+
+[users]
+system_prefix = "{system_prefix}"
+
+[proxy]
+api_port = {free_port()}
+"""
+        )
+
+    @property
+    def url(self) -> str:
+        # `localhost`, not 127.0.0.1: cookie jars ignore cookies from IP-address hosts.
+        return f"http://localhost:{self.port}"
+
+    def teamhub(self, *args: str, input: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [str(runtime_dir() / "bin" / "teamhub"), "--config", str(self.config), *args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, env=env,
+                              timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"teamhub {' '.join(args)} failed: {proc.stderr}{proc.stdout}")
+        return proc
+
+    def add_user(self, name: str, password: str, *extra: str) -> None:
+        self.teamhub("user", "add", name, "--password-stdin", *extra, input=password + "\n")
+
+    def start(self, timeout: float = 90) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [str(runtime_dir() / "bin" / "teamhub"), "--config", str(self.config), "up"],
+            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,
+        )
+        logf.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"teamhub up exited {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if requests.get(f"{self.url}/hub/login", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"hub did not answer within {timeout}s:\n{self.tail()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def system_user(self, name: str) -> str:
+        return self.system_prefix + name
+
+    def _kill_pidfile(self, name: str) -> None:
+        try:
+            pid = int((self.state / name).read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+
+    def cleanup(self) -> None:
+        """Stop the hub and proxy, remove every Linux account it made, delete its folders."""
+        self.stop()
+        self._kill_pidfile("proxy.pid")
+        registry = self.state / "system_users.json"
+        if registry.exists():
+            import json
+
+            for name in json.loads(registry.read_text()):
+                remove_system_user(name, registry=registry)
+        shutil.rmtree(self.home_root, ignore_errors=True)

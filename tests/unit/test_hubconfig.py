@@ -1,0 +1,98 @@
+"""Each settings → JupyterHub mapping, checked on a bare traitlets Config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from traitlets.config import Config
+
+from teamhub import hubconfig
+from teamhub.paths import Paths
+from teamhub.settings import load
+
+
+def settings(tmp_path: Path, text: str = "", **env: str):
+    cfg = tmp_path / "teamhub.toml"
+    cfg.write_text(text)
+    return load(cfg, environ=env)
+
+
+def test_network_defaults_listen_on_all_addresses_and_keep_hub_api_on_loopback(tmp_path):
+    c = Config()
+    hubconfig.update_network(c, settings(tmp_path))
+    assert (c.JupyterHub.ip, c.JupyterHub.port) == ("0.0.0.0", 8000)
+    assert (c.JupyterHub.hub_ip, c.JupyterHub.hub_port) == ("127.0.0.1", 8081)
+
+
+def test_network_follows_env_override(tmp_path):
+    c = Config()
+    hubconfig.update_network(c, settings(tmp_path, "[hub]\nport = 9000\n", TEAMHUB_HUB_PORT="9100"))
+    assert c.JupyterHub.port == 9100
+
+
+def test_state_lives_in_state_dir(tmp_path):
+    s = settings(tmp_path, f'[paths]\nstate_dir = "{tmp_path}/st"\n')
+    c = Config()
+    hubconfig.update_state(c, Paths.from_settings(s))
+    assert c.JupyterHub.db_url == f"sqlite:///{tmp_path}/st/jupyterhub.sqlite"
+    assert c.JupyterHub.cookie_secret_file == f"{tmp_path}/st/jupyterhub_cookie_secret"
+
+
+def test_servers_survive_hub_shutdown_by_default(tmp_path):
+    c = Config()
+    hubconfig.update_lifecycle(c, settings(tmp_path))
+    assert c.JupyterHub.cleanup_servers is False
+    c = Config()
+    hubconfig.update_lifecycle(c, settings(tmp_path, "[hub]\nstop_servers_on_shutdown = true\n"))
+    assert c.JupyterHub.cleanup_servers is True
+
+
+def test_spawner_runs_runtime_singleuser_with_clean_environment(tmp_path):
+    s = settings(tmp_path, '[paths]\nruntime_dir = "/rt"\n[users]\nsystem_prefix = "j-"\n')
+    c = Config()
+    hubconfig.update_spawner(c, s, Paths.from_settings(s))
+    assert c.JupyterHub.spawner_class == "teamhub.spawners.local.LocalSpawner"
+    assert c.Spawner.cmd == ["/rt/bin/jupyterhub-singleuser"]
+    assert c.Spawner.default_url == "/lab"
+    assert "PATH" not in c.Spawner.env_keep
+    assert c.LocalSpawner.system_prefix == "j-"
+    assert c.LocalSpawner.single_user_trial is False
+
+
+def test_auth_uses_account_store(tmp_path):
+    s = settings(tmp_path, f'[paths]\nstate_dir = "{tmp_path}"\n')
+    c = Config()
+    hubconfig.update_auth(c, Paths.from_settings(s))
+    assert c.JupyterHub.authenticator_class.endswith("TeamhubAuthenticator")
+    assert c.TeamhubAuthenticator.store_path == f"{tmp_path}/accounts.sqlite"
+
+
+def test_proxy_command_prefers_setting_then_bundled(tmp_path):
+    s = settings(tmp_path, '[proxy]\ncommand = "/x/chp"\n')
+    assert hubconfig.proxy_command(s, Paths.from_settings(s)) == "/x/chp"
+    bundled = tmp_path / "proxy/node_modules/.bin/configurable-http-proxy"
+    bundled.parent.mkdir(parents=True)
+    bundled.touch()
+    s = settings(tmp_path, f'[paths]\nruntime_dir = "{tmp_path}/runtime"\n')
+    assert hubconfig.proxy_command(s, Paths.from_settings(s)) == str(bundled)
+    c = Config()
+    hubconfig.update_proxy(c, s, Paths.from_settings(s))
+    assert c.ConfigurableHTTPProxy.command == [str(bundled)]
+    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
+
+
+def test_cli_service_gets_only_user_and_server_admin_scopes():
+    c = Config()
+    hubconfig.update_services(c, "tok")
+    assert c.JupyterHub.services == [{"name": "teamhub-cli", "api_token": "tok"}]
+    (role,) = c.JupyterHub.load_roles
+    assert set(role["scopes"]) == {"admin:users", "admin:servers", "list:users", "read:users"}
+
+
+def test_configure_loads_config_d_last(tmp_path):
+    s = settings(tmp_path)
+    d = tmp_path / "jupyterhub_config.d"
+    d.mkdir()
+    (d / "20-b.py").write_text("")
+    (d / "10-a.py").write_text("")
+    assert [p.name for p in hubconfig.config_d_files(s)] == ["10-a.py", "20-b.py"]
