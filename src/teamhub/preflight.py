@@ -68,7 +68,7 @@ def check_port_free(ip: str, port: int, what: str, fix: str) -> None:
 def _first_closed_dir(path: Path) -> Path | None:
     """The first folder on PATH's real location that other users cannot enter."""
     real = Path(os.path.realpath(path))
-    for parent in reversed(real.parents):
+    for parent in [*reversed(real.parents)]:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             return parent
@@ -82,6 +82,12 @@ def check_runtime(runtime_dir: Path, singleuser: Path, python: Path) -> None:
     if not singleuser.exists():
         raise PreflightError(f"no single-user server at {singleuser}: the runtime {runtime_dir} "
                              f"is missing or incomplete; {fix}")
+    closed = _first_closed_dir(singleuser)
+    if closed is not None:
+        raise PreflightError(
+            f"users cannot run the runtime {runtime_dir}: it lies inside {closed}, "
+            f"which only its owner may enter; {fix}"
+        )
     closed = _first_closed_dir(python)
     if closed is not None:
         raise PreflightError(

@@ -18,7 +18,8 @@ class Browser:
         self.http = requests.Session()
 
     def get(self, path: str, **kw: Any) -> requests.Response:
-        return self.http.get(self.base + path, timeout=30, **kw)
+        kw.setdefault("timeout", 30)
+        return self.http.get(self.base + path, **kw)
 
     def login(self, name: str, password: str) -> requests.Response:
         page = self.get("/hub/login")

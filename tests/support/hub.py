@@ -43,7 +43,7 @@ def unique(prefix: str = "u") -> str:
 class HubProcess:
     """A teamhub hub in its own temp state, config and home folders."""
 
-    def __init__(self, root: Path, *, system_prefix: str = "tht-") -> None:
+    def __init__(self, root: Path, *, system_prefix: str = "tht-", ip: str = "127.0.0.1") -> None:
         self.root = root
         self.home_root = world_dir("teamhub-homes-")
         self.port = free_port()
@@ -55,7 +55,7 @@ class HubProcess:
         self.config.write_text(
             f"""
 [hub]
-ip = "127.0.0.1"
+ip = "{ip}"
 port = {self.port}
 internal_port = {free_port()}
 log_level = "DEBUG"
@@ -91,11 +91,12 @@ api_port = {free_port()}
     def add_user(self, name: str, password: str, *extra: str) -> None:
         self.teamhub("user", "add", name, "--password-stdin", *extra, input=password + "\n")
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, *args: str, timeout: float = 90) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [str(runtime_dir() / "bin" / "teamhub"), "--config", str(self.config), "up"],
+            [str(runtime_dir() / "bin" / "teamhub"), "--config", str(self.config), "up",
+             *args],
             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True,
         )

@@ -60,9 +60,9 @@ def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
                               "set another with `teamhub config set hub.internal_port N`")
     preflight.check_port_free("127.0.0.1", settings["proxy.api_port"], "proxy API",
                               "set another with `teamhub config set proxy.api_port N`")
-    preflight.check_proxy(proxy_command(settings, paths))
     if not trial:
         preflight.check_runtime(paths.runtime_dir, paths.singleuser, paths.runtime_python)
+    preflight.check_proxy(proxy_command(settings, paths))
 
 
 @cli.command()
@@ -115,6 +115,8 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     host = "localhost" if settings["hub.ip"] in ("0.0.0.0", "::") else settings["hub.ip"]
     click.echo(f"teamhub starting on http://{host}:{settings['hub.port']}/", err=True)
     sys.stdout.flush()
+    # Everything the hub writes (database, cookie secret, logs) is for root's eyes only.
+    os.umask(0o077)
     from jupyterhub.app import main as jupyterhub_main
 
     jupyterhub_main(argv=["-f", str(HUB_CONFIG_FILE)])

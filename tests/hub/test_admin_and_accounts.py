@@ -1,0 +1,124 @@
+"""First start with --admin, root-only state, the config.d escape hatch, binding all
+addresses, and account changes from the CLI reaching a running hub."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import subprocess
+import time
+
+import pytest
+import requests
+from support.client import Browser
+from support.hub import HubProcess, unique
+
+pytestmark = [pytest.mark.hub, pytest.mark.system]
+
+PASSWORD = "correct horse battery"
+ANNOUNCEMENT = "config-d-was-loaded-last"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory):
+    h = HubProcess(tmp_path_factory.mktemp("hub"), ip="0.0.0.0")
+    h.admin = unique("boss")
+    confd = h.config.parent / "jupyterhub_config.d"
+    confd.mkdir()
+    (confd / "50-login-message.py").write_text(
+        f"c.JupyterHub.template_vars = {{'announcement_login': {ANNOUNCEMENT!r}}}\n"
+    )
+    try:
+        h.start("--admin", h.admin)
+        yield h
+    finally:
+        h.cleanup()
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_admin_gets_generated_password_in_root_only_file(hub: HubProcess) -> None:
+    secret = hub.state / "initial-admin-password"
+    assert mode(secret) == 0o600 and os.stat(secret).st_uid == 0
+    name, password = secret.read_text().split()
+    assert name == hub.admin
+    assert "created with password" in hub.log.read_text()
+    b = Browser(hub.url)
+    assert b.login(name, password).status_code == 302
+    assert b.get("/hub/api/user").json()["admin"] is True
+
+
+def test_state_is_root_only(hub: HubProcess) -> None:
+    assert mode(hub.state) == 0o700
+    for name in ("jupyterhub_cookie_secret", "jupyterhub.sqlite", "accounts.sqlite",
+                 "cli_api_token"):
+        assert mode(hub.state / name) == 0o600, name
+
+
+def test_raw_jupyterhub_config_d_is_loaded_last(hub: HubProcess) -> None:
+    assert ANNOUNCEMENT in requests.get(hub.url + "/hub/login", timeout=10).text
+
+
+def test_default_listens_on_every_address(hub: HubProcess) -> None:
+    # 127.0.0.2 is another address of this machine: it answers only if we bound them all.
+    resp = requests.get(f"http://127.0.0.2:{hub.port}/hub/login", timeout=10)
+    assert resp.status_code == 200
+
+
+def test_passwd_takes_effect_without_restart(hub: HubProcess) -> None:
+    name = unique("pat")
+    hub.add_user(name, PASSWORD)
+    assert Browser(hub.url).login(name, PASSWORD).status_code == 302
+    hub.teamhub("user", "passwd", name, "--password-stdin", input="a whole new secret\n")
+    assert Browser(hub.url).login(name, PASSWORD).status_code == 403
+    assert Browser(hub.url).login(name, "a whole new secret").status_code == 302
+
+
+def test_remove_stops_server_and_deletes_linux_account(hub: HubProcess) -> None:
+    name = unique("rex")
+    hub.add_user(name, PASSWORD)
+    b = Browser(hub.url)
+    assert b.login(name, PASSWORD).status_code == 302
+    b.start_server(name)
+    account = pwd.getpwnam(hub.system_user(name))
+    hub.teamhub("user", "remove", name, "--yes")
+    with pytest.raises(KeyError):
+        pwd.getpwnam(hub.system_user(name))
+    assert not os.path.exists(account.pw_dir)
+    left = [p for p in os.listdir("/proc") if p.isdigit() and _uid(p) == account.pw_uid]
+    assert left == []
+    assert Browser(hub.url).login(name, PASSWORD).status_code == 403
+    assert hub.teamhub("user", "show", name, check=False).returncode != 0
+
+
+def _uid(pid: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def test_preexisting_linux_account_is_never_used(hub: HubProcess) -> None:
+    name = unique("eve")
+    system = hub.system_user(name)
+    subprocess.run(["useradd", "--no-create-home", system], check=True)
+    try:
+        hub.add_user(name, PASSWORD)
+        b = Browser(hub.url)
+        assert b.login(name, PASSWORD).status_code == 302
+        resp = b.http.post(f"{hub.url}/hub/api/users/{name}/server",
+                           headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+        deadline = time.monotonic() + 30
+        message = resp.text
+        while "not created by teamhub" not in message and time.monotonic() < deadline:
+            message = b.get(f"/hub/api/users/{name}/server/progress",
+                            stream=True, timeout=10).text
+            time.sleep(0.5)
+        assert "not created by teamhub" in message
+        uid = pwd.getpwnam(system).pw_uid
+        assert [p for p in os.listdir("/proc") if p.isdigit() and _uid(p) == uid] == []
+    finally:
+        subprocess.run(["userdel", system], check=False)
