@@ -1,4 +1,4 @@
-"""Test layers: tests/unit (pure logic), tests/hub (real hub + proxy + users), tests/system (real OS).
+"""Test layers: tests/unit (pure logic), tests/hub (real hub, proxy, users), tests/system (OS).
 
 Everything that touches the OS needs root; run the suite with ./run-tests.sh.
 """

@@ -33,7 +33,7 @@ def proxy_command(s: Settings, paths: Paths) -> str:
     """The configurable-http-proxy to run: setting, else install.sh's copy, else PATH."""
     if s["proxy.command"]:
         return s["proxy.command"]
-    bundled = paths.runtime_dir.parent / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
+    bundled = paths.runtime_dir.parent / "proxy/node_modules/.bin/configurable-http-proxy"
     if bundled.exists():
         return str(bundled)
     return shutil.which("configurable-http-proxy") or "configurable-http-proxy"

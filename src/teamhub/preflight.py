@@ -36,7 +36,9 @@ def ensure_state_dir(path: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise PreflightError(f"state folder {path} is not writable ({exc.strerror}); {hint}") from None
+        raise PreflightError(
+            f"state folder {path} is not writable ({exc.strerror}); {hint}"
+        ) from None
 
 
 def _listener(port: int) -> str:

@@ -57,6 +57,10 @@ class Setting:
     def type_name(self) -> str:
         return {str: "string", int: "integer", bool: "boolean", list: "list of strings"}[self.type]
 
+    def a_type_name(self) -> str:
+        name = self.type_name()
+        return ("an " if name[0] in "aeiou" else "a ") + name
+
 
 def _port(value: int) -> str | None:
     return None if 1 <= value <= 65535 else "a port number from 1 to 65535"
@@ -156,16 +160,20 @@ def coerce(setting: Setting, value: Any, origin: str) -> Any:
         ok = all(isinstance(v, str) for v in value)
     if not ok:
         raise SettingsError(
-            f"{origin}: {setting.key} = {value!r} is not a {setting.type_name()}"
+            f"{origin}: {setting.key} = {value!r} is not {setting.a_type_name()}"
             f"; expected e.g. {setting.key} = {_toml_literal(setting.default)}"
         )
     if setting.choices and value not in setting.choices:
         allowed = ", ".join(repr(c) for c in setting.choices)
-        raise SettingsError(f"{origin}: {setting.key} = {value!r} is not allowed; use one of {allowed}")
+        raise SettingsError(
+            f"{origin}: {setting.key} = {value!r} is not allowed; use one of {allowed}"
+        )
     if setting.check is not None:
         problem = setting.check(value)
         if problem:
-            raise SettingsError(f"{origin}: {setting.key} = {value!r} is invalid; it must be {problem}")
+            raise SettingsError(
+                f"{origin}: {setting.key} = {value!r} is invalid; it must be {problem}"
+            )
     return value
 
 
@@ -179,7 +187,9 @@ def parse_text(setting: Setting, text: str, origin: str) -> Any:
         elif low in ("false", "no", "off", "0"):
             value = False
         else:
-            raise SettingsError(f"{origin}: {setting.key} = {text!r} is not a boolean; use true or false")
+            raise SettingsError(
+                f"{origin}: {setting.key} = {text!r} is not a boolean; use true or false"
+            )
     elif setting.type is int:
         try:
             value = int(text.strip())
@@ -195,6 +205,8 @@ def parse_text(setting: Setting, text: str, origin: str) -> Any:
 
 
 def _toml_literal(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
@@ -225,8 +237,11 @@ def config_path(explicit: str | os.PathLike[str] | None = None,
     return Path(explicit or environ.get(ENV_CONFIG_FILE) or DEFAULT_CONFIG_FILE)
 
 
-def read_file(path: Path) -> dict[str, Any]:
-    """The TOML file's table, checked for unknown keys and bad values ({} if it does not exist)."""
+def read_file(path: Path, *, skip: str | None = None) -> dict[str, Any]:
+    """The TOML file's table, checked for unknown keys and bad values ({} if it does not exist).
+
+    SKIP names one key left unchecked, so that `config set`/`unset` can repair it.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -246,7 +261,13 @@ def read_file(path: Path) -> dict[str, Any]:
                 f"{path}: {section!r} must be a [section] table; sections: {', '.join(SECTIONS)}"
             )
         for name, value in table.items():
-            setting = lookup(f"{section}.{name}")
+            key = f"{section}.{name}"
+            if key == skip:
+                continue
+            try:
+                setting = lookup(key)
+            except SettingsError as exc:
+                raise SettingsError(f"{path}: {exc}") from None
             coerce(setting, value, str(path))
     return data
 
@@ -302,21 +323,25 @@ def set_value(path: Path, key: str, text: str) -> Any:
     """Validate TEXT for KEY and store it in the file; return the typed value."""
     setting = lookup(key)
     value = parse_text(setting, text, "teamhub config set")
-    data = read_file(path)
+    data = read_file(path, skip=key)
     data.setdefault(setting.section, {})[setting.name] = value
     write_file(path, data)
     return value
 
 
 def unset_value(path: Path, key: str) -> bool:
-    """Remove KEY from the file (it falls back to its default); False if it was not set."""
-    setting = lookup(key)
-    data = read_file(path)
-    table = data.get(setting.section, {})
-    if setting.name not in table:
+    """Remove KEY from the file (it falls back to its default); False if it was not set.
+
+    A key the schema does not know may be removed too: that is how a typo is repaired.
+    """
+    data = read_file(path, skip=key)
+    section, _, name = key.partition(".")
+    table = data.get(section)
+    if not isinstance(table, dict) or name not in table:
+        lookup(key)  # unknown and absent: say which keys exist
         return False
-    del table[setting.name]
+    del table[name]
     if not table:
-        del data[setting.section]
+        del data[section]
     write_file(path, data)
     return True

@@ -66,7 +66,8 @@ class Browser:
 
     def execute(self, name: str, kernel_id: str, code: str, timeout: float = 60) -> dict[str, str]:
         """Run CODE in the kernel over its websocket; return text/plain result, stdout, error."""
-        ws_url = self.base.replace("http", "ws", 1) + f"/user/{name}/api/kernels/{kernel_id}/channels"
+        ws_base = self.base.replace("http", "ws", 1)
+        ws_url = f"{ws_base}/user/{name}/api/kernels/{kernel_id}/channels"
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
         ws = websocket.create_connection(ws_url, header=[f"Cookie: {cookie}"], timeout=timeout)
         msg_id = uuid.uuid4().hex

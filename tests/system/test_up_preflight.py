@@ -75,7 +75,7 @@ def test_port_option_overrides_setting(hub: HubProcess) -> None:
     [
         ("[hub\nport = 1\n", "not valid TOML"),
         ("[hub]\nnope = 1\n", "unknown setting 'hub.nope'"),
-        ('[hub]\nport = "eighty"\n', "hub.port = 'eighty' is not a integer"),
+        ('[hub]\nport = "eighty"\n', "hub.port = 'eighty' is not an integer"),
         ("[hub]\nport = 70000\n", "port number from 1 to 65535"),
         ('[hub]\nlog_level = "LOUD"\n', "use one of"),
     ],

@@ -1,0 +1,1 @@
+"""teamhub's own accounts: the store (names, argon2 password hashes, admin flag)."""

@@ -1,0 +1,258 @@
+"""The account store: hub user names, argon2id password hashes and the admin flag.
+
+One sqlite file in the root-only state dir, shared by the hub (logins) and the
+CLI (`teamhub user ...`). Each operation opens its own short-lived connection
+so neither process holds the file (or a stale view of it) between operations.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import secrets
+import sqlite3
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from ..errors import AccountError
+from ..system.names import canonical_name
+
+SCHEMA_VERSION = 1
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    admin INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL
+);
+"""
+
+_hasher = PasswordHasher()
+
+
+@cache
+def _dummy_hash() -> str:
+    # Hashed with the same hasher (so the same cost) as real passwords, so that
+    # verifying an unknown name takes as long as verifying a known one.
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+@dataclass
+class Account:
+    name: str
+    admin: bool
+    created: str  # ISO 8601, UTC
+
+
+def check_password(name: str, password: str) -> None:
+    """AccountError unless PASSWORD is acceptable for user NAME (never echoes it)."""
+    if not isinstance(password, str):
+        raise AccountError(f"the password for {name!r} must be text")
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise AccountError(
+            f"the password for {name!r} has {len(password)} characters; use "
+            f"{MIN_PASSWORD} to {MAX_PASSWORD} (a few random words work well)"
+        )
+    if "\0" in password:
+        raise AccountError(f"the password for {name!r} contains a NUL character; remove it")
+    if password.casefold() == name.casefold():
+        raise AccountError(f"the password for {name!r} is the user name; choose another one")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _row(row: sqlite3.Row) -> Account:
+    return Account(name=row["name"], admin=bool(row["admin"]), created=row["created"])
+
+
+def _unknown(name: str) -> AccountError:
+    return AccountError(f"user {name!r} does not exist; see `teamhub user list`")
+
+
+class AccountStore:
+    """The accounts in the sqlite file PATH (created, root-only, on first use)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._secure_files()
+        self._migrate()
+
+    def _secure_files(self) -> None:
+        # Hashes are secrets too: the file is created 0600 (not chmod-ed later,
+        # which would leave a window) and repaired if someone widened it. An
+        # existing folder is left alone: it may be shared (/tmp) and chmod-ing
+        # it would break others; the 0600 file (and its WAL files, which sqlite
+        # gives the same mode) is what keeps the hashes private.
+        try:
+            self._create_files()
+        except OSError as exc:
+            raise AccountError(
+                f"cannot open the account store {self.path}: {exc.strerror}; run teamhub "
+                "as root, or point paths.state_dir at a folder you own"
+            ) from None
+
+    def _create_files(self) -> None:
+        parent = self.path.parent
+        if not parent.is_dir():
+            parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            os.chmod(parent, 0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _connect(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One connection, one transaction: committed on success, rolled back on error."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._broken(exc) from None
+        conn.row_factory = sqlite3.Row
+        try:
+            # IMMEDIATE takes the write lock up front, so a read-then-write
+            # cannot interleave with another process's write.
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._broken(exc) from None
+        finally:
+            conn.close()
+
+    def _broken(self, exc: sqlite3.Error) -> AccountError:
+        return AccountError(
+            f"the account store {self.path} cannot be used ({exc}); check that it is a "
+            "teamhub account store and that no other program holds it locked"
+        )
+
+    def _migrate(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            try:
+                # WAL lets logins read while the CLI writes.
+                conn.execute("PRAGMA journal_mode=WAL")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise self._broken(exc) from None
+        with self._connect() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            version = row[0] or 0
+            if version > SCHEMA_VERSION:
+                raise AccountError(
+                    f"the account store {self.path} has schema version {version}, newer than "
+                    f"this teamhub understands ({SCHEMA_VERSION}); upgrade teamhub"
+                )
+            if version < 1:
+                conn.execute(_SCHEMA_V1)
+                conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+
+    def add(self, name: str, password: str, *, admin: bool = False) -> Account:
+        """Create user NAME; AccountError for a bad name or password, or a duplicate."""
+        name = canonical_name(name)
+        check_password(name, password)
+        account = Account(name=name, admin=admin, created=_now())
+        password_hash = _hasher.hash(password)
+        with self._connect() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO accounts (name, password_hash, admin, created) VALUES (?,?,?,?)",
+                    (name, password_hash, int(admin), account.created),
+                )
+            except sqlite3.IntegrityError:
+                raise AccountError(
+                    f"user {name!r} already exists; choose another name, or change the "
+                    f"password with `teamhub user passwd {name}`"
+                ) from None
+        return account
+
+    def set_password(self, name: str, password: str) -> None:
+        name = canonical_name(name)
+        check_password(name, password)
+        password_hash = _hasher.hash(password)
+        with self._connect() as conn:
+            cur = conn.execute("UPDATE accounts SET password_hash = ? WHERE name = ?",
+                               (password_hash, name))
+            if cur.rowcount == 0:
+                raise _unknown(name)
+
+    def verify(self, name: str, password: str) -> Account | None:
+        """The account if PASSWORD is right for NAME, else None (same time either way)."""
+        try:
+            name = canonical_name(name)
+        except AccountError:
+            name = ""
+        if not isinstance(password, str) or len(password) > MAX_PASSWORD:
+            return None
+        # The slow argon2 verify runs outside any transaction, so that logins
+        # never hold the database's write lock.
+        with self._connect(write=False) as conn:
+            row = conn.execute("SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()
+        try:
+            _hasher.verify(row["password_hash"] if row else _dummy_hash(), password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return None
+        if row is None:
+            return None
+        if _hasher.check_needs_rehash(row["password_hash"]):
+            with self._connect() as conn:
+                # Only if unchanged meanwhile: never overwrite a newer `passwd`.
+                conn.execute(
+                    "UPDATE accounts SET password_hash = ? WHERE name = ? AND password_hash = ?",
+                    (_hasher.hash(password), name, row["password_hash"]),
+                )
+        return _row(row)
+
+    def get(self, name: str) -> Account | None:
+        try:
+            name = canonical_name(name)
+        except AccountError:
+            return None
+        with self._connect(write=False) as conn:
+            row = conn.execute("SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()
+        return _row(row) if row else None
+
+    def remove(self, name: str) -> None:
+        name = canonical_name(name)
+        with self._connect() as conn:
+            if conn.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount == 0:
+                raise _unknown(name)
+
+    def set_admin(self, name: str, admin: bool) -> None:
+        name = canonical_name(name)
+        with self._connect() as conn:
+            cur = conn.execute("UPDATE accounts SET admin = ? WHERE name = ?", (int(admin), name))
+            if cur.rowcount == 0:
+                raise _unknown(name)
+
+    def count(self) -> int:
+        with self._connect(write=False) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM accounts").fetchone()[0])
+
+    def list(self) -> builtins.list[Account]:
+        """Every account, sorted by name."""
+        with self._connect(write=False) as conn:
+            rows = conn.execute("SELECT * FROM accounts ORDER BY name").fetchall()
+        return [_row(r) for r in rows]

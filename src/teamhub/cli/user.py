@@ -1,0 +1,187 @@
+"""`teamhub user ...`: add, list, show, change and remove hub users.
+
+These commands change the account store only. The Linux account of a hub user
+is created by the spawner when their server first starts, and removed here by
+`user remove` (only if teamhub created it).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from typing import Any
+
+import click
+
+from .. import hubclient
+from ..accounts.store import Account, AccountStore
+from ..errors import AccountError
+from ..system import users
+from ..system.names import canonical_name, system_name
+from . import Context, cli, echo_json, pass_ctx
+
+_STDIN_HELP = ("Read the password from standard input (one trailing newline is dropped) "
+               "instead of generating one.")
+
+
+def _store(ctx: Context) -> AccountStore:
+    return AccountStore(ctx.paths.accounts_db)
+
+
+def _existing(store: AccountStore, name: str) -> Account:
+    account = store.get(canonical_name(name))  # invalid names fail here, with the rule
+    if account is None:
+        raise AccountError(f"user {name!r} does not exist; see `teamhub user list`")
+    return account
+
+
+def _password(from_stdin: bool) -> tuple[str, bool]:
+    """(password, generated?): read from stdin, or a fresh random one."""
+    if not from_stdin:
+        return secrets.token_urlsafe(15), True
+    text = sys.stdin.read()
+    if text.endswith("\r\n"):
+        text = text[:-2]
+    elif text.endswith("\n"):
+        text = text[:-1]
+    return text, False
+
+
+def _show_generated(name: str, password: str) -> None:
+    click.echo(f"password for {name}: {password}")
+    click.echo(f"(shown only now; change it with `teamhub user passwd {name}`)")
+
+
+def _describe(ctx: Context, account: Account) -> dict[str, Any]:
+    sysname = system_name(account.name, ctx.settings["users.system_prefix"])
+    existing = users.lookup(sysname)
+    home = existing.home if existing else str(ctx.paths.home_root / sysname)
+    return {
+        "name": account.name,
+        "admin": account.admin,
+        "created": account.created,
+        "system_user": sysname,
+        "system_user_exists": existing is not None,
+        "home": home,
+    }
+
+
+@cli.group()
+def user() -> None:
+    """Manage hub users (teamhub's own accounts)."""
+
+
+@user.command()
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Make the user a hub admin.")
+@click.option("--password-stdin", is_flag=True, help=_STDIN_HELP)
+@pass_ctx
+def add(ctx: Context, name: str, admin: bool, password_stdin: bool) -> None:
+    """Add hub user NAME.
+
+    Without --password-stdin a strong password is generated and printed once.
+    The user's Linux account is created when their server first starts.
+    """
+    password, generated = _password(password_stdin)
+    account = _store(ctx).add(name, password, admin=admin)
+    click.echo(f"added user {account.name}" + (" (admin)" if account.admin else ""))
+    if generated:
+        _show_generated(account.name, password)
+
+
+@user.command()
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help=_STDIN_HELP)
+@pass_ctx
+def passwd(ctx: Context, name: str, password_stdin: bool) -> None:
+    """Set a new password for hub user NAME.
+
+    Without --password-stdin a strong password is generated and printed once.
+    """
+    store = _store(ctx)
+    account = _existing(store, name)
+    password, generated = _password(password_stdin)
+    store.set_password(account.name, password)
+    click.echo(f"changed the password of {account.name}")
+    if generated:
+        _show_generated(account.name, password)
+
+
+@user.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@pass_ctx
+def list_users(ctx: Context, as_json: bool) -> None:
+    """List hub users with their Linux account and home."""
+    rows = [_describe(ctx, a) for a in _store(ctx).list()]
+    if as_json:
+        echo_json(rows)
+        return
+    table = [("NAME", "ADMIN", "SYSTEM USER", "HOME")] + [
+        (r["name"], "yes" if r["admin"] else "no",
+         r["system_user"] + ("" if r["system_user_exists"] else " (not yet created)"), r["home"])
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        padded = [cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)]
+        click.echo("  ".join([*padded, row[3]]))
+
+
+@user.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@pass_ctx
+def show(ctx: Context, name: str, as_json: bool) -> None:
+    """Show hub user NAME: admin flag, Linux account, home and server state."""
+    info = _describe(ctx, _existing(_store(ctx), name))
+    state = hubclient.hub_state(ctx.paths, info["name"])
+    info["server"] = state.get("servers") if isinstance(state, dict) else None
+    if as_json:
+        echo_json(info)
+        return
+    for key in ("name", "admin", "created", "system_user", "system_user_exists", "home"):
+        click.echo(f"{key}: {info[key]}")
+    servers = info["server"]
+    if not servers:
+        click.echo("server: not running" if servers == {} else
+                   "server: unknown (no hub is running, or it has not seen this user yet)")
+    for server, model in (servers or {}).items():
+        ready = "ready" if model.get("ready") else "starting or stopping"
+        click.echo(f"server {server or '(default)'}: {ready} at {model.get('url', '?')}")
+
+
+@user.command()
+@click.argument("name")
+@click.option("--keep-home", is_flag=True,
+              help="Keep the Linux account's home folder (and the files in it).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def remove(ctx: Context, name: str, keep_home: bool, yes: bool) -> None:
+    """Remove hub user NAME: stop their server, delete their Linux account (if
+    teamhub created it; with its home unless --keep-home) and their account."""
+    store = _store(ctx)
+    account = _existing(store, name)
+    sysname = system_name(account.name, ctx.settings["users.system_prefix"])
+    registry = ctx.paths.system_users
+    # Check all that can be checked before changing anything.
+    managed = users.is_managed(sysname, registry=registry)
+    if managed and users.lookup(sysname) is not None:
+        users.check_usable(sysname, registry=registry)
+    if not yes:
+        what = f"hub user {account.name}"
+        if managed:
+            what += f" and Linux account {sysname}" + ("" if keep_home else " with its home")
+        click.confirm(f"Remove {what}?", abort=True)
+    # Order: hub, then Linux account, then the store last. Each step is
+    # idempotent (hub: 404 is fine; Linux: gone from the registry is skipped),
+    # so if one fails the user is still listed and re-running `user remove`
+    # finishes the job. Removing from the store first would leave a server or
+    # an account behind that no `teamhub user` command could reach any more.
+    hubclient.delete_user(ctx.paths, account.name)
+    if managed:
+        users.remove_system_user(sysname, registry=registry, keep_home=keep_home)
+    store.remove(account.name)
+    click.echo(f"removed user {account.name}"
+               + (f" and Linux account {sysname}" if managed else ""))
+    if not managed and users.lookup(sysname) is not None:
+        click.echo(f"Linux account {sysname} was not created by teamhub and was left alone")

@@ -1,0 +1,1 @@
+"""Plain OS plumbing (names, Linux accounts, processes); nothing here imports jupyterhub."""
