@@ -5,7 +5,9 @@
 set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [ "$(id -u)" = 0 ] || { echo "run-tests.sh: run as root: the tests create real Linux users" >&2; exit 1; }
-"$SRC/install.sh" --prefix /opt/teamhub-test --no-start --extras test
+# TEAMHUB_TEST_PREFIX lets several checkouts test side by side without sharing a runtime.
+PREFIX=${TEAMHUB_TEST_PREFIX:-/opt/teamhub-test}
+"$SRC/install.sh" --prefix "$PREFIX" --no-start --extras test
 cd "$SRC"
-export TEAMHUB_TEST_RUNTIME=/opt/teamhub-test/runtime
-exec /opt/teamhub-test/runtime/bin/python -m pytest -p no:cacheprovider "$@"
+export TEAMHUB_TEST_RUNTIME=$PREFIX/runtime
+exec "$PREFIX/runtime/bin/python" -m pytest -p no:cacheprovider "$@"
