@@ -25,7 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from ..errors import AccountError
 from ..system.names import canonical_name
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 
@@ -37,6 +37,19 @@ CREATE TABLE IF NOT EXISTS accounts (
     created TEXT NOT NULL
 );
 """
+
+# Groups (v2): hub groups live here too, so the CLI can manage them with no hub running.
+_SCHEMA_V2 = (
+    """CREATE TABLE IF NOT EXISTS groups (
+        name TEXT PRIMARY KEY,
+        created TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS memberships (
+        group_name TEXT NOT NULL REFERENCES groups(name) ON DELETE CASCADE,
+        user_name TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+        PRIMARY KEY (group_name, user_name)
+    )""",
+)
 
 _hasher = PasswordHasher()
 
@@ -124,6 +137,7 @@ class AccountStore:
         except sqlite3.Error as exc:
             raise self._broken(exc) from None
         conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
         try:
             # IMMEDIATE takes the write lock up front, so a read-then-write
             # cannot interleave with another process's write.
@@ -168,6 +182,10 @@ class AccountStore:
             if version < 1:
                 conn.execute(_SCHEMA_V1)
                 conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+            if version < 2:
+                for statement in _SCHEMA_V2:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (2)")
 
     def add(self, name: str, password: str, *, admin: bool = False) -> Account:
         """Create user NAME; AccountError for a bad name or password, or a duplicate."""
