@@ -6,6 +6,9 @@
 #   ./install.sh --no-start       install only
 #   ./install.sh --prefix DIR     install somewhere else (tests use this)
 #   ./install.sh --extras test    also install the test tools into the runtime
+#   ./install.sh --log FILE --pid-file FILE   where the started hub logs / records its pid
+#
+# Settings come from /etc/teamhub/teamhub.toml, or the file named by TEAMHUB_CONFIG.
 #
 # The runtime users' servers run from is built from the system's Python
 # (/usr/bin/python3), root-owned and world-readable, with bytecode compiled.
@@ -16,6 +19,8 @@ START=1
 EXTRAS=""
 ADMIN=admin
 PORT=""
+LOG=/var/log/teamhub/teamhub.log
+PIDFILE=/run/teamhub.pid
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) PREFIX=$2; shift 2 ;;
@@ -23,7 +28,9 @@ while [ $# -gt 0 ]; do
     --extras) EXTRAS=$2; shift 2 ;;
     --admin) ADMIN=$2; shift 2 ;;
     --port) PORT=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --log) LOG=$2; shift 2 ;;
+    --pid-file) PIDFILE=$2; shift 2 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -85,19 +92,22 @@ say "Installed: $("$RUNTIME/bin/teamhub" --version)"
 
 [ "$START" = 1 ] || exit 0
 
-mkdir -p /var/log/teamhub
-chmod 700 /var/log/teamhub
-LOG=/var/log/teamhub/teamhub.log
+# A runtime outside the default place is the one this hub runs users' servers from.
+[ "$PREFIX" = /opt/teamhub ] || export TEAMHUB_PATHS_RUNTIME_DIR=${TEAMHUB_PATHS_RUNTIME_DIR:-$RUNTIME}
+mkdir -p "$(dirname "$LOG")" "$(dirname "$PIDFILE")"
+chmod 700 "$(dirname "$LOG")"
 args=(up --admin "$ADMIN")
 [ -n "$PORT" ] && args+=(--port "$PORT")
 "$RUNTIME/bin/teamhub" "${args[@]}" --check
 say "Starting teamhub (log: $LOG)"
+# No systemd needed: the hub runs detached, in its own session, and outlives this script.
 setsid nohup "$RUNTIME/bin/teamhub" "${args[@]}" >>"$LOG" 2>&1 </dev/null &
-echo $! > /run/teamhub.pid
+pid=$!
+echo "$pid" > "$PIDFILE"
 port=${PORT:-$("$RUNTIME/bin/teamhub" config get hub.port)}
 for _ in $(seq 120); do
-  if "$RUNTIME/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/hub/login', timeout=2)" 2>/dev/null; then
-    say "teamhub is up: http://$(hostname -f 2>/dev/null || hostname):$port/  (pid $(cat /run/teamhub.pid))"
+  if "$RUNTIME/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/hub/login', timeout=2)" 2>/dev/null; then
+    say "teamhub is up: http://$(hostname -f 2>/dev/null || hostname):$port/  (pid $pid, stop with: kill $pid)"
     state=$("$RUNTIME/bin/teamhub" config get paths.state_dir)
     if [ -f "$state/initial-admin-password" ]; then
       read -r name pw < "$state/initial-admin-password"
@@ -105,7 +115,7 @@ for _ in $(seq 120); do
     fi
     exit 0
   fi
-  if ! kill -0 "$(cat /run/teamhub.pid)" 2>/dev/null; then
+  if ! kill -0 "$pid" 2>/dev/null; then
     tail -n 20 "$LOG" >&2
     die "teamhub stopped during start; see $LOG"
   fi

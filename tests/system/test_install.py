@@ -1,0 +1,54 @@
+"""The Quick start's first command: install.sh installs, starts the hub detached, and
+prints how to log in; the printed admin password gets a working JupyterLab kernel."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from support.client import Browser
+from support.hub import HubProcess, runtime_dir, unique
+
+pytestmark = [pytest.mark.system, pytest.mark.hub]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_install_sh_starts_a_hub_a_user_can_work_in(tmp_path: Path) -> None:
+    hub = HubProcess(tmp_path)
+    admin = unique("root-ish")
+    pid_file, log = tmp_path / "teamhub.pid", tmp_path / "teamhub.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
+    env["TEAMHUB_CONFIG"] = str(hub.config)
+    try:
+        proc = subprocess.run(
+            [str(REPO / "install.sh"), "--prefix", str(runtime_dir().parent), "--extras", "test",
+             "--admin", admin, "--port", str(hub.port), "--log", str(log),
+             "--pid-file", str(pid_file)],
+            capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "teamhub is up" in proc.stdout
+        password = re.search(rf"log in as '{admin}' with password: (\S+)", proc.stdout).group(1)
+        b = Browser(hub.url)
+        assert b.login(admin, password).status_code == 302
+        b.start_server(admin)
+        assert b.open_lab(admin).status_code == 200
+        kernel = b.new_kernel(admin)
+        assert b.execute(admin, kernel, "5 * 4")["result"] == "20"
+    finally:
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+        hub.cleanup()
