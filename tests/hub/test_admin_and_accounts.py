@@ -122,3 +122,38 @@ def test_preexisting_linux_account_is_never_used(hub: HubProcess) -> None:
         assert [p for p in os.listdir("/proc") if p.isdigit() and _uid(p) == uid] == []
     finally:
         subprocess.run(["userdel", system], check=False)
+
+
+def test_server_dying_at_start_is_reported_at_once_with_its_own_error(hub: HubProcess) -> None:
+    name = unique("fay")
+    hub.add_user(name, PASSWORD)
+    b = Browser(hub.url)
+    assert b.login(name, PASSWORD).status_code == 302
+    b.start_server(name)  # creates the Linux account and home
+    stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
+                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    assert stop.status_code in (202, 204)
+    account = pwd.getpwnam(hub.system_user(name))
+    confdir = os.path.join(account.pw_dir, ".jupyter")
+    os.makedirs(confdir, exist_ok=True)
+    conf = os.path.join(confdir, "jupyter_server_config.py")
+    with open(conf, "w") as f:
+        f.write("raise SystemExit('config-says-no-thanks')\n")
+    for path in (confdir, conf):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    for _ in range(50):
+        if "" not in b.get(f"/hub/api/users/{name}").json().get("servers", {}):
+            break
+        time.sleep(0.2)
+    started = time.monotonic()
+    resp = b.http.post(f"{hub.url}/hub/api/users/{name}/server",
+                       headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    message = resp.text
+    deadline = time.monotonic() + 30
+    while "config-says-no-thanks" not in message and time.monotonic() < deadline:
+        message = b.get(f"/hub/api/users/{name}/server/progress", timeout=10).text
+        time.sleep(0.2)
+    elapsed = time.monotonic() - started
+    assert "stopped while starting" in message and "config-says-no-thanks" in message
+    # Far below the hub's http_timeout (60 s): the death is noticed, not waited out.
+    assert elapsed < 20
