@@ -73,6 +73,10 @@ def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) ->
     c.Spawner.http_timeout = s["spawner.http_timeout"]
     # Polling a local pid is cheap; a crashed server shows as stopped within seconds.
     c.Spawner.poll_interval = 10
+    if not trial:
+        # Kernels talk over unix sockets in a folder private to the user (the spawner's
+        # private_runtime_root) instead of loopback TCP ports any local user could reach.
+        c.Spawner.args = ["--KernelManager.transport=ipc"]
     # Nothing of the hub's own environment (PATH into root's tools, secrets) reaches users.
     c.Spawner.env_keep = ["LANG", "LC_ALL"]
     c.LocalSpawner.system_prefix = s["users.system_prefix"]

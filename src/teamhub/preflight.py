@@ -67,6 +67,33 @@ def check_port_free(ip: str, port: int, what: str, fix: str) -> None:
             raise PreflightError(f"cannot listen on {ip}:{port} ({exc.strerror}); {fix}") from None
 
 
+def check_own_name(ip: str) -> None:
+    """Listening on all addresses, JupyterHub checks its proxy by this machine's name."""
+    if ip not in ("0.0.0.0", "::", ""):
+        return
+    name = socket.gethostname()
+    fix = (f"add the line '127.0.1.1 {name}' to /etc/hosts (install.sh does this), "
+           "or listen on one address with `teamhub up --ip ADDRESS`")
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise PreflightError(
+            f"this machine's name {name!r} does not resolve to an address, and JupyterHub "
+            f"reaches its proxy by that name when listening on all addresses; {fix}"
+        ) from None
+    for family, _, _, _, addr in infos:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((addr[0], 0))
+                return
+            except OSError:
+                continue
+    found = ", ".join(sorted({str(i[4][0]) for i in infos}))
+    raise PreflightError(
+        f"this machine's name {name!r} resolves to {found}, not an address of this machine; {fix}"
+    )
+
+
 def _first_closed_dir(path: Path) -> Path | None:
     """The first folder on PATH's real location that other users cannot enter."""
     real = Path(os.path.realpath(path))

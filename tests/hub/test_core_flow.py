@@ -85,6 +85,26 @@ def test_kernel_environment_carries_nothing_of_the_hub(hub: HubProcess, alice: B
     assert "/root" not in path
 
 
+def test_kernel_sockets_are_private_to_the_user(hub: HubProcess, alice: Browser,
+                                                alice_kernel: str) -> None:
+    out = alice.execute(hub.alice, alice_kernel,
+                        "import json, os; from ipykernel.connect import get_connection_info; "
+                        "info = json.loads(get_connection_info()); "
+                        "print(info['transport'], info['ip'])")
+    transport, where = out["stdout"].split()
+    account = pwd.getpwnam(hub.system_user(hub.alice))
+    assert transport == "ipc"
+    folder = os.path.dirname(where)
+    assert folder == f"/run/teamhub/{account.pw_uid}"
+    info = os.stat(folder)
+    assert (info.st_uid, info.st_mode & 0o777) == (account.pw_uid, 0o700)
+    # The five channels are unix sockets there, not TCP ports. (ipykernel still binds
+    # one loopback pipe for forked subprocesses' output; it drops messages lacking a
+    # random per-kernel token.)
+    sockets = [e for e in os.scandir(folder) if stat.S_ISSOCK(e.stat().st_mode)]
+    assert len(sockets) >= 5
+
+
 def test_user_added_while_hub_runs_can_log_in(hub: HubProcess) -> None:
     carol = unique("carol")
     hub.add_user(carol, PASSWORD)

@@ -55,6 +55,7 @@ def test_spawner_runs_runtime_singleuser_with_clean_environment(tmp_path):
     assert c.Spawner.cmd == ["/rt/bin/jupyterhub-singleuser"]
     assert c.Spawner.default_url == "/lab"
     assert "PATH" not in c.Spawner.env_keep
+    assert "--KernelManager.transport=ipc" in c.Spawner.args
     assert c.LocalSpawner.system_prefix == "j-"
     assert c.LocalSpawner.single_user_trial is False
 

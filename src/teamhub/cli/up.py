@@ -55,6 +55,7 @@ def _trial_defaults(ctx: Context) -> None:
 def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
     preflight.ensure_state_dir(paths.state_dir)
     ip, port = settings["hub.ip"], settings["hub.port"]
+    preflight.check_own_name(ip)
     preflight.check_port_free(ip, port, "public", "choose another with `teamhub up --port N`")
     preflight.check_port_free("127.0.0.1", settings["hub.internal_port"], "hub API",
                               "set another with `teamhub config set hub.internal_port N`")

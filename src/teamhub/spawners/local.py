@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import shutil
 import socket
+import stat
 import time
 from pathlib import Path
 from subprocess import DEVNULL, STDOUT, Popen
@@ -88,6 +90,14 @@ class LocalSpawner(LocalProcessSpawner):
         help="""The runtime's `bin` folder, put first on the server's PATH."""
     ).tag(config=True)
 
+    private_runtime_root = Unicode(
+        "/run/teamhub",
+        help="""Root-owned folder holding one private (0700) folder per Linux account,
+        `<root>/<uid>`, used as the server's JUPYTER_RUNTIME_DIR: kernel connection files
+        and kernel sockets live there. Its path is short on purpose: kernels talk over unix
+        sockets, whose paths are limited to 107 characters.""",
+    ).tag(config=True)
+
     single_user_trial = Bool(
         False,
         help="""Run every server as the account running the hub, with no isolation between
@@ -121,6 +131,23 @@ class LocalSpawner(LocalProcessSpawner):
         env["PATH"] = ":".join([*path, SYSTEM_PATH])
         return env
 
+    def _private_runtime_dir(self, user: SystemUser) -> str:
+        """A fresh, empty folder only USER can enter (nothing left from an earlier uid owner)."""
+        root = Path(self.private_runtime_root)
+        root.mkdir(parents=True, exist_ok=True)
+        info = os.lstat(root)
+        if info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022 or not stat.S_ISDIR(info.st_mode):
+            raise SpawnFailed(f"{root} must be a root-owned folder that only root can write")
+        os.chmod(root, 0o755)  # explicit: the hub's umask is 077, and users must pass through
+        folder = root / str(user.uid)
+        if folder.is_symlink() or folder.is_file():
+            folder.unlink()
+        elif folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(mode=0o700)
+        os.chown(folder, user.uid, user.gid)
+        return str(folder)
+
     def _log_path(self) -> Path:
         folder = Path(self.server_log_dir)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -136,6 +163,8 @@ class LocalSpawner(LocalProcessSpawner):
             self.port = random_port()
         cmd = [*self.cmd, *self.get_args()]
         env = self.get_env()
+        if user is not None:
+            env["JUPYTER_RUNTIME_DIR"] = await asyncio.to_thread(self._private_runtime_dir, user)
         log_path = self._log_path()
         home = user.home if user is not None else env["HOME"]
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
