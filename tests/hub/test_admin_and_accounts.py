@@ -14,6 +14,8 @@ import requests
 from support.client import Browser
 from support.hub import HubProcess, unique
 
+from teamhub.system.processes import processes_of
+
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
 PASSWORD = "correct horse battery"
@@ -88,17 +90,9 @@ def test_remove_stops_server_and_deletes_linux_account(hub: HubProcess) -> None:
     with pytest.raises(KeyError):
         pwd.getpwnam(hub.system_user(name))
     assert not os.path.exists(account.pw_dir)
-    left = [p for p in os.listdir("/proc") if p.isdigit() and _uid(p) == account.pw_uid]
-    assert left == []
+    assert processes_of(account.pw_uid) == []
     assert Browser(hub.url).login(name, PASSWORD).status_code == 403
     assert hub.teamhub("user", "show", name, check=False).returncode != 0
-
-
-def _uid(pid: str) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return None
 
 
 def test_preexisting_linux_account_is_never_used(hub: HubProcess) -> None:
@@ -119,7 +113,7 @@ def test_preexisting_linux_account_is_never_used(hub: HubProcess) -> None:
             time.sleep(0.5)
         assert "not created by teamhub" in message
         uid = pwd.getpwnam(system).pw_uid
-        assert [p for p in os.listdir("/proc") if p.isdigit() and _uid(p) == uid] == []
+        assert processes_of(uid) == []
     finally:
         subprocess.run(["userdel", system], check=False)
 

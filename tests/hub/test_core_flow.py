@@ -13,6 +13,8 @@ import pytest
 from support.client import Browser
 from support.hub import HubProcess, unique
 
+from teamhub.system.processes import processes_of
+
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
 PASSWORD = "correct horse battery"
@@ -134,13 +136,12 @@ def test_servers_and_kernels_survive_hub_restart(hub: HubProcess, alice: Browser
                                                  alice_kernel: str) -> None:
     alice.execute(hub.alice, alice_kernel, "x = 41")
     account = pwd.getpwnam(hub.system_user(hub.alice))
-    pids_before = {p for p in os.listdir("/proc") if p.isdigit()
-                   and os.stat(f"/proc/{p}").st_uid == account.pw_uid}
+    pids_before = processes_of(account.pw_uid)
     assert pids_before
     hub.stop()
     time.sleep(1)
     for p in pids_before:
-        os.kill(int(p), 0)  # still alive while the hub is down
+        os.kill(p, 0)  # still alive while the hub is down
     hub.start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -159,12 +160,8 @@ def test_killed_server_is_noticed_and_can_start_again(hub: HubProcess) -> None:
     assert b.login(dave, PASSWORD).status_code == 302
     b.start_server(dave)
     uid = pwd.getpwnam(hub.system_user(dave)).pw_uid
-    for p in [p for p in os.listdir("/proc") if p.isdigit()]:
-        try:
-            if os.stat(f"/proc/{p}").st_uid == uid:
-                os.kill(int(p), signal.SIGKILL)
-        except OSError:
-            pass
+    for p in processes_of(uid):
+        os.kill(p, signal.SIGKILL)
     # A request for the dead server sends the browser to the hub, which checks the server.
     b.get(f"/user/{dave}/lab")
     deadline = time.monotonic() + 30
