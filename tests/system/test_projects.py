@@ -118,8 +118,15 @@ def test_revoke_is_recursive_and_immediate(env: Env) -> None:
     a, b = env.user(), env.user()
     env.teamhub("project", "create", "p", "--writers", f"{a},{b}")
     assert env.ok_as(a, "sh", "-c", f"mkdir {env.root}/p/d && echo s > {env.root}/p/d/f")
+    # B's own file, hard-linked into B's home: ownership must not outlive the grant.
+    planted = env.homes / (PREFIX + b) / "kept"
+    assert env.ok_as(b, "sh", "-c", f"echo mine > {env.root}/p/d/g && ln {env.root}/p/d/g "
+                     f"{planted}")
     env.teamhub("project", "revoke", "p", b)
     assert not env.ok_as(b, "cat", f"{env.root}/p/d/f")
+    assert not env.ok_as(b, "cat", str(planted))
+    assert (env.root / "p" / "d" / "g").stat().st_uid == 0
+    assert env.run_as(a, "cat", f"{env.root}/p/d/g").stdout == "mine\n"
     for path in (env.root / "p", env.root / "p" / "d", env.root / "p" / "d" / "f"):
         assert PREFIX + b not in acl.named_users(path)
     assert PREFIX + b not in acl.named_users(env.root / "p" / "d", default=True)

@@ -79,15 +79,24 @@ class Projects:
                 ) from None
         return folder
 
-    def apply_project(self, project: Project) -> dict[str, str]:
-        """Make PROJECT's folder ACLs exactly its effective grants; returns them."""
+    def apply_project(self, project: Project, dropped: Iterable[str] = ()) -> dict[str, str]:
+        """Make PROJECT's folder ACLs exactly its effective grants; returns them.
+
+        Users in DROPPED (hub names) who no longer have access also lose
+        ownership of the files they made there.
+        """
         eff = self.effective(project)
         entries: dict[str, str] = {}
         for hub_name, access in eff.items():
             account = self.layout.account(hub_name)
             if account is not None:
                 entries[account.name] = acl.WRITE if access == "write" else acl.READ
-        acl.apply(self.ensure_folder(project.name), entries, owner_root=project.archived)
+        folder = self.ensure_folder(project.name)
+        for hub_name in set(dropped) - set(eff):
+            account = self.layout.account(hub_name)
+            if account is not None:
+                acl.disown(folder, account.name)
+        acl.apply(folder, entries, owner_root=project.archived)
         return eff
 
     def accessible(self, hub_name: str) -> dict[str, str]:
@@ -120,6 +129,7 @@ class Projects:
                 if acl.named_users(folder).get(account.name) != perms.replace("X", "x"):
                     acl.grant(folder, account.name, perms)
             elif folder.is_dir() and account.name in acl.named_users(folder):
+                acl.disown(folder, account.name)
                 acl.revoke(folder, account.name)
         sync_links(self.layout.root, account, mine)
 
@@ -134,6 +144,7 @@ class Projects:
             for project in self.store.list():
                 folder = self.layout.folder(project.name)
                 if folder.is_dir():
+                    acl.disown(folder, account.name)
                     acl.revoke(folder, account.name)
         self.store.forget_principal(Principal("user", hub_name), actor)
 

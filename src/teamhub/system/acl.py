@@ -97,3 +97,13 @@ def named_users(path: Path, *, default: bool = False) -> dict[str, str]:
         if len(parts) == 3 and parts[0] == "user" and parts[1]:
             found[parts[1]] = parts[2]
     return found
+
+
+def disown(folder: Path, name: str) -> None:
+    """Hand every file NAME owns inside FOLDER to root.
+
+    Ownership outlives ACL entries: a revoked user who still owned a file could
+    keep reading it through a hard link planted elsewhere. chown's own tree
+    walk (-P, fd-relative) is used so a swapped-in symlink cannot redirect it.
+    """
+    _run(["chown", "-R", "-h", "-P", f"--from={name}", "root:root", str(folder)])
