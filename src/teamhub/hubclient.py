@@ -36,6 +36,61 @@ def _request(url: str, token: str, method: str, path: str) -> int:
         return exc.code
 
 
+def _call(url: str, token: str, method: str, path: str,
+          body: object | None = None) -> tuple[int, object]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{url}{path}", method=method, data=data,
+                                 headers={"Authorization": f"token {token}",
+                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+            return resp.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def sync_groups(paths: Paths, groups: dict[str, list[str]]) -> bool:
+    """Make a running hub's groups equal GROUPS; False if no hub answered.
+
+    With no hub running nothing is done: `c.JupyterHub.load_groups` (set from
+    the store at start) brings the hub up to date then.
+    """
+    api = _api(paths)
+    if api is None:
+        return False
+    try:
+        status, current = _call(*api, "GET", "/groups")
+    except (urllib.error.URLError, OSError):
+        return False
+    if status != 200 or not isinstance(current, list):
+        raise TeamhubError(f"the running hub refused to list groups (HTTP {status}); "
+                           "restart it with `teamhub up` so it picks up the groups")
+    have = {g["name"]: set(g.get("users", [])) for g in current}
+    for name in set(have) - set(groups):
+        _check(_call(*api, "DELETE", f"/groups/{name}")[0], f"delete group {name}")
+    for name, members in groups.items():
+        if name not in have:
+            _check(_call(*api, "POST", f"/groups/{name}")[0], f"create group {name}")
+        old = have.get(name, set())
+        for user in sorted(set(members) - old):
+            # Group members must be hub users; a user who never logged in may not be yet.
+            _check(_call(*api, "POST", f"/users/{user}")[0], f"add user {user}", ok=(201, 409))
+        if set(members) - old:
+            _check(_call(*api, "POST", f"/groups/{name}/users",
+                         {"users": sorted(set(members) - old)})[0], f"fill group {name}")
+        if old - set(members):
+            _check(_call(*api, "DELETE", f"/groups/{name}/users",
+                         {"users": sorted(old - set(members))})[0], f"empty group {name}")
+    return True
+
+
+def _check(status: int, what: str, ok: tuple[int, ...] = (200, 201, 204)) -> None:
+    if status not in ok:
+        raise TeamhubError(f"the running hub refused to {what} (HTTP {status}); the account "
+                           "store is updated and the hub catches up at its next start")
+
+
 def hub_running(paths: Paths) -> bool:
     api = _api(paths)
     if api is None:

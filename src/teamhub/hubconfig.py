@@ -94,10 +94,23 @@ def update_services(c: Config, api_token: str) -> None:
     c.JupyterHub.load_roles = [
         {
             "name": CLI_SERVICE,
-            "scopes": ["admin:users", "admin:servers", "list:users", "read:users"],
+            "scopes": ["admin:users", "admin:servers", "list:users", "read:users",
+                       "admin:groups"],
             "services": [CLI_SERVICE],
         }
     ]
+
+
+def update_groups(c: Config, groups: dict[str, list[str]]) -> None:
+    """The store's groups, loaded into JupyterHub at start (the CLI syncs while it runs)."""
+    c.JupyterHub.load_groups = {name: {"users": list(members)}
+                                for name, members in sorted(groups.items())}
+
+
+def update_projects(c: Config, s: Settings, paths: Paths) -> None:
+    """What the spawner needs to give a starting user their project folders."""
+    c.LocalSpawner.projects_root = s["projects.root"]
+    c.LocalSpawner.accounts_db = str(paths.accounts_db)
 
 
 def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
@@ -110,6 +123,12 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_logging(c, settings)
     update_auth(c, paths)
     update_spawner(c, settings, paths, trial)
+    update_projects(c, settings, paths)
+    if paths.accounts_db.exists():
+        from .accounts.groups import GroupStore
+        from .accounts.store import AccountStore
+
+        update_groups(c, GroupStore(AccountStore(paths.accounts_db)).list())
     if paths.api_token.exists():
         update_services(c, paths.api_token.read_text().strip())
     return c

@@ -17,6 +17,7 @@ class Paths:
     state_dir: Path
     runtime_dir: Path
     home_root: Path
+    projects_root: Path = Path("/srv/teamhub/projects")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Paths:
@@ -25,6 +26,7 @@ class Paths:
             state_dir=Path(settings["paths.state_dir"]),
             runtime_dir=Path(settings["paths.runtime_dir"]),
             home_root=Path(settings["paths.home_root"]),
+            projects_root=Path(settings["projects.root"]),
         )
 
     @property

@@ -132,6 +132,10 @@ SCHEMA: tuple[Setting, ...] = (
             "from the hub.", check=_port),
     Setting("proxy.command", str, "", "The configurable-http-proxy program. Empty: the one "
             "`install.sh` put beside the runtime (`<runtime>/../proxy`), else the one on PATH."),
+    Setting("projects.root", str, "/srv/teamhub/projects", "Folder holding the team project "
+            "folders (`teamhub project ...`), one per project, shared through POSIX ACLs. Its "
+            "filesystem must support ACLs; it must be traversable (mode 0755 or 0711) so that "
+            "users can reach the projects they are granted.", check=_abs_path),
     Setting("auth.mode", str, "builtin", "Where accounts live. `builtin`: teamhub's own "
             "account store, managed with `teamhub user ...`.", choices=("builtin",)),
 )

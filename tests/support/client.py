@@ -79,6 +79,7 @@ class Browser:
                         "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
         }))
         out = {"result": "", "stdout": "", "error": ""}
+        replied = idle = False
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -93,6 +94,12 @@ class Browser:
                 elif kind == "error":
                     out["error"] = f"{content['ename']}: {content['evalue']}"
                 elif kind == "execute_reply":
+                    replied = True
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    idle = True
+                # Output comes on iopub, the reply on shell: their order is not fixed, but
+                # iopub's "idle" follows every output of the request.
+                if replied and idle:
                     return out
         finally:
             ws.close()

@@ -82,12 +82,13 @@ def test_proxy_command_prefers_setting_then_bundled(tmp_path):
     assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
 
 
-def test_cli_service_gets_only_user_and_server_admin_scopes():
+def test_cli_service_gets_only_user_server_and_group_admin_scopes():
     c = Config()
     hubconfig.update_services(c, "tok")
     assert c.JupyterHub.services == [{"name": "teamhub-cli", "api_token": "tok"}]
     (role,) = c.JupyterHub.load_roles
-    assert set(role["scopes"]) == {"admin:users", "admin:servers", "list:users", "read:users"}
+    assert set(role["scopes"]) == {"admin:users", "admin:servers", "list:users", "read:users",
+                                   "admin:groups"}
 
 
 def test_configure_loads_config_d_last(tmp_path):
@@ -97,3 +98,18 @@ def test_configure_loads_config_d_last(tmp_path):
     (d / "20-b.py").write_text("")
     (d / "10-a.py").write_text("")
     assert [p.name for p in hubconfig.config_d_files(s)] == ["10-a.py", "20-b.py"]
+
+
+def test_groups_are_loaded_from_the_store_at_start() -> None:
+    c = Config()
+    hubconfig.update_groups(c, {"b-team": ["cy"], "a-team": ["ada", "bob"], "empty": []})
+    assert c.JupyterHub.load_groups == {"a-team": {"users": ["ada", "bob"]},
+                                        "b-team": {"users": ["cy"]}, "empty": {"users": []}}
+
+
+def test_spawner_knows_where_projects_and_grants_are(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    c = Config()
+    hubconfig.update_projects(c, s, Paths.from_settings(s))
+    assert c.LocalSpawner.projects_root == "/srv/teamhub/projects"
+    assert c.LocalSpawner.accounts_db == "/var/lib/teamhub/accounts.sqlite"

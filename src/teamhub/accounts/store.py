@@ -25,7 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from ..errors import AccountError
 from ..system.names import canonical_name
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 
@@ -48,6 +48,37 @@ _SCHEMA_V2 = (
         group_name TEXT NOT NULL REFERENCES groups(name) ON DELETE CASCADE,
         user_name TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
         PRIMARY KEY (group_name, user_name)
+    )""",
+)
+
+# Projects (v3): grants live beside the accounts and groups they name, so one
+# transaction can check that a user or group exists and record the grant; the
+# ACLs on disk are always recomputed from here (`teamhub project repair`).
+# Grants name a principal by kind ('user' or 'group') rather than by foreign
+# key, because removing a user or group must also strip ACLs on disk, which
+# the CLI does explicitly. The audit log has no foreign key on purpose: it
+# outlives the projects it describes.
+_SCHEMA_V3 = (
+    """CREATE TABLE IF NOT EXISTS projects (
+        name TEXT PRIMARY KEY,
+        description TEXT NOT NULL DEFAULT '',
+        archived INTEGER NOT NULL DEFAULT 0,
+        created TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS project_grants (
+        project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('user', 'group')),
+        principal TEXT NOT NULL,
+        access TEXT NOT NULL CHECK (access IN ('read', 'write')),
+        PRIMARY KEY (project, kind, principal)
+    )""",
+    """CREATE TABLE IF NOT EXISTS project_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        project TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
     )""",
 )
 
@@ -186,6 +217,10 @@ class AccountStore:
                 for statement in _SCHEMA_V2:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (2)")
+            if version < 3:
+                for statement in _SCHEMA_V3:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (3)")
 
     def add(self, name: str, password: str, *, admin: bool = False) -> Account:
         """Create user NAME; AccountError for a bad name or password, or a duplicate."""

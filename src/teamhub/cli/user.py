@@ -178,6 +178,9 @@ def remove(ctx: Context, name: str, keep_home: bool, yes: bool) -> None:
     # finishes the job. Removing from the store first would leave a server or
     # an account behind that no `teamhub user` command could reach any more.
     hubclient.delete_user(ctx.paths, account.name)
+    from .project import actor, projects_of
+
+    projects_of(ctx).forget_user(account.name, actor())
     if managed:
         users.remove_system_user(sysname, registry=registry, keep_home=keep_home)
     store.remove(account.name)

@@ -98,6 +98,14 @@ class LocalSpawner(LocalProcessSpawner):
         sockets, whose paths are limited to 107 characters.""",
     ).tag(config=True)
 
+    projects_root = Unicode(
+        "", help="""Folder of the team project folders; empty: no projects."""
+    ).tag(config=True)
+
+    accounts_db = Unicode(
+        "", help="""The account store, where project grants are kept."""
+    ).tag(config=True)
+
     single_user_trial = Bool(
         False,
         help="""Run every server as the account running the hub, with no isolation between
@@ -117,7 +125,23 @@ class LocalSpawner(LocalProcessSpawner):
             home_root=Path(self.home_root),
             shell=self.shell,
         )
-        return check_usable(self.system_user_name, registry=Path(self.registry_path))
+        user = check_usable(self.system_user_name, registry=Path(self.registry_path))
+        self._apply_projects()
+        return user
+
+    def _apply_projects(self) -> None:
+        """Give a (possibly brand-new) account its project ACLs and ~/projects links."""
+        if not (self.projects_root and self.accounts_db and Path(self.accounts_db).exists()):
+            return
+        from ..projects.apply import Layout, Projects
+
+        layout = Layout(root=Path(self.projects_root), store_path=Path(self.accounts_db),
+                        prefix=self.system_prefix, registry=Path(self.registry_path))
+        try:
+            Projects(layout).apply_for_user(self.user.name)
+        except (TeamhubError, OSError) as exc:
+            # Project access is not worth refusing a server over; repair can fix it later.
+            self.log.warning("Could not apply project folders for %s: %s", self.user.name, exc)
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
         if self.single_user_trial:

@@ -1,0 +1,1 @@
+"""Team project folders: shared folders whose access is granted per user or group."""
