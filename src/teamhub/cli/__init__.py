@@ -70,7 +70,7 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 
 
 def _register() -> None:
-    from . import config, up, user  # noqa: F401  (each module adds its commands to `cli`)
+    from . import config, env, up, user  # noqa: F401  (each module adds its commands to `cli`)
 
 
 def main() -> None:
