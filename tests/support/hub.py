@@ -43,7 +43,8 @@ def unique(prefix: str = "u") -> str:
 class HubProcess:
     """A teamhub hub in its own temp state, config and home folders."""
 
-    def __init__(self, root: Path, *, system_prefix: str = "tht-", ip: str = "127.0.0.1") -> None:
+    def __init__(self, root: Path, *, system_prefix: str = "tht-", ip: str = "127.0.0.1",
+                 extra_toml: str = "") -> None:
         self.root = root
         self.home_root = world_dir("teamhub-homes-")
         self.port = free_port()
@@ -70,6 +71,7 @@ system_prefix = "{system_prefix}"
 
 [proxy]
 api_port = {free_port()}
+{extra_toml}
 """
         )
 
