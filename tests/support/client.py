@@ -64,6 +64,15 @@ class Browser:
         assert resp.status_code == 201, resp.text
         return resp.json()["id"]
 
+    def wait_kernel(self, name: str, kernel_id: str, tries: int = 5) -> None:
+        """Until a fresh kernel's output arrives: its first IOPub messages can be missed
+        while the websocket is still subscribing."""
+        for _ in range(tries):
+            if self.execute(name, kernel_id, "print('ready')")["stdout"] == "ready\n":
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"kernel {kernel_id} never printed anything")
+
     def kernelspecs(self, name: str) -> dict[str, Any]:
         """{kernel name: spec} as the user's launcher sees them."""
         resp = self.get(f"/user/{name}/api/kernelspecs")
