@@ -95,6 +95,7 @@ class Browser:
         }))
         out = {"result": "", "stdout": "", "error": ""}
         deadline = time.monotonic() + timeout
+        replied = idle = False
         try:
             while time.monotonic() < deadline:
                 msg = json.loads(ws.recv())
@@ -108,6 +109,12 @@ class Browser:
                 elif kind == "error":
                     out["error"] = f"{content['ename']}: {content['evalue']}"
                 elif kind == "execute_reply":
+                    replied = True
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    idle = True
+                # The reply (shell) can overtake the output (IOPub); IOPub's idle status
+                # comes after all output, so only both together mean "done".
+                if replied and idle:
                     return out
         finally:
             ws.close()
