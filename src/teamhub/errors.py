@@ -36,3 +36,9 @@ class SystemUserError(TeamhubError):
     """A Linux account cannot be created, used or removed safely."""
 
     exit_code = 5
+
+
+class EnvError(TeamhubError):
+    """A shared or personal environment cannot be built, changed or found."""
+
+    exit_code = 6

@@ -78,7 +78,9 @@ def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) ->
         # private_runtime_root) instead of loopback TCP ports any local user could reach.
         c.Spawner.args = ["--KernelManager.transport=ipc"]
     # Nothing of the hub's own environment (PATH into root's tools, secrets) reaches users.
-    c.Spawner.env_keep = ["LANG", "LC_ALL"]
+    # The admin may pass more through (spawner.env_keep) or set values (spawner.environment).
+    c.Spawner.env_keep = ["LANG", "LC_ALL", *s["spawner.env_keep"]]
+    c.Spawner.environment = dict(s["spawner.environment"])
     c.LocalSpawner.system_prefix = s["users.system_prefix"]
     c.LocalSpawner.home_root = s["paths.home_root"]
     c.LocalSpawner.shell = s["users.shell"]
@@ -86,6 +88,17 @@ def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) ->
     c.LocalSpawner.server_log_dir = str(paths.state_dir / "logs")
     c.LocalSpawner.runtime_bin = str(paths.runtime_dir / "bin")
     c.LocalSpawner.single_user_trial = trial
+
+
+KERNEL_SPEC_MANAGER = "teamhub.envs.kernels.TeamhubKernelSpecManager"
+
+
+def update_envs(c: Config, s: Settings) -> None:
+    """Every server lists shared and personal environments as kernels, found at each request."""
+    c.Spawner.args = [
+        f"--ServerApp.kernel_spec_manager_class={KERNEL_SPEC_MANAGER}",
+        f"--TeamhubKernelSpecManager.envs_root={s['envs.root']}",
+    ]
 
 
 def update_services(c: Config, api_token: str) -> None:
@@ -129,6 +142,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
         from .accounts.store import AccountStore
 
         update_groups(c, GroupStore(AccountStore(paths.accounts_db)).list())
+    update_envs(c, settings)
     if paths.api_token.exists():
         update_services(c, paths.api_token.read_text().strip())
     return c

@@ -55,7 +55,8 @@ class Setting:
         return ENV_PREFIX + self.key.replace(".", "_").upper()
 
     def type_name(self) -> str:
-        return {str: "string", int: "integer", bool: "boolean", list: "list of strings"}[self.type]
+        return {str: "string", int: "integer", bool: "boolean", list: "list of strings",
+                dict: "table of strings"}[self.type]
 
     def a_type_name(self) -> str:
         name = self.type_name()
@@ -94,6 +95,26 @@ def _prefix(value: str) -> str | None:
     return None if ok else "empty, or up to 8 of a-z, 0-9, '-' starting with a letter"
 
 
+def _env_name_ok(name: str) -> bool:
+    import re
+
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None
+
+
+def _environment(value: dict[str, str]) -> str | None:
+    bad = [k for k in value if not _env_name_ok(k)]
+    if bad:
+        return f"a table whose keys are environment variable names (not {bad[0]!r})"
+    if any("\0" in v for v in value.values()):
+        return "a table of strings without NUL characters"
+    return None
+
+
+def _env_names(value: list[str]) -> str | None:
+    bad = [k for k in value if not _env_name_ok(k)]
+    return f"a list of environment variable names (not {bad[0]!r})" if bad else None
+
+
 SCHEMA: tuple[Setting, ...] = (
     Setting("hub.ip", str, "0.0.0.0", "Address the public port listens on. `0.0.0.0` means every "
             "IPv4 address of the machine; `127.0.0.1` keeps teamhub reachable from this machine "
@@ -128,6 +149,22 @@ SCHEMA: tuple[Setting, ...] = (
             "before the hub gives up and tells the user.", check=_positive),
     Setting("spawner.http_timeout", int, 60, "Seconds the hub waits for a started server to "
             "answer HTTP.", check=_positive),
+    Setting("spawner.environment", dict, {}, "Environment variables set in every user's "
+            "server and so in every kernel, e.g. `{ LD_LIBRARY_PATH = \"/opt/cuda/lib64\" }`. "
+            "A `PATH` value is put in front of teamhub's own PATH; write `$PATH` in it to place "
+            "teamhub's PATH yourself. As an environment variable: a JSON object, or "
+            "`K=V,K=V`.", check=_environment),
+    Setting("spawner.env_keep", list, [], "Names of the hub's own environment variables passed "
+            "through to users' servers and kernels (besides LANG and LC_ALL), e.g. "
+            "`[\"HTTPS_PROXY\"]`. Never list secrets: every user can read them.",
+            check=_env_names),
+    Setting("envs.root", str, "/opt/teamhub/envs", "Folder of the shared environments "
+            "(`teamhub env ...`): root-owned, readable by every user. Their uv cache lives in "
+            "`<root>/.cache` so that environments share package files as hard links.",
+            check=_abs_path),
+    Setting("envs.keep_revisions", int, 3, "How many builds (revisions) of each shared "
+            "environment are kept for `teamhub env rollback`; older ones are deleted.",
+            check=_positive),
     Setting("proxy.api_port", int, 8001, "Loopback port where the proxy takes route changes "
             "from the hub.", check=_port),
     Setting("proxy.command", str, "", "The configurable-http-proxy program. Empty: the one "
@@ -162,6 +199,8 @@ def coerce(setting: Setting, value: Any, origin: str) -> Any:
     ok = isinstance(value, t) and not (t is int and isinstance(value, bool))
     if t is list and ok:
         ok = all(isinstance(v, str) for v in value)
+    if t is dict and ok:
+        ok = all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     if not ok:
         raise SettingsError(
             f"{origin}: {setting.key} = {value!r} is not {setting.a_type_name()}"
@@ -203,12 +242,42 @@ def parse_text(setting: Setting, text: str, origin: str) -> Any:
             ) from None
     elif setting.type is list:
         value = [part.strip() for part in text.split(",") if part.strip()]
+    elif setting.type is dict:
+        value = _parse_table(setting, text, origin)
     else:
         value = text
     return coerce(setting, value, origin)
 
 
+def _parse_table(setting: Setting, text: str, origin: str) -> Any:
+    """A JSON object (`{"K": "V"}`), or `K=V,K=V` for simple values."""
+    import json
+
+    if text.strip().startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise SettingsError(
+                f"{origin}: {setting.key} is not a valid JSON object ({exc})"
+            ) from None
+    table: dict[str, str] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, val = part.partition("=")
+        if not sep:
+            raise SettingsError(
+                f"{origin}: {setting.key}: {part.strip()!r} is not K=V; "
+                'use K=V,K=V or a JSON object like {"K": "V"}'
+            )
+        table[key.strip()] = val
+    return table
+
+
 def _toml_literal(value: Any) -> str:
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {_toml_literal(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
     if isinstance(value, list):
         return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()

@@ -58,11 +58,26 @@ class Browser:
         """Open the user's Lab as a browser does (follows the OAuth redirects)."""
         return self.get(f"/user/{name}/lab")
 
-    def new_kernel(self, name: str) -> str:
-        resp = self.http.post(f"{self.base}/user/{name}/api/kernels", json={"name": "python3"},
+    def new_kernel(self, name: str, kernel: str = "python3") -> str:
+        resp = self.http.post(f"{self.base}/user/{name}/api/kernels", json={"name": kernel},
                               headers={"X-XSRFToken": self._xsrf(f"/user/{name}/")}, timeout=60)
         assert resp.status_code == 201, resp.text
         return resp.json()["id"]
+
+    def wait_kernel(self, name: str, kernel_id: str, tries: int = 5) -> None:
+        """Until a fresh kernel's output arrives: its first IOPub messages can be missed
+        while the websocket is still subscribing."""
+        for _ in range(tries):
+            if self.execute(name, kernel_id, "print('ready')")["stdout"] == "ready\n":
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"kernel {kernel_id} never printed anything")
+
+    def kernelspecs(self, name: str) -> dict[str, Any]:
+        """{kernel name: spec} as the user's launcher sees them."""
+        resp = self.get(f"/user/{name}/api/kernelspecs")
+        assert resp.status_code == 200, resp.text[:300]
+        return {k: v["spec"] for k, v in resp.json()["kernelspecs"].items()}
 
     def execute(self, name: str, kernel_id: str, code: str, timeout: float = 60) -> dict[str, str]:
         """Run CODE in the kernel over its websocket; return text/plain result, stdout, error."""

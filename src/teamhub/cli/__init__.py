@@ -70,7 +70,7 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 
 
 def _register() -> None:
-    from . import config, group, project, up, user  # noqa: F401  (each module adds its commands to `cli`)
+    from . import config, env, group, project, up, user  # noqa: F401  (each adds its commands)
 
 
 def main() -> None:

@@ -20,6 +20,10 @@ def toml_literal(value: Any) -> str:
     # and `get` output one setting per line.
     if isinstance(value, list):
         return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        # Keys are environment variable names, so always valid bare TOML keys.
+        inner = ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
@@ -112,9 +116,9 @@ def set_(ctx: Context, key: str, value: str) -> None:
     """Store VALUE for KEY (e.g. `hub.port 8080`) in the settings file.
 
     VALUE is checked first; a bad key or value leaves the file untouched.
-    Booleans take true/false, lists take comma-separated items. The file is
-    rewritten in one step, so a reader never sees half of it; comments in it
-    are not kept.
+    Booleans take true/false, lists take comma-separated items, tables
+    take K=V,K=V or a JSON object. The file is rewritten in one step, so a
+    reader never sees half of it; comments in it are not kept.
     """
     path = ctx.config_file
     setting = settings_mod.lookup(key)

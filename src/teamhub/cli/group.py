@@ -10,6 +10,7 @@ import click
 
 from .. import hubclient
 from ..accounts.groups import GroupStore, canonical_group
+from ..envs.admin import refresh_visibility
 from ..errors import AccountError
 from ..projects.model import Principal
 from ..system.names import canonical_name
@@ -18,6 +19,8 @@ from .project import actor, projects_of
 
 
 def _sync_hub(ctx: Context, groups: GroupStore) -> None:
+    # Shared environments limited to groups follow membership at once, like projects.
+    refresh_visibility(ctx.settings)
     if hubclient.sync_groups(ctx.paths, groups.list()):
         click.echo("the running hub's groups are updated")
 

@@ -113,6 +113,10 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
             click.echo(f"Admin account {admin!r} created with password: {password}\n"
                        f"(also saved in {paths.initial_password}, readable by root only; "
                        "change it with `teamhub user passwd`)")
+    # Group membership may have changed while the hub was down: re-derive who sees which env.
+    from ..envs.admin import refresh_visibility
+
+    refresh_visibility(settings)
     host = "localhost" if settings["hub.ip"] in ("0.0.0.0", "::") else settings["hub.ip"]
     click.echo(f"teamhub starting on http://{host}:{settings['hub.port']}/", err=True)
     sys.stdout.flush()

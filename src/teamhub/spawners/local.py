@@ -46,6 +46,19 @@ def _log_tail(path: Path, lines: int = 6) -> str:
     return " | ".join(kept[-lines:])
 
 
+def merge_path(ours: str, admin: Any) -> str:
+    """PATH from teamhub's own and the admin's `spawner.environment` PATH.
+
+    The admin's entries go first; a `$PATH` (or `${PATH}`) in theirs marks where
+    ours goes instead, so either order can be chosen.
+    """
+    if not isinstance(admin, str) or not admin:
+        return ours
+    if "$PATH" in admin or "${PATH}" in admin:
+        return admin.replace("${PATH}", ours).replace("$PATH", ours)
+    return f"{admin}:{ours}"
+
+
 def _drop_privileges(user: SystemUser | None) -> Any:
     """preexec_fn for the server: become USER (all groups, gid, uid) with umask 077."""
 
@@ -152,7 +165,7 @@ class LocalSpawner(LocalProcessSpawner):
         env["HOME"] = account.pw_dir
         env["SHELL"] = account.pw_shell or "/bin/sh"
         path = [self.runtime_bin] if self.runtime_bin else []
-        env["PATH"] = ":".join([*path, SYSTEM_PATH])
+        env["PATH"] = merge_path(":".join([*path, SYSTEM_PATH]), self.environment.get("PATH"))
         return env
 
     def _private_runtime_dir(self, user: SystemUser) -> str:

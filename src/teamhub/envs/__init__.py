@@ -1,0 +1,1 @@
+"""Environments as kernels: shared envs (admin, revisions), personal envs, kernel discovery."""

@@ -1,0 +1,144 @@
+"""The kernel spec manager of every user's server: environments appear as kernels.
+
+Configured into the single-user server by the spawner
+(`--ServerApp.kernel_spec_manager_class`). Specs are computed at every call
+(jupyter_server asks at each /api/kernelspecs request), so a shared env shows
+up or disappears at the next launcher refresh, and a personal env made by hand
+in ~/.venvs appears within seconds: nothing is registered, nothing to go stale.
+
+- the runtime's own `python3` kernel and any installed kernel specs: unchanged;
+- `env-<name>` "Python (<name>)": each shared env under envs_root that
+  visibility.json allows this Linux account;
+- `personal-<name>` "Python (<name>, personal)": each ~/.venvs/* and conda env
+  dir under the user's home that contains ipykernel.
+
+Kernels inherit the server's environment (spawner.environment included); a
+spec only puts its env's bin/ in front of PATH.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import re
+from pathlib import Path
+
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from traitlets import List, Unicode
+
+from . import visibility
+from .guard import MODULE as GUARD_MODULE
+from .store import META
+
+SHARED_PREFIX = "env-"
+PERSONAL_PREFIX = "personal-"
+DEFAULT_PERSONAL_DIRS = ["~/.venvs", "~/.conda/envs", "~/miniconda3/envs", "~/miniforge3/envs",
+                         "~/mambaforge/envs", "~/anaconda3/envs"]
+
+
+def _kernel_name(prefix: str, name: str) -> str:
+    return prefix + re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-")
+
+
+def has_ipykernel(env: Path) -> bool:
+    return bool(glob.glob(str(env / "lib" / "python3*" / "site-packages" / "ipykernel"
+                              / "__init__.py")))
+
+
+def _resources() -> str:
+    try:
+        from ipykernel.kernelspec import RESOURCES
+
+        return RESOURCES
+    except ImportError:  # pragma: no cover - the runtime always has ipykernel
+        return os.path.dirname(__file__)
+
+
+def _spec(env: Path, display: str, kind: str, name: str, extra: list[str]) -> KernelSpec:
+    bindir = env / "bin"
+    path = os.environ.get("PATH", "")
+    return KernelSpec(
+        argv=[str(bindir / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}",
+              *extra],
+        display_name=display,
+        language="python",
+        env={"PATH": f"{bindir}:{path}" if path else str(bindir), "VIRTUAL_ENV": str(env)},
+        metadata={"teamhub": {"kind": kind, "env": name},
+                  "debugger": True},
+        resource_dir=_resources(),
+    )
+
+
+def shared_specs(root: Path, account: str) -> dict[str, KernelSpec]:
+    """The shared envs under ROOT that ACCOUNT may use."""
+    index = visibility.read(root)
+    specs = {}
+    for name, entry in sorted(index.items()):
+        env = root / name / "current"
+        if not visibility.allowed(entry, account) or not (root / name / META).is_file():
+            continue
+        if not (env / "bin" / "python").exists():
+            continue
+        specs[_kernel_name(SHARED_PREFIX, name)] = _spec(
+            env, f"Python ({name})", "shared", name,
+            [f"--IPKernelApp.extensions={GUARD_MODULE}"])
+    return specs
+
+
+def personal_specs(dirs: list[str]) -> dict[str, KernelSpec]:
+    """Envs with ipykernel in the user's env folders (first folder wins on a name clash)."""
+    specs: dict[str, KernelSpec] = {}
+    for folder in dirs:
+        base = Path(os.path.expanduser(folder))
+        try:
+            entries = sorted(base.iterdir())
+        except OSError:
+            continue
+        for env in entries:
+            name = _kernel_name(PERSONAL_PREFIX, env.name)
+            if name in specs or not (env / "bin" / "python").exists():
+                continue
+            if has_ipykernel(env):
+                specs[name] = _spec(env, f"Python ({env.name}, personal)", "personal",
+                                    env.name, [])
+    return specs
+
+
+class TeamhubKernelSpecManager(KernelSpecManager):
+    """KernelSpecManager that adds shared and personal environments, found at each call."""
+
+    envs_root = Unicode("", help="Folder of the shared environments (envs.root).").tag(
+        config=True)
+    personal_dirs = List(Unicode(), DEFAULT_PERSONAL_DIRS,
+                         help="Folders whose sub-folders with ipykernel become personal "
+                         "kernels.").tag(config=True)
+
+    def _dynamic(self) -> dict[str, KernelSpec]:
+        specs: dict[str, KernelSpec] = {}
+        if self.envs_root:
+            account = pwd.getpwuid(os.getuid()).pw_name
+            specs.update(shared_specs(Path(self.envs_root), account))
+        specs.update(personal_specs(list(self.personal_dirs)))
+        return specs
+
+    def find_kernel_specs(self) -> dict[str, str]:
+        found = super().find_kernel_specs()
+        for name, spec in self._dynamic().items():
+            found.setdefault(name, spec.resource_dir)
+        return found
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        if kernel_name.startswith((SHARED_PREFIX, PERSONAL_PREFIX)):
+            spec = self._dynamic().get(kernel_name)
+            if spec is not None:
+                return spec
+        return super().get_kernel_spec(kernel_name)
+
+    def get_all_specs(self) -> dict[str, dict[str, object]]:
+        # One scan for the whole listing instead of one per kernel.
+        dynamic = self._dynamic()
+        static = {k: v for k, v in super().get_all_specs().items() if k not in dynamic}
+        for name, spec in dynamic.items():
+            static[name] = {"resource_dir": spec.resource_dir, "spec": spec.to_dict()}
+        return static

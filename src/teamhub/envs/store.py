@@ -1,0 +1,262 @@
+"""Shared environments on disk: one folder per env, one venv per revision.
+
+    <root>/<name>/teamhub-env.json   what the env is: groups, base Python, revisions
+    <root>/<name>/revs/<n>/          a venv, built at its final path (venvs do not move)
+    <root>/<name>/current -> revs/<n>
+    <root>/<name>/logs/<n>.log       uv's output of each build (root only)
+
+Every change builds a complete new revision from the recorded package list;
+`current` is switched (os.replace of a new symlink, atomic) only after the
+build succeeded and the new env imports ipykernel as an ordinary user. A
+failed or interrupted build is deleted and `current` is left as it was.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import EnvError
+from ..system.uv import Uv, python_version, world_usable
+from .guard import install_guard
+
+META = "teamhub-env.json"
+_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+BASE_PACKAGES = ("ipykernel",)
+
+Echo = Callable[[str], None]
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise EnvError(f"invalid environment name {name[:40]!r}: use 1-32 of a-z, 0-9, '-', "
+                       "'_', starting with a letter")
+    return name
+
+
+def _req_name(req: str) -> str:
+    """The normalised project name of a requirement (`Foo_Bar>=1` → `foo-bar`)."""
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+    return re.sub(r"[-_.]+", "-", m.group(1)).lower() if m else req.strip().lower()
+
+
+def merge_packages(spec: list[str], added: list[str]) -> list[str]:
+    """SPEC with ADDED requirements; a new requirement replaces one of the same project."""
+    names = {_req_name(a) for a in added}
+    return [s for s in spec if _req_name(s) not in names] + list(added)
+
+
+def remove_packages(spec: list[str], removed: list[str]) -> list[str]:
+    names = {_req_name(r) for r in removed}
+    missing = names - {_req_name(s) for s in spec}
+    if missing:
+        raise EnvError(f"not in the environment's package list: {', '.join(sorted(missing))}")
+    return [s for s in spec if _req_name(s) not in names]
+
+
+def read_requirements(path: Path) -> list[str]:
+    """Requirement lines of a requirements file (comments and blank lines dropped)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise EnvError(f"cannot read {path}: {exc.strerror}") from None
+    reqs = []
+    for line in lines:
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-"):
+            raise EnvError(f"{path}: only package lines are supported, not {line!r}")
+        reqs.append(line)
+    return reqs
+
+
+def prune_plan(revisions: list[int], current: int, keep: int) -> list[int]:
+    """Which revisions to delete: all but the newest KEEP, never CURRENT."""
+    kept = sorted(revisions)[-keep:]
+    return [r for r in sorted(revisions) if r not in kept and r != current]
+
+
+def previous_revision(revisions: list[int], current: int) -> int:
+    older = [r for r in sorted(revisions) if r < current]
+    if not older:
+        raise EnvError("there is no older revision to roll back to; see `teamhub env history`")
+    return older[-1]
+
+
+def _write_json(path: Path, data: Any, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+class SharedEnvs:
+    """The shared environments under ROOT, built with UV from BASE_PYTHON."""
+
+    def __init__(self, root: Path, uv: Uv, base_python: str, keep: int = 3) -> None:
+        self.root = root
+        self.uv = uv
+        self.base_python = base_python
+        self.keep = keep
+
+    # -- reading ---------------------------------------------------------
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if _NAME_RE.fullmatch(p.name) and (p / META).is_file())
+
+    def meta(self, name: str) -> dict[str, Any]:
+        path = self.root / check_name(name) / META
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise EnvError(f"environment {name!r} does not exist; see `teamhub env list`") from None
+
+    def current_python(self, name: str) -> Path:
+        return self.root / name / "current" / "bin" / "python"
+
+    def revision(self, meta: dict[str, Any], rev: int) -> dict[str, Any]:
+        for r in meta["revisions"]:
+            if r["rev"] == rev:
+                return r
+        raise EnvError(f"environment {meta['name']!r} has no revision {rev}; "
+                       f"kept: {', '.join(str(r['rev']) for r in meta['revisions'])}")
+
+    def current_spec(self, meta: dict[str, Any]) -> list[str]:
+        return list(self.revision(meta, meta["current"])["packages"])
+
+    # -- changing --------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)
+        with open(self.root / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def create(self, name: str, packages: list[str], *, python: str | None = None,
+               groups: list[str] | None = None, echo: Echo = print) -> dict[str, Any]:
+        check_name(name)
+        with self._locked():
+            envdir = self.root / name
+            if (envdir / META).exists():
+                raise EnvError(f"environment {name!r} already exists; use `teamhub env install`")
+            shutil.rmtree(envdir, ignore_errors=True)  # leftovers of an interrupted create
+            meta = {"name": name, "groups": sorted(groups or []),
+                    "python": python or self.base_python, "created": time.time(),
+                    "current": None, "revisions": []}
+            envdir.mkdir(mode=0o755)
+            try:
+                return self._build(meta, packages, f"create {' '.join(packages)}".strip(), echo)
+            except BaseException:
+                shutil.rmtree(envdir, ignore_errors=True)
+                raise
+
+    def change(self, name: str, packages: list[str], action: str,
+               echo: Echo = print) -> dict[str, Any]:
+        with self._locked():
+            return self._build(self.meta(name), packages, action, echo)
+
+    def set_groups(self, name: str, groups: list[str]) -> None:
+        with self._locked():
+            meta = self.meta(name)
+            meta["groups"] = sorted(groups)
+            _write_json(self.root / name / META, meta)
+
+    def rollback(self, name: str, rev: int | None = None) -> int:
+        with self._locked():
+            meta = self.meta(name)
+            kept = [r["rev"] for r in meta["revisions"]]
+            target = previous_revision(kept, meta["current"]) if rev is None else rev
+            self.revision(meta, target)
+            self._switch(self.root / name, target)
+            meta["current"] = target
+            _write_json(self.root / name / META, meta)
+            return target
+
+    def delete(self, name: str) -> None:
+        with self._locked():
+            self.meta(name)
+            envdir = self.root / name
+            # Hide it from kernels first (no META → not an env), then remove the files.
+            (envdir / META).unlink()
+            shutil.rmtree(envdir)
+
+    def _switch(self, envdir: Path, rev: int) -> None:
+        tmp = envdir / ".current.tmp"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(f"revs/{rev}", tmp)
+        os.replace(tmp, envdir / "current")
+
+    def _build(self, meta: dict[str, Any], packages: list[str], action: str,
+               echo: Echo) -> dict[str, Any]:
+        name = meta["name"]
+        envdir = self.root / name
+        revs = envdir / "revs"
+        logs = envdir / "logs"
+        revs.mkdir(mode=0o755, exist_ok=True)
+        logs.mkdir(mode=0o700, exist_ok=True)
+        on_disk = [int(p.name) for p in revs.iterdir() if p.name.isdigit()]
+        known = [r["rev"] for r in meta["revisions"]]
+        for stale in set(on_disk) - set(known):  # an interrupted build's remains
+            shutil.rmtree(revs / str(stale), ignore_errors=True)
+        rev = max([0, *on_disk, *known]) + 1
+        target = revs / str(rev)
+        log_path = logs / f"{rev}.log"
+        with open(log_path, "w") as log:
+            os.chmod(log_path, 0o600)
+            try:
+                echo(f"==> [{name} rev {rev}] creating venv from {meta['python']}")
+                self.uv.venv(target, meta["python"], log=log, echo=echo)
+                python = target / "bin" / "python"
+                if not world_usable(python):
+                    raise EnvError(f"the interpreter {os.path.realpath(python)} cannot be run by "
+                                   "ordinary users; use a system-wide Python")
+                echo(f"==> [{name} rev {rev}] installing {', '.join(packages) or '(base only)'}")
+                self.uv.install(python, [*BASE_PACKAGES, *packages], log=log, echo=echo)
+                install_guard(python, name)
+                subprocess.run(["chmod", "-R", "u+rwX,go+rX,go-w", str(target)], check=True)
+                echo(f"==> [{name} rev {rev}] checking that users can import ipykernel")
+                _check_kernel(python, log)
+            except BaseException as exc:
+                log.write(f"\nbuild failed: {exc!r}\n")
+                shutil.rmtree(target, ignore_errors=True)
+                if isinstance(exc, EnvError):
+                    raise EnvError(f"{exc}\n(build log: {log_path}; the environment's current "
+                                   "revision is unchanged)") from None
+                raise
+        meta["revisions"].append({"rev": rev, "packages": list(packages), "action": action,
+                                  "created": time.time(),
+                                  "python_version": python_version(python)})
+        self._switch(envdir, rev)
+        meta["current"] = rev
+        for old in prune_plan([r["rev"] for r in meta["revisions"]], rev, self.keep):
+            shutil.rmtree(revs / str(old), ignore_errors=True)
+            meta["revisions"] = [r for r in meta["revisions"] if r["rev"] != old]
+        _write_json(envdir / META, meta)
+        echo(f"==> [{name}] revision {rev} is now current")
+        return meta
+
+
+def _check_kernel(python: Path, log: Any) -> None:
+    """The env must import ipykernel; as root, checked as `nobody` (proves it is readable)."""
+    cmd = [str(python), "-c", "import ipykernel"]
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
+    log.write(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise EnvError("the new environment cannot import ipykernel: "
+                       + (proc.stderr.strip().splitlines() or ["?"])[-1])

@@ -1,0 +1,106 @@
+"""Shared environments built with the real uv: revisions, failed builds, rollback, export."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.hub import runtime_dir, world_dir
+
+from teamhub.envs.store import SharedEnvs
+from teamhub.errors import EnvError
+from teamhub.system.uv import Uv
+
+pytestmark = pytest.mark.system
+
+BAD = "teamhub-no-such-package-xyz"
+
+
+@pytest.fixture(scope="module")
+def envs():
+    root = world_dir("teamhub-envs-")
+    uv = Uv(runtime_dir() / "bin" / "uv", root / ".cache")
+    try:
+        yield SharedEnvs(root, uv, str(runtime_dir() / "bin" / "python"), keep=2)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _imports(envs: SharedEnvs, name: str, module: str) -> bool:
+    proc = subprocess.run([str(envs.current_python(name)), "-c", f"import {module}"],
+                          capture_output=True)
+    return proc.returncode == 0
+
+
+def test_create_builds_a_world_readable_revision_with_ipykernel(envs: SharedEnvs) -> None:
+    lines: list[str] = []
+    meta = envs.create("sx", ["six"], echo=lines.append)
+    assert meta["current"] == 1
+    assert os.readlink(envs.root / "sx" / "current") == "revs/1"
+    assert any("installing six" in line for line in lines)  # progress is streamed
+    assert (envs.root / "sx" / "logs" / "1.log").read_text().count("six") >= 1
+    assert _imports(envs, "sx", "six") and _imports(envs, "sx", "ipykernel")
+    installed = envs.uv.packages(envs.current_python("sx"))
+    assert "six" in installed and "ipykernel" in installed
+    pyc = list((envs.root / "sx" / "revs" / "1").rglob("six*.pyc"))
+    assert pyc, "bytecode is compiled at install"
+    # Readable by ordinary users, writable by nobody but root.
+    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           str(envs.current_python("sx")), "-c",
+                           "import six, os, sys; print(os.access(sys.prefix, os.W_OK))"],
+                          capture_output=True, text=True, cwd="/")
+    assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_failed_build_leaves_current_untouched(envs: SharedEnvs) -> None:
+    with pytest.raises(EnvError) as info:
+        envs.change("sx", ["six", BAD], f"install {BAD}", echo=lambda _: None)
+    assert BAD in str(info.value) and "unchanged" in str(info.value)
+    assert os.readlink(envs.root / "sx" / "current") == "revs/1"
+    assert sorted(p.name for p in (envs.root / "sx" / "revs").iterdir()) == ["1"]
+    assert _imports(envs, "sx", "six")
+    assert [r["rev"] for r in envs.meta("sx")["revisions"]] == [1]
+
+
+def test_install_rollback_and_pruning(envs: SharedEnvs) -> None:
+    envs.change("sx", ["six", "idna"], "install idna", echo=lambda _: None)
+    assert _imports(envs, "sx", "idna")
+    cur = envs.meta("sx")["current"]
+    assert envs.rollback("sx") == 1
+    assert not _imports(envs, "sx", "idna") and _imports(envs, "sx", "six")
+    assert envs.rollback("sx", cur) == cur
+    assert _imports(envs, "sx", "idna")
+    envs.change("sx", ["idna"], "uninstall six", echo=lambda _: None)
+    revs = [r["rev"] for r in envs.meta("sx")["revisions"]]
+    assert len(revs) == 2 and 1 not in revs  # keep=2: the oldest is gone
+    assert not (envs.root / "sx" / "revs" / "1").exists()
+    assert not _imports(envs, "sx", "six")
+
+
+def test_export_pins_with_hashes(envs: SharedEnvs) -> None:
+    python = envs.current_python("sx")
+    text = envs.uv.lock_with_hashes(python, envs.uv.freeze(python))
+    assert "idna==" in text and "--hash=sha256:" in text
+
+
+def test_missing_python_version_is_refused(envs: SharedEnvs) -> None:
+    with pytest.raises(EnvError, match="3.2"):
+        envs.create("old", ["six"], python="3.2", echo=lambda _: None)
+    assert not (envs.root / "old").exists()
+
+
+def test_delete_removes_everything(envs: SharedEnvs) -> None:
+    envs.create("tmp", [], echo=lambda _: None)
+    envs.delete("tmp")
+    assert "tmp" not in envs.names() and not (envs.root / "tmp").exists()
+
+
+def test_interrupted_build_remains_are_cleaned(envs: SharedEnvs) -> None:
+    junk = envs.root / "sx" / "revs" / "99"
+    junk.mkdir()
+    envs.change("sx", ["idna", "packaging"], "install packaging", echo=lambda _: None)
+    assert not junk.exists()
+    assert Path(os.path.realpath(envs.root / "sx" / "current")).name == "100"
