@@ -95,7 +95,9 @@ KERNEL_SPEC_MANAGER = "teamhub.envs.kernels.TeamhubKernelSpecManager"
 
 def update_envs(c: Config, s: Settings) -> None:
     """Every server lists shared and personal environments as kernels, found at each request."""
+    earlier = list(c.Spawner.args) if "args" in c.Spawner else []
     c.Spawner.args = [
+        *earlier,
         f"--ServerApp.kernel_spec_manager_class={KERNEL_SPEC_MANAGER}",
         f"--TeamhubKernelSpecManager.envs_root={s['envs.root']}",
     ]

@@ -113,3 +113,12 @@ def test_spawner_knows_where_projects_and_grants_are(tmp_path: Path) -> None:
     hubconfig.update_projects(c, s, Paths.from_settings(s))
     assert c.LocalSpawner.projects_root == "/srv/teamhub/projects"
     assert c.LocalSpawner.accounts_db == "/var/lib/teamhub/accounts.sqlite"
+
+
+def test_envs_keep_the_spawner_args_set_before(tmp_path):
+    s = settings(tmp_path)
+    c = Config()
+    hubconfig.update_spawner(c, s, Paths.from_settings(s))
+    hubconfig.update_envs(c, s)
+    assert "--KernelManager.transport=ipc" in c.Spawner.args
+    assert any(a.startswith("--ServerApp.kernel_spec_manager_class=") for a in c.Spawner.args)
