@@ -148,3 +148,39 @@ def hub_state(paths: Paths, name: str) -> dict | None:
             return json.load(resp)
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def cut_off_user(paths: Paths, name: str) -> dict[str, int] | None:
+    """Stop every server of NAME and revoke its API tokens in a running hub.
+
+    Returns {"servers": n, "tokens": n} (what was stopped and revoked), or None
+    if no hub answered. The user stays in the hub (unlike delete_user), so their
+    record and named servers' state survive an unblock; the authenticator turns
+    their browser sessions away within auth_refresh_age.
+    """
+    api = _api(paths)
+    if api is None:
+        return None
+    try:
+        status, model = _call(*api, "GET", f"/users/{name}")
+    except (urllib.error.URLError, OSError):
+        return None
+    if status == 404:
+        return {"servers": 0, "tokens": 0}  # the hub has never seen them: nothing to stop
+    if status != 200 or not isinstance(model, dict):
+        raise TeamhubError(f"the running hub refused to look up user {name!r} (HTTP {status}); "
+                           "see the hub log (`teamhub up` output) and try again")
+    servers = sorted(model.get("servers") or {})
+    for server in servers:
+        path = f"/users/{name}/server" if server == "" else f"/users/{name}/servers/{server}"
+        _check(_call(*api, "DELETE", path)[0], f"stop {name}'s server {server!r}",
+               ok=(202, 204, 404))
+    status, tokens = _call(*api, "GET", f"/users/{name}/tokens")
+    if status != 200 or not isinstance(tokens, dict):
+        raise TeamhubError(f"the running hub refused to list {name}'s tokens (HTTP {status}); "
+                           "restart it with `teamhub up` so the CLI gets the `tokens` scope")
+    ids = [t["id"] for t in tokens.get("api_tokens", []) if isinstance(t, dict) and "id" in t]
+    for token_id in ids:
+        _check(_call(*api, "DELETE", f"/users/{name}/tokens/{token_id}")[0],
+               f"revoke a token of {name}", ok=(204, 404))
+    return {"servers": len(servers), "tokens": len(ids)}

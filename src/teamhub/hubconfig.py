@@ -109,8 +109,9 @@ def update_services(c: Config, api_token: str) -> None:
     c.JupyterHub.load_roles = [
         {
             "name": CLI_SERVICE,
+            # tokens: `user block` revokes the user's API tokens.
             "scopes": ["admin:users", "admin:servers", "list:users", "read:users",
-                       "admin:groups"],
+                       "admin:groups", "tokens"],
             "services": [CLI_SERVICE],
         }
     ]

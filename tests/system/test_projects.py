@@ -235,3 +235,40 @@ def test_bad_input_is_one_line_and_changes_nothing(env: Env, args: tuple[str, ..
     assert result.exit_code != 0
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert not env.root.exists() or os.listdir(env.root) == []
+
+
+def test_block_ends_processes_and_access_and_unblock_gives_access_back(env: Env) -> None:
+    a, b = env.user(), env.user()
+    env.teamhub("group", "create", "team")
+    env.teamhub("group", "add", "team", b)
+    env.teamhub("project", "create", "p", "--writers", a, "--readers", "@team")
+    env.teamhub("project", "create", "q", "--readers", b)
+    assert env.ok_as(a, "sh", "-c", f"echo s > {env.root}/p/f")
+    pw = pwd.getpwnam(PREFIX + b)
+    sleeper = subprocess.Popen(["sleep", "300"], user=pw.pw_uid, group=pw.pw_gid,
+                               extra_groups=[])
+    try:
+        out = env.teamhub("user", "block", b).output
+        assert sleeper.wait(timeout=20) is not None
+    finally:
+        sleeper.kill()
+    assert "ended 1 process(es)" in out and "removed access to projects: p, q" in out
+    assert not env.ok_as(b, "cat", f"{env.root}/p/f")
+    for folder in ("p", "q"):
+        assert PREFIX + b not in acl.named_users(env.root / folder)
+    assert env.links(b) == [] and env.links(a) == ["p"]
+    show = json.loads(env.teamhub("project", "show", "p", "--json").output)
+    assert show["effective"] == {a: "write"} and show["readers"] == ["@team"]
+    # A repair, a regrant or a group change must not hand the blocked user access back.
+    env.teamhub("project", "repair")
+    env.teamhub("project", "grant", "q", b, "--write")
+    assert PREFIX + b not in acl.named_users(env.root / "q") and env.links(b) == []
+    assert "already blocked" in env.teamhub("user", "block", b).output
+    out = env.teamhub("user", "unblock", b).output
+    assert "project access: p (read), q (write)" in out
+    assert env.run_as(b, "cat", f"{env.root}/p/f").stdout == "s\n"
+    assert env.ok_as(b, "touch", f"{env.root}/q/new")
+    assert env.links(b) == ["p", "q"]
+    actions = [r["action"] for r in json.loads(env.teamhub("project", "log", "p", "--json")
+                                               .output)]
+    assert actions == ["create", "block", "repair", "unblock"]

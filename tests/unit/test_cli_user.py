@@ -159,7 +159,39 @@ def test_remove_asks_first(run: Run, tmp_state: Path) -> None:
 
 
 def test_help_everywhere(run: Run) -> None:
-    for command in ("add", "passwd", "list", "show", "remove"):
+    for command in ("add", "passwd", "list", "show", "remove", "block", "unblock"):
         result = run(command, "--help")
         assert result.exit_code == 0
         assert "--help" in result.stdout
+
+
+def test_block_and_unblock_without_a_hub(run: Run, tmp_state: Path) -> None:
+    run("add", "ada", "--password-stdin", input=PW)
+    store = AccountStore(tmp_state / "accounts.sqlite")
+    result = run("block", "ADA")
+    assert result.exit_code == 0, result.output
+    assert "blocked user ada" in result.stdout
+    assert "no hub is running" in result.stdout
+    assert store.get("ada").blocked and store.verify("ada", PW) is None
+    assert json.loads(run("show", "ada", "--json").stdout)["blocked"] is True
+    assert json.loads(run("list", "--json").stdout)[0]["blocked"] is True
+    assert "ada (blocked)" in run("list").stdout
+    again = run("block", "ada")
+    assert again.exit_code == 0 and "already blocked" in again.stdout
+    result = run("unblock", "ada")
+    assert result.exit_code == 0, result.output
+    assert "unblocked user ada" in result.stdout
+    assert not store.get("ada").blocked and store.verify("ada", PW) is not None
+    again = run("unblock", "ada")
+    assert again.exit_code == 0 and "was not blocked" in again.stdout
+    assert json.loads(run("show", "ada", "--json").stdout)["blocked"] is False
+
+
+@pytest.mark.parametrize("command", ["block", "unblock"])
+def test_block_bad_input_is_one_line_and_changes_nothing(run: Run, tmp_state: Path,
+                                                         command: str) -> None:
+    run("add", "ada", "--password-stdin", input=PW)
+    assert "'nobody' does not exist" in _error_line(run(command, "nobody"))
+    assert "invalid user name" in _error_line(run(command, "../root"))
+    assert AccountStore(tmp_state / "accounts.sqlite").get("ada").blocked is False
+    assert run(command, "--help").exit_code == 0

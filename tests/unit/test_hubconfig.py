@@ -82,13 +82,13 @@ def test_proxy_command_prefers_setting_then_bundled(tmp_path):
     assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
 
 
-def test_cli_service_gets_only_user_server_and_group_admin_scopes():
+def test_cli_service_gets_only_user_server_group_and_token_admin_scopes():
     c = Config()
     hubconfig.update_services(c, "tok")
     assert c.JupyterHub.services == [{"name": "teamhub-cli", "api_token": "tok"}]
     (role,) = c.JupyterHub.load_roles
     assert set(role["scopes"]) == {"admin:users", "admin:servers", "list:users", "read:users",
-                                   "admin:groups"}
+                                   "admin:groups", "tokens"}
 
 
 def test_configure_loads_config_d_last(tmp_path):

@@ -184,3 +184,71 @@ def test_store_in_unwritable_place(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(AccountError, match="cannot open the account store"):
         AccountStore(blocker / "accounts.sqlite")
+
+
+def test_v3_store_migrates_to_v4_keeping_accounts(db: Path) -> None:
+    # A store as teamhub with schema 3 left it: the v1..v3 statements, no `blocked`.
+    db.parent.mkdir(mode=0o700)
+    weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute(store_mod._SCHEMA_V1)
+        for statement in (*store_mod._SCHEMA_V2, *store_mod._SCHEMA_V3):
+            conn.execute(statement)
+        conn.executemany("INSERT INTO schema_version VALUES (?)", [(1,), (2,), (3,)])
+        conn.execute("INSERT INTO accounts VALUES ('ada', ?, 1, '2024-01-01T00:00:00Z')",
+                     (weak.hash(PW),))
+        conn.execute("INSERT INTO groups VALUES ('team', '2024-01-01T00:00:00Z')")
+        conn.execute("INSERT INTO memberships VALUES ('team', 'ada')")
+    conn.close()
+    store = AccountStore(db)
+    account = store.get("ada")
+    assert account is not None and account.admin and account.blocked is False
+    assert account.created == "2024-01-01T00:00:00Z"
+    assert store.verify("ada", PW) is not None
+    with sqlite3.connect(db) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+        members = conn.execute("SELECT * FROM memberships").fetchall()
+    conn.close()
+    assert versions == [1, 2, 3, 4] and store_mod.SCHEMA_VERSION == 4
+    assert members == [("team", "ada")]
+    AccountStore(db)  # opening again migrates nothing twice
+
+
+def test_set_blocked(store: AccountStore) -> None:
+    store.add("ada", PW)
+    assert store.get("ada").blocked is False
+    assert store.set_blocked("ADA", True) is False  # changed
+    assert store.get("ada").blocked is True
+    assert [a.blocked for a in store.list()] == [True]
+    assert store.set_blocked("ada", True) is True  # already so
+    assert store.set_blocked("ada", False) is False
+    assert store.get("ada").blocked is False
+    with pytest.raises(AccountError, match="does not exist"):
+        store.set_blocked("nobody", True)
+    with pytest.raises(AccountError, match="invalid user name"):
+        store.set_blocked("../root", True)
+
+
+def test_blocked_account_fails_verify_after_the_same_argon2_work(
+        store: AccountStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.add("ada", PW)
+    store.set_blocked("ada", True)
+    verified: list[str] = []
+    real = store_mod._hasher
+    dummy = store_mod._dummy_hash()
+
+    class Counting:
+        def verify(self, hash_: str, password: str) -> bool:
+            verified.append(hash_)
+            return real.verify(hash_, password)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+    monkeypatch.setattr(store_mod, "_hasher", Counting())
+    assert store.verify("ada", PW) is None
+    assert store.verify("ada", "a wrong password") is None
+    assert len(verified) == 2 and dummy not in verified  # the real hash
+    store.set_blocked("ada", False)
+    assert store.verify("ada", PW) is not None

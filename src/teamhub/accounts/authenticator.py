@@ -34,7 +34,8 @@ class TeamhubAuthenticator(Authenticator):
 
     @default("auth_refresh_age")
     def _auth_refresh_age_default(self) -> int:
-        # Removed accounts and changed admin flags reach open sessions within a minute.
+        # Removed or blocked accounts and changed admin flags reach open sessions
+        # within a minute.
         return 60
 
     def _store(self) -> AccountStore:
@@ -68,11 +69,14 @@ class TeamhubAuthenticator(Authenticator):
         return {"name": account.name, "admin": account.admin}
 
     def check_allowed(self, username: str, authentication: dict[str, Any] | None = None) -> bool:
-        return self._store().get(username) is not None
+        account = self._store().get(username)
+        return account is not None and not account.blocked
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
+        # False makes the hub drop the session: removed and blocked accounts are
+        # logged out within auth_refresh_age, API tokens included.
         account = self._store().get(user.name)
-        if account is None:
+        if account is None or account.blocked:
             return False
         if account.admin != user.admin:
             return {"name": account.name, "admin": account.admin}

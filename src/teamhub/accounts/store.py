@@ -25,7 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from ..errors import AccountError
 from ..system.names import canonical_name
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 
@@ -82,6 +82,10 @@ _SCHEMA_V3 = (
     )""",
 )
 
+# Blocking (v4): a blocked account keeps its name, files and grants but cannot
+# log in, and counts for no project access until it is unblocked.
+_SCHEMA_V4 = ("ALTER TABLE accounts ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0",)
+
 _hasher = PasswordHasher()
 
 
@@ -97,6 +101,7 @@ class Account:
     name: str
     admin: bool
     created: str  # ISO 8601, UTC
+    blocked: bool = False
 
 
 def check_password(name: str, password: str) -> None:
@@ -119,7 +124,8 @@ def _now() -> str:
 
 
 def _row(row: sqlite3.Row) -> Account:
-    return Account(name=row["name"], admin=bool(row["admin"]), created=row["created"])
+    return Account(name=row["name"], admin=bool(row["admin"]), created=row["created"],
+                   blocked=bool(row["blocked"]))
 
 
 def _unknown(name: str) -> AccountError:
@@ -221,6 +227,10 @@ class AccountStore:
                 for statement in _SCHEMA_V3:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (3)")
+            if version < 4:
+                for statement in _SCHEMA_V4:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (4)")
 
     def add(self, name: str, password: str, *, admin: bool = False) -> Account:
         """Create user NAME; AccountError for a bad name or password, or a duplicate."""
@@ -252,7 +262,11 @@ class AccountStore:
                 raise _unknown(name)
 
     def verify(self, name: str, password: str) -> Account | None:
-        """The account if PASSWORD is right for NAME, else None (same time either way)."""
+        """The account if PASSWORD is right for NAME, else None (same time either way).
+
+        A blocked account gets None too, after the same argon2 verify, so a
+        login cannot tell a blocked account from a wrong password.
+        """
         try:
             name = canonical_name(name)
         except AccountError:
@@ -267,7 +281,7 @@ class AccountStore:
             _hasher.verify(row["password_hash"] if row else _dummy_hash(), password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return None
-        if row is None:
+        if row is None or row["blocked"]:
             return None
         if _hasher.check_needs_rehash(row["password_hash"]):
             with self._connect() as conn:
@@ -299,6 +313,16 @@ class AccountStore:
             cur = conn.execute("UPDATE accounts SET admin = ? WHERE name = ?", (int(admin), name))
             if cur.rowcount == 0:
                 raise _unknown(name)
+
+    def set_blocked(self, name: str, blocked: bool) -> bool:
+        """Block or unblock NAME; returns whether the flag was already so (a no-op)."""
+        name = canonical_name(name)
+        with self._connect() as conn:
+            row = conn.execute("SELECT blocked FROM accounts WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise _unknown(name)
+            conn.execute("UPDATE accounts SET blocked = ? WHERE name = ?", (int(blocked), name))
+        return bool(row["blocked"]) == blocked
 
     def count(self) -> int:
         with self._connect(write=False) as conn:

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import secrets
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import hubclient
 from ..accounts.store import Account, AccountStore
 from ..errors import AccountError
-from ..system import users
+from ..system import processes, users
 from ..system.names import canonical_name, system_name
 from . import Context, cli, echo_json, pass_ctx
+
+if TYPE_CHECKING:
+    from ..projects.apply import Projects
+    from ..projects.model import Project
 
 _STDIN_HELP = ("Read the password from standard input (one trailing newline is dropped) "
                "instead of generating one.")
@@ -59,6 +63,7 @@ def _describe(ctx: Context, account: Account) -> dict[str, Any]:
     return {
         "name": account.name,
         "admin": account.admin,
+        "blocked": account.blocked,
         "created": account.created,
         "system_user": sysname,
         "system_user_exists": existing is not None,
@@ -117,7 +122,7 @@ def list_users(ctx: Context, as_json: bool) -> None:
         echo_json(rows)
         return
     table = [("NAME", "ADMIN", "SYSTEM USER", "HOME")] + [
-        (r["name"], "yes" if r["admin"] else "no",
+        (r["name"] + (" (blocked)" if r["blocked"] else ""), "yes" if r["admin"] else "no",
          r["system_user"] + ("" if r["system_user_exists"] else " (not yet created)"), r["home"])
         for r in rows
     ]
@@ -139,7 +144,8 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         echo_json(info)
         return
-    for key in ("name", "admin", "created", "system_user", "system_user_exists", "home"):
+    for key in ("name", "admin", "blocked", "created", "system_user", "system_user_exists",
+                "home"):
         click.echo(f"{key}: {info[key]}")
     servers = info["server"]
     if not servers:
@@ -188,3 +194,82 @@ def remove(ctx: Context, name: str, keep_home: bool, yes: bool) -> None:
                + (f" and Linux account {sysname}" if managed else ""))
     if not managed and users.lookup(sysname) is not None:
         click.echo(f"Linux account {sysname} was not created by teamhub and was left alone")
+
+
+def _projects_with_acl(p: Projects, sysname: str) -> list[Project]:
+    """The projects whose folder ACL names Linux account SYSNAME (what is on disk)."""
+    from ..system import acl
+
+    out = []
+    for project in p.store.list():
+        folder = p.layout.folder(project.name)
+        if folder.is_dir() and sysname in acl.named_users(folder):
+            out.append(project)
+    return out
+
+
+@user.command()
+@click.argument("name")
+@pass_ctx
+def block(ctx: Context, name: str) -> None:
+    """Block hub user NAME at once, keeping the account, its files and grants.
+
+    A blocked user cannot log in (the hub answers as for a wrong password), and
+    open browser sessions are turned away within the hub's auth refresh age
+    (60 s unless changed). With a hub running, their servers are stopped and
+    their API tokens revoked. Every process of their Linux account is ended,
+    and they lose all project access (ACLs and ~/projects links). Their
+    project grants are kept: `teamhub user unblock NAME` gives everything back.
+    """
+    from .project import actor, projects_of
+
+    store = _store(ctx)
+    account = _existing(store, name)
+    sysname = system_name(account.name, ctx.settings["users.system_prefix"])
+    already = store.set_blocked(account.name, True)
+    click.echo(f"user {account.name} was already blocked; making sure nothing is left"
+               if already else f"blocked user {account.name}: logins are refused")
+    cut = hubclient.cut_off_user(ctx.paths, account.name)
+    if cut is None:
+        click.echo("no hub is running: it refuses the user when it starts")
+    else:
+        click.echo(f"hub: stopped {cut['servers']} server(s), revoked {cut['tokens']} "
+                   "API token(s); open sessions end within the auth refresh age")
+    linux = users.lookup(sysname)
+    if linux is not None and linux.uid != 0:
+        count = len(processes.processes_of(linux.uid))
+        processes.end_processes(linux.uid)
+        click.echo(f"ended {count} process(es) of Linux account {sysname}")
+    p = projects_of(ctx)
+    touched = _projects_with_acl(p, sysname) if linux is not None else []
+    for project in touched:
+        p.apply_project(project)
+        p.store.log(project.name, actor(), "block", account.name)
+    p.sync_links([account.name])
+    click.echo("removed access to projects: " + ", ".join(x.name for x in touched)
+               if touched else "no project access to remove")
+
+
+@user.command()
+@click.argument("name")
+@pass_ctx
+def unblock(ctx: Context, name: str) -> None:
+    """Unblock hub user NAME: they can log in again and get their project access back.
+
+    Their servers are not started; they start them as usual after logging in.
+    """
+    from .project import actor, projects_of
+
+    store = _store(ctx)
+    account = _existing(store, name)
+    already = store.set_blocked(account.name, False)
+    click.echo(f"user {account.name} was not blocked" if already
+               else f"unblocked user {account.name}: logins work again")
+    p = projects_of(ctx)
+    p.apply_for_user(account.name)
+    mine = p.accessible(account.name)
+    if not already:
+        for project in mine:
+            p.store.log(project, actor(), "unblock", account.name)
+    click.echo("project access: " + ", ".join(f"{k} ({v})" for k, v in mine.items())
+               if mine else "no project access to restore")

@@ -57,7 +57,9 @@ class Projects:
         self.store = ProjectStore(self.accounts)
 
     def effective(self, project: Project) -> dict[str, str]:
-        return effective(project, self.groups.list(), [a.name for a in self.accounts.list()])
+        # Blocked accounts count for nothing until unblocked; their grants stay.
+        active = [a.name for a in self.accounts.list() if not a.blocked]
+        return effective(project, self.groups.list(), active)
 
     def ensure_root(self) -> None:
         root = self.layout.root

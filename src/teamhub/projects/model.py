@@ -89,7 +89,8 @@ def effective(project: Project, groups: Mapping[str, Iterable[str]],
 
     Group grants expand to the group's current members; write beats read; an
     archived project is read-only for everyone who had any access. Only USERS
-    (existing accounts) appear, so a stale grant never names a ghost.
+    (existing, unblocked accounts) appear, so a stale grant never names a ghost
+    and a blocked user's grants give them nothing.
     """
     known = set(users)
     result: dict[str, str] = {}
