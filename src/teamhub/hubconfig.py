@@ -87,6 +87,7 @@ def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) ->
     c.LocalSpawner.registry_path = str(paths.system_users)
     c.LocalSpawner.server_log_dir = str(paths.state_dir / "logs")
     c.LocalSpawner.runtime_bin = str(paths.runtime_dir / "bin")
+    c.LocalSpawner.private_runtime_root = str(paths.private_runtime)
     c.LocalSpawner.single_user_trial = trial
 
 

@@ -70,6 +70,11 @@ class Paths:
         return self.state_dir / "initial-admin-password"
 
     @property
+    def private_runtime(self) -> Path:
+        """Per-uid private folders (kernel sockets, connection files) of running servers."""
+        return Path("/run/teamhub")
+
+    @property
     def runtime_python(self) -> Path:
         return self.runtime_dir / "bin" / "python"
 

@@ -90,6 +90,7 @@ def test_remove_stops_server_and_deletes_linux_account(hub: HubProcess) -> None:
     with pytest.raises(KeyError):
         pwd.getpwnam(hub.system_user(name))
     assert not os.path.exists(account.pw_dir)
+    assert not os.path.exists(f"/run/teamhub/{account.pw_uid}")
     assert processes_of(account.pw_uid) == []
     assert Browser(hub.url).login(name, PASSWORD).status_code == 403
     assert hub.teamhub("user", "show", name, check=False).returncode != 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from teamhub.system.users import remove_system_user
+from teamhub.system.users import lookup, remove_system_user
 
 
 def runtime_dir() -> Path:
@@ -149,5 +149,8 @@ api_port = {free_port()}
             import json
 
             for name in json.loads(registry.read_text()):
+                account = lookup(name)
                 remove_system_user(name, registry=registry)
+                if account is not None:
+                    shutil.rmtree(f"/run/teamhub/{account.uid}", ignore_errors=True)
         shutil.rmtree(self.home_root, ignore_errors=True)

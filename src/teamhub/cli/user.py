@@ -8,6 +8,7 @@ is created by the spawner when their server first starts, and removed here by
 from __future__ import annotations
 
 import secrets
+import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -188,7 +189,11 @@ def remove(ctx: Context, name: str, keep_home: bool, yes: bool) -> None:
 
     projects_of(ctx).forget_user(account.name, actor())
     if managed:
+        account_before = users.lookup(sysname)
         users.remove_system_user(sysname, registry=registry, keep_home=keep_home)
+        if account_before is not None:
+            shutil.rmtree(ctx.paths.private_runtime / str(account_before.uid),
+                          ignore_errors=True)
     store.remove(account.name)
     click.echo(f"removed user {account.name}"
                + (f" and Linux account {sysname}" if managed else ""))

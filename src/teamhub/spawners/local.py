@@ -29,6 +29,7 @@ from traitlets import Bool, Unicode
 from ..errors import TeamhubError
 from ..system.names import system_name
 from ..system.users import SystemUser, check_usable, ensure_system_user
+from ..system.users import lookup as users_lookup
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -184,6 +185,15 @@ class LocalSpawner(LocalProcessSpawner):
         folder.mkdir(mode=0o700)
         os.chown(folder, user.uid, user.gid)
         return str(folder)
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        if not self.single_user_trial:
+            account = users_lookup(self.system_user_name)
+            if account is not None:
+                # Kernels are gone with the server: their sockets and keys go too.
+                shutil.rmtree(Path(self.private_runtime_root) / str(account.uid),
+                              ignore_errors=True)
 
     def _log_path(self) -> Path:
         folder = Path(self.server_log_dir)
