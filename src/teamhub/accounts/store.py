@@ -25,7 +25,6 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from ..errors import AccountError
 from ..system.names import canonical_name
 
-SCHEMA_VERSION = 4
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 
@@ -85,6 +84,11 @@ _SCHEMA_V3 = (
 # Blocking (v4): a blocked account keeps its name, files and grants but cannot
 # log in, and counts for no project access until it is unblocked.
 _SCHEMA_V4 = ("ALTER TABLE accounts ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0",)
+
+# Version N is reached by running _MIGRATIONS[N - 1]; append, never edit, to change the schema.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = ((_SCHEMA_V1,), _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 _hasher = PasswordHasher()
 
@@ -216,21 +220,10 @@ class AccountStore:
                     f"the account store {self.path} has schema version {version}, newer than "
                     f"this teamhub understands ({SCHEMA_VERSION}); upgrade teamhub"
                 )
-            if version < 1:
-                conn.execute(_SCHEMA_V1)
-                conn.execute("INSERT INTO schema_version (version) VALUES (1)")
-            if version < 2:
-                for statement in _SCHEMA_V2:
+            for number, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
                     conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (2)")
-            if version < 3:
-                for statement in _SCHEMA_V3:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (3)")
-            if version < 4:
-                for statement in _SCHEMA_V4:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (4)")
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
 
     def add(self, name: str, password: str, *, admin: bool = False) -> Account:
         """Create user NAME; AccountError for a bad name or password, or a duplicate."""
