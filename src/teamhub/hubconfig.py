@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from traitlets.config import Config
@@ -112,10 +113,75 @@ def update_services(c: Config, api_token: str) -> None:
             "name": CLI_SERVICE,
             # tokens: `user block` revokes the user's API tokens.
             "scopes": ["admin:users", "admin:servers", "list:users", "read:users",
-                       "admin:groups", "tokens"],
+                       "admin:groups", "tokens", "proxy"],
             "services": [CLI_SERVICE],
         }
     ]
+
+
+HSTS_ENV = "TEAMHUB_HSTS"
+BUSY_ENV = "TEAMHUB_BUSY_INTERVAL"
+SERVER_EXTENSION = "teamhub.serverext"
+CULLER_SERVICE = "idle-culler"
+
+
+def _add_environment(c: Config, values: dict[str, str]) -> None:
+    env = dict(c.Spawner.environment) if "environment" in c.Spawner else {}
+    c.Spawner.environment = {**env, **values}
+
+
+def update_server_extension(c: Config) -> None:
+    """Every user's server loads teamhub's extension (busy kernels count as activity, HSTS)."""
+    earlier = list(c.Spawner.args) if "args" in c.Spawner else []
+    c.Spawner.args = [*earlier, f"--ServerApp.jpserver_extensions={SERVER_EXTENSION}=True"]
+
+
+def update_tls(c: Config, s: Settings, paths: Paths) -> None:
+    """TLS on the public port, an HTTP→HTTPS redirect port, and HSTS on hub and servers."""
+    if not s["tls.cert"]:
+        return
+    c.JupyterHub.ssl_cert = s["tls.cert"]
+    c.JupyterHub.ssl_key = s["tls.key"]
+    if s["tls.http_port"]:
+        # configurable-http-proxy's own redirect listener: 301 to https on the public port.
+        command = list(c.ConfigurableHTTPProxy.command) if "command" in c.ConfigurableHTTPProxy \
+            else [proxy_command(s, paths)]
+        c.ConfigurableHTTPProxy.command = [*command, "--redirect-port", str(s["tls.http_port"]),
+                                           "--redirect-to", str(s["hub.port"])]
+    if s["tls.hsts_max_age"]:
+        value = f"max-age={s['tls.hsts_max_age']}"
+        tornado = dict(c.JupyterHub.tornado_settings) if "tornado_settings" in c.JupyterHub \
+            else {}
+        headers = {**tornado.get("headers", {}), "Strict-Transport-Security": value}
+        c.JupyterHub.tornado_settings = {**tornado, "headers": headers}
+        # Users' servers answer through the same TLS proxy: teamhub.serverext sends it there.
+        _add_environment(c, {HSTS_ENV: value})
+
+
+def activity_interval(s: Settings) -> int:
+    """Seconds between a server's activity reports (and busy-kernel checks): well inside
+    the culling timeout, so a busy server is never seen idle for lack of a report."""
+    return max(1, min(s["culling.every"], s["culling.timeout"] // 6, 300))
+
+
+def update_culling(c: Config, s: Settings) -> None:
+    """jupyterhub-idle-culler as a hub-managed service, and activity reports it can trust."""
+    interval = activity_interval(s)
+    _add_environment(c, {"JUPYTERHUB_ACTIVITY_INTERVAL": str(interval), BUSY_ENV: str(interval)})
+    if not s["culling.enabled"]:
+        return
+    services = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
+    roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
+    c.JupyterHub.services = [*services, {
+        "name": CULLER_SERVICE,
+        "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                    f"--timeout={s['culling.timeout']}", f"--cull-every={s['culling.every']}"],
+    }]
+    c.JupyterHub.load_roles = [*roles, {
+        "name": CULLER_SERVICE,
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": [CULLER_SERVICE],
+    }]
 
 
 def update_groups(c: Config, groups: dict[str, list[str]]) -> None:
@@ -147,8 +213,11 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
 
         update_groups(c, GroupStore(AccountStore(paths.accounts_db)).list())
     update_envs(c, settings)
+    update_server_extension(c)
+    update_tls(c, settings, paths)
     if paths.api_token.exists():
         update_services(c, paths.api_token.read_text().strip())
+    update_culling(c, settings)
     return c
 
 

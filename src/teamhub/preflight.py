@@ -148,3 +148,13 @@ def check_proxy(command: str) -> None:
             "configurable-http-proxy beside the runtime (it needs nodejs), "
             "or set proxy.command to its path"
         )
+
+
+def check_tls(cert: str, key: str) -> None:
+    """A TLS pair the proxy can serve: both set, readable, matching, not expired."""
+    from .tls import TlsError, check_usable
+
+    try:
+        check_usable(cert, key)
+    except TlsError as exc:
+        raise PreflightError(str(exc)) from None

@@ -71,6 +71,18 @@ def _positive(value: int) -> str | None:
     return None if value > 0 else "a whole number greater than 0"
 
 
+def _port_or_zero(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "0 (off) or a port number from 1 to 65535"
+
+
+def _not_negative(value: int) -> str | None:
+    return None if value >= 0 else "a whole number, 0 or more"
+
+
+def _abs_path_or_empty(value: str) -> str | None:
+    return None if value == "" or os.path.isabs(value) else "empty, or an absolute path"
+
+
 def _ip(value: str) -> str | None:
     try:
         ipaddress.ip_address(value)
@@ -173,6 +185,25 @@ SCHEMA: tuple[Setting, ...] = (
             "folders (`teamhub project ...`), one per project, shared through POSIX ACLs. Its "
             "filesystem must support ACLs; it must be traversable (mode 0755 or 0711) so that "
             "users can reach the projects they are granted.", check=_abs_path),
+    Setting("tls.cert", str, "", "TLS certificate (PEM, full chain) for the public port. Empty: "
+            "plain HTTP. Set together with `tls.key`, or make a self-signed pair with "
+            "`teamhub tls self-signed`.", check=_abs_path_or_empty),
+    Setting("tls.key", str, "", "Private key (PEM) of `tls.cert`; keep it readable by root only.",
+            check=_abs_path_or_empty),
+    Setting("tls.http_port", int, 80, "With TLS on, a plain-HTTP port that redirects every "
+            "request to HTTPS on `hub.port` (it listens on every address). 0: no redirect.",
+            check=_port_or_zero),
+    Setting("tls.hsts_max_age", int, 31536000, "With TLS on, browsers are told (HSTS header, on "
+            "the hub's and every user's server's responses) to use only HTTPS for this many "
+            "seconds. 0: no HSTS header.", check=_not_negative),
+    Setting("culling.enabled", bool, True, "Stop users' servers that have been idle for "
+            "`culling.timeout` seconds (jupyterhub-idle-culler, run by the hub). A kernel that "
+            "is busy computing counts as activity, even when it prints nothing."),
+    Setting("culling.timeout", int, 3600, "Seconds without activity (browser traffic, kernel "
+            "messages or a busy kernel) after which a server is stopped.", check=_positive),
+    Setting("culling.every", int, 300, "How often, in seconds, idle servers are looked for; "
+            "also the longest delay with which servers report their activity to the hub.",
+            check=_positive),
     Setting("auth.mode", str, "builtin", "Where accounts live. `builtin`: teamhub's own "
             "account store, managed with `teamhub user ...`.", choices=("builtin",)),
 )

@@ -61,6 +61,12 @@ def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
                               "set another with `teamhub config set hub.internal_port N`")
     preflight.check_port_free("127.0.0.1", settings["proxy.api_port"], "proxy API",
                               "set another with `teamhub config set proxy.api_port N`")
+    if settings["tls.cert"] or settings["tls.key"]:
+        preflight.check_tls(settings["tls.cert"], settings["tls.key"])
+        if settings["tls.http_port"]:
+            preflight.check_port_free("0.0.0.0", settings["tls.http_port"], "HTTP redirect",
+                                      "set another with `teamhub config set tls.http_port N` "
+                                      "(0: no redirect)")
     if not trial:
         preflight.check_runtime(paths.runtime_dir, paths.singleuser, paths.runtime_python)
     preflight.check_proxy(proxy_command(settings, paths))
