@@ -70,8 +70,8 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 
 
 def _register() -> None:
-    from . import config, env, group, project, up, user  # noqa: F401  (each adds its commands)
-    from . import backup, doctor, tls  # noqa: F401
+    # Each module adds its commands.
+    from . import backup, config, doctor, env, group, project, tls, up, user  # noqa: F401
 
 
 def main() -> None:

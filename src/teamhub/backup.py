@@ -1,0 +1,320 @@
+"""`teamhub backup` / `teamhub restore`: what makes this teamhub *this* teamhub, in one file.
+
+The archive (a gzipped tar) holds:
+
+    manifest.json                  format, teamhub version, account-store schema, files' sha256
+    settings/teamhub.toml          the settings file (if there is one)
+    settings/jupyterhub_config.d/  the admin's raw JupyterHub config files
+    state/accounts.sqlite          accounts (password hashes), groups, project grants and audit log,
+                                   copied with sqlite's backup API (consistent while the hub runs)
+    envs/<name>.json               each shared env's definition: base Python, groups, package
+                                   lists of its revisions (not the built env)
+
+Not in it: users' files and project contents (back those up with your file backups), built
+environments (rebuilt from their definitions), the hub database and cookie secret (sessions
+and API tokens start fresh: everyone logs in again).
+
+Restore validates the whole archive before it changes anything, refuses to overwrite a
+live install unless forced, then writes the settings, the account store (one sqlite
+transaction), recreates project folders with their ACLs, and writes a script that
+rebuilds the shared environments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import sqlite3
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from . import settings as settings_mod
+from .errors import TeamhubError
+from .paths import Paths
+from .settings import Settings
+
+FORMAT = "teamhub-backup"
+FORMAT_VERSION = 1
+MAX_MEMBER = 512 << 20
+_MEMBER_RE = re.compile(r"(settings/teamhub\.toml|settings/jupyterhub_config\.d/[A-Za-z0-9_.-]+"
+                        r"\.py|state/accounts\.sqlite|envs/[a-z][a-z0-9_-]{0,31}\.json)")
+
+
+class BackupError(TeamhubError):
+    """A backup cannot be made, or an archive cannot be restored."""
+
+
+def _sqlite_copy(src: Path) -> bytes:
+    """A consistent copy of the sqlite file SRC (sqlite's online backup API)."""
+    with tempfile.TemporaryDirectory(prefix="teamhub-backup-") as tmp:
+        dst_path = Path(tmp) / "copy.sqlite"
+        source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
+        dest = sqlite3.connect(dst_path)
+        try:
+            source.backup(dest)
+        finally:
+            dest.close()
+            source.close()
+        return dst_path.read_bytes()
+
+
+def collect(settings: Settings) -> dict[str, bytes]:
+    """Archive member name → content, for the install SETTINGS describe."""
+    paths = Paths.from_settings(settings)
+    files: dict[str, bytes] = {}
+    if paths.config_file.is_file():
+        files["settings/teamhub.toml"] = paths.config_file.read_bytes()
+    if paths.config_d.is_dir():
+        for f in sorted(paths.config_d.glob("*.py")):
+            files[f"settings/jupyterhub_config.d/{f.name}"] = f.read_bytes()
+    if not paths.accounts_db.is_file():
+        raise BackupError(f"no account store at {paths.accounts_db}: nothing to back up; is "
+                          "--config (or TEAMHUB_CONFIG) pointing at the right settings?")
+    try:
+        files["state/accounts.sqlite"] = _sqlite_copy(paths.accounts_db)
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot copy the account store {paths.accounts_db} ({exc})") from None
+    envs_root = Path(settings["envs.root"])
+    if envs_root.is_dir():
+        from .envs.store import META, check_name
+
+        for envdir in sorted(envs_root.iterdir()):
+            meta = envdir / META
+            if meta.is_file():
+                check_name(envdir.name)
+                files[f"envs/{envdir.name}.json"] = meta.read_bytes()
+    return files
+
+
+def _account_schema(db: bytes) -> int:
+    with tempfile.NamedTemporaryFile(prefix="teamhub-restore-", suffix=".sqlite") as tmp:
+        tmp.write(db)
+        tmp.flush()
+        conn = sqlite3.connect(f"file:{tmp.name}?mode=ro", uri=True)
+        try:
+            ok = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            if ok != "ok":
+                raise BackupError(f"the archive's account store is damaged ({ok})")
+            version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            conn.execute("SELECT name, password_hash, admin FROM accounts LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise BackupError(f"the archive's account store is not a teamhub account store "
+                              f"({exc})") from None
+        finally:
+            conn.close()
+    return int(version or 0)
+
+
+def write_archive(target: Path, settings: Settings) -> dict[str, Any]:
+    """Write the backup of SETTINGS' install to TARGET (root-only, renamed into place)."""
+    from .accounts.store import SCHEMA_VERSION
+
+    files = collect(settings)
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "teamhub_version": __version__,
+        "accounts_schema": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+    }
+    if target.is_dir():
+        raise BackupError(f"{target} is a folder; give a file name such as "
+                          f"{target / 'teamhub-backup.tar.gz'}")
+    if not target.parent.is_dir():
+        raise BackupError(f"folder {target.parent} does not exist; create it first")
+    tmp = target.with_name(f".{target.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            for name, data in [("manifest.json", json.dumps(manifest, indent=2).encode()),
+                               *sorted(files.items())]:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+@dataclass
+class Archive:
+    manifest: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def envs(self) -> dict[str, dict[str, Any]]:
+        return {Path(n).stem: json.loads(d) for n, d in self.files.items()
+                if n.startswith("envs/")}
+
+
+def read_archive(path: Path) -> Archive:
+    """The archive at PATH, fully checked; BackupError naming what is wrong."""
+    from .accounts.store import SCHEMA_VERSION
+
+    bad = f"{path} is not a teamhub backup"
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, mode="r:*") as tar:
+            for info in tar:
+                if not info.isfile() or info.size > MAX_MEMBER:
+                    raise BackupError(f"{bad}: unexpected entry {info.name[:80]!r}")
+                if info.name != "manifest.json" and not _MEMBER_RE.fullmatch(info.name):
+                    raise BackupError(f"{bad}: unexpected entry {info.name[:80]!r}")
+                extracted = tar.extractfile(info)
+                assert extracted is not None
+                members[info.name] = extracted.read()
+    except FileNotFoundError:
+        raise BackupError(f"{path} does not exist") from None
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise BackupError(f"{bad} (cannot read it as a tar.gz archive: {exc}); was it "
+                          "made by `teamhub backup` and copied completely?") from None
+    try:
+        manifest = json.loads(members.pop("manifest.json"))
+    except (KeyError, ValueError):
+        raise BackupError(f"{bad}: it has no readable manifest.json") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError(f"{bad}: its manifest does not say format {FORMAT!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BackupError(f"{path} has backup format {manifest.get('format_version')!r}; this "
+                          f"teamhub reads format {FORMAT_VERSION}: use a matching teamhub")
+    sums = manifest.get("files")
+    if not isinstance(sums, dict) or set(sums) != set(members):
+        raise BackupError(f"{path} is incomplete or has extra files: the manifest lists "
+                          f"{sorted(sums or [])}, the archive holds {sorted(members)}")
+    for name, data in members.items():
+        if hashlib.sha256(data).hexdigest() != sums[name]:
+            raise BackupError(f"{path}: {name} does not match its checksum (damaged archive)")
+    if "state/accounts.sqlite" not in members:
+        raise BackupError(f"{bad}: it holds no account store")
+    schema = _account_schema(members["state/accounts.sqlite"])
+    if schema > SCHEMA_VERSION:
+        raise BackupError(f"{path} comes from a newer teamhub (account store schema {schema}, "
+                          f"this one knows {SCHEMA_VERSION}); upgrade teamhub first")
+    if "settings/teamhub.toml" in members:
+        with tempfile.NamedTemporaryFile(suffix=".toml") as tmp:
+            tmp.write(members["settings/teamhub.toml"])
+            tmp.flush()
+            try:
+                settings_mod.read_file(Path(tmp.name))
+            except TeamhubError as exc:
+                raise BackupError(f"{path}: its settings file is invalid: {exc}") from None
+    archive = Archive(manifest, members)
+    for name, meta in archive.envs.items():
+        if not isinstance(meta, dict) or not isinstance(meta.get("revisions"), list):
+            raise BackupError(f"{path}: the definition of env {name!r} is malformed")
+    return archive
+
+
+def archive_settings(archive: Archive) -> Settings:
+    """The settings the archive would give (its file, under this machine's TEAMHUB_* vars)."""
+    with tempfile.TemporaryDirectory(prefix="teamhub-restore-") as tmp:
+        path = Path(tmp) / "teamhub.toml"
+        path.write_bytes(archive.files.get("settings/teamhub.toml", b""))
+        return settings_mod.load(path)
+
+
+def live_reasons(settings: Settings) -> list[str]:
+    """Why restoring over SETTINGS' install would clobber something (empty: safe)."""
+    from . import hubclient
+
+    paths = Paths.from_settings(settings)
+    reasons = []
+    if hubclient.hub_running(paths) or _port_open(settings["hub.internal_port"]):
+        reasons.append(f"a hub is running (port {settings['hub.internal_port']})")
+    if paths.accounts_db.exists():
+        reasons.append(f"an account store exists at {paths.accounts_db}")
+    return reasons
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def env_rebuild_commands(archive: Archive) -> list[str]:
+    lines = []
+    for name, meta in sorted(archive.envs.items()):
+        current = next((r for r in meta["revisions"] if r.get("rev") == meta.get("current")),
+                       None)
+        packages = list(current.get("packages", [])) if current else []
+        cmd = ["teamhub", "env", "create", name, *packages]
+        if meta.get("python"):
+            cmd += ["--python", str(meta["python"])]
+        if meta.get("groups"):
+            cmd += ["--groups", ",".join(meta["groups"])]
+        lines.append(shlex.join(cmd))
+    return lines
+
+
+def restore(archive: Archive, config_file: Path) -> dict[str, Any]:
+    """Write ARCHIVE's contents into place; call only after read_archive and the live check."""
+    if "settings/teamhub.toml" in archive.files:
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        settings_mod.write_file(config_file, settings_mod.tomllib.loads(
+            archive.files["settings/teamhub.toml"].decode()))
+    settings = settings_mod.load(config_file)
+    paths = Paths.from_settings(settings)
+    config_d = [n for n in archive.files if n.startswith("settings/jupyterhub_config.d/")]
+    if config_d:
+        paths.config_d.mkdir(parents=True, exist_ok=True)
+        for name in config_d:
+            target = paths.config_d / Path(name).name
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(archive.files[name])
+            os.replace(tmp, target)
+    from .preflight import ensure_state_dir
+
+    ensure_state_dir(paths.state_dir)
+    _restore_sqlite(archive.files["state/accounts.sqlite"], paths.accounts_db)
+    # Bring an older store's schema up to date (and set its file mode) in one go.
+    from .accounts.store import AccountStore
+
+    AccountStore(paths.accounts_db)
+    from .projects.apply import Layout, Projects
+
+    projects = Projects(Layout(root=paths.projects_root, store_path=paths.accounts_db,
+                               prefix=settings["users.system_prefix"],
+                               registry=paths.system_users))
+    repaired = projects.repair()
+    commands = env_rebuild_commands(archive)
+    script = None
+    if commands:
+        script = paths.state_dir / "restore-envs.sh"
+        script.write_text("#!/bin/sh\n# Rebuild the shared environments of the restored "
+                          "backup.\nset -e\n" + "\n".join(commands) + "\n")
+        script.chmod(0o700)
+    return {"settings": str(config_file), "state_dir": str(paths.state_dir),
+            "projects": repaired, "env_commands": commands,
+            "env_script": str(script) if script else None}
+
+
+def _restore_sqlite(data: bytes, target: Path) -> None:
+    """Replace TARGET's content with DATA in one sqlite transaction (backup API)."""
+    with tempfile.NamedTemporaryFile(prefix="teamhub-restore-", suffix=".sqlite") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        source = sqlite3.connect(f"file:{tmp.name}?mode=ro", uri=True)
+        fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        dest = sqlite3.connect(target, timeout=30)
+        try:
+            source.backup(dest)
+        finally:
+            dest.close()
+            source.close()
+    os.chmod(target, 0o600)
