@@ -46,7 +46,7 @@ FORMAT = "teamhub-backup"
 FORMAT_VERSION = 1
 MAX_MEMBER = 512 << 20
 _MEMBER_RE = re.compile(r"(settings/teamhub\.toml|settings/jupyterhub_config\.d/[A-Za-z0-9_.-]+"
-                        r"\.py|state/accounts\.sqlite|envs/[a-z][a-z0-9_-]{0,31}\.json)")
+                        r"\.py|state/accounts\.sqlite|state/system_users\.json|envs/[a-z][a-z0-9_-]{0,31}\.json)")
 
 
 class BackupError(TeamhubError):
@@ -83,6 +83,11 @@ def collect(settings: Settings) -> dict[str, bytes]:
         files["state/accounts.sqlite"] = _sqlite_copy(paths.accounts_db)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot copy the account store {paths.accounts_db} ({exc})") from None
+    if paths.system_users.is_file():
+        # Which Linux accounts (name and uid) teamhub made: restored on the same machine,
+        # users keep their accounts and homes; elsewhere an entry whose uid differs is
+        # refused like any foreign account.
+        files["state/system_users.json"] = paths.system_users.read_bytes()
     envs_root = Path(settings["envs.root"])
     if envs_root.is_dir():
         from .envs.store import META, check_name
@@ -209,6 +214,13 @@ def read_archive(path: Path) -> Archive:
             except TeamhubError as exc:
                 raise BackupError(f"{path}: its settings file is invalid: {exc}") from None
     archive = Archive(manifest, members)
+    if "state/system_users.json" in members:
+        try:
+            registry = json.loads(members["state/system_users.json"])
+        except ValueError:
+            registry = None
+        if not isinstance(registry, dict):
+            raise BackupError(f"{path}: its registry of Linux accounts is malformed")
     for name, meta in archive.envs.items():
         if not isinstance(meta, dict) or not isinstance(meta.get("revisions"), list):
             raise BackupError(f"{path}: the definition of env {name!r} is malformed")
@@ -280,6 +292,12 @@ def restore(archive: Archive, config_file: Path) -> dict[str, Any]:
     from .preflight import ensure_state_dir
 
     ensure_state_dir(paths.state_dir)
+    if "state/system_users.json" in archive.files:
+        tmp = paths.system_users.with_name(".system_users.json.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(archive.files["state/system_users.json"])
+        os.replace(tmp, paths.system_users)
     _restore_sqlite(archive.files["state/accounts.sqlite"], paths.accounts_db)
     # Bring an older store's schema up to date (and set its file mode) in one go.
     from .accounts.store import AccountStore

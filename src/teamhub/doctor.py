@@ -138,9 +138,8 @@ def proxy_routes(p: Probe) -> Result:
         for server in (user.get("servers") or {}).values():
             if server.get("ready"):
                 want[server["url"]] = user["name"]
-    have = {spec for spec in routes if spec.startswith("/user/")}
-    have_paths = {"/" + spec.split("/", 1)[1] if not spec.startswith("/") else spec
-                  for spec in have}
+    # A routespec is [host]/path; with host routing the host comes first.
+    have_paths = {spec[spec.index("/"):] for spec in routes if "/user/" in spec}
     missing = sorted(url for url in want if url not in have_paths)
     stale = sorted(spec for spec in have_paths if spec not in want)
     if missing or stale:
