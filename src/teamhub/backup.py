@@ -169,7 +169,7 @@ def read_archive(path: Path) -> Archive:
     bad = f"{path} is not a teamhub backup"
     members: dict[str, bytes] = {}
     try:
-        with tarfile.open(path, mode="r:*") as tar:
+        with tarfile.open(path, mode="r:gz") as tar:
             for info in tar:
                 if not info.isfile() or info.size > MAX_MEMBER:
                     raise BackupError(f"{bad}: unexpected entry {info.name[:80]!r}")
@@ -181,7 +181,8 @@ def read_archive(path: Path) -> Archive:
     except FileNotFoundError:
         raise BackupError(f"{path} does not exist") from None
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise BackupError(f"{bad} (cannot read it as a tar.gz archive: {exc}); was it "
+        why = " ".join(str(exc).split())[:200]
+        raise BackupError(f"{bad} (cannot read it as a tar.gz archive: {why}); was it "
                           "made by `teamhub backup` and copied completely?") from None
     try:
         manifest = json.loads(members.pop("manifest.json"))
@@ -276,9 +277,11 @@ def env_rebuild_commands(archive: Archive) -> list[str]:
 def restore(archive: Archive, config_file: Path) -> dict[str, Any]:
     """Write ARCHIVE's contents into place; call only after read_archive and the live check."""
     if "settings/teamhub.toml" in archive.files:
+        # Byte for byte, so the admin's comments come back too.
         config_file.parent.mkdir(parents=True, exist_ok=True)
-        settings_mod.write_file(config_file, settings_mod.tomllib.loads(
-            archive.files["settings/teamhub.toml"].decode()))
+        tmp = config_file.with_name(f".{config_file.name}.restore")
+        tmp.write_bytes(archive.files["settings/teamhub.toml"])
+        os.replace(tmp, config_file)
     settings = settings_mod.load(config_file)
     paths = Paths.from_settings(settings)
     config_d = [n for n in archive.files if n.startswith("settings/jupyterhub_config.d/")]
