@@ -88,7 +88,7 @@ def test_cli_service_gets_only_user_server_group_and_token_admin_scopes():
     assert c.JupyterHub.services == [{"name": "teamhub-cli", "api_token": "tok"}]
     (role,) = c.JupyterHub.load_roles
     assert set(role["scopes"]) == {"admin:users", "admin:servers", "list:users", "read:users",
-                                   "admin:groups", "tokens"}
+                                   "admin:groups", "tokens", "proxy"}
 
 
 def test_configure_loads_config_d_last(tmp_path):

@@ -1,0 +1,97 @@
+"""TLS, culling and server-extension mappings on a bare Config; the extension's busy check."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from traitlets.config import Config
+
+from teamhub import hubconfig, serverext
+from teamhub.paths import Paths
+from teamhub.settings import load
+
+
+def settings(tmp_path: Path, text: str = ""):
+    cfg = tmp_path / "teamhub.toml"
+    cfg.write_text(text)
+    return load(cfg, environ={})
+
+
+def test_tls_off_by_default_sets_nothing(tmp_path):
+    c = Config()
+    s = settings(tmp_path)
+    hubconfig.update_tls(c, s, Paths.from_settings(s))
+    assert "ssl_cert" not in c.JupyterHub and "tornado_settings" not in c.JupyterHub
+
+
+def test_tls_sets_cert_redirect_port_and_hsts_on_hub_and_servers(tmp_path):
+    s = settings(tmp_path, '[hub]\nport = 8443\n[tls]\ncert = "/c.pem"\nkey = "/k.pem"\n'
+                 "http_port = 8080\nhsts_max_age = 600\n")
+    c = Config()
+    c.JupyterHub.tornado_settings = {"cookie_options": {"x": 1}}
+    c.Spawner.environment = {"A": "1"}
+    hubconfig.update_proxy(c, s, Paths.from_settings(s))
+    hubconfig.update_tls(c, s, Paths.from_settings(s))
+    assert (c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key) == ("/c.pem", "/k.pem")
+    assert c.ConfigurableHTTPProxy.command[1:] == ["--redirect-port", "8080",
+                                                   "--redirect-to", "8443"]
+    assert c.JupyterHub.tornado_settings == {
+        "cookie_options": {"x": 1}, "headers": {"Strict-Transport-Security": "max-age=600"}}
+    assert c.Spawner.environment == {"A": "1", "TEAMHUB_HSTS": "max-age=600"}
+
+
+def test_tls_redirect_and_hsts_can_be_off(tmp_path):
+    s = settings(tmp_path, '[tls]\ncert = "/c.pem"\nkey = "/k.pem"\nhttp_port = 0\n'
+                 "hsts_max_age = 0\n")
+    c = Config()
+    hubconfig.update_tls(c, s, Paths.from_settings(s))
+    assert c.JupyterHub.ssl_cert == "/c.pem"
+    assert "command" not in c.ConfigurableHTTPProxy and "tornado_settings" not in c.JupyterHub
+
+
+def test_culling_on_by_default_as_a_service_with_least_scopes(tmp_path):
+    c = Config()
+    hubconfig.update_services(c, "tok")
+    hubconfig.update_culling(c, settings(tmp_path))
+    names = [svc["name"] for svc in c.JupyterHub.services]
+    assert names == ["teamhub-cli", "idle-culler"]
+    culler = c.JupyterHub.services[1]
+    assert culler["command"] == [sys.executable, "-m", "jupyterhub_idle_culler",
+                                 "--timeout=3600", "--cull-every=300"]
+    role = c.JupyterHub.load_roles[-1]
+    assert role["services"] == ["idle-culler"]
+    assert set(role["scopes"]) == {"list:users", "read:users:activity", "read:servers",
+                                   "delete:servers"}
+    assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "300"
+
+
+def test_culling_off_and_short_timeouts_report_activity_often(tmp_path):
+    c = Config()
+    hubconfig.update_culling(c, settings(tmp_path, "[culling]\nenabled = false\n"))
+    assert "services" not in c.JupyterHub
+    c = Config()
+    hubconfig.update_culling(c, settings(tmp_path, "[culling]\ntimeout = 30\nevery = 10\n"))
+    assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "5"
+    assert c.Spawner.environment["TEAMHUB_BUSY_INTERVAL"] == "5"
+
+
+def test_server_extension_added_to_existing_args():
+    c = Config()
+    c.Spawner.args = ["--KernelManager.transport=ipc"]
+    hubconfig.update_server_extension(c)
+    assert c.Spawner.args == ["--KernelManager.transport=ipc",
+                              "--ServerApp.jpserver_extensions=teamhub.serverext=True"]
+
+
+def test_busy_kernel_marks_activity_idle_does_not():
+    kernels = {"a": SimpleNamespace(execution_state="idle"),
+               "b": SimpleNamespace(execution_state="busy")}
+    app = SimpleNamespace(kernel_manager=SimpleNamespace(_kernels=kernels),
+                          web_app=SimpleNamespace(settings={}))
+    assert serverext.busy_kernels(app.kernel_manager) == ["b"]
+    assert serverext.mark_if_busy(app) and serverext.ACTIVITY_KEY in app.web_app.settings
+    kernels["b"].execution_state = "idle"
+    app.web_app.settings.clear()
+    assert not serverext.mark_if_busy(app) and app.web_app.settings == {}
