@@ -119,8 +119,9 @@ def update_services(c: Config, api_token: str) -> None:
     ]
 
 
-HSTS_ENV = "TEAMHUB_HSTS"
-BUSY_ENV = "TEAMHUB_BUSY_INTERVAL"
+# Not TEAMHUB_*: nothing of the hub's own TEAMHUB_* settings reaches users' servers.
+HSTS_ENV = "JUPYTER_TEAMHUB_HSTS"
+BUSY_ENV = "JUPYTER_TEAMHUB_BUSY_INTERVAL"
 SERVER_EXTENSION = "teamhub.serverext"
 CULLER_SERVICE = "idle-culler"
 

@@ -3,11 +3,11 @@
 1. A busy kernel is activity. jupyter_server counts only kernel *messages* as
    kernel activity, so a long computation that prints nothing makes the server
    look idle and the idle culler would stop it mid-computation. Every
-   `$TEAMHUB_BUSY_INTERVAL` seconds this extension looks at the kernels'
+   `$JUPYTER_TEAMHUB_BUSY_INTERVAL` seconds this extension looks at the kernels'
    execution_state (which jupyter_server tracks from their status messages)
    and, while any is busy, records "now" as activity; the single-user server
    reports it to the hub with its next activity update.
-2. HSTS: when the hub serves TLS, `$TEAMHUB_HSTS` holds the
+2. HSTS: when the hub serves TLS, `$JUPYTER_TEAMHUB_HSTS` holds the
    Strict-Transport-Security value, sent on every response of this server too
    (the proxy terminates TLS, so the server cannot know by itself).
 """
@@ -44,7 +44,7 @@ def mark_if_busy(serverapp: Any) -> bool:
 
 def _interval() -> float:
     try:
-        value = float(os.environ.get("TEAMHUB_BUSY_INTERVAL", DEFAULT_INTERVAL))
+        value = float(os.environ.get("JUPYTER_TEAMHUB_BUSY_INTERVAL", DEFAULT_INTERVAL))
     except ValueError:
         return DEFAULT_INTERVAL
     return value if value > 0 else DEFAULT_INTERVAL
@@ -52,7 +52,7 @@ def _interval() -> float:
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     settings = serverapp.web_app.settings
-    hsts = os.environ.get("TEAMHUB_HSTS", "")
+    hsts = os.environ.get("JUPYTER_TEAMHUB_HSTS", "")
     if hsts:
         settings["headers"] = {**settings.get("headers", {}), "Strict-Transport-Security": hsts}
     callback = PeriodicCallback(lambda: mark_if_busy(serverapp), _interval() * 1000)

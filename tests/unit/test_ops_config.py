@@ -39,7 +39,7 @@ def test_tls_sets_cert_redirect_port_and_hsts_on_hub_and_servers(tmp_path):
                                                    "--redirect-to", "8443"]
     assert c.JupyterHub.tornado_settings == {
         "cookie_options": {"x": 1}, "headers": {"Strict-Transport-Security": "max-age=600"}}
-    assert c.Spawner.environment == {"A": "1", "TEAMHUB_HSTS": "max-age=600"}
+    assert c.Spawner.environment == {"A": "1", "JUPYTER_TEAMHUB_HSTS": "max-age=600"}
 
 
 def test_tls_redirect_and_hsts_can_be_off(tmp_path):
@@ -74,7 +74,7 @@ def test_culling_off_and_short_timeouts_report_activity_often(tmp_path):
     c = Config()
     hubconfig.update_culling(c, settings(tmp_path, "[culling]\ntimeout = 30\nevery = 10\n"))
     assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "5"
-    assert c.Spawner.environment["TEAMHUB_BUSY_INTERVAL"] == "5"
+    assert c.Spawner.environment["JUPYTER_TEAMHUB_BUSY_INTERVAL"] == "5"
 
 
 def test_server_extension_added_to_existing_args():
