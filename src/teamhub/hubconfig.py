@@ -89,6 +89,14 @@ def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) ->
     c.LocalSpawner.runtime_bin = str(paths.runtime_dir / "bin")
     c.LocalSpawner.private_runtime_root = str(paths.private_runtime)
     c.LocalSpawner.single_user_trial = trial
+    update_fork_server(c, s, paths, trial)
+
+
+def update_fork_server(c: Config, s: Settings, paths: Paths, trial: bool = False) -> None:
+    # The fork server runs as root and sets uids: never in the single-user trial.
+    c.LocalSpawner.fork_server = bool(s["spawner.fork_server"]) and not trial
+    c.LocalSpawner.fork_server_socket = str(paths.fork_server_socket)
+    c.LocalSpawner.fork_server_log = str(paths.fork_server_log)
 
 
 KERNEL_SPEC_MANAGER = "teamhub.envs.kernels.TeamhubKernelSpecManager"
