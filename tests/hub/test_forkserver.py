@@ -254,6 +254,7 @@ def test_running_servers_survive_fork_server_and_hub_restart(hub: HubProcess) ->
     pid = server_pid(hub, name)
     forker = fork_server_pid(hub)
     assert parent_of(pid) == forker
+    assert b.open_lab(name).status_code == 200
     kernel = b.new_kernel(name)
     b.execute(name, kernel, "x = 19")
     hub.stop()

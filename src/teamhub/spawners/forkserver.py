@@ -140,13 +140,16 @@ def _child(conn: socket.socket, listener: socket.socket) -> None:
         traceback.print_exc()
         code = 1
     try:
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)  # as the interpreter does with SystemExit("...")
+            code = 1
         import atexit
 
         atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
     finally:
-        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+        os._exit(code or 0)
 
 
 def _recv_line(conn: socket.socket) -> bytes:
