@@ -139,7 +139,8 @@ def readable_memory(pid: int) -> bytes:
     with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
         for line in maps:
             addr, perms = line.split()[:2]
-            if "r" not in perms or line.rstrip().endswith(("[vvar]", "[vsyscall]", "[vvar_vclock]")):
+            special = line.rstrip().endswith(("[vvar]", "[vsyscall]", "[vvar_vclock]"))
+            if "r" not in perms or special:
                 continue
             start, end = (int(x, 16) for x in addr.split("-"))
             if end - start > 512 << 20:

@@ -122,6 +122,15 @@ def python_signal_defaults() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _coerce_c_locale() -> None:
+    """PEP 538, as a freshly started Python does it to its own environment."""
+    env = os.environ
+    if env.get("LC_ALL") or env.get("PYTHONCOERCECLOCALE") == "0":
+        return
+    if (env.get("LC_CTYPE") or env.get("LANG") or "C") in ("C", "POSIX"):
+        env["LC_CTYPE"] = "C.UTF-8"
+
+
 def _set_rlimits(limits: dict[str, list[int]]) -> None:
     for name, (soft, hard) in limits.items():
         res = RLIMITS.get(name)
@@ -249,6 +258,7 @@ def become(spec: LaunchSpec, *, in_process: bool = False) -> None:
     os.environ.update(spec.env)
     random.seed()
     if in_process:
+        _coerce_c_locale()
         # Changing uid made the process undumpable (its /proc files root's); an exec
         # would make it dumpable again, and its memory is only its own from here.
         _prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
