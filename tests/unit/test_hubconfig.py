@@ -143,3 +143,11 @@ def test_fork_server_off_by_setting_and_always_in_the_trial(tmp_path):
     c = Config()
     hubconfig.update_fork_server(c, s, Paths.from_settings(s), trial=True)
     assert c.LocalSpawner.fork_server is False
+
+
+def test_servers_start_with_the_read_only_extension_manager_and_keep_earlier_args():
+    c = Config()
+    c.Spawner.args = ["--KernelManager.transport=ipc"]
+    hubconfig.update_server_startup(c)
+    assert c.Spawner.args == ["--KernelManager.transport=ipc",
+                              "--LabApp.extension_manager=readonly"]

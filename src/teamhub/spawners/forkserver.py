@@ -45,6 +45,12 @@ PRELOAD = (
     "jupyterlab", "jupyterlab.labapp", "jupyterlab_server", "jupyter_lsp",
     "jupyter_server_terminals", "notebook_shim", "jupyter_events", "rfc3987_syntax",
     "jupyter_client.ioloop", "teamhub.envs.kernels",
+    # Imported only while a server starts (extension linking and loading), not at import:
+    "IPython", "notebook_shim.nbserver", "jupyterlab.extensions.pypi",
+    "jupyterlab.extensions.readonly", "httpx", "jupyter_lsp.serverextension",
+    "jupyter_lsp.specs", "jupyter_server.services.contents.largefilemanager",
+    "jupyter_server.services.kernels.kernelmanager", "jupyter_server.gateway.managers",
+    "terminado", "jupyter_server_terminals.app", "ipykernel.kernelspec",
 )
 # Settings that jupyterhub.singleuser reads once at import: a spec that sets them
 # gets a freshly exec'd server instead of the preloaded one.

@@ -230,15 +230,18 @@ class LocalSpawner(LocalProcessSpawner):
         )
 
     async def start(self) -> tuple[str, int]:
+        began = time.monotonic()
         try:
             user = await asyncio.to_thread(self._system_user)
         except TeamhubError as exc:
             self.log.error("Cannot prepare Linux account for %s: %s", self.user.name, exc)
             raise SpawnFailed(f"Your Linux account could not be prepared: {exc}") from None
+        prepared = time.monotonic()
         if self.port == 0:
             self.port = random_port()
         log_path = self._log_path()
         spec = await asyncio.to_thread(self._launch_spec, user, log_path)
+        launched = time.monotonic()
         with open(log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} start\n".encode())
         self.proc = None
@@ -252,7 +255,12 @@ class LocalSpawner(LocalProcessSpawner):
                 self._restart_fork_server()
         if not self._forked:
             self._launch_normally(spec)
+        forked = time.monotonic()
         await self._wait_listening(log_path)
+        self.log.debug("Started %s's server (%s): account %.3fs, spec %.3fs, launch %.3fs, "
+                       "until listening %.3fs", self.user.name,
+                       "forked" if self._forked else "fresh interpreter", prepared - began,
+                       launched - prepared, forked - launched, time.monotonic() - forked)
         return ("127.0.0.1", self.port)
 
     def _restart_fork_server(self) -> None:
