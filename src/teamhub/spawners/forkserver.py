@@ -13,7 +13,8 @@ none.
 Protocol, over a root-only unix socket, one request per connection (JSON lines):
   hub → `{"op": "spawn"}`; server → `{"pid": N}`; hub → the spec, then end of data
   (read by the child alone: the parent has closed the connection by then).
-  hub → `{"op": "status", "pid": N}`; server → `{"running": bool, "exit": int | null}`.
+  hub → `{"op": "status", "pid": N}`; server → `{"running": bool, "known": bool,
+  "exit": int | null}` (known: N is one of its children, running or reaped).
 """
 
 from __future__ import annotations
@@ -203,7 +204,9 @@ class ForkServer:
         if request.get("op") == "status":
             pid = int(request["pid"])
             self.reap()
-            self._reply(conn, {"running": pid in self.children, "exit": self.exits.get(pid)})
+            known = pid in self.children or pid in self.exits
+            self._reply(conn, {"running": pid in self.children, "known": known,
+                               "exit": self.exits.get(pid)})
         elif request.get("op") == "spawn":
             if _threads() != 1:
                 self._reply(conn, {"error": "fork server is not single-threaded"})
@@ -336,6 +339,9 @@ async def status(socket_path: Path, pid: int) -> tuple[bool, int | None]:
     """Whether PID (a fork server child) runs, and its exit code if it ended."""
     answer, writer = await _request(socket_path, {"op": "status", "pid": pid})
     writer.close()
+    if not answer.get("known"):
+        # Forked by an earlier fork server (restarted meanwhile): not ours to tell.
+        raise ForkServerUnavailable(f"fork server does not know pid {pid}")
     return bool(answer["running"]), answer["exit"]
 
 
