@@ -84,11 +84,14 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def run_mode(fork: bool, users: int, burst: int) -> dict[str, object]:
+def run_mode(fork: bool, users: int, burst: int, extra_config: str = "") -> dict[str, object]:
     root = Path(tempfile.mkdtemp(prefix="teamhub-bench-"))
     prefix = "tbf-" if fork else "tbn-"
     hub = HubProcess(root, system_prefix=prefix,
                      extra_toml=f"\n[spawner]\nfork_server = {'true' if fork else 'false'}\n")
+    if extra_config:
+        (root / "jupyterhub_config.d").mkdir()
+        (root / "jupyterhub_config.d" / "bench.py").write_text(extra_config + "\n")
     seq = [f"s{i}" for i in range(users)]
     many = [f"b{i}" for i in range(burst)]
     try:
@@ -177,20 +180,25 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", choices=["fork", "normal"], help="Measure one mode only.")
+    parser.add_argument("--extra-config", default="", metavar="PYTHON",
+                        help="Raw JupyterHub config for both hubs, e.g. "
+                             "\"c.Spawner.args.append('--X=y')\" (to measure one change).")
     args = parser.parse_args()
-    result = {
-        "imports": import_costs(),
-        "fork": run_mode(True, args.users, args.burst),
-        "normal": run_mode(False, args.users, args.burst),
-    }
+    result: dict[str, dict[str, object]] = {"imports": {} if args.only else import_costs()}
+    for mode in ("fork", "normal"):
+        if args.only in (None, mode):
+            result[mode] = run_mode(mode == "fork", args.users, args.burst, args.extra_config)
+        else:
+            result[mode] = {}
     if args.json:
         print(json.dumps(result))
         return
     for key, value in result["imports"].items():
         print(f"{key:48} {value}")
     print(f"{'':28}{'fork':>12}{'normal':>12}")
-    for key in result["fork"]:
-        print(f"{key:28}{result['fork'][key]!s:>12}{result['normal'][key]!s:>12}")
+    for key in result["fork"] or result["normal"]:
+        print(f"{key:28}{result['fork'].get(key)!s:>12}{result['normal'].get(key)!s:>12}")
 
 
 if __name__ == "__main__":
