@@ -90,6 +90,14 @@ def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) ->
     c.LocalSpawner.runtime_bin = str(paths.runtime_dir / "bin")
     c.LocalSpawner.private_runtime_root = str(paths.private_runtime)
     c.LocalSpawner.single_user_trial = trial
+    update_fork_server(c, s, paths, trial)
+
+
+def update_fork_server(c: Config, s: Settings, paths: Paths, trial: bool = False) -> None:
+    # The fork server runs as root and sets uids: never in the single-user trial.
+    c.LocalSpawner.fork_server = bool(s["spawner.fork_server"]) and not trial
+    c.LocalSpawner.fork_server_socket = str(paths.fork_server_socket)
+    c.LocalSpawner.fork_server_log = str(paths.fork_server_log)
 
 
 KERNEL_SPEC_MANAGER = "teamhub.envs.kernels.TeamhubKernelSpecManager"
@@ -103,6 +111,17 @@ def update_envs(c: Config, s: Settings) -> None:
         f"--ServerApp.kernel_spec_manager_class={KERNEL_SPEC_MANAGER}",
         f"--TeamhubKernelSpecManager.envs_root={s['envs.root']}",
     ]
+
+
+def update_server_startup(c: Config) -> None:
+    """Cut what every server start pays for but no user can use.
+
+    JupyterLab's default PyPI extension manager builds an HTTPS client (~0.1 s per
+    start) to offer installs into the runtime, which users cannot write to anyway:
+    the read-only manager still lists the installed extensions.
+    """
+    earlier = list(c.Spawner.args) if "args" in c.Spawner else []
+    c.Spawner.args = [*earlier, "--LabApp.extension_manager=readonly"]
 
 
 def update_services(c: Config, api_token: str) -> None:
@@ -216,6 +235,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_envs(c, settings)
     update_server_extension(c)
     update_tls(c, settings, paths)
+    update_server_startup(c)
     if paths.api_token.exists():
         update_services(c, paths.api_token.read_text().strip())
     update_culling(c, settings)

@@ -75,6 +75,15 @@ class Paths:
         return Path("/run/teamhub")
 
     @property
+    def fork_server_socket(self) -> Path:
+        """Root-only socket of the fork server that starts users' servers."""
+        return self.state_dir / "forkserver.sock"
+
+    @property
+    def fork_server_log(self) -> Path:
+        return self.state_dir / "logs" / "forkserver.log"
+
+    @property
     def runtime_python(self) -> Path:
         return self.runtime_dir / "bin" / "python"
 

@@ -122,3 +122,32 @@ def test_envs_keep_the_spawner_args_set_before(tmp_path):
     hubconfig.update_envs(c, s)
     assert "--KernelManager.transport=ipc" in c.Spawner.args
     assert any(a.startswith("--ServerApp.kernel_spec_manager_class=") for a in c.Spawner.args)
+
+
+def test_fork_server_on_by_default_with_a_root_only_socket_in_the_state_dir(tmp_path):
+    s = settings(tmp_path)
+    c = Config()
+    hubconfig.update_fork_server(c, s, Paths.from_settings(s))
+    assert c.LocalSpawner.fork_server is True
+    state = Paths.from_settings(s).state_dir
+    assert c.LocalSpawner.fork_server_socket == str(state / "forkserver.sock")
+    assert c.LocalSpawner.fork_server_log == str(state / "logs" / "forkserver.log")
+
+
+def test_fork_server_off_by_setting_and_always_in_the_trial(tmp_path):
+    s = settings(tmp_path, TEAMHUB_SPAWNER_FORK_SERVER="false")
+    c = Config()
+    hubconfig.update_fork_server(c, s, Paths.from_settings(s))
+    assert c.LocalSpawner.fork_server is False
+    s = settings(tmp_path)
+    c = Config()
+    hubconfig.update_fork_server(c, s, Paths.from_settings(s), trial=True)
+    assert c.LocalSpawner.fork_server is False
+
+
+def test_servers_start_with_the_read_only_extension_manager_and_keep_earlier_args():
+    c = Config()
+    c.Spawner.args = ["--KernelManager.transport=ipc"]
+    hubconfig.update_server_startup(c)
+    assert c.Spawner.args == ["--KernelManager.transport=ipc",
+                              "--LabApp.extension_manager=readonly"]

@@ -1,0 +1,349 @@
+"""A fork server: start users' servers in ~0.1 s by forking a warm, secret-free parent.
+
+A fresh single-user server spends over a second importing jupyter_server,
+jupyterlab and their dependencies. The fork server is a separate, single-threaded
+root process (started by `teamhub up` as a fresh program with a minimal
+environment, so it never holds the hub's secrets) that has imported all of that
+once. For each request it forks a child; the child, not the parent, then reads
+its launch spec (which carries the user's API token) from the hub, runs
+`sandbox.become` and the server in-process. The parent's memory therefore never
+holds any user's secret, and every later child is a copy of a parent that holds
+none.
+
+Protocol, over a root-only unix socket, one request per connection (JSON lines):
+  hub → `{"op": "spawn"}`; server → `{"pid": N}`; hub → the spec, then end of data
+  (read by the child alone: the parent has closed the connection by then).
+  hub → `{"op": "status", "pid": N}`; server → `{"running": bool, "known": bool,
+  "exit": int | null}` (known: N is one of its children, running or reaped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import traceback
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from ..system.sandbox import LaunchSpec, become, show_as_exec
+
+PR_SET_PDEATHSIG = 1
+MAX_SPEC = 1 << 20
+# Heavy modules every server imports; whatever is not installed is skipped.
+PRELOAD = (
+    "jupyter_server.serverapp", "jupyterhub.singleuser", "jupyterhub.singleuser.extension",
+    "jupyterlab", "jupyterlab.labapp", "jupyterlab_server", "jupyter_lsp",
+    "jupyter_server_terminals", "notebook_shim", "jupyter_events", "rfc3987_syntax",
+    "jupyter_client.ioloop", "teamhub.envs.kernels",
+    # Imported only while a server starts (extension linking and loading), not at import:
+    "IPython", "notebook_shim.nbserver", "jupyterlab.extensions.pypi",
+    "jupyterlab.extensions.readonly", "httpx", "jupyter_lsp.serverextension",
+    "jupyter_lsp.specs", "jupyter_server.services.contents.largefilemanager",
+    "jupyter_server.services.kernels.kernelmanager", "jupyter_server.gateway.managers",
+    "terminado", "jupyter_server_terminals.app", "ipykernel.kernelspec",
+)
+# Settings that jupyterhub.singleuser reads once at import: a spec that sets them
+# gets a freshly exec'd server instead of the preloaded one.
+IMPORT_TIME_ENV = ("JUPYTERHUB_SINGLEUSER_APP", "JUPYTERHUB_SINGLEUSER_EXTENSION")
+
+
+class ForkServerUnavailable(Exception):
+    """The fork server could not start this server; the caller starts it normally."""
+
+
+# ---------------------------------------------------------------- server side
+
+
+def _log(msg: str) -> None:
+    print(f"teamhub-forkserver[{os.getpid()}]: {msg}", file=sys.stderr, flush=True)
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def preload() -> list[str]:
+    loaded = []
+    for name in PRELOAD:
+        try:
+            __import__(name)
+            loaded.append(name)
+        except Exception as exc:  # noqa: BLE001 - an optional extension may be broken
+            _log(f"not preloading {name}: {exc}")
+    return loaded
+
+
+def _self_test() -> None:
+    """Refuse to serve where a child could not be made to look exec'd."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            show_as_exec(["probe"], {"A": "1"})
+        except BaseException:  # noqa: BLE001
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("teamhub-forkserver: this kernel does not allow PR_SET_MM_MAP; "
+                         "servers will be started the normal way")
+
+
+def _run_server(spec: LaunchSpec) -> Any:
+    """What `jupyterhub-singleuser ARGS` does, in this (already sandboxed) process."""
+    import site
+    import tempfile
+
+    tempfile.tempdir = None
+    sys.argv = list(spec.argv)
+    # A script's folder is first on sys.path; the user's own site-packages follow
+    # the rules of a fresh interpreter started by this user.
+    sys.path[0] = os.path.dirname(os.path.realpath(spec.argv[0]))
+    old_site = site.USER_SITE
+    if old_site in sys.path:
+        sys.path.remove(old_site)
+    site.USER_BASE = site.USER_SITE = None
+    user_site = site.getusersitepackages()
+    if site.ENABLE_USER_SITE and os.path.isdir(user_site):
+        site.addsitedir(user_site)
+    from jupyterhub.singleuser import main
+
+    return main()
+
+
+def _child(conn: socket.socket, listener: socket.socket) -> None:
+    """In the forked child: read our own spec, become the user, run the server. Never returns."""
+    code: Any = 1
+    try:
+        listener.close()
+        conn.settimeout(30)
+        chunks, size = [], 0
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_SPEC:
+                raise ValueError("launch spec too large")
+        conn.close()
+        spec = LaunchSpec.from_json(b"".join(chunks))
+        if any(k in spec.env for k in IMPORT_TIME_ENV):
+            become(spec)
+            os.execve(spec.argv[0], spec.argv, spec.env)
+        become(spec, in_process=True)
+        code = _run_server(spec)
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:  # noqa: BLE001 - whatever happens, never return into the parent's loop
+        traceback.print_exc()
+        code = 1
+    try:
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)  # as the interpreter does with SystemExit("...")
+            code = 1
+        import atexit
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code or 0)
+
+
+def _recv_line(conn: socket.socket) -> bytes:
+    # Not conn.makefile(): its reference would keep the descriptor open past close().
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(4096)
+        if not chunk or len(data) > 4096:
+            raise ValueError("incomplete request")
+        data += chunk
+    return data
+
+
+class ForkServer:
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        # pid → exit code of children that ended; bounded, newest kept.
+        self.exits: OrderedDict[int, int] = OrderedDict()
+        self.children: set[int] = set()
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            self.exits[pid] = os.waitstatus_to_exitcode(status)
+            while len(self.exits) > 1000:
+                self.exits.popitem(last=False)
+
+    def _reply(self, conn: socket.socket, obj: dict[str, Any]) -> None:
+        conn.sendall(json.dumps(obj).encode() + b"\n")
+
+    def handle(self, conn: socket.socket, listener: socket.socket) -> None:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _, uid, _ = struct.unpack("3i", creds)
+        if uid != 0:
+            _log(f"refused a connection from uid {uid}")
+            return
+        conn.settimeout(5)
+        request = json.loads(_recv_line(conn))
+        if request.get("op") == "status":
+            pid = int(request["pid"])
+            self.reap()
+            known = pid in self.children or pid in self.exits
+            self._reply(conn, {"running": pid in self.children, "known": known,
+                               "exit": self.exits.get(pid)})
+        elif request.get("op") == "spawn":
+            if _threads() != 1:
+                self._reply(conn, {"error": "fork server is not single-threaded"})
+                return
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                _child(conn, listener)
+            self.children.add(pid)
+            self._reply(conn, {"pid": pid})
+        else:
+            self._reply(conn, {"error": "unknown request"})
+
+    def serve(self) -> None:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.socket_path.unlink(missing_ok=True)
+        old = os.umask(0o077)
+        listener.bind(str(self.socket_path))
+        os.umask(old)
+        os.chmod(self.socket_path, 0o600)
+        listener.listen(64)
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        gc.collect()
+        gc.freeze()  # keep the preloaded objects' pages shared with every child
+        _log(f"ready on {self.socket_path} ({_threads()} thread)")
+        while True:
+            readable, _, _ = select.select([listener, wake_r], [], [], 5)
+            if wake_r in readable:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            self.reap()
+            if listener in readable:
+                conn, _ = listener.accept()
+                try:
+                    self.handle(conn, listener)
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    _log(f"bad request: {exc}")
+                finally:
+                    conn.close()
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m teamhub.spawners.forkserver SOCKET")
+    if os.geteuid() != 0:
+        raise SystemExit("teamhub-forkserver: must run as root")
+    # Die with whoever started us (the hub); running servers are not our children's
+    # children, they are reparented and keep running.
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    parent = os.getppid()
+    if parent == 1:
+        raise SystemExit(0)
+    os.chdir("/")
+    started = time.monotonic()
+    loaded = preload()
+    _self_test()
+    _log(f"preloaded {len(loaded)} modules in {time.monotonic() - started:.2f}s")
+    ForkServer(Path(sys.argv[1])).serve()
+
+
+# ---------------------------------------------------------------- hub side
+
+_started: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def start(socket_path: Path, python: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """Run a fork server as a fresh program with a minimal environment (never the hub's).
+
+    Call from the main thread: it dies with the thread that started it.
+    """
+    old = _started.get(str(socket_path))
+    if old is not None and old.poll() is None:
+        return old
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8"),
+           "HOME": "/nonexistent"}
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        proc = subprocess.Popen(
+            [python, "-m", "teamhub.spawners.forkserver", str(socket_path)],
+            env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
+            close_fds=True, start_new_session=True,
+        )
+    finally:
+        os.close(fd)
+    _started[str(socket_path)] = proc
+    return proc
+
+
+async def _request(socket_path: Path, request: dict[str, Any],
+                   timeout: float = 5) -> tuple[dict[str, Any], asyncio.StreamWriter]:
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_unix_connection(str(socket_path)), timeout)
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise ForkServerUnavailable(f"no fork server at {socket_path} ({exc!r})") from None
+    if not line:
+        writer.close()
+        raise ForkServerUnavailable("fork server closed the connection without an answer")
+    answer = json.loads(line)
+    if "error" in answer:
+        writer.close()
+        raise ForkServerUnavailable(f"fork server refused: {answer['error']}")
+    return answer, writer
+
+
+async def spawn(socket_path: Path, spec: LaunchSpec) -> int:
+    """Start SPEC in a child of the fork server; its pid."""
+    answer, writer = await _request(socket_path, {"op": "spawn"})
+    try:
+        writer.write(spec.to_json())
+        await writer.drain()
+        writer.write_eof()
+    except OSError as exc:
+        raise ForkServerUnavailable(f"could not hand the spec to the child: {exc}") from None
+    finally:
+        writer.close()
+    return int(answer["pid"])
+
+
+async def status(socket_path: Path, pid: int) -> tuple[bool, int | None]:
+    """Whether PID (a fork server child) runs, and its exit code if it ended."""
+    answer, writer = await _request(socket_path, {"op": "status", "pid": pid})
+    writer.close()
+    if not answer.get("known"):
+        # Forked by an earlier fork server (restarted meanwhile): not ours to tell.
+        raise ForkServerUnavailable(f"fork server does not know pid {pid}")
+    return bool(answer["running"]), answer["exit"]
+
+
+if __name__ == "__main__":
+    main()
