@@ -26,7 +26,7 @@ from ..errors import AccountError
 from ..system import users
 from ..system.names import canonical_name, system_name
 from .policy import DEFAULT_MIN_LENGTH, check_password
-from .store import Account, AccountStore, _hasher, _now, _row
+from .store import Account, AccountStore, _now, _row
 
 # Many pending requests are a sign of a script, not of a team: stop taking more
 # (without saying anything about names) until an admin has looked at them.
@@ -58,7 +58,7 @@ def request_signup(store: AccountStore, raw_name: str, password: str, *, open_si
             and not users.is_managed(sysname, registry=registry):
         raise AccountError(f"the name {name!r} is not available; choose another one")
     # Hashed before looking at the name, so a taken name costs the same time.
-    password_hash = _hasher.hash(password)
+    password_hash = store.hash_password(password)
     pending = not open_signup
     with store._connect() as conn:
         if pending:
@@ -179,7 +179,7 @@ def redeem_reset_link(store: AccountStore, token: str, password: str, *,
         raise InvalidLink("this reset link is not valid: it is unknown, expired or already "
                           "used; ask an administrator for a new one")
     check_password(name, password, min_length)
-    password_hash = _hasher.hash(password)
+    password_hash = store.hash_password(password)
     with store._connect() as conn:
         row = _valid_link(conn, token)
         if row is None or row["name"] != name:
