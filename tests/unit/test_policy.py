@@ -70,7 +70,8 @@ def test_common_list_is_loaded_from_the_package() -> None:
 def test_overlong_password_is_never_hashed(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     # argon2 has no input limit, so the cap is what keeps a megabyte "password" from
     # costing hashing work: every way to set a password refuses it before hashing.
-    from teamhub.accounts import lifecycle, store as store_mod
+    from teamhub.accounts import lifecycle
+    from teamhub.accounts import store as store_mod
 
     s = store_mod.AccountStore(tmp_path / "accounts.sqlite")
     s.add("ada", GOOD)
