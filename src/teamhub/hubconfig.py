@@ -121,7 +121,10 @@ def update_envs(c: Config, s: Settings) -> None:
 
 def update_services(c: Config, api_token: str) -> None:
     """The CLI's own service account, so `teamhub user ...` can reach a running hub."""
-    c.JupyterHub.services = [{"name": CLI_SERVICE, "api_token": api_token}]
+    # admin: JupyterHub lets only admins grant or revoke the admin flag
+    # (`teamhub user admin`), whatever the scopes; the token is root-only, and root
+    # controls the hub anyway.
+    c.JupyterHub.services = [{"name": CLI_SERVICE, "api_token": api_token, "admin": True}]
     c.JupyterHub.load_roles = [
         {
             "name": CLI_SERVICE,

@@ -85,7 +85,7 @@ def test_proxy_command_prefers_setting_then_bundled(tmp_path):
 def test_cli_service_gets_only_user_server_group_and_token_admin_scopes():
     c = Config()
     hubconfig.update_services(c, "tok")
-    assert c.JupyterHub.services == [{"name": "teamhub-cli", "api_token": "tok"}]
+    assert c.JupyterHub.services == [{"name": "teamhub-cli", "api_token": "tok", "admin": True}]
     (role,) = c.JupyterHub.load_roles
     assert set(role["scopes"]) == {"admin:users", "admin:servers", "list:users", "read:users",
                                    "admin:groups", "tokens"}
@@ -122,3 +122,27 @@ def test_envs_keep_the_spawner_args_set_before(tmp_path):
     hubconfig.update_envs(c, s)
     assert "--KernelManager.transport=ipc" in c.Spawner.args
     assert any(a.startswith("--ServerApp.kernel_spec_manager_class=") for a in c.Spawner.args)
+
+
+def test_update_accounts(tmp_path: Path) -> None:
+    from teamhub.accounts.pages import TEMPLATES
+
+    c = Config()
+    c.JupyterHub.template_paths = ["/admin/templates"]
+    hubconfig.update_accounts(c, settings(tmp_path, "[auth]\nsignup = true\n",
+                                          TEAMHUB_AUTH_MIN_PASSWORD_LENGTH="14"))
+    assert c.TeamhubAuthenticator.signup_enabled is True
+    assert c.TeamhubAuthenticator.open_signup is False
+    assert c.TeamhubAuthenticator.min_password_length == 14
+    assert c.TeamhubAuthenticator.system_prefix == "jupyter-"
+    # Ours first (they extend JupyterHub's own), an admin's kept after.
+    assert c.JupyterHub.template_paths == [str(TEMPLATES), "/admin/templates"]
+    assert (TEMPLATES / "page.html").is_file() and (TEMPLATES / "login.html").is_file()
+
+
+def test_signup_is_off_by_default(tmp_path: Path) -> None:
+    c = Config()
+    hubconfig.update_accounts(c, settings(tmp_path))
+    assert c.TeamhubAuthenticator.signup_enabled is False
+    assert c.TeamhubAuthenticator.open_signup is False
+    assert c.TeamhubAuthenticator.min_password_length == 10

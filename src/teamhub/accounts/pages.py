@@ -151,14 +151,14 @@ class ResetHandler(AccountPage):
         return super().prepare()
 
     async def _invalid(self) -> None:
-        await self.page("reset.html", 404, valid=False, name="", error=None, done=False)
+        await self.page("reset.html", 404, valid=False, account_name="", error=None, done=False)
 
     async def get(self, token: str) -> None:
         name = await self.blocking(lifecycle.reset_link_user, self.store, token)
         if name is None:
             await self._invalid()
             return
-        await self.page("reset.html", valid=True, name=name, error=None, done=False)
+        await self.page("reset.html", valid=True, account_name=name, error=None, done=False)
 
     async def post(self, token: str) -> None:
         new, again = self.field("password"), self.field("password2")
@@ -167,7 +167,7 @@ class ResetHandler(AccountPage):
             await self._invalid()
             return
         if new != again:
-            await self.page("reset.html", 400, valid=True, name=name, done=False,
+            await self.page("reset.html", 400, valid=True, account_name=name, done=False,
                             error="The two passwords differ; type the same password twice.")
             return
         try:
@@ -177,11 +177,11 @@ class ResetHandler(AccountPage):
             await self._invalid()
             return
         except AccountError as exc:
-            await self.page("reset.html", 400, valid=True, name=name, done=False,
+            await self.page("reset.html", 400, valid=True, account_name=name, done=False,
                             error=str(exc))
             return
         self.log.info("Password of %s set through a reset link", name)
-        await self.page("reset.html", valid=True, name=name, error=None, done=True)
+        await self.page("reset.html", valid=True, account_name=name, error=None, done=True)
 
 
 class AccountsAdminHandler(AccountPage):
