@@ -59,6 +59,15 @@ class AccountPage(BaseHandler):
         # argon2 is deliberately slow: keep it off the hub's event loop.
         return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kw))
 
+    async def _after_password_change(self, name: str) -> None:
+        """What follows every successful password change of user NAME (change page
+        and reset links).
+
+        The one place to end NAME's other sessions and API tokens (rotate the
+        cookie_id) once the hub does that; the change page then issues this
+        browser's login cookie again.
+        """
+
     async def page(self, template: str, status: int = 200, **ns: Any) -> None:
         self.set_status(status)
         self.set_header("Cache-Control", "no-store")
@@ -129,17 +138,13 @@ class ChangePasswordHandler(AccountPage):
             await self.page("change_password.html", status, error=error, done=False)
             return
         self.log.info("User %s changed their password", user.name)
-        await self._after_password_change(user)
+        await self._after_password_change(user.name)
         await self.page("change_password.html", error=None, done=True)
 
-    async def _after_password_change(self, user: Any) -> None:
-        """What follows a successful password change.
-
-        For now the login cookie is issued again, so this browser stays logged
-        in. This is the place to rotate the session (new cookie_id, other
-        sessions and API tokens ended) once the hub does that.
-        """
-        self.set_hub_cookie(user)
+    async def _after_password_change(self, name: str) -> None:
+        await super()._after_password_change(name)
+        # This browser stays logged in: its login cookie is issued again.
+        self.set_hub_cookie(self.current_user)
 
 
 class ResetHandler(AccountPage):
@@ -181,6 +186,7 @@ class ResetHandler(AccountPage):
                             error=str(exc))
             return
         self.log.info("Password of %s set through a reset link", name)
+        await self._after_password_change(name)
         await self.page("reset.html", valid=True, account_name=name, error=None, done=True)
 
 
