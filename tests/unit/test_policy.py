@@ -26,6 +26,7 @@ GOOD = "violet kettle harbour"
         ("ada", "good password\0x", 10, "control characters"),
         ("ada", "good\npassword here", 10, "control characters"),
         ("ada", "good\x1bpassword here", 10, "control characters"),
+        ("ada", "good\x85password here", 10, "control characters"),  # C1 control
         ("adalovelace", "adalovelace", 10, "contains the user name"),
         ("adalovelace", "AdaLovelace", 10, "contains the user name"),
         ("adalovelace", "xx-AdaLovelace-2024", 10, "contains the user name"),

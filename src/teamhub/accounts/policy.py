@@ -14,6 +14,7 @@ not zxcvbn's scoring, so a refusal always names one plain rule.
 from __future__ import annotations
 
 import string
+import unicodedata
 from functools import cache
 
 from ..errors import AccountError
@@ -65,7 +66,7 @@ def check_password(name: str, password: object, min_length: int = DEFAULT_MIN_LE
         raise PasswordPolicyError(
             f"{who} is too long: at most {MAX_LENGTH} characters are accepted"
         )
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in password):
+    if any(unicodedata.category(ch) == "Cc" for ch in password):
         raise PasswordPolicyError(
             f"{who} contains control characters (such as NUL or a line break); remove them"
         )
