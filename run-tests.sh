@@ -7,6 +7,10 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [ "$(id -u)" = 0 ] || { echo "run-tests.sh: run as root: the tests create real Linux users" >&2; exit 1; }
 # TEAMHUB_TEST_PREFIX lets several checkouts test side by side without sharing a runtime.
 PREFIX=${TEAMHUB_TEST_PREFIX:-/opt/teamhub-test}
+# Page tests drive a real headless Chromium (Playwright with the distribution's browser).
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -q && apt-get install -y -q --no-install-recommends chromium
+fi
 "$SRC/install.sh" --prefix "$PREFIX" --no-start --extras test
 cd "$SRC"
 export TEAMHUB_TEST_RUNTIME=$PREFIX/runtime

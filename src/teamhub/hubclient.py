@@ -184,3 +184,23 @@ def cut_off_user(paths: Paths, name: str) -> dict[str, int] | None:
         _check(_call(*api, "DELETE", f"/users/{name}/tokens/{token_id}")[0],
                f"revoke a token of {name}", ok=(204, 404))
     return {"servers": len(servers), "tokens": len(ids)}
+
+
+def set_admin(paths: Paths, name: str, admin: bool) -> bool | None:
+    """Set NAME's admin flag in a running hub.
+
+    Returns True if the hub changed it, False if the hub does not know NAME yet
+    (it takes the flag from the account store at their first login), and None
+    if no hub answered (it reads the store again at start and at each refresh).
+    """
+    api = _api(paths)
+    if api is None:
+        return None
+    try:
+        status, _ = _call(*api, "PATCH", f"/users/{name}", {"admin": admin})
+    except (urllib.error.URLError, OSError):
+        return None
+    if status == 404:
+        return False
+    _check(status, f"change the admin flag of {name}", ok=(200,))
+    return True

@@ -66,6 +66,21 @@ def update_auth(c: Config, paths: Paths) -> None:
     c.TeamhubAuthenticator.store_path = str(paths.accounts_db)
 
 
+def update_accounts(c: Config, s: Settings) -> None:
+    """Signup, password policy and the account pages (signup, change password, reset, admin)."""
+    from .accounts.pages import TEMPLATES
+
+    c.TeamhubAuthenticator.signup_enabled = s["auth.signup"]
+    c.TeamhubAuthenticator.open_signup = s["auth.open_signup"]
+    c.TeamhubAuthenticator.min_password_length = s["auth.min_password_length"]
+    c.TeamhubAuthenticator.system_prefix = s["users.system_prefix"]
+    c.TeamhubAuthenticator.system_users_registry = str(Paths.from_settings(s).system_users)
+    # Ours first: page.html adds the nav links, login.html the signup link; both
+    # extend JupyterHub's own templates.
+    earlier = list(c.JupyterHub.template_paths) if "template_paths" in c.JupyterHub else []
+    c.JupyterHub.template_paths = [str(TEMPLATES), *earlier]
+
+
 def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) -> None:
     c.JupyterHub.spawner_class = "teamhub.spawners.local.LocalSpawner"
     c.Spawner.cmd = [str(paths.singleuser)]
@@ -126,7 +141,10 @@ def update_server_startup(c: Config) -> None:
 
 def update_services(c: Config, api_token: str) -> None:
     """The CLI's own service account, so `teamhub user ...` can reach a running hub."""
-    c.JupyterHub.services = [{"name": CLI_SERVICE, "api_token": api_token}]
+    # admin: JupyterHub lets only admins grant or revoke the admin flag
+    # (`teamhub user admin`), whatever the scopes; the token is root-only, and root
+    # controls the hub anyway.
+    c.JupyterHub.services = [{"name": CLI_SERVICE, "api_token": api_token, "admin": True}]
     c.JupyterHub.load_roles = [
         {
             "name": CLI_SERVICE,
@@ -225,6 +243,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_lifecycle(c, settings)
     update_logging(c, settings)
     update_auth(c, paths)
+    update_accounts(c, settings)
     update_spawner(c, settings, paths, trial)
     update_projects(c, settings, paths)
     if paths.accounts_db.exists():

@@ -57,6 +57,11 @@ class Paths:
         return self.state_dir / "hub_api_url"
 
     @property
+    def public_url_file(self) -> Path:
+        """Where a running hub writes its public base URL (for `teamhub user reset-link`)."""
+        return self.state_dir / "hub_public_url"
+
+    @property
     def accounts_db(self) -> Path:
         return self.state_dir / "accounts.sqlite"
 

@@ -81,6 +81,8 @@ def _not_negative(value: int) -> str | None:
 
 def _abs_path_or_empty(value: str) -> str | None:
     return None if value == "" or os.path.isabs(value) else "empty, or an absolute path"
+def _min_password(value: int) -> str | None:
+    return None if 8 <= value <= 1024 else "a whole number from 8 to 1024"
 
 
 def _ip(value: str) -> str | None:
@@ -210,6 +212,17 @@ SCHEMA: tuple[Setting, ...] = (
             check=_positive),
     Setting("auth.mode", str, "builtin", "Where accounts live. `builtin`: teamhub's own "
             "account store, managed with `teamhub user ...`.", choices=("builtin",)),
+    Setting("auth.signup", bool, False, "Show a signup page (`/hub/signup`, linked from the "
+            "login page) where people can ask for an account. New accounts wait for an admin's "
+            "approval (`teamhub user pending`, `teamhub user approve NAME`, or the hub's "
+            "Accounts page) unless `auth.open_signup` is on."),
+    Setting("auth.open_signup", bool, False, "With `auth.signup` on, accounts made on the "
+            "signup page can log in at once, without approval. Only for hubs reachable by "
+            "trusted people alone."),
+    Setting("auth.min_password_length", int, 10, "Shortest password accepted by `teamhub user "
+            "add|passwd`, signup, the change-password page and reset links (at least 8). "
+            "Common passwords and passwords containing the user name are always refused.",
+            check=_min_password),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SCHEMA}

@@ -52,8 +52,11 @@ def _api(hub: HubProcess, path: str) -> requests.Response:
 
 
 def _login_page(resp: requests.Response) -> tuple[int, str]:
-    """Status and body of a login answer, the per-request xsrf token blanked out."""
-    return resp.status_code, re.sub(r'value="[^"]*"', 'value=""', resp.text)
+    """Status and body of a login answer, the per-request xsrf token blanked out
+    (in the form and in the page's script: the signed token carries a timestamp,
+    so two answers a second apart differ there)."""
+    text = re.sub(r'value="[^"]*"', 'value=""', resp.text)
+    return resp.status_code, re.sub(r'xsrf_token: "[^"]*"', 'xsrf_token: ""', text)
 
 
 def _wait(predicate, timeout: float = 30) -> bool:

@@ -127,7 +127,7 @@ def test_invalid_name(run: Run, tmp_state: Path) -> None:
     assert AccountStore(tmp_state / "accounts.sqlite").count() == 0
 
 
-@pytest.mark.parametrize("password", ["short", "adalovelace", "x" * 1025, "null\0byte password"])
+@pytest.mark.parametrize("password", ["tiny-pw", "adalovelace", "x" * 1025, "null\0byte password"])
 def test_weak_password(run: Run, tmp_state: Path, password: str) -> None:
     result = run("add", "adalovelace", "--password-stdin", input=password)
     line = _error_line(result)

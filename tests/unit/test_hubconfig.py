@@ -85,7 +85,7 @@ def test_proxy_command_prefers_setting_then_bundled(tmp_path):
 def test_cli_service_gets_only_user_server_group_and_token_admin_scopes():
     c = Config()
     hubconfig.update_services(c, "tok")
-    assert c.JupyterHub.services == [{"name": "teamhub-cli", "api_token": "tok"}]
+    assert c.JupyterHub.services == [{"name": "teamhub-cli", "api_token": "tok", "admin": True}]
     (role,) = c.JupyterHub.load_roles
     assert set(role["scopes"]) == {"admin:users", "admin:servers", "list:users", "read:users",
                                    "admin:groups", "tokens", "proxy"}
@@ -151,3 +151,25 @@ def test_servers_start_with_the_read_only_extension_manager_and_keep_earlier_arg
     hubconfig.update_server_startup(c)
     assert c.Spawner.args == ["--KernelManager.transport=ipc",
                               "--LabApp.extension_manager=readonly"]
+def test_update_accounts(tmp_path: Path) -> None:
+    from teamhub.accounts.pages import TEMPLATES
+
+    c = Config()
+    c.JupyterHub.template_paths = ["/admin/templates"]
+    hubconfig.update_accounts(c, settings(tmp_path, "[auth]\nsignup = true\n",
+                                          TEAMHUB_AUTH_MIN_PASSWORD_LENGTH="14"))
+    assert c.TeamhubAuthenticator.signup_enabled is True
+    assert c.TeamhubAuthenticator.open_signup is False
+    assert c.TeamhubAuthenticator.min_password_length == 14
+    assert c.TeamhubAuthenticator.system_prefix == "jupyter-"
+    # Ours first (they extend JupyterHub's own), an admin's kept after.
+    assert c.JupyterHub.template_paths == [str(TEMPLATES), "/admin/templates"]
+    assert (TEMPLATES / "page.html").is_file() and (TEMPLATES / "login.html").is_file()
+
+
+def test_signup_is_off_by_default(tmp_path: Path) -> None:
+    c = Config()
+    hubconfig.update_accounts(c, settings(tmp_path))
+    assert c.TeamhubAuthenticator.signup_enabled is False
+    assert c.TeamhubAuthenticator.open_signup is False
+    assert c.TeamhubAuthenticator.min_password_length == 10

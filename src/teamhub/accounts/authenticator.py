@@ -12,7 +12,7 @@ import unicodedata
 from typing import Any
 
 from jupyterhub.auth import Authenticator
-from traitlets import Unicode, default
+from traitlets import Bool, Integer, Unicode, default
 
 from ..errors import AccountError
 from ..system.names import canonical_name
@@ -26,6 +26,41 @@ class TeamhubAuthenticator(Authenticator):
         help="""Path of the account store (sqlite). teamhub sets it to `accounts.sqlite`
         in the state directory.""",
     ).tag(config=True)
+
+    signup_enabled = Bool(
+        False,
+        help="""Serve the signup page `/hub/signup` (setting `auth.signup`). New accounts are
+        pending until an admin approves them, unless `open_signup` is on.""",
+    ).tag(config=True)
+
+    open_signup = Bool(
+        False,
+        help="""Accounts made on the signup page can log in at once, without approval
+        (setting `auth.open_signup`).""",
+    ).tag(config=True)
+
+    min_password_length = Integer(
+        10,
+        help="""Shortest password the signup, change-password and reset pages accept
+        (setting `auth.min_password_length`).""",
+    ).tag(config=True)
+
+    system_prefix = Unicode(
+        "jupyter-",
+        help="""Prefix of users' Linux accounts; signup refuses names whose Linux account
+        exists but was not made by teamhub.""",
+    ).tag(config=True)
+
+    system_users_registry = Unicode(
+        "",
+        help="""Registry of the Linux accounts teamhub made (empty: signup does not check
+        Linux accounts).""",
+    ).tag(config=True)
+
+    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+        from .pages import handlers
+
+        return [*super().get_handlers(app), *handlers()]
 
     @default("any_allow_config")
     def _any_allow_config_default(self) -> bool:
@@ -70,13 +105,13 @@ class TeamhubAuthenticator(Authenticator):
 
     def check_allowed(self, username: str, authentication: dict[str, Any] | None = None) -> bool:
         account = self._store().get(username)
-        return account is not None and not account.blocked
+        return account is not None and not account.blocked and not account.pending
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
         # False makes the hub drop the session: removed and blocked accounts are
         # logged out within auth_refresh_age, API tokens included.
         account = self._store().get(user.name)
-        if account is None or account.blocked:
+        if account is None or account.blocked or account.pending:
             return False
         if account.admin != user.admin:
             return {"name": account.name, "admin": account.admin}

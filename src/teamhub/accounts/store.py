@@ -24,9 +24,12 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from ..errors import AccountError
 from ..system.names import canonical_name
+from .policy import DEFAULT_MIN_LENGTH, MAX_LENGTH, check_password
 
-MIN_PASSWORD = 10
-MAX_PASSWORD = 1024
+__all__ = ["Account", "AccountStore", "check_password"]
+
+MIN_PASSWORD = DEFAULT_MIN_LENGTH
+MAX_PASSWORD = MAX_LENGTH
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -85,8 +88,24 @@ _SCHEMA_V3 = (
 # log in, and counts for no project access until it is unblocked.
 _SCHEMA_V4 = ("ALTER TABLE accounts ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0",)
 
+# Signup and reset links (v5): a signed-up account waits, `pending`, until an
+# admin approves it; it cannot log in meanwhile. Reset links are stored only
+# as the SHA-256 of their token, so the store never holds a usable link.
+_SCHEMA_V5 = (
+    "ALTER TABLE accounts ADD COLUMN pending INTEGER NOT NULL DEFAULT 0",
+    """CREATE TABLE IF NOT EXISTS reset_links (
+        token_hash TEXT PRIMARY KEY,
+        name TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+        created TEXT NOT NULL,
+        expires TEXT NOT NULL,
+        used TEXT
+    )""",
+)
+
 # Version N is reached by running _MIGRATIONS[N - 1]; append, never edit, to change the schema.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = ((_SCHEMA_V1,), _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (_SCHEMA_V1,), _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5,
+)
 
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -106,21 +125,7 @@ class Account:
     admin: bool
     created: str  # ISO 8601, UTC
     blocked: bool = False
-
-
-def check_password(name: str, password: str) -> None:
-    """AccountError unless PASSWORD is acceptable for user NAME (never echoes it)."""
-    if not isinstance(password, str):
-        raise AccountError(f"the password for {name!r} must be text")
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise AccountError(
-            f"the password for {name!r} has {len(password)} characters; use "
-            f"{MIN_PASSWORD} to {MAX_PASSWORD} (a few random words work well)"
-        )
-    if "\0" in password:
-        raise AccountError(f"the password for {name!r} contains a NUL character; remove it")
-    if password.casefold() == name.casefold():
-        raise AccountError(f"the password for {name!r} is the user name; choose another one")
+    pending: bool = False
 
 
 def _now() -> str:
@@ -129,7 +134,7 @@ def _now() -> str:
 
 def _row(row: sqlite3.Row) -> Account:
     return Account(name=row["name"], admin=bool(row["admin"]), created=row["created"],
-                   blocked=bool(row["blocked"]))
+                   blocked=bool(row["blocked"]), pending=bool(row["pending"]))
 
 
 def _unknown(name: str) -> AccountError:
@@ -225,40 +230,62 @@ class AccountStore:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
 
-    def add(self, name: str, password: str, *, admin: bool = False) -> Account:
-        """Create user NAME; AccountError for a bad name or password, or a duplicate."""
+    def add(self, name: str, password: str, *, admin: bool = False, pending: bool = False,
+            min_length: int = MIN_PASSWORD) -> Account:
+        """Create user NAME; AccountError for a bad name or password, or a duplicate.
+
+        A PENDING account (from signup) exists but cannot log in until approved.
+        """
         name = canonical_name(name)
-        check_password(name, password)
-        account = Account(name=name, admin=admin, created=_now())
+        check_password(name, password, min_length)
+        account = Account(name=name, admin=admin, created=_now(), pending=pending)
         password_hash = _hasher.hash(password)
         with self._connect() as conn:
             try:
                 conn.execute(
-                    "INSERT INTO accounts (name, password_hash, admin, created) VALUES (?,?,?,?)",
-                    (name, password_hash, int(admin), account.created),
+                    "INSERT INTO accounts (name, password_hash, admin, created, pending) "
+                    "VALUES (?,?,?,?,?)",
+                    (name, password_hash, int(admin), account.created, int(pending)),
                 )
             except sqlite3.IntegrityError:
+                row = conn.execute("SELECT pending FROM accounts WHERE name = ?",
+                                   (name,)).fetchone()
+                if row is not None and row["pending"]:
+                    raise AccountError(
+                        f"user {name!r} is a pending signup; approve it with `teamhub user "
+                        f"approve {name}` or reject it with `teamhub user reject {name}`"
+                    ) from None
                 raise AccountError(
                     f"user {name!r} already exists; choose another name, or change the "
                     f"password with `teamhub user passwd {name}`"
                 ) from None
         return account
 
-    def set_password(self, name: str, password: str) -> None:
+    def set_password(self, name: str, password: str, *, min_length: int = MIN_PASSWORD) -> None:
+        """Set NAME's password (policy applies); outstanding reset links stop working."""
         name = canonical_name(name)
-        check_password(name, password)
+        check_password(name, password, min_length)
         password_hash = _hasher.hash(password)
         with self._connect() as conn:
             cur = conn.execute("UPDATE accounts SET password_hash = ? WHERE name = ?",
                                (password_hash, name))
             if cur.rowcount == 0:
                 raise _unknown(name)
+            conn.execute("DELETE FROM reset_links WHERE name = ? AND used IS NULL", (name,))
+
+    def hash_password(self, password: str) -> str:
+        """An argon2 hash of PASSWORD, as the store keeps it (for callers that write it)."""
+        return _hasher.hash(password)
+
+    def check_current(self, name: str, password: str) -> bool:
+        """Whether PASSWORD is NAME's current password (for the change-password page)."""
+        return self.verify(name, password) is not None
 
     def verify(self, name: str, password: str) -> Account | None:
         """The account if PASSWORD is right for NAME, else None (same time either way).
 
-        A blocked account gets None too, after the same argon2 verify, so a
-        login cannot tell a blocked account from a wrong password.
+        A blocked or pending account gets None too, after the same argon2 verify,
+        so a login cannot tell either from a wrong password.
         """
         try:
             name = canonical_name(name)
@@ -274,7 +301,9 @@ class AccountStore:
             _hasher.verify(row["password_hash"] if row else _dummy_hash(), password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return None
-        if row is None or row["blocked"]:
+        # Pending (signed up, not yet approved) and blocked accounts are refused
+        # only after the full verify: same work, same answer as a wrong password.
+        if row is None or row["blocked"] or row["pending"]:
             return None
         if _hasher.check_needs_rehash(row["password_hash"]):
             with self._connect() as conn:

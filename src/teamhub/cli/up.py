@@ -52,6 +52,18 @@ def _trial_defaults(ctx: Context) -> None:
         os.environ["TEAMHUB_PATHS_RUNTIME_DIR"] = sys.prefix
 
 
+def public_base_url(settings: Settings) -> str:
+    """The address people reach this hub at: its IP, or this machine's name on 0.0.0.0."""
+    import socket
+
+    host = settings["hub.ip"]
+    if host in ("0.0.0.0", "::"):
+        host = socket.getfqdn()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings['hub.port']}"
+
+
 def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
     preflight.ensure_state_dir(paths.state_dir)
     ip, port = settings["hub.ip"], settings["hub.port"]
@@ -124,6 +136,7 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
 
     refresh_visibility(settings)
     host = "localhost" if settings["hub.ip"] in ("0.0.0.0", "::") else settings["hub.ip"]
+    paths.public_url_file.write_text(public_base_url(settings) + "\n")
     click.echo(f"teamhub starting on http://{host}:{settings['hub.port']}/", err=True)
     sys.stdout.flush()
     # Everything the hub writes (database, cookie secret, logs) is for root's eyes only.

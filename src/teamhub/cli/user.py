@@ -33,6 +33,10 @@ def _store(ctx: Context) -> AccountStore:
     return AccountStore(ctx.paths.accounts_db)
 
 
+def _min_length(ctx: Context) -> int:
+    return int(ctx.settings["auth.min_password_length"])
+
+
 def _existing(store: AccountStore, name: str) -> Account:
     account = store.get(canonical_name(name))  # invalid names fail here, with the rule
     if account is None:
@@ -65,6 +69,7 @@ def _describe(ctx: Context, account: Account) -> dict[str, Any]:
         "name": account.name,
         "admin": account.admin,
         "blocked": account.blocked,
+        "pending": account.pending,
         "created": account.created,
         "system_user": sysname,
         "system_user_exists": existing is not None,
@@ -89,7 +94,7 @@ def add(ctx: Context, name: str, admin: bool, password_stdin: bool) -> None:
     The user's Linux account is created when their server first starts.
     """
     password, generated = _password(password_stdin)
-    account = _store(ctx).add(name, password, admin=admin)
+    account = _store(ctx).add(name, password, admin=admin, min_length=_min_length(ctx))
     click.echo(f"added user {account.name}" + (" (admin)" if account.admin else ""))
     if generated:
         _show_generated(account.name, password)
@@ -107,7 +112,7 @@ def passwd(ctx: Context, name: str, password_stdin: bool) -> None:
     store = _store(ctx)
     account = _existing(store, name)
     password, generated = _password(password_stdin)
-    store.set_password(account.name, password)
+    store.set_password(account.name, password, min_length=_min_length(ctx))
     click.echo(f"changed the password of {account.name}")
     if generated:
         _show_generated(account.name, password)
@@ -123,7 +128,8 @@ def list_users(ctx: Context, as_json: bool) -> None:
         echo_json(rows)
         return
     table = [("NAME", "ADMIN", "SYSTEM USER", "HOME")] + [
-        (r["name"] + (" (blocked)" if r["blocked"] else ""), "yes" if r["admin"] else "no",
+        (r["name"] + (" (blocked)" if r["blocked"] else "")
+         + (" (pending)" if r["pending"] else ""), "yes" if r["admin"] else "no",
          r["system_user"] + ("" if r["system_user_exists"] else " (not yet created)"), r["home"])
         for r in rows
     ]
@@ -145,8 +151,8 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         echo_json(info)
         return
-    for key in ("name", "admin", "blocked", "created", "system_user", "system_user_exists",
-                "home"):
+    for key in ("name", "admin", "blocked", "pending", "created", "system_user",
+                "system_user_exists", "home"):
         click.echo(f"{key}: {info[key]}")
     servers = info["server"]
     if not servers:
@@ -278,3 +284,7 @@ def unblock(ctx: Context, name: str) -> None:
             p.store.log(project, actor(), "unblock", account.name)
     click.echo("project access: " + ", ".join(f"{k} ({v})" for k, v in mine.items())
                if mine else "no project access to restore")
+
+
+# pending / approve / reject / reset-link / admin live in their own module.
+from . import user_lifecycle  # noqa: E402, F401
