@@ -18,7 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+import requests
+
 from . import metrics
+from .client import StepFailed
 from .hubs import CACHE_DIR, Hub, TeamhubHub, VanillaHub, ensure_vanilla_venv, runtime_versions
 
 # (key, label, unit); lower is better for all of them.
@@ -62,7 +65,8 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool) -> dict:
             hub.start()
             hub.add_users(short)
         names = list(hub.users)
-        echo(f"{hub.label}: up on {hub.url} with {len(names)} users")
+        echo(f"{hub.label}: up on {hub.url} with {len(names)} users "
+             f"(Linux accounts {hub.prefix}*)")
         result, users = metrics.sequential(hub, names[:sizes.users], sizes, echo)
         result |= metrics.kernels(hub, users[:sizes.kernels], echo)
         result |= metrics.proxy(hub, users[0].name, sizes, echo)
@@ -80,7 +84,14 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool) -> dict:
         return result
     finally:
         echo(f"{hub.label}: cleaning up (servers, proxy, Linux accounts, folders)")
-        hub.cleanup()
+        # A second Ctrl-C must not cut the cleanup short and leave accounts behind.
+        previous = {sig: signal.signal(sig, signal.SIG_IGN)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            hub.cleanup()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _fmt(value: object) -> str:
@@ -125,6 +136,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                                         "as failed (default 180)")
     ap.add_argument("--cache-dir", type=Path, default=CACHE_DIR,
                     help="where the vanilla venv is cached")
+    ap.add_argument("--only", choices=["teamhub", "vanilla"],
+                    help="measure one hub only (the other's object in the JSON is empty)")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON "
                                                         "object on the last line")
     args = ap.parse_args(argv)
@@ -167,11 +180,23 @@ def main(argv: list[str] | None = None) -> int:
     versions = runtime_versions(runtime_python)
     echo(f"teamhub runtime {prefix / 'runtime'}: " + ", ".join(
         f"{k} {v}" for k, v in versions.items()) + f"; sizes {args.sizes}")
-    venv = ensure_vanilla_venv(versions, echo, args.cache_dir)
-    results = {
-        "teamhub": measure(TeamhubHub(prefix, proxy_cmd, echo), args.sizes, add_first=False),
-        "vanilla": measure(VanillaHub(venv, proxy_cmd, echo), args.sizes, add_first=True),
-    }
+    results: dict[str, dict] = {"teamhub": {}, "vanilla": {}}
+    try:
+        # Built (or found in the cache) before anything runs, so a failing pip stops early.
+        venv = ensure_vanilla_venv(versions, echo, args.cache_dir) \
+            if args.only != "teamhub" else None
+        if args.only != "vanilla":
+            results["teamhub"] = measure(TeamhubHub(prefix, proxy_cmd, echo), args.sizes,
+                                         add_first=False)
+        if venv is not None:
+            results["vanilla"] = measure(VanillaHub(venv, proxy_cmd, echo), args.sizes,
+                                         add_first=True)
+    except (RuntimeError, StepFailed, OSError, requests.RequestException) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted; everything it had set up was removed", file=sys.stderr)
+        return 130
     echo(f"done in {time.monotonic() - t0:.0f}s")
     print(table(results))
     if args.json:

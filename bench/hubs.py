@@ -15,6 +15,7 @@ call after a partial start.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pwd
@@ -59,10 +60,20 @@ def ensure_vanilla_venv(versions: dict[str, str], echo: Echo,
     done = venv / ".complete"
     if done.exists():
         return venv
-    echo(f"building the vanilla JupyterHub venv in {venv} (cached for next runs)")
-    shutil.rmtree(venv, ignore_errors=True)  # an interrupted build is started over
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_dir.chmod(0o755)
+    # Two bench runs at once (a test and a person) must not build into the same folder.
+    with open(cache_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            _build_venv(venv, versions, echo)
+            done.touch()
+    return venv
+
+
+def _build_venv(venv: Path, versions: dict[str, str], echo: Echo) -> None:
+    echo(f"building the vanilla JupyterHub venv in {venv} (cached for next runs)")
+    shutil.rmtree(venv, ignore_errors=True)  # an interrupted build is started over
     # Users' servers run from this venv: it must be readable by everyone.
     old = os.umask(0o022)
     try:
@@ -76,8 +87,6 @@ def ensure_vanilla_venv(versions: dict[str, str], echo: Echo,
                                f"{proc.stderr[-2000:]}")
     finally:
         os.umask(old)
-    done.touch()
-    return venv
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -131,6 +140,7 @@ class Hub:
         self.proxy_token = secrets.token_hex(32)
         self.api_token = ""
         self.users: dict[str, str] = {}  # hub user name -> password
+        self.prefix = ""  # of every Linux account this hub's users get
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -256,7 +266,7 @@ root = "{self.work / 'projects'}"
         try:
             if self.proc is not None and self.proc.poll() is None and self.users:
                 self.stop_servers()  # teamhub keeps servers running across hub stops
-        except Exception as exc:  # noqa: BLE001 - cleanup goes on regardless
+        except Exception as exc:  # cleanup goes on regardless
             self.echo(f"{self.label}: stopping servers failed ({exc}); ending processes")
         self._stop_hub()
         _kill_pidfile(self.state / "proxy.pid", "configurable-http-proxy")
@@ -266,7 +276,7 @@ root = "{self.work / 'projects'}"
                 account = lookup(sysname)
                 try:
                     remove_system_user(sysname, registry=registry)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     self.echo(f"could not remove Linux account {sysname}: {exc}")
                 if account is not None:
                     shutil.rmtree(f"/run/teamhub/{account.uid}", ignore_errors=True)
