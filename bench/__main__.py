@@ -28,6 +28,8 @@ from .hubs import CACHE_DIR, Hub, TeamhubHub, VanillaHub, ensure_vanilla_venv, r
 ROWS = [
     ("spawn_p50_s", "spawn, sequential, p50", "s"),
     ("spawn_p95_s", "spawn, sequential, p95", "s"),
+    ("spawn_ready_p50_s", "  of which: hub says ready", "s"),
+    ("lab_open_p50_s", "  of which: Lab page, OAuth", "s"),
     ("login_p50_s", "login form POST, p50", "s"),
     ("burst_all_ready_s", "burst: all ready", "s"),
     ("burst_p50_s", "burst: per-user p50", "s"),

@@ -30,6 +30,9 @@ class User:
         self.name = name
         self.password = password
         self.http = requests.Session()
+        # Seconds from the spawn request until the hub said the server is ready (the rest
+        # of a spawn is the Lab page itself: OAuth redirects and the page through the proxy).
+        self.last_ready_s = 0.0
 
     def close(self) -> None:
         self.http.close()
@@ -68,6 +71,7 @@ class User:
             raise self._fail("spawn request", f"HTTP {resp.status_code}: {resp.text}")
         if resp.status_code == 202:
             self._wait_progress(deadline)
+        self.last_ready_s = time.perf_counter() - t0
         self._open_lab(deadline)
         return time.perf_counter() - t0
 
