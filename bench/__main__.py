@@ -59,7 +59,8 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool) -> dict:
     """Start HUB, run every measurement, and always clean up after it."""
     short = [f"u{i}" for i in range(1, max(sizes.users, sizes.burst) + 1)]
     try:
-        echo(f"{hub.label}: starting (work folder {hub.work})")
+        load = os.getloadavg()[0]
+        echo(f"{hub.label}: starting (work folder {hub.work}); load average {load:.2f}")
         if add_first:  # vanilla: PAM's allowed_users are in the config it starts with
             hub.add_users(short)
             hub.start()
@@ -70,6 +71,8 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool) -> dict:
         echo(f"{hub.label}: up on {hub.url} with {len(names)} users "
              f"(Linux accounts {hub.prefix}*)")
         result, users = metrics.sequential(hub, names[:sizes.users], sizes, echo)
+        # Other work on the machine skews everything: say how busy it was.
+        result["load_1m_at_start"] = round(load, 2)
         result |= metrics.kernels(hub, users[:sizes.kernels], echo)
         result |= metrics.proxy(hub, users[0].name, sizes, echo)
         result |= metrics.routes(hub, sizes, echo)
@@ -114,7 +117,9 @@ def table(results: dict[str, dict]) -> str:
         lines.append(f"{label + (f' ({unit})' if unit else ''):<30} {_fmt(a):>10} "
                      f"{_fmt(b):>10} {ratio:>8}")
     lines.append(f"sequential users {t.get('sequential_users')}, burst {t.get('burst_size')}, "
-                 f"idle servers {t.get('idle_servers')} / {v.get('idle_servers')}; "
+                 f"idle servers {t.get('idle_servers')} / {v.get('idle_servers')}, "
+                 f"1-min load average at start {t.get('load_1m_at_start')} / "
+                 f"{v.get('load_1m_at_start')} ({os.cpu_count()} CPUs); "
                  "ratio = teamhub / vanilla, lower is better")
     return "\n".join(lines)
 

@@ -33,8 +33,17 @@ def bench_cmd(*args: str) -> list[str]:
 
 
 def leftovers(stderr: str) -> list[str]:
-    """Work folders, Linux accounts and processes of the run that still exist."""
-    left = [f for f in re.findall(r"work folder (\S+)\)", stderr) if Path(f).exists()]
+    """Work folders, Linux accounts and hub processes of the run that still exist."""
+    folders = re.findall(r"work folder (\S+)\)", stderr)
+    assert folders, stderr
+    left = [f for f in folders if Path(f).exists()]
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        # Both hubs are started with their config file inside their work folder.
+        left += [f"process {proc.name}: {cmdline}" for f in folders if f in cmdline]
     prefixes = re.findall(r"Linux accounts (\S+)\*", stderr)
     assert prefixes, stderr
     for account in pwd.getpwall():
