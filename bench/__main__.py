@@ -22,7 +22,8 @@ import requests
 
 from . import metrics
 from .client import StepFailed
-from .hubs import CACHE_DIR, Hub, TeamhubHub, VanillaHub, ensure_vanilla_venv, runtime_versions
+from .hubs import Hub, TeamhubHub
+from .vanilla import CACHE_DIR, VanillaHub, ensure_vanilla_venv, runtime_versions
 
 # (key, label, unit); lower is better for all of them.
 ROWS = [
@@ -31,6 +32,7 @@ ROWS = [
     ("spawn_ready_p50_s", "  of which: hub says ready", "s"),
     ("lab_open_p50_s", "  of which: Lab page, OAuth", "s"),
     ("login_p50_s", "login form POST, p50", "s"),
+    ("stop_all_s", "stop all sequential servers", "s"),
     ("burst_all_ready_s", "burst: all ready", "s"),
     ("burst_p50_s", "burst: per-user p50", "s"),
     ("burst_failures", "burst: failures", ""),
@@ -55,7 +57,8 @@ def default_prefix() -> Path:
     return Path(sys.prefix).parent
 
 
-def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool) -> dict:
+def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool,
+            logs: Path | None = None) -> dict:
     """Start HUB, run every measurement, and always clean up after it."""
     short = [f"u{i}" for i in range(1, max(sizes.users, sizes.burst) + 1)]
     try:
@@ -79,7 +82,10 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool) -> dict:
         for user in users:
             user.close()
         echo(f"{hub.label}: stopping the servers before the burst")
+        t0 = time.perf_counter()
         hub.stop_servers()
+        result["stop_all_s"] = round(time.perf_counter() - t0, 2)
+        echo(f"{hub.label}: {len(users)} servers stopped in {result['stop_all_s']}s")
         burst, up = metrics.burst(hub, names[:sizes.burst], sizes, echo)
         result |= burst
         result |= metrics.idle_pss(hub, [u.name for u in up], echo) if up else {
@@ -88,6 +94,9 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool) -> dict:
             user.close()
         return result
     finally:
+        if logs is not None and hub.log.exists():
+            logs.mkdir(parents=True, exist_ok=True)
+            shutil.copy(hub.log, logs / f"{hub.label}-hub.log")
         echo(f"{hub.label}: cleaning up (servers, proxy, Linux accounts, folders)")
         # A second Ctrl-C must not cut the cleanup short and leave accounts behind.
         previous = {sig: signal.signal(sig, signal.SIG_IGN)
@@ -143,6 +152,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                                         "as failed (default 180)")
     ap.add_argument("--cache-dir", type=Path, default=CACHE_DIR,
                     help="where the vanilla venv is cached")
+    ap.add_argument("--logs", type=Path, metavar="DIR",
+                    help="keep each hub's log there (teamhub-hub.log, vanilla-hub.log)")
     ap.add_argument("--only", choices=["teamhub", "vanilla"],
                     help="measure one hub only (the other's object in the JSON is empty)")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON "
@@ -194,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.only != "teamhub" else None
         if args.only != "vanilla":
             results["teamhub"] = measure(TeamhubHub(prefix, proxy_cmd, echo), args.sizes,
-                                         add_first=False)
+                                         add_first=False, logs=args.logs)
         if venv is not None:
             results["vanilla"] = measure(VanillaHub(venv, proxy_cmd, echo), args.sizes,
-                                         add_first=True)
+                                         add_first=True, logs=args.logs)
     except (RuntimeError, StepFailed, OSError, requests.RequestException) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1

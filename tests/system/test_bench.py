@@ -22,7 +22,8 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = ["spawn_p50_s", "spawn_p95_s", "burst_all_ready_s", "idle_pss_mb",
-            "proxy_overhead_ms", "route_add_ms", "kernel_first_exec_s", "login_p50_s"]
+            "proxy_overhead_ms", "route_add_ms", "kernel_first_exec_s", "login_p50_s", "stop_all_s",
+            "spawn_ready_p50_s", "lab_open_p50_s"]
 TINY = ["--users", "2", "--burst", "2", "--kernels", "1", "--requests", "20", "--routes", "10"]
 
 
@@ -52,9 +53,9 @@ def leftovers(stderr: str) -> list[str]:
     return left
 
 
-def test_bench_tiny_run_measures_everything_for_both() -> None:
-    proc = subprocess.run(bench_cmd(*TINY, "--json"), cwd=REPO, capture_output=True, text=True,
-                          timeout=900)
+def test_bench_tiny_run_measures_everything_for_both(tmp_path: Path) -> None:
+    proc = subprocess.run(bench_cmd(*TINY, "--json", "--logs", str(tmp_path)), cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     results = json.loads(last)
@@ -70,6 +71,8 @@ def test_bench_tiny_run_measures_everything_for_both() -> None:
     assert "spawn, sequential, p50" in proc.stdout  # the readable table
     assert re.search(r"\[bench [\d:]+\] teamhub: sequential 1/2", proc.stderr)
     assert leftovers(proc.stderr) == []
+    for hub in ("teamhub", "vanilla"):
+        assert "JupyterHub" in (tmp_path / f"{hub}-hub.log").read_text(), hub
 
 
 def test_bench_interrupted_removes_accounts_processes_and_folders() -> None:
