@@ -1,0 +1,1 @@
+"""Benchmarks: teamhub against vanilla JupyterHub (python -m bench), env builds (envs.py)."""

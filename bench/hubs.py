@@ -1,0 +1,233 @@
+"""The hubs under test, each in its own temp folders on free loopback ports.
+
+`Hub` is what the measurements use of either hub; `TeamhubHub` runs a real
+`teamhub up` from an installed runtime prefix, with users added by `teamhub user
+add` (the vanilla JupyterHub is in vanilla.py).
+
+Both hubs get the same configurable-http-proxy program (teamhub's) and the
+proxy's API token through CONFIGPROXY_AUTH_TOKEN, which JupyterHub reads by
+default, so the bench can time route changes against the proxy itself.
+Everything a hub creates (Linux accounts, processes, folders) is removed by
+`cleanup`, which is safe to call after a partial start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+Echo = Callable[[str], None]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited {proc.returncode}:\n{tail(log)}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s:\n{tail(log)}")
+
+
+def tail(log: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def kill_pidfile(pidfile: Path, must_contain: str) -> None:
+    """End the process named in PIDFILE if it still is the program we expect."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError):
+        return
+    if must_contain in cmdline:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+class Hub:
+    """What the measurements need from either hub."""
+
+    label = ""
+
+    def __init__(self, proxy_cmd: Path, echo: Echo) -> None:
+        self.echo = echo
+        self.proxy_cmd = proxy_cmd
+        self.work = Path(tempfile.mkdtemp(prefix=f"teamhub-bench-{self.label}-"))
+        self.log = self.work / "hub.log"
+        self.port = free_port()
+        self.hub_port = free_port()
+        self.proxy_port = free_port()
+        self.proxy_token = secrets.token_hex(32)
+        self.api_token = ""
+        self.users: dict[str, str] = {}  # hub user name -> password
+        self.prefix = ""  # of every Linux account this hub's users get
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    @property
+    def proxy_api(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    def system_name(self, name: str) -> str:
+        raise NotImplementedError
+
+    def uid(self, name: str) -> int:
+        return pwd.getpwnam(self.system_name(name)).pw_uid
+
+    def api(self, method: str, path: str, **kw) -> requests.Response:
+        return requests.request(method, f"http://127.0.0.1:{self.hub_port}/hub/api{path}",
+                                headers={"Authorization": f"token {self.api_token}"},
+                                timeout=60, **kw)
+
+    def _launch(self, cmd: list[str], env: dict[str, str], cwd: Path) -> None:
+        env = {**env, "CONFIGPROXY_AUTH_TOKEN": self.proxy_token}
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                                         start_new_session=True)
+        _wait_http(f"{self.url}/hub/login", self.proc, self.log, timeout=120)
+
+    def stop_servers(self, timeout: float = 120) -> None:
+        """Stop every user's server through the REST API, all requests at once (as an
+        admin stopping everyone would), and wait until all are gone."""
+        with ThreadPoolExecutor(max_workers=max(len(self.users), 1)) as pool:
+            list(pool.map(lambda n: self.api("DELETE", f"/users/{n}/server"), self.users))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = [n for n in self.users
+                    if (r := self.api("GET", f"/users/{n}")).status_code == 200
+                    and (r.json().get("servers") or r.json().get("pending"))]
+            if not busy:
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.label}: servers of {busy} did not stop within {timeout}s")
+
+    def _stop_hub(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def cleanup(self) -> None:
+        raise NotImplementedError
+
+
+class TeamhubHub(Hub):
+    label = "teamhub"
+
+    def __init__(self, prefix: Path, proxy_cmd: Path, echo: Echo) -> None:
+        super().__init__(proxy_cmd, echo)
+        self.runtime = prefix / "runtime"
+        self.prefix = "thb" + secrets.token_hex(2) + "-"
+        self.state = self.work / "state"
+        self.config = self.work / "teamhub.toml"
+        self.home_root = self.work / "homes"
+        self.home_root.mkdir()
+        for path in (self.work, self.home_root):
+            path.chmod(0o755)  # homes live below: their owners must be able to reach them
+        self.config.write_text(f"""
+[hub]
+ip = "127.0.0.1"
+port = {self.port}
+internal_port = {self.hub_port}
+
+[paths]
+state_dir = "{self.state}"
+runtime_dir = "{self.runtime}"
+home_root = "{self.home_root}"
+
+[users]
+system_prefix = "{self.prefix}"
+
+[proxy]
+api_port = {self.proxy_port}
+command = "{proxy_cmd}"
+
+[envs]
+root = "{self.work / 'envs'}"
+
+[projects]
+root = "{self.work / 'projects'}"
+""")
+
+    def system_name(self, name: str) -> str:
+        return self.prefix + name
+
+    def _env(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
+
+    def teamhub(self, *args: str, input: str | None = None) -> None:
+        proc = subprocess.run([str(self.runtime / "bin" / "teamhub"), "--config",
+                               str(self.config), *args], input=input, capture_output=True,
+                              text=True, env=self._env(), timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"teamhub {' '.join(args)} failed: {proc.stderr}{proc.stdout}")
+
+    def start(self) -> None:
+        self._launch([str(self.runtime / "bin" / "teamhub"), "--config", str(self.config),
+                      "up"], self._env(), self.work)
+        self.api_token = (self.state / "cli_api_token").read_text().strip()
+
+    def add_users(self, names: list[str]) -> None:
+        for name in names:
+            password = secrets.token_urlsafe(12)
+            self.teamhub("user", "add", name, "--password-stdin", input=password + "\n")
+            self.users[name] = password
+
+    def cleanup(self) -> None:
+        from teamhub.system.users import lookup, remove_system_user
+
+        try:
+            if self.proc is not None and self.proc.poll() is None and self.users:
+                self.stop_servers()  # teamhub keeps servers running across hub stops
+        except Exception as exc:  # cleanup goes on regardless
+            self.echo(f"{self.label}: stopping servers failed ({exc}); ending processes")
+        self._stop_hub()
+        kill_pidfile(self.state / "proxy.pid", "configurable-http-proxy")
+        registry = self.state / "system_users.json"
+        if registry.exists():
+            for sysname in json.loads(registry.read_text()):
+                account = lookup(sysname)
+                try:
+                    remove_system_user(sysname, registry=registry)
+                except Exception as exc:
+                    self.echo(f"could not remove Linux account {sysname}: {exc}")
+                if account is not None:
+                    shutil.rmtree(f"/run/teamhub/{account.uid}", ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)

@@ -1,0 +1,182 @@
+"""The measurements, each run against one started hub with its users added."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+
+from teamhub.system.processes import processes_of
+
+from .client import StepFailed, User
+from .hubs import Hub
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class Sizes:
+    users: int = 10           # sequential spawns
+    burst: int = 20           # simultaneous logins + spawns; also the servers up for idle PSS
+    kernels: int = 3          # users whose first kernel is timed
+    requests: int = 200       # small requests through the proxy and directly, each
+    routes: int = 100         # proxy route add/remove pairs
+    spawn_timeout: float = 180
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def sequential(hub: Hub, names: list[str], sizes: Sizes, echo: Echo) -> tuple[dict, list[User]]:
+    """Log in and spawn one user after the other; servers stay up for the next steps."""
+    logins, spawns, ready, lab, users = [], [], [], [], []
+    for i, name in enumerate(names, 1):
+        user = User(hub.url, name, hub.users[name])
+        logins.append(user.login())
+        spawns.append(user.spawn(sizes.spawn_timeout))
+        ready.append(user.last_ready_s)
+        lab.append(spawns[-1] - ready[-1])
+        users.append(user)
+        echo(f"{hub.label}: sequential {i}/{len(names)}: login {logins[-1]:.3f}s, "
+             f"spawn {spawns[-1]:.2f}s")
+    return {
+        "login_p50_s": round(percentile(logins, 0.5), 4),
+        "spawn_p50_s": round(percentile(spawns, 0.5), 3),
+        "spawn_p95_s": round(percentile(spawns, 0.95), 3),
+        "spawn_max_s": round(max(spawns), 3),
+        "spawn_ready_p50_s": round(percentile(ready, 0.5), 3),
+        "lab_open_p50_s": round(percentile(lab, 0.5), 3),
+        "sequential_users": len(spawns),
+    }, users
+
+
+def kernels(hub: Hub, users: list[User], echo: Echo) -> dict:
+    took = []
+    for user in users:
+        took.append(user.kernel_first_exec())
+        echo(f"{hub.label}: kernel start + first 5 * 4 for {user.name}: {took[-1]:.2f}s")
+    return {"kernel_first_exec_s": round(percentile(took, 0.5), 3)}
+
+
+def _route_of(hub: Hub, name: str) -> str:
+    routes = requests.get(f"{hub.proxy_api}/api/routes", timeout=30,
+                          headers={"Authorization": f"token {hub.proxy_token}"}).json()
+    for spec, route in routes.items():
+        if spec.rstrip("/").endswith(f"/user/{name}"):
+            return route["target"]
+    raise RuntimeError(f"{hub.label}: the proxy has no route for {name}: {sorted(routes)}")
+
+
+def proxy(hub: Hub, name: str, sizes: Sizes, echo: Echo) -> dict:
+    """p50 of `GET /user/NAME/api` (tiny, unauthenticated) through the proxy and straight
+    to the server's own port, interleaved so that load from others hits both alike."""
+    target = _route_of(hub, name)
+    via, direct = requests.Session(), requests.Session()
+    through_ms, direct_ms = [], []
+    for _ in range(sizes.requests):
+        for session, base, out in ((via, hub.url, through_ms), (direct, target, direct_ms)):
+            t0 = time.perf_counter()
+            resp = session.get(f"{base}/user/{name}/api", timeout=30)
+            out.append((time.perf_counter() - t0) * 1000)
+            if resp.status_code != 200:
+                raise RuntimeError(f"{hub.label}: GET {base}/user/{name}/api: "
+                                   f"HTTP {resp.status_code}")
+    p_via, p_direct = percentile(through_ms, 0.5), percentile(direct_ms, 0.5)
+    echo(f"{hub.label}: request p50 through proxy {p_via:.2f} ms, direct {p_direct:.2f} ms")
+    return {"proxy_p50_ms": round(p_via, 3), "direct_p50_ms": round(p_direct, 3),
+            "proxy_overhead_ms": round(p_via - p_direct, 3)}
+
+
+def routes(hub: Hub, sizes: Sizes, echo: Echo) -> dict:
+    """Time adding and removing a route through the proxy's REST API, as the hub does
+    at every server start and stop."""
+    api = requests.Session()
+    api.headers["Authorization"] = f"token {hub.proxy_token}"
+    add_ms, remove_ms = [], []
+    for i in range(sizes.routes):
+        path = f"{hub.proxy_api}/api/routes/bench-route-{os.getpid()}-{i}"
+        t0 = time.perf_counter()
+        resp = api.post(path, json={"target": "http://127.0.0.1:9"}, timeout=30)
+        add_ms.append((time.perf_counter() - t0) * 1000)
+        if resp.status_code != 201:
+            raise RuntimeError(f"{hub.label}: proxy route add: HTTP {resp.status_code}")
+        t0 = time.perf_counter()
+        resp = api.delete(path, timeout=30)
+        remove_ms.append((time.perf_counter() - t0) * 1000)
+        if resp.status_code != 204:
+            raise RuntimeError(f"{hub.label}: proxy route remove: HTTP {resp.status_code}")
+    echo(f"{hub.label}: route add p50 {percentile(add_ms, 0.5):.2f} ms")
+    return {"route_add_ms": round(percentile(add_ms, 0.5), 3),
+            "route_remove_ms": round(percentile(remove_ms, 0.5), 3)}
+
+
+def burst(hub: Hub, names: list[str], sizes: Sizes, echo: Echo) -> tuple[dict, list[User]]:
+    """All NAMES log in and spawn at the same moment, each in its own thread."""
+    start = threading.Barrier(len(names) + 1)
+    done: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    users = [User(hub.url, name, hub.users[name]) for name in names]
+
+    def one(user: User) -> None:
+        start.wait()
+        t0 = time.perf_counter()
+        try:
+            user.login()
+            user.spawn(sizes.spawn_timeout)
+            done[user.name] = time.perf_counter() - t0
+        except (StepFailed, requests.RequestException) as exc:
+            failed[user.name] = str(exc)
+
+    threads = [threading.Thread(target=one, args=(u,), daemon=True) for u in users]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    all_done = time.perf_counter() - t0
+    for why in failed.values():
+        echo(f"{hub.label}: burst failure: {why}")
+    echo(f"{hub.label}: burst of {len(names)}: {len(done)} ready, {len(failed)} failed, "
+         f"{all_done:.1f}s until all finished")
+    result = {"burst_size": len(names), "burst_all_ready_s": round(all_done, 2),
+              "burst_failures": len(failed)}
+    if done:
+        result["burst_p50_s"] = round(statistics.median(done.values()), 2)
+    return result, [u for u in users if u.name in done]
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass  # exited meanwhile
+    return 0
+
+
+def idle_pss(hub: Hub, names: list[str], echo: Echo, settle: float = 3.0) -> dict:
+    """Mean PSS of each user's running server: every process running as that user's
+    uid (the server's whole process tree; no kernels are running by now)."""
+    time.sleep(settle)  # let start-up garbage be collected and caches settle
+    per_user = []
+    for name in names:
+        per_user.append(sum(_pss_kib(pid) for pid in processes_of(hub.uid(name))) / 1024)
+    mean = statistics.fmean(per_user)
+    echo(f"{hub.label}: idle PSS per server {mean:.1f} MB over {len(per_user)} servers")
+    return {"idle_pss_mb": round(mean, 1), "idle_servers": len(per_user)}

@@ -1,0 +1,106 @@
+"""The benchmark runs end to end with tiny sizes: JSON shape, every metric measured for both
+hubs, and nothing left behind, also when it is interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(os.geteuid() != 0, reason="creates real Linux accounts: needs root"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+REQUIRED = ["spawn_p50_s", "spawn_p95_s", "burst_all_ready_s", "idle_pss_mb",
+            "proxy_overhead_ms", "route_add_ms", "kernel_first_exec_s", "login_p50_s", "stop_all_s",
+            "spawn_ready_p50_s", "lab_open_p50_s"]
+TINY = ["--users", "2", "--burst", "2", "--kernels", "1", "--requests", "20", "--routes", "10"]
+
+
+def bench_cmd(*args: str) -> list[str]:
+    runtime = Path(os.environ.get("TEAMHUB_TEST_RUNTIME") or sys.prefix)
+    return [str(runtime / "bin" / "python"), "-m", "bench", "--prefix", str(runtime.parent),
+            *args]
+
+
+def leftovers(stderr: str) -> list[str]:
+    """Work folders, Linux accounts and hub processes of the run that still exist."""
+    folders = re.findall(r"work folder (\S+)\)", stderr)
+    assert folders, stderr
+    left = [f for f in folders if Path(f).exists()]
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        # Both hubs are started with their config file inside their work folder.
+        left += [f"process {proc.name}: {cmdline}" for f in folders if f in cmdline]
+    prefixes = re.findall(r"Linux accounts (\S+)\*", stderr)
+    assert prefixes, stderr
+    for account in pwd.getpwall():
+        if account.pw_name.startswith(tuple(prefixes)):
+            left.append(f"account {account.pw_name}")
+    return left
+
+
+def test_bench_tiny_run_measures_everything_for_both(tmp_path: Path) -> None:
+    proc = subprocess.run(bench_cmd(*TINY, "--json", "--logs", str(tmp_path)), cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    results = json.loads(last)
+    assert set(results) == {"teamhub", "vanilla"}
+    for hub, values in results.items():
+        for key in REQUIRED:
+            value = values.get(key)
+            assert isinstance(value, int | float) and value > 0, (hub, key, value)
+        assert values["burst_failures"] == 0, (hub, proc.stderr[-3000:])
+        assert values["burst_size"] == 2 and values["idle_servers"] == 2
+        # Proxy overhead is a difference of p50s: sanity, not speed, is checked here.
+        assert values["proxy_p50_ms"] > values["direct_p50_ms"] > 0
+    assert "spawn, sequential, p50" in proc.stdout  # the readable table
+    assert re.search(r"\[bench [\d:]+\] teamhub: sequential 1/2", proc.stderr)
+    assert leftovers(proc.stderr) == []
+    for hub in ("teamhub", "vanilla"):
+        assert "JupyterHub" in (tmp_path / f"{hub}-hub.log").read_text(), hub
+
+
+def test_bench_interrupted_removes_accounts_processes_and_folders() -> None:
+    proc = subprocess.Popen(bench_cmd(*TINY, "--only", "vanilla"), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = ""
+    try:
+        deadline = time.monotonic() + 600
+        assert proc.stderr is not None
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            err += line
+            if "sequential 1/2" in line:  # accounts made, hub and a server running
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, rest = proc.communicate(timeout=180)
+        err += rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "sequential 1/2" in err, err[-3000:]
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted" in err
+    uids = []
+    for prefix in re.findall(r"Linux accounts (\S+)\*", err):
+        uids += [a.pw_uid for a in pwd.getpwall() if a.pw_name.startswith(prefix)]
+    assert leftovers(err) == []
+    assert not uids
