@@ -148,3 +148,12 @@ def check_proxy(command: str) -> None:
             "configurable-http-proxy beside the runtime (it needs nodejs), "
             "or set proxy.command to its path"
         )
+
+
+def check_limits(settings: object) -> None:
+    """Refuse to start when per-user limits are on but this machine cannot enforce them."""
+    from .limits import limits_status
+
+    ok, why = limits_status(settings)
+    if not ok:
+        raise PreflightError(why)

@@ -70,7 +70,8 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 
 
 def _register() -> None:
-    from . import config, env, group, project, up, user  # noqa: F401  (each adds its commands)
+    # Each module adds its commands.
+    from . import config, env, group, install, project, status, up, user  # noqa: F401
 
 
 def main() -> None:

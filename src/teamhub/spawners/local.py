@@ -24,9 +24,11 @@ from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
-from traitlets import Bool, Unicode
+from traitlets import Bool, Dict, Unicode
 
+from .. import limits as limits_model
 from ..errors import TeamhubError
+from ..system import namespaces, systemd
 from ..system.names import system_name
 from ..system.users import SystemUser, check_usable, ensure_system_user
 from ..system.users import lookup as users_lookup
@@ -60,10 +62,12 @@ def merge_path(ours: str, admin: Any) -> str:
     return f"{admin}:{ours}"
 
 
-def _drop_privileges(user: SystemUser | None) -> Any:
-    """preexec_fn for the server: become USER (all groups, gid, uid) with umask 077."""
+def _drop_privileges(user: SystemUser | None, private_tmp: str | None = None) -> Any:
+    """preexec_fn for the server: private /tmp if asked, then become USER with umask 077."""
 
     def preexec() -> None:
+        if private_tmp:
+            namespaces.private_tmp(private_tmp)
         if user is not None:
             os.initgroups(user.name, user.gid)
             os.setgid(user.gid)
@@ -125,6 +129,72 @@ class LocalSpawner(LocalProcessSpawner):
         help="""Run every server as the account running the hub, with no isolation between
         users. Only for trying teamhub without root (`teamhub up --single-user-trial`).""",
     ).tag(config=True)
+
+    limits = Dict(
+        help="""The `limits.*` settings (enabled, memory, cpu, tasks, private_tmp, groups);
+        each server's share is resolved from them and the user's groups at every start
+        (see teamhub.limits).""",
+    ).tag(config=True)
+
+    private_tmp_root = Unicode(
+        "/var/tmp/teamhub",
+        help="""Root-owned folder holding each server's private /tmp, `<root>/<uid>` (0700,
+        emptied at every start), when `limits.private_tmp` is on.""",
+    ).tag(config=True)
+
+    @property
+    def scope_unit(self) -> str:
+        """The transient systemd scope this user's server runs in."""
+        suffix = f"-{self.name}" if self.name else ""
+        return f"teamhub-user-{self.user.name}{suffix}.scope"
+
+    def launch_extras(self) -> dict[str, Any]:
+        """How the server process must be placed before it runs user code.
+
+        `scope`: `{"unit", "properties"}` of the systemd scope to enter (limits, if on;
+        always a scope when systemd runs, so that servers live outside teamhub.service's
+        cgroup and survive its restarts), or None without systemd. `private_tmp`: the
+        folder to mount on /tmp, or None.
+        """
+        if self.single_user_trial:
+            return {"scope": None, "private_tmp": None}
+        resolved = limits_model.resolve(self.limits or {"enabled": False},
+                                        [g.name for g in self.user.groups])
+        scope = None
+        if systemd.booted():
+            props: dict[str, Any] = {
+                "Description": f"teamhub server of {self.user.name}",
+                "Slice": limits_model.SLICE,
+                "CollectMode": "inactive-or-failed",
+            }
+            if resolved is not None:
+                props.update(resolved.scope_properties(systemd.cgroup_version()))
+            scope = {"unit": self.scope_unit, "properties": props}
+        elif resolved is not None:
+            raise SpawnFailed("per-user limits are on but systemd is not running here; "
+                              "ask your admin to run `teamhub doctor`")
+        private_tmp = None
+        if resolved is not None and resolved.private_tmp:
+            account = users_lookup(self.system_user_name)
+            if account is not None:
+                private_tmp = str(Path(self.private_tmp_root) / str(account.uid))
+        return {"scope": scope, "private_tmp": private_tmp}
+
+    def _fresh_private_tmp(self, path: str, user: SystemUser) -> None:
+        """PATH as an empty folder only USER can enter, under a root-only-writable root."""
+        folder = Path(path)
+        root = folder.parent
+        root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        info = os.lstat(root)
+        if info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022 or not stat.S_ISDIR(info.st_mode):
+            raise SpawnFailed(f"{root} must be a root-owned folder that only root can write")
+        if folder.is_symlink() or folder.is_file():
+            folder.unlink()
+        elif folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(mode=0o700)
+        os.chown(folder, user.uid, user.gid)
+        os.chmod(folder, 0o700)
 
     @property
     def system_user_name(self) -> str:
@@ -189,6 +259,9 @@ class LocalSpawner(LocalProcessSpawner):
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)
         if not self.single_user_trial:
+            # Whatever the server left behind in its scope (stray processes) ends with it.
+            await asyncio.to_thread(systemd.stop_unit, self.scope_unit)
+        if not self.single_user_trial:
             account = users_lookup(self.system_user_name)
             if account is not None:
                 # Kernels are gone with the server: their sockets and keys go too.
@@ -212,6 +285,16 @@ class LocalSpawner(LocalProcessSpawner):
         env = self.get_env()
         if user is not None:
             env["JUPYTER_RUNTIME_DIR"] = await asyncio.to_thread(self._private_runtime_dir, user)
+        try:
+            extras = self.launch_extras()
+            if extras["private_tmp"] and user is not None:
+                await asyncio.to_thread(self._fresh_private_tmp, extras["private_tmp"], user)
+            if extras["scope"]:
+                # A scope left by an earlier server (stray processes) would block the name.
+                await asyncio.to_thread(systemd.stop_unit, extras["scope"]["unit"])
+        except (TeamhubError, OSError) as exc:
+            self.log.error("Cannot set up limits for %s: %s", self.user.name, exc)
+            raise SpawnFailed(f"Your server's limits could not be set up: {exc}") from None
         log_path = self._log_path()
         home = user.home if user is not None else env["HOME"]
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -224,7 +307,7 @@ class LocalSpawner(LocalProcessSpawner):
                 stdin=DEVNULL,
                 stdout=fd,
                 stderr=STDOUT,
-                preexec_fn=_drop_privileges(user),
+                preexec_fn=_drop_privileges(user, extras["private_tmp"]),
                 start_new_session=True,  # the server outlives hub restarts and its signals
                 close_fds=True,
             )
@@ -237,6 +320,19 @@ class LocalSpawner(LocalProcessSpawner):
         finally:
             os.close(fd)
         self.pid = self.proc.pid
+        if extras["scope"]:
+            # Racy until the fork server's become() enters the scope before exec: for a few
+            # milliseconds the server runs in the hub's cgroup. It forks nothing that early.
+            try:
+                await asyncio.to_thread(systemd.place_in_scope, self.proc.pid,
+                                        extras["scope"]["unit"], extras["scope"]["properties"])
+            except TeamhubError as exc:
+                self.proc.kill()
+                self.proc.wait()
+                self.clear_state()
+                self.log.error("Cannot place the server of %s in its scope: %s",
+                               self.user.name, exc)
+                raise SpawnFailed(f"Your server's limits could not be applied: {exc}") from None
         await self._wait_listening(log_path)
         return ("127.0.0.1", self.port)
 
