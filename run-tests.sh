@@ -7,6 +7,14 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [ "$(id -u)" = 0 ] || { echo "run-tests.sh: run as root: the tests create real Linux users" >&2; exit 1; }
 # TEAMHUB_TEST_PREFIX lets several checkouts test side by side without sharing a runtime.
 PREFIX=${TEAMHUB_TEST_PREFIX:-/opt/teamhub-test}
+# tests/system/test_systemd_machine.py builds a Debian systemd image and runs it in Docker.
+need=()
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v dockerd >/dev/null || need+=(docker.io)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
 "$SRC/install.sh" --prefix "$PREFIX" --no-start --extras test
 cd "$SRC"
 export TEAMHUB_TEST_RUNTIME=$PREFIX/runtime
