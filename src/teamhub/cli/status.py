@@ -32,9 +32,9 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, ip: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
+        with socket.create_connection((ip, port), timeout=2):
             return True
     except OSError:
         return False
@@ -65,7 +65,9 @@ def gather(ctx: Context) -> dict[str, Any]:
     service = systemd.unit_active(SERVICE) if systemd.booted() else ""
     installed = (systemd.UNIT_DIR / SERVICE).exists()
     hub_ok = _http_ok(f"http://127.0.0.1:{s['hub.internal_port']}/hub/api")
-    public_ok = _http_ok(f"http://127.0.0.1:{s['hub.port']}/hub/login")
+    # Listening is what tells the proxy is up; what it answers depends on the hub.
+    public_ip = "127.0.0.1" if s["hub.ip"] in ("0.0.0.0", "::") else s["hub.ip"]
+    public_ok = _listening(s["hub.port"], public_ip)
     return {
         "service": {"manager": "systemd" if systemd.booted() else "none",
                     "installed": installed, "state": service or "not managed by systemd"},
