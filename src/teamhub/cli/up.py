@@ -103,6 +103,9 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     if check:
         click.echo("teamhub: all start-up checks passed")
         return
+    if not single_user_trial and not settings["limits.enabled"]:
+        click.echo("WARNING: per-user limits are off (limits.enabled = false): one user can "
+                   "take all memory, CPUs and processes of this machine.", err=True)
     if single_user_trial:
         click.echo("WARNING: single-user trial: every user's server runs as "
                    f"{os.environ.get('USER', 'you')}; users are NOT isolated from each other "

@@ -261,11 +261,13 @@ class LocalSpawner(LocalProcessSpawner):
         if not self.single_user_trial:
             # Whatever the server left behind in its scope (stray processes) ends with it.
             await asyncio.to_thread(systemd.stop_unit, self.scope_unit)
-        if not self.single_user_trial:
             account = users_lookup(self.system_user_name)
             if account is not None:
-                # Kernels are gone with the server: their sockets and keys go too.
+                # Kernels are gone with the server: their sockets and keys go too,
+                # and so does its private /tmp.
                 shutil.rmtree(Path(self.private_runtime_root) / str(account.uid),
+                              ignore_errors=True)
+                shutil.rmtree(Path(self.private_tmp_root) / str(account.uid),
                               ignore_errors=True)
 
     def _log_path(self) -> Path:
