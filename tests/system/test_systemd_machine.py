@@ -44,8 +44,11 @@ class Hub:
     def teamhub(self, args: str, **kw) -> str:
         return self.machine.exec(f"teamhub {args}", **kw).stdout
 
-    def login(self, name: str) -> Browser:
+    def login(self, name: str, groups: tuple[str, ...] = ()) -> Browser:
         self.teamhub(f"user add {name} --password-stdin", input=PASSWORD + "\n")
+        for group in groups:
+            self.teamhub(f"group create {group}")
+            self.teamhub(f"group add {group} {name}")
         b = Browser(self.url)
         assert b.login(name, PASSWORD).status_code == 302
         b.start_server(name)
@@ -102,6 +105,14 @@ api_port = {free_port()}
 memory = "{MEMORY // 1024**2}M"
 cpu = "1"
 tasks = {TASKS}
+
+[limits.groups.big]
+memory = "768M"
+tasks = 300
+
+[limits.groups.bigger]
+cpu = "none"
+tasks = 250
 """)
         machine.copy_checkout()
         command = readme_first_command()
@@ -131,8 +142,9 @@ def test_readme_command_installs_an_active_service(hub: Hub) -> None:
 
 
 def test_users_log_in_and_run_code_inside_their_limits(hub: Hub) -> None:
+    hub.login("ada")
+    hub.login("bob", groups=("big", "bigger"))
     for name in ("ada", "bob"):
-        hub.login(name)
         assert hub.run(name, "5 * 4")["result"] == "20"
     hub.run("bob", "survivor = 'bob-42'")
     show = hub.machine.exec("systemctl show teamhub-user-ada.scope "
@@ -145,6 +157,11 @@ def test_users_log_in_and_run_code_inside_their_limits(hub: Hub) -> None:
     # The kernel (a child of the server) runs in the user's scope, not in the hub's.
     cgroup = hub.run("ada", "print(open('/proc/self/cgroup').read())")["stdout"]
     assert "teamhub-user-ada.scope" in cgroup and "teamhub.service" not in cgroup
+    # bob is in two groups with overrides: per resource, the more generous one wins.
+    show = hub.machine.exec("systemctl show teamhub-user-bob.scope -p TasksMax "
+                            "-p CPUQuotaPerSecUSec -p MemoryMax -p MemoryLimit").stdout
+    assert "TasksMax=300" in show and "CPUQuotaPerSecUSec=infinity" in show
+    assert f"={768 * 1024**2}" in show
 
 
 def test_private_tmp(hub: Hub) -> None:
