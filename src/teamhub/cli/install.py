@@ -157,8 +157,17 @@ def install(ctx: Context, admin: str, port: int | None, no_start: bool) -> None:
     if was_active:
         click.echo("Stopping teamhub.service (users' servers keep running)")
         systemd.systemctl("stop", SERVICE)
-    migrate(paths)
-    from .up import ensure_admin
+    from .up import ensure_admin, run_preflight
+
+    try:
+        migrate(paths)
+        # What `teamhub up` would refuse (ports, proxy, limits it cannot enforce) is said
+        # here, once, instead of by a service that fails and restarts over and over.
+        run_preflight(settings, paths, trial=False)
+    except TeamhubError:
+        if was_active:  # leave the service as it was found
+            systemd.systemctl("start", SERVICE, check=False)
+        raise
 
     password = ensure_admin(paths, admin)
     systemd.write_unit(SERVICE, unit_text(settings, paths))

@@ -19,7 +19,7 @@ import socket
 import stat
 import time
 from pathlib import Path
-from subprocess import DEVNULL, STDOUT, Popen
+from subprocess import DEVNULL, STDOUT, Popen, SubprocessError
 from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner
@@ -319,6 +319,10 @@ class LocalSpawner(LocalProcessSpawner):
                 f"The server program {cmd[0]} could not be run ({exc.strerror}); "
                 "ask your admin to run `teamhub doctor`"
             ) from None
+        except SubprocessError as exc:  # preexec_fn failed, e.g. the private /tmp mount
+            self.log.error("Cannot prepare the server process of %s: %s", self.user.name, exc)
+            raise SpawnFailed("Your server could not be given its private /tmp; ask your "
+                              "admin to run `teamhub doctor`") from None
         finally:
             os.close(fd)
         self.pid = self.proc.pid
