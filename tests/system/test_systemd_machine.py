@@ -283,6 +283,20 @@ def test_install_rerun_upgrades_with_a_backup_and_keeps_servers(hub: Hub) -> Non
     assert hub.run("bob", "survivor")["result"] == "'bob-42'"
 
 
+def test_failed_upgrade_leaves_the_service_running(hub: Hub) -> None:
+    m = hub.machine
+    m.exec("teamhub config set proxy.command /nonexistent/chp")
+    try:
+        proc = m.exec("teamhub install", check=False, timeout=300)
+        assert proc.returncode != 0
+        assert "teamhub: error:" in proc.stderr and "/nonexistent/chp" in proc.stderr
+        assert m.exec("systemctl is-active teamhub", check=False).stdout.strip() == "active"
+    finally:
+        m.exec("teamhub config unset proxy.command")
+    hub.wait_until_up()
+    assert hub.run("bob", "survivor")["result"] == "'bob-42'"
+
+
 def test_uninstall_keeps_data_unless_purged(hub: Hub) -> None:
     m = hub.machine
     out = m.exec("teamhub uninstall").stdout
