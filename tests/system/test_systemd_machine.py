@@ -297,6 +297,28 @@ def test_failed_upgrade_leaves_the_service_running(hub: Hub) -> None:
     assert hub.run("bob", "survivor")["result"] == "'bob-42'"
 
 
+def test_stopping_a_server_ends_its_strays_and_private_tmp(hub: Hub) -> None:
+    m = hub.machine
+    # A process that left the server's session and process group still is in its scope.
+    hub.run("ada", "import subprocess; subprocess.Popen(['setsid', 'sleep', '987654'])")
+    assert m.exec("pgrep -u jupyter-ada -f 'sleep 987654'", check=False).returncode == 0
+    uid = m.exec("id -u jupyter-ada").stdout.strip()
+    b = hub.browsers["ada"]
+    resp = b.http.delete(f"{hub.url}/hub/api/users/ada/server",
+                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    assert resp.status_code in (202, 204), resp.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if m.exec("pgrep -u jupyter-ada", check=False).returncode != 0:
+            break
+        time.sleep(0.5)
+    assert m.exec("pgrep -u jupyter-ada -f 'sleep 987654'", check=False).returncode != 0
+    assert m.exec("systemctl is-active teamhub-user-ada.scope",
+                  check=False).stdout.strip() != "active"
+    assert m.exec(f"test -e /var/tmp/teamhub/{uid}", check=False).returncode != 0
+    assert hub.run("bob", "survivor")["result"] == "'bob-42'"
+
+
 def test_uninstall_keeps_data_unless_purged(hub: Hub) -> None:
     m = hub.machine
     out = m.exec("teamhub uninstall").stdout
