@@ -7,6 +7,10 @@
 #   ./install.sh --prefix DIR     install somewhere else (tests use this)
 #   ./install.sh --extras test    also install the test tools into the runtime
 #   ./install.sh --log FILE --pid-file FILE   where the started hub logs / records its pid
+#   ./install.sh --no-systemd     start detached even where systemd runs
+#
+# Where systemd is init, the hub runs as the service teamhub.service (`teamhub install`);
+# elsewhere it starts detached, logging to /var/log/teamhub/teamhub.log.
 #
 # Settings come from /etc/teamhub/teamhub.toml, or the file named by TEAMHUB_CONFIG.
 #
@@ -21,6 +25,7 @@ ADMIN=admin
 PORT=""
 LOG=/var/log/teamhub/teamhub.log
 PIDFILE=/run/teamhub.pid
+SYSTEMD=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) PREFIX=$2; shift 2 ;;
@@ -30,6 +35,7 @@ while [ $# -gt 0 ]; do
     --port) PORT=$2; shift 2 ;;
     --log) LOG=$2; shift 2 ;;
     --pid-file) PIDFILE=$2; shift 2 ;;
+    --no-systemd) SYSTEMD=0; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -100,6 +106,14 @@ say "Installed: $("$RUNTIME/bin/teamhub" --version)"
 if ! getent hosts "$(hostname)" >/dev/null; then
   printf '127.0.1.1\t%s\n' "$(hostname)" >> /etc/hosts
   say "Added '127.0.1.1 $(hostname)' to /etc/hosts so this machine's own name resolves"
+fi
+if [ -d /run/systemd/system ] && [ "$SYSTEMD" = 1 ]; then
+  # systemd is init: teamhub runs as teamhub.service (restarted on failure, started at boot).
+  # Re-running this is an upgrade: DB backed up and migrated, users' servers kept.
+  say "Installing teamhub.service"
+  args=(install --admin "$ADMIN")
+  [ -n "$PORT" ] && args+=(--port "$PORT")
+  exec "$RUNTIME/bin/teamhub" "${args[@]}"
 fi
 mkdir -p "$(dirname "$LOG")" "$(dirname "$PIDFILE")"
 chmod 700 "$(dirname "$LOG")"

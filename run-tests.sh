@@ -7,9 +7,15 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [ "$(id -u)" = 0 ] || { echo "run-tests.sh: run as root: the tests create real Linux users" >&2; exit 1; }
 # TEAMHUB_TEST_PREFIX lets several checkouts test side by side without sharing a runtime.
 PREFIX=${TEAMHUB_TEST_PREFIX:-/opt/teamhub-test}
-# Page tests drive a real headless Chromium (Playwright with the distribution's browser).
-if ! command -v chromium >/dev/null 2>&1; then
-  apt-get update -q && apt-get install -y -q --no-install-recommends chromium
+# Page tests drive a real headless Chromium (Playwright with the distribution's browser);
+# tests/system/test_systemd_machine.py builds a Debian systemd image and runs it in Docker.
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v dockerd >/dev/null || need+=(docker.io)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 "$SRC/install.sh" --prefix "$PREFIX" --no-start --extras test
 cd "$SRC"

@@ -421,15 +421,13 @@ def environment_reaches(p: Probe) -> Result:
 
 @check("limits enforceable")
 def limits_enforceable(p: Probe) -> Result:
-    try:
-        from .system.systemd import limits_status  # type: ignore[attr-defined]
-    except ImportError:
-        return Result("limits enforceable", True,
-                      "this teamhub has no per-user limits to enforce")
-    ok, detail = limits_status()
+    from .limits import limits_status
+
+    ok, detail = limits_status(p.settings)
     return Result("limits enforceable", ok, detail,
-                  "" if ok else "run teamhub under systemd with cgroup v2 controllers "
-                  "(memory, cpu, pids) delegated, or turn the limits off in the settings")
+                  "" if ok else "run teamhub as a systemd service (`teamhub install`) on a "
+                  "machine with the memory, cpu and pids cgroup controllers, or turn the "
+                  "limits off: `teamhub config set limits.enabled false`")
 
 
 @check("tls certificate")

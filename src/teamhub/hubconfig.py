@@ -234,6 +234,14 @@ def update_projects(c: Config, s: Settings, paths: Paths) -> None:
     c.LocalSpawner.accounts_db = str(paths.accounts_db)
 
 
+def update_limits(c: Config, s: Settings, paths: Paths) -> None:
+    """Per-user limits: the spawner resolves each user's share from these at every start."""
+    from .limits import from_settings
+
+    c.LocalSpawner.limits = from_settings(s)
+    c.LocalSpawner.private_tmp_root = str(paths.private_tmp_root)
+
+
 def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     """Apply every teamhub setting to C (a JupyterHub config object)."""
     paths = Paths.from_settings(settings)
@@ -246,6 +254,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_accounts(c, settings)
     update_spawner(c, settings, paths, trial)
     update_projects(c, settings, paths)
+    update_limits(c, settings, paths)
     if paths.accounts_db.exists():
         from .accounts.groups import GroupStore
         from .accounts.store import AccountStore

@@ -89,6 +89,11 @@ class Paths:
         return self.state_dir / "logs" / "forkserver.log"
 
     @property
+    def private_tmp_root(self) -> Path:
+        """Root-owned folder of the per-server private /tmp folders (`<root>/<uid>`, 0700)."""
+        return Path("/var/tmp/teamhub")
+
+    @property
     def runtime_python(self) -> Path:
         return self.runtime_dir / "bin" / "python"
 

@@ -158,3 +158,10 @@ def check_tls(cert: str, key: str) -> None:
         check_usable(cert, key)
     except TlsError as exc:
         raise PreflightError(str(exc)) from None
+def check_limits(settings: object) -> None:
+    """Refuse to start when per-user limits are on but this machine cannot enforce them."""
+    from .limits import limits_status
+
+    ok, why = limits_status(settings)
+    if not ok:
+        raise PreflightError(why)

@@ -41,6 +41,8 @@ class Setting:
     help: str
     choices: tuple[Any, ...] = ()
     check: Callable[[Any], str | None] | None = None
+    # A table of tables (e.g. `[limits.groups.NAME]`) whose values are strings or integers.
+    nested: bool = False
 
     @property
     def section(self) -> str:
@@ -55,6 +57,8 @@ class Setting:
         return ENV_PREFIX + self.key.replace(".", "_").upper()
 
     def type_name(self) -> str:
+        if self.nested:
+            return "table of tables"
         return {str: "string", int: "integer", bool: "boolean", list: "list of strings",
                 dict: "table of strings"}[self.type]
 
@@ -127,6 +131,21 @@ def _environment(value: dict[str, str]) -> str | None:
 def _env_names(value: list[str]) -> str | None:
     bad = [k for k in value if not _env_name_ok(k)]
     return f"a list of environment variable names (not {bad[0]!r})" if bad else None
+
+
+def _limit(resource: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        from .limits import check_value
+
+        return check_value(resource, value)
+
+    return check
+
+
+def _limit_groups(value: dict[str, Any]) -> str | None:
+    from .limits import check_groups
+
+    return check_groups(value)
 
 
 SCHEMA: tuple[Setting, ...] = (
@@ -210,6 +229,30 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("culling.every", int, 300, "How often, in seconds, idle servers are looked for; "
             "also the longest delay with which servers report their activity to the hub.",
             check=_positive),
+    Setting("limits.enabled", bool, True, "Enforce per-user limits (memory, cpu, tasks, "
+            "private /tmp) on every user's server and its kernels, through systemd scopes. "
+            "When on but not enforceable here (no systemd as init, a missing cgroup "
+            "controller), `teamhub up` refuses to start and says why; set it to false to "
+            "run without limits knowingly."),
+    Setting("limits.memory", str, "50%", "Memory one user's server and kernels may use "
+            "together: a size (`512M`, `4G`), a share of this machine's memory (`50%`), or "
+            "`none`. Past it, the kernel using the most is killed; other users are "
+            "unaffected.", check=_limit("memory")),
+    Setting("limits.cpu", str, "50%", "CPU time one user may use: a number of CPUs (`2`, "
+            "`0.5`), a share of this machine's CPUs (`50%`), or `none`.",
+            check=_limit("cpu")),
+    Setting("limits.tasks", int, 2048, "How many processes and threads one user's server "
+            "may run at once; this is what stops a fork bomb. 0: no limit.",
+            check=_limit("tasks")),
+    Setting("limits.private_tmp", bool, True, "Give each server its own /tmp (a fresh "
+            "0700 folder under /var/tmp/teamhub), so users cannot see or plant each other's "
+            "temporary files."),
+    Setting("limits.groups", dict, {}, "Per-group overrides of memory, cpu and tasks, e.g. "
+            "`[limits.groups.gpu-team]` `memory = \"32G\"`. A user in several listed groups "
+            "gets, per resource, the most generous of their groups' values (`none` beats "
+            "any number); unlisted resources and users in no listed group get the "
+            "`[limits]` values. As an environment variable: a JSON object of objects.",
+            check=_limit_groups, nested=True),
     Setting("auth.mode", str, "builtin", "Where accounts live. `builtin`: teamhub's own "
             "account store, managed with `teamhub user ...`.", choices=("builtin",)),
     Setting("auth.signup", bool, False, "Show a signup page (`/hub/signup`, linked from the "
@@ -247,7 +290,11 @@ def coerce(setting: Setting, value: Any, origin: str) -> Any:
     ok = isinstance(value, t) and not (t is int and isinstance(value, bool))
     if t is list and ok:
         ok = all(isinstance(v, str) for v in value)
-    if t is dict and ok:
+    if t is dict and ok and setting.nested:
+        ok = all(isinstance(v, dict) and all(
+            isinstance(x, (str, int)) and not isinstance(x, bool) for x in v.values())
+            for v in value.values())
+    elif t is dict and ok:
         ok = all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     if not ok:
         raise SettingsError(

@@ -71,6 +71,12 @@ system_prefix = "{system_prefix}"
 
 [proxy]
 api_port = {free_port()}
+
+# Off explicitly: this machine has no systemd as init, and with limits on `teamhub up`
+# refuses to start where it cannot enforce them. tests/system/test_systemd_machine.py
+# tests limits on a real systemd machine.
+[limits]
+enabled = false
 {extra_toml}"""
         )
 

@@ -71,7 +71,7 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 
 def _register() -> None:
     # Each module adds its commands.
-    from . import backup, config, doctor, env, group, project, tls, up, user  # noqa: F401
+    from . import backup, config, doctor, env, group, install, project, status, tls, up, user  # noqa: F401
 
 
 def main() -> None:

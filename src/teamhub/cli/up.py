@@ -82,6 +82,8 @@ def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
     if not trial:
         preflight.check_runtime(paths.runtime_dir, paths.singleuser, paths.runtime_python)
     preflight.check_proxy(proxy_command(settings, paths))
+    if not trial:
+        preflight.check_limits(settings)
 
 
 @cli.command()
@@ -119,9 +121,13 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     if check:
         click.echo("teamhub: all start-up checks passed")
         return
+    if not single_user_trial and not settings["limits.enabled"]:
+        click.echo("WARNING: per-user limits are off (limits.enabled = false): one user can "
+                   "take all memory, CPUs and processes of this machine.", err=True)
     if single_user_trial:
         click.echo("WARNING: single-user trial: every user's server runs as "
-                   f"{os.environ.get('USER', 'you')}; users are NOT isolated from each other.",
+                   f"{os.environ.get('USER', 'you')}; users are NOT isolated from each other "
+                   "and no per-user limits apply.",
                    err=True)
     ensure_api_token(paths)
     paths.hub_url_file.write_text(f"http://127.0.0.1:{settings['hub.internal_port']}/hub/api\n")

@@ -25,9 +25,11 @@ from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
-from traitlets import Bool, Unicode
+from traitlets import Bool, Dict, Unicode
 
+from .. import limits as limits_model
 from ..errors import TeamhubError
+from ..system import systemd
 from ..system.names import system_name
 from ..system.sandbox import LaunchSpec, current_rlimits
 from ..system.users import SystemUser, check_usable, ensure_system_user
@@ -133,6 +135,72 @@ class LocalSpawner(LocalProcessSpawner):
 
     _forked = False
 
+    limits = Dict(
+        help="""The `limits.*` settings (enabled, memory, cpu, tasks, private_tmp, groups);
+        each server's share is resolved from them and the user's groups at every start
+        (see teamhub.limits).""",
+    ).tag(config=True)
+
+    private_tmp_root = Unicode(
+        "/var/tmp/teamhub",
+        help="""Root-owned folder holding each server's private /tmp, `<root>/<uid>` (0700,
+        emptied at every start), when `limits.private_tmp` is on.""",
+    ).tag(config=True)
+
+    @property
+    def scope_unit(self) -> str:
+        """The transient systemd scope this user's server runs in."""
+        suffix = f"-{self.name}" if self.name else ""
+        return f"teamhub-user-{self.user.name}{suffix}.scope"
+
+    def launch_extras(self) -> dict[str, Any]:
+        """How the server process must be placed before it runs user code.
+
+        `scope`: `{"unit", "properties"}` of the systemd scope to enter (limits, if on;
+        always a scope when systemd runs, so that servers live outside teamhub.service's
+        cgroup and survive its restarts), or None without systemd. `private_tmp`: the
+        folder to mount on /tmp, or None.
+        """
+        if self.single_user_trial:
+            return {"scope": None, "private_tmp": None}
+        resolved = limits_model.resolve(self.limits or {"enabled": False},
+                                        [g.name for g in self.user.groups])
+        scope = None
+        if systemd.booted():
+            props: dict[str, Any] = {
+                "Description": f"teamhub server of {self.user.name}",
+                "Slice": limits_model.SLICE,
+                "CollectMode": "inactive-or-failed",
+            }
+            if resolved is not None:
+                props.update(resolved.scope_properties(systemd.cgroup_version()))
+            scope = {"unit": self.scope_unit, "properties": props}
+        elif resolved is not None:
+            raise SpawnFailed("per-user limits are on but systemd is not running here; "
+                              "ask your admin to run `teamhub doctor`")
+        private_tmp = None
+        if resolved is not None and resolved.private_tmp:
+            account = users_lookup(self.system_user_name)
+            if account is not None:
+                private_tmp = str(Path(self.private_tmp_root) / str(account.uid))
+        return {"scope": scope, "private_tmp": private_tmp}
+
+    def _fresh_private_tmp(self, path: str, user: SystemUser) -> None:
+        """PATH as an empty folder only USER can enter, under a root-only-writable root."""
+        folder = Path(path)
+        root = folder.parent
+        root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        info = os.lstat(root)
+        if info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022 or not stat.S_ISDIR(info.st_mode):
+            raise SpawnFailed(f"{root} must be a root-owned folder that only root can write")
+        if folder.is_symlink() or folder.is_file():
+            folder.unlink()
+        elif folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(mode=0o700)
+        os.chown(folder, user.uid, user.gid)
+        os.chmod(folder, 0o700)
+
     @property
     def system_user_name(self) -> str:
         return system_name(self.user.name, self.system_prefix)
@@ -196,20 +264,21 @@ class LocalSpawner(LocalProcessSpawner):
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)
         if not self.single_user_trial:
+            # Whatever the server left behind in its scope (stray processes) ends with it.
+            await asyncio.to_thread(systemd.stop_unit, self.scope_unit)
             account = users_lookup(self.system_user_name)
             if account is not None:
-                # Kernels are gone with the server: their sockets and keys go too.
+                # Kernels are gone with the server: their sockets and keys go too,
+                # and so does its private /tmp.
                 shutil.rmtree(Path(self.private_runtime_root) / str(account.uid),
+                              ignore_errors=True)
+                shutil.rmtree(Path(self.private_tmp_root) / str(account.uid),
                               ignore_errors=True)
 
     def _log_path(self) -> Path:
         folder = Path(self.server_log_dir)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         return folder / f"{self.user.name}.log"
-
-    def launch_extras(self) -> dict[str, Any]:
-        """Extra parts of the launch spec: a systemd scope and a private /tmp (none here)."""
-        return {"scope": None, "private_tmp": None}
 
     def _launch_spec(self, user: SystemUser | None, log_path: Path) -> LaunchSpec:
         cmd = [*self.cmd, *self.get_args()]
@@ -229,6 +298,14 @@ class LocalSpawner(LocalProcessSpawner):
             **self.launch_extras(),
         )
 
+    def _prepare_placement(self, spec: LaunchSpec, user: SystemUser | None) -> None:
+        """What must exist before `become()` enters SPEC's scope and private /tmp."""
+        if spec.private_tmp and user is not None:
+            self._fresh_private_tmp(spec.private_tmp, user)
+        if spec.scope:
+            # A scope left by an earlier server (stray processes) would block the name.
+            systemd.stop_unit(spec.scope["unit"])
+
     async def start(self) -> tuple[str, int]:
         began = time.monotonic()
         try:
@@ -241,6 +318,11 @@ class LocalSpawner(LocalProcessSpawner):
             self.port = random_port()
         log_path = self._log_path()
         spec = await asyncio.to_thread(self._launch_spec, user, log_path)
+        try:
+            await asyncio.to_thread(self._prepare_placement, spec, user)
+        except (TeamhubError, OSError) as exc:
+            self.log.error("Cannot set up limits for %s: %s", self.user.name, exc)
+            raise SpawnFailed(f"Your server's limits could not be set up: {exc}") from None
         launched = time.monotonic()
         with open(log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} start\n".encode())

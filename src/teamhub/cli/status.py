@@ -1,0 +1,133 @@
+"""`teamhub status` and `teamhub logs`: is it running, and what did it say."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import hubclient
+from ..errors import TeamhubError
+from ..system import systemd
+from . import Context, cli, echo_json, pass_ctx
+from .install import SERVICE
+
+# Where install.sh's detached start writes (its --log default).
+DEFAULT_LOG = Path("/var/log/teamhub/teamhub.log")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+def _listening(port: int, ip: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _servers(ctx: Context) -> list[dict[str, Any]] | None:
+    api = hubclient._api(ctx.paths)
+    if api is None:
+        return None
+    try:
+        status, users = hubclient._call(*api, "GET", "/users?state=active")
+    except (urllib.error.URLError, OSError):
+        return None
+    if status != 200 or not isinstance(users, list):
+        return None
+    out = []
+    for user in users:
+        for name, server in (user.get("servers") or {}).items():
+            out.append({"user": user["name"], "server": name, "ready": server.get("ready"),
+                        "started": server.get("started"),
+                        "last_activity": server.get("last_activity"),
+                        "scope": f"teamhub-user-{user['name']}{'-' + name if name else ''}.scope"})
+    return sorted(out, key=lambda s: (s["user"], s["server"]))
+
+
+def gather(ctx: Context) -> dict[str, Any]:
+    s = ctx.settings
+    service = systemd.unit_active(SERVICE) if systemd.booted() else ""
+    installed = (systemd.UNIT_DIR / SERVICE).exists()
+    hub_ok = _http_ok(f"http://127.0.0.1:{s['hub.internal_port']}/hub/api")
+    # Listening is what tells the proxy is up; what it answers depends on the hub.
+    public_ip = "127.0.0.1" if s["hub.ip"] in ("0.0.0.0", "::") else s["hub.ip"]
+    public_ok = _listening(s["hub.port"], public_ip)
+    return {
+        "service": {"manager": "systemd" if systemd.booted() else "none",
+                    "installed": installed, "state": service or "not managed by systemd"},
+        "hub": {"running": hub_ok, "url": f"http://127.0.0.1:{s['hub.internal_port']}/hub/api"},
+        "proxy": {"running": public_ok and _listening(s["proxy.api_port"]),
+                  "public_port": s["hub.port"], "api_port": s["proxy.api_port"]},
+        "servers": _servers(ctx) if hub_ok else None,
+    }
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Show the service, hub, proxy and running users' servers.
+
+    Exits 0 when the hub and proxy answer, 1 otherwise.
+    """
+    info = gather(ctx)
+    if as_json:
+        echo_json(info)
+    else:
+        svc = info["service"]
+        click.echo(f"service: {svc['state']}" + ("" if svc["installed"] or svc["manager"] ==
+                                                "none" else " (teamhub.service not installed)"))
+        click.echo(f"hub:     {'running' if info['hub']['running'] else 'not answering'} "
+                   f"({info['hub']['url']})")
+        p = info["proxy"]
+        click.echo(f"proxy:   {'running' if p['running'] else 'not answering'} "
+                   f"(public port {p['public_port']}, api port {p['api_port']})")
+        servers = info["servers"]
+        if servers is None:
+            click.echo("servers: unknown (no hub answered)")
+        else:
+            click.echo(f"servers: {len(servers)} running")
+            for srv in servers:
+                label = srv["user"] + (f"/{srv['server']}" if srv["server"] else "")
+                click.echo(f"  {label:24} {'ready' if srv['ready'] else 'starting':9} "
+                           f"last active {srv['last_activity'] or '-'}")
+    if not (info["hub"]["running"] and info["proxy"]["running"]):
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they come.")
+@click.option("-n", "--lines", default=100, show_default=True, help="How many recent lines.")
+@click.option("--file", "log_file", type=click.Path(path_type=Path), default=None,
+              help=f"Log file to read when teamhub is not a systemd service "
+                   f"(default {DEFAULT_LOG}, where install.sh's detached start writes).")
+def logs(follow: bool, lines: int, log_file: Path | None) -> None:
+    """Show the hub's log: the service's journal under systemd, else install.sh's log file."""
+    if log_file is None and systemd.booted() and (systemd.UNIT_DIR / SERVICE).exists() \
+            and shutil.which("journalctl"):
+        cmd = ["journalctl", "-u", SERVICE, "-n", str(lines), "--no-pager"]
+        if follow:
+            cmd.append("-f")
+        os.execvp(cmd[0], cmd)
+    path = log_file or DEFAULT_LOG
+    if not path.exists():
+        raise TeamhubError(f"no log at {path}: teamhub is not a systemd service here and was "
+                           "not started by install.sh; name the log with --file FILE")
+    cmd = ["tail", "-n", str(lines), *(["-F"] if follow else []), str(path)]
+    os.execvp(cmd[0], cmd)

@@ -1,0 +1,90 @@
+"""Limits plumbing on this machine: private /tmp through a real mount namespace, and the
+refusal to start when limits are on but cannot be enforced (no systemd as init here).
+
+The limits themselves are tested on a real systemd machine in test_systemd_machine.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from support.hub import HubProcess, runtime_dir
+
+from teamhub.system import systemd
+
+pytestmark = pytest.mark.system
+
+no_systemd = pytest.mark.skipif(systemd.booted(), reason="systemd is init here")
+
+
+def test_private_tmp_gives_a_process_its_own_tmp(tmp_path: Path) -> None:
+    private = Path(tempfile.mkdtemp(prefix="teamhub-ptmp-", dir="/var/tmp"))
+    name = f"teamhub-ptmp-probe-{os.getpid()}"
+    code = ("import os, sys; from teamhub.system.namespaces import private_tmp; "
+            f"private_tmp({str(private)!r}); open('/tmp/{name}', 'w').write('x'); "
+            "print(sorted(os.listdir('/tmp')))")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == f"['{name}']"  # nothing of the real /tmp visible
+        assert (private / name).read_text() == "x"
+        assert not Path(f"/tmp/{name}").exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(private)], check=False)
+
+
+def test_private_tmp_on_a_missing_folder_is_an_error(tmp_path: Path) -> None:
+    code = ("from teamhub.system.namespaces import private_tmp; "
+            f"private_tmp({str(tmp_path / 'nope')!r})")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0 and "nope" in proc.stderr
+
+
+@no_systemd
+def test_placing_in_a_scope_without_systemd_says_how_to_fix() -> None:
+    with pytest.raises(systemd.SystemdError, match="limits.enabled false"):
+        systemd.place_in_scope(os.getpid(), "teamhub-test.scope", {"TasksMax": 100})
+
+
+@no_systemd
+def test_up_refuses_limits_it_cannot_enforce(tmp_path: Path) -> None:
+    hub = HubProcess(tmp_path)
+    try:
+        # HubProcess turns limits off; the admin who leaves them on gets a refusal.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
+        env["TEAMHUB_LIMITS_ENABLED"] = "true"
+        proc = subprocess.run([str(runtime_dir() / "bin" / "teamhub"), "--config",
+                               str(hub.config), "up", "--check"], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert proc.returncode != 0
+        line = proc.stderr.strip()
+        assert line.startswith("teamhub: error: ") and len(line.splitlines()) == 1
+        assert "systemd is not running" in line and "limits.enabled false" in line
+        env["TEAMHUB_LIMITS_ENABLED"] = "false"
+        proc = subprocess.run([str(runtime_dir() / "bin" / "teamhub"), "--config",
+                               str(hub.config), "up", "--check"], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        hub.cleanup()
+
+
+@no_systemd
+def test_install_without_systemd_points_to_install_sh(tmp_path: Path) -> None:
+    hub = HubProcess(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
+    try:
+        proc = subprocess.run([str(runtime_dir() / "bin" / "teamhub"), "--config",
+                               str(hub.config), "install"], capture_output=True, text=True,
+                              env=env, timeout=120)
+        assert proc.returncode != 0
+        assert "needs systemd" in proc.stderr and "install.sh" in proc.stderr
+    finally:
+        hub.cleanup()
