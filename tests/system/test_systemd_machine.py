@@ -319,6 +319,36 @@ def test_stopping_a_server_ends_its_strays_and_private_tmp(hub: Hub) -> None:
     assert hub.run("bob", "survivor")["result"] == "'bob-42'"
 
 
+def test_doctor_passes_and_names_a_runtime_users_cannot_read(hub: Hub) -> None:
+    import json
+
+    m = hub.machine
+    proc = m.exec("teamhub doctor --json", check=False, timeout=300)
+    report = json.loads(proc.stdout)
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert proc.returncode == 0 and report["ok"], failed
+    limits = next(c for c in report["checks"] if c["name"] == "limits enforceable")
+    assert "limits are off" not in limits["detail"]
+    m.exec("chmod 0700 /opt/teamhub")
+    try:
+        proc = m.exec("teamhub doctor --json", check=False, timeout=300)
+    finally:
+        m.exec("chmod 0755 /opt/teamhub")
+    assert proc.returncode == 1
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    broken = checks["runtime usable by users"]
+    assert not broken["ok"] and "/opt/teamhub" in broken["detail"] + broken["fix"], broken
+    assert checks["hub database"]["ok"]
+
+
+def test_backup_taken_before_the_purge(hub: Hub) -> None:
+    m = hub.machine
+    m.exec("mkdir -p /srv/teamhub/projects && chmod 0755 /srv/teamhub /srv/teamhub/projects")
+    hub.teamhub("project create thesis --writers bob --readers @big")
+    hub.teamhub("backup /root/teamhub-backup.tar.gz")
+    assert m.exec("stat -c %a /root/teamhub-backup.tar.gz").stdout.strip() == "600"
+
+
 def test_uninstall_keeps_data_unless_purged(hub: Hub) -> None:
     m = hub.machine
     out = m.exec("teamhub uninstall").stdout
@@ -330,3 +360,21 @@ def test_uninstall_keeps_data_unless_purged(hub: Hub) -> None:
     m.exec("teamhub uninstall --purge")
     assert m.exec("test -e /var/lib/teamhub", check=False).returncode != 0
 
+
+def test_restore_after_purge_brings_accounts_and_grants_back(hub: Hub) -> None:
+    import json
+
+    m = hub.machine
+    out = m.exec("teamhub restore /root/teamhub-backup.tar.gz", timeout=300).stdout
+    assert "Restored" in out or "restored" in out, out
+    m.exec("cd /root/teamhub && ./install.sh", timeout=900)
+    hub.wait_until_up()
+    grants = json.loads(hub.teamhub("project show thesis --json"))
+    assert "bob" in json.dumps(grants) and "@big" in json.dumps(grants)
+    assert "big" in hub.teamhub("group list")
+    b = Browser(hub.url)
+    assert b.login("bob", PASSWORD).status_code == 302
+    assert Browser(hub.url).login("bob", "wrong " + PASSWORD).status_code != 302
+    # The restored grant is applied to the folder again, for bob's (kept) Linux account.
+    acl = m.exec("getfacl -p /srv/teamhub/projects/thesis").stdout
+    assert "user:jupyter-bob:rwx" in acl, acl
