@@ -34,7 +34,7 @@ from ..system.names import system_name
 from ..system.sandbox import LaunchSpec, current_rlimits
 from ..system.users import SystemUser, check_usable, ensure_system_user
 from ..system.users import lookup as users_lookup
-from . import forkserver
+from . import forkserver, lsp
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -281,10 +281,11 @@ class LocalSpawner(LocalProcessSpawner):
         return folder / f"{self.user.name}.log"
 
     def _launch_spec(self, user: SystemUser | None, log_path: Path) -> LaunchSpec:
-        cmd = [*self.cmd, *self.get_args()]
+        env = self.get_env()
+        home = user.home if user is not None else env["HOME"]
+        cmd = [*self.cmd, *self.get_args(), *lsp.server_args(home)]
         if not os.path.isabs(cmd[0]):
             cmd[0] = shutil.which(cmd[0]) or cmd[0]
-        env = self.get_env()
         if user is not None:
             env["JUPYTER_RUNTIME_DIR"] = self._private_runtime_dir(user)
         return LaunchSpec(
