@@ -71,6 +71,7 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 
 def _register() -> None:
     from . import config, env, group, project, up, user  # noqa: F401  (each adds its commands)
+    from . import sessions as _sessions  # noqa: F401, I001  (user unlock|locked|logout)
 
 
 def main() -> None:
