@@ -93,11 +93,10 @@ def update_login_security(c: Config, s: Settings) -> None:
         c.LocalSpawner.allowed_groups = list(s["auth.allowed_groups"])
     # HttpOnly is JupyterHub's default; Secure is added whenever the request
     # came over https (TLS at the proxy); SameSite=Lax keeps cookies off
-    # cross-site subrequests. The same for every user's server cookie.
+    # cross-site subrequests. Servers get the same options from the hub.
     tornado = dict(c.JupyterHub.tornado_settings) if "tornado_settings" in c.JupyterHub else {}
     tornado["cookie_options"] = {**tornado.get("cookie_options", {}), "samesite": "Lax"}
     c.JupyterHub.tornado_settings = tornado
-    c.Spawner.cookie_options = {"samesite": "Lax"}
     earlier = list(c.Spawner.args) if "args" in c.Spawner else []
     c.Spawner.args = [*earlier, f"--HubOAuth.cache_max_age={SERVER_TOKEN_CACHE_SECONDS}"]
 

@@ -133,7 +133,6 @@ def test_login_security_settings_map_to_traitlets(tmp_path: Path) -> None:
     assert c.TeamhubPAMAuthenticator.allowed_groups == {"team"}
     assert c.LocalSpawner.existing_accounts is True and c.LocalSpawner.min_uid == 1000
     assert c.JupyterHub.tornado_settings["cookie_options"] == {"samesite": "Lax"}
-    assert c.Spawner.cookie_options == {"samesite": "Lax"}
     assert c.Spawner.args == ["--x", "--HubOAuth.cache_max_age=10"]
     builtin = Config()
     hubconfig.update_login_security(builtin, load(tmp_path / "none.toml", environ={}))

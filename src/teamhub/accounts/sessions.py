@@ -123,6 +123,14 @@ def end_sessions_in_db(hub_db: Path, name: str, *, api_tokens: bool) -> Ended | 
 class TeamhubLoginHandler(LoginHandler):
     """The login form, with the browser's session id replaced at every login."""
 
+    async def post(self) -> None:
+        # JupyterHub's post() fails with a 500 (KeyError) when a field is missing;
+        # a form without exactly one name and one password is simply a bad request.
+        for field in ("username", "password"):
+            if len(self.request.body_arguments.get(field, [])) != 1:
+                raise web.HTTPError(400, "The login form needs one user name and one password.")
+        await super().post()
+
     def set_login_cookie(self, user: Any) -> None:
         # Never carry a session id from before the login into the logged-in
         # session (fixation); the hub cookie is set afresh too.
