@@ -133,7 +133,7 @@ def test_timing_does_not_tell_unknown_wrong_or_locked_apart(hub: HubProcess) -> 
     for _ in range(3):
         login_answer(b, locked, "nope nope nope")
     times: dict[str, list[float]] = {"unknown": [], "wrong": [], "locked": []}
-    for _ in range(20):
+    for _ in range(15):
         # A right login resets the count, so two wrong ones stay under the lock limit.
         assert login_answer(Browser(hub.url), hub.v, PASSWORD).status_code == 302
         kinds = ["unknown", "unknown", "wrong", "wrong", "locked", "locked"]
