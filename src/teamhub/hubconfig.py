@@ -62,7 +62,8 @@ def update_logging(c: Config, s: Settings) -> None:
 
 def update_auth(c: Config, paths: Paths) -> None:
     c.JupyterHub.authenticator_class = "teamhub.accounts.authenticator.TeamhubAuthenticator"
-    c.TeamhubAuthenticator.store_path = str(paths.accounts_db)
+    # On the shared base class: PAM mode's authenticator keeps its lockout there too.
+    c.GuardedAuthenticator.store_path = str(paths.accounts_db)
 
 
 # How long a user's server trusts the hub's word on a token (JupyterHub: 300 s).
