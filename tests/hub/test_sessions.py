@@ -23,10 +23,28 @@ pytestmark = [pytest.mark.hub, pytest.mark.system]
 PASSWORD = "correct horse battery"
 PLANTED = "0123456789abcdef0123456789abcdef"
 
+PASSWORD_PAGE = """
+from jupyterhub.handlers.base import BaseHandler
+from tornado import web
+from teamhub.accounts.sessions import end_other_sessions
+
+class PasswordChanged(BaseHandler):
+    @web.authenticated
+    def post(self):
+        self.finish(end_other_sessions(self, self.current_user).as_dict())
+
+c.JupyterHub.extra_handlers = [(r"/test-password-changed", PasswordChanged)]
+"""
+
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
     h = HubProcess(tmp_path_factory.mktemp("hub"))
+    # Stands in for the change-password page (another module): a logged-in POST
+    # that calls end_other_sessions exactly as that page does.
+    confd = h.config.parent / "jupyterhub_config.d"
+    confd.mkdir()
+    (confd / "50-password-changed.py").write_text(PASSWORD_PAGE)
     try:
         h.start()
         yield h
@@ -156,6 +174,19 @@ def test_password_change_ends_sessions_and_tokens_not_the_server(hub: HubProcess
     fresh = Browser(hub.url)
     assert fresh.login(name, "a brand new password").status_code == 302
     assert fresh.open_lab(name).status_code == 200 and server_accepts(hub, fresh.http, name)
+
+
+def test_password_page_keeps_only_the_browser_that_changed_it(hub: HubProcess) -> None:
+    name = new_user(hub)
+    b, other = logged_in(hub, name), logged_in(hub, name)
+    token = api_token(b, name)
+    thief = stolen(b)
+    resp = b.http.post(f"{hub.url}/hub/test-password-changed", timeout=30,
+                       headers={"X-XSRFToken": b._xsrf("/hub/")})
+    assert resp.status_code == 200 and resp.json()["api_tokens"] == 1, resp.text
+    assert b.logged_in(), "the browser that changed the password was logged out"
+    assert not hub_accepts(hub, thief) and not hub_accepts(hub, other.http)
+    assert not token_works(hub, token)
 
 
 def test_block_ends_the_session_at_once(hub: HubProcess) -> None:

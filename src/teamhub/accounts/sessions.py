@@ -103,6 +103,21 @@ def end_sessions(db: Any, orm_user: orm.User, *, api_tokens: bool) -> Ended:
     return ended
 
 
+def end_other_sessions(handler: Any, user: Any) -> Ended:
+    """After a password change on a hub page: end every session and API token of
+    USER (a JupyterHub User), then log HANDLER's own browser in again.
+
+    For a logged-in POST handler (e.g. the change-password page):
+    `end_other_sessions(self, self.current_user)`. The browser gets a new hub
+    cookie and session id; its server logins are redone on its next visit.
+    """
+    ended = end_sessions(handler.db, user.orm_user, api_tokens=True)
+    handler._session_id = uuid.uuid4().hex
+    handler.set_session_cookie()
+    handler.set_login_cookie(user)
+    return ended
+
+
 def end_sessions_in_db(hub_db: Path, name: str, *, api_tokens: bool) -> Ended | None:
     """end_sessions on the hub database file, for when no hub is running.
 
