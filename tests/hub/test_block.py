@@ -53,7 +53,9 @@ def _api(hub: HubProcess, path: str) -> requests.Response:
 
 def _login_page(resp: requests.Response) -> tuple[int, str]:
     """Status and body of a login answer, the per-request xsrf token blanked out."""
-    return resp.status_code, re.sub(r'value="[^"]*"', 'value=""', resp.text)
+    # The token also appears in the page's script, with a timestamp that ticks each second.
+    body = re.sub(r'xsrf_token: "[^"]*"', 'xsrf_token: ""', resp.text)
+    return resp.status_code, re.sub(r'value="[^"]*"', 'value=""', body)
 
 
 def _wait(predicate, timeout: float = 30) -> bool:
