@@ -27,33 +27,38 @@ def _run(*cmd: str, input: str | None = None) -> None:
 @pytest.fixture(scope="module")
 def accounts():
     """A group, a member, a system account in the group, and an outsider; removed after."""
-    group = unique("thg")
-    names = {"member": unique("pm"), "system": unique("ps"), "outsider": unique("po")}
+    group, admins = unique("thg"), unique("tha")
+    names = {"member": unique("pm"), "system": unique("ps"), "outsider": unique("po"),
+             "admin": unique("pa")}
     made: list[str] = []
     try:
         _run("groupadd", group)
+        _run("groupadd", admins)
         _run("useradd", "-m", "-G", group, names["member"])
         made.append(names["member"])
+        _run("useradd", "-M", "-G", f"{group},{admins}", names["admin"])
+        made.append(names["admin"])
         _run("useradd", "-r", "-M", "-G", group, names["system"])
         made.append(names["system"])
         _run("useradd", "-M", names["outsider"])
         made.append(names["outsider"])
         _run("chpasswd", input="".join(f"{n}:{PASSWORD}\n" for n in made))
-        yield group, names
+        yield group, admins, names
     finally:
         for name in made:
             account = users.lookup(name)
             if account is not None:
                 processes.end_processes(account.uid)
             subprocess.run(["userdel", "-r", name], capture_output=True)
-        subprocess.run(["groupdel", group], capture_output=True)
+        for g in (group, admins):
+            subprocess.run(["groupdel", g], capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, accounts):
-    group, names = accounts
+    group, admins, names = accounts
     h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=(
-        f'[auth]\nmode = "pam"\nallowed_groups = ["{group}"]\nadmin_groups = []\n'
+        f'[auth]\nmode = "pam"\nallowed_groups = ["{group}"]\nadmin_groups = ["{admins}"]\n'
         "lockout_failures = 2\nlockout_base_seconds = 300\n"))
     h.names = names
     try:
@@ -87,6 +92,13 @@ def test_member_logs_in_and_the_server_runs_as_their_own_account(hub: HubProcess
     registry = hub.state / "system_users.json"
     assert not registry.exists() or member not in registry.read_text()
     assert subprocess.run(["id", hub.system_user(member)], capture_output=True).returncode != 0
+
+
+def test_admin_groups_make_hub_admins(hub: HubProcess) -> None:
+    status, b = login(hub, hub.names["admin"], PASSWORD)
+    assert status == 302 and b.get("/hub/api/user").json()["admin"] is True
+    status, b = login(hub, hub.names["member"], PASSWORD)
+    assert status == 302 and b.get("/hub/api/user").json()["admin"] is False
 
 
 @pytest.mark.parametrize("who", ["system", "outsider"])
