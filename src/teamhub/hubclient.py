@@ -204,3 +204,33 @@ def set_admin(paths: Paths, name: str, admin: bool) -> bool | None:
         return False
     _check(status, f"change the admin flag of {name}", ok=(200,))
     return True
+
+
+def end_sessions(paths: Paths, name: str, *, api_tokens: bool) -> tuple[str, dict[str, int]]:
+    """End NAME's sessions in every browser (and with API_TOKENS their API tokens).
+
+    Returns (how, counts): "hub" when a running hub did it (it must, as it caches
+    users), "database" when no hub answered and the hub database was changed,
+    "none" when the hub has never seen NAME (no session to end).
+    """
+    from .accounts.sessions import end_sessions_in_db
+
+    api = _api(paths)
+    if api is not None:
+        query = "?api_tokens=1" if api_tokens else ""
+        try:
+            status, body = _call(*api, "DELETE", f"/teamhub/users/{name}/sessions{query}")
+        except (urllib.error.URLError, OSError):
+            status, body = None, None
+        if status == 200 and isinstance(body, dict):
+            return "hub", {k: int(v) for k, v in body.items()}
+        if status == 404:
+            return "none", {"oauth_tokens": 0, "api_tokens": 0}
+        if status is not None:
+            raise TeamhubError(f"the running hub refused to end {name}'s sessions (HTTP "
+                               f"{status}); restart it with `teamhub up` and run "
+                               f"`teamhub user logout {name}`")
+    ended = end_sessions_in_db(paths.hub_db, name, api_tokens=api_tokens)
+    if ended is None:
+        return "none", {"oauth_tokens": 0, "api_tokens": 0}
+    return "database", ended.as_dict()

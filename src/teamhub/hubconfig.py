@@ -63,7 +63,44 @@ def update_logging(c: Config, s: Settings) -> None:
 
 def update_auth(c: Config, paths: Paths) -> None:
     c.JupyterHub.authenticator_class = "teamhub.accounts.authenticator.TeamhubAuthenticator"
-    c.TeamhubAuthenticator.store_path = str(paths.accounts_db)
+    # On the shared base class: PAM mode's authenticator keeps its lockout there too.
+    c.GuardedAuthenticator.store_path = str(paths.accounts_db)
+
+
+# How long a user's server trusts the hub's word on a token (JupyterHub: 300 s).
+# Ending a session deletes its tokens; servers notice within this many seconds.
+SERVER_TOKEN_CACHE_SECONDS = 10
+
+
+def update_login_security(c: Config, s: Settings) -> None:
+    """Lockout, client throttle, PAM mode and cookie flags (accounts/, README "Login security")."""
+    auth = c.GuardedAuthenticator
+    auth.lockout_failures = s["auth.lockout_failures"]
+    auth.lockout_base_seconds = s["auth.lockout_base_seconds"]
+    auth.lockout_max_seconds = max(s["auth.lockout_max_seconds"], s["auth.lockout_base_seconds"])
+    auth.client_max_failures = s["auth.client_max_failures"]
+    auth.client_window_seconds = s["auth.client_window_seconds"]
+    auth.trusted_proxies = list(s["auth.trusted_proxies"])
+    if s["auth.mode"] == "pam":
+        c.JupyterHub.authenticator_class = "teamhub.accounts.pam.TeamhubPAMAuthenticator"
+        c.TeamhubPAMAuthenticator.allowed_groups = set(s["auth.allowed_groups"])
+        c.TeamhubPAMAuthenticator.admin_groups = set(s["auth.admin_groups"])
+        c.TeamhubPAMAuthenticator.min_uid = s["auth.pam_min_uid"]
+        c.TeamhubPAMAuthenticator.service = s["auth.pam_service"]
+        c.TeamhubPAMAuthenticator.open_sessions = False
+        c.TeamhubPAMAuthenticator.create_system_users = False
+        # Servers run as the person's own Linux account, checked the same way.
+        c.LocalSpawner.existing_accounts = True
+        c.LocalSpawner.min_uid = s["auth.pam_min_uid"]
+        c.LocalSpawner.allowed_groups = list(s["auth.allowed_groups"])
+    # HttpOnly is JupyterHub's default; Secure is added whenever the request
+    # came over https (TLS at the proxy); SameSite=Lax keeps cookies off
+    # cross-site subrequests. Servers get the same options from the hub.
+    tornado = dict(c.JupyterHub.tornado_settings) if "tornado_settings" in c.JupyterHub else {}
+    tornado["cookie_options"] = {**tornado.get("cookie_options", {}), "samesite": "Lax"}
+    c.JupyterHub.tornado_settings = tornado
+    earlier = list(c.Spawner.args) if "args" in c.Spawner else []
+    c.Spawner.args = [*earlier, f"--HubOAuth.cache_max_age={SERVER_TOKEN_CACHE_SECONDS}"]
 
 
 def update_accounts(c: Config, s: Settings) -> None:
@@ -253,6 +290,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_auth(c, paths)
     update_accounts(c, settings)
     update_spawner(c, settings, paths, trial)
+    update_login_security(c, settings)
     update_projects(c, settings, paths)
     update_limits(c, settings, paths)
     if paths.accounts_db.exists():

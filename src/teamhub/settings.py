@@ -97,6 +97,11 @@ def _ip(value: str) -> str | None:
     return None
 
 
+def _ip_list(value: list[str]) -> str | None:
+    bad = [v for v in value if _ip(v)]
+    return f"a list of IP addresses (not {bad[0]!r})" if bad else None
+
+
 def _abs_path(value: str) -> str | None:
     return None if os.path.isabs(value) else "an absolute path"
 
@@ -254,7 +259,35 @@ SCHEMA: tuple[Setting, ...] = (
             "`[limits]` values. As an environment variable: a JSON object of objects.",
             check=_limit_groups, nested=True),
     Setting("auth.mode", str, "builtin", "Where accounts live. `builtin`: teamhub's own "
-            "account store, managed with `teamhub user ...`.", choices=("builtin",)),
+            "account store, managed with `teamhub user ...`. `pam`: the machine's existing "
+            "Linux accounts log in with their system password and their server runs as that "
+            "account; teamhub creates no accounts (never root, system accounts below "
+            "`auth.pam_min_uid`, or accounts outside `auth.allowed_groups`).",
+            choices=("builtin", "pam")),
+    Setting("auth.allowed_groups", list, [], "PAM mode: Linux groups whose members may log "
+            "in. Empty: every account with a uid of at least `auth.pam_min_uid`."),
+    Setting("auth.admin_groups", list, [], "PAM mode: Linux groups whose members are hub "
+            "admins."),
+    Setting("auth.pam_min_uid", int, 1000, "PAM mode: lowest uid that may log in and run a "
+            "server; root and system accounts below it never can.", check=_positive),
+    Setting("auth.pam_service", str, "login", "PAM mode: the PAM service (a file in "
+            "/etc/pam.d) that checks passwords."),
+    Setting("auth.lockout_failures", int, 5, "Failed logins for one name after which the "
+            "name is locked (unknown names too, so a lock reveals nothing). Unlock early with "
+            "`teamhub user unlock NAME`.", check=_positive),
+    Setting("auth.lockout_base_seconds", int, 60, "Length of a name's first lock; each "
+            "further lock doubles it, up to `auth.lockout_max_seconds`.", check=_positive),
+    Setting("auth.lockout_max_seconds", int, 3600, "Longest lock of a name.",
+            check=_positive),
+    Setting("auth.client_max_failures", int, 30, "Failed logins (any names) from one client "
+            "address within `auth.client_window_seconds` after which that address cannot log "
+            "in until the window moves on. IPv6 clients count per /64 network.",
+            check=_positive),
+    Setting("auth.client_window_seconds", int, 900, "Window of `auth.client_max_failures`.",
+            check=_positive),
+    Setting("auth.trusted_proxies", list, [], "Addresses of reverse proxies you run in front "
+            "of teamhub (e.g. nginx). Their X-Forwarded-For entries are believed when finding "
+            "a login's client address; nothing else a client sends is.", check=_ip_list),
     Setting("auth.signup", bool, False, "Show a signup page (`/hub/signup`, linked from the "
             "login page) where people can ask for an account. New accounts wait for an admin's "
             "approval (`teamhub user pending`, `teamhub user approve NAME`, or the hub's "

@@ -65,7 +65,7 @@ def test_auth_uses_account_store(tmp_path):
     c = Config()
     hubconfig.update_auth(c, Paths.from_settings(s))
     assert c.JupyterHub.authenticator_class.endswith("TeamhubAuthenticator")
-    assert c.TeamhubAuthenticator.store_path == f"{tmp_path}/accounts.sqlite"
+    assert c.GuardedAuthenticator.store_path == f"{tmp_path}/accounts.sqlite"
 
 
 def test_proxy_command_prefers_setting_then_bundled(tmp_path):

@@ -1,4 +1,10 @@
-"""JupyterHub Authenticator backed by teamhub's own account store.
+"""JupyterHub Authenticators: teamhub's own account store, or PAM (accounts/pam.py).
+
+Both share `GuardedAuthenticator.authenticate`: one path for every login, which
+checks the per-client throttle and the per-name lockout, always runs the slow
+password check (on a dummy hash for unknown names, and for locked ones too),
+and answers every failure the same way, so that neither the response nor its
+timing tells unknown, wrong-password, locked, blocked or pending apart.
 
 Accounts live in the store beside the hub database (managed with
 `teamhub user ...`); the hub asks the store at every login, so changes made
@@ -12,20 +18,125 @@ import unicodedata
 from typing import Any
 
 from jupyterhub.auth import Authenticator
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Integer, List, Unicode, default
 
 from ..errors import AccountError
-from ..system.names import canonical_name
-from .store import AccountStore
+from ..system.names import MAX_RAW_LENGTH, canonical_name
+from .lockout import ClientThrottle, Lockout, LockoutPolicy, client_address
+from .store import MAX_PASSWORD, AccountStore
 
 
-class TeamhubAuthenticator(Authenticator):
-    """Log in with a teamhub account: name and password checked against the account store."""
+class GuardedAuthenticator(Authenticator):
+    """Lockout, client throttle and uniform failures around a password check."""
 
     store_path = Unicode(
         help="""Path of the account store (sqlite). teamhub sets it to `accounts.sqlite`
-        in the state directory.""",
+        in the state directory. Login failures and locks are kept there too.""",
     ).tag(config=True)
+
+    lockout_failures = Integer(
+        5, help="""Failed logins for one name after which that name is locked."""
+    ).tag(config=True)
+
+    lockout_base_seconds = Integer(
+        60, help="""Length of a name's first lock; each further lock doubles it."""
+    ).tag(config=True)
+
+    lockout_max_seconds = Integer(
+        3600, help="""Longest lock of a name, however many locks came before."""
+    ).tag(config=True)
+
+    client_max_failures = Integer(
+        30, help="""Failed logins (any names) from one client address per
+        `client_window_seconds`, after which that address cannot log in until the
+        window has moved on."""
+    ).tag(config=True)
+
+    client_window_seconds = Integer(
+        900, help="""The window of `client_max_failures`, in seconds."""
+    ).tag(config=True)
+
+    trusted_proxies = List(
+        Unicode(), help="""Addresses of reverse proxies in front of teamhub's own proxy
+        whose X-Forwarded-For entries are believed (skipped when finding the client)."""
+    ).tag(config=True)
+
+    _throttle: ClientThrottle | None = None
+
+    @default("auth_refresh_age")
+    def _auth_refresh_age_default(self) -> int:
+        # Removed or blocked accounts and changed admin flags reach open sessions
+        # within a minute.
+        return 60
+
+    def _store(self) -> AccountStore:
+        return AccountStore(self.store_path)
+
+    def lockout(self) -> Lockout:
+        return Lockout(self._store(), LockoutPolicy(self.lockout_failures,
+                                                    self.lockout_base_seconds,
+                                                    self.lockout_max_seconds))
+
+    @property
+    def throttle(self) -> ClientThrottle:
+        if self._throttle is None:
+            self._throttle = ClientThrottle(self.client_max_failures, self.client_window_seconds)
+        return self._throttle
+
+    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+        from .sessions import handlers
+
+        return handlers()
+
+    def login_name(self, username: str) -> str | None:
+        """The name failures are counted under, or None when it cannot be an account."""
+        try:
+            return canonical_name(username)
+        except AccountError:
+            return None
+
+    def check_password(self, name: str | None, password: str) -> dict[str, Any] | None:
+        """(Blocking.) The auth model if PASSWORD is right for NAME and the account may
+        log in; else None, after the same slow work as for a right password."""
+        raise NotImplementedError
+
+    def _attempt(self, name: str | None, password: str, refused: bool) -> dict[str, Any] | None:
+        """(Blocking.) One login attempt; every failure path does the same store work."""
+        lockout = self.lockout()
+        locked = bool(name) and lockout.locked_until(name) > 0
+        model = self.check_password(name, password)
+        if model is not None and not locked and not refused:
+            lockout.record_success(name)
+            return model
+        if name:
+            lockout.record_failure(name)
+        else:
+            # An impossible name is still a failure: keep the same store round trip.
+            lockout.locked_until("")
+        return None
+
+    async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
+        username = data.get("username", "")
+        password = data.get("password", "")
+        if not isinstance(username, str) or not isinstance(password, str):
+            return None
+        request = getattr(handler, "request", None)
+        client = client_address(request, self.trusted_proxies) if request else "local"
+        refused = self.throttle.blocked(client)
+        name = self.login_name(username[: MAX_RAW_LENGTH + 1])
+        # The slow check stays off the event loop, and runs for locked and
+        # throttled logins too: only the outcome differs, never the work.
+        model = await asyncio.get_running_loop().run_in_executor(
+            None, self._attempt, name, password[: MAX_PASSWORD + 1], refused
+        )
+        if model is None:
+            self.throttle.record_failure(client)
+            self.log.warning("Failed login for %r from %s", username[:32], client)
+        return model
+
+
+class TeamhubAuthenticator(GuardedAuthenticator):
+    """Log in with a teamhub account: name and password checked against the account store."""
 
     signup_enabled = Bool(
         False,
@@ -60,21 +171,13 @@ class TeamhubAuthenticator(Authenticator):
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
         from .pages import handlers
 
+        # The login/logout handlers first: JupyterHub's own /login must not win.
         return [*super().get_handlers(app), *handlers()]
 
     @default("any_allow_config")
     def _any_allow_config_default(self) -> bool:
         # The account store is the allow list: only accounts in it can log in.
         return True
-
-    @default("auth_refresh_age")
-    def _auth_refresh_age_default(self) -> int:
-        # Removed or blocked accounts and changed admin flags reach open sessions
-        # within a minute.
-        return 60
-
-    def _store(self) -> AccountStore:
-        return AccountStore(self.store_path)
 
     def normalize_username(self, username: str) -> str:
         # The same folding canonical_name applies, without raising: validate_username
@@ -87,21 +190,11 @@ class TeamhubAuthenticator(Authenticator):
         except AccountError:
             return False
 
-    async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
-        username = data.get("username", "")
-        password = data.get("password", "")
-        if not isinstance(username, str) or not isinstance(password, str):
-            return None
-        store = self._store()
-        # argon2 is deliberately slow: keep it off the event loop. verify() spends the
-        # same time for unknown names, so a login does not reveal which names exist.
-        account = await asyncio.get_running_loop().run_in_executor(
-            None, store.verify, self.normalize_username(username)[:64], password[:1024]
-        )
-        if account is None:
-            self.log.warning("Failed login for %r", username[:32])
-            return None
-        return {"name": account.name, "admin": account.admin}
+    def check_password(self, name: str | None, password: str) -> dict[str, Any] | None:
+        # verify() runs argon2 on a dummy hash for unknown names and refuses blocked
+        # (and any other not-active) accounts after the same verify.
+        account = self._store().verify(name or "", password)
+        return None if account is None else {"name": account.name, "admin": account.admin}
 
     def check_allowed(self, username: str, authentication: dict[str, Any] | None = None) -> bool:
         account = self._store().get(username)

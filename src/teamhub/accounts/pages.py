@@ -63,10 +63,16 @@ class AccountPage(BaseHandler):
         """What follows every successful password change of user NAME (change page
         and reset links).
 
-        The one place to end NAME's other sessions and API tokens (rotate the
-        cookie_id) once the hub does that; the change page then issues this
-        browser's login cookie again.
+        Every session of NAME ends (a new cookie_id, so copied cookies die) and so do
+        their API tokens: whoever knew the old password may have made some.
         """
+        from jupyterhub import orm
+
+        from .sessions import end_sessions
+
+        orm_user = orm.User.find(self.db, name)
+        if orm_user is not None:
+            end_sessions(self.db, orm_user, api_tokens=True)
 
     async def page(self, template: str, status: int = 200, **ns: Any) -> None:
         self.set_status(status)
@@ -142,9 +148,11 @@ class ChangePasswordHandler(AccountPage):
         await self.page("change_password.html", error=None, done=True)
 
     async def _after_password_change(self, name: str) -> None:
-        await super()._after_password_change(name)
-        # This browser stays logged in: its login cookie is issued again.
-        self.set_hub_cookie(self.current_user)
+        from .sessions import end_other_sessions
+
+        # Every other browser is logged out; this one is logged in again, with a
+        # new cookie and session id.
+        end_other_sessions(self, self.current_user)
 
 
 class ResetHandler(AccountPage):

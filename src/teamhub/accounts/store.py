@@ -102,9 +102,23 @@ _SCHEMA_V5 = (
     )""",
 )
 
+# Login failures (v6; v5 is signup/reset): per-name failure counts and lock
+# times, kept apart from `accounts` (no foreign key) because unknown names and
+# PAM-mode Linux accounts are counted too, so that locking reveals nothing and
+# survives hub restarts. See accounts/lockout.py.
+_SCHEMA_V6 = (
+    """CREATE TABLE IF NOT EXISTS login_failures (
+        name TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL DEFAULT 0,
+        lockouts INTEGER NOT NULL DEFAULT 0,
+        locked_until REAL NOT NULL DEFAULT 0,
+        last_failure REAL NOT NULL DEFAULT 0
+    )""",
+)
+
 # Version N is reached by running _MIGRATIONS[N - 1]; append, never edit, to change the schema.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (_SCHEMA_V1,), _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5,
+    (_SCHEMA_V1,), _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

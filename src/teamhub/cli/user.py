@@ -77,9 +77,25 @@ def _describe(ctx: Context, account: Account) -> dict[str, Any]:
     }
 
 
+# What only makes sense for teamhub's own accounts; in PAM mode the machine's
+# Linux accounts are the accounts, managed with the system's own tools.
+BUILTIN_ONLY = {
+    "add": "create the Linux account with `adduser NAME`",
+    "passwd": "set a password with `passwd NAME`, then `teamhub user logout NAME`",
+    "remove": "remove the Linux account with `deluser NAME` (it then cannot log in)",
+    "block": "lock the Linux account with `usermod -L NAME`, then `teamhub user logout NAME`",
+    "unblock": "unlock the Linux account with `usermod -U NAME`",
+}
+
+
 @cli.group()
-def user() -> None:
+@click.pass_context
+def user(click_ctx: click.Context) -> None:
     """Manage hub users (teamhub's own accounts)."""
+    hint = BUILTIN_ONLY.get(click_ctx.invoked_subcommand or "")
+    if hint and click_ctx.find_object(Context).settings["auth.mode"] == "pam":
+        raise AccountError(f"`teamhub user {click_ctx.invoked_subcommand}` manages teamhub's "
+                           f"own accounts, but auth.mode is pam (Linux accounts): {hint}")
 
 
 @user.command()
@@ -114,6 +130,9 @@ def passwd(ctx: Context, name: str, password_stdin: bool) -> None:
     password, generated = _password(password_stdin)
     store.set_password(account.name, password, min_length=_min_length(ctx))
     click.echo(f"changed the password of {account.name}")
+    from .sessions import report_ended
+
+    report_ended(account.name, *hubclient.end_sessions(ctx.paths, account.name, api_tokens=True))
     if generated:
         _show_generated(account.name, password)
 
@@ -245,7 +264,10 @@ def block(ctx: Context, name: str) -> None:
         click.echo("no hub is running: it refuses the user when it starts")
     else:
         click.echo(f"hub: stopped {cut['servers']} server(s), revoked {cut['tokens']} "
-                   "API token(s); open sessions end within the auth refresh age")
+                   "API token(s)")
+    from .sessions import report_ended
+
+    report_ended(account.name, *hubclient.end_sessions(ctx.paths, account.name, api_tokens=True))
     linux = users.lookup(sysname)
     if linux is not None and linux.uid != 0:
         count = len(processes.processes_of(linux.uid))

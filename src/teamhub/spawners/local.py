@@ -25,7 +25,7 @@ from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import random_port
-from traitlets import Bool, Dict, Unicode
+from traitlets import Bool, Dict, Integer, List, Unicode
 
 from .. import limits as limits_model
 from ..errors import TeamhubError
@@ -201,13 +201,46 @@ class LocalSpawner(LocalProcessSpawner):
         os.chown(folder, user.uid, user.gid)
         os.chmod(folder, 0o700)
 
+    existing_accounts = Bool(
+        False,
+        help="""PAM mode: run each server as the existing Linux account of the same name
+        (no prefix, nothing created), and only if it is an ordinary person's account: not
+        root, uid at least `min_uid`, in one of `allowed_groups` when that is set.""",
+    ).tag(config=True)
+
+    min_uid = Integer(
+        1000, help="""With existing_accounts: lowest uid a server may run as."""
+    ).tag(config=True)
+
+    allowed_groups = List(
+        Unicode(), help="""With existing_accounts: groups one of which the account must be in
+        (empty: any)."""
+    ).tag(config=True)
+
     @property
     def system_user_name(self) -> str:
+        if self.existing_accounts:
+            return self.user.name
         return system_name(self.user.name, self.system_prefix)
+
+    def _existing_account(self) -> SystemUser:
+        """PAM mode's account: the user's own, checked again at every start."""
+        from ..accounts.pam import account_problem
+
+        problem = account_problem(self.user.name, min_uid=self.min_uid,
+                                  allowed_groups=set(self.allowed_groups))
+        if problem:
+            raise TeamhubError(f"Linux account {self.user.name!r} may not run a server: {problem}")
+        account = users_lookup(self.user.name)
+        if account is None or account.uid == 0:
+            raise TeamhubError(f"Linux account {self.user.name!r} is not usable")
+        return account
 
     def _system_user(self) -> SystemUser | None:
         if self.single_user_trial:
             return None
+        if self.existing_accounts:
+            return self._existing_account()
         ensure_system_user(
             self.system_user_name,
             registry=Path(self.registry_path),

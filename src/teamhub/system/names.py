@@ -23,6 +23,10 @@ MAX_RAW_LENGTH = 64
 # web pages, and must not be a way to smuggle in (or blow up) arbitrary text.
 _ECHO_LENGTH = 32
 
+# Existing Linux account names as PAM mode accepts them (useradd's default
+# NAME_REGEX, lower case only).
+LINUX_NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
 _NAME_RE = re.compile(rf"[a-z][a-z0-9_-]{{0,{MAX_NAME_LENGTH - 1}}}")
 
 ALLOWED = f"1 to {MAX_NAME_LENGTH} of a-z, 0-9, '_', '-', starting with a letter (case is ignored)"
