@@ -184,6 +184,11 @@ root = "{self.work / 'envs'}"
 
 [projects]
 root = "{self.work / 'projects'}"
+
+[limits]
+# Per-user limits need systemd as init; without it teamhub refuses to start with
+# them on, so they are measured where they can be enforced and off elsewhere.
+enabled = {"true" if Path("/run/systemd/system").is_dir() else "false"}
 """)
 
     def system_name(self, name: str) -> str:
