@@ -133,6 +133,22 @@ class LocalSpawner(LocalProcessSpawner):
         "", help="""Log file of a fork server the spawner (re)starts itself."""
     ).tag(config=True)
 
+    existing_accounts = Bool(
+        False,
+        help="""PAM mode: run each server as the existing Linux account of the same name
+        (no prefix, nothing created), and only if it is an ordinary person's account: not
+        root, uid at least `min_uid`, in one of `allowed_groups` when that is set.""",
+    ).tag(config=True)
+
+    min_uid = Integer(
+        1000, help="""With existing_accounts: lowest uid a server may run as."""
+    ).tag(config=True)
+
+    allowed_groups = List(
+        Unicode(), help="""With existing_accounts: groups one of which the account must be in
+        (empty: any)."""
+    ).tag(config=True)
+
     _forked = False
 
     limits = Dict(
@@ -200,22 +216,6 @@ class LocalSpawner(LocalProcessSpawner):
         folder.mkdir(mode=0o700)
         os.chown(folder, user.uid, user.gid)
         os.chmod(folder, 0o700)
-
-    existing_accounts = Bool(
-        False,
-        help="""PAM mode: run each server as the existing Linux account of the same name
-        (no prefix, nothing created), and only if it is an ordinary person's account: not
-        root, uid at least `min_uid`, in one of `allowed_groups` when that is set.""",
-    ).tag(config=True)
-
-    min_uid = Integer(
-        1000, help="""With existing_accounts: lowest uid a server may run as."""
-    ).tag(config=True)
-
-    allowed_groups = List(
-        Unicode(), help="""With existing_accounts: groups one of which the account must be in
-        (empty: any)."""
-    ).tag(config=True)
 
     @property
     def system_user_name(self) -> str:
@@ -322,7 +322,7 @@ class LocalSpawner(LocalProcessSpawner):
         if user is not None:
             env["JUPYTER_RUNTIME_DIR"] = self._private_runtime_dir(user)
         return LaunchSpec(
-            argv=cmd, env=env, cwd=user.home if user is not None else env["HOME"],
+            argv=cmd, env=env, cwd=home,
             username=user.name if user is not None else None,
             uid=user.uid if user is not None else None,
             gid=user.gid if user is not None else None,
