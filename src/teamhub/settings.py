@@ -207,6 +207,10 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("envs.keep_revisions", int, 3, "How many builds (revisions) of each shared "
             "environment are kept for `teamhub env rollback`; older ones are deleted.",
             check=_positive),
+    Setting("envs.lock_timeout", int, 600, "Seconds a `teamhub env` command waits for another "
+            "one (which holds the root-only lock `<root>/.locks/envs.lock`) to finish before "
+            "it gives up, changing nothing, and names the process holding it. 0: do not wait.",
+            check=_not_negative),
     Setting("proxy.api_port", int, 8001, "Loopback port where the proxy takes route changes "
             "from the hub.", check=_port),
     Setting("proxy.command", str, "", "The configurable-http-proxy program. Empty: the one "

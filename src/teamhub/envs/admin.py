@@ -23,7 +23,8 @@ def shared_envs(settings: Settings) -> SharedEnvs:
     # The cache sits inside envs.root: root-owned, and on the same filesystem so
     # that uv hard-links package files instead of copying them into each env.
     return SharedEnvs(root, Uv(uv, root / ".cache"), str(paths.runtime_python),
-                      keep=settings["envs.keep_revisions"])
+                      keep=settings["envs.keep_revisions"],
+                      lock_timeout=settings["envs.lock_timeout"])
 
 
 def group_members(settings: Settings) -> dict[str, list[str]]:
