@@ -51,6 +51,23 @@ def parse_memory(text: str, total: int | None = None) -> int | None:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
+SHM_SHARED = "shared"
+
+
+def parse_shm_size(text: str, total: int | None = None) -> int | None:
+    """Bytes of each server's private /dev/shm from `1G`, `64M`, `10%`; None for `shared`."""
+    if str(text).strip().lower() == SHM_SHARED:
+        return None
+    try:
+        size = parse_memory(text, total)
+    except ValueError:
+        size = None
+    if size is None or size < 1024**2:
+        raise ValueError("a size of at least 1M such as 512M, 2G or 10% (of this machine's "
+                         "memory), or `shared` (the machine's own /dev/shm, shared by all)")
+    return size
+
+
 def parse_cpu(text: str, cpus: int | None = None) -> float | None:
     """CPUs from `2`, `0.5` or `50%` (of this machine's CPUs); None: no limit."""
     t = str(text).strip()
