@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,18 @@ def test_every_ipykernel_spec_starts_through_the_safe_launcher(tmp_path: Path) -
     assert manager.get_kernel_spec("python3").argv[1:3] == ["-P", kernels.LAUNCHER]
     listed = manager.get_all_specs()["python3"]["spec"]
     assert listed["argv"][1:3] == ["-P", kernels.LAUNCHER]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="makes root-owned folders")
+def test_up_makes_an_older_install_s_locks_private(tmp_path: Path) -> None:
+    from teamhub.envs import admin
+
+    root = tmp_path / "envs"
+    (root / ".cache").mkdir(parents=True, mode=0o755)
+    (root / ".lock").write_text("")
+    (root / ".lock").chmod(0o644)
+    f = tmp_path / "t.toml"
+    f.write_text(f'[envs]\nroot = "{root}"\n[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+    admin.refresh_visibility(load(f, environ={}))  # what `teamhub up` runs
+    assert not (root / ".lock").exists()
+    assert (root / ".cache").stat().st_mode & 0o777 == 0o700

@@ -148,16 +148,22 @@ class SharedEnvs:
         return list(self.revision(meta, meta["current"])["packages"])
 
     # -- changing --------------------------------------------------------
+    def make_private(self, cache: Path | None) -> None:
+        """No lock file under ROOT that users can open: the old one goes, CACHE is 0700.
+
+        Package files reach envs as hard links, which need no access to the
+        cache folder; uv's lock files in it (0666) must be out of users' reach.
+        """
+        (self.root / OLD_LOCK).unlink(missing_ok=True)
+        if cache is not None:
+            locks.private_dir(cache)
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """One change at a time; only root can hold this lock, and nobody for ever."""
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
-        (self.root / OLD_LOCK).unlink(missing_ok=True)
-        if self.uv.cache_dir is not None:
-            # Package files reach envs as hard links, which need no access to
-            # the cache folder; its lock files (0666) must be out of users' reach.
-            locks.private_dir(self.uv.cache_dir)
+        self.make_private(self.uv.cache_dir)
         try:
             with locks.exclusive(self.lock_path, self.lock_timeout,
                                  waiting=lambda line: print(line, file=sys.stderr)):
