@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .system import namespaces
+
 SLICE = "teamhub.slice"
 RESOURCES = ("memory", "cpu", "tasks")
 UNLIMITED = ("none", "unlimited", "infinity")
@@ -206,6 +208,9 @@ def limits_status(settings: Any = None) -> tuple[bool, str]:
 
         settings = load()
     config = from_settings(settings)
+    problem = _shm_problem(settings["spawner.shm_size"])
+    if problem:
+        return False, problem
     if not config.get("enabled", True):
         return True, ("per-user limits are off (limits.enabled = false): one user can use "
                       "all memory, CPUs and processes")
@@ -231,6 +236,18 @@ def limits_status(settings: Any = None) -> tuple[bool, str]:
     groups = sorted(config.get("groups") or {})
     extra = f"; group overrides: {', '.join(groups)}" if groups else ""
     return True, "per-user limits enforced by systemd: " + ", ".join(parts) + extra
+
+
+def _shm_problem(shm_size: str) -> str | None:
+    """Why servers could not get their private /dev/shm here (it needs no systemd, but
+    root and mount namespaces: containers without CAP_SYS_ADMIN lack them); None if fine."""
+    if parse_shm_size(shm_size) is None or os.geteuid() != 0:
+        return None  # shared; or the single-user trial, which never mounts anything
+    why = namespaces.probe()
+    if why is None:
+        return None
+    return (f"each server's private /dev/shm (spawner.shm_size = {shm_size}) cannot be set "
+            f"up on this machine: {why}")
 
 
 def _human(n: int | None) -> str:

@@ -64,6 +64,19 @@ def test_private_shm_is_a_sized_tmpfs_of_its_own() -> None:
             Path(leftover).unlink(missing_ok=True)
 
 
+def test_probe_says_whether_servers_can_get_private_mounts() -> None:
+    from teamhub.system import namespaces
+
+    before = os.readlink("/proc/self/ns/mnt")
+    assert namespaces.probe() is None  # root here may make mount namespaces
+    assert os.readlink("/proc/self/ns/mnt") == before  # only the child moved
+    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           sys.executable, "-c", "from teamhub.system import namespaces; "
+                           "print(namespaces.probe())"],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+    assert "unshare" in proc.stdout and "spawner.shm_size shared" in proc.stdout, proc
+
+
 def test_private_tmp_on_a_missing_folder_is_an_error(tmp_path: Path) -> None:
     code = ("from teamhub.system.namespaces import private_tmp; "
             f"private_tmp({str(tmp_path / 'nope')!r})")

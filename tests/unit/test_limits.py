@@ -169,3 +169,16 @@ def test_update_shm_gives_the_spawner_bytes_and_none_in_the_trial(tmp_path: Path
     assert c.LocalSpawner.shm_size == 0
     hubconfig.update_shm(c, settings(tmp_path, '[spawner]\nshm_size = "2G"\n'), trial=True)
     assert c.LocalSpawner.shm_size == 0
+
+
+def test_status_refuses_a_private_shm_the_machine_cannot_give(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    # Stands in for a container without CAP_SYS_ADMIN, which this machine is not;
+    # tests/system/test_limits_here.py runs the real probe, also where it fails.
+    monkeypatch.setattr(limits.namespaces, "probe", lambda: "unshare(CLONE_NEWNS) failed")
+    monkeypatch.setattr(limits.os, "geteuid", lambda: 0)
+    ok, why = limits.limits_status(settings(tmp_path, "[limits]\nenabled = false\n"))
+    assert not ok and "spawner.shm_size = 1G" in why and "unshare" in why
+    ok, why = limits.limits_status(settings(
+        tmp_path, '[limits]\nenabled = false\n[spawner]\nshm_size = "shared"\n'))
+    assert ok and "off" in why

@@ -72,3 +72,27 @@ def private_mounts(tmp: str | None = None, shm_size: int | None = None) -> None:
 def private_tmp(path: str) -> None:
     """Give the calling process a mount namespace of its own whose /tmp is PATH."""
     private_mounts(tmp=path)
+
+
+def probe(shm_size: int | None = 1 << 20) -> str | None:
+    """None if this machine lets root give a server private mounts; else why not.
+
+    Tried in a throw-away child (a mount namespace cannot be left again), for
+    start-up checks: containers without CAP_SYS_ADMIN cannot do it, and every
+    server start would fail there.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(read)
+        try:
+            private_mounts(shm_size=shm_size)
+            os.write(write, b"ok")
+        except (NamespaceError, OSError) as exc:
+            os.write(write, str(exc).encode()[:4000])
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        answer = f.read().decode(errors="replace")
+    os.waitpid(pid, 0)
+    return None if answer == "ok" else answer or "the probe process died"
