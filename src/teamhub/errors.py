@@ -42,3 +42,9 @@ class EnvError(TeamhubError):
     """A shared or personal environment cannot be built, changed or found."""
 
     exit_code = 6
+
+
+class LockError(TeamhubError):
+    """A root-only lock was held by another process longer than we wait, or its file is odd."""
+
+    exit_code = 6

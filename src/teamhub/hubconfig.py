@@ -15,6 +15,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from .limits import parse_shm_size
 from .paths import Paths
 from .settings import Settings, load
 
@@ -142,7 +143,14 @@ def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) ->
     c.LocalSpawner.runtime_bin = str(paths.runtime_dir / "bin")
     c.LocalSpawner.private_runtime_root = str(paths.private_runtime)
     c.LocalSpawner.single_user_trial = trial
+    update_shm(c, s, trial)
     update_fork_server(c, s, paths, trial)
+
+
+def update_shm(c: Config, s: Settings, trial: bool = False) -> None:
+    """Each server's own /dev/shm, mounted while it is still root: never in the trial."""
+    size = None if trial else parse_shm_size(s["spawner.shm_size"])
+    c.LocalSpawner.shm_size = size or 0
 
 
 def update_fork_server(c: Config, s: Settings, paths: Paths, trial: bool = False) -> None:

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .system import namespaces
+
 SLICE = "teamhub.slice"
 RESOURCES = ("memory", "cpu", "tasks")
 UNLIMITED = ("none", "unlimited", "infinity")
@@ -49,6 +51,23 @@ def parse_memory(text: str, total: int | None = None) -> int | None:
     if not m or float(m.group(1)) <= 0:
         raise ValueError("a size such as 512M, 4G or 50% (of this machine's memory), or none")
     return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+SHM_SHARED = "shared"
+
+
+def parse_shm_size(text: str, total: int | None = None) -> int | None:
+    """Bytes of each server's private /dev/shm from `1G`, `64M`, `10%`; None for `shared`."""
+    if str(text).strip().lower() == SHM_SHARED:
+        return None
+    try:
+        size = parse_memory(text, total)
+    except ValueError:
+        size = None
+    if size is None or size < 1024**2:
+        raise ValueError("a size of at least 1M such as 512M, 2G or 10% (of this machine's "
+                         "memory), or `shared` (the machine's own /dev/shm, shared by all)")
+    return size
 
 
 def parse_cpu(text: str, cpus: int | None = None) -> float | None:
@@ -189,6 +208,9 @@ def limits_status(settings: Any = None) -> tuple[bool, str]:
 
         settings = load()
     config = from_settings(settings)
+    problem = _shm_problem(settings["spawner.shm_size"])
+    if problem:
+        return False, problem
     if not config.get("enabled", True):
         return True, ("per-user limits are off (limits.enabled = false): one user can use "
                       "all memory, CPUs and processes")
@@ -214,6 +236,18 @@ def limits_status(settings: Any = None) -> tuple[bool, str]:
     groups = sorted(config.get("groups") or {})
     extra = f"; group overrides: {', '.join(groups)}" if groups else ""
     return True, "per-user limits enforced by systemd: " + ", ".join(parts) + extra
+
+
+def _shm_problem(shm_size: str) -> str | None:
+    """Why servers could not get their private /dev/shm here (it needs no systemd, but
+    root and mount namespaces: containers without CAP_SYS_ADMIN lack them); None if fine."""
+    if parse_shm_size(shm_size) is None or os.geteuid() != 0:
+        return None  # shared; or the single-user trial, which never mounts anything
+    why = namespaces.probe()
+    if why is None:
+        return None
+    return (f"each server's private /dev/shm (spawner.shm_size = {shm_size}) cannot be set "
+            f"up on this machine: {why}")
 
 
 def _human(n: int | None) -> str:

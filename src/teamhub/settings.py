@@ -89,6 +89,16 @@ def _min_password(value: int) -> str | None:
     return None if 8 <= value <= 1024 else "a whole number from 8 to 1024"
 
 
+def _shm_size(value: str) -> str | None:
+    from .limits import parse_shm_size
+
+    try:
+        parse_shm_size(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _ip(value: str) -> str | None:
     try:
         ipaddress.ip_address(value)
@@ -191,6 +201,13 @@ SCHEMA: tuple[Setting, ...] = (
             "secret-free fork server (~0.1 s) instead of starting a fresh interpreter "
             "(~1.5 s). Either way the server runs as the user with nothing of its parent; "
             "when the fork server is unavailable servers start the normal way."),
+    Setting("spawner.shm_size", str, "1G", "Size of each user server's own /dev/shm (a "
+            "tmpfs in the server's mount namespace: POSIX shared memory and semaphores, as "
+            "used by multiprocessing and PyTorch's DataLoader): `512M`, `2G`, or a share of this "
+            "machine's memory (`10%`). Users cannot see or fill each other's, and it is gone "
+            "when the server stops. Needs no systemd, so it holds with `limits.enabled = "
+            "false` too. `shared`: the machine's /dev/shm, which every user sees and can fill.",
+            check=_shm_size),
     Setting("spawner.environment", dict, {}, "Environment variables set in every user's "
             "server and so in every kernel, e.g. `{ LD_LIBRARY_PATH = \"/opt/cuda/lib64\" }`. "
             "A `PATH` value is put in front of teamhub's own PATH; write `$PATH` in it to place "
@@ -207,6 +224,10 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("envs.keep_revisions", int, 3, "How many builds (revisions) of each shared "
             "environment are kept for `teamhub env rollback`; older ones are deleted.",
             check=_positive),
+    Setting("envs.lock_timeout", int, 600, "Seconds a `teamhub env` command waits for another "
+            "one (which holds the root-only lock `<root>/.locks/envs.lock`) to finish before "
+            "it gives up, changing nothing, and names the process holding it. 0: do not wait.",
+            check=_not_negative),
     Setting("proxy.api_port", int, 8001, "Loopback port where the proxy takes route changes "
             "from the hub.", check=_port),
     Setting("proxy.command", str, "", "The configurable-http-proxy program. Empty: the one "

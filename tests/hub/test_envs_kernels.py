@@ -21,9 +21,13 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
     envs_root = world_dir("teamhub-envs-")
+    projects_root = world_dir("teamhub-envprojects-")
     extra = f"""
 [envs]
 root = "{envs_root}"
+
+[projects]
+root = "{projects_root}"
 
 [spawner.environment]
 THX_VAR = "hello from settings"
@@ -32,6 +36,7 @@ PATH = "/opt/thx/bin"
 """
     h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=extra)
     h.envs_root = envs_root
+    h.projects_root = projects_root
     h.alice, h.bob = unique("alice"), unique("bob")
     try:
         h.add_user(h.alice, PASSWORD)
@@ -40,11 +45,13 @@ PATH = "/opt/thx/bin"
         h.teamhub("group", "add", "ml", h.alice)
         h.teamhub("env", "create", "shared", "six")
         h.teamhub("env", "create", "secret", "idna", "--groups", "ml")
+        h.teamhub("project", "create", "planted", "--writers", h.alice, "--readers", h.bob)
         h.start()
         yield h
     finally:
         h.cleanup()
         shutil.rmtree(envs_root, ignore_errors=True)
+        shutil.rmtree(projects_root, ignore_errors=True)
 
 
 def _browser(hub: HubProcess, name: str) -> Browser:
@@ -170,3 +177,61 @@ def test_access_and_delete_take_effect_without_restart(hub: HubProcess, alice: B
     assert "env-secret" not in bob.kernelspecs(hub.bob)
     listed = hub.teamhub("env", "list", "--json").stdout
     assert '"shared"' in listed and '"secret"' not in listed
+
+
+# What a writer leaves in a project folder: a module named like the one every
+# kernel starts with (it records that it ran, then lets the real kernel start so
+# that nobody notices), one named like a package the shared env has, and the
+# user's own module the reader legitimately imports.
+PLANTED = {
+    "ipykernel_launcher.py": (
+        "import os, runpy, sys\n"
+        "with open(os.path.expanduser('~/planted-ran'), 'a') as f:\n"
+        "    f.write('launcher %d\\n' % os.getuid())\n"
+        "del sys.path[0]\n"
+        "sys.modules.pop('ipykernel_launcher', None)\n"
+        "runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)\n"),
+    "six.py": ("import os\n"
+               "with open(os.path.expanduser('~/planted-ran'), 'a') as f:\n"
+               "    f.write('six\\n')\n"),
+    "helper.py": "VALUE = 42\n",
+}
+
+
+def _kernel_in(browser: Browser, user: str, folder: str, kernel: str) -> str:
+    """Start KERNEL for a notebook in FOLDER (relative to the home), as JupyterLab does."""
+    resp = browser.http.post(
+        f"{browser.base}/user/{user}/api/sessions",
+        json={"path": f"{folder}/n.ipynb", "name": "n.ipynb", "type": "notebook",
+              "kernel": {"name": kernel}},
+        headers={"X-XSRFToken": browser._xsrf(f"/user/{user}/")}, timeout=60)
+    assert resp.status_code == 201, resp.text
+    return resp.json()["kernel"]["id"]
+
+
+@pytest.mark.parametrize("kernel", ["python3", "env-shared"])
+def test_code_planted_in_a_project_folder_does_not_run_at_kernel_start(
+        hub: HubProcess, alice: Browser, bob: Browser, kernel: str) -> None:
+    writer = alice.new_kernel(hub.alice)
+    alice.wait_kernel(hub.alice, writer)
+    out = alice.execute(hub.alice, writer,
+                        "import os\n"
+                        f"for name, text in {PLANTED!r}.items():\n"
+                        "    with open(os.path.expanduser('~/projects/planted/' + name), 'w') "
+                        "as f:\n"
+                        "        f.write(text)\n")
+    assert not out["error"], out
+    marker = pwd.getpwnam(hub.system_user(hub.bob)).pw_dir + "/planted-ran"
+    if os.path.exists(marker):
+        os.unlink(marker)
+    reader = _kernel_in(bob, hub.bob, "projects/planted", kernel)
+    bob.wait_kernel(hub.bob, reader)
+    out = bob.execute(hub.bob, reader,
+                      "import os, sys, helper, six\n"
+                      "print(os.getcwd()); print(helper.VALUE); print(six.__file__)")
+    assert not out["error"], out
+    assert not os.path.exists(marker), "planted code ran as the reader: " + open(marker).read()
+    cwd, value, six_file = out["stdout"].split()
+    assert os.path.realpath(cwd) == os.path.realpath(hub.projects_root / "planted")
+    assert value == "42"  # the notebook's folder is still importable ...
+    assert "/planted/" not in six_file  # ... but never shadows an installed package

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,69 @@ def test_interrupted_build_remains_are_cleaned(envs: SharedEnvs) -> None:
     envs.change("sx", ["idna", "packaging"], "install packaging", echo=lambda _: None)
     assert not junk.exists()
     assert Path(os.path.realpath(envs.root / "sx" / "current")).name == "100"
+
+
+# As `nobody`: open each file read-only (all flock needs) and try to lock it.
+TRY_LOCK = """import fcntl, os, sys
+for path in sys.argv[1:]:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        print("LOCKED", path)
+    except OSError as exc:
+        print("refused", path, exc.strerror)
+"""
+
+
+def test_users_cannot_take_the_env_locks(envs: SharedEnvs) -> None:
+    if "sx" not in envs.names():
+        envs.create("sx", ["six"], echo=lambda _: None)
+    found = [p for p in envs.root.rglob("*") if p.name.endswith(".lock") and p.is_file()]
+    cache = [p for p in found if ".cache" in p.relative_to(envs.root).parts]
+    ours = [p for p in found if p not in cache]
+    assert cache and ours, found  # uv's cache locks and teamhub's own
+    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           "/usr/bin/python3", "-c", TRY_LOCK, *map(str, found)],
+                          capture_output=True, text=True, cwd="/", timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "LOCKED" not in proc.stdout, proc.stdout
+    # Envs still work for users: their files are hard links into the now private cache.
+    linked = next((envs.root / "sx" / "current").glob(
+        "lib/python3*/site-packages/ipykernel/__init__.py"))
+    assert linked.stat().st_nlink >= 2
+    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           str(envs.current_python("sx")), "-c", "import ipykernel"],
+                          capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_env_command_gives_up_on_a_held_lock_and_names_the_holder(
+        envs: SharedEnvs, tmp_path: Path) -> None:
+    if "sx" not in envs.names():
+        envs.create("sx", ["six"], echo=lambda _: None)
+    before = (envs.meta("sx"), sorted(os.listdir(envs.root / "sx" / "revs")))
+    config = tmp_path / "teamhub.toml"
+    config.write_text(f'[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+                      f'runtime_dir = "{runtime_dir()}"\n'
+                      f'[envs]\nroot = "{envs.root}"\nlock_timeout = 2\n')
+    holder = subprocess.Popen(
+        ["/usr/bin/python3", "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)\n",
+         str(envs.lock_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        proc = subprocess.run([str(runtime_dir() / "bin" / "teamhub"), "--config", str(config),
+                               "env", "install", "sx", "idna"],
+                              capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode != 0
+    message = proc.stderr.strip().splitlines()[-1]
+    assert f"pid {holder.pid}" in message and "time.sleep" in message, proc.stderr
+    assert "Nothing was changed" in message and "envs.lock_timeout" in message
+    assert 2 <= took < 30
+    assert (envs.meta("sx"), sorted(os.listdir(envs.root / "sx" / "revs"))) == before

@@ -39,6 +39,44 @@ def test_private_tmp_gives_a_process_its_own_tmp(tmp_path: Path) -> None:
         subprocess.run(["rm", "-rf", str(private)], check=False)
 
 
+def test_private_shm_is_a_sized_tmpfs_of_its_own() -> None:
+    name = f"teamhub-pshm-probe-{os.getpid()}"
+    size = 4 * 1024**2
+    code = ("import os; from teamhub.system.namespaces import private_mounts; "
+            f"private_mounts(shm_size={size}); open('/dev/shm/{name}', 'w').write('x'); "
+            "print(sorted(os.listdir('/dev/shm'))); st = os.statvfs('/dev/shm'); "
+            "print(st.f_blocks * st.f_frsize)\n"
+            "try:\n"
+            f"    open('/dev/shm/{name}.big', 'wb').write(bytes({2 * size}))\n"
+            "except OSError as exc:\n"
+            "    print(exc.errno)\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        listing, total, errno = proc.stdout.split("\n")[:3]
+        assert listing == f"['{name}']"  # nothing of the machine's /dev/shm visible
+        assert int(total) == size and errno == "28"  # ENOSPC: full at its own size
+        assert not Path(f"/dev/shm/{name}").exists()
+        assert not Path(f"/dev/shm/{name}.big").exists()
+    finally:
+        for leftover in (f"/dev/shm/{name}", f"/dev/shm/{name}.big"):
+            Path(leftover).unlink(missing_ok=True)
+
+
+def test_probe_says_whether_servers_can_get_private_mounts() -> None:
+    from teamhub.system import namespaces
+
+    before = os.readlink("/proc/self/ns/mnt")
+    assert namespaces.probe() is None  # root here may make mount namespaces
+    assert os.readlink("/proc/self/ns/mnt") == before  # only the child moved
+    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           sys.executable, "-c", "from teamhub.system import namespaces; "
+                           "print(namespaces.probe())"],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+    assert "unshare" in proc.stdout and "spawner.shm_size shared" in proc.stdout, proc
+
+
 def test_private_tmp_on_a_missing_folder_is_an_error(tmp_path: Path) -> None:
     code = ("from teamhub.system.namespaces import private_tmp; "
             f"private_tmp({str(tmp_path / 'nope')!r})")

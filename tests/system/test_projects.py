@@ -272,3 +272,79 @@ def test_block_ends_processes_and_access_and_unblock_gives_access_back(env: Env)
     actions = [r["action"] for r in json.loads(env.teamhub("project", "log", "p", "--json")
                                                .output)]
     assert actions == ["create", "block", "repair", "unblock"]
+
+
+def _made_while_writer(env: Env, name: str) -> tuple[Path, Path]:
+    """NAME (a writer of p) makes a file and a folder; returns both."""
+    f, d = env.root / "p" / f"{name}.txt", env.root / "p" / f"{name}-dir"
+    assert env.ok_as(name, "sh", "-c", f"echo mine > {f} && mkdir {d} && echo in > {d}/x")
+    return f, d
+
+
+def _assert_read_only(env: Env, name: str, f: Path, d: Path) -> None:
+    """NAME can read F and D but not change them: neither content nor modes nor ACLs."""
+    assert env.run_as(name, "cat", str(f)).stdout == "mine\n"
+    assert env.run_as(name, "cat", str(d / "x")).stdout == "in\n"
+    assert env.ok_as(name, "ls", str(d))
+    assert not env.ok_as(name, "sh", "-c", f"echo more >> {f}")
+    assert not env.ok_as(name, "touch", str(d / "new"))
+    assert not env.ok_as(name, "mkdir", str(d / "sub"))
+    for path in (f, d):
+        assert not env.ok_as(name, "chmod", "777", str(path)), path
+        # Re-sharing: the owner of a file may set any ACL on it.
+        assert not env.ok_as(name, "setfacl", "-m", "o::rwx", str(path)), path
+        assert path.stat().st_uid == 0
+    assert f.read_text() == "mine\n" and sorted(os.listdir(d)) == ["x"]
+
+
+def test_downgrade_to_read_takes_write_away_from_own_files(env: Env) -> None:
+    a, b = env.user(), env.user()
+    env.teamhub("project", "create", "p", "--writers", f"{a},{b}")
+    f, d = _made_while_writer(env, a)
+    env.teamhub("project", "grant", "p", a, "--read")
+    _assert_read_only(env, a, f, d)
+    # The other writer keeps full use of what A made.
+    assert env.ok_as(b, "sh", "-c", f"echo b >> {f} && touch {d}/b")
+
+
+def test_group_downgrade_takes_write_away_from_own_files(env: Env) -> None:
+    a = env.user()
+    env.teamhub("group", "create", "team")
+    env.teamhub("group", "add", "team", a)
+    env.teamhub("project", "create", "p", "--writers", "@team")
+    f, d = _made_while_writer(env, a)
+    env.teamhub("project", "grant", "p", "@team", "--read")
+    _assert_read_only(env, a, f, d)
+
+
+def test_leaving_writer_group_with_reader_grant_left_is_read_only(env: Env) -> None:
+    a = env.user()
+    env.teamhub("group", "create", "team")
+    env.teamhub("group", "add", "team", a)
+    env.teamhub("project", "create", "p", "--writers", "@team", "--readers", a)
+    f, d = _made_while_writer(env, a)
+    env.teamhub("group", "remove", "team", a)
+    _assert_read_only(env, a, f, d)
+
+
+def test_repair_and_server_start_disown_readers(env: Env) -> None:
+    """Ownership drift (a reader owning files) is undone by repair and by apply_for_user."""
+    from teamhub.projects.apply import Layout, Projects
+
+    a = env.user()
+    env.teamhub("project", "create", "p", "--readers", a)
+    for how in ("repair", "server start"):
+        f, d = env.root / "p" / "f.txt", env.root / "p" / "f-dir"
+        shutil.rmtree(d, ignore_errors=True)
+        f.write_text("mine\n")
+        d.mkdir()
+        (d / "x").write_text("in\n")
+        uid = pwd.getpwnam(PREFIX + a).pw_uid
+        for path in (f, d, d / "x"):
+            os.chown(path, uid, uid)
+        if how == "repair":
+            env.teamhub("project", "repair", "p")
+        else:
+            Projects(Layout(env.root, env.state / "accounts.sqlite", PREFIX,
+                            env.state / "system_users.json")).apply_for_user(a)
+        _assert_read_only(env, a, f, d)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,42 @@ def test_admin_path_goes_first_unless_placed() -> None:
     assert merge_path("/rt/bin:/usr/bin", None) == "/rt/bin:/usr/bin"
     assert merge_path("/rt/bin:/usr/bin", "/opt/x/bin") == "/opt/x/bin:/rt/bin:/usr/bin"
     assert merge_path("/rt/bin:/usr/bin", "$PATH:/opt/x/bin") == "/rt/bin:/usr/bin:/opt/x/bin"
+
+
+def test_every_ipykernel_spec_starts_through_the_safe_launcher(tmp_path: Path) -> None:
+    new, old = _fake_env(tmp_path / "new"), _fake_env(tmp_path / "old")
+    (old / "lib" / "python3.11").rename(old / "lib" / "python3.9")
+    assert kernels.env_python_version(new) == (3, 11)
+    assert kernels.env_python_version(old) == (3, 9)
+    assert kernels.env_python_version(tmp_path / "none") is None
+    specs = kernels.personal_specs([str(tmp_path)])
+    # -P only where the interpreter has it: an unknown option would kill the kernel.
+    assert specs["personal-new"].argv[:4] == [str(new / "bin" / "python"), "-P",
+                                               kernels.LAUNCHER, "-f"]
+    assert specs["personal-old"].argv[:3] == [str(old / "bin" / "python"), kernels.LAUNCHER,
+                                               "-f"]
+    # Installed specs (the runtime's own python3, `ipykernel install`) are rewritten too.
+    assert kernels.safe_argv(["python", "-m", "ipykernel_launcher", "-f", "{c}"]) == [
+        "python", "-P", kernels.LAUNCHER, "-f", "{c}"]
+    assert kernels.safe_argv([str(old / "bin" / "python"), "-m", "ipykernel_launcher"]) == [
+        str(old / "bin" / "python"), kernels.LAUNCHER]
+    assert kernels.safe_argv(["R", "--slave"]) == ["R", "--slave"]
+    manager = kernels.TeamhubKernelSpecManager()
+    assert manager.get_kernel_spec("python3").argv[1:3] == ["-P", kernels.LAUNCHER]
+    listed = manager.get_all_specs()["python3"]["spec"]
+    assert listed["argv"][1:3] == ["-P", kernels.LAUNCHER]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="makes root-owned folders")
+def test_up_makes_an_older_install_s_locks_private(tmp_path: Path) -> None:
+    from teamhub.envs import admin
+
+    root = tmp_path / "envs"
+    (root / ".cache").mkdir(parents=True, mode=0o755)
+    (root / ".lock").write_text("")
+    (root / ".lock").chmod(0o644)
+    f = tmp_path / "t.toml"
+    f.write_text(f'[envs]\nroot = "{root}"\n[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+    admin.refresh_visibility(load(f, environ={}))  # what `teamhub up` runs
+    assert not (root / ".lock").exists()
+    assert (root / ".cache").stat().st_mode & 0o777 == 0o700

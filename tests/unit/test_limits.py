@@ -148,3 +148,37 @@ def test_status_without_systemd_explains_how_to_fix(tmp_path: Path) -> None:
     ok, why = limits.limits_status(settings(tmp_path))
     assert not ok
     assert "limits.enabled false" in why
+
+
+def test_shm_size_is_a_size_or_shared(tmp_path: Path) -> None:
+    assert limits.parse_shm_size("64M") == 64 * 1024**2
+    assert limits.parse_shm_size("10%", total=10 * GIB) == GIB
+    assert limits.parse_shm_size("Shared") is None
+    for bad in ("none", "0", "512K", "lots"):
+        with pytest.raises(ValueError, match="shared"):
+            limits.parse_shm_size(bad)
+    with pytest.raises(SettingsError, match="spawner.shm_size"):
+        settings(tmp_path, '[spawner]\nshm_size = "none"\n')
+
+
+def test_update_shm_gives_the_spawner_bytes_and_none_in_the_trial(tmp_path: Path) -> None:
+    c = Config()
+    hubconfig.update_shm(c, settings(tmp_path))
+    assert c.LocalSpawner.shm_size == GIB  # the default, 1G
+    hubconfig.update_shm(c, settings(tmp_path, '[spawner]\nshm_size = "shared"\n'))
+    assert c.LocalSpawner.shm_size == 0
+    hubconfig.update_shm(c, settings(tmp_path, '[spawner]\nshm_size = "2G"\n'), trial=True)
+    assert c.LocalSpawner.shm_size == 0
+
+
+def test_status_refuses_a_private_shm_the_machine_cannot_give(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    # Stands in for a container without CAP_SYS_ADMIN, which this machine is not;
+    # tests/system/test_limits_here.py runs the real probe, also where it fails.
+    monkeypatch.setattr(limits.namespaces, "probe", lambda: "unshare(CLONE_NEWNS) failed")
+    monkeypatch.setattr(limits.os, "geteuid", lambda: 0)
+    ok, why = limits.limits_status(settings(tmp_path, "[limits]\nenabled = false\n"))
+    assert not ok and "spawner.shm_size = 1G" in why and "unshare" in why
+    ok, why = limits.limits_status(settings(
+        tmp_path, '[limits]\nenabled = false\n[spawner]\nshm_size = "shared"\n'))
+    assert ok and "off" in why

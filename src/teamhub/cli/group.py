@@ -38,7 +38,7 @@ def _reapply(ctx: Context, group: str, changed: list[str]) -> None:
     p = projects_of(ctx)
     touched = [pr for pr in p.store.list() if Principal("group", group) in pr.grants]
     for project in touched:
-        p.apply_project(project, dropped=changed)
+        p.apply_project(project)
     if touched:
         p.sync_links(changed)
         click.echo("re-applied project folders: " + ", ".join(pr.name for pr in touched))
@@ -71,7 +71,7 @@ def delete(ctx: Context, name: str) -> None:
     p.groups.delete(name)
     for project in p.store.list():
         if project.name in touched:
-            p.apply_project(project, dropped=members)
+            p.apply_project(project)
     p.sync_links(members)
     click.echo(f"deleted group {name}")
     _sync_hub(ctx, p.groups)

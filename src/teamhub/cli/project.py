@@ -50,7 +50,7 @@ def _describe(p: Projects, project: Project) -> dict[str, Any]:
 
 def _change(p: Projects, name: str, before: dict[str, str]) -> None:
     """Re-apply project NAME and refresh links of everyone whose access may have changed."""
-    after = p.apply_project(p.store.get(name), dropped=before)
+    after = p.apply_project(p.store.get(name))
     p.sync_links(set(before) | set(after))
 
 

@@ -13,6 +13,8 @@ from ..system.uv import Uv
 from . import visibility
 from .store import SharedEnvs
 
+CACHE = ".cache"  # uv's cache, inside envs.root
+
 
 def shared_envs(settings: Settings) -> SharedEnvs:
     paths = Paths.from_settings(settings)
@@ -22,8 +24,9 @@ def shared_envs(settings: Settings) -> SharedEnvs:
         raise EnvError(f"uv is missing from the runtime ({uv}); re-run install.sh")
     # The cache sits inside envs.root: root-owned, and on the same filesystem so
     # that uv hard-links package files instead of copying them into each env.
-    return SharedEnvs(root, Uv(uv, root / ".cache"), str(paths.runtime_python),
-                      keep=settings["envs.keep_revisions"])
+    return SharedEnvs(root, Uv(uv, root / CACHE), str(paths.runtime_python),
+                      keep=settings["envs.keep_revisions"],
+                      lock_timeout=settings["envs.lock_timeout"])
 
 
 def group_members(settings: Settings) -> dict[str, list[str]]:
@@ -50,4 +53,7 @@ def refresh_visibility(settings: Settings) -> dict[str, object]:
                                group_members(settings), settings["users.system_prefix"])
     if envs.root.is_dir():
         visibility.write(envs.root, index)
+        # Also run by `teamhub up`: an install from before the locks were root-only
+        # has them made so before any env command runs.
+        envs.make_private(envs.root / CACHE)
     return index

@@ -14,6 +14,11 @@ in ~/.venvs appears within seconds: nothing is registered, nothing to go stale.
 
 Kernels inherit the server's environment (spawner.environment included); a
 spec only puts its env's bin/ in front of PATH.
+
+Every ipykernel spec, the runtime's own `python3` and any `ipykernel install`-ed
+one included, starts through `kernel_launcher.py` (with -P where the
+interpreter has it): kernels start in the notebook's folder, which must not be
+on sys.path while the kernel imports its own code (see that file).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import glob
 import os
 import pwd
 import re
+import sys
 from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -46,6 +52,30 @@ def has_ipykernel(env: Path) -> bool:
                               / "__init__.py")))
 
 
+def env_python_version(env: Path) -> tuple[int, int] | None:
+    """The Python version of the venv/conda env ENV, from its lib/pythonX.Y folder."""
+    found = set()
+    for lib in glob.glob(str(env / "lib" / "python3.*")):
+        m = re.fullmatch(r"python(\d+)\.(\d+)", os.path.basename(lib))
+        if m:
+            found.add((int(m[1]), int(m[2])))
+    return found.pop() if len(found) == 1 else None
+
+
+LAUNCHER = str(Path(__file__).with_name("kernel_launcher.py"))
+_IPYKERNEL_MODULE = ["-m", "ipykernel_launcher"]
+
+
+def launcher_argv(python: str, version: tuple[int, int] | None) -> list[str]:
+    """Start ipykernel under PYTHON without the working folder on sys.path.
+
+    -P (Python 3.11+) keeps even the launcher's own folder off sys.path; an older
+    or unknown interpreter does without it (an unknown option would kill the
+    kernel), and the launcher drops its folder itself.
+    """
+    return [python, *(["-P"] if version and version >= (3, 11) else []), LAUNCHER]
+
+
 def _resources() -> str:
     try:
         from ipykernel.kernelspec import RESOURCES
@@ -59,8 +89,8 @@ def _spec(env: Path, display: str, kind: str, name: str, extra: list[str]) -> Ke
     bindir = env / "bin"
     path = os.environ.get("PATH", "")
     return KernelSpec(
-        argv=[str(bindir / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}",
-              *extra],
+        argv=[*launcher_argv(str(bindir / "python"), env_python_version(env)),
+              "-f", "{connection_file}", *extra],
         display_name=display,
         language="python",
         env={"PATH": f"{bindir}:{path}" if path else str(bindir), "VIRTUAL_ENV": str(env)},
@@ -68,6 +98,19 @@ def _spec(env: Path, display: str, kind: str, name: str, extra: list[str]) -> Ke
                   "debugger": True},
         resource_dir=_resources(),
     )
+
+
+def safe_argv(argv: list[str]) -> list[str]:
+    """ARGV of an installed spec, with `python -m ipykernel_launcher` made safe; else as is."""
+    if len(argv) < 3 or argv[1:3] != _IPYKERNEL_MODULE:
+        return argv
+    python = argv[0]
+    if python in ("python", f"python{sys.version_info[0]}",
+                  "python{}.{}".format(*sys.version_info[:2])):
+        version = sys.version_info[:2]  # jupyter_client runs these with sys.executable
+    else:
+        version = env_python_version(Path(python).parent.parent)
+    return [*launcher_argv(python, version), *argv[3:]]
 
 
 def shared_specs(root: Path, account: str) -> dict[str, KernelSpec]:
@@ -133,12 +176,18 @@ class TeamhubKernelSpecManager(KernelSpecManager):
             spec = self._dynamic().get(kernel_name)
             if spec is not None:
                 return spec
-        return super().get_kernel_spec(kernel_name)
+        spec = super().get_kernel_spec(kernel_name)
+        spec.argv = safe_argv(list(spec.argv))
+        return spec
 
     def get_all_specs(self) -> dict[str, dict[str, object]]:
         # One scan for the whole listing instead of one per kernel.
         dynamic = self._dynamic()
         static = {k: v for k, v in super().get_all_specs().items() if k not in dynamic}
+        for entry in static.values():
+            spec = entry.get("spec")
+            if isinstance(spec, dict) and isinstance(spec.get("argv"), list):
+                spec["argv"] = safe_argv(spec["argv"])
         for name, spec in dynamic.items():
             static[name] = {"resource_dir": spec.resource_dir, "spec": spec.to_dict()}
         return static

@@ -4,6 +4,8 @@
     <root>/<name>/revs/<n>/          a venv, built at its final path (venvs do not move)
     <root>/<name>/current -> revs/<n>
     <root>/<name>/logs/<n>.log       uv's output of each build (root only)
+    <root>/.locks/envs.lock          held by every change (root only: see system/locks.py)
+    <root>/.cache/                   uv's cache (root only: its lock files are 0666)
 
 Every change builds a complete new revision from the recorded package list;
 `current` is switched (os.replace of a new symlink, atomic) only after the
@@ -13,25 +15,28 @@ failed or interrupted build is deleted and `current` is left as it was.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import EnvError
+from ..errors import EnvError, LockError
+from ..system import locks
 from ..system.uv import Uv, python_version, world_usable
 from .guard import install_guard
 
 META = "teamhub-env.json"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 BASE_PACKAGES = ("ipykernel",)
+LOCK = Path(".locks") / "envs.lock"
+OLD_LOCK = ".lock"  # world-readable lock of earlier versions: anyone could hold it
 
 Echo = Callable[[str], None]
 
@@ -103,11 +108,17 @@ def _write_json(path: Path, data: Any, mode: int = 0o644) -> None:
 class SharedEnvs:
     """The shared environments under ROOT, built with UV from BASE_PYTHON."""
 
-    def __init__(self, root: Path, uv: Uv, base_python: str, keep: int = 3) -> None:
+    def __init__(self, root: Path, uv: Uv, base_python: str, keep: int = 3,
+                 lock_timeout: float = 600) -> None:
         self.root = root
         self.uv = uv
         self.base_python = base_python
         self.keep = keep
+        self.lock_timeout = lock_timeout
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / LOCK
 
     # -- reading ---------------------------------------------------------
     def names(self) -> list[str]:
@@ -137,13 +148,31 @@ class SharedEnvs:
         return list(self.revision(meta, meta["current"])["packages"])
 
     # -- changing --------------------------------------------------------
+    def make_private(self, cache: Path | None) -> None:
+        """No lock file under ROOT that users can open: the old one goes, CACHE is 0700.
+
+        Package files reach envs as hard links, which need no access to the
+        cache folder; uv's lock files in it (0666) must be out of users' reach.
+        """
+        (self.root / OLD_LOCK).unlink(missing_ok=True)
+        if cache is not None:
+            locks.private_dir(cache)
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
+        """One change at a time; only root can hold this lock, and nobody for ever."""
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
-        with open(self.root / ".lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            yield
+        self.make_private(self.uv.cache_dir)
+        try:
+            with locks.exclusive(self.lock_path, self.lock_timeout,
+                                 waiting=lambda line: print(line, file=sys.stderr)):
+                yield
+        except LockError as exc:
+            raise EnvError(f"the shared environments are busy: {exc}; wait for that command "
+                           "to finish (or stop it), then try again. Nothing was changed. "
+                           "`teamhub config set envs.lock_timeout SECONDS` waits longer"
+                           ) from None
 
     def create(self, name: str, packages: list[str], *, python: str | None = None,
                groups: list[str] | None = None, echo: Echo = print) -> dict[str, Any]:
@@ -219,6 +248,8 @@ class SharedEnvs:
             os.chmod(log_path, 0o600)
             try:
                 echo(f"==> [{name} rev {rev}] creating venv from {meta['python']}")
+                # Root-only until built: uv's own lock file in it is 0666.
+                target.mkdir(mode=0o700)
                 self.uv.venv(target, meta["python"], log=log, echo=echo)
                 python = target / "bin" / "python"
                 if not world_usable(python):
@@ -228,6 +259,8 @@ class SharedEnvs:
                 self.uv.install(python, [*BASE_PACKAGES, *packages], log=log, echo=echo)
                 install_guard(python, name)
                 subprocess.run(["chmod", "-R", "u+rwX,go+rX,go-w", str(target)], check=True)
+                if (target / ".lock").is_file():
+                    os.chmod(target / ".lock", 0o600)  # uv's; readable, anyone could flock it
                 echo(f"==> [{name} rev {rev}] checking that users can import ipykernel")
                 _check_kernel(python, log)
             except BaseException as exc:

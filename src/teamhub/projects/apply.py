@@ -81,24 +81,26 @@ class Projects:
                 ) from None
         return folder
 
-    def apply_project(self, project: Project, dropped: Iterable[str] = ()) -> dict[str, str]:
+    def apply_project(self, project: Project) -> dict[str, str]:
         """Make PROJECT's folder ACLs exactly its effective grants; returns them.
 
-        Users in DROPPED (hub names) who no longer have access also lose
-        ownership of the files they made there.
+        Only writers may own anything inside: the owner of a file can write,
+        chmod and setfacl it whatever the ACL says, so files of everyone else
+        (revoked, downgraded to read, out of the writer group, blocked) are
+        handed to root, after their write entries are gone.
         """
         eff = self.effective(project)
         entries: dict[str, str] = {}
+        writers: set[int] = set()
         for hub_name, access in eff.items():
             account = self.layout.account(hub_name)
             if account is not None:
                 entries[account.name] = acl.WRITE if access == "write" else acl.READ
+                if access == "write" and not project.archived:
+                    writers.add(account.uid)
         folder = self.ensure_folder(project.name)
-        for hub_name in set(dropped) - set(eff):
-            account = self.layout.account(hub_name)
-            if account is not None:
-                acl.disown(folder, account.name)
         acl.apply(folder, entries, owner_root=project.archived)
+        acl.disown_all_but(folder, writers)
         return eff
 
     def accessible(self, hub_name: str) -> dict[str, str]:
@@ -130,6 +132,8 @@ class Projects:
                 perms = acl.WRITE if mine[project.name] == "write" else acl.READ
                 if acl.named_users(folder).get(account.name) != perms.replace("X", "x"):
                     acl.grant(folder, account.name, perms)
+                if perms == acl.READ:
+                    acl.disown(folder, account.name)  # a reader owns nothing there
             elif folder.is_dir() and account.name in acl.named_users(folder):
                 acl.disown(folder, account.name)
                 acl.revoke(folder, account.name)

@@ -163,6 +163,12 @@ class LocalSpawner(LocalProcessSpawner):
         emptied at every start), when `limits.private_tmp` is on.""",
     ).tag(config=True)
 
+    shm_size = Integer(
+        0,
+        help="""Bytes of each server's own /dev/shm, a tmpfs in its mount namespace
+        (`spawner.shm_size`); 0: the machine's shared /dev/shm.""",
+    ).tag(config=True)
+
     @property
     def scope_unit(self) -> str:
         """The transient systemd scope this user's server runs in."""
@@ -175,10 +181,10 @@ class LocalSpawner(LocalProcessSpawner):
         `scope`: `{"unit", "properties"}` of the systemd scope to enter (limits, if on;
         always a scope when systemd runs, so that servers live outside teamhub.service's
         cgroup and survive its restarts), or None without systemd. `private_tmp`: the
-        folder to mount on /tmp, or None.
+        folder to mount on /tmp, or None. `shm_size`: bytes of its own /dev/shm, or None.
         """
         if self.single_user_trial:
-            return {"scope": None, "private_tmp": None}
+            return {"scope": None, "private_tmp": None, "shm_size": None}
         resolved = limits_model.resolve(self.limits or {"enabled": False},
                                         [g.name for g in self.user.groups])
         scope = None
@@ -199,7 +205,7 @@ class LocalSpawner(LocalProcessSpawner):
             account = users_lookup(self.system_user_name)
             if account is not None:
                 private_tmp = str(Path(self.private_tmp_root) / str(account.uid))
-        return {"scope": scope, "private_tmp": private_tmp}
+        return {"scope": scope, "private_tmp": private_tmp, "shm_size": self.shm_size or None}
 
     def _fresh_private_tmp(self, path: str, user: SystemUser) -> None:
         """PATH as an empty folder only USER can enter, under a root-only-writable root."""

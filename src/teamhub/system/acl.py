@@ -99,11 +99,49 @@ def named_users(path: Path, *, default: bool = False) -> dict[str, str]:
     return found
 
 
-def disown(folder: Path, name: str) -> None:
-    """Hand every file NAME owns inside FOLDER to root.
+def disown(folder: Path, owner: str | int) -> None:
+    """Hand every file OWNER (a name, or a uid) owns inside FOLDER to root.
 
-    Ownership outlives ACL entries: a revoked user who still owned a file could
-    keep reading it through a hard link planted elsewhere. chown's own tree
-    walk (-P, fd-relative) is used so a swapped-in symlink cannot redirect it.
+    Ownership outlives ACL entries: the owner of a file may chmod it and
+    setfacl it (re-share it with anyone) whatever its ACL says, and a user who
+    lost access but still owned a file could keep reading it through a hard
+    link planted elsewhere. chown's own tree walk (-P, fd-relative) is used so
+    a swapped-in symlink cannot redirect it.
     """
-    _run(["chown", "-R", "-h", "-P", f"--from={name}", "root:root", str(folder)])
+    spec = f"+{owner}" if isinstance(owner, int) else owner  # +N: a uid, never a name
+    _run(["chown", "-R", "-h", "-P", f"--from={spec}", "root:root", str(folder)])
+
+
+def owners(folder: Path) -> set[int]:
+    """The uids that own FOLDER or anything inside it; symlinks are never followed."""
+    found = {os.lstat(folder).st_uid}
+    # fwalk works relative to directory fds, so a folder swapped for a symlink
+    # while we walk is looked at, not gone through.
+    for _path, dirs, files, dir_fd in os.fwalk(folder):
+        for name in dirs + files:
+            try:
+                found.add(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_uid)
+            except FileNotFoundError:
+                continue  # removed while we walked
+    return found
+
+
+def disown_all_but(folder: Path, keep: set[int], *, rounds: int = 5) -> None:
+    """Hand everything inside FOLDER not owned by a uid in KEEP (or root) to root.
+
+    Called after the ACLs no longer give those users write access: while a
+    user still owns a folder they can create files in it, so a walk can miss
+    files made during it; a few rounds settle it (once they own no folder,
+    they can create nothing).
+    """
+    for _ in range(rounds):
+        stale = owners(folder) - keep - {0}
+        if not stale:
+            return
+        for uid in sorted(stale):
+            disown(folder, uid)
+    stale = owners(folder) - keep - {0}
+    if stale:
+        raise AclError(f"files in {folder} keep being created by uid(s) "
+                       f"{', '.join(map(str, sorted(stale)))} while their write access is "
+                       "taken away; stop their processes and run `teamhub project repair`")

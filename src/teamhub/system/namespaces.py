@@ -1,4 +1,4 @@
-"""A private /tmp for one process tree, through a mount namespace of its own.
+"""A private /tmp and /dev/shm for one process tree, through a mount namespace of its own.
 
 Plain OS code through libc (Python 3.11 has no os.unshare). Meant to be called in a
 freshly forked server process while it is still root, before it drops privileges.
@@ -14,13 +14,16 @@ import stat
 from ..errors import TeamhubError
 
 CLONE_NEWNS = 0x00020000
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
 MS_REC = 0x4000
 MS_SLAVE = 1 << 19
 MS_BIND = 0x1000
+SHM = "/dev/shm"
 
 
 class NamespaceError(TeamhubError):
-    """A private /tmp could not be set up."""
+    """A private /tmp or /dev/shm could not be set up."""
 
 
 def _libc() -> ctypes.CDLL:
@@ -31,23 +34,65 @@ def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
         raise NamespaceError(
-            f"{what} failed ({os.strerror(err)}); private /tmp needs root and mount "
-            "namespaces: run teamhub as root, or set `teamhub config set limits.private_tmp "
-            "false`"
+            f"{what} failed ({os.strerror(err)}); a private /tmp and /dev/shm need root and "
+            "mount namespaces: run teamhub as root, or turn them off with `teamhub config set "
+            "limits.private_tmp false` and `teamhub config set spawner.shm_size shared`"
         )
 
 
-def private_tmp(path: str) -> None:
-    """Give the calling process a mount namespace of its own whose /tmp is PATH.
+def private_mounts(tmp: str | None = None, shm_size: int | None = None) -> None:
+    """Give the calling process a mount namespace of its own.
 
-    PATH must already exist as a real folder (the caller creates it 0700 for the user).
-    Mounts made outside afterwards still reach the process (slave propagation); nothing
-    it mounts reaches anybody else.
+    TMP (a real folder the caller made 0700 for the user) is bound on /tmp.
+    SHM_SIZE (bytes) mounts a fresh tmpfs of that size on /dev/shm: the user's
+    shared memory and POSIX semaphores are theirs alone, can fill only their
+    own, and vanish with the namespace, when the last process in it ends.
+    Mounts made outside afterwards still reach the process (slave
+    propagation); nothing it mounts reaches anybody else.
     """
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode):
-        raise NamespaceError(f"private /tmp source {path} is not a folder")
+    if tmp is not None:
+        info = os.lstat(tmp)
+        if not stat.S_ISDIR(info.st_mode):
+            raise NamespaceError(f"private /tmp source {tmp} is not a folder")
+    if shm_size is not None and not os.path.isdir(SHM):
+        raise NamespaceError(f"{SHM} does not exist here; set `teamhub config set "
+                             "spawner.shm_size shared`")
     libc = _libc()
     _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _check(libc.mount(None, b"/", None, MS_REC | MS_SLAVE, None), "making / a slave mount")
-    _check(libc.mount(path.encode(), b"/tmp", None, MS_BIND, None), f"bind-mounting {path} on /tmp")
+    if tmp is not None:
+        _check(libc.mount(tmp.encode(), b"/tmp", None, MS_BIND, None),
+               f"bind-mounting {tmp} on /tmp")
+    if shm_size is not None:
+        options = f"size={int(shm_size)},mode=1777".encode()
+        _check(libc.mount(b"tmpfs", SHM.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options),
+               f"mounting a {shm_size}-byte tmpfs on {SHM}")
+
+
+def private_tmp(path: str) -> None:
+    """Give the calling process a mount namespace of its own whose /tmp is PATH."""
+    private_mounts(tmp=path)
+
+
+def probe(shm_size: int | None = 1 << 20) -> str | None:
+    """None if this machine lets root give a server private mounts; else why not.
+
+    Tried in a throw-away child (a mount namespace cannot be left again), for
+    start-up checks: containers without CAP_SYS_ADMIN cannot do it, and every
+    server start would fail there.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(read)
+        try:
+            private_mounts(shm_size=shm_size)
+            os.write(write, b"ok")
+        except (NamespaceError, OSError) as exc:
+            os.write(write, str(exc).encode()[:4000])
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        answer = f.read().decode(errors="replace")
+    os.waitpid(pid, 0)
+    return None if answer == "ok" else answer or "the probe process died"

@@ -6,8 +6,8 @@ its stdin and then execs the server) and the fork server's children (which run
 the server in the same process). Everything a process could inherit from
 whoever made it is reset here, so the two paths end up indistinguishable:
 session, stdio, file descriptors, signal dispositions and mask, resource
-limits, optional systemd scope and private /tmp, groups/gid/uid, umask, cwd,
-environment, and the random module's state.
+limits, optional systemd scope and private /tmp and /dev/shm, groups/gid/uid,
+umask, cwd, environment, and the random module's state.
 
 Plain OS plumbing: nothing here imports JupyterHub.
 """
@@ -53,6 +53,8 @@ class LaunchSpec:
     # Owned by the systemd helper: {"unit": str, "properties": {...}} and a /tmp source.
     scope: dict[str, Any] | None = None
     private_tmp: str | None = None
+    # Bytes of the server's own /dev/shm (a tmpfs in its mount namespace); None: the host's.
+    shm_size: int | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -245,10 +247,10 @@ def become(spec: LaunchSpec, *, in_process: bool = False) -> None:
         from teamhub.system.systemd import enter_scope  # type: ignore[import-not-found]
 
         enter_scope(spec.scope["unit"], spec.scope["properties"])
-    if spec.private_tmp is not None:
-        from teamhub.system.namespaces import private_tmp  # type: ignore[import-not-found]
+    if spec.private_tmp is not None or spec.shm_size is not None:
+        from teamhub.system.namespaces import private_mounts  # type: ignore[import-not-found]
 
-        private_tmp(spec.private_tmp)
+        private_mounts(tmp=spec.private_tmp, shm_size=spec.shm_size)
     if in_process:
         show_as_exec(exec_cmdline(spec.argv), spec.env)
     _drop_to(spec)
