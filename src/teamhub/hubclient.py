@@ -108,10 +108,9 @@ class HubIdentity:
 
     def live_pid(self) -> int | None:
         """The hub's pid if its pid file names a live process of the hub's account."""
-        pid = sockets.read_pid_file(self.pid_file)
         try:
-            return pid if pid is not None and sockets.alive_as(pid, self.uid()) else None
-        except OSError:
+            return sockets.pid_file_process(self.pid_file, self.uid())
+        except OSError:  # no state dir: no hub ever ran here
             return None
 
     def nothing_listens(self, where: Endpoint) -> TeamhubError:
@@ -269,8 +268,11 @@ class HubClient:
         except (ConnectionRefusedError, FileNotFoundError):
             raise self._nothing_listens() from None
         except TimeoutError:
+            late = "" if method in ("GET", "HEAD") else (
+                ": the CLI changed nothing itself, and the hub may still carry out the "
+                "request when it wakes")
             raise HubNotAnswering(self._who() + f" did not answer within {timeout:g} s "
-                                  f"(busy or stopped); {RETRY_HINT}") from None
+                                  f"(busy or stopped){late}; {RETRY_HINT}") from None
         except (OSError, http.client.HTTPException) as exc:
             raise HubNotAnswering(self._who() + f" broke off its answer ({exc}); "
                                   f"{RETRY_HINT}") from None

@@ -156,3 +156,16 @@ def test_pid_files_and_live_processes(tmp_path: Path) -> None:
     dead.wait()
     time.sleep(0.05)
     assert not sockets.alive_as(dead.pid, 0)
+
+
+def test_a_pid_file_names_its_writer_not_a_later_process(tmp_path: Path) -> None:
+    pid_file = tmp_path / "hub.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    assert sockets.pid_file_process(pid_file, os.getuid()) == os.getpid()
+    assert sockets.pid_file_process(pid_file, NOBODY) is None
+    started = sockets.started_at(os.getpid())
+    assert started is not None and abs(started - time.time()) < 24 * 3600
+    # Written long before this process started (a reboot since): not ours.
+    os.utime(pid_file, (started - 3600, started - 3600))
+    assert sockets.pid_file_process(pid_file, os.getuid()) is None
+    assert sockets.pid_file_process(tmp_path / "missing.pid", os.getuid()) is None

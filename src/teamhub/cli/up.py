@@ -12,6 +12,8 @@ import click
 
 from .. import hubdb, preflight
 from ..accounts.store import AccountStore
+from ..errors import PreflightError
+from ..hubclient import HubIdentity
 from ..hubconfig import CLI_SERVICE, ENV_TRIAL, HUB_CONFIG_FILE, proxy_command
 from ..paths import Paths
 from ..settings import Settings, load
@@ -40,6 +42,10 @@ def rotate_api_token(paths: Paths) -> str:
     restarts, so the previous start's token is deleted there too: called before
     the hub starts (preflight found its ports free), never under a running hub.
     """
+    pid = HubIdentity.of(paths).live_pid()
+    if pid is not None:
+        raise PreflightError(f"a hub already runs (pid {pid}, from {paths.hub_pid_file}); stop "
+                             "it first (if that is not a hub, remove the stale pid file)")
     token = secrets.token_hex(32)
     _write_secret(paths.api_token, token + "\n")
     hubdb.revoke_service_tokens(paths.hub_db, CLI_SERVICE)

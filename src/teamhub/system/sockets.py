@@ -20,14 +20,14 @@ import os
 import pwd
 import socket
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .processes import process_uids
 
 TCP_LISTEN = 0x0A
-_TABLES = {socket.AF_INET: "/proc/net/tcp", socket.AF_INET6: "/proc/net/tcp6"}
+_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -54,11 +54,11 @@ def _address(field: str) -> tuple[IPAddress, int]:
     return ip, int(hex_port, 16)
 
 
-def tcp_sockets(families: Iterable[int] = (socket.AF_INET, socket.AF_INET6)) -> Iterator[TcpSocket]:
+def tcp_sockets() -> Iterator[TcpSocket]:
     """Every TCP socket of this network namespace (both ends of local connections)."""
-    for family in families:
+    for table in _TABLES:
         try:
-            lines = Path(_TABLES[family]).read_text().splitlines()[1:]
+            lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue  # no IPv6 on this machine
         for line in lines:
@@ -180,3 +180,33 @@ def read_pid_file(path: Path) -> int | None:
 def alive_as(pid: int, uid: int) -> bool:
     """Whether PID is a live process (not a zombie) running as UID."""
     return uid in process_uids(pid)
+
+
+def started_at(pid: int) -> float | None:
+    """When process PID started (epoch seconds, to about a second), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    # Field 22 (starttime, clock ticks after boot); the name in field 2 may hold spaces.
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pid_file_process(path: Path, uid: int) -> int | None:
+    """The live process of UID that wrote pid file PATH, or None.
+
+    A pid file left behind (a crash, a reboot) may name a pid that some other
+    process has since: that one started after the file was written.
+    """
+    pid = read_pid_file(path)
+    if pid is None or not alive_as(pid, uid):
+        return None
+    started = started_at(pid)
+    try:
+        written = path.stat().st_mtime
+    except OSError:
+        return None
+    return pid if started is not None and started <= written + 2 else None
