@@ -224,7 +224,7 @@ class HubClient:
 
     def __init__(self, url: str, token: str | None = None,
                  identity: HubIdentity | None = None) -> None:
-        self.endpoint = Endpoint.parse(url)
+        self.url, self.endpoint = url, Endpoint.parse(url)
         if token is not None and identity is None:
             raise ValueError("a token is only ever sent to a verified hub")
         self.token, self.identity = token, identity

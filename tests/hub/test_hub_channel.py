@@ -23,6 +23,8 @@ import requests
 from support.client import Browser
 from support.hub import HubProcess, runtime_dir, unique, world_dir
 
+from teamhub.hubclient import Endpoint
+
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
 PASSWORD = "correct horse battery"
@@ -76,20 +78,12 @@ def running(hub: HubProcess) -> None:
         hub.start()
 
 
-def internal_port(hub: HubProcess) -> int:
-    for line in hub.config.read_text().splitlines():
-        if line.startswith("internal_port"):
-            return int(line.split("=")[1])
-    raise AssertionError("no internal_port in the test config")
-
-
 def cli_token(hub: HubProcess) -> str:
     return (hub.state / "cli_api_token").read_text().strip()
 
 
 def api_status(hub: HubProcess, token: str) -> int:
-    url = f"http://127.0.0.1:{internal_port(hub)}/hub/api/users"
-    return requests.get(url, headers={"Authorization": f"token {token}"}, timeout=30).status_code
+    return hub.api("GET", "/users", token=token).status
 
 
 def db_files(hub: HubProcess) -> dict[str, bytes]:
@@ -105,11 +99,8 @@ class Squatter:
         script = self.folder / "squat.py"
         script.write_text(SQUATTER)
         script.chmod(0o644)
-        python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-        self.proc = subprocess.Popen(
-            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", python,
-             str(script), str(port)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([*nobody_python(), str(script), str(port)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -129,10 +120,25 @@ class Squatter:
         return self.requests
 
 
+def nobody_python() -> list[str]:
+    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", python]
+
+
 def test_squatter_on_the_hub_port_gets_no_token(hub: HubProcess) -> None:
+    where = Endpoint.parse((hub.state / "hub_api_url").read_text())
     hub.teamhub("group", "create", "squatgroup")
     hub.stop()
-    squatter = Squatter(internal_port(hub))
+    if where.scheme == "unix":
+        # The hub's socket lives in a folder only the hub's account can write: no
+        # user can put a socket there, before or after the hub's is gone.
+        tried = subprocess.run([*nobody_python(), "-c", "import socket, sys; "
+                                "socket.socket(socket.AF_UNIX).bind(sys.argv[1])",
+                                where.socket_path], capture_output=True, text=True)
+        assert tried.returncode != 0, "user nobody could put a socket where the hub's was"
+        assert "PermissionError" in tried.stderr or "FileNotFoundError" in tried.stderr
+        return
+    squatter = Squatter(where.port)
     try:
         outcomes = {
             "passwd": hub.teamhub("user", "passwd", hub.u, "--password-stdin",
