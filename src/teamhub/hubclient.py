@@ -131,12 +131,12 @@ class HubIdentity:
             self._check_tcp(sock, where, uid)
 
     def _check_tcp(self, sock: socket.socket, where: Endpoint, uid: int) -> None:
-        end = sockets.server_end(sock)
-        if end is None:
+        conn = sockets.connection(sock)
+        if conn is None:
             raise HubImpostor(f"the hub URL points to {where}, which is not on this machine "
                               "(or the connection vanished): the CLI only sends its token to "
                               "a hub it can verify; restart the hub with `teamhub up`")
-        listeners = sockets.listeners_for(sock)
+        end, listeners = conn.server_end, conn.listeners
         pid = self.live_pid()
         if end.uid == uid and pid is not None and any(
                 sockets.holds(pid, entry.inode) for entry in listeners):

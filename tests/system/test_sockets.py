@@ -67,14 +67,14 @@ def as_nobody(tmp_path: Path):
         subprocess.run(["rm", "-rf", str(folder)], check=True)
 
 
-def test_server_end_and_listener_of_a_root_socket() -> None:
+def test_far_end_and_listener_of_a_root_socket() -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         with socket.create_connection(server.getsockname()) as client:
-            end = sockets.server_end(client)
-            assert end is not None and end.uid == 0
-            (listener,) = sockets.listeners_for(client)
+            conn = sockets.connection(client)
+            assert conn is not None and conn.server_end.uid == 0
+            (listener,) = conn.listeners
             assert listener.inode == os.fstat(server.fileno()).st_ino
             assert sockets.holds(os.getpid(), listener.inode)
             assert sockets.holders(listener.inode) == [os.getpid()]
@@ -84,10 +84,10 @@ def test_a_squatter_is_seen_as_itself(as_nobody) -> None:
     port = free_port()
     pid = as_nobody("4", "127.0.0.1", str(port))
     with socket.create_connection(("127.0.0.1", port)) as client:
-        end = sockets.server_end(client)
+        conn = sockets.connection(client)
         # Not yet accepted (inode 0), still the listener's owner.
-        assert end is not None and end.uid == NOBODY and end.inode == 0
-        (listener,) = sockets.listeners_for(client)
+        assert conn is not None and conn.server_end.uid == NOBODY and conn.server_end.inode == 0
+        (listener,) = conn.listeners
         assert listener.uid == NOBODY
         assert sockets.holders(listener.inode) == [pid]
         assert not sockets.holds(os.getpid(), listener.inode)
@@ -105,13 +105,15 @@ def test_the_listener_that_takes_the_connection_is_the_one_looked_at(as_nobody) 
         port = server.getsockname()[1]
         as_nobody("6", "::", str(port))
         with socket.create_connection(("127.0.0.1", port)) as client:
-            (listener,) = sockets.listeners_for(client)
+            conn = sockets.connection(client)
+            (listener,) = conn.listeners
             assert listener.uid == 0 and str(listener.local[0]) == "127.0.0.1"
-            assert sockets.server_end(client).uid == 0
+            assert conn.server_end.uid == 0
         with socket.create_connection(("::1", port)) as client:
-            (listener,) = sockets.listeners_for(client)
+            conn = sockets.connection(client)
+            (listener,) = conn.listeners
             assert listener.uid == NOBODY and str(listener.local[0]) == "::"
-            assert sockets.server_end(client).uid == NOBODY
+            assert conn.server_end.uid == NOBODY
 
 
 def test_dual_stack_listener_takes_ipv4_connections() -> None:
@@ -123,9 +125,9 @@ def test_dual_stack_listener_takes_ipv4_connections() -> None:
         server.listen()
         port = server.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port)) as client:
-            end = sockets.server_end(client)
-            assert end is not None and end.uid == 0
-            (listener,) = sockets.listeners_for(client)
+            conn = sockets.connection(client)
+            assert conn is not None and conn.server_end.uid == 0
+            (listener,) = conn.listeners
             assert str(listener.local[0]) == "::"
             assert sockets.holds(os.getpid(), listener.inode)
 
@@ -169,3 +171,4 @@ def test_a_pid_file_names_its_writer_not_a_later_process(tmp_path: Path) -> None
     os.utime(pid_file, (started - 3600, started - 3600))
     assert sockets.pid_file_process(pid_file, os.getuid()) is None
     assert sockets.pid_file_process(tmp_path / "missing.pid", os.getuid()) is None
+

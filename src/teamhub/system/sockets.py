@@ -20,7 +20,6 @@ import os
 import pwd
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,22 +53,21 @@ def _address(field: str) -> tuple[IPAddress, int]:
     return ip, int(hex_port, 16)
 
 
-def tcp_sockets() -> Iterator[TcpSocket]:
-    """Every TCP socket of this network namespace (both ends of local connections)."""
-    for table in _TABLES:
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue  # no IPv6 on this machine
-        for line in lines:
-            f = line.split()
-            yield TcpSocket(_address(f[1]), _address(f[2]), int(f[3], 16), int(f[7]), int(f[9]))
-
-
-def _peer(sock: socket.socket) -> tuple[tuple[IPAddress, int], tuple[IPAddress, int]]:
-    """(our end, their end) of connected TCP socket SOCK, IPv4-mapped forms unwrapped."""
-    ours, theirs = sock.getsockname(), sock.getpeername()
-    return _address_of(ours), _address_of(theirs)
+def _table(path: str, local_port: int) -> list[TcpSocket]:
+    """The rows of table PATH bound to LOCAL_PORT (picked before parsing: reading and
+    parsing a long table is what costs here)."""
+    suffix = f":{local_port:04X}"
+    try:
+        lines = Path(path).read_text().splitlines()[1:]
+    except OSError:
+        return []  # no IPv6 on this machine
+    rows = []
+    for line in lines:
+        f = line.split()
+        if f[1].endswith(suffix):
+            rows.append(TcpSocket(_address(f[1]), _address(f[2]), int(f[3], 16), int(f[7]),
+                                  int(f[9])))
+    return rows
 
 
 def _address_of(sockaddr: tuple) -> tuple[IPAddress, int]:
@@ -79,24 +77,32 @@ def _address_of(sockaddr: tuple) -> tuple[IPAddress, int]:
     return ip, int(sockaddr[1])
 
 
-def server_end(sock: socket.socket) -> TcpSocket | None:
-    """The other end of SOCK, a TCP connection to a listener on this machine; None if
-    it is not on this machine (or already gone)."""
-    ours, theirs = _peer(sock)
-    for entry in tcp_sockets():
-        if entry.local == theirs and entry.remote == ours and entry.state != TCP_LISTEN:
-            return entry
+@dataclass(frozen=True)
+class Connection:
+    """The far end of a TCP connection to this machine, and who listened for it."""
+
+    server_end: TcpSocket
+    listeners: list[TcpSocket]  # the listening sockets that could have taken it
+
+
+def connection(sock: socket.socket) -> Connection | None:
+    """SOCK's far end and its candidate listeners (bound to the peer's address and port,
+    else, none such, to the wildcard address of that port); None if the far end is not
+    on this machine (or gone)."""
+    ours, theirs = _address_of(sock.getsockname()), _address_of(sock.getpeername())
+    # An IPv4 connection is in /proc/net/tcp, unless a dual-stack IPv6 listener took it.
+    tables = _TABLES if sock.family == socket.AF_INET else _TABLES[1:]
+    for path in tables:
+        rows = _table(path, theirs[1])
+        end = next((r for r in rows if r.local == theirs and r.remote == ours
+                    and r.state != TCP_LISTEN), None)
+        if end is None:
+            continue
+        listening = [r for r in rows if r.state == TCP_LISTEN]
+        exact = [r for r in listening if r.local[0] == theirs[0]]
+        wildcard = [r for r in listening if r.local[0].is_unspecified]
+        return Connection(end, exact or wildcard)
     return None
-
-
-def listeners_for(sock: socket.socket) -> list[TcpSocket]:
-    """The listening sockets that could have taken connection SOCK: bound to its peer's
-    address and port, else (none such) to the wildcard address of that port."""
-    _, (ip, port) = _peer(sock)
-    wildcards = {ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::")}
-    on_port = [e for e in tcp_sockets() if e.state == TCP_LISTEN and e.local[1] == port]
-    exact = [e for e in on_port if e.local[0] == ip]
-    return exact or [e for e in on_port if e.local[0] in wildcards]
 
 
 def holds(pid: int, inode: int) -> bool:
