@@ -38,12 +38,6 @@ class SystemUserError(TeamhubError):
     exit_code = 5
 
 
-class EnvError(TeamhubError):
-    """A shared or personal environment cannot be built, changed or found."""
-
-    exit_code = 6
-
-
 class HubNotRunning(TeamhubError):
     """No hub runs: no live process in its pid file and nothing listens on its channel.
 
@@ -67,3 +61,10 @@ class HubNotAnswering(HubError):
 
 class HubImpostor(HubError):
     """Something other than the hub listens on the hub's channel."""
+
+
+class EnvError(TeamhubError):
+    """A shared or personal environment cannot be built, changed or found."""
+
+    exit_code = 6
+

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -229,3 +231,7 @@ def test_frozen_hub_database_is_never_written(hub: HubProcess) -> None:
     assert Browser(hub.url).login(other, PASSWORD).status_code == 302
     log = hub.log.read_text(errors="replace")
     assert "StaleDataError" not in log and "PendingRollbackError" not in log
+    with closing(sqlite3.connect(hub.state / "jupyterhub.sqlite")) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        names = {row[0] for row in db.execute("SELECT name FROM users")}
+    assert victim not in names and other in names
