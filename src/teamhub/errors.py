@@ -67,4 +67,3 @@ class EnvError(TeamhubError):
     """A shared or personal environment cannot be built, changed or found."""
 
     exit_code = 6
-
