@@ -204,7 +204,12 @@ class _Connection(http.client.HTTPConnection):
             sock = socket.create_connection((self.where.host, self.where.port), CONNECT_TIMEOUT)
         try:
             if self.identity is not None:
-                self.identity.check(sock, self.where)
+                try:
+                    self.identity.check(sock, self.where)
+                except OSError as exc:
+                    # Never mistaken for "nothing listens": that would allow the fallback.
+                    raise HubImpostor(f"cannot tell what answers on {self.where} ({exc}); "
+                                      "the CLI sent it nothing") from None
             if self.where.scheme == "https":
                 # Reachability, not trust: no secret goes over this (doctor's "tls" check
                 # looks at the certificate).

@@ -186,3 +186,12 @@ def test_unix_socket_hub(paths: Paths) -> None:
 def test_identity_is_the_state_dirs_owner(paths: Paths) -> None:
     identity = HubIdentity.of(paths)
     assert identity.uid() == os.getuid() and identity.live_pid() == os.getpid()
+
+
+def test_a_listener_that_cannot_be_verified_is_never_taken_for_no_hub(
+        paths: Paths, tcp_hub: int) -> None:
+    client = HubClient.for_cli(paths)
+    paths.state_dir.rename(paths.state_dir.with_name("moved"))  # the hub's identity is gone
+    with pytest.raises(HubImpostor, match="cannot tell what answers"):
+        client.call("DELETE", "/users/x")
+    assert Recorder.seen == []
