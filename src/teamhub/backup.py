@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, hubclient
 from . import settings as settings_mod
 from .errors import TeamhubError
 from .paths import Paths
@@ -238,11 +238,9 @@ def archive_settings(archive: Archive) -> Settings:
 
 def live_reasons(settings: Settings) -> list[str]:
     """Why restoring over SETTINGS' install would clobber something (empty: safe)."""
-    from . import hubclient
-
     paths = Paths.from_settings(settings)
     reasons = []
-    if hubclient.hub_running(paths) or _port_open(settings["hub.internal_port"]):
+    if hubclient.hub_may_run(paths) or _port_open(settings["hub.internal_port"]):
         reasons.append(f"a hub is running (port {settings['hub.internal_port']})")
     if paths.accounts_db.exists():
         reasons.append(f"an account store exists at {paths.accounts_db}")

@@ -12,18 +12,16 @@ import json
 import os
 import shutil
 import sqlite3
-import ssl
 import stat
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import TeamhubError
+from .errors import HubError, TeamhubError
+from .hubclient import HubClient
 from .paths import Paths
 from .settings import Settings
 
@@ -49,17 +47,20 @@ class Probe:
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def hub_api(self, path: str) -> tuple[int, Any]:
-        """(status, JSON) of the running hub's REST API with the CLI's token; 0 = no answer."""
+        """(status, JSON) of the running hub's REST API with the CLI's token; 0 = no
+        answer (`hub_problem` says why)."""
         key = "api:" + path
         if key not in self._cache:
-            url = f"http://127.0.0.1:{self.settings['hub.internal_port']}/hub/api{path}"
-            headers = {}
             try:
-                headers["Authorization"] = "token " + self.paths.api_token.read_text().strip()
-            except OSError:
-                pass
-            self._cache[key] = _get_json(url, headers)
+                self._cache[key] = HubClient.for_cli(self.paths).call("GET", path)
+            except TeamhubError as exc:  # not running, not answering, or an impostor
+                self._cache[key] = (0, None)
+                self._cache["hub_problem"] = exc
         return self._cache[key]
+
+    @property
+    def hub_problem(self) -> TeamhubError | None:
+        return self._cache.get("hub_problem")
 
     def public_url(self) -> str:
         scheme = "https" if self.settings["tls.cert"] else "http"
@@ -68,24 +69,12 @@ class Probe:
         return f"{scheme}://{host}:{self.settings['hub.port']}"
 
 
-def _get_json(url: str, headers: dict[str, str]) -> tuple[int, Any]:
-    context = ssl.create_default_context()
-    # Reachability, not trust: the certificate itself is the "tls" check's business.
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    req = urllib.request.Request(url, headers=headers)
+def _get_json(base_url: str, path: str) -> tuple[int, Any]:
+    """(status, JSON) of GET BASE_URL + PATH, no credentials sent; 0 = no answer."""
     try:
-        with urllib.request.urlopen(req, timeout=10, context=context) as resp:
-            raw = resp.read()
-            status = resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-    except (urllib.error.URLError, OSError):
+        return HubClient(base_url).call("GET", path)
+    except TeamhubError:
         return 0, None
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, None
 
 
 CHECKS: list[tuple[str, Callable[[Probe], Result]]] = []
@@ -104,17 +93,21 @@ START_HINT = "start it with `teamhub up` (or `systemctl start teamhub` where ins
 @check("hub reachable")
 def hub_reachable(p: Probe) -> Result:
     status, body = p.hub_api("/")
-    port = p.settings["hub.internal_port"]
     if status != 200:
-        return Result("hub reachable", False, f"no hub answers on 127.0.0.1:{port}", START_HINT)
+        problem = p.hub_problem
+        if isinstance(problem, HubError):  # its message says what to do
+            return Result("hub reachable", False, str(problem))
+        return Result("hub reachable", False, str(problem or f"the hub's API answered HTTP "
+                                                           f"{status}"), START_HINT)
     version = body.get("version", "?") if isinstance(body, dict) else "?"
-    return Result("hub reachable", True, f"JupyterHub {version} on 127.0.0.1:{port}")
+    where = HubClient.for_cli(p.paths).endpoint
+    return Result("hub reachable", True, f"JupyterHub {version} on {where}")
 
 
 @check("proxy reachable")
 def proxy_reachable(p: Probe) -> Result:
     url = p.public_url()
-    status, _ = _get_json(url + "/hub/api/", {})
+    status, _ = _get_json(url, "/hub/api/")
     if status == 200:
         return Result("proxy reachable", True, f"{url} answers (proxy → hub)")
     if status:

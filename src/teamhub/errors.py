@@ -38,6 +38,31 @@ class SystemUserError(TeamhubError):
     exit_code = 5
 
 
+class HubNotRunning(TeamhubError):
+    """No hub runs: no live process in its pid file and nothing listens on its channel.
+
+    Only then may the CLI change the hub's database itself.
+    """
+
+    exit_code = 7
+
+
+class HubError(TeamhubError):
+    """A hub runs (or something answers in its place) but the CLI cannot use it now:
+    it did not answer in time, or what answers is not the hub. Nothing was sent
+    to an impostor, and the hub's database was left alone."""
+
+    exit_code = 7
+
+
+class HubNotAnswering(HubError):
+    """The hub's process is alive but gave no (complete) answer in time."""
+
+
+class HubImpostor(HubError):
+    """Something other than the hub listens on the hub's channel."""
+
+
 class EnvError(TeamhubError):
     """A shared or personal environment cannot be built, changed or found."""
 

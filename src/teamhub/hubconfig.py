@@ -50,7 +50,7 @@ def update_proxy(c: Config, s: Settings, paths: Paths) -> None:
 def update_state(c: Config, paths: Paths) -> None:
     c.JupyterHub.db_url = f"sqlite:///{paths.hub_db}"
     c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
-    c.JupyterHub.pid_file = str(paths.state_dir / "jupyterhub.pid")
+    c.JupyterHub.pid_file = str(paths.hub_pid_file)
 
 
 def update_lifecycle(c: Config, s: Settings) -> None:

@@ -57,6 +57,11 @@ class Paths:
         return self.state_dir / "hub_api_url"
 
     @property
+    def hub_pid_file(self) -> Path:
+        """JupyterHub's pid file: with the state dir's owner, what tells the real hub."""
+        return self.state_dir / "jupyterhub.pid"
+
+    @property
     def public_url_file(self) -> Path:
         """Where a running hub writes its public base URL (for `teamhub user reset-link`)."""
         return self.state_dir / "hub_public_url"

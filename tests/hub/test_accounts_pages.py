@@ -129,6 +129,36 @@ def test_signup_pending_approve_login_change_password(hub: HubProcess) -> None:
     assert Browser(hub.url).login(name, NEW_PW).status_code == 302
 
 
+# auth.lockout_failures: this module's hub keeps the default.
+LOCKOUT_FAILURES = 5
+
+
+def change_password(b: Browser, current: str) -> requests.Response:
+    return post_form(b, "/hub/change-password", {"current_password": current,
+                                                 "password": NEW_PW, "password2": NEW_PW})
+
+
+def test_current_password_check_has_the_login_lockout(hub: HubProcess) -> None:
+    """Issue 18 item 8: the current-password field is not a way around the login's
+    lockout. Before the fix, eight wrong guesses were followed by a working one."""
+    name = unique("lo")
+    hub.add_user(name, PW)
+    b = Browser(hub.url)
+    assert b.login(name, PW).status_code == 302
+    wrong = [change_password(b, f"wrong guess {i}") for i in range(LOCKOUT_FAILURES)]
+    assert [r.status_code for r in wrong] == [403] * LOCKOUT_FAILURES
+    right = change_password(b, PW)
+    assert right.status_code == 403, "the right current password worked past the lockout"
+    assert login_answer(right) == login_answer(wrong[-1])  # locked reads as wrong
+    assert name in hub.teamhub("user", "locked").stdout
+    # One lock for the name: the login form refuses the right password too.
+    assert Browser(hub.url).login(name, PW).status_code == 403
+    assert "unlocked" in hub.teamhub("user", "unlock", name).stdout
+    done = change_password(b, PW)
+    assert done.status_code == 200 and 'id="change-done"' in done.text
+    assert Browser(hub.url).login(name, NEW_PW).status_code == 302
+
+
 def test_approve_and_reject_on_the_admin_page(hub: HubProcess) -> None:
     keep, drop = unique("ka"), unique("kd")
     for name in (keep, drop):

@@ -62,3 +62,28 @@ def test_spoofed_forwarding_headers_do_not_escape_the_client_throttle(hub: HubPr
     hub.stop()
     hub.start()  # the throttle lives in the hub's memory: a restart forgets it
     assert attempt(Browser(hub.url), hub.u, PASSWORD).status_code == 302
+
+
+def test_current_password_check_counts_towards_the_client_throttle(hub: HubProcess) -> None:
+    """Issue 18 item 8: wrong current passwords on /hub/change-password fill the same
+    per-client budget as failed logins; then even the right one is refused."""
+    b = Browser(hub.url)
+    assert attempt(b, hub.u, PASSWORD).status_code == 302
+
+    def change(current: str) -> requests.Response:
+        page = b.get("/hub/change-password")
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+        return b.http.post(b.base + "/hub/change-password", allow_redirects=False, timeout=60,
+                           data={"current_password": current, "password": "new " + PASSWORD,
+                                 "password2": "new " + PASSWORD, "_xsrf": xsrf})
+
+    try:
+        for i in range(LIMIT):
+            assert change(f"wrong guess {i}").status_code == 403
+        assert change(PASSWORD).status_code == 403, "the client throttle was bypassed"
+        assert attempt(Browser(hub.url), hub.u, PASSWORD).status_code == 403
+        assert "no name is locked" in hub.teamhub("user", "locked").stdout
+    finally:
+        hub.stop()
+        hub.start()  # forget the throttle for whatever runs next
+    assert attempt(Browser(hub.url), hub.u, PASSWORD).status_code == 302

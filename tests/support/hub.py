@@ -15,6 +15,8 @@ from pathlib import Path
 
 import requests
 
+from teamhub.hubclient import HubClient, Reply
+from teamhub.paths import Paths
 from teamhub.system.users import lookup, remove_system_user
 
 
@@ -94,6 +96,17 @@ enabled = false
         if check and proc.returncode != 0:
             raise AssertionError(f"teamhub {' '.join(args)} failed: {proc.stderr}{proc.stdout}")
         return proc
+
+    def api(self, method: str, path: str, body: object | None = None, *,
+            token: str | None = None) -> Reply:
+        """The hub's REST API as the CLI reaches it (announced URL, TCP or unix socket,
+        verified to be this hub), with the CLI's token or TOKEN."""
+        paths = Paths(config_file=self.config, state_dir=self.state, runtime_dir=runtime_dir(),
+                      home_root=self.home_root)
+        client = HubClient.for_cli(paths)
+        if token is not None:
+            client = HubClient(client.url, token, client.identity)
+        return client.call(method, path, body)
 
     def add_user(self, name: str, password: str, *extra: str) -> None:
         self.teamhub("user", "add", name, "--password-stdin", *extra, input=password + "\n")

@@ -115,24 +115,31 @@ class GuardedAuthenticator(Authenticator):
             lockout.locked_until("")
         return None
 
-    async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
-        username = data.get("username", "")
-        password = data.get("password", "")
-        if not isinstance(username, str) or not isinstance(password, str):
-            return None
+    async def guarded_check(self, handler: Any, username: str, password: str,
+                            what: str = "login") -> dict[str, Any] | None:
+        """USERNAME's auth model if PASSWORD is right, behind the client throttle and the
+        name's lockout: the login form and every other page that asks for a password
+        (change password) count failures together and answer alike."""
         request = getattr(handler, "request", None)
         client = client_address(request, self.trusted_proxies) if request else "local"
         refused = self.throttle.blocked(client)
         name = self.login_name(username[: MAX_RAW_LENGTH + 1])
         # The slow check stays off the event loop, and runs for locked and
-        # throttled logins too: only the outcome differs, never the work.
+        # throttled attempts too: only the outcome differs, never the work.
         model = await asyncio.get_running_loop().run_in_executor(
             None, self._attempt, name, password[: MAX_PASSWORD + 1], refused
         )
         if model is None:
             self.throttle.record_failure(client)
-            self.log.warning("Failed login for %r from %s", username[:32], client)
+            self.log.warning("Failed %s for %r from %s", what, username[:32], client)
         return model
+
+    async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
+        username = data.get("username", "")
+        password = data.get("password", "")
+        if not isinstance(username, str) or not isinstance(password, str):
+            return None
+        return await self.guarded_check(handler, username, password)
 
 
 class TeamhubAuthenticator(GuardedAuthenticator):

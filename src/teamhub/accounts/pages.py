@@ -130,7 +130,10 @@ class ChangePasswordHandler(AccountPage):
         current = self.field("current_password")
         new, again = self.field("password"), self.field("password2")
         error = None
-        if not await self.blocking(self.store.check_current, user.name, current):
+        # Behind the login's lockout and client throttle: the current-password field
+        # must not be a way around them. Locked, throttled and wrong answer alike.
+        if await self.authenticator.guarded_check(self, user.name, current,
+                                                  what="current-password check") is None:
             error, status = "The current password is wrong.", 403
         elif new != again:
             error, status = "The two new passwords differ; type the same password twice.", 400

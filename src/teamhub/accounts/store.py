@@ -291,10 +291,6 @@ class AccountStore:
         """An argon2 hash of PASSWORD, as the store keeps it (for callers that write it)."""
         return _hasher.hash(password)
 
-    def check_current(self, name: str, password: str) -> bool:
-        """Whether PASSWORD is NAME's current password (for the change-password page)."""
-        return self.verify(name, password) is not None
-
     def verify(self, name: str, password: str) -> Account | None:
         """The account if PASSWORD is right for NAME, else None (same time either way).
 

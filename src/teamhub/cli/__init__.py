@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from .. import __version__
-from ..errors import TeamhubError
+from ..errors import HubError, TeamhubError
 from ..paths import Paths
 from ..settings import Settings, config_path, load
 
@@ -42,6 +44,17 @@ pass_ctx = click.make_pass_decorator(Context)
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@contextmanager
+def hub_step(done: str, finish: str) -> Iterator[None]:
+    """Around telling the running hub after DONE was already changed: if the hub
+    fails then (it was checked just before), the error says what is done and how
+    to finish, instead of leaving the admin to guess."""
+    try:
+        yield
+    except HubError as exc:
+        raise type(exc)(f"{done}, but {exc}; {finish}") from None
 
 
 class TeamhubGroup(click.Group):

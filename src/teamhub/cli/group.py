@@ -8,21 +8,30 @@ from __future__ import annotations
 
 import click
 
-from .. import hubclient
+from .. import hubaccounts, hubclient
 from ..accounts.groups import GroupStore, canonical_group
 from ..envs.admin import refresh_visibility
 from ..errors import AccountError
 from ..projects.model import Principal
 from ..system.names import canonical_name
-from . import Context, cli, echo_json, pass_ctx
+from . import Context, cli, echo_json, hub_step, pass_ctx
 from .project import actor, projects_of
+
+
+def _check_hub(ctx: Context) -> None:
+    """Before any change: a busy hub or an impostor on its port stops the command here."""
+    hubclient.hub_running(ctx.paths)
 
 
 def _sync_hub(ctx: Context, groups: GroupStore) -> None:
     # Shared environments limited to groups follow membership at once, like projects.
     refresh_visibility(ctx.settings)
-    if hubclient.sync_groups(ctx.paths, groups.list()):
-        click.echo("the running hub's groups are updated")
+    # Every sync sends the whole state: any later group command (or a hub start) catches up.
+    with hub_step("the groups are changed in the account store",
+                  "the hub takes them from there when it starts, and with the next "
+                  "`teamhub group` change"):
+        if hubaccounts.sync_groups(ctx.paths, groups.list()):
+            click.echo("the running hub's groups are updated")
 
 
 def _names(users: tuple[str, ...]) -> list[str]:
@@ -54,6 +63,7 @@ def group() -> None:
 @pass_ctx
 def create(ctx: Context, name: str) -> None:
     """Create the empty group NAME."""
+    _check_hub(ctx)
     groups = projects_of(ctx).groups
     click.echo(f"created group {groups.create(name)}")
     _sync_hub(ctx, groups)
@@ -64,6 +74,7 @@ def create(ctx: Context, name: str) -> None:
 @pass_ctx
 def delete(ctx: Context, name: str) -> None:
     """Delete group NAME; its project grants go too (members lose that access)."""
+    _check_hub(ctx)
     p = projects_of(ctx)
     name = canonical_group(name)
     members = p.groups.members(name)  # fails for an unknown group, before any change
@@ -83,6 +94,7 @@ def delete(ctx: Context, name: str) -> None:
 @pass_ctx
 def add(ctx: Context, name: str, users: tuple[str, ...]) -> None:
     """Add USERS to group NAME (all or none)."""
+    _check_hub(ctx)
     groups = projects_of(ctx).groups
     name, names = canonical_group(name), _names(users)
     already = sorted(set(names) & set(groups.members(name)))
@@ -100,6 +112,7 @@ def add(ctx: Context, name: str, users: tuple[str, ...]) -> None:
 @pass_ctx
 def remove(ctx: Context, name: str, users: tuple[str, ...]) -> None:
     """Remove USERS from group NAME (all or none)."""
+    _check_hub(ctx)
     groups = projects_of(ctx).groups
     name, names = canonical_group(name), _names(users)
     missing = sorted(set(names) - set(groups.members(name)))

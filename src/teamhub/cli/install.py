@@ -15,13 +15,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import click
 
 from .. import preflight
 from ..errors import TeamhubError
+from ..hubclient import HubClient
 from ..paths import Paths
 from ..settings import Settings, set_value
 from ..system import systemd
@@ -108,10 +108,11 @@ def wait_for_hub(port: int, timeout: float = 120) -> bool:
         if systemd.unit_active(SERVICE) == "failed":
             return False
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/hub/login", timeout=3):
+            if HubClient(f"http://127.0.0.1:{port}").call("GET", "/hub/login").status < 400:
                 return True
-        except OSError:
-            time.sleep(0.5)
+        except TeamhubError:
+            pass
+        time.sleep(0.5)
     return False
 
 

@@ -10,7 +10,7 @@ import time
 
 import click
 
-from .. import hubclient
+from .. import hubaccounts
 from ..accounts.lockout import Lockout
 from ..accounts.store import AccountStore
 from ..errors import AccountError
@@ -68,7 +68,7 @@ def report_ended(name: str, how: str, counts: dict[str, int]) -> None:
     if how == "none":
         click.echo(f"{name} has no hub sessions to end")
         return
-    where = "by the running hub" if how == "hub" else "in the hub database (no hub answered)"
+    where = "by the running hub" if how == "hub" else "in the hub database (no hub is running)"
     text = f"ended every browser session of {name} {where}"
     if counts.get("api_tokens"):
         text += f"; revoked {counts['api_tokens']} API token(s)"
@@ -90,5 +90,5 @@ def logout(ctx: Context, name: str, api_tokens: bool) -> None:
     if ctx.settings["auth.mode"] == "builtin" and AccountStore(
             ctx.paths.accounts_db).get(canonical) is None:
         raise AccountError(f"user {canonical!r} does not exist; see `teamhub user list`")
-    how, counts = hubclient.end_sessions(ctx.paths, canonical, api_tokens=api_tokens)
+    how, counts = hubaccounts.end_sessions(ctx.paths, canonical, api_tokens=api_tokens)
     report_ended(canonical, how, counts)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +20,6 @@ from .install import SERVICE
 DEFAULT_LOG = Path("/var/log/teamhub/teamhub.log")
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status < 500
-    except urllib.error.HTTPError as exc:
-        return exc.code < 500
-    except OSError:
-        return False
-
-
 def _listening(port: int, ip: str = "127.0.0.1") -> bool:
     try:
         with socket.create_connection((ip, port), timeout=2):
@@ -40,18 +28,27 @@ def _listening(port: int, ip: str = "127.0.0.1") -> bool:
         return False
 
 
-def _servers(ctx: Context) -> list[dict[str, Any]] | None:
-    api = hubclient._api(ctx.paths)
-    if api is None:
-        return None
+def _hub(ctx: Context) -> tuple[bool, str, str]:
+    """(running, where, problem): whether the verified hub answers, at what, and if not why."""
     try:
-        status, users = hubclient._call(*api, "GET", "/users?state=active")
-    except (urllib.error.URLError, OSError):
+        client = hubclient.HubClient.for_cli(ctx.paths)
+    except TeamhubError as exc:
+        return False, "not announced", str(exc)
+    try:
+        return client.answers(), str(client.endpoint), ""
+    except TeamhubError as exc:
+        return False, str(client.endpoint), str(exc)
+
+
+def _servers(ctx: Context) -> list[dict[str, Any]] | None:
+    try:
+        reply = hubclient.HubClient.for_cli(ctx.paths).call("GET", "/users?state=active")
+    except TeamhubError:
         return None
-    if status != 200 or not isinstance(users, list):
+    if reply.status != 200 or not isinstance(reply.body, list):
         return None
     out = []
-    for user in users:
+    for user in reply.body:
         for name, server in (user.get("servers") or {}).items():
             out.append({"user": user["name"], "server": name, "ready": server.get("ready"),
                         "started": server.get("started"),
@@ -64,14 +61,14 @@ def gather(ctx: Context) -> dict[str, Any]:
     s = ctx.settings
     service = systemd.unit_active(SERVICE) if systemd.booted() else ""
     installed = (systemd.UNIT_DIR / SERVICE).exists()
-    hub_ok = _http_ok(f"http://127.0.0.1:{s['hub.internal_port']}/hub/api")
+    hub_ok, hub_at, problem = _hub(ctx)
     # Listening is what tells the proxy is up; what it answers depends on the hub.
     public_ip = "127.0.0.1" if s["hub.ip"] in ("0.0.0.0", "::") else s["hub.ip"]
     public_ok = _listening(s["hub.port"], public_ip)
     return {
         "service": {"manager": "systemd" if systemd.booted() else "none",
                     "installed": installed, "state": service or "not managed by systemd"},
-        "hub": {"running": hub_ok, "url": f"http://127.0.0.1:{s['hub.internal_port']}/hub/api"},
+        "hub": {"running": hub_ok, "url": hub_at, "problem": problem},
         "proxy": {"running": public_ok and _listening(s["proxy.api_port"]),
                   "public_port": s["hub.port"], "api_port": s["proxy.api_port"]},
         "servers": _servers(ctx) if hub_ok else None,
@@ -93,8 +90,9 @@ def status(ctx: Context, as_json: bool) -> None:
         svc = info["service"]
         click.echo(f"service: {svc['state']}" + ("" if svc["installed"] or svc["manager"] ==
                                                 "none" else " (teamhub.service not installed)"))
-        click.echo(f"hub:     {'running' if info['hub']['running'] else 'not answering'} "
-                   f"({info['hub']['url']})")
+        hub = info["hub"]
+        click.echo(f"hub:     {'running' if hub['running'] else 'not answering'} ({hub['url']})"
+                   + (f": {hub['problem']}" if hub["problem"] else ""))
         p = info["proxy"]
         click.echo(f"proxy:   {'running' if p['running'] else 'not answering'} "
                    f"(public port {p['public_port']}, api port {p['api_port']})")

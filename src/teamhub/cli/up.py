@@ -5,29 +5,51 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 
-from .. import preflight
+from .. import hubdb, preflight
 from ..accounts.store import AccountStore
-from ..hubconfig import ENV_TRIAL, HUB_CONFIG_FILE, proxy_command
+from ..errors import PreflightError
+from ..hubclient import HubIdentity
+from ..hubconfig import CLI_SERVICE, ENV_TRIAL, HUB_CONFIG_FILE, proxy_command
 from ..paths import Paths
 from ..settings import Settings, load
 from . import Context, cli, pass_ctx
 
 
 def _write_secret(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
+    """Write TEXT to PATH, 0600 from the first byte, replacing any old file at once:
+    a reader sees the old secret or the new one, never a partial file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-def ensure_api_token(paths: Paths) -> str:
-    if not paths.api_token.exists():
-        _write_secret(paths.api_token, secrets.token_hex(32) + "\n")
-    return paths.api_token.read_text().strip()
+def rotate_api_token(paths: Paths) -> str:
+    """A new token for the CLI's service at every start; the old ones stop working.
+
+    JupyterHub keeps the tokens of configured services in its database across
+    restarts, so the previous start's token is deleted there too: called before
+    the hub starts (preflight found its ports free), never under a running hub.
+    """
+    pid = HubIdentity.of(paths).live_pid()
+    if pid is not None:
+        raise PreflightError(f"a hub already runs (pid {pid}, from {paths.hub_pid_file}); stop "
+                             "it first (if that is not a hub, remove the stale pid file)")
+    token = secrets.token_hex(32)
+    _write_secret(paths.api_token, token + "\n")
+    hubdb.revoke_service_tokens(paths.hub_db, CLI_SERVICE)
+    return token
 
 
 def ensure_admin(paths: Paths, name: str) -> str | None:
@@ -129,7 +151,7 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
                    f"{os.environ.get('USER', 'you')}; users are NOT isolated from each other "
                    "and no per-user limits apply.",
                    err=True)
-    ensure_api_token(paths)
+    rotate_api_token(paths)
     paths.hub_url_file.write_text(f"http://127.0.0.1:{settings['hub.internal_port']}/hub/api\n")
     if admin:
         password = ensure_admin(paths, admin)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import hubclient
+from .. import hubaccounts, hubclient
 from ..accounts.store import Account, AccountStore
-from ..errors import AccountError
+from ..errors import AccountError, HubNotAnswering
 from ..system import processes, users
 from ..system.names import canonical_name, system_name
-from . import Context, cli, echo_json, pass_ctx
+from . import Context, cli, echo_json, hub_step, pass_ctx
 
 if TYPE_CHECKING:
     from ..projects.apply import Projects
@@ -128,11 +128,17 @@ def passwd(ctx: Context, name: str, password_stdin: bool) -> None:
     store = _store(ctx)
     account = _existing(store, name)
     password, generated = _password(password_stdin)
+    # A busy hub or an impostor on its port stops the command before anything changes.
+    hubclient.hub_running(ctx.paths)
     store.set_password(account.name, password, min_length=_min_length(ctx))
     click.echo(f"changed the password of {account.name}")
     from .sessions import report_ended
 
-    report_ended(account.name, *hubclient.end_sessions(ctx.paths, account.name, api_tokens=True))
+    with hub_step(f"the password of {account.name} is changed",
+                  f"to finish, run `teamhub user logout {account.name} --api-tokens` once "
+                  "the hub answers"):
+        report_ended(account.name,
+                     *hubaccounts.end_sessions(ctx.paths, account.name, api_tokens=True))
     if generated:
         _show_generated(account.name, password)
 
@@ -165,7 +171,11 @@ def list_users(ctx: Context, as_json: bool) -> None:
 def show(ctx: Context, name: str, as_json: bool) -> None:
     """Show hub user NAME: admin flag, Linux account, home and server state."""
     info = _describe(ctx, _existing(_store(ctx), name))
-    state = hubclient.hub_state(ctx.paths, info["name"])
+    try:
+        state = hubaccounts.hub_state(ctx.paths, info["name"])
+    except HubNotAnswering as exc:
+        click.echo(f"teamhub: warning: {exc}", err=True)
+        state = None
     info["server"] = state.get("servers") if isinstance(state, dict) else None
     if as_json:
         echo_json(info)
@@ -209,7 +219,8 @@ def remove(ctx: Context, name: str, keep_home: bool, yes: bool) -> None:
     # so if one fails the user is still listed and re-running `user remove`
     # finishes the job. Removing from the store first would leave a server or
     # an account behind that no `teamhub user` command could reach any more.
-    hubclient.delete_user(ctx.paths, account.name)
+    # A hub that does not answer stops it here, with nothing changed.
+    hubaccounts.delete_user(ctx.paths, account.name)
     from .project import actor, projects_of
 
     projects_of(ctx).forget_user(account.name, actor())
@@ -256,18 +267,24 @@ def block(ctx: Context, name: str) -> None:
     store = _store(ctx)
     account = _existing(store, name)
     sysname = system_name(account.name, ctx.settings["users.system_prefix"])
+    # A busy hub or an impostor on its port stops the command before anything changes.
+    hubclient.hub_running(ctx.paths)
     already = store.set_blocked(account.name, True)
     click.echo(f"user {account.name} was already blocked; making sure nothing is left"
                if already else f"blocked user {account.name}: logins are refused")
-    cut = hubclient.cut_off_user(ctx.paths, account.name)
-    if cut is None:
-        click.echo("no hub is running: it refuses the user when it starts")
-    else:
-        click.echo(f"hub: stopped {cut['servers']} server(s), revoked {cut['tokens']} "
-                   "API token(s)")
     from .sessions import report_ended
 
-    report_ended(account.name, *hubclient.end_sessions(ctx.paths, account.name, api_tokens=True))
+    with hub_step(f"user {account.name} is blocked (logins are refused)",
+                  f"to finish, run `teamhub user block {account.name}` again once the hub "
+                  "answers"):
+        cut = hubaccounts.cut_off_user(ctx.paths, account.name)
+        if cut is None:
+            click.echo("no hub is running: it refuses the user when it starts")
+        else:
+            click.echo(f"hub: stopped {cut['servers']} server(s), revoked {cut['tokens']} "
+                       "API token(s)")
+        report_ended(account.name,
+                     *hubaccounts.end_sessions(ctx.paths, account.name, api_tokens=True))
     linux = users.lookup(sysname)
     if linux is not None and linux.uid != 0:
         count = len(processes.processes_of(linux.uid))

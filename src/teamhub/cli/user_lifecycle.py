@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from .. import hubclient
+from .. import hubaccounts, hubclient
 from ..accounts import lifecycle
 from ..errors import AccountError
-from . import Context, echo_json, pass_ctx
+from . import Context, echo_json, hub_step, pass_ctx
 from .user import _existing, _store, user
 
 
@@ -99,9 +99,15 @@ def admin(ctx: Context, name: str, on: bool | None) -> None:
     if account.pending:
         raise AccountError(f"user {account.name!r} is waiting for approval; approve it first "
                            f"with `teamhub user approve {account.name}`")
-    store.set_admin(account.name, on)
-    hub = hubclient.set_admin(ctx.paths, account.name, on)
     state = "an admin" if on else "not an admin"
+    # A busy hub or an impostor on its port stops the command before anything changes.
+    hubclient.hub_running(ctx.paths)
+    store.set_admin(account.name, on)
+    # The hub also takes the flag from the store at its next auth refresh.
+    with hub_step(f"{account.name} is {state} in the account store",
+                  "the hub takes it from there within a minute (auth refresh) or at "
+                  "their next login"):
+        hub = hubaccounts.set_admin(ctx.paths, account.name, on)
     click.echo(f"{account.name} is {state}"
                + {True: " (the running hub is updated)",
                   False: " (the running hub applies it at their next login)",

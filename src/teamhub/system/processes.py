@@ -9,7 +9,7 @@ import time
 TERM_TIMEOUT = 5.0
 
 
-def _proc_uids(pid: int) -> set[int]:
+def process_uids(pid: int) -> set[int]:
     """Real, effective and saved uids of live process PID; empty if gone or a zombie."""
     try:
         with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
@@ -27,7 +27,7 @@ def _proc_uids(pid: int) -> set[int]:
 
 
 def processes_of(uid: int) -> list[int]:
-    return [int(e) for e in os.listdir("/proc") if e.isdigit() and uid in _proc_uids(int(e))]
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and uid in process_uids(int(e))]
 
 
 def _signal(pid: int, uid: int, sig: signal.Signals) -> None:
@@ -38,7 +38,7 @@ def _signal(pid: int, uid: int, sig: signal.Signals) -> None:
     except OSError:
         return
     try:
-        if uid in _proc_uids(pid):
+        if uid in process_uids(pid):
             signal.pidfd_send_signal(pidfd, sig)
     except OSError:
         pass
