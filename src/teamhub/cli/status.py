@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .. import hubclient
 from ..errors import TeamhubError
-from ..system import systemd
+from ..hubconfig import unix_url
+from ..paths import Paths
+from ..system import listen, systemd, unixhttp
 from . import Context, cli, echo_json, pass_ctx
 from .install import SERVICE
 
@@ -22,14 +22,12 @@ from .install import SERVICE
 DEFAULT_LOG = Path("/var/log/teamhub/teamhub.log")
 
 
-def _http_ok(url: str) -> bool:
+def _hub_answers(paths: Paths) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status < 500
-    except urllib.error.HTTPError as exc:
-        return exc.code < 500
+        status, _ = unixhttp.request(unix_url(paths.hub_socket) + "/hub/api/", timeout=5)
     except OSError:
         return False
+    return status < 500
 
 
 def _listening(port: int, ip: str = "127.0.0.1") -> bool:
@@ -40,15 +38,26 @@ def _listening(port: int, ip: str = "127.0.0.1") -> bool:
         return False
 
 
+def _socket_listening(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def _servers(ctx: Context) -> list[dict[str, Any]] | None:
-    api = hubclient._api(ctx.paths)
-    if api is None:
-        return None
     try:
-        status, users = hubclient._call(*api, "GET", "/users?state=active")
-    except (urllib.error.URLError, OSError):
+        token = ctx.paths.api_token.read_text().strip()
+        status, raw = unixhttp.request(unix_url(ctx.paths.hub_socket) + "/hub/api/users"
+                                       "?state=active",
+                                       headers={"Authorization": f"token {token}"})
+        users = json.loads(raw) if status == 200 else None
+    except (OSError, ValueError):
         return None
-    if status != 200 or not isinstance(users, list):
+    if not isinstance(users, list):
         return None
     out = []
     for user in users:
@@ -62,18 +71,21 @@ def _servers(ctx: Context) -> list[dict[str, Any]] | None:
 
 def gather(ctx: Context) -> dict[str, Any]:
     s = ctx.settings
+    paths = ctx.paths
     service = systemd.unit_active(SERVICE) if systemd.booted() else ""
     installed = (systemd.UNIT_DIR / SERVICE).exists()
-    hub_ok = _http_ok(f"http://127.0.0.1:{s['hub.internal_port']}/hub/api")
+    hub_ok = _hub_answers(paths)
     # Listening is what tells the proxy is up; what it answers depends on the hub.
-    public_ip = "127.0.0.1" if s["hub.ip"] in ("0.0.0.0", "::") else s["hub.ip"]
+    ip = s["hub.ip"]
+    public_ip = "127.0.0.1" if listen.all_addresses(ip) else ip
     public_ok = _listening(s["hub.port"], public_ip)
     return {
         "service": {"manager": "systemd" if systemd.booted() else "none",
                     "installed": installed, "state": service or "not managed by systemd"},
-        "hub": {"running": hub_ok, "url": f"http://127.0.0.1:{s['hub.internal_port']}/hub/api"},
-        "proxy": {"running": public_ok and _listening(s["proxy.api_port"]),
-                  "public_port": s["hub.port"], "api_port": s["proxy.api_port"]},
+        "hub": {"running": hub_ok, "url": unix_url(paths.hub_socket) + "/hub/api",
+                "socket": str(paths.hub_socket)},
+        "proxy": {"running": public_ok and _socket_listening(paths.proxy_api_socket),
+                  "public_port": s["hub.port"], "api_socket": str(paths.proxy_api_socket)},
         "servers": _servers(ctx) if hub_ok else None,
     }
 
@@ -94,10 +106,10 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"service: {svc['state']}" + ("" if svc["installed"] or svc["manager"] ==
                                                 "none" else " (teamhub.service not installed)"))
         click.echo(f"hub:     {'running' if info['hub']['running'] else 'not answering'} "
-                   f"({info['hub']['url']})")
+                   f"({info['hub']['socket']})")
         p = info["proxy"]
         click.echo(f"proxy:   {'running' if p['running'] else 'not answering'} "
-                   f"(public port {p['public_port']}, api port {p['api_port']})")
+                   f"(public port {p['public_port']}, api {p['api_socket']})")
         servers = info["servers"]
         if servers is None:
             click.echo("servers: unknown (no hub answered)")
