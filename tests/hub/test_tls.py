@@ -97,8 +97,7 @@ def test_doctor_reports_the_certificate(hub: TlsHub) -> None:
 def _up_check(hub: TlsHub, **tls: str) -> subprocess.CompletedProcess[str]:
     data = tomllib.loads(hub.config.read_text())
     # Fresh ports: the running hub holds its own, and the port checks come first.
-    data["hub"]["port"], data["hub"]["internal_port"] = free_port(), free_port()
-    data["proxy"]["api_port"], data["tls"]["http_port"] = free_port(), free_port()
+    data["hub"]["port"], data["tls"]["http_port"] = free_port(), free_port()
     data["tls"].pop("cert"), data["tls"].pop("key")
     data["tls"].update(tls)
     config = hub.root / "bad-tls.toml"
