@@ -128,8 +128,10 @@ echo "$pid" > "$PIDFILE"
 port=${PORT:-$("$RUNTIME/bin/teamhub" config get hub.port)}
 for _ in $(seq 120); do
   if "$RUNTIME/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/hub/login', timeout=2)" 2>/dev/null; then
-    say "teamhub is up: http://$(hostname -f 2>/dev/null || hostname):$port/  (pid $pid, stop with: kill $pid)"
     state=$("$RUNTIME/bin/teamhub" config get paths.state_dir)
+    # The proxy outlives the hub on purpose (it keeps the port across restarts).
+    say "teamhub is up: http://$(hostname -f 2>/dev/null || hostname):$port/  (pid $pid; stop" \
+        "the hub with: kill $pid, and its proxy too with: kill \$(cat $state/proxy.pid))"
     if [ -f "$state/initial-admin-password" ]; then
       read -r name pw < "$state/initial-admin-password"
       echo "    log in as '$name' with password: $pw   (saved in $state/initial-admin-password)"
