@@ -26,6 +26,7 @@ from pathlib import Path
 from subprocess import DEVNULL, Popen
 from urllib.parse import unquote, urlparse
 
+from aiohttp import ClientTimeout
 from jupyterhub.httpclient import fetch
 from jupyterhub.objects import Server
 from jupyterhub.proxy import ConfigurableHTTPProxy
@@ -124,9 +125,12 @@ class TeamhubProxy(ConfigurableHTTPProxy):
             return None, ""
 
     async def _answers(self, token: str) -> bool:
+        """Whether a proxy answers on our API socket and takes TOKEN (a hung one: no)."""
         try:
             resp = await fetch(url_path_join(self.api_url, "api/routes"), raise_for_status=False,
-                               headers={"Authorization": f"token {token}"})
+                               headers={"Authorization": f"token {token}"},
+                               timeout=ClientTimeout(total=5))
+            resp.release()
         except Exception:  # noqa: BLE001 - any failure means: not (yet) our proxy
             return False
         return resp.status == 200
@@ -144,8 +148,9 @@ class TeamhubProxy(ConfigurableHTTPProxy):
                 self.auth_token, self.proxy_process = token, previous
                 self._start_watch()
                 return
-            self.log.warning("Replacing the running proxy (pid %i): it was started with "
-                             "other options or files", previous.pid)
+            self.log.warning("Replacing the running proxy (pid %i): it is not the proxy this "
+                             "hub would start (other options or files), or it does not answer",
+                             previous.pid)
             await self._end(previous)
         await self._launch(argv, fingerprint)
         self._start_watch()
