@@ -100,8 +100,8 @@ say "Installed: $("$RUNTIME/bin/teamhub" --version)"
 
 # A runtime outside the default place is the one this hub runs users' servers from.
 [ "$PREFIX" = /opt/teamhub ] || export TEAMHUB_PATHS_RUNTIME_DIR=${TEAMHUB_PATHS_RUNTIME_DIR:-$RUNTIME}
-# JupyterHub reaches its proxy by this machine's name when listening on all addresses;
-# some minimal images cannot resolve it. Debian's own convention fixes that.
+# The links teamhub prints (reset links) name this machine; some minimal images cannot
+# resolve their own name. Debian's own convention fixes that.
 [ -e /etc/hosts ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' > /etc/hosts
 if ! getent hosts "$(hostname)" >/dev/null; then
   printf '127.0.1.1\t%s\n' "$(hostname)" >> /etc/hosts

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import stat
 import subprocess
 from pathlib import Path
@@ -79,33 +78,6 @@ def ensure_socket_dir(path: Path) -> None:
                 f"remove it (`rm -rf {folder}`) and start again"
             )
         os.chmod(folder, 0o755)
-
-
-def check_own_name(ip: str) -> None:
-    """Listening on all addresses, JupyterHub checks its proxy by this machine's name."""
-    if not listen.all_addresses(ip):
-        return
-    name = socket.gethostname()
-    fix = (f"add the line '127.0.1.1 {name}' to /etc/hosts (install.sh does this), "
-           "or listen on one address with `teamhub up --ip ADDRESS`")
-    try:
-        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        raise PreflightError(
-            f"this machine's name {name!r} does not resolve to an address, and JupyterHub "
-            f"reaches its proxy by that name when listening on all addresses; {fix}"
-        ) from None
-    for family, _, _, _, addr in infos:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((addr[0], 0))
-                return
-            except OSError:
-                continue
-    found = ", ".join(sorted({str(i[4][0]) for i in infos}))
-    raise PreflightError(
-        f"this machine's name {name!r} resolves to {found}, not an address of this machine; {fix}"
-    )
 
 
 def _first_closed_dir(path: Path) -> Path | None:

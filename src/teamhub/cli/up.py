@@ -74,7 +74,6 @@ def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
     preflight.ensure_state_dir(paths.state_dir)
     preflight.ensure_socket_dir(paths.socket_dir)
     ip, port = listen.listen_address(settings["hub.ip"]), settings["hub.port"]
-    preflight.check_own_name(ip)
     # The proxy the previous hub left running holds the ports; it is adopted, not a conflict.
     record = read_record(paths.proxy_record)
     ours = {int(record["pid"])} if record else set()
