@@ -232,6 +232,20 @@ def test_nothing_can_be_taken_over_while_the_hub_restarts(tmp_path: Path) -> Non
         hub.cleanup()
 
 
+def test_a_second_hub_is_refused_while_one_runs(tmp_path: Path) -> None:
+    """The ports no longer tell (the proxy outlives hubs): the hub's socket does."""
+    hub = HubProcess(tmp_path)
+    try:
+        hub.start()
+        second = hub.teamhub("up", "--check", check=False)
+        assert second.returncode != 0
+        assert f"a hub already runs here (it answers on {hub.paths.hub_socket})" in second.stderr
+        hub.stop()
+        assert hub.teamhub("up", "--check", check=False).returncode == 0
+    finally:
+        hub.cleanup()
+
+
 def test_a_killed_proxy_comes_back_on_the_same_port(tmp_path: Path) -> None:
     """The hub restarts a proxy that died (a new token, routes restored)."""
     hub = HubProcess(tmp_path)

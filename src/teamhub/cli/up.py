@@ -73,6 +73,7 @@ RETIRED = {"hub.internal_port": "the hub's API is the unix socket {hub}",
 def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
     preflight.ensure_state_dir(paths.state_dir)
     preflight.ensure_socket_dir(paths.socket_dir)
+    preflight.check_no_hub_answers(paths.hub_socket)
     ip, port = listen.listen_address(settings["hub.ip"]), settings["hub.port"]
     # The proxy the previous hub left running holds the ports; it is adopted, not a conflict.
     record = read_record(paths.proxy_record)
