@@ -100,8 +100,8 @@ say "Installed: $("$RUNTIME/bin/teamhub" --version)"
 
 # A runtime outside the default place is the one this hub runs users' servers from.
 [ "$PREFIX" = /opt/teamhub ] || export TEAMHUB_PATHS_RUNTIME_DIR=${TEAMHUB_PATHS_RUNTIME_DIR:-$RUNTIME}
-# JupyterHub reaches its proxy by this machine's name when listening on all addresses;
-# some minimal images cannot resolve it. Debian's own convention fixes that.
+# The links teamhub prints (reset links) name this machine; some minimal images cannot
+# resolve their own name. Debian's own convention fixes that.
 [ -e /etc/hosts ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' > /etc/hosts
 if ! getent hosts "$(hostname)" >/dev/null; then
   printf '127.0.1.1\t%s\n' "$(hostname)" >> /etc/hosts
@@ -128,8 +128,10 @@ echo "$pid" > "$PIDFILE"
 port=${PORT:-$("$RUNTIME/bin/teamhub" config get hub.port)}
 for _ in $(seq 120); do
   if "$RUNTIME/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/hub/login', timeout=2)" 2>/dev/null; then
-    say "teamhub is up: http://$(hostname -f 2>/dev/null || hostname):$port/  (pid $pid, stop with: kill $pid)"
     state=$("$RUNTIME/bin/teamhub" config get paths.state_dir)
+    # The proxy outlives the hub on purpose (it keeps the port across restarts).
+    say "teamhub is up: http://$(hostname -f 2>/dev/null || hostname):$port/  (pid $pid; stop" \
+        "the hub with: kill $pid, and its proxy too with: kill \$(cat $state/proxy.pid))"
     if [ -f "$state/initial-admin-password" ]; then
       read -r name pw < "$state/initial-admin-password"
       echo "    log in as '$name' with password: $pw   (saved in $state/initial-admin-password)"

@@ -4,9 +4,10 @@
 `teamhub up` from an installed runtime prefix, with users added by `teamhub user
 add` (the vanilla JupyterHub is in vanilla.py).
 
-Both hubs get the same configurable-http-proxy program (teamhub's) and the
-proxy's API token through CONFIGPROXY_AUTH_TOKEN, which JupyterHub reads by
-default, so the bench can time route changes against the proxy itself.
+Both hubs get the same configurable-http-proxy program (teamhub's). The vanilla hub
+gets the proxy's API token through CONFIGPROXY_AUTH_TOKEN, which JupyterHub reads by
+default; teamhub keeps its own (root-only, in its state folder) and its proxy's API on a
+unix socket. Either way the bench can time route changes against the proxy itself.
 Everything a hub creates (Linux accounts, processes, folders) is removed by
 `cleanup`, which is safe to call after a partial start.
 """
@@ -28,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
+
+from . import unixsocket
 
 Echo = Callable[[str], None]
 
@@ -100,6 +103,14 @@ class Hub:
     def proxy_api(self) -> str:
         return f"http://127.0.0.1:{self.proxy_port}"
 
+    @property
+    def hub_api(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}/hub/api"
+
+    def session(self) -> requests.Session:
+        """A requests Session that reaches this hub's and proxy's APIs."""
+        return requests.Session()
+
     def system_name(self, name: str) -> str:
         raise NotImplementedError
 
@@ -107,9 +118,8 @@ class Hub:
         return pwd.getpwnam(self.system_name(name)).pw_uid
 
     def api(self, method: str, path: str, **kw) -> requests.Response:
-        return requests.request(method, f"http://127.0.0.1:{self.hub_port}/hub/api{path}",
-                                headers={"Authorization": f"token {self.api_token}"},
-                                timeout=60, **kw)
+        return self.session().request(method, f"{self.hub_api}{path}", timeout=60,
+                                      headers={"Authorization": f"token {self.api_token}"}, **kw)
 
     def _launch(self, cmd: list[str], env: dict[str, str], cwd: Path) -> None:
         env = {**env, "CONFIGPROXY_AUTH_TOKEN": self.proxy_token}
@@ -165,7 +175,6 @@ class TeamhubHub(Hub):
 [hub]
 ip = "127.0.0.1"
 port = {self.port}
-internal_port = {self.hub_port}
 
 [paths]
 state_dir = "{self.state}"
@@ -176,7 +185,6 @@ home_root = "{self.home_root}"
 system_prefix = "{self.prefix}"
 
 [proxy]
-api_port = {self.proxy_port}
 command = "{proxy_cmd}"
 
 [envs]
@@ -194,6 +202,27 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() else "false"}
     def system_name(self, name: str) -> str:
         return self.prefix + name
 
+    # teamhub's hub and proxy APIs are unix sockets (see README, "Sockets and ports"), and
+    # its proxy's token is its own, kept in the state folder.
+    @property
+    def hub_api(self) -> str:
+        return (self.state / "hub_api_url").read_text().strip()
+
+    @property
+    def proxy_api(self) -> str:
+        from teamhub.hubconfig import unix_url
+
+        return unix_url(self._paths().proxy_api_socket)
+
+    def _paths(self):
+        from teamhub.paths import Paths
+        from teamhub.settings import load
+
+        return Paths.from_settings(load(self.config, environ={}))
+
+    def session(self) -> requests.Session:
+        return unixsocket.session()
+
     def _env(self) -> dict[str, str]:
         return {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
 
@@ -208,6 +237,7 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() else "false"}
         self._launch([str(self.runtime / "bin" / "teamhub"), "--config", str(self.config),
                       "up"], self._env(), self.work)
         self.api_token = (self.state / "cli_api_token").read_text().strip()
+        self.proxy_token = (self.state / "proxy_auth_token").read_text().strip()
 
     def add_users(self, names: list[str]) -> None:
         for name in names:
@@ -235,4 +265,6 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() else "false"}
                     self.echo(f"could not remove Linux account {sysname}: {exc}")
                 if account is not None:
                     shutil.rmtree(f"/run/teamhub/{account.uid}", ignore_errors=True)
+        if self.config.exists():
+            shutil.rmtree(self._paths().socket_dir, ignore_errors=True)
         shutil.rmtree(self.work, ignore_errors=True)

@@ -72,8 +72,8 @@ def kernels(hub: Hub, users: list[User], echo: Echo) -> dict:
 
 
 def _route_of(hub: Hub, name: str) -> str:
-    routes = requests.get(f"{hub.proxy_api}/api/routes", timeout=30,
-                          headers={"Authorization": f"token {hub.proxy_token}"}).json()
+    routes = hub.session().get(f"{hub.proxy_api}/api/routes", timeout=30,
+                               headers={"Authorization": f"token {hub.proxy_token}"}).json()
     for spec, route in routes.items():
         if spec.rstrip("/").endswith(f"/user/{name}"):
             return route["target"]
@@ -103,7 +103,7 @@ def proxy(hub: Hub, name: str, sizes: Sizes, echo: Echo) -> dict:
 def routes(hub: Hub, sizes: Sizes, echo: Echo) -> dict:
     """Time adding and removing a route through the proxy's REST API, as the hub does
     at every server start and stop."""
-    api = requests.Session()
+    api = hub.session()
     api.headers["Authorization"] = f"token {hub.proxy_token}"
     add_ms, remove_ms = [], []
     for i in range(sizes.routes):

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import sqlite3
 import tarfile
 import tempfile
@@ -240,21 +241,21 @@ def live_reasons(settings: Settings) -> list[str]:
     """Why restoring over SETTINGS' install would clobber something (empty: safe)."""
     paths = Paths.from_settings(settings)
     reasons = []
-    if hubclient.hub_may_run(paths) or _port_open(settings["hub.internal_port"]):
-        reasons.append(f"a hub is running (port {settings['hub.internal_port']})")
+    if hubclient.hub_may_run(paths) or _socket_open(paths.hub_socket):
+        reasons.append(f"a hub is running (it answers on {paths.hub_socket})")
     if paths.accounts_db.exists():
         reasons.append(f"an account store exists at {paths.accounts_db}")
     return reasons
 
 
-def _port_open(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
+def _socket_open(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def env_rebuild_commands(archive: Archive) -> list[str]:

@@ -23,7 +23,9 @@ from typing import Any
 from .errors import HubError, TeamhubError
 from .hubclient import HubClient
 from .paths import Paths
+from .proxy import read_record
 from .settings import Settings
+from .system import listen
 
 NOBODY = "nobody"
 MIN_FREE_BYTES = 1 << 30  # 1 GiB
@@ -65,7 +67,7 @@ class Probe:
     def public_url(self) -> str:
         scheme = "https" if self.settings["tls.cert"] else "http"
         ip = self.settings["hub.ip"]
-        host = "127.0.0.1" if ip in ("0.0.0.0", "") else ("[::1]" if ip == "::" else ip)
+        host = "127.0.0.1" if listen.all_addresses(ip) else (f"[{ip}]" if ":" in ip else ip)
         return f"{scheme}://{host}:{self.settings['hub.port']}"
 
 
@@ -476,42 +478,57 @@ def free_disk(p: Probe) -> Result:
     return Result("free disk", True, "free: " + ", ".join(seen))
 
 
-def listeners(port: int) -> list[str]:
-    """Programs listening on TCP PORT (names from `ss`), or ['?'] if unknown."""
-    ss = shutil.which("ss")
-    if not ss:
-        return []
-    out = subprocess.run([ss, "-Hltnp", f"sport = :{port}"], capture_output=True, text=True)
-    names = []
-    for line in out.stdout.splitlines():
-        if "users:((" in line:
-            names.append(line.split("users:((", 1)[1].split(",")[0].strip('"'))
-        elif line.strip():
-            names.append("?")
-    return sorted(set(names))
+def _socket_problems(paths: Paths) -> list[str]:
+    """The sockets' folder must be root's alone, the proxy's API socket root-only."""
+    problems = []
+    folder = paths.socket_dir
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return []  # made at the first start
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+        problems.append(f"{folder} is not a root-owned folder only root can write "
+                        f"(mode {stat.S_IMODE(info.st_mode):04o}, uid {info.st_uid})")
+    for sock, mode in ((paths.hub_socket, 0o666), (paths.proxy_api_socket, 0o600)):
+        try:
+            info = os.lstat(sock)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != 0 or \
+                stat.S_IMODE(info.st_mode) & ~mode:
+            problems.append(f"{sock} is not a root-owned socket of mode {mode:04o} or less")
+    return problems
 
 
 @check("port conflicts")
 def port_conflicts(p: Probe) -> Result:
+    """Only teamhub's proxy may listen on its ports, in either family and on any address."""
     s = p.settings
-    hub_up = p.hub_api("/")[0] == 200
-    ports = {"public": (s["hub.port"], {"node", "configurable-ht"}),
-             "hub API": (s["hub.internal_port"], {"python", "python3", "teamhub", "jupyterhub"}),
-             "proxy API": (s["proxy.api_port"], {"node", "configurable-ht"})}
+    record = read_record(p.paths.proxy_record)
+    ours = {int(record["pid"])} if record else set()
+    ports = {"public": s["hub.port"]}
     if s["tls.cert"] and s["tls.http_port"]:
-        ports["HTTP redirect"] = (s["tls.http_port"], {"node", "configurable-ht"})
+        ports["HTTP redirect"] = s["tls.http_port"]
     problems, seen = [], []
-    for what, (port, ours) in ports.items():
-        found = listeners(port)
-        seen.append(f"{what} {port}: {', '.join(found) or 'free'}")
-        strangers = [n for n in found if n not in ours and n != "?"]
-        if strangers or (found and not hub_up):
-            problems.append(f"{what} port {port} is taken by {', '.join(found)}")
+    for what, port in ports.items():
+        found = listen.listeners(port)
+        if found is None:
+            return Result("port conflicts", False, "cannot tell who listens: `ss` is missing",
+                          "install iproute2 (`apt-get install iproute2`)")
+        strangers = [x for x in found if x.pid not in ours]
+        if strangers:
+            problems.append(f"{what} port {port} is taken: "
+                            + "; ".join(x.describe() for x in strangers))
+        addresses = ", ".join(sorted({x.address for x in found if x.pid in ours}))
+        seen.append(f"{what} {port}: " + (f"teamhub's proxy on {addresses}" if addresses
+                                          else "free"))
+    problems += _socket_problems(p.paths)
     if problems:
         return Result("port conflicts", False, "; ".join(problems),
-                      "stop that program, or move teamhub: `teamhub config set hub.port N` "
-                      "(hub.internal_port, proxy.api_port, tls.http_port likewise)")
-    return Result("port conflicts", True, "; ".join(seen))
+                      "stop that program (whoever holds teamhub's port sees the logins sent "
+                      "to it), or move teamhub: `teamhub config set hub.port N` (tls.http_port "
+                      "likewise); for the sockets' folder: remove it and restart the hub")
+    return Result("port conflicts", True, "; ".join(seen) + f"; sockets in {p.paths.socket_dir}")
 
 
 def run_checks(settings: Settings, only: list[str] | None = None) -> list[Result]:

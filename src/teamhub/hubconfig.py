@@ -12,23 +12,35 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from traitlets.config import Config
 
 from .limits import parse_shm_size
 from .paths import Paths
+from .proxy import chp_library
 from .settings import Settings, load
+from .system import systemd
+from .system.listen import listen_address
 
 ENV_TRIAL = "TEAMHUB_SINGLE_USER_TRIAL"
 CLI_SERVICE = "teamhub-cli"
 
 
-def update_network(c: Config, s: Settings) -> None:
-    c.JupyterHub.ip = s["hub.ip"]
+def unix_url(socket_path: Path) -> str:
+    """JupyterHub's URL of a unix socket: `http+unix://<percent-encoded path>`."""
+    return "http+unix://" + quote(str(socket_path), safe="")
+
+
+def update_network(c: Config, s: Settings, paths: Paths) -> None:
+    c.JupyterHub.ip = listen_address(s["hub.ip"])
     c.JupyterHub.port = s["hub.port"]
-    # The hub's own API stays on loopback: only the proxy and local servers talk to it.
-    c.JupyterHub.hub_ip = "127.0.0.1"
-    c.JupyterHub.hub_port = s["hub.internal_port"]
+    # The hub's own API is a unix socket in a folder only root can create files in: no
+    # user can listen there in the hub's place, even while the hub restarts. Users'
+    # servers reach it (socket mode 0666), as they reached the old loopback port.
+    c.JupyterHub.hub_bind_url = unix_url(paths.hub_socket)
+    c.JupyterHub.hub_connect_url = unix_url(paths.hub_socket)
+    c.JupyterHub.hub_socket_mode = 0o666
 
 
 def proxy_command(s: Settings, paths: Paths) -> str:
@@ -42,9 +54,18 @@ def proxy_command(s: Settings, paths: Paths) -> str:
 
 
 def update_proxy(c: Config, s: Settings, paths: Paths) -> None:
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s['proxy.api_port']}"
-    c.ConfigurableHTTPProxy.command = [proxy_command(s, paths)]
-    c.ConfigurableHTTPProxy.pid_file = str(paths.state_dir / "proxy.pid")
+    """configurable-http-proxy's library behind teamhub's launcher (teamhub.proxy), kept
+    running across hub restarts so that its public port never falls free."""
+    c.JupyterHub.proxy_class = "teamhub.proxy.chp.TeamhubProxy"
+    c.JupyterHub.cleanup_proxy = False
+    c.TeamhubProxy.api_url = unix_url(paths.proxy_api_socket)
+    c.TeamhubProxy.node = shutil.which("node") or "node"
+    c.TeamhubProxy.chp_library = str(chp_library(proxy_command(s, paths)) or "")
+    c.TeamhubProxy.pid_file = str(paths.state_dir / "proxy.pid")
+    c.TeamhubProxy.record_file = str(paths.proxy_record)
+    c.TeamhubProxy.token_file = str(paths.proxy_token)
+    # Under systemd the proxy gets a scope of its own, outside teamhub.service's cgroup.
+    c.TeamhubProxy.systemd_slice = "teamhub.slice" if systemd.booted() else ""
 
 
 def update_state(c: Config, paths: Paths) -> None:
@@ -225,12 +246,8 @@ def update_tls(c: Config, s: Settings, paths: Paths) -> None:
         return
     c.JupyterHub.ssl_cert = s["tls.cert"]
     c.JupyterHub.ssl_key = s["tls.key"]
-    if s["tls.http_port"]:
-        # configurable-http-proxy's own redirect listener: 301 to https on the public port.
-        command = list(c.ConfigurableHTTPProxy.command) if "command" in c.ConfigurableHTTPProxy \
-            else [proxy_command(s, paths)]
-        c.ConfigurableHTTPProxy.command = [*command, "--redirect-port", str(s["tls.http_port"]),
-                                           "--redirect-to", str(s["hub.port"])]
+    # The proxy's own redirect listener (0: none): 301 to https on the public port.
+    c.TeamhubProxy.redirect_port = s["tls.http_port"]
     if s["tls.hsts_max_age"]:
         value = f"max-age={s['tls.hsts_max_age']}"
         tornado = dict(c.JupyterHub.tornado_settings) if "tornado_settings" in c.JupyterHub \
@@ -247,7 +264,7 @@ def activity_interval(s: Settings) -> int:
     return max(1, min(s["culling.every"], s["culling.timeout"] // 6, 300))
 
 
-def update_culling(c: Config, s: Settings) -> None:
+def update_culling(c: Config, s: Settings, paths: Paths) -> None:
     """jupyterhub-idle-culler as a hub-managed service, and activity reports it can trust."""
     interval = activity_interval(s)
     _add_environment(c, {"JUPYTERHUB_ACTIVITY_INTERVAL": str(interval), BUSY_ENV: str(interval)})
@@ -257,7 +274,10 @@ def update_culling(c: Config, s: Settings) -> None:
     roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
     c.JupyterHub.services = [*services, {
         "name": CULLER_SERVICE,
-        "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+        # Through teamhub.culler: the hub's API is a unix socket, which the culler's
+        # HTTP client (tornado's) cannot reach by itself.
+        "command": [sys.executable, "-m", "teamhub.culler", str(paths.hub_socket),
+                    "--url=http://hub/hub/api",
                     f"--timeout={s['culling.timeout']}", f"--cull-every={s['culling.every']}"],
     }]
     c.JupyterHub.load_roles = [*roles, {
@@ -290,7 +310,7 @@ def update_limits(c: Config, s: Settings, paths: Paths) -> None:
 def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     """Apply every teamhub setting to C (a JupyterHub config object)."""
     paths = Paths.from_settings(settings)
-    update_network(c, settings)
+    update_network(c, settings, paths)
     update_proxy(c, settings, paths)
     update_state(c, paths)
     update_lifecycle(c, settings)
@@ -312,7 +332,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_server_startup(c)
     if paths.api_token.exists():
         update_services(c, paths.api_token.read_text().strip())
-    update_culling(c, settings)
+    update_culling(c, settings, paths)
     return c
 
 

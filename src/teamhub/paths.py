@@ -5,6 +5,8 @@ Tests point settings (and so every path here) at temporary folders.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,13 +55,40 @@ class Paths:
 
     @property
     def hub_url_file(self) -> Path:
-        """Where a running hub writes the loopback URL of its REST API for the CLI."""
+        """Where `teamhub up` writes the URL of the hub's REST API for the CLI:
+        `http+unix://<percent-encoded hub_socket>/hub/api`."""
         return self.state_dir / "hub_api_url"
 
     @property
     def hub_pid_file(self) -> Path:
         """JupyterHub's pid file: with the state dir's owner, what tells the real hub."""
         return self.state_dir / "jupyterhub.pid"
+
+    @property
+    def socket_dir(self) -> Path:
+        """Folder of the hub's and the proxy's unix sockets: root-owned, 0755, so that users'
+        servers reach the hub's socket while nobody else can create anything in it. Named
+        after the state folder, so hubs with different state never share one. Without root
+        (the single-user trial) it is inside the state folder."""
+        if os.geteuid() != 0:
+            return self.state_dir / "sockets"
+        tag = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+        return Path("/run/teamhub") / f"hub-{tag}"
+
+    @property
+    def hub_socket(self) -> Path:
+        """The hub's REST API and pages (mode 0666): proxy, CLI, culler, users' servers."""
+        return self.socket_dir / "hub.sock"
+
+    @property
+    def proxy_api_socket(self) -> Path:
+        """The proxy's route API (mode 0600, root only)."""
+        return self.socket_dir / "proxy-api.sock"
+
+    @property
+    def proxy_record(self) -> Path:
+        """pid, start time and fingerprint of the running proxy, so a restarted hub adopts it."""
+        return self.state_dir / "proxy.json"
 
     @property
     def public_url_file(self) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import socket
@@ -11,6 +10,8 @@ import subprocess
 from pathlib import Path
 
 from .errors import PreflightError
+from .proxy import chp_library
+from .system import listen
 
 NOBODY = "nobody"
 
@@ -41,57 +42,55 @@ def ensure_state_dir(path: Path) -> None:
         ) from None
 
 
-def _listener(port: int) -> str:
-    ss = shutil.which("ss")
-    if not ss:
-        return ""
-    out = subprocess.run([ss, "-Hltnp", f"sport = :{port}"], capture_output=True, text=True)
-    line = out.stdout.strip().splitlines()[:1]
-    if line and "users:((" in line[0]:
-        return " by " + line[0].split("users:((", 1)[1].split(",")[0].strip('"')
-    return ""
-
-
-def check_port_free(ip: str, port: int, what: str, fix: str) -> None:
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((ip, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise PreflightError(
-                    f"{what} port {port} on {ip} is already in use{_listener(port)}; "
-                    f"stop that program or {fix}"
-                ) from None
-            raise PreflightError(f"cannot listen on {ip}:{port} ({exc.strerror}); {fix}") from None
-
-
-def check_own_name(ip: str) -> None:
-    """Listening on all addresses, JupyterHub checks its proxy by this machine's name."""
-    if ip not in ("0.0.0.0", "::", ""):
-        return
-    name = socket.gethostname()
-    fix = (f"add the line '127.0.1.1 {name}' to /etc/hosts (install.sh does this), "
-           "or listen on one address with `teamhub up --ip ADDRESS`")
-    try:
-        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-    except socket.gaierror:
+def check_port_free(ip: str, port: int, what: str, fix: str, ours: set[int] = frozenset()
+                    ) -> None:
+    """Nothing but teamhub's own proxy (pids OURS) may listen on PORT, in either family and
+    on any address: a socket another user holds on [::]:PORT would otherwise take every
+    IPv6 visitor while teamhub listens on IPv4 (or the reverse)."""
+    found = listen.listeners(port) or []
+    strangers = [x for x in found if x.pid not in ours]
+    if strangers:
         raise PreflightError(
-            f"this machine's name {name!r} does not resolve to an address, and JupyterHub "
-            f"reaches its proxy by that name when listening on all addresses; {fix}"
-        ) from None
-    for family, _, _, _, addr in infos:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((addr[0], 0))
-                return
-            except OSError:
-                continue
-    found = ", ".join(sorted({str(i[4][0]) for i in infos}))
-    raise PreflightError(
-        f"this machine's name {name!r} resolves to {found}, not an address of this machine; {fix}"
-    )
+            f"{what} port {port} is already in use: "
+            f"{'; '.join(x.describe() for x in strangers)}; stop that program or {fix}"
+        )
+    if found:
+        return  # our own proxy, left running by the previous hub: it is adopted
+    error = listen.can_bind(ip, port)
+    if listen.in_use(error):
+        raise PreflightError(f"{what} port {port} on {ip} is already in use; "
+                             f"stop that program or {fix}")
+    if error is not None:
+        raise PreflightError(f"cannot listen on {ip}:{port} ({error.strerror}); {fix}")
+
+
+def check_no_hub_answers(hub_socket: Path) -> None:
+    """A second hub would take over the first one's socket (JupyterHub replaces it)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(str(hub_socket))
+        except OSError:
+            return  # no such socket, or nobody listens on it any more
+    raise PreflightError(f"a hub already runs here (it answers on {hub_socket}); stop it "
+                         "first (`systemctl stop teamhub`, or end its `teamhub up`)")
+
+
+def ensure_socket_dir(path: Path) -> None:
+    """The folder of the hub's and proxy's sockets: root-owned and writable by root only
+    (0755), in a root-owned parent, so that no user can put a socket of their own there."""
+    if os.geteuid() != 0:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return
+    for folder in (path.parent, path):
+        folder.mkdir(mode=0o755, exist_ok=True)
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
+            raise PreflightError(
+                f"{folder} must be a folder owned by root (it holds the hub's sockets); "
+                f"remove it (`rm -rf {folder}`) and start again"
+            )
+        os.chmod(folder, 0o755)
 
 
 def _first_closed_dir(path: Path) -> Path | None:
@@ -142,12 +141,16 @@ def check_runtime(runtime_dir: Path, singleuser: Path, python: Path) -> None:
 
 
 def check_proxy(command: str) -> None:
+    """teamhub runs configurable-http-proxy's library (with node) behind its own launcher."""
+    fix = ("`install.sh` installs configurable-http-proxy beside the runtime (it needs "
+           "nodejs), or set proxy.command to its path")
     if shutil.which(command) is None:
-        raise PreflightError(
-            f"proxy program {command!r} not found; `install.sh` installs "
-            "configurable-http-proxy beside the runtime (it needs nodejs), "
-            "or set proxy.command to its path"
-        )
+        raise PreflightError(f"proxy program {command!r} not found; {fix}")
+    if chp_library(command) is None:
+        raise PreflightError(f"{command} is not configurable-http-proxy's program (no "
+                             f"lib/configproxy.js beside it); {fix}")
+    if shutil.which("node") is None:
+        raise PreflightError(f"node is not installed, and the proxy runs on it; {fix}")
 
 
 def check_tls(cert: str, key: str) -> None:

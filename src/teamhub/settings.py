@@ -107,6 +107,13 @@ def _ip(value: str) -> str | None:
     return None
 
 
+def _listen_ip(value: str) -> str | None:
+    if value == "auto":
+        return None
+    return (None if _ip(value) is None else
+            "`auto` (every address, IPv4 and IPv6) or an IP address such as 127.0.0.1")
+
+
 def _ip_list(value: list[str]) -> str | None:
     bad = [v for v in value if _ip(v)]
     return f"a list of IP addresses (not {bad[0]!r})" if bad else None
@@ -164,14 +171,17 @@ def _limit_groups(value: dict[str, Any]) -> str | None:
 
 
 SCHEMA: tuple[Setting, ...] = (
-    Setting("hub.ip", str, "0.0.0.0", "Address the public port listens on. `0.0.0.0` means every "
-            "IPv4 address of the machine; `127.0.0.1` keeps teamhub reachable from this machine "
-            "only.", check=_ip),
+    Setting("hub.ip", str, "auto", "Address the public port listens on. `auto`: every address "
+            "of both families (`::` dual-stack where the machine has IPv6, else `0.0.0.0`), so "
+            "nobody else can listen on the port over the other family. `127.0.0.1` keeps "
+            "teamhub reachable from this machine only; `0.0.0.0` is IPv4 only (`teamhub up` "
+            "and `doctor` then fail when anything listens on the port over IPv6).",
+            check=_listen_ip),
     Setting("hub.port", int, 8000, "The one public port: login page, hub and every user's "
             "JupyterLab are served here.", check=_port),
-    Setting("hub.internal_port", int, 8081, "Loopback port of the hub's own API, used by the "
-            "proxy and by users' servers. Change it only if another program uses 8081.",
-            check=_port),
+    Setting("hub.internal_port", int, 8081, "Retired: the hub's own API is now a unix socket "
+            "(see README, \"Sockets and ports\"), not a loopback port. Accepted so that older "
+            "settings files load; `teamhub up` says so when it is set.", check=_port),
     Setting("hub.default_url", str, "/lab", "Where a user lands in their own server after "
             "logging in: `/lab` for JupyterLab, `/tree` for the classic file view.",
             check=_url_path),
@@ -228,8 +238,9 @@ SCHEMA: tuple[Setting, ...] = (
             "one (which holds the root-only lock `<root>/.locks/envs.lock`) to finish before "
             "it gives up, changing nothing, and names the process holding it. 0: do not wait.",
             check=_not_negative),
-    Setting("proxy.api_port", int, 8001, "Loopback port where the proxy takes route changes "
-            "from the hub.", check=_port),
+    Setting("proxy.api_port", int, 8001, "Retired: the proxy takes route changes on a "
+            "root-only unix socket now, not a loopback port. Accepted so that older settings "
+            "files load; `teamhub up` says so when it is set.", check=_port),
     Setting("proxy.command", str, "", "The configurable-http-proxy program. Empty: the one "
             "`install.sh` put beside the runtime (`<runtime>/../proxy`), else the one on PATH."),
     Setting("projects.root", str, "/srv/teamhub/projects", "Folder holding the team project "

@@ -15,6 +15,7 @@ import time
 
 import pytest
 import requests
+from support import unixsocket
 from support.client import Browser
 from support.hub import HubProcess, unique, world_dir
 
@@ -48,7 +49,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
 def _api(hub: HubProcess, path: str) -> requests.Response:
     url = (hub.state / "hub_api_url").read_text().strip()
     token = (hub.state / "cli_api_token").read_text().strip()
-    return requests.get(f"{url}{path}", headers={"Authorization": f"token {token}"}, timeout=30)
+    return unixsocket.session().get(f"{url}{path}", headers={"Authorization": f"token {token}"},
+                                    timeout=30)
 
 
 def _login_page(resp: requests.Response) -> tuple[int, str]:

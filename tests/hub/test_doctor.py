@@ -14,11 +14,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from support import unixsocket
 from support.client import Browser
 from support.hub import HubProcess, runtime_dir, unique, world_dir
 
@@ -90,27 +90,29 @@ def test_cookie_secret_0644_fails_permissions(hub: HubProcess) -> None:
 
 
 def _proxy(hub: HubProcess) -> tuple[str, dict[str, str]]:
-    """The live proxy's API URL and token (read from the proxy's own environment)."""
+    """The live proxy's API URL (its root-only unix socket) and token."""
     pid = int((hub.state / "proxy.pid").read_text())
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     token = next(e.split(b"=", 1)[1].decode() for e in environ
                  if e.startswith(b"CONFIGPROXY_AUTH_TOKEN="))
-    port = next(line.split("=")[1].strip() for line in hub.config.read_text().splitlines()
-                if line.startswith("api_port"))
-    return f"http://127.0.0.1:{port}/api/routes", {"Authorization": f"token {token}"}
+    assert (hub.state / "proxy_auth_token").read_text().strip() == token
+    sock = str(hub.paths.proxy_api_socket).replace("/", "%2F")
+    return f"http+unix://{sock}/api/routes", {"Authorization": f"token {token}"}
 
 
 def test_missing_route_fails_routes_check(hub: HubProcess) -> None:
     url, headers = _proxy(hub)
     route = f"/user/{hub.user}"
-    assert requests.delete(url + route, headers=headers, timeout=10).status_code == 204
+    assert unixsocket.session().delete(url + route, headers=headers, timeout=10).status_code \
+        == 204
     try:
         code, checks = doctor(hub, "proxy routes")
     finally:
         # Ask the hub to re-sync its routes (what it does by itself every 5 minutes).
         token = (hub.state / "cli_api_token").read_text().strip()
         api = (hub.state / "hub_api_url").read_text().strip()
-        requests.post(f"{api}/proxy", headers={"Authorization": f"token {token}"}, timeout=30)
+        unixsocket.session().post(f"{api}/proxy", headers={"Authorization": f"token {token}"},
+                                  timeout=30)
     result = checks["proxy routes"]
     assert code == 1 and f"without a route: /user/{hub.user}/" in result["detail"]
     assert "restart the hub" in result["fix"]

@@ -10,7 +10,7 @@ import json
 import shutil
 
 import pytest
-import requests
+from support import unixsocket
 from support.client import Browser
 from support.hub import HubProcess, unique, world_dir
 
@@ -127,12 +127,12 @@ def test_hub_groups_mirror_the_store(hub: HubProcess, users) -> None:
     hub.teamhub("group", "create", "other")
     url = (hub.state / "hub_api_url").read_text().strip()
     token = (hub.state / "cli_api_token").read_text().strip()
-    resp = requests.get(f"{url}/groups", headers={"Authorization": f"token {token}"},
-                        timeout=30)
+    resp = unixsocket.session().get(f"{url}/groups", headers={"Authorization": f"token {token}"},
+                                    timeout=30)
     assert {g["name"]: g["users"] for g in resp.json()} == {"team": [hub.b], "other": []}
     hub.teamhub("group", "delete", "other")
-    resp = requests.get(f"{url}/groups", headers={"Authorization": f"token {token}"},
-                        timeout=30)
+    resp = unixsocket.session().get(f"{url}/groups", headers={"Authorization": f"token {token}"},
+                                    timeout=30)
     assert [g["name"] for g in resp.json()] == ["team"]
 
 

@@ -15,6 +15,9 @@ import tomllib
 from support.client import Browser
 from support.hub import HubProcess, free_port, runtime_dir, unique
 
+from teamhub.paths import Paths
+from teamhub.settings import load
+
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
 PASSWORD = "correct horse battery"
@@ -96,14 +99,20 @@ def test_doctor_reports_the_certificate(hub: TlsHub) -> None:
 
 def _up_check(hub: TlsHub, **tls: str) -> subprocess.CompletedProcess[str]:
     data = tomllib.loads(hub.config.read_text())
-    # Fresh ports: the running hub holds its own, and the port checks come first.
-    data["hub"]["port"], data["hub"]["internal_port"] = free_port(), free_port()
-    data["proxy"]["api_port"], data["tls"]["http_port"] = free_port(), free_port()
+    # Fresh ports and state (so its own sockets): the running hub holds its own, and the
+    # port and running-hub checks come first.
+    data["hub"]["port"], data["tls"]["http_port"] = free_port(), free_port()
+    data["paths"]["state_dir"] = str(hub.root / "bad-tls-state")
     data["tls"].pop("cert"), data["tls"].pop("key")
     data["tls"].update(tls)
     config = hub.root / "bad-tls.toml"
     config.write_text(tomli_w.dumps(data))
-    return hub.teamhub("--config", str(config), "up", "--check", check=False)
+    try:
+        return hub.teamhub("--config", str(config), "up", "--check", check=False)
+    finally:
+        # `up --check` made the (empty) sockets' folder of that state.
+        shutil.rmtree(Paths.from_settings(load(config, environ={})).socket_dir,
+                      ignore_errors=True)
 
 
 def test_bad_cert_settings_stop_up_with_a_hint(hub: TlsHub) -> None:

@@ -17,6 +17,7 @@ import requests
 
 from teamhub.hubclient import HubClient, Reply
 from teamhub.paths import Paths
+from teamhub.settings import load
 from teamhub.system.users import lookup, remove_system_user
 
 
@@ -60,7 +61,6 @@ class HubProcess:
 [hub]
 ip = "{ip}"
 port = {self.port}
-internal_port = {free_port()}
 log_level = "DEBUG"
 
 [paths]
@@ -71,9 +71,6 @@ home_root = "{self.home_root}"
 [users]
 system_prefix = "{system_prefix}"
 
-[proxy]
-api_port = {free_port()}
-
 # Off explicitly: this machine has no systemd as init, and with limits on `teamhub up`
 # refuses to start where it cannot enforce them. tests/system/test_systemd_machine.py
 # tests limits on a real systemd machine.
@@ -81,6 +78,10 @@ api_port = {free_port()}
 enabled = false
 {extra_toml}"""
         )
+
+    @property
+    def paths(self) -> Paths:
+        return Paths.from_settings(load(self.config, environ={}))
 
     @property
     def url(self) -> str:
@@ -163,6 +164,7 @@ enabled = false
         """Stop the hub and proxy, remove every Linux account it made, delete its folders."""
         self.stop()
         self._kill_pidfile("proxy.pid")
+        shutil.rmtree(self.paths.socket_dir, ignore_errors=True)
         registry = self.state / "system_users.json"
         if registry.exists():
             import json

@@ -90,16 +90,13 @@ def hub() -> Iterator[Hub]:
         machine.exec(r"sed -i -E 's/^(UID|GID)_MIN\s.*/\1_MIN 200000/; "
                      r"s/^(UID|GID)_MAX\s.*/\1_MAX 299999/' /etc/login.defs")
         # --network host: the hub inside listens on this machine's loopback, so it gets
-        # free ports here instead of 8000/8001/8081, which may be taken.
+        # a free port here instead of 8000, which may be taken (hub and proxy APIs are
+        # unix sockets inside the machine).
         port = free_port()
         machine.write("/etc/teamhub/teamhub.toml", f"""\
 [hub]
 ip = "127.0.0.1"
 port = {port}
-internal_port = {free_port()}
-
-[proxy]
-api_port = {free_port()}
 
 [limits]
 memory = "{MEMORY // 1024**2}M"

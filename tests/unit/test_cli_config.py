@@ -44,7 +44,7 @@ def test_show_lists_every_setting_with_origin(toml_file: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "[hub]" in result.output
     assert f"port = 9000  # {toml_file}" in result.output
-    assert 'ip = "0.0.0.0"  # default' in result.output
+    assert 'ip = "auto"  # default' in result.output
     assert "stop_servers_on_shutdown = false  # default" in result.output
     for setting in settings.SCHEMA:
         assert f"[{setting.section}]" in result.output
@@ -63,7 +63,7 @@ def test_show_json_has_values_and_origins(toml_file: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["hub"]["port"] == {"value": 9000, "origin": str(toml_file)}
-    assert data["hub"]["ip"] == {"value": "0.0.0.0", "origin": "default"}
+    assert data["hub"]["ip"] == {"value": "auto", "origin": "default"}
     assert data["hub"]["log_level"] == {"value": "ERROR", "origin": "env TEAMHUB_HUB_LOG_LEVEL"}
     assert {f"{sec}.{name}" for sec, table in data.items() for name in table} == set(
         settings.BY_KEY)
@@ -71,7 +71,7 @@ def test_show_json_has_values_and_origins(toml_file: Path) -> None:
 
 def test_get_prints_plain_values(toml_file: Path) -> None:
     assert run(toml_file, "get", "hub.port").output == "8000\n"
-    assert run(toml_file, "get", "hub.ip").output == "0.0.0.0\n"
+    assert run(toml_file, "get", "hub.ip").output == "auto\n"
     assert run(toml_file, "get", "hub.stop_servers_on_shutdown").output == "false\n"
 
 

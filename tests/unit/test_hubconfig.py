@@ -17,17 +17,24 @@ def settings(tmp_path: Path, text: str = "", **env: str):
     return load(cfg, environ=env)
 
 
-def test_network_defaults_listen_on_all_addresses_and_keep_hub_api_on_loopback(tmp_path):
+def test_network_defaults_listen_on_both_families_and_put_hub_api_on_a_unix_socket(tmp_path):
     c = Config()
-    hubconfig.update_network(c, settings(tmp_path))
-    assert (c.JupyterHub.ip, c.JupyterHub.port) == ("0.0.0.0", 8000)
-    assert (c.JupyterHub.hub_ip, c.JupyterHub.hub_port) == ("127.0.0.1", 8081)
+    s = settings(tmp_path, f'[paths]\nstate_dir = "{tmp_path}/st"\n')
+    hubconfig.update_network(c, s, Paths.from_settings(s))
+    # This machine has IPv6 (on loopback at least): `auto` is `::`, dual-stack.
+    assert (c.JupyterHub.ip, c.JupyterHub.port) == ("::", 8000)
+    sock = Paths.from_settings(s).hub_socket
+    assert str(sock).startswith("/run/teamhub/hub-")
+    url = "http+unix://" + str(sock).replace("/", "%2F")
+    assert (c.JupyterHub.hub_bind_url, c.JupyterHub.hub_connect_url) == (url, url)
+    assert c.JupyterHub.hub_socket_mode == 0o666
 
 
-def test_network_follows_env_override(tmp_path):
+def test_network_keeps_an_explicit_address_and_follows_env_override(tmp_path):
     c = Config()
-    hubconfig.update_network(c, settings(tmp_path, "[hub]\nport = 9000\n", TEAMHUB_HUB_PORT="9100"))
-    assert c.JupyterHub.port == 9100
+    s = settings(tmp_path, '[hub]\nport = 9000\nip = "127.0.0.1"\n', TEAMHUB_HUB_PORT="9100")
+    hubconfig.update_network(c, s, Paths.from_settings(s))
+    assert (c.JupyterHub.ip, c.JupyterHub.port) == ("127.0.0.1", 9100)
 
 
 def test_state_lives_in_state_dir(tmp_path):
@@ -78,8 +85,12 @@ def test_proxy_command_prefers_setting_then_bundled(tmp_path):
     assert hubconfig.proxy_command(s, Paths.from_settings(s)) == str(bundled)
     c = Config()
     hubconfig.update_proxy(c, s, Paths.from_settings(s))
-    assert c.ConfigurableHTTPProxy.command == [str(bundled)]
-    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
+    assert c.JupyterHub.proxy_class == "teamhub.proxy.chp.TeamhubProxy"
+    # The proxy outlives the hub (so its port never falls free); its API is root's socket.
+    assert c.JupyterHub.cleanup_proxy is False
+    sock = str(Paths.from_settings(s).proxy_api_socket)
+    assert c.TeamhubProxy.api_url == "http+unix://" + sock.replace("/", "%2F")
+    assert c.TeamhubProxy.token_file == f"{Paths.from_settings(s).state_dir}/proxy_auth_token"
 
 
 def test_cli_service_gets_only_user_server_group_and_token_admin_scopes():

@@ -35,8 +35,7 @@ def test_tls_sets_cert_redirect_port_and_hsts_on_hub_and_servers(tmp_path):
     hubconfig.update_proxy(c, s, Paths.from_settings(s))
     hubconfig.update_tls(c, s, Paths.from_settings(s))
     assert (c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key) == ("/c.pem", "/k.pem")
-    assert c.ConfigurableHTTPProxy.command[1:] == ["--redirect-port", "8080",
-                                                   "--redirect-to", "8443"]
+    assert c.TeamhubProxy.redirect_port == 8080
     assert c.JupyterHub.tornado_settings == {
         "cookie_options": {"x": 1}, "headers": {"Strict-Transport-Security": "max-age=600"}}
     assert c.Spawner.environment == {"A": "1", "JUPYTER_TEAMHUB_HSTS": "max-age=600"}
@@ -48,17 +47,20 @@ def test_tls_redirect_and_hsts_can_be_off(tmp_path):
     c = Config()
     hubconfig.update_tls(c, s, Paths.from_settings(s))
     assert c.JupyterHub.ssl_cert == "/c.pem"
-    assert "command" not in c.ConfigurableHTTPProxy and "tornado_settings" not in c.JupyterHub
+    assert c.TeamhubProxy.redirect_port == 0 and "tornado_settings" not in c.JupyterHub
 
 
 def test_culling_on_by_default_as_a_service_with_least_scopes(tmp_path):
     c = Config()
     hubconfig.update_services(c, "tok")
-    hubconfig.update_culling(c, settings(tmp_path))
+    s = settings(tmp_path)
+    hubconfig.update_culling(c, s, Paths.from_settings(s))
     names = [svc["name"] for svc in c.JupyterHub.services]
     assert names == ["teamhub-cli", "idle-culler"]
     culler = c.JupyterHub.services[1]
-    assert culler["command"] == [sys.executable, "-m", "jupyterhub_idle_culler",
+    # Through teamhub.culler, which takes the culler to the hub's unix socket.
+    assert culler["command"] == [sys.executable, "-m", "teamhub.culler",
+                                 str(Paths.from_settings(s).hub_socket), "--url=http://hub/hub/api",
                                  "--timeout=3600", "--cull-every=300"]
     role = c.JupyterHub.load_roles[-1]
     assert role["services"] == ["idle-culler"]
@@ -69,10 +71,12 @@ def test_culling_on_by_default_as_a_service_with_least_scopes(tmp_path):
 
 def test_culling_off_and_short_timeouts_report_activity_often(tmp_path):
     c = Config()
-    hubconfig.update_culling(c, settings(tmp_path, "[culling]\nenabled = false\n"))
+    s = settings(tmp_path, "[culling]\nenabled = false\n")
+    hubconfig.update_culling(c, s, Paths.from_settings(s))
     assert "services" not in c.JupyterHub
     c = Config()
-    hubconfig.update_culling(c, settings(tmp_path, "[culling]\ntimeout = 30\nevery = 10\n"))
+    s = settings(tmp_path, "[culling]\ntimeout = 30\nevery = 10\n")
+    hubconfig.update_culling(c, s, Paths.from_settings(s))
     assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "5"
     assert c.Spawner.environment["JUPYTER_TEAMHUB_BUSY_INTERVAL"] == "5"
 

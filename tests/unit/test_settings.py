@@ -30,7 +30,7 @@ def test_file_overrides_defaults(tmp_path: Path) -> None:
     assert s["hub.port"] == 9000
     assert s["hub.log_level"] == "DEBUG"
     assert s.origins["hub.port"] == str(f)
-    assert s["hub.ip"] == "0.0.0.0"
+    assert s["hub.ip"] == "auto"
     assert s.origins["hub.ip"] == "default"
 
 

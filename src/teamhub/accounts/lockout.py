@@ -17,6 +17,7 @@ only the X-Forwarded-For entry the proxy itself appended is believed.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import threading
 import time
 from collections import OrderedDict, deque
@@ -202,7 +203,9 @@ def client_address(request: Any, trusted_proxies: Iterable[str] = ()) -> str:
     try:
         loopback = ipaddress.ip_address(str(peer)).is_loopback
     except ValueError:
-        loopback = False
+        # The hub listens on a unix socket: its peer is the proxy (or, as over loopback
+        # before, a local program talking to the hub directly).
+        loopback = getattr(context, "address_family", None) == socket.AF_UNIX
     if not loopback:
         return peer_key
     header = request.headers.get("X-Forwarded-For", "")

@@ -12,7 +12,7 @@ import click
 
 from .. import hubclient
 from ..errors import TeamhubError
-from ..system import systemd
+from ..system import listen, systemd
 from . import Context, cli, echo_json, pass_ctx
 from .install import SERVICE
 
@@ -26,6 +26,16 @@ def _listening(port: int, ip: str = "127.0.0.1") -> bool:
             return True
     except OSError:
         return False
+
+
+def _socket_listening(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def _hub(ctx: Context) -> tuple[bool, str, str]:
@@ -59,18 +69,21 @@ def _servers(ctx: Context) -> list[dict[str, Any]] | None:
 
 def gather(ctx: Context) -> dict[str, Any]:
     s = ctx.settings
+    paths = ctx.paths
     service = systemd.unit_active(SERVICE) if systemd.booted() else ""
     installed = (systemd.UNIT_DIR / SERVICE).exists()
     hub_ok, hub_at, problem = _hub(ctx)
     # Listening is what tells the proxy is up; what it answers depends on the hub.
-    public_ip = "127.0.0.1" if s["hub.ip"] in ("0.0.0.0", "::") else s["hub.ip"]
+    ip = s["hub.ip"]
+    public_ip = "127.0.0.1" if listen.all_addresses(ip) else ip
     public_ok = _listening(s["hub.port"], public_ip)
     return {
         "service": {"manager": "systemd" if systemd.booted() else "none",
                     "installed": installed, "state": service or "not managed by systemd"},
-        "hub": {"running": hub_ok, "url": hub_at, "problem": problem},
-        "proxy": {"running": public_ok and _listening(s["proxy.api_port"]),
-                  "public_port": s["hub.port"], "api_port": s["proxy.api_port"]},
+        "hub": {"running": hub_ok, "url": hub_at, "socket": str(paths.hub_socket),
+                "problem": problem},
+        "proxy": {"running": public_ok and _socket_listening(paths.proxy_api_socket),
+                  "public_port": s["hub.port"], "api_socket": str(paths.proxy_api_socket)},
         "servers": _servers(ctx) if hub_ok else None,
     }
 
@@ -95,7 +108,7 @@ def status(ctx: Context, as_json: bool) -> None:
                    + (f": {hub['problem']}" if hub["problem"] else ""))
         p = info["proxy"]
         click.echo(f"proxy:   {'running' if p['running'] else 'not answering'} "
-                   f"(public port {p['public_port']}, api port {p['api_port']})")
+                   f"(public port {p['public_port']}, api {p['api_socket']})")
         servers = info["servers"]
         if servers is None:
             click.echo("servers: unknown (no hub answered)")

@@ -14,9 +14,11 @@ from .. import hubdb, preflight
 from ..accounts.store import AccountStore
 from ..errors import PreflightError
 from ..hubclient import HubIdentity
-from ..hubconfig import CLI_SERVICE, ENV_TRIAL, HUB_CONFIG_FILE, proxy_command
+from ..hubconfig import CLI_SERVICE, ENV_TRIAL, HUB_CONFIG_FILE, proxy_command, unix_url
 from ..paths import Paths
+from ..proxy import read_record
 from ..settings import Settings, load
+from ..system import listen
 from . import Context, cli, pass_ctx
 
 
@@ -75,32 +77,37 @@ def _trial_defaults(ctx: Context) -> None:
 
 
 def public_base_url(settings: Settings) -> str:
-    """The address people reach this hub at: its IP, or this machine's name on 0.0.0.0."""
+    """The address people reach this hub at: its IP, or this machine's name on all addresses."""
     import socket
 
     host = settings["hub.ip"]
-    if host in ("0.0.0.0", "::"):
+    if listen.all_addresses(host):
         host = socket.getfqdn()
     elif ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{settings['hub.port']}"
 
 
+RETIRED = {"hub.internal_port": "the hub's API is the unix socket {hub}",
+           "proxy.api_port": "the proxy's API is the unix socket {proxy}"}
+
+
 def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
     preflight.ensure_state_dir(paths.state_dir)
-    ip, port = settings["hub.ip"], settings["hub.port"]
-    preflight.check_own_name(ip)
-    preflight.check_port_free(ip, port, "public", "choose another with `teamhub up --port N`")
-    preflight.check_port_free("127.0.0.1", settings["hub.internal_port"], "hub API",
-                              "set another with `teamhub config set hub.internal_port N`")
-    preflight.check_port_free("127.0.0.1", settings["proxy.api_port"], "proxy API",
-                              "set another with `teamhub config set proxy.api_port N`")
+    preflight.ensure_socket_dir(paths.socket_dir)
+    preflight.check_no_hub_answers(paths.hub_socket)
+    ip, port = listen.listen_address(settings["hub.ip"]), settings["hub.port"]
+    # The proxy the previous hub left running holds the ports; it is adopted, not a conflict.
+    record = read_record(paths.proxy_record)
+    ours = {int(record["pid"])} if record else set()
+    preflight.check_port_free(ip, port, "public", "choose another with `teamhub up --port N`",
+                              ours)
     if settings["tls.cert"] or settings["tls.key"]:
         preflight.check_tls(settings["tls.cert"], settings["tls.key"])
         if settings["tls.http_port"]:
-            preflight.check_port_free("0.0.0.0", settings["tls.http_port"], "HTTP redirect",
+            preflight.check_port_free(ip, settings["tls.http_port"], "HTTP redirect",
                                       "set another with `teamhub config set tls.http_port N` "
-                                      "(0: no redirect)")
+                                      "(0: no redirect)", ours)
     if not trial:
         preflight.check_runtime(paths.runtime_dir, paths.singleuser, paths.runtime_python)
     preflight.check_proxy(proxy_command(settings, paths))
@@ -109,7 +116,8 @@ def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
 
 
 @cli.command()
-@click.option("--ip", help="Address to listen on (overrides hub.ip; 0.0.0.0 = all).")
+@click.option("--ip", help="Address to listen on (overrides hub.ip; auto = every address, "
+                            "IPv4 and IPv6).")
 @click.option("--port", type=int, help="Public port (overrides hub.port).")
 @click.option("--admin", "admin", metavar="NAME",
               help="Make NAME an admin. A new account gets a generated password, printed "
@@ -151,8 +159,13 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
                    f"{os.environ.get('USER', 'you')}; users are NOT isolated from each other "
                    "and no per-user limits apply.",
                    err=True)
+    for key, now in RETIRED.items():
+        if settings.origins[key] != "default":
+            click.echo(f"NOTE: {key} ({settings.origins[key]}) is no longer used: "
+                       + now.format(hub=paths.hub_socket, proxy=paths.proxy_api_socket)
+                       + f"; remove it with `teamhub config unset {key}`", err=True)
     rotate_api_token(paths)
-    paths.hub_url_file.write_text(f"http://127.0.0.1:{settings['hub.internal_port']}/hub/api\n")
+    paths.hub_url_file.write_text(unix_url(paths.hub_socket) + "/hub/api\n")
     if admin:
         password = ensure_admin(paths, admin)
         if password:
@@ -163,7 +176,7 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     from ..envs.admin import refresh_visibility
 
     refresh_visibility(settings)
-    host = "localhost" if settings["hub.ip"] in ("0.0.0.0", "::") else settings["hub.ip"]
+    host = "localhost" if listen.all_addresses(settings["hub.ip"]) else settings["hub.ip"]
     paths.public_url_file.write_text(public_base_url(settings) + "\n")
     click.echo(f"teamhub starting on http://{host}:{settings['hub.port']}/", err=True)
     sys.stdout.flush()

@@ -1,0 +1,45 @@
+"""The proxy in front of everything: configurable-http-proxy's library behind teamhub's
+launcher (launch.mjs), run and adopted across hub restarts by `chp.TeamhubProxy`.
+
+This module imports nothing from JupyterHub (preflight and hubconfig use it); `chp` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+LAUNCHER = Path(__file__).with_name("launch.mjs")
+
+
+def chp_library(command: str) -> Path | None:
+    """configproxy.js of the configurable-http-proxy program COMMAND (path or name on PATH)."""
+    exe = shutil.which(command)
+    if exe is None:
+        return None
+    # <package>/bin/configurable-http-proxy, usually reached through node_modules/.bin/.
+    lib = Path(os.path.realpath(exe)).parent.parent / "lib" / "configproxy.js"
+    return lib if lib.is_file() else None
+
+
+def start_time(pid: int) -> str | None:
+    """PID's start time (clock ticks since boot), None if no such live process: a pid
+    plus its start time names one process, even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def read_record(record_file: Path) -> dict | None:
+    """The record `chp.TeamhubProxy` keeps of the proxy it runs, if that proxy still runs."""
+    try:
+        record = json.loads(record_file.read_text())
+        pid, started = int(record["pid"]), str(record["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if start_time(pid) == started else None
