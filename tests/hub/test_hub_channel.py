@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 from support.client import Browser
-from support.hub import HubProcess, runtime_dir, unique, world_dir
+from support.hub import HubProcess, free_port, runtime_dir, unique, world_dir
 
 from teamhub.hubclient import Endpoint
 
@@ -131,15 +131,20 @@ def test_squatter_on_the_hub_port_gets_no_token(hub: HubProcess) -> None:
     where = Endpoint.parse((hub.state / "hub_api_url").read_text())
     hub.teamhub("group", "create", "squatgroup")
     hub.stop()
-    if where.scheme == "unix":
-        # The hub's socket lives in a folder only the hub's account can write: no
-        # user can put a socket there, before or after the hub's is gone.
-        tried = subprocess.run([*nobody_python(), "-c", "import socket, sys; "
-                                "socket.socket(socket.AF_UNIX).bind(sys.argv[1])",
+    assert where.scheme == "unix", "the hub announces its unix socket"
+    # The hub's socket lives in a folder only the hub's account can write: no user can
+    # put a socket there, or remove the one a stopped hub left, before or after.
+    for code in ("socket.socket(socket.AF_UNIX).bind(sys.argv[1])", "os.unlink(sys.argv[1])"):
+        tried = subprocess.run([*nobody_python(), "-c", f"import os, socket, sys; {code}",
                                 where.socket_path], capture_output=True, text=True)
-        assert tried.returncode != 0, "user nobody could put a socket where the hub's was"
-        assert "PermissionError" in tried.stderr or "FileNotFoundError" in tried.stderr
-        return
+        assert tried.returncode != 0, f"user nobody could run {code} on the hub's socket"
+        assert any(e in tried.stderr for e in ("PermissionError", "FileNotFoundError",
+                                                "Address already in use")), tried.stderr
+    # An announcement an older release left (a loopback TCP port, as before the socket)
+    # must not make the CLI hand its token to whoever listens there now.
+    port = free_port()
+    (hub.state / "hub_api_url").write_text(f"http://127.0.0.1:{port}/hub/api\n")
+    where = Endpoint.parse((hub.state / "hub_api_url").read_text())
     squatter = Squatter(where.port)
     try:
         outcomes = {
