@@ -42,3 +42,15 @@ class EnvError(TeamhubError):
     """A shared or personal environment cannot be built, changed or found."""
 
     exit_code = 6
+
+
+class DockerError(TeamhubError):
+    """The Docker engine is missing, unreachable, or refused a request (docker backend, images)."""
+
+    exit_code = 7
+
+
+class ImageError(TeamhubError):
+    """A container image cannot be built, found or removed."""
+
+    exit_code = 7
