@@ -271,6 +271,17 @@ def update_projects(c: Config, s: Settings, paths: Paths) -> None:
     c.LocalSpawner.accounts_db = str(paths.accounts_db)
 
 
+def update_docker(c: Config, s: Settings, paths: Paths) -> None:
+    """With `spawner.backend = "docker"`: every server in its own container (same launch)."""
+    if s["spawner.backend"] != "docker":
+        return
+    c.JupyterHub.spawner_class = "teamhub.spawners.docker.DockerSpawner"
+    c.DockerSpawner.image = s["docker.image"]
+    c.DockerSpawner.runtime_dir = str(paths.runtime_dir)
+    c.DockerSpawner.envs_root = s["envs.root"]
+    c.DockerSpawner.fork_server = False
+
+
 def update_limits(c: Config, s: Settings, paths: Paths) -> None:
     """Per-user limits: the spawner resolves each user's share from these at every start."""
     from .limits import from_settings
@@ -293,6 +304,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_login_security(c, settings)
     update_projects(c, settings, paths)
     update_limits(c, settings, paths)
+    update_docker(c, settings, paths)
     if paths.accounts_db.exists():
         from .accounts.groups import GroupStore
         from .accounts.store import AccountStore

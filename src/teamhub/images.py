@@ -299,17 +299,24 @@ def list_images(engine: Engine | None = None) -> list[dict[str, Any]]:
 
 
 def remove(name: str, engine: Engine | None = None) -> int:
-    """Remove every build of image NAME; how many tags went. Refused while a container uses it."""
+    """Remove every build of image NAME; how many tags went.
+
+    Refused while a container was started from one of NAME's tags, or runs from an image
+    that would be deleted (one no other name still tags)."""
     engine = engine or Engine()
     check_name(name)
-    mine = [(image["Id"], t) for image in engine.images(label=LABEL)
-            for t in image.get("RepoTags") or [] if t.startswith(f"{REPO}/{name}:")]
-    tags = [t for _, t in mine]
+    tags: list[str] = []
+    doomed: set[str] = set()
+    for image in engine.images(label=LABEL):
+        repo_tags = image.get("RepoTags") or []
+        mine = [t for t in repo_tags if t.startswith(f"{REPO}/{name}:")]
+        tags += mine
+        if mine and len(mine) == len(repo_tags):
+            doomed.add(image["Id"])
     if not tags:
         raise ImageError(f"there is no teamhub image {name!r}; `teamhub image list` shows them")
-    ids = {i for i, _ in mine}
     users = [c["Names"][0].lstrip("/") for c in engine.containers()
-             if c.get("Image") in tags or c.get("ImageID") in ids]
+             if c.get("Image") in tags or c.get("ImageID") in doomed]
     if users:
         raise ImageError(f"image {name} is used by container(s) {', '.join(sorted(users))}; "
                          "stop those servers first")

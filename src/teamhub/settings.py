@@ -200,6 +200,14 @@ SCHEMA: tuple[Setting, ...] = (
             "through to users' servers and kernels (besides LANG and LC_ALL), e.g. "
             "`[\"HTTPS_PROXY\"]`. Never list secrets: every user can read them.",
             check=_env_names),
+    Setting("spawner.backend", str, "local", "Where users' servers run. `local`: as their "
+            "own Linux account on this machine. `docker`: the same, inside a container of "
+            "their own on the local Docker engine (image `docker.image`; see \"Per-user "
+            "containers\" in the README). Takes effect at the next `teamhub up`.",
+            choices=("local", "docker")),
+    Setting("docker.image", str, "base", "With `spawner.backend = \"docker\"`: the image "
+            "users' servers run from, a name built with `teamhub image build NAME` or a full "
+            "local image reference. Never pulled from a registry."),
     Setting("envs.root", str, "/opt/teamhub/envs", "Folder of the shared environments "
             "(`teamhub env ...`): root-owned, readable by every user. Their uv cache lives in "
             "`<root>/.cache` so that environments share package files as hard links.",

@@ -18,6 +18,8 @@ from .. import hubclient
 from ..accounts.store import Account, AccountStore
 from ..errors import AccountError
 from ..system import processes, users
+from ..system.containers import remove_user_containers
+from ..system.docker import Engine
 from ..system.names import canonical_name, system_name
 from . import Context, cli, echo_json, pass_ctx
 
@@ -210,6 +212,11 @@ def remove(ctx: Context, name: str, keep_home: bool, yes: bool) -> None:
     # finishes the job. Removing from the store first would leave a server or
     # an account behind that no `teamhub user` command could reach any more.
     hubclient.delete_user(ctx.paths, account.name)
+    if ctx.settings["spawner.backend"] == "docker":
+        # The hub stopped (and so removed) a running server; this catches a container left
+        # running while the hub was down.
+        for gone in remove_user_containers(Engine(), account.name):
+            click.echo(f"removed container {gone}")
     from .project import actor, projects_of
 
     projects_of(ctx).forget_user(account.name, actor())

@@ -1,0 +1,410 @@
+"""spawner.backend = "docker": each user's server in its own container on a real Docker
+engine, as their own Linux account, hardened, with the same limits, surviving hub restarts.
+
+The engine is the machine's own, started here without any bridge network if it is not
+running (tests/support/docker_engine.py). The image is built once with the real
+`teamhub image build` and kept between sessions (cached by its recipe hash, like the
+systemd test image); everything else made here (containers, a per-run image tag, Linux
+users, folders) is removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from support.client import Browser
+from support.docker_engine import DockerEngine
+from support.hub import HubProcess, runtime_dir, unique
+
+from teamhub.system.containers import LABEL_USER
+from teamhub.system.docker import Engine
+
+pytestmark = [pytest.mark.hub, pytest.mark.system, pytest.mark.docker]
+
+PASSWORD = "correct horse battery"
+TEST_IMAGE = "teamhub-test"
+MEMORY = 1024**3
+TASKS = 512
+
+
+def teamhub_cli(*args: str, timeout: float = 120,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
+    return subprocess.run([str(runtime_dir() / "bin" / "teamhub"), *args], capture_output=True,
+                          text=True, timeout=timeout, env={**base, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    docker = DockerEngine()
+    docker.ensure()
+    try:
+        yield Engine()
+    finally:
+        docker.stop()
+
+
+@pytest.fixture(scope="module")
+def image(engine: Engine) -> str:
+    """The test image, built once by `teamhub image build` (minutes) and then reused."""
+    started = time.monotonic()
+    done = teamhub_cli("image", "build", TEST_IMAGE, timeout=2400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().startswith(f"teamhub/{TEST_IMAGE}:")
+    print(f"image {TEST_IMAGE}: {time.monotonic() - started:.1f}s")
+    again = teamhub_cli("image", "build", TEST_IMAGE, timeout=120)
+    assert again.returncode == 0 and "up to date" in again.stderr, again.stderr
+    return TEST_IMAGE
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
+        image: str) -> Iterator[HubProcess]:
+    # A per-run name for the same image, so the missing-image test can take it away.
+    run_image = unique("thd")
+    engine.tag(f"teamhub/{image}:latest", f"teamhub/{run_image}", "latest")
+    h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=f"""
+[spawner]
+backend = "docker"
+
+[docker]
+image = "{run_image}"
+""")
+    h.image = run_image
+    h.ada, h.bob = unique("ada"), unique("bob")
+    h.users = [h.ada, h.bob]
+    try:
+        for key, value in (("limits.enabled", "true"), ("limits.memory", "1G"),
+                           ("limits.cpu", "1"), ("limits.tasks", str(TASKS))):
+            h.teamhub("config", "set", key, value)
+        h.add_user(h.ada, PASSWORD)
+        h.add_user(h.bob, PASSWORD)
+        h.start()
+        yield h
+    finally:
+        h.stop()
+        for name in h.users:
+            engine.remove(f"teamhub-{name}")
+        h.cleanup()
+        engine.remove_image(f"teamhub/{run_image}:latest")
+
+
+def login(hub: HubProcess, name: str) -> Browser:
+    b = Browser(hub.url)
+    assert b.login(name, PASSWORD).status_code == 302
+    return b
+
+
+@pytest.fixture(scope="module")
+def ada(hub: HubProcess) -> Browser:
+    b = login(hub, hub.ada)
+    started = time.monotonic()
+    b.start_server(hub.ada)
+    assert b.open_lab(hub.ada).status_code == 200
+    print(f"single spawn, request to Lab 200 through the proxy: {time.monotonic() - started:.2f}s")
+    return b
+
+
+@pytest.fixture(scope="module")
+def bob(hub: HubProcess) -> Browser:
+    b = login(hub, hub.bob)
+    b.start_server(hub.bob)
+    assert b.open_lab(hub.bob).status_code == 200
+    return b
+
+
+@pytest.fixture(scope="module")
+def ada_kernel(hub: HubProcess, ada: Browser) -> str:
+    kernel = ada.new_kernel(hub.ada)
+    ada.wait_kernel(hub.ada, kernel)
+    return kernel
+
+
+@pytest.fixture(scope="module")
+def bob_kernel(hub: HubProcess, bob: Browser) -> str:
+    kernel = bob.new_kernel(hub.bob)
+    bob.wait_kernel(hub.bob, kernel)
+    return kernel
+
+
+def run(b: Browser, name: str, kernel: str, code: str) -> str:
+    out = b.execute(name, kernel, code)
+    assert not out["error"], out
+    return out["result"] or out["stdout"]
+
+
+def test_each_user_runs_code_in_their_own_container(hub: HubProcess, engine: Engine,
+                                                     ada: Browser, bob: Browser,
+                                                     ada_kernel: str, bob_kernel: str) -> None:
+    assert run(ada, hub.ada, ada_kernel, "5 * 4") == "20"
+    assert run(bob, hub.bob, bob_kernel, "5 * 4") == "20"
+    for name in hub.users:
+        info = engine.container(f"teamhub-{name}")
+        assert info is not None and info["State"]["Running"]
+        assert info["Config"]["Labels"][LABEL_USER] == name
+        assert info["Config"]["Image"] == f"teamhub/{hub.image}:latest"
+        host = info["HostConfig"]
+        assert host["NetworkMode"] == "host" and not host.get("PortBindings")
+        account = pwd.getpwnam(hub.system_user(name))
+        assert info["Config"]["User"] == f"{account.pw_uid}:{account.pw_gid}"
+    # The kernel really is inside: its cgroup is the container's.
+    cgroup = run(ada, hub.ada, ada_kernel, "print(open('/proc/self/cgroup').read())")
+    ident = engine.container(f"teamhub-{hub.ada}")["Id"]
+    assert ident in cgroup
+
+
+def test_id_inside_is_the_users_own_uid_and_groups(hub: HubProcess, ada: Browser,
+                                                   ada_kernel: str) -> None:
+    account = pwd.getpwnam(hub.system_user(hub.ada))
+    out = run(ada, hub.ada, ada_kernel,
+              "import subprocess; print(subprocess.run(['id'], capture_output=True, "
+              "text=True).stdout)")
+    assert f"uid={account.pw_uid}({account.pw_name})" in out
+    assert f"gid={account.pw_gid}" in out
+    groups = os.getgrouplist(account.pw_name, account.pw_gid)
+    inside = json.loads(run(ada, hub.ada, ada_kernel,
+                            "import os, json; print(json.dumps(sorted(os.getgroups())))"))
+    assert inside == sorted(set(groups))
+
+
+def test_supplementary_groups_reach_the_container(hub: HubProcess) -> None:
+    """A Linux group the account is in shows inside (Docker's `User` alone would lose it)."""
+    name = unique("gus")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)  # makes the Linux account
+    group = unique("thdg")
+    subprocess.run(["groupadd", group], check=True)
+    try:
+        subprocess.run(["usermod", "-aG", group, hub.system_user(name)], check=True)
+        gid = int(subprocess.run(["getent", "group", group], capture_output=True, text=True,
+                                 check=True).stdout.split(":")[2])
+        stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
+                             headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+        assert stop.status_code in (202, 204)
+        for _ in range(100):
+            if "" not in b.get(f"/hub/api/users/{name}").json().get("servers", {}):
+                break
+            time.sleep(0.2)
+        b.start_server(name)
+        b.open_lab(name)
+        kernel = b.new_kernel(name)
+        b.wait_kernel(name, kernel)
+        inside = json.loads(run(b, name, kernel,
+                                "import os, json; print(json.dumps(os.getgroups()))"))
+        assert gid in inside
+    finally:
+        subprocess.run(["groupdel", group], check=False)
+
+
+def test_neither_user_can_read_the_others_home(hub: HubProcess, ada: Browser, bob: Browser,
+                                               ada_kernel: str, bob_kernel: str) -> None:
+    ada_home = pwd.getpwnam(hub.system_user(hub.ada)).pw_dir
+    bob_home = pwd.getpwnam(hub.system_user(hub.bob)).pw_dir
+    run(ada, hub.ada, ada_kernel, "open('secret.txt', 'w').write('ada only')")
+    probe = ("import os\ntry:\n    print(os.listdir({!r}))\nexcept OSError as e:\n"
+             "    print(type(e).__name__)")
+    assert run(bob, hub.bob, bob_kernel, probe.format(ada_home)).strip() in (
+        "PermissionError", "FileNotFoundError")
+    assert run(ada, hub.ada, ada_kernel, probe.format(bob_home)).strip() in (
+        "PermissionError", "FileNotFoundError")
+    # The file is in ada's real home on the host: same files whichever backend runs.
+    with open(os.path.join(ada_home, "secret.txt")) as f:
+        assert f.read() == "ada only"
+
+
+def test_no_capabilities_no_new_privileges_no_secrets(hub: HubProcess, ada: Browser,
+                                                      ada_kernel: str) -> None:
+    status = run(ada, hub.ada, ada_kernel, "print(open('/proc/self/status').read())")
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0
+    assert int(fields["CapBnd"], 16) == 0
+    assert fields["NoNewPrivs"].strip() == "1"
+    state = str(hub.state)
+    probe = ("import os, json; print(json.dumps({'sock': os.path.exists('/var/run/docker.sock')"
+             " or os.path.exists('/run/docker.sock'), 'state': os.path.exists(" + repr(state)
+             + "), 'env': sorted(os.environ)}))")
+    seen = json.loads(run(ada, hub.ada, ada_kernel, probe))
+    assert not seen["sock"] and not seen["state"]
+    assert not {"JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN"} & set(seen["env"])
+    assert not [k for k in seen["env"] if k.startswith("TEAMHUB_")]
+
+
+def test_limits_are_dockers_cgroups(hub: HubProcess, engine: Engine, ada: Browser,
+                                    ada_kernel: str) -> None:
+    host = engine.container(f"teamhub-{hub.ada}")["HostConfig"]
+    assert host["Memory"] == MEMORY and host["MemorySwap"] == MEMORY
+    assert host["NanoCpus"] == 1_000_000_000
+    assert host["PidsLimit"] == TASKS
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    assert host["Init"] is True
+    # What the kernel itself sees (cgroup v1 or v2).
+    pids_max = run(ada, hub.ada, ada_kernel,
+                   "import os\nfor p in ('/sys/fs/cgroup/pids.max', "
+                   "'/sys/fs/cgroup/pids/pids.max'):\n"
+                   "    if os.path.exists(p): print(open(p).read().strip())")
+    assert pids_max.strip() == str(TASKS)
+
+
+def test_hub_restart_readopts_running_containers(hub: HubProcess, engine: Engine,
+                                                 ada: Browser, ada_kernel: str,
+                                                 bob: Browser, bob_kernel: str) -> None:
+    run(ada, hub.ada, ada_kernel, "x = 41")
+    before = {n: engine.container(f"teamhub-{n}")["Id"] for n in (hub.ada, hub.bob)}
+    hub.stop()
+    for name, ident in before.items():
+        assert engine.container(ident)["State"]["Running"], name
+    hub.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if ada.get(f"/user/{hub.ada}/api/kernels").status_code == 200:
+            break
+        time.sleep(0.3)
+    assert ada_kernel in [k["id"] for k in ada.get(f"/user/{hub.ada}/api/kernels").json()]
+    assert run(ada, hub.ada, ada_kernel, "x + 1") == "42"
+    assert run(bob, hub.bob, bob_kernel, "5 * 4") == "20"
+    after = {n: engine.container(f"teamhub-{n}")["Id"] for n in (hub.ada, hub.bob)}
+    assert after == before
+
+
+def test_doctor_checks_the_engine_and_names_orphan_containers(hub: HubProcess, engine: Engine,
+                                                             ada: Browser) -> None:
+    def docker_check() -> dict:
+        done = hub.teamhub("doctor", "--json", "--check", "docker engine", check=False)
+        return {c["name"]: c for c in json.loads(done.stdout)["checks"]}["docker engine"]
+
+    result = docker_check()
+    assert result["ok"], result
+    assert f"teamhub/{hub.image}:latest present" in result["detail"]
+    # A container labelled for a user teamhub does not have: an orphan, named.
+    ghost = unique("ghost")
+    config = {"Image": f"teamhub/{hub.image}:latest", "Cmd": ["true"],
+              "Labels": {LABEL_USER: ghost}, "HostConfig": {"NetworkMode": "none"}}
+    engine.create(f"teamhub-{ghost}", config)
+    try:
+        result = docker_check()
+        assert not result["ok"] and f"teamhub-{ghost}" in result["detail"], result
+    finally:
+        engine.remove(f"teamhub-{ghost}")
+
+
+def test_missing_image_is_a_clear_spawn_error_and_leaves_nothing(hub: HubProcess,
+                                                                 engine: Engine) -> None:
+    name = unique("mia")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    ref = f"teamhub/{hub.image}:latest"
+    image_id = engine.image(ref)["Id"]
+    engine.remove_image(ref)
+    try:
+        resp = b.http.post(f"{hub.url}/hub/api/users/{name}/server",
+                           headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+        message = resp.text
+        deadline = time.monotonic() + 20
+        while "teamhub image build" not in message and time.monotonic() < deadline:
+            message = b.get(f"/hub/api/users/{name}/server/progress", timeout=10).text
+            time.sleep(0.2)
+        assert ref in message and f"teamhub image build {hub.image}" in message, message
+        assert engine.container(f"teamhub-{name}") is None
+    finally:
+        engine.tag(image_id, f"teamhub/{hub.image}", "latest")
+
+
+def test_stopping_a_server_removes_its_container(hub: HubProcess, engine: Engine) -> None:
+    name = unique("sam")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    assert engine.container(f"teamhub-{name}") is not None
+    stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
+                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    assert stop.status_code in (202, 204)
+    deadline = time.monotonic() + 30
+    while engine.container(f"teamhub-{name}") is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert engine.container(f"teamhub-{name}") is None
+
+
+def test_burst_of_five_all_ready(hub: HubProcess, engine: Engine) -> None:
+    names = [unique("bu") for _ in range(5)]
+    hub.users.extend(names)
+    for name in names:
+        hub.add_user(name, PASSWORD)
+    browsers = [login(hub, name) for name in names]
+
+    def spawn(pair: tuple[str, Browser]) -> float:
+        name, b = pair
+        began = time.monotonic()
+        b.start_server(name, timeout=120)
+        assert b.open_lab(name).status_code == 200
+        return time.monotonic() - began
+
+    began = time.monotonic()
+    with ThreadPoolExecutor(len(names)) as pool:
+        times = list(pool.map(spawn, zip(names, browsers, strict=True)))
+    print(f"burst of 5: all ready in {time.monotonic() - began:.2f}s "
+          f"(each {', '.join(f'{t:.1f}' for t in sorted(times))}s)")
+    for name in names:
+        assert engine.container(f"teamhub-{name}")["State"]["Running"]
+
+
+def test_user_remove_while_the_hub_is_down_removes_the_container(hub: HubProcess,
+                                                                  engine: Engine) -> None:
+    """Last hub test: the hub stays down. The container outlived the hub; removing the user
+    removes it too, and no teamhub container of the user is left."""
+    name = unique("rem")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    hub.stop()
+    assert engine.container(f"teamhub-{name}")["State"]["Running"]
+    done = hub.teamhub("user", "remove", name, "--yes")
+    assert f"removed container teamhub-{name}" in done.stdout
+    assert engine.container(f"teamhub-{name}") is None
+    assert not engine.containers(label=f"{LABEL_USER}={name}")
+
+
+def test_up_refuses_a_missing_image_or_engine_in_one_line(tmp_path, engine: Engine) -> None:
+    other = HubProcess(tmp_path, extra_toml='[spawner]\nbackend = "docker"\n'
+                       '[docker]\nimage = "no-such-image"\n')
+    try:
+        done = teamhub_cli("--config", str(other.config), "up")
+        assert done.returncode != 0
+        lines = [ln for ln in done.stderr.splitlines() if ln.startswith("teamhub: error")]
+        assert len(lines) == 1 and "teamhub/no-such-image:latest" in lines[0], done.stderr
+        assert "teamhub image build no-such-image" in lines[0]
+        done = teamhub_cli("--config", str(other.config), "up",
+                           env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+        assert done.returncode != 0
+        lines = [ln for ln in done.stderr.splitlines() if ln.startswith("teamhub: error")]
+        assert len(lines) == 1 and "Docker engine is not running" in lines[0], done.stderr
+    finally:
+        shutil.rmtree(other.home_root, ignore_errors=True)
+
+
+def test_image_list_and_remove(engine: Engine, image: str) -> None:
+    listed = json.loads(teamhub_cli("image", "list", "--json").stdout)
+    assert any(e["name"] == image and e["current"] for e in listed)
+    name = unique("thdx")
+    engine.tag(f"teamhub/{image}:latest", f"teamhub/{name}", "latest")
+    try:
+        done = teamhub_cli("image", "remove", name)
+        assert done.returncode == 0, done.stderr
+        assert engine.image(f"teamhub/{name}:latest") is None
+        assert engine.image(f"teamhub/{image}:latest") is not None
+        done = teamhub_cli("image", "remove", name)
+        assert done.returncode != 0 and "no teamhub image" in done.stderr
+    finally:
+        engine.remove_image(f"teamhub/{name}:latest")
