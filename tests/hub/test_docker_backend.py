@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from support.client import Browser
 from support.docker_engine import DockerEngine
-from support.hub import HubProcess, runtime_dir, unique
+from support.hub import HubProcess, runtime_dir, unique, world_dir
 
 from teamhub.system.containers import LABEL_USER
 from teamhub.system.docker import Engine
@@ -71,14 +71,19 @@ def hub(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
     # A per-run name for the same image, so the missing-image test can take it away.
     run_image = unique("thd")
     engine.tag(f"teamhub/{image}:latest", f"teamhub/{run_image}", "latest")
+    projects = world_dir("teamhub-projroot-")
     h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=f"""
 [spawner]
 backend = "docker"
 
 [docker]
 image = "{run_image}"
+
+[projects]
+root = "{projects}"
 """)
     h.image = run_image
+    h.projects_root = projects
     h.ada, h.bob = unique("ada"), unique("bob")
     h.users = [h.ada, h.bob]
     try:
@@ -87,6 +92,7 @@ image = "{run_image}"
             h.teamhub("config", "set", key, value)
         h.add_user(h.ada, PASSWORD)
         h.add_user(h.bob, PASSWORD)
+        h.teamhub("project", "create", "shared", "--writers", h.ada, "--readers", h.bob)
         h.start()
         yield h
     finally:
@@ -94,6 +100,7 @@ image = "{run_image}"
         for name in h.users:
             engine.remove(f"teamhub-{name}")
         h.cleanup()
+        shutil.rmtree(projects, ignore_errors=True)
         engine.remove_image(f"teamhub/{run_image}:latest")
 
 
@@ -253,6 +260,40 @@ def test_limits_are_dockers_cgroups(hub: HubProcess, engine: Engine, ada: Browse
                    "'/sys/fs/cgroup/pids/pids.max'):\n"
                    "    if os.path.exists(p): print(open(p).read().strip())")
     assert pids_max.strip() == str(TASKS)
+
+
+def test_project_writer_writes_reader_reads_read_only_outsider_sees_nothing(
+        hub: HubProcess, ada: Browser, ada_kernel: str, bob: Browser, bob_kernel: str) -> None:
+    folder = str(hub.projects_root / "shared")
+    path = folder + "/notes.txt"
+    run(ada, hub.ada, ada_kernel, f"open({path!r}, 'w').write('from ada')")
+    # Through the ~/projects link, as the file browser sees it.
+    assert run(bob, hub.bob, bob_kernel,
+               "print(open('projects/shared/notes.txt').read())").strip() == "from ada"
+    # The reader's mount is read-only: the kernel gets EROFS, not just an ACL refusal.
+    probe = (f"import errno\ntry:\n    open({folder + '/bob.txt'!r}, 'w')\n"
+             "except OSError as e:\n    print(errno.errorcode[e.errno])")
+    assert run(bob, hub.bob, bob_kernel, probe).strip() == "EROFS"
+    outsider = unique("out")
+    hub.users.append(outsider)
+    hub.add_user(outsider, PASSWORD)
+    o = login(hub, outsider)
+    o.start_server(outsider)
+    o.open_lab(outsider)
+    kernel = o.new_kernel(outsider)
+    o.wait_kernel(outsider, kernel)
+    listing = ("import os\ntry:\n    print(os.listdir(" + repr(folder) + "))\n"
+               "except OSError as e:\n    print(type(e).__name__)")
+    assert run(o, outsider, kernel, listing).strip() in ("FileNotFoundError", "PermissionError")
+
+
+def test_revoke_bites_in_the_running_container(hub: HubProcess, bob: Browser,
+                                               bob_kernel: str) -> None:
+    path = str(hub.projects_root / "shared" / "notes.txt")
+    assert run(bob, hub.bob, bob_kernel, f"print(open({path!r}).read())").strip() == "from ada"
+    hub.teamhub("project", "revoke", "shared", hub.bob)
+    out = bob.execute(hub.bob, bob_kernel, f"open({path!r}).read()")
+    assert out["error"].startswith("PermissionError"), out
 
 
 def test_hub_restart_readopts_running_containers(hub: HubProcess, engine: Engine,
