@@ -153,3 +153,24 @@ def test_engine_error_carries_the_engines_message(tmp_path):
         thread.join(5)
         server.close()
 
+
+
+def test_limits_docker_cannot_enforce_are_refused_naming_them(monkeypatch):
+    """The engine's answer is faked: an engine without the memory controller cannot be
+    made on this machine, whose kernel has it."""
+    from teamhub.limits import docker_limits_status
+
+    monkeypatch.setattr(Engine, "info", lambda self: {"MemoryLimit": False, "PidsLimit": True,
+                                                      "CpuCfsQuota": True})
+    ok, why = docker_limits_status({"enabled": True, "memory": "1G", "tasks": 100})
+    assert not ok and "memory" in why and "limits.enabled false" in why
+    ok, why = docker_limits_status({"enabled": True, "memory": "none", "tasks": 100})
+    assert ok and "Docker's cgroups" in why
+
+
+def test_limits_without_an_engine_say_so(monkeypatch, tmp_path):
+    from teamhub.limits import docker_limits_status
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    ok, why = docker_limits_status({"enabled": True, "memory": "1G"})
+    assert not ok and "not running" in why
