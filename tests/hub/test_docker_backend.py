@@ -168,6 +168,15 @@ def test_each_user_runs_code_in_their_own_container(hub: HubProcess, engine: Eng
     assert ident in cgroup
 
 
+def test_status_shows_each_servers_container(hub: HubProcess, engine: Engine, ada: Browser,
+                                             bob: Browser) -> None:
+    servers = json.loads(hub.teamhub("status", "--json").stdout)["servers"]
+    shown = {s["user"]: s["container"] for s in servers}
+    for name in (hub.ada, hub.bob):
+        assert shown[name] == engine.container(f"teamhub-{name}")["Id"][:12]
+    assert f"container {shown[hub.ada]}" in hub.teamhub("status").stdout
+
+
 def test_id_inside_is_the_users_own_uid_and_groups(hub: HubProcess, ada: Browser,
                                                    ada_kernel: str) -> None:
     account = pwd.getpwnam(hub.system_user(hub.ada))
@@ -296,6 +305,22 @@ def test_revoke_bites_in_the_running_container(hub: HubProcess, bob: Browser,
     assert out["error"].startswith("PermissionError"), out
 
 
+def test_memory_hog_is_killed_and_nobody_else_notices(hub: HubProcess, engine: Engine,
+                                                      ada: Browser, ada_kernel: str,
+                                                      bob: Browser, bob_kernel: str) -> None:
+    run(bob, hub.bob, bob_kernel, "y = 7")
+    run(ada, hub.ada, ada_kernel, "z = 5")
+    # Written, not just reserved: 1.5 GiB against the 1 GiB cap, in a child of the kernel
+    # (the biggest process in the container, so the one the OOM killer picks).
+    code = run(ada, hub.ada, ada_kernel,
+               "import subprocess, sys; print(subprocess.run([sys.executable, '-c', "
+               "\"b = b'x' * (3 * 512 * 1024**2)\"]).returncode)")
+    assert code.strip() == "-9"
+    assert engine.container(f"teamhub-{hub.ada}")["State"]["Running"]
+    assert run(ada, hub.ada, ada_kernel, "z * 4") == "20"
+    assert run(bob, hub.bob, bob_kernel, "y * 3") == "21"
+
+
 def test_hub_restart_readopts_running_containers(hub: HubProcess, engine: Engine,
                                                  ada: Browser, ada_kernel: str,
                                                  bob: Browser, bob_kernel: str) -> None:
@@ -398,6 +423,21 @@ def test_burst_of_five_all_ready(hub: HubProcess, engine: Engine) -> None:
           f"(each {', '.join(f'{t:.1f}' for t in sorted(times))}s)")
     for name in names:
         assert engine.container(f"teamhub-{name}")["State"]["Running"]
+
+
+def test_blocking_a_user_stops_and_removes_their_container(hub: HubProcess,
+                                                           engine: Engine) -> None:
+    name = unique("blk")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    assert engine.container(f"teamhub-{name}") is not None
+    hub.teamhub("user", "block", name)
+    deadline = time.monotonic() + 30
+    while engine.container(f"teamhub-{name}") is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert engine.container(f"teamhub-{name}") is None
 
 
 def test_user_remove_while_the_hub_is_down_removes_the_container(hub: HubProcess,

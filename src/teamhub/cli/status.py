@@ -13,8 +13,10 @@ from typing import Any
 import click
 
 from .. import hubclient
-from ..errors import TeamhubError
+from ..errors import DockerError, TeamhubError
 from ..system import systemd
+from ..system.containers import LABEL_SERVER, LABEL_USER
+from ..system.docker import Engine
 from . import Context, cli, echo_json, pass_ctx
 from .install import SERVICE
 
@@ -60,6 +62,20 @@ def _servers(ctx: Context) -> list[dict[str, Any]] | None:
     return sorted(out, key=lambda s: (s["user"], s["server"]))
 
 
+def _add_containers(servers: list[dict[str, Any]]) -> None:
+    """With the docker backend: each server's container id (None: no container found)."""
+    try:
+        found = Engine().containers(label=LABEL_USER)
+    except DockerError:
+        found = []
+    by_server = {((c.get("Labels") or {}).get(LABEL_USER), (c.get("Labels") or {})
+                  .get(LABEL_SERVER, "")): c for c in found}
+    for srv in servers:
+        container = by_server.get((srv["user"], srv["server"]))
+        srv["container"] = container["Id"][:12] if container else None
+        srv["scope"] = None
+
+
 def gather(ctx: Context) -> dict[str, Any]:
     s = ctx.settings
     service = systemd.unit_active(SERVICE) if systemd.booted() else ""
@@ -68,13 +84,16 @@ def gather(ctx: Context) -> dict[str, Any]:
     # Listening is what tells the proxy is up; what it answers depends on the hub.
     public_ip = "127.0.0.1" if s["hub.ip"] in ("0.0.0.0", "::") else s["hub.ip"]
     public_ok = _listening(s["hub.port"], public_ip)
+    servers = _servers(ctx) if hub_ok else None
+    if servers and s["spawner.backend"] == "docker":
+        _add_containers(servers)
     return {
         "service": {"manager": "systemd" if systemd.booted() else "none",
                     "installed": installed, "state": service or "not managed by systemd"},
         "hub": {"running": hub_ok, "url": f"http://127.0.0.1:{s['hub.internal_port']}/hub/api"},
         "proxy": {"running": public_ok and _listening(s["proxy.api_port"]),
                   "public_port": s["hub.port"], "api_port": s["proxy.api_port"]},
-        "servers": _servers(ctx) if hub_ok else None,
+        "servers": servers,
     }
 
 
@@ -105,8 +124,9 @@ def status(ctx: Context, as_json: bool) -> None:
             click.echo(f"servers: {len(servers)} running")
             for srv in servers:
                 label = srv["user"] + (f"/{srv['server']}" if srv["server"] else "")
+                where = f"  container {srv['container']}" if srv.get("container") else ""
                 click.echo(f"  {label:24} {'ready' if srv['ready'] else 'starting':9} "
-                           f"last active {srv['last_activity'] or '-'}")
+                           f"last active {srv['last_activity'] or '-'}{where}")
     if not (info["hub"]["running"] and info["proxy"]["running"]):
         raise SystemExit(1)
 
