@@ -57,6 +57,12 @@ def update_lifecycle(c: Config, s: Settings) -> None:
     c.JupyterHub.cleanup_servers = s["hub.stop_servers_on_shutdown"]
 
 
+def update_spawn_limits(c: Config, s: Settings) -> None:
+    """How many servers may start, and run, at once (JupyterHub's own limits)."""
+    c.JupyterHub.concurrent_spawn_limit = s["hub.concurrent_spawn_limit"]
+    c.JupyterHub.active_server_limit = s["hub.active_server_limit"]
+
+
 def update_logging(c: Config, s: Settings) -> None:
     c.Application.log_level = s["hub.log_level"]
 
@@ -297,6 +303,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_proxy(c, settings, paths)
     update_state(c, paths)
     update_lifecycle(c, settings)
+    update_spawn_limits(c, settings)
     update_logging(c, settings)
     update_auth(c, paths)
     update_accounts(c, settings)

@@ -170,6 +170,12 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("hub.stop_servers_on_shutdown", bool, False, "Stop every user's server when the "
             "hub stops. Off by default so that restarting or upgrading teamhub does not "
             "interrupt anybody's running kernels."),
+    Setting("hub.concurrent_spawn_limit", int, 100, "How many users' servers may be starting "
+            "at once; a user who asks beyond it is told to try again shortly (HTTP 429). "
+            "0: no limit.", check=_not_negative),
+    Setting("hub.active_server_limit", int, 0, "How many users' servers may run at once; "
+            "starting one more is refused until another stops. 0: no limit.",
+            check=_not_negative),
     Setting("paths.state_dir", str, "/var/lib/teamhub", "Root-only (0700) folder for the hub "
             "database, cookie secret, proxy token and account store.", check=_abs_path),
     Setting("paths.runtime_dir", str, "/opt/teamhub/runtime", "The Python environment users' "

@@ -174,3 +174,15 @@ def test_limits_without_an_engine_say_so(monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
     ok, why = docker_limits_status({"enabled": True, "memory": "1G"})
     assert not ok and "not running" in why
+
+
+def test_spawn_limits_are_jupyterhubs_own(tmp_path):
+    c = Config()
+    hubconfig.update_spawn_limits(c, settings(tmp_path))
+    assert (c.JupyterHub.concurrent_spawn_limit, c.JupyterHub.active_server_limit) == (100, 0)
+    c = Config()
+    hubconfig.update_spawn_limits(c, settings(tmp_path, "[hub]\nconcurrent_spawn_limit = 5\n",
+                                              TEAMHUB_HUB_ACTIVE_SERVER_LIMIT="20"))
+    assert (c.JupyterHub.concurrent_spawn_limit, c.JupyterHub.active_server_limit) == (5, 20)
+    with pytest.raises(SettingsError, match="concurrent_spawn_limit"):
+        settings(tmp_path, "[hub]\nconcurrent_spawn_limit = -1\n")
