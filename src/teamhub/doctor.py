@@ -541,6 +541,7 @@ def docker_engine(p: Probe) -> Result:
             return Result(name, False, images.missing_message(image),
                           f"teamhub image build {image}")
         containers = engine.containers(label=LABEL_USER)
+        volumes = engine.volumes(label=LABEL_USER)
     except DockerError as exc:
         return Result(name, False, str(exc), "start the Docker engine, then `teamhub up`")
     known = {a.name for a in AccountStore(p.paths.accounts_db).list()} \
@@ -551,6 +552,12 @@ def docker_engine(p: Probe) -> Result:
         return Result(name, False, f"containers of users teamhub no longer has: "
                       f"{', '.join(orphans)}",
                       "remove them with `docker rm -f NAME` (their homes are untouched)")
+    kept = sorted(v["Name"] for v in volumes
+                  if (v.get("Labels") or {}).get(LABEL_USER) not in known)
+    if kept:
+        return Result(name, False, f"home volumes of users teamhub no longer has: "
+                      f"{', '.join(kept)}",
+                      "keep what you need from them, then `docker volume rm NAME`")
     running = sum(1 for c in containers if c.get("State") == "running")
     return Result(name, True, f"Docker {info.get('ServerVersion', '?')} answers "
                   f"(cgroup driver {info.get('CgroupDriver', '?')}, "

@@ -283,6 +283,7 @@ def update_docker(c: Config, s: Settings, paths: Paths) -> None:
         return
     c.JupyterHub.spawner_class = "teamhub.spawners.docker.DockerSpawner"
     c.DockerSpawner.image = s["docker.image"]
+    c.DockerSpawner.home_mode = s["docker.home"]
     c.DockerSpawner.runtime_dir = str(paths.runtime_dir)
     c.DockerSpawner.envs_root = s["envs.root"]
     c.DockerSpawner.fork_server = False

@@ -214,6 +214,11 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("docker.image", str, "base", "With `spawner.backend = \"docker\"`: the image "
             "users' servers run from, a name built with `teamhub image build NAME` or a full "
             "local image reference. Never pulled from a registry."),
+    Setting("docker.home", str, "bind", "With the docker backend: `bind` mounts each user's "
+            "home folder on this machine at the same path (the same files whichever backend "
+            "runs); `volume` gives each user a named volume `teamhub-user-<name>` as their "
+            "home instead (kept when the user is removed unless `teamhub user remove "
+            "--purge`).", choices=("bind", "volume")),
     Setting("envs.root", str, "/opt/teamhub/envs", "Folder of the shared environments "
             "(`teamhub env ...`): root-owned, readable by every user. Their uv cache lives in "
             "`<root>/.cache` so that environments share package files as hard links.",

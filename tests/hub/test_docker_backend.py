@@ -457,6 +457,82 @@ def test_user_remove_while_the_hub_is_down_removes_the_container(hub: HubProcess
     assert not engine.containers(label=f"{LABEL_USER}={name}")
 
 
+@pytest.fixture(scope="module")
+def volume_hub(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
+               image: str) -> Iterator[HubProcess]:
+    h = HubProcess(tmp_path_factory.mktemp("vhub"), extra_toml=f"""
+[spawner]
+backend = "docker"
+
+[docker]
+image = "{image}"
+home = "volume"
+""")
+    h.users = []
+    try:
+        h.start()
+        yield h
+    finally:
+        h.stop()
+        for name in h.users:
+            engine.remove(f"teamhub-{name}")
+            engine.remove_volume(f"teamhub-user-{name}")
+        h.cleanup()
+
+
+def test_volume_home_is_the_users_own_and_outlives_the_container(volume_hub: HubProcess,
+                                                                 engine: Engine) -> None:
+    hub = volume_hub
+    name = unique("vol")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    b.open_lab(name)
+    kernel = b.new_kernel(name)
+    b.wait_kernel(name, kernel)
+    run(b, name, kernel, "open('kept.txt', 'w').write('in the volume')")
+    account = pwd.getpwnam(hub.system_user(name))
+    assert not os.path.exists(os.path.join(account.pw_dir, "kept.txt"))
+    volume = next(v for v in engine.volumes() if v["Name"] == f"teamhub-user-{name}")
+    top = os.stat(volume["Mountpoint"])
+    assert (top.st_uid, top.st_gid, top.st_mode & 0o777) == (account.pw_uid, account.pw_gid,
+                                                             0o700)
+    stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
+                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    assert stop.status_code in (202, 204)
+    for _ in range(150):
+        if engine.container(f"teamhub-{name}") is None:
+            break
+        time.sleep(0.2)
+    assert engine.container(f"teamhub-{name}") is None
+    b.start_server(name)
+    b.open_lab(name)
+    kernel = b.new_kernel(name)
+    b.wait_kernel(name, kernel)
+    assert run(b, name, kernel, "print(open('kept.txt').read())").strip() == "in the volume"
+
+
+def test_user_remove_keeps_the_volume_unless_purged_and_doctor_names_it(
+        volume_hub: HubProcess, engine: Engine) -> None:
+    hub = volume_hub
+    kept, purged = unique("kep"), unique("pur")
+    hub.users.extend([kept, purged])
+    for name in (kept, purged):
+        hub.add_user(name, PASSWORD)
+        # As a spawn leaves it: a labelled home volume.
+        engine.create_volume(f"teamhub-user-{name}", {LABEL_USER: name})
+    done = hub.teamhub("user", "remove", kept, "--yes")
+    assert f"kept volume teamhub-user-{kept}" in done.stdout
+    done = hub.teamhub("user", "remove", purged, "--yes", "--purge")
+    assert f"removed volume teamhub-user-{purged}" in done.stdout
+    names = {v["Name"] for v in engine.volumes()}
+    assert f"teamhub-user-{kept}" in names and f"teamhub-user-{purged}" not in names
+    done = hub.teamhub("doctor", "--json", "--check", "docker engine", check=False)
+    result = json.loads(done.stdout)["checks"][0]
+    assert not result["ok"] and f"teamhub-user-{kept}" in result["detail"], result
+
+
 def test_up_refuses_a_missing_image_or_engine_in_one_line(tmp_path, engine: Engine) -> None:
     other = HubProcess(tmp_path, extra_toml='[spawner]\nbackend = "docker"\n'
                        '[docker]\nimage = "no-such-image"\n')

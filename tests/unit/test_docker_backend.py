@@ -186,3 +186,19 @@ def test_spawn_limits_are_jupyterhubs_own(tmp_path):
     assert (c.JupyterHub.concurrent_spawn_limit, c.JupyterHub.active_server_limit) == (5, 20)
     with pytest.raises(SettingsError, match="concurrent_spawn_limit"):
         settings(tmp_path, "[hub]\nconcurrent_spawn_limit = -1\n")
+
+
+def test_a_home_volume_mount_copies_nothing_from_the_image():
+    mount = Mount("teamhub-user-ada", "/home/jupyter-ada", read_only=False, kind="volume")
+    assert mount.as_api() == {"Type": "volume", "Source": "teamhub-user-ada",
+                              "Target": "/home/jupyter-ada", "ReadOnly": False,
+                              "VolumeOptions": {"NoCopy": True}}
+
+
+def test_docker_home_is_bind_or_volume(tmp_path):
+    c = Config()
+    s = settings(tmp_path, '[spawner]\nbackend = "docker"\n[docker]\nhome = "volume"\n')
+    hubconfig.update_docker(c, s, Paths.from_settings(s))
+    assert c.DockerSpawner.home_mode == "volume"
+    with pytest.raises(SettingsError, match="bind.*volume"):
+        settings(tmp_path, '[docker]\nhome = "nfs"\n')

@@ -34,6 +34,7 @@ from ..system.containers import (
     CgroupLimits,
     Mount,
     container_config,
+    ensure_home_volume,
 )
 from ..system.docker import Engine
 from ..system.sandbox import LaunchSpec
@@ -56,6 +57,12 @@ class DockerSpawner(LocalSpawner):
 
     envs_root = Unicode(
         "", help="""Shared environments folder, mounted read-only at the same path."""
+    ).tag(config=True)
+
+    home_mode = Unicode(
+        "bind",
+        help="""`bind`: the user's home folder on this machine, at the same path. `volume`:
+        a named volume `teamhub-user-<name>` mounted at the home's path instead.""",
     ).tag(config=True)
 
     stop_timeout = Integer(
@@ -91,8 +98,13 @@ class DockerSpawner(LocalSpawner):
         super().clear_state()
         self.container_id = ""
 
-    def _mounts(self, spec: LaunchSpec) -> list[Mount]:
-        mounts = [Mount(spec.cwd, spec.cwd, read_only=False)]
+    def _mounts(self, spec: LaunchSpec, engine: Engine) -> list[Mount]:
+        if self.home_mode == "volume":
+            assert spec.uid is not None and spec.gid is not None
+            volume = ensure_home_volume(engine, self.user.name, spec.uid, spec.gid)
+            mounts = [Mount(volume, spec.cwd, read_only=False, kind="volume")]
+        else:
+            mounts = [Mount(spec.cwd, spec.cwd, read_only=False)]
         runtime_dir = spec.env.get("JUPYTER_RUNTIME_DIR")
         if runtime_dir:
             mounts.append(Mount(runtime_dir, runtime_dir, read_only=False))
@@ -130,7 +142,7 @@ class DockerSpawner(LocalSpawner):
         if engine.image(ref) is None:
             raise SpawnFailed(images.missing_message(self.image))
         config = container_config(
-            spec, image=ref, mounts=self._mounts(spec), limits=self._cgroup_limits(),
+            spec, image=ref, mounts=self._mounts(spec, engine), limits=self._cgroup_limits(),
             labels={LABEL_USER: self.user.name, LABEL_SERVER: self.name or "",
                     LABEL_PORT: str(self.port)})
         # One left from a crash or a hub killed mid-start would block the name.
@@ -160,7 +172,7 @@ class DockerSpawner(LocalSpawner):
             self.container_id = await asyncio.to_thread(self._create_and_start, spec)
         except SpawnFailed:
             raise
-        except (DockerError, ValueError) as exc:
+        except (DockerError, ValueError, OSError) as exc:
             self.log.error("Cannot start a container for %s: %s", self.user.name, exc)
             raise SpawnFailed(f"Your server's container could not be started: {exc}") from None
         created = time.monotonic()

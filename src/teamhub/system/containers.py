@@ -32,13 +32,41 @@ IDENTITY_FILES = ("/etc/passwd", "/etc/group")
 
 @dataclass(frozen=True)
 class Mount:
+    """A host folder (`bind`) or a named Docker volume (`volume`) at TARGET."""
+
     source: str
     target: str
     read_only: bool = True
+    kind: str = "bind"
 
     def as_api(self) -> dict[str, Any]:
-        return {"Type": "bind", "Source": self.source, "Target": self.target,
-                "ReadOnly": self.read_only}
+        mount = {"Type": self.kind, "Source": self.source, "Target": self.target,
+                 "ReadOnly": self.read_only}
+        if self.kind == "volume":
+            # Nothing of the image is copied into it: it holds the user's files only.
+            mount["VolumeOptions"] = {"NoCopy": True}
+        return mount
+
+
+def home_volume(hub_name: str) -> str:
+    """The named volume that is HUB_NAME's home with `docker.home = "volume"`."""
+    return f"teamhub-user-{hub_name}"
+
+
+def ensure_home_volume(engine: Any, hub_name: str, uid: int, gid: int) -> str:
+    """HUB_NAME's home volume, made if missing, its top folder the user's own and 0700.
+
+    Docker would leave a new volume's top folder root-owned; the engine is local, so its
+    mount point is a folder on this machine that root can hand over."""
+    name = home_volume(hub_name)
+    volume = engine.create_volume(name, {LABEL_USER: hub_name})
+    top = volume.get("Mountpoint") or ""
+    if not top or not os.path.isdir(top):
+        raise ValueError(f"volume {name} has no local mount point ({top!r}); docker.home = "
+                         "\"volume\" needs the local volume driver")
+    os.chown(top, uid, gid)
+    os.chmod(top, 0o700)
+    return name
 
 
 @dataclass(frozen=True)
@@ -112,3 +140,8 @@ def remove_user_containers(engine: Any, hub_name: str) -> list[str]:
         engine.remove(container["Id"])
         names.append(container["Names"][0].lstrip("/"))
     return sorted(names)
+
+
+def remove_user_volume(engine: Any, hub_name: str) -> bool:
+    """Remove HUB_NAME's home volume (`docker.home = "volume"`); False if there was none."""
+    return engine.remove_volume(home_volume(hub_name))

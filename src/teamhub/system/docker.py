@@ -5,7 +5,7 @@ Docker SDK: each call opens its own connection, so calls from many threads run s
 by side (dockerspawner funnels every call through one thread, which is what makes a
 burst of spawns time out), and no extra package is needed. Only what teamhub uses is
 here: ping/info, images (inspect, list, import, tag, remove) and containers (create,
-start, inspect, list, logs, stop, remove).
+start, inspect, list, logs, stop, remove) and volumes (create, list, remove).
 
 Plain OS plumbing: nothing here imports JupyterHub.
 """
@@ -179,6 +179,22 @@ class Engine:
         """Remove the container (running or not) and its anonymous volumes; gone is fine."""
         self.request("DELETE", f"/containers/{ident}", query={"force": "1", "v": "1"},
                      ok=(404,))
+
+    # Volumes
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> dict[str, Any]:
+        """Volume NAME (made if missing; an existing one is returned as it is)."""
+        return self.json("POST", "/volumes/create", body={"Name": name, "Labels": labels})
+
+    def volumes(self, label: str | None = None) -> list[dict[str, Any]]:
+        filters = {"label": [label]} if label else {}
+        answer = self.json("GET", "/volumes", query={"filters": json.dumps(filters)})
+        return answer.get("Volumes") or []
+
+    def remove_volume(self, name: str) -> bool:
+        """Remove volume NAME; False when there was none."""
+        status, _ = self.request("DELETE", f"/volumes/{quote(name)}", ok=(404,))
+        return status != 404
 
 
 def _message(raw: bytes) -> str:
