@@ -548,16 +548,17 @@ def docker_engine(p: Probe) -> Result:
         if p.paths.accounts_db.exists() else set()
     orphans = sorted(c["Names"][0].lstrip("/") for c in containers
                      if (c.get("Labels") or {}).get(LABEL_USER) not in known)
-    if orphans:
-        return Result(name, False, f"containers of users teamhub no longer has: "
-                      f"{', '.join(orphans)}",
-                      "remove them with `docker rm -f NAME` (their homes are untouched)")
     kept = sorted(v["Name"] for v in volumes
                   if (v.get("Labels") or {}).get(LABEL_USER) not in known)
+    problems, fixes = [], []
+    if orphans:
+        problems.append(f"containers of users teamhub no longer has: {', '.join(orphans)}")
+        fixes.append("remove them with `docker rm -f NAME` (their homes are untouched)")
     if kept:
-        return Result(name, False, f"home volumes of users teamhub no longer has: "
-                      f"{', '.join(kept)}",
-                      "keep what you need from them, then `docker volume rm NAME`")
+        problems.append(f"home volumes of users teamhub no longer has: {', '.join(kept)}")
+        fixes.append("keep what you need from those volumes, then `docker volume rm NAME`")
+    if problems:
+        return Result(name, False, "; ".join(problems), "; ".join(fixes))
     running = sum(1 for c in containers if c.get("State") == "running")
     return Result(name, True, f"Docker {info.get('ServerVersion', '?')} answers "
                   f"(cgroup driver {info.get('CgroupDriver', '?')}, "

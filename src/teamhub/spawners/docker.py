@@ -135,14 +135,14 @@ class DockerSpawner(LocalSpawner):
             return CgroupLimits()
         return CgroupLimits(memory=resolved.memory, cpu=resolved.cpu, tasks=resolved.tasks)
 
-    def _create_and_start(self, spec: LaunchSpec) -> str:
+    def _create_and_start(self, spec: LaunchSpec, limits: CgroupLimits) -> str:
         """The container for SPEC, started; nothing is left behind when this fails."""
         engine = Engine()
         ref = images.reference(self.image)
         if engine.image(ref) is None:
             raise SpawnFailed(images.missing_message(self.image))
         config = container_config(
-            spec, image=ref, mounts=self._mounts(spec, engine), limits=self._cgroup_limits(),
+            spec, image=ref, mounts=self._mounts(spec, engine), limits=limits,
             labels={LABEL_USER: self.user.name, LABEL_SERVER: self.name or "",
                     LABEL_PORT: str(self.port)})
         # One left from a crash or a hub killed mid-start would block the name.
@@ -169,7 +169,9 @@ class DockerSpawner(LocalSpawner):
         spec = await asyncio.to_thread(self._launch_spec, user, self._log_path())
         prepared = time.monotonic()
         try:
-            self.container_id = await asyncio.to_thread(self._create_and_start, spec)
+            # Resolved here, on the hub's thread: it reads the user's groups from the hub DB.
+            limits = self._cgroup_limits()
+            self.container_id = await asyncio.to_thread(self._create_and_start, spec, limits)
         except SpawnFailed:
             raise
         except (DockerError, ValueError, OSError) as exc:
