@@ -72,6 +72,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
     run_image = unique("thd")
     engine.tag(f"teamhub/{image}:latest", f"teamhub/{run_image}", "latest")
     projects = world_dir("teamhub-projroot-")
+    envs = world_dir("teamhub-envs-")
     h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=f"""
 [spawner]
 backend = "docker"
@@ -81,9 +82,13 @@ image = "{run_image}"
 
 [projects]
 root = "{projects}"
+
+[envs]
+root = "{envs}"
 """)
     h.image = run_image
     h.projects_root = projects
+    h.envs_root = envs
     h.ada, h.bob = unique("ada"), unique("bob")
     h.users = [h.ada, h.bob]
     try:
@@ -93,6 +98,7 @@ root = "{projects}"
         h.add_user(h.ada, PASSWORD)
         h.add_user(h.bob, PASSWORD)
         h.teamhub("project", "create", "shared", "--writers", h.ada, "--readers", h.bob)
+        h.teamhub("env", "create", "shared", "six")
         h.start()
         yield h
     finally:
@@ -101,6 +107,7 @@ root = "{projects}"
             engine.remove(f"teamhub-{name}")
         h.cleanup()
         shutil.rmtree(projects, ignore_errors=True)
+        shutil.rmtree(envs, ignore_errors=True)
         engine.remove_image(f"teamhub/{run_image}:latest")
 
 
@@ -269,6 +276,41 @@ def test_limits_are_dockers_cgroups(hub: HubProcess, engine: Engine, ada: Browse
                    "'/sys/fs/cgroup/pids/pids.max'):\n"
                    "    if os.path.exists(p): print(open(p).read().strip())")
     assert pids_max.strip() == str(TASKS)
+
+
+def test_shared_env_is_a_kernel_inside_running_with_its_prefix(hub: HubProcess, ada: Browser
+                                                              ) -> None:
+    specs = ada.kernelspecs(hub.ada)
+    assert {"python3", "env-shared"} <= set(specs)
+    kernel = ada.new_kernel(hub.ada, "env-shared")
+    ada.wait_kernel(hub.ada, kernel)
+    prefix = run(ada, hub.ada, kernel, "import sys, six; print(sys.prefix)").strip()
+    current = hub.envs_root / "shared" / "current"
+    assert prefix in (str(current), os.path.realpath(current))
+    # Mounted read-only: not even root's ACLs could let a user change it from inside.
+    probe = (f"import errno\ntry:\n    open({str(current) + '/x'!r}, 'w')\n"
+             "except OSError as e:\n    print(errno.errorcode[e.errno])")
+    assert run(ada, hub.ada, kernel, probe).strip() in ("EROFS", "EACCES")
+
+
+def test_personal_env_made_inside_is_a_kernel_for_its_owner_only(hub: HubProcess,
+                                                                 ada: Browser, ada_kernel: str,
+                                                                 bob: Browser) -> None:
+    out = ada.execute(hub.ada, ada_kernel,
+                      "import subprocess; p = subprocess.run(['teamhub-env', 'create', "
+                      "'mine', 'six'], capture_output=True, text=True); "
+                      "print(p.returncode); print(p.stderr[-600:])", timeout=240)
+    assert out["stdout"].startswith("0"), out
+    deadline = time.monotonic() + 10
+    while "personal-mine" not in ada.kernelspecs(hub.ada):
+        assert time.monotonic() < deadline, "personal env did not show up"
+        time.sleep(0.5)
+    assert "personal-mine" not in bob.kernelspecs(hub.bob)
+    mine = ada.new_kernel(hub.ada, "personal-mine")
+    ada.wait_kernel(hub.ada, mine)
+    home = pwd.getpwnam(hub.system_user(hub.ada)).pw_dir
+    assert run(ada, hub.ada, mine, "import sys, six; print(sys.prefix)").strip() == \
+        f"{home}/.venvs/mine"
 
 
 def test_project_writer_writes_reader_reads_read_only_outsider_sees_nothing(
