@@ -531,6 +531,51 @@ def port_conflicts(p: Probe) -> Result:
     return Result("port conflicts", True, "; ".join(seen) + f"; sockets in {p.paths.socket_dir}")
 
 
+@check("docker engine")
+def docker_engine(p: Probe) -> Result:
+    """With the docker backend: the engine answers, the image is here, no orphan containers."""
+    from . import images
+    from .accounts.store import AccountStore
+    from .errors import DockerError
+    from .system.containers import LABEL_USER
+    from .system.docker import Engine
+
+    name = "docker engine"
+    if p.settings["spawner.backend"] != "docker":
+        return Result(name, True, "not used (spawner.backend = local)")
+    image = p.settings["docker.image"]
+    try:
+        engine = Engine()
+        info = engine.info()
+        if not images.present(image, engine):
+            return Result(name, False, images.missing_message(image),
+                          f"teamhub image build {image}")
+        containers = engine.containers(label=LABEL_USER)
+        volumes = engine.volumes(label=LABEL_USER)
+    except DockerError as exc:
+        return Result(name, False, str(exc), "start the Docker engine, then `teamhub up`")
+    known = {a.name for a in AccountStore(p.paths.accounts_db).list()} \
+        if p.paths.accounts_db.exists() else set()
+    orphans = sorted(c["Names"][0].lstrip("/") for c in containers
+                     if (c.get("Labels") or {}).get(LABEL_USER) not in known)
+    kept = sorted(v["Name"] for v in volumes
+                  if (v.get("Labels") or {}).get(LABEL_USER) not in known)
+    problems, fixes = [], []
+    if orphans:
+        problems.append(f"containers of users teamhub no longer has: {', '.join(orphans)}")
+        fixes.append("remove them with `docker rm -f NAME` (their homes are untouched)")
+    if kept:
+        problems.append(f"home volumes of users teamhub no longer has: {', '.join(kept)}")
+        fixes.append("keep what you need from those volumes, then `docker volume rm NAME`")
+    if problems:
+        return Result(name, False, "; ".join(problems), "; ".join(fixes))
+    running = sum(1 for c in containers if c.get("State") == "running")
+    return Result(name, True, f"Docker {info.get('ServerVersion', '?')} answers "
+                  f"(cgroup driver {info.get('CgroupDriver', '?')}, "
+                  f"v{info.get('CgroupVersion', '?')}); image {images.reference(image)} "
+                  f"present; {running} user container(s) running")
+
+
 def run_checks(settings: Settings, only: list[str] | None = None) -> list[Result]:
     probe = Probe(settings, Paths.from_settings(settings))
     results = []

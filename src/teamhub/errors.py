@@ -73,3 +73,15 @@ class LockError(TeamhubError):
     """A root-only lock was held by another process longer than we wait, or its file is odd."""
 
     exit_code = 6
+
+
+class DockerError(TeamhubError):
+    """The Docker engine is missing, unreachable, or refused a request (docker backend, images)."""
+
+    exit_code = 8
+
+
+class ImageError(TeamhubError):
+    """A container image cannot be built, found or removed."""
+
+    exit_code = 8

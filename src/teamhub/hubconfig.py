@@ -79,6 +79,12 @@ def update_lifecycle(c: Config, s: Settings) -> None:
     c.JupyterHub.cleanup_servers = s["hub.stop_servers_on_shutdown"]
 
 
+def update_spawn_limits(c: Config, s: Settings) -> None:
+    """How many servers may start, and run, at once (JupyterHub's own limits)."""
+    c.JupyterHub.concurrent_spawn_limit = s["hub.concurrent_spawn_limit"]
+    c.JupyterHub.active_server_limit = s["hub.active_server_limit"]
+
+
 def update_logging(c: Config, s: Settings) -> None:
     c.Application.log_level = s["hub.log_level"]
 
@@ -299,6 +305,18 @@ def update_projects(c: Config, s: Settings, paths: Paths) -> None:
     c.LocalSpawner.accounts_db = str(paths.accounts_db)
 
 
+def update_docker(c: Config, s: Settings, paths: Paths) -> None:
+    """With `spawner.backend = "docker"`: every server in its own container (same launch)."""
+    if s["spawner.backend"] != "docker":
+        return
+    c.JupyterHub.spawner_class = "teamhub.spawners.docker.DockerSpawner"
+    c.DockerSpawner.image = s["docker.image"]
+    c.DockerSpawner.home_mode = s["docker.home"]
+    c.DockerSpawner.runtime_dir = str(paths.runtime_dir)
+    c.DockerSpawner.envs_root = s["envs.root"]
+    c.DockerSpawner.fork_server = False
+
+
 def update_limits(c: Config, s: Settings, paths: Paths) -> None:
     """Per-user limits: the spawner resolves each user's share from these at every start."""
     from .limits import from_settings
@@ -314,6 +332,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_proxy(c, settings, paths)
     update_state(c, paths)
     update_lifecycle(c, settings)
+    update_spawn_limits(c, settings)
     update_logging(c, settings)
     update_auth(c, paths)
     update_accounts(c, settings)
@@ -321,6 +340,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_login_security(c, settings)
     update_projects(c, settings, paths)
     update_limits(c, settings, paths)
+    update_docker(c, settings, paths)
     if paths.accounts_db.exists():
         from .accounts.groups import GroupStore
         from .accounts.store import AccountStore

@@ -21,7 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import DockerError
 from .system import namespaces
+from .system.docker import Engine
 
 SLICE = "teamhub.slice"
 RESOURCES = ("memory", "cpu", "tasks")
@@ -217,6 +219,8 @@ def limits_status(settings: Any = None) -> tuple[bool, str]:
     off = "or turn limits off with `teamhub config set limits.enabled false`"
     if os.geteuid() != 0:
         return False, f"per-user limits need root to set up; run teamhub as root, {off}"
+    if settings["spawner.backend"] == "docker":
+        return docker_limits_status(config)
     if not systemd.booted():
         return False, ("per-user limits are configured but systemd is not running as init "
                        "on this machine, so they cannot be enforced; run teamhub on a systemd "
@@ -248,6 +252,30 @@ def _shm_problem(shm_size: str) -> str | None:
         return None
     return (f"each server's private /dev/shm (spawner.shm_size = {shm_size}) cannot be set "
             f"up on this machine: {why}")
+
+
+# What `docker info` reports for each cgroup controller the limits rely on.
+_DOCKER_FEATURES = {"memory": "MemoryLimit", "cpu": "CpuCfsQuota", "pids": "PidsLimit"}
+
+
+def docker_limits_status(config: Mapping[str, Any]) -> tuple[bool, str]:
+    """limits_status for the docker backend: Docker's own cgroups enforce the limits."""
+    off = "or turn limits off with `teamhub config set limits.enabled false`"
+    try:
+        info = Engine().info()
+    except DockerError as exc:
+        return False, ("per-user limits are enforced by Docker with spawner.backend = docker, "
+                       f"but {exc}")
+    missing = sorted(c for c in needed_controllers(config) if not info.get(_DOCKER_FEATURES[c]))
+    if missing:
+        return False, ("per-user limits are configured but the Docker engine cannot enforce "
+                       f"{', '.join(missing)} limits here (see `docker info` warnings); set "
+                       f"that limit to none, {off}")
+    base = resolve(config, [])
+    assert base is not None
+    return True, (f"per-user limits enforced by Docker's cgroups: memory {_human(base.memory)}, "
+                  f"cpu {'none' if base.cpu is None else f'{base.cpu:g} CPUs'}, "
+                  f"tasks {base.tasks or 'none'}")
 
 
 def _human(n: int | None) -> str:

@@ -168,3 +168,21 @@ def check_limits(settings: object) -> None:
     ok, why = limits_status(settings)
     if not ok:
         raise PreflightError(why)
+
+
+def check_docker(settings: object) -> None:
+    """With the docker backend: the engine answers and the configured image is here."""
+    from . import images
+    from .errors import DockerError
+    from .system.docker import Engine
+
+    if settings["spawner.backend"] != "docker":  # type: ignore[index]
+        return
+    image = settings["docker.image"]  # type: ignore[index]
+    try:
+        engine = Engine()
+        engine.ping()
+        if not images.present(image, engine):
+            raise PreflightError(images.missing_message(image))
+    except DockerError as exc:
+        raise PreflightError(f"spawner.backend is docker but {exc}") from None

@@ -190,6 +190,12 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("hub.stop_servers_on_shutdown", bool, False, "Stop every user's server when the "
             "hub stops. Off by default so that restarting or upgrading teamhub does not "
             "interrupt anybody's running kernels."),
+    Setting("hub.concurrent_spawn_limit", int, 100, "How many users' servers may be starting "
+            "at once; a user who asks beyond it is told to try again shortly (HTTP 429). "
+            "0: no limit.", check=_not_negative),
+    Setting("hub.active_server_limit", int, 0, "How many users' servers may run at once; "
+            "starting one more is refused until another stops. 0: no limit.",
+            check=_not_negative),
     Setting("paths.state_dir", str, "/var/lib/teamhub", "Root-only (0700) folder for the hub "
             "database, cookie secret, proxy token and account store.", check=_abs_path),
     Setting("paths.runtime_dir", str, "/opt/teamhub/runtime", "The Python environment users' "
@@ -227,6 +233,19 @@ SCHEMA: tuple[Setting, ...] = (
             "through to users' servers and kernels (besides LANG and LC_ALL), e.g. "
             "`[\"HTTPS_PROXY\"]`. Never list secrets: every user can read them.",
             check=_env_names),
+    Setting("spawner.backend", str, "local", "Where users' servers run. `local`: as their "
+            "own Linux account on this machine. `docker`: the same, inside a container of "
+            "their own on the local Docker engine (image `docker.image`; see \"Per-user "
+            "containers\" in the README). Takes effect at the next `teamhub up`.",
+            choices=("local", "docker")),
+    Setting("docker.image", str, "base", "With `spawner.backend = \"docker\"`: the image "
+            "users' servers run from, a name built with `teamhub image build NAME` or a full "
+            "local image reference. Never pulled from a registry."),
+    Setting("docker.home", str, "bind", "With the docker backend: `bind` mounts each user's "
+            "home folder on this machine at the same path (the same files whichever backend "
+            "runs); `volume` gives each user a named volume `teamhub-user-<name>` as their "
+            "home instead (kept when the user is removed unless `teamhub user remove "
+            "--purge`).", choices=("bind", "volume")),
     Setting("envs.root", str, "/opt/teamhub/envs", "Folder of the shared environments "
             "(`teamhub env ...`): root-owned, readable by every user. Their uv cache lives in "
             "`<root>/.cache` so that environments share package files as hard links.",

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 from support.client import Browser
+from support.docker_engine import DockerEngine
 from support.hub import free_port
 from support.systemd_machine import (
-    DockerEngine,
     SystemdMachine,
     ensure_image,
     readme_first_command,

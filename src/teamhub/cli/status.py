@@ -11,8 +11,10 @@ from typing import Any
 import click
 
 from .. import hubclient
-from ..errors import TeamhubError
+from ..errors import DockerError, TeamhubError
 from ..system import listen, systemd
+from ..system.containers import LABEL_SERVER, LABEL_USER
+from ..system.docker import Engine
 from . import Context, cli, echo_json, pass_ctx
 from .install import SERVICE
 
@@ -67,6 +69,20 @@ def _servers(ctx: Context) -> list[dict[str, Any]] | None:
     return sorted(out, key=lambda s: (s["user"], s["server"]))
 
 
+def _add_containers(servers: list[dict[str, Any]]) -> None:
+    """With the docker backend: each server's container id (None: no container found)."""
+    try:
+        found = Engine().containers(label=LABEL_USER)
+    except DockerError:
+        found = []
+    by_server = {((c.get("Labels") or {}).get(LABEL_USER), (c.get("Labels") or {})
+                  .get(LABEL_SERVER, "")): c for c in found}
+    for srv in servers:
+        container = by_server.get((srv["user"], srv["server"]))
+        srv["container"] = container["Id"][:12] if container else None
+        srv["scope"] = None
+
+
 def gather(ctx: Context) -> dict[str, Any]:
     s = ctx.settings
     paths = ctx.paths
@@ -77,6 +93,9 @@ def gather(ctx: Context) -> dict[str, Any]:
     ip = s["hub.ip"]
     public_ip = "127.0.0.1" if listen.all_addresses(ip) else ip
     public_ok = _listening(s["hub.port"], public_ip)
+    servers = _servers(ctx) if hub_ok else None
+    if servers and s["spawner.backend"] == "docker":
+        _add_containers(servers)
     return {
         "service": {"manager": "systemd" if systemd.booted() else "none",
                     "installed": installed, "state": service or "not managed by systemd"},
@@ -84,7 +103,7 @@ def gather(ctx: Context) -> dict[str, Any]:
                 "problem": problem},
         "proxy": {"running": public_ok and _socket_listening(paths.proxy_api_socket),
                   "public_port": s["hub.port"], "api_socket": str(paths.proxy_api_socket)},
-        "servers": _servers(ctx) if hub_ok else None,
+        "servers": servers,
     }
 
 
@@ -116,8 +135,9 @@ def status(ctx: Context, as_json: bool) -> None:
             click.echo(f"servers: {len(servers)} running")
             for srv in servers:
                 label = srv["user"] + (f"/{srv['server']}" if srv["server"] else "")
+                where = f"  container {srv['container']}" if srv.get("container") else ""
                 click.echo(f"  {label:24} {'ready' if srv['ready'] else 'starting':9} "
-                           f"last active {srv['last_activity'] or '-'}")
+                           f"last active {srv['last_activity'] or '-'}{where}")
     if not (info["hub"]["running"] and info["proxy"]["running"]):
         raise SystemExit(1)
 

@@ -113,6 +113,7 @@ def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
     preflight.check_proxy(proxy_command(settings, paths))
     if not trial:
         preflight.check_limits(settings)
+    preflight.check_docker(settings)
 
 
 @cli.command()
@@ -182,7 +183,8 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     sys.stdout.flush()
     # Everything the hub writes (database, cookie secret, logs) is for root's eyes only.
     os.umask(0o077)
-    if settings["spawner.fork_server"] and not single_user_trial:
+    if (settings["spawner.fork_server"] and not single_user_trial
+            and settings["spawner.backend"] == "local"):
         # Started here, before the hub reads any secret, as a fresh program; it ends with us.
         from ..spawners import forkserver
 

@@ -18,6 +18,8 @@ from .. import hubaccounts, hubclient
 from ..accounts.store import Account, AccountStore
 from ..errors import AccountError, HubNotAnswering
 from ..system import processes, users
+from ..system.containers import home_volume, remove_user_containers, remove_user_volume
+from ..system.docker import Engine
 from ..system.names import canonical_name, system_name
 from . import Context, cli, echo_json, hub_step, pass_ctx
 
@@ -196,9 +198,12 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--keep-home", is_flag=True,
               help="Keep the Linux account's home folder (and the files in it).")
+@click.option("--purge", is_flag=True,
+              help="Also remove the user's home volume (docker backend, docker.home = "
+                   "\"volume\"); without it the volume is kept and listed by doctor.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_ctx
-def remove(ctx: Context, name: str, keep_home: bool, yes: bool) -> None:
+def remove(ctx: Context, name: str, keep_home: bool, purge: bool, yes: bool) -> None:
     """Remove hub user NAME: stop their server, delete their Linux account (if
     teamhub created it; with its home unless --keep-home) and their account."""
     store = _store(ctx)
@@ -221,6 +226,17 @@ def remove(ctx: Context, name: str, keep_home: bool, yes: bool) -> None:
     # an account behind that no `teamhub user` command could reach any more.
     # A hub that does not answer stops it here, with nothing changed.
     hubaccounts.delete_user(ctx.paths, account.name)
+    if ctx.settings["spawner.backend"] == "docker":
+        # The hub stopped (and so removed) a running server; this catches a container left
+        # running while the hub was down.
+        engine = Engine()
+        for gone in remove_user_containers(engine, account.name):
+            click.echo(f"removed container {gone}")
+        if purge and remove_user_volume(engine, account.name):
+            click.echo(f"removed volume {home_volume(account.name)}")
+        elif any(v["Name"] == home_volume(account.name) for v in engine.volumes()):
+            click.echo(f"kept volume {home_volume(account.name)} (their files); remove it with "
+                       f"`docker volume rm {home_volume(account.name)}`")
     from .project import actor, projects_of
 
     projects_of(ctx).forget_user(account.name, actor())

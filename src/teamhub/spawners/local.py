@@ -175,6 +175,11 @@ class LocalSpawner(LocalProcessSpawner):
         suffix = f"-{self.name}" if self.name else ""
         return f"teamhub-user-{self.user.name}{suffix}.scope"
 
+    def resolved_limits(self) -> limits_model.Limits | None:
+        """This user's share from the `limits.*` settings and their groups; None: limits off."""
+        return limits_model.resolve(self.limits or {"enabled": False},
+                                    [g.name for g in self.user.groups])
+
     def launch_extras(self) -> dict[str, Any]:
         """How the server process must be placed before it runs user code.
 
@@ -185,8 +190,7 @@ class LocalSpawner(LocalProcessSpawner):
         """
         if self.single_user_trial:
             return {"scope": None, "private_tmp": None, "shm_size": None}
-        resolved = limits_model.resolve(self.limits or {"enabled": False},
-                                        [g.name for g in self.user.groups])
+        resolved = self.resolved_limits()
         scope = None
         if systemd.booted():
             props: dict[str, Any] = {

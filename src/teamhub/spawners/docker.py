@@ -1,0 +1,255 @@
+"""Run each hub user's server in its own container on the local Docker engine.
+
+The docker backend (`spawner.backend = "docker"`). Everything about the user's server is
+worked out exactly as for the local backend (LocalSpawner: the Linux account made on
+first need, project ACLs, the environment rebuilt from scratch, argv with the same
+options, limits resolved from `limits.*` and the user's groups, a private runtime dir for
+kernel sockets); only the last step differs: the LaunchSpec becomes a container
+(teamhub.system.containers) instead of a process.
+
+Docker calls go straight to the Engine API (teamhub.system.docker), each on a worker
+thread of its own, so many users can start at once; the hub's event loop never waits on
+Docker. The container id is kept in the hub's state: a hub restart leaves containers
+running and re-adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from jupyterhub.utils import random_port
+from traitlets import Bool, Integer, Unicode
+
+from .. import images
+from ..errors import DockerError, TeamhubError
+from ..projects.apply import Layout, Projects
+from ..system.containers import (
+    LABEL_PORT,
+    LABEL_SERVER,
+    LABEL_USER,
+    CgroupLimits,
+    Mount,
+    container_config,
+    ensure_home_volume,
+)
+from ..system.docker import Engine
+from ..system.sandbox import LaunchSpec
+from ..system.users import lookup as users_lookup
+from .local import LocalSpawner, SpawnFailed
+
+
+def unix_socket_path(url: str) -> str | None:
+    """The socket of an `http+unix://<percent-encoded path>/...` URL (None for TCP URLs)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http+unix", "unix+http") and unquote(parts.netloc).startswith("/"):
+        return unquote(parts.netloc)
+    return None
+
+
+class DockerSpawner(LocalSpawner):
+    """The user's JupyterLab as their own Linux account, in container `teamhub-<name>`."""
+
+    image = Unicode(
+        "base",
+        help="""Image users' servers run from: a `teamhub image build` name (`base` →
+        `teamhub/base:latest`) or a full local image reference. Never pulled.""",
+    ).tag(config=True)
+
+    runtime_dir = Unicode(
+        help="""The runtime (a venv of /usr/bin/python3), mounted read-only at the same path."""
+    ).tag(config=True)
+
+    envs_root = Unicode(
+        "", help="""Shared environments folder, mounted read-only at the same path."""
+    ).tag(config=True)
+
+    home_mode = Unicode(
+        "bind",
+        help="""`bind`: the user's home folder on this machine, at the same path. `volume`:
+        a named volume `teamhub-user-<name>` mounted at the home's path instead.""",
+    ).tag(config=True)
+
+    stop_timeout = Integer(
+        10, help="""Seconds a stopping server gets before its container is killed."""
+    ).tag(config=True)
+
+    # Nothing to fork: the container runs the server from a fresh interpreter.
+    fork_server = Bool(False).tag(config=True)
+
+    container_id = Unicode("")
+
+    @property
+    def container_name(self) -> str:
+        suffix = f"-{self.name}" if self.name else ""
+        return f"teamhub-{self.user.name}{suffix}"
+
+    def launch_extras(self) -> dict:
+        # Docker's cgroups enforce the limits and the container has its own /tmp:
+        # no systemd scope, no private /tmp mount.
+        return {"scope": None, "private_tmp": None}
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.container_id = state.get("container_id", "")
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        if self.container_id:
+            state["container_id"] = self.container_id
+        return state
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.container_id = ""
+
+    def _mounts(self, spec: LaunchSpec, engine: Engine) -> list[Mount]:
+        if self.home_mode == "volume":
+            assert spec.uid is not None and spec.gid is not None
+            volume = ensure_home_volume(engine, self.user.name, spec.uid, spec.gid)
+            mounts = [Mount(volume, spec.cwd, read_only=False, kind="volume")]
+        else:
+            mounts = [Mount(spec.cwd, spec.cwd, read_only=False)]
+        runtime_dir = spec.env.get("JUPYTER_RUNTIME_DIR")
+        if runtime_dir:
+            mounts.append(Mount(runtime_dir, runtime_dir, read_only=False))
+        if self.runtime_dir:
+            mounts.append(Mount(self.runtime_dir, self.runtime_dir))
+        if self.envs_root and Path(self.envs_root).is_dir():
+            mounts.append(Mount(self.envs_root, self.envs_root))
+        hub_socket = unix_socket_path(spec.env.get("JUPYTERHUB_API_URL", ""))
+        if hub_socket:
+            # The hub's API is a unix socket: its folder (root's, new socket at each hub
+            # start) goes in read-only at its own path, so the server reaches the hub.
+            folder = str(Path(hub_socket).parent)
+            mounts.append(Mount(folder, folder))
+        return mounts + self._project_mounts()
+
+    def _project_mounts(self) -> list[Mount]:
+        """Each project folder the user may use, at its own path (so ~/projects links work):
+        read-only for readers. The folders' ACLs still decide (same uid, same inodes), so a
+        revoke bites at the next file open; a new grant or read → write needs a restart."""
+        if not (self.projects_root and self.accounts_db and Path(self.accounts_db).exists()):
+            return []
+        layout = Layout(root=Path(self.projects_root), store_path=Path(self.accounts_db),
+                        prefix=self.system_prefix, registry=Path(self.registry_path))
+        mounts = []
+        for name, access in sorted(Projects(layout).accessible(self.user.name).items()):
+            folder = str(layout.folder(name))
+            if Path(folder).is_dir():
+                mounts.append(Mount(folder, folder, read_only=access != "write"))
+        return mounts
+
+    def _cgroup_limits(self) -> CgroupLimits:
+        resolved = self.resolved_limits()
+        if resolved is None:
+            return CgroupLimits()
+        return CgroupLimits(memory=resolved.memory, cpu=resolved.cpu, tasks=resolved.tasks)
+
+    def _create_and_start(self, spec: LaunchSpec, limits: CgroupLimits) -> str:
+        """The container for SPEC, started; nothing is left behind when this fails."""
+        engine = Engine()
+        ref = images.reference(self.image)
+        if engine.image(ref) is None:
+            raise SpawnFailed(images.missing_message(self.image))
+        config = container_config(
+            spec, image=ref, mounts=self._mounts(spec, engine), limits=limits,
+            labels={LABEL_USER: self.user.name, LABEL_SERVER: self.name or "",
+                    LABEL_PORT: str(self.port)})
+        # One left from a crash or a hub killed mid-start would block the name.
+        engine.remove(self.container_name)
+        ident = engine.create(self.container_name, config)
+        try:
+            engine.start(ident)
+        except DockerError:
+            engine.remove(ident)
+            raise
+        return ident
+
+    async def start(self) -> tuple[str, int]:
+        began = time.monotonic()
+        try:
+            user = await asyncio.to_thread(self._system_user)
+        except TeamhubError as exc:
+            self.log.error("Cannot prepare Linux account for %s: %s", self.user.name, exc)
+            raise SpawnFailed(f"Your Linux account could not be prepared: {exc}") from None
+        if user is None:
+            raise SpawnFailed("the docker backend cannot run in the single-user trial")
+        # A fresh port at every start: the last one may be taken by now.
+        self.port = random_port()
+        spec = await asyncio.to_thread(self._launch_spec, user, self._log_path())
+        prepared = time.monotonic()
+        try:
+            # Resolved here, on the hub's thread: it reads the user's groups from the hub DB.
+            limits = self._cgroup_limits()
+            self.container_id = await asyncio.to_thread(self._create_and_start, spec, limits)
+        except SpawnFailed:
+            raise
+        except (DockerError, ValueError, OSError) as exc:
+            self.log.error("Cannot start a container for %s: %s", self.user.name, exc)
+            raise SpawnFailed(f"Your server's container could not be started: {exc}") from None
+        created = time.monotonic()
+        await self._wait_container_listening()
+        self.log.debug("Started %s's container %s: account+spec %.3fs, create+start %.3fs, "
+                       "until listening %.3fs", self.user.name, self.container_id[:12],
+                       prepared - began, created - prepared, time.monotonic() - created)
+        return ("127.0.0.1", self.port)
+
+    async def _wait_container_listening(self) -> None:
+        """Return once the port accepts connections; fail fast if the container exits first."""
+        deadline = time.monotonic() + self.start_timeout
+        delay = 0.01
+        next_check = 0.0
+        while time.monotonic() < deadline:
+            if time.monotonic() >= next_check:
+                code = await self.poll()
+                if code is not None:
+                    tail = await asyncio.to_thread(Engine().logs, self.container_id, 8)
+                    tail = " | ".join(line.strip() for line in tail.splitlines() if line.strip())
+                    await asyncio.to_thread(Engine().remove, self.container_id)
+                    self.clear_state()
+                    self.log.error("Container of %s exited with %s during start: %s",
+                                   self.user.name, code, tail)
+                    raise SpawnFailed(f"Your server stopped while starting (exit code {code}). "
+                                      f"Its last output: {tail or '(none)'}")
+                next_check = time.monotonic() + 0.25
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 0.1)
+
+    async def poll(self) -> int | None:
+        """None while the container runs; its exit code (0 when it is gone) otherwise."""
+        if not self.container_id:
+            return 0
+        try:
+            info = await asyncio.to_thread(Engine().container, self.container_id)
+        except DockerError as exc:
+            # An engine restart is not a dead server: ask again at the next poll.
+            self.log.warning("Cannot ask Docker about %s's container: %s", self.user.name, exc)
+            return None
+        if info is None:
+            return 0
+        state = info.get("State") or {}
+        if state.get("Running"):
+            return None
+        return int(state.get("ExitCode") or 0)
+
+    async def stop(self, now: bool = False) -> None:
+        engine = Engine()
+        ident = self.container_id or self.container_name
+        timeout = 0 if now else self.stop_timeout
+        await asyncio.to_thread(engine.stop, ident, timeout)
+        await asyncio.to_thread(engine.remove, ident)
+        account = users_lookup(self.system_user_name)
+        if account is not None:
+            # Kernels are gone with the server: their sockets and keys go too.
+            shutil.rmtree(Path(self.private_runtime_root) / str(account.uid), ignore_errors=True)
+        self.clear_state()
+

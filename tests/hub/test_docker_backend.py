@@ -1,0 +1,642 @@
+"""spawner.backend = "docker": each user's server in its own container on a real Docker
+engine, as their own Linux account, hardened, with the same limits, surviving hub restarts.
+
+The engine is the machine's own, started here without any bridge network if it is not
+running (tests/support/docker_engine.py). The image is built once with the real
+`teamhub image build` and kept between sessions (cached by its recipe hash, like the
+systemd test image); everything else made here (containers, a per-run image tag, Linux
+users, folders) is removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from support.client import Browser
+from support.docker_engine import DockerEngine
+from support.hub import HubProcess, runtime_dir, unique, world_dir
+
+from teamhub.system.containers import LABEL_USER
+from teamhub.system.docker import Engine
+
+pytestmark = [pytest.mark.hub, pytest.mark.system, pytest.mark.docker]
+
+PASSWORD = "correct horse battery"
+TEST_IMAGE = "teamhub-test"
+MEMORY = 1024**3
+TASKS = 512
+
+
+def teamhub_cli(*args: str, timeout: float = 120,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
+    return subprocess.run([str(runtime_dir() / "bin" / "teamhub"), *args], capture_output=True,
+                          text=True, timeout=timeout, env={**base, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    docker = DockerEngine()
+    docker.ensure()
+    try:
+        yield Engine()
+    finally:
+        docker.stop()
+
+
+@pytest.fixture(scope="module")
+def image(engine: Engine) -> str:
+    """The test image, built once by `teamhub image build` (minutes) and then reused."""
+    started = time.monotonic()
+    done = teamhub_cli("image", "build", TEST_IMAGE, timeout=2400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().startswith(f"teamhub/{TEST_IMAGE}:")
+    print(f"image {TEST_IMAGE}: {time.monotonic() - started:.1f}s")
+    again = teamhub_cli("image", "build", TEST_IMAGE, timeout=120)
+    assert again.returncode == 0 and "up to date" in again.stderr, again.stderr
+    return TEST_IMAGE
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
+        image: str) -> Iterator[HubProcess]:
+    # A per-run name for the same image, so the missing-image test can take it away.
+    run_image = unique("thd")
+    engine.tag(f"teamhub/{image}:latest", f"teamhub/{run_image}", "latest")
+    projects = world_dir("teamhub-projroot-")
+    envs = world_dir("teamhub-envs-")
+    h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=f"""
+[spawner]
+backend = "docker"
+
+[docker]
+image = "{run_image}"
+
+[projects]
+root = "{projects}"
+
+[envs]
+root = "{envs}"
+""")
+    h.image = run_image
+    h.projects_root = projects
+    h.envs_root = envs
+    h.ada, h.bob = unique("ada"), unique("bob")
+    h.users = [h.ada, h.bob]
+    try:
+        for key, value in (("limits.enabled", "true"), ("limits.memory", "1G"),
+                           ("limits.cpu", "1"), ("limits.tasks", str(TASKS))):
+            h.teamhub("config", "set", key, value)
+        h.add_user(h.ada, PASSWORD)
+        h.add_user(h.bob, PASSWORD)
+        h.teamhub("project", "create", "shared", "--writers", h.ada, "--readers", h.bob)
+        h.teamhub("env", "create", "shared", "six")
+        h.start()
+        yield h
+    finally:
+        h.stop()
+        for name in h.users:
+            engine.remove(f"teamhub-{name}")
+        h.cleanup()
+        shutil.rmtree(projects, ignore_errors=True)
+        shutil.rmtree(envs, ignore_errors=True)
+        engine.remove_image(f"teamhub/{run_image}:latest")
+
+
+def login(hub: HubProcess, name: str) -> Browser:
+    b = Browser(hub.url)
+    assert b.login(name, PASSWORD).status_code == 302
+    return b
+
+
+@pytest.fixture(scope="module")
+def ada(hub: HubProcess) -> Browser:
+    b = login(hub, hub.ada)
+    started = time.monotonic()
+    b.start_server(hub.ada)
+    assert b.open_lab(hub.ada).status_code == 200
+    print(f"single spawn, request to Lab 200 through the proxy: {time.monotonic() - started:.2f}s")
+    return b
+
+
+@pytest.fixture(scope="module")
+def bob(hub: HubProcess) -> Browser:
+    b = login(hub, hub.bob)
+    b.start_server(hub.bob)
+    assert b.open_lab(hub.bob).status_code == 200
+    return b
+
+
+@pytest.fixture(scope="module")
+def ada_kernel(hub: HubProcess, ada: Browser) -> str:
+    kernel = ada.new_kernel(hub.ada)
+    ada.wait_kernel(hub.ada, kernel)
+    return kernel
+
+
+@pytest.fixture(scope="module")
+def bob_kernel(hub: HubProcess, bob: Browser) -> str:
+    kernel = bob.new_kernel(hub.bob)
+    bob.wait_kernel(hub.bob, kernel)
+    return kernel
+
+
+def run(b: Browser, name: str, kernel: str, code: str) -> str:
+    out = b.execute(name, kernel, code)
+    assert not out["error"], out
+    return out["result"] or out["stdout"]
+
+
+def test_each_user_runs_code_in_their_own_container(hub: HubProcess, engine: Engine,
+                                                     ada: Browser, bob: Browser,
+                                                     ada_kernel: str, bob_kernel: str) -> None:
+    assert run(ada, hub.ada, ada_kernel, "5 * 4") == "20"
+    assert run(bob, hub.bob, bob_kernel, "5 * 4") == "20"
+    for name in hub.users:
+        info = engine.container(f"teamhub-{name}")
+        assert info is not None and info["State"]["Running"]
+        assert info["Config"]["Labels"][LABEL_USER] == name
+        assert info["Config"]["Image"] == f"teamhub/{hub.image}:latest"
+        host = info["HostConfig"]
+        assert host["NetworkMode"] == "host" and not host.get("PortBindings")
+        account = pwd.getpwnam(hub.system_user(name))
+        assert info["Config"]["User"] == f"{account.pw_uid}:{account.pw_gid}"
+    # The kernel really is inside: its cgroup is the container's.
+    cgroup = run(ada, hub.ada, ada_kernel, "print(open('/proc/self/cgroup').read())")
+    ident = engine.container(f"teamhub-{hub.ada}")["Id"]
+    assert ident in cgroup
+
+
+def test_status_shows_each_servers_container(hub: HubProcess, engine: Engine, ada: Browser,
+                                             bob: Browser) -> None:
+    servers = json.loads(hub.teamhub("status", "--json").stdout)["servers"]
+    shown = {s["user"]: s["container"] for s in servers}
+    for name in (hub.ada, hub.bob):
+        assert shown[name] == engine.container(f"teamhub-{name}")["Id"][:12]
+    assert f"container {shown[hub.ada]}" in hub.teamhub("status").stdout
+
+
+def test_id_inside_is_the_users_own_uid_and_groups(hub: HubProcess, ada: Browser,
+                                                   ada_kernel: str) -> None:
+    account = pwd.getpwnam(hub.system_user(hub.ada))
+    out = run(ada, hub.ada, ada_kernel,
+              "import subprocess; print(subprocess.run(['id'], capture_output=True, "
+              "text=True).stdout)")
+    assert f"uid={account.pw_uid}({account.pw_name})" in out
+    assert f"gid={account.pw_gid}" in out
+    groups = os.getgrouplist(account.pw_name, account.pw_gid)
+    inside = json.loads(run(ada, hub.ada, ada_kernel,
+                            "import os, json; print(json.dumps(sorted(os.getgroups())))"))
+    assert inside == sorted(set(groups))
+
+
+def test_supplementary_groups_reach_the_container(hub: HubProcess) -> None:
+    """A Linux group the account is in shows inside (Docker's `User` alone would lose it)."""
+    name = unique("gus")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)  # makes the Linux account
+    group = unique("thdg")
+    subprocess.run(["groupadd", group], check=True)
+    try:
+        subprocess.run(["usermod", "-aG", group, hub.system_user(name)], check=True)
+        gid = int(subprocess.run(["getent", "group", group], capture_output=True, text=True,
+                                 check=True).stdout.split(":")[2])
+        stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
+                             headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+        assert stop.status_code in (202, 204)
+        for _ in range(100):
+            if "" not in b.get(f"/hub/api/users/{name}").json().get("servers", {}):
+                break
+            time.sleep(0.2)
+        b.start_server(name)
+        b.open_lab(name)
+        kernel = b.new_kernel(name)
+        b.wait_kernel(name, kernel)
+        inside = json.loads(run(b, name, kernel,
+                                "import os, json; print(json.dumps(os.getgroups()))"))
+        assert gid in inside
+    finally:
+        subprocess.run(["groupdel", group], check=False)
+
+
+def test_neither_user_can_read_the_others_home(hub: HubProcess, ada: Browser, bob: Browser,
+                                               ada_kernel: str, bob_kernel: str) -> None:
+    ada_home = pwd.getpwnam(hub.system_user(hub.ada)).pw_dir
+    bob_home = pwd.getpwnam(hub.system_user(hub.bob)).pw_dir
+    run(ada, hub.ada, ada_kernel, "open('secret.txt', 'w').write('ada only')")
+    probe = ("import os\ntry:\n    print(os.listdir({!r}))\nexcept OSError as e:\n"
+             "    print(type(e).__name__)")
+    assert run(bob, hub.bob, bob_kernel, probe.format(ada_home)).strip() in (
+        "PermissionError", "FileNotFoundError")
+    assert run(ada, hub.ada, ada_kernel, probe.format(bob_home)).strip() in (
+        "PermissionError", "FileNotFoundError")
+    # The file is in ada's real home on the host: same files whichever backend runs.
+    with open(os.path.join(ada_home, "secret.txt")) as f:
+        assert f.read() == "ada only"
+
+
+def test_no_capabilities_no_new_privileges_no_secrets(hub: HubProcess, ada: Browser,
+                                                      ada_kernel: str) -> None:
+    status = run(ada, hub.ada, ada_kernel, "print(open('/proc/self/status').read())")
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0
+    assert int(fields["CapBnd"], 16) == 0
+    assert fields["NoNewPrivs"].strip() == "1"
+    state = str(hub.state)
+    probe = ("import os, json; print(json.dumps({'sock': os.path.exists('/var/run/docker.sock')"
+             " or os.path.exists('/run/docker.sock'), 'state': os.path.exists(" + repr(state)
+             + "), 'env': sorted(os.environ)}))")
+    seen = json.loads(run(ada, hub.ada, ada_kernel, probe))
+    assert not seen["sock"] and not seen["state"]
+    assert not {"JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN"} & set(seen["env"])
+    assert not [k for k in seen["env"] if k.startswith("TEAMHUB_")]
+
+
+def test_limits_are_dockers_cgroups(hub: HubProcess, engine: Engine, ada: Browser,
+                                    ada_kernel: str) -> None:
+    host = engine.container(f"teamhub-{hub.ada}")["HostConfig"]
+    assert host["Memory"] == MEMORY and host["MemorySwap"] == MEMORY
+    assert host["NanoCpus"] == 1_000_000_000
+    assert host["PidsLimit"] == TASKS
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    assert host["Init"] is True
+    # What the kernel itself sees (cgroup v1 or v2).
+    pids_max = run(ada, hub.ada, ada_kernel,
+                   "import os\nfor p in ('/sys/fs/cgroup/pids.max', "
+                   "'/sys/fs/cgroup/pids/pids.max'):\n"
+                   "    if os.path.exists(p): print(open(p).read().strip())")
+    assert pids_max.strip() == str(TASKS)
+
+
+def test_shared_env_is_a_kernel_inside_running_with_its_prefix(hub: HubProcess, ada: Browser
+                                                              ) -> None:
+    specs = ada.kernelspecs(hub.ada)
+    assert {"python3", "env-shared"} <= set(specs)
+    kernel = ada.new_kernel(hub.ada, "env-shared")
+    ada.wait_kernel(hub.ada, kernel)
+    prefix = run(ada, hub.ada, kernel, "import sys, six; print(sys.prefix)").strip()
+    current = hub.envs_root / "shared" / "current"
+    assert prefix in (str(current), os.path.realpath(current))
+    # Mounted read-only: not even root's ACLs could let a user change it from inside.
+    probe = (f"import errno\ntry:\n    open({str(current) + '/x'!r}, 'w')\n"
+             "except OSError as e:\n    print(errno.errorcode[e.errno])")
+    assert run(ada, hub.ada, kernel, probe).strip() in ("EROFS", "EACCES")
+
+
+def test_personal_env_made_inside_is_a_kernel_for_its_owner_only(hub: HubProcess,
+                                                                 ada: Browser, ada_kernel: str,
+                                                                 bob: Browser) -> None:
+    out = ada.execute(hub.ada, ada_kernel,
+                      "import subprocess; p = subprocess.run(['teamhub-env', 'create', "
+                      "'mine', 'six'], capture_output=True, text=True); "
+                      "print(p.returncode); print(p.stderr[-600:])", timeout=240)
+    assert out["stdout"].startswith("0"), out
+    deadline = time.monotonic() + 10
+    while "personal-mine" not in ada.kernelspecs(hub.ada):
+        assert time.monotonic() < deadline, "personal env did not show up"
+        time.sleep(0.5)
+    assert "personal-mine" not in bob.kernelspecs(hub.bob)
+    mine = ada.new_kernel(hub.ada, "personal-mine")
+    ada.wait_kernel(hub.ada, mine)
+    home = pwd.getpwnam(hub.system_user(hub.ada)).pw_dir
+    assert run(ada, hub.ada, mine, "import sys, six; print(sys.prefix)").strip() == \
+        f"{home}/.venvs/mine"
+
+
+def test_project_writer_writes_reader_reads_read_only_outsider_sees_nothing(
+        hub: HubProcess, ada: Browser, ada_kernel: str, bob: Browser, bob_kernel: str) -> None:
+    folder = str(hub.projects_root / "shared")
+    path = folder + "/notes.txt"
+    run(ada, hub.ada, ada_kernel, f"open({path!r}, 'w').write('from ada')")
+    # Through the ~/projects link, as the file browser sees it.
+    assert run(bob, hub.bob, bob_kernel,
+               "print(open('projects/shared/notes.txt').read())").strip() == "from ada"
+    # The reader's mount is read-only: the kernel gets EROFS, not just an ACL refusal.
+    probe = (f"import errno\ntry:\n    open({folder + '/bob.txt'!r}, 'w')\n"
+             "except OSError as e:\n    print(errno.errorcode[e.errno])")
+    assert run(bob, hub.bob, bob_kernel, probe).strip() == "EROFS"
+    outsider = unique("out")
+    hub.users.append(outsider)
+    hub.add_user(outsider, PASSWORD)
+    o = login(hub, outsider)
+    o.start_server(outsider)
+    o.open_lab(outsider)
+    kernel = o.new_kernel(outsider)
+    o.wait_kernel(outsider, kernel)
+    listing = ("import os\ntry:\n    print(os.listdir(" + repr(folder) + "))\n"
+               "except OSError as e:\n    print(type(e).__name__)")
+    assert run(o, outsider, kernel, listing).strip() in ("FileNotFoundError", "PermissionError")
+
+
+def test_revoke_bites_in_the_running_container(hub: HubProcess, bob: Browser,
+                                               bob_kernel: str) -> None:
+    path = str(hub.projects_root / "shared" / "notes.txt")
+    assert run(bob, hub.bob, bob_kernel, f"print(open({path!r}).read())").strip() == "from ada"
+    hub.teamhub("project", "revoke", "shared", hub.bob)
+    out = bob.execute(hub.bob, bob_kernel, f"open({path!r}).read()")
+    assert out["error"].startswith("PermissionError"), out
+
+
+def test_memory_hog_is_killed_and_nobody_else_notices(hub: HubProcess, engine: Engine,
+                                                      ada: Browser, ada_kernel: str,
+                                                      bob: Browser, bob_kernel: str) -> None:
+    run(bob, hub.bob, bob_kernel, "y = 7")
+    run(ada, hub.ada, ada_kernel, "z = 5")
+    # Written, not just reserved: 1.5 GiB against the 1 GiB cap, in a child of the kernel
+    # (the biggest process in the container, so the one the OOM killer picks).
+    code = run(ada, hub.ada, ada_kernel,
+               "import subprocess, sys; print(subprocess.run([sys.executable, '-c', "
+               "\"b = b'x' * (3 * 512 * 1024**2)\"]).returncode)")
+    assert code.strip() == "-9"
+    assert engine.container(f"teamhub-{hub.ada}")["State"]["Running"]
+    assert run(ada, hub.ada, ada_kernel, "z * 4") == "20"
+    assert run(bob, hub.bob, bob_kernel, "y * 3") == "21"
+
+
+def test_hub_restart_readopts_running_containers(hub: HubProcess, engine: Engine,
+                                                 ada: Browser, ada_kernel: str,
+                                                 bob: Browser, bob_kernel: str) -> None:
+    run(ada, hub.ada, ada_kernel, "x = 41")
+    before = {n: engine.container(f"teamhub-{n}")["Id"] for n in (hub.ada, hub.bob)}
+    hub.stop()
+    for name, ident in before.items():
+        assert engine.container(ident)["State"]["Running"], name
+    hub.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if ada.get(f"/user/{hub.ada}/api/kernels").status_code == 200:
+            break
+        time.sleep(0.3)
+    assert ada_kernel in [k["id"] for k in ada.get(f"/user/{hub.ada}/api/kernels").json()]
+    assert run(ada, hub.ada, ada_kernel, "x + 1") == "42"
+    assert run(bob, hub.bob, bob_kernel, "5 * 4") == "20"
+    after = {n: engine.container(f"teamhub-{n}")["Id"] for n in (hub.ada, hub.bob)}
+    assert after == before
+
+
+def test_doctor_checks_the_engine_and_names_orphan_containers(hub: HubProcess, engine: Engine,
+                                                             ada: Browser) -> None:
+    def docker_check() -> dict:
+        done = hub.teamhub("doctor", "--json", "--check", "docker engine", check=False)
+        return {c["name"]: c for c in json.loads(done.stdout)["checks"]}["docker engine"]
+
+    result = docker_check()
+    assert result["ok"], result
+    assert f"teamhub/{hub.image}:latest present" in result["detail"]
+    # A container labelled for a user teamhub does not have: an orphan, named.
+    ghost = unique("ghost")
+    config = {"Image": f"teamhub/{hub.image}:latest", "Cmd": ["true"],
+              "Labels": {LABEL_USER: ghost}, "HostConfig": {"NetworkMode": "none"}}
+    engine.create(f"teamhub-{ghost}", config)
+    try:
+        result = docker_check()
+        assert not result["ok"] and f"teamhub-{ghost}" in result["detail"], result
+    finally:
+        engine.remove(f"teamhub-{ghost}")
+
+
+def test_missing_image_is_a_clear_spawn_error_and_leaves_nothing(hub: HubProcess,
+                                                                 engine: Engine) -> None:
+    name = unique("mia")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    ref = f"teamhub/{hub.image}:latest"
+    image_id = engine.image(ref)["Id"]
+    engine.remove_image(ref)
+    try:
+        resp = b.http.post(f"{hub.url}/hub/api/users/{name}/server",
+                           headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+        message = resp.text
+        deadline = time.monotonic() + 20
+        while "teamhub image build" not in message and time.monotonic() < deadline:
+            message = b.get(f"/hub/api/users/{name}/server/progress", timeout=10).text
+            time.sleep(0.2)
+        assert ref in message and f"teamhub image build {hub.image}" in message, message
+        assert engine.container(f"teamhub-{name}") is None
+    finally:
+        engine.tag(image_id, f"teamhub/{hub.image}", "latest")
+
+
+def test_a_server_dying_while_starting_is_reported_and_its_container_removed(
+        hub: HubProcess, engine: Engine) -> None:
+    name = unique("die")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)  # makes the Linux account and home
+    stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
+                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    assert stop.status_code in (202, 204)
+    account = pwd.getpwnam(hub.system_user(name))
+    confdir = os.path.join(account.pw_dir, ".jupyter")
+    os.makedirs(confdir, exist_ok=True)
+    conf = os.path.join(confdir, "jupyter_server_config.py")
+    with open(conf, "w") as f:
+        f.write("raise SystemExit('config-says-no-thanks')\n")
+    for path in (confdir, conf):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    for _ in range(150):
+        if "" not in b.get(f"/hub/api/users/{name}").json().get("servers", {}):
+            break
+        time.sleep(0.2)
+    resp = b.http.post(f"{hub.url}/hub/api/users/{name}/server",
+                       headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    message = resp.text
+    deadline = time.monotonic() + 60
+    while "config-says-no-thanks" not in message and time.monotonic() < deadline:
+        message = b.get(f"/hub/api/users/{name}/server/progress", timeout=10).text
+        time.sleep(0.2)
+    assert "stopped while starting" in message and "config-says-no-thanks" in message
+    assert engine.container(f"teamhub-{name}") is None
+
+
+def test_stopping_a_server_removes_its_container(hub: HubProcess, engine: Engine) -> None:
+    name = unique("sam")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    assert engine.container(f"teamhub-{name}") is not None
+    stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
+                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    assert stop.status_code in (202, 204)
+    deadline = time.monotonic() + 30
+    while engine.container(f"teamhub-{name}") is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert engine.container(f"teamhub-{name}") is None
+
+
+def test_burst_of_five_all_ready(hub: HubProcess, engine: Engine) -> None:
+    names = [unique("bu") for _ in range(5)]
+    hub.users.extend(names)
+    for name in names:
+        hub.add_user(name, PASSWORD)
+    browsers = [login(hub, name) for name in names]
+
+    def spawn(pair: tuple[str, Browser]) -> float:
+        name, b = pair
+        began = time.monotonic()
+        b.start_server(name, timeout=120)
+        assert b.open_lab(name).status_code == 200
+        return time.monotonic() - began
+
+    began = time.monotonic()
+    with ThreadPoolExecutor(len(names)) as pool:
+        times = list(pool.map(spawn, zip(names, browsers, strict=True)))
+    print(f"burst of 5: all ready in {time.monotonic() - began:.2f}s "
+          f"(each {', '.join(f'{t:.1f}' for t in sorted(times))}s)")
+    for name in names:
+        assert engine.container(f"teamhub-{name}")["State"]["Running"]
+
+
+def test_blocking_a_user_stops_and_removes_their_container(hub: HubProcess,
+                                                           engine: Engine) -> None:
+    name = unique("blk")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    assert engine.container(f"teamhub-{name}") is not None
+    hub.teamhub("user", "block", name)
+    deadline = time.monotonic() + 30
+    while engine.container(f"teamhub-{name}") is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert engine.container(f"teamhub-{name}") is None
+
+
+def test_user_remove_while_the_hub_is_down_removes_the_container(hub: HubProcess,
+                                                                  engine: Engine) -> None:
+    """Last hub test: the hub stays down. The container outlived the hub; removing the user
+    removes it too, and no teamhub container of the user is left."""
+    name = unique("rem")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    hub.stop()
+    assert engine.container(f"teamhub-{name}")["State"]["Running"]
+    done = hub.teamhub("user", "remove", name, "--yes")
+    assert f"removed container teamhub-{name}" in done.stdout
+    assert engine.container(f"teamhub-{name}") is None
+    assert not engine.containers(label=f"{LABEL_USER}={name}")
+
+
+@pytest.fixture(scope="module")
+def volume_hub(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
+               image: str) -> Iterator[HubProcess]:
+    h = HubProcess(tmp_path_factory.mktemp("vhub"), extra_toml=f"""
+[spawner]
+backend = "docker"
+
+[docker]
+image = "{image}"
+home = "volume"
+""")
+    h.users = []
+    try:
+        h.start()
+        yield h
+    finally:
+        h.stop()
+        for name in h.users:
+            engine.remove(f"teamhub-{name}")
+            engine.remove_volume(f"teamhub-user-{name}")
+        h.cleanup()
+
+
+def test_volume_home_is_the_users_own_and_outlives_the_container(volume_hub: HubProcess,
+                                                                 engine: Engine) -> None:
+    hub = volume_hub
+    name = unique("vol")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    b.open_lab(name)
+    kernel = b.new_kernel(name)
+    b.wait_kernel(name, kernel)
+    run(b, name, kernel, "open('kept.txt', 'w').write('in the volume')")
+    account = pwd.getpwnam(hub.system_user(name))
+    assert not os.path.exists(os.path.join(account.pw_dir, "kept.txt"))
+    volume = next(v for v in engine.volumes() if v["Name"] == f"teamhub-user-{name}")
+    top = os.stat(volume["Mountpoint"])
+    assert (top.st_uid, top.st_gid, top.st_mode & 0o777) == (account.pw_uid, account.pw_gid,
+                                                             0o700)
+    stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
+                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    assert stop.status_code in (202, 204)
+    for _ in range(150):
+        if engine.container(f"teamhub-{name}") is None:
+            break
+        time.sleep(0.2)
+    assert engine.container(f"teamhub-{name}") is None
+    b.start_server(name)
+    b.open_lab(name)
+    kernel = b.new_kernel(name)
+    b.wait_kernel(name, kernel)
+    assert run(b, name, kernel, "print(open('kept.txt').read())").strip() == "in the volume"
+
+
+def test_user_remove_keeps_the_volume_unless_purged_and_doctor_names_it(
+        volume_hub: HubProcess, engine: Engine) -> None:
+    hub = volume_hub
+    kept, purged = unique("kep"), unique("pur")
+    hub.users.extend([kept, purged])
+    for name in (kept, purged):
+        hub.add_user(name, PASSWORD)
+        # As a spawn leaves it: a labelled home volume.
+        engine.create_volume(f"teamhub-user-{name}", {LABEL_USER: name})
+    done = hub.teamhub("user", "remove", kept, "--yes")
+    assert f"kept volume teamhub-user-{kept}" in done.stdout
+    done = hub.teamhub("user", "remove", purged, "--yes", "--purge")
+    assert f"removed volume teamhub-user-{purged}" in done.stdout
+    names = {v["Name"] for v in engine.volumes()}
+    assert f"teamhub-user-{kept}" in names and f"teamhub-user-{purged}" not in names
+    done = hub.teamhub("doctor", "--json", "--check", "docker engine", check=False)
+    result = json.loads(done.stdout)["checks"][0]
+    assert not result["ok"] and f"teamhub-user-{kept}" in result["detail"], result
+
+
+def test_up_refuses_a_missing_image_or_engine_in_one_line(tmp_path, engine: Engine) -> None:
+    other = HubProcess(tmp_path, extra_toml='[spawner]\nbackend = "docker"\n'
+                       '[docker]\nimage = "no-such-image"\n')
+    try:
+        done = teamhub_cli("--config", str(other.config), "up")
+        assert done.returncode != 0
+        lines = [ln for ln in done.stderr.splitlines() if ln.startswith("teamhub: error")]
+        assert len(lines) == 1 and "teamhub/no-such-image:latest" in lines[0], done.stderr
+        assert "teamhub image build no-such-image" in lines[0]
+        done = teamhub_cli("--config", str(other.config), "up",
+                           env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+        assert done.returncode != 0
+        lines = [ln for ln in done.stderr.splitlines() if ln.startswith("teamhub: error")]
+        assert len(lines) == 1 and "Docker engine is not running" in lines[0], done.stderr
+    finally:
+        shutil.rmtree(other.home_root, ignore_errors=True)
+
+
+def test_image_list_and_remove(engine: Engine, image: str) -> None:
+    listed = json.loads(teamhub_cli("image", "list", "--json").stdout)
+    assert any(e["name"] == image and e["current"] for e in listed)
+    name = unique("thdx")
+    engine.tag(f"teamhub/{image}:latest", f"teamhub/{name}", "latest")
+    try:
+        done = teamhub_cli("image", "remove", name)
+        assert done.returncode == 0, done.stderr
+        assert engine.image(f"teamhub/{name}:latest") is None
+        assert engine.image(f"teamhub/{image}:latest") is not None
+        done = teamhub_cli("image", "remove", name)
+        assert done.returncode != 0 and "no teamhub image" in done.stderr
+    finally:
+        engine.remove_image(f"teamhub/{name}:latest")
