@@ -14,6 +14,7 @@ from teamhub import hubconfig, images
 from teamhub.errors import DockerError, ImageError, SettingsError
 from teamhub.paths import Paths
 from teamhub.settings import load
+from teamhub.spawners.docker import unix_socket_path
 from teamhub.system.containers import CgroupLimits, Mount, container_config
 from teamhub.system.docker import Engine
 from teamhub.system.sandbox import LaunchSpec
@@ -91,7 +92,19 @@ def test_container_runs_the_spec_as_the_user_hardened_on_the_host_network():
 def test_container_without_limits_sets_no_cgroup_values():
     host = container_config(_spec(), image="i", mounts=[], limits=CgroupLimits(),
                             labels={})["HostConfig"]
-    assert not {"Memory", "NanoCpus", "PidsLimit"} & set(host)
+    assert not {"Memory", "NanoCpus", "PidsLimit", "ShmSize"} & set(host)
+
+
+def test_container_shm_is_sized_like_a_local_servers():
+    host = container_config(_spec(shm_size=2**29), image="i", mounts=[], limits=CgroupLimits(),
+                            labels={})["HostConfig"]
+    assert host["ShmSize"] == 2**29 and host["IpcMode"] == "private"
+
+
+def test_containers_reach_the_hubs_unix_socket_by_its_folder():
+    assert unix_socket_path("http+unix://%2Frun%2Fteamhub%2Fhub-1%2Fhub.sock/hub/api") == \
+        "/run/teamhub/hub-1/hub.sock"
+    assert unix_socket_path("http://127.0.0.1:8081/hub/api") is None
 
 
 def test_a_container_never_runs_as_root_or_without_an_account():

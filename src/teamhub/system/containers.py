@@ -115,6 +115,10 @@ def container_config(spec: LaunchSpec, *, image: str, mounts: list[Mount],
         host["NanoCpus"] = max(int(limits.cpu * 1e9), 10_000_000)
     if limits.tasks is not None:
         host["PidsLimit"] = limits.tasks
+    if spec.shm_size is not None:
+        # The container's /dev/shm is its own already (private IPC); this sizes it as
+        # spawner.shm_size sizes a local server's.
+        host["ShmSize"] = spec.shm_size
     return {
         "Image": image,
         # The sandbox launcher sets the umask for local servers; Docker has no such option.
