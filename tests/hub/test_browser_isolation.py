@@ -1,0 +1,514 @@
+"""Issue 18.1: a page served by user A's server must not let A act as B in B's browser.
+
+Real hub + proxy, real users, real headless Chromium. The attacker is an ordinary
+member, A, who makes A's *own* server serve a page: a `.pth` file in A's Python
+user site (which A can always write) runs code in A's server at start and points it
+at a config folder outside A's home (so `disable_user_config` does not see it),
+which adds a static path with `evil.html`. That is one honest example of the
+general fact: A runs code in A's own server, so A can serve anything under
+`/user/A/`. B logs in through the HTML form, uses Lab (a terminal open), then
+opens A's link and clicks on it. The page tries:
+
+(a) to create an API token for B at the hub (with every XSRF token it can get:
+    fetched hub pages, framed or opened hub pages, hub cookies, A's own tossed token);
+(b) to read B's hub pages and hub API;
+(c) to drive B's own server: read a file, start a kernel, type into B's terminal.
+
+All must fail, without a domain (one origin, http://localhost = a secure context)
+and with `hub.domain` (per-user origins through Chromium's --host-resolver-rules).
+Positive controls run the same functions from B's own pages, where they work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.client import Browser
+from support.hub import HubProcess, unique, world_dir
+
+pytestmark = [pytest.mark.hub, pytest.mark.system]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PASSWORD = "correct horse battery"
+DOMAIN = "hub.test"
+
+ATTACK_JS = r"""
+const HUB = %(hub)s, BSRV = %(bsrv)s, VICTIM = %(victim)s, A_XSRF = %(a_xsrf)s;
+const SECRET = "secret.txt";
+window.results = {tokens: {}, created: [], hub_read: [], server: [], log: []};
+const R = window.results;
+function log(k, v) { R.log.push(k + ": " + v); }
+function xsrfFromHtml(html) {
+  const m = html.match(/xsrf_token:\s*"([^"]+)"/) || html.match(/name="_xsrf"\s+value="([^"]+)"/);
+  return m ? m[1] : null;
+}
+function cookieXsrf(cookie) { const m = (cookie || "").match(/(?:^|;\s*)_xsrf=([^;]+)/); return m ? m[1] : null; }
+function configToken(html) {
+  const m = html.match(/"token":\s*"([^"]+)"/); return m ? m[1] : null;
+}
+function sleep(ms) { return new Promise(r => setTimeout(r, ms)); }
+async function tryit(name, fn) {
+  try { await Promise.race([fn(), sleep(8000).then(() => { throw new Error("timeout"); })]); }
+  catch (e) { log(name, "error " + e); }
+}
+function wsUrl(url) { return url.replace(/^http/, "ws"); }
+
+// (a) create a token for B with a candidate XSRF token
+async function makeToken(xsrf) {
+  const r = await fetch(HUB + "/hub/api/users/" + VICTIM + "/tokens", {
+    method: "POST", credentials: "include",
+    headers: xsrf ? {"X-XSRFToken": xsrf, "Content-Type": "application/json"}
+                  : {"Content-Type": "application/json"},
+    body: JSON.stringify({note: "evil"})});
+  return r.status;
+}
+// (c) with a token or B's server XSRF cookie: read the secret, start a kernel
+async function driveServer(how, auth) {
+  const headers = auth.token ? {"Authorization": "token " + auth.token}
+                : auth.xsrf ? {"X-XSRFToken": auth.xsrf} : {};
+  let r = await fetch(BSRV + "/api/contents/" + SECRET + "?content=1",
+                      {credentials: "include", headers});
+  const body = await r.text();
+  R.server.push([how + " read", r.status, body.includes("s3cret") ? "SECRET" : ""]);
+  r = await fetch(BSRV + "/api/kernels", {method: "POST", credentials: "include",
+                  headers: {...headers, "Content-Type": "application/json"}, body: "{}"});
+  R.server.push([how + " kernel", r.status, r.status === 201 ? "KERNEL" : ""]);
+}
+function sawHubPage(how, html) {
+  R.hub_read.push([how, html.includes(VICTIM) ? "VICTIM" : html.slice(0, 60)]);
+}
+async function frameDoc(url) {
+  const f = document.createElement("iframe");
+  f.src = url; document.body.appendChild(f);
+  await new Promise(r => { f.onload = r; setTimeout(r, 4000); });
+  await sleep(300);
+  return f.contentDocument;  // null when cross-origin or blocked
+}
+async function popupDoc(url) {
+  const w = window.open(url, "_blank");
+  if (!w) { return null; }
+  for (let i = 0; i < 40; i++) {
+    await sleep(100);
+    try {
+      if (w.closed) { return null; }
+      const d = w.document;
+      if (d && d.readyState === "complete" && d.location.href !== "about:blank") {
+        return d;
+      }
+    } catch (e) { return null; }
+  }
+  return null;
+}
+
+async function viaDocument(how, doc) {
+  if (!doc) { log(how, "no document"); return; }
+  const html = doc.documentElement ? doc.documentElement.outerHTML : "";
+  const x = xsrfFromHtml(html);
+  if (x) { R.tokens[how + " page"] = x; }
+  const c = cookieXsrf(doc.cookie);
+  if (c) { R.tokens[how + " cookie"] = c; }
+  if (html.includes("jupyter-config-data") || doc.location.pathname.includes("/user/")) {
+    const t = configToken(html);
+    if (t) { await driveServer(how + " config token", {token: t}); }
+    if (c) { await driveServer(how + " server cookie", {xsrf: c}); }
+  } else {
+    sawHubPage(how, html);
+  }
+}
+
+async function scripted() {
+  await tryit("fetch hub token page", async () => {
+    const r = await fetch(HUB + "/hub/token", {credentials: "include"});
+    const html = await r.text();
+    log("fetch /hub/token", r.status);
+    const x = xsrfFromHtml(html); if (x) { R.tokens["fetch /hub/token"] = x; }
+    if (r.ok) { sawHubPage("fetch /hub/token", html); }
+  });
+  await tryit("fetch hub home", async () => {
+    const r = await fetch(HUB + "/hub/home", {credentials: "include",
+                                              referrer: HUB + "/hub/home"});
+    log("fetch /hub/home", r.status);
+    if (r.ok) { sawHubPage("fetch /hub/home", await r.text()); }
+  });
+  await tryit("fetch hub api", async () => {
+    const r = await fetch(HUB + "/hub/api/user", {credentials: "include"});
+    log("fetch /hub/api/user", r.status);
+    if (r.ok) { sawHubPage("fetch /hub/api/user", await r.text()); }
+  });
+  await tryit("frame hub token", async () => viaDocument("frame /hub/token",
+                                                       await frameDoc(HUB + "/hub/token")));
+  await tryit("frame hub static", async () =>
+    viaDocument("frame /hub/static", await frameDoc(HUB + "/hub/static/js/utils.js")));
+  await tryit("fetch server file", async () => driveServer("plain fetch", {}));
+  await tryit("fetch lab page", async () => {
+    const r = await fetch(BSRV + "/lab", {credentials: "include"});
+    const html = await r.text();
+    log("fetch lab", r.status + " " + r.url);
+    const t = configToken(html);
+    if (t) { await driveServer("fetched lab config token", {token: t}); }
+  });
+  await tryit("frame lab", async () => viaDocument("frame lab", await frameDoc(BSRV + "/lab")));
+  await tryit("frame server static", async () => viaDocument(
+    "frame server static", await frameDoc(BSRV + "/static/favicon.ico")));
+  await tryit("terminal websocket", async () => {
+    const ws = new WebSocket(wsUrl(BSRV) + "/terminals/websocket/1");
+    await new Promise((resolve) => {
+      ws.onopen = () => {
+        R.server.push(["terminal websocket", "open", "TERMINAL"]);
+        ws.send(JSON.stringify(["stdin", "echo pwned > ~/pwned-by-terminal\r"]));
+        setTimeout(resolve, 1500);
+      };
+      ws.onerror = ws.onclose = () => { log("terminal websocket", "refused"); resolve(); };
+    });
+  });
+  await tryit("events websocket", async () => {
+    const ws = new WebSocket(wsUrl(BSRV) + "/api/events/subscribe");
+    await new Promise((resolve) => {
+      ws.onopen = () => { log("events websocket", "open"); ws.close(); resolve(); };
+      ws.onerror = ws.onclose = () => { log("events websocket", "refused"); resolve(); };
+    });
+  });
+}
+
+async function popups(which) {
+  const targets = {
+    "hub-token": HUB + "/hub/token", "hub-static": HUB + "/hub/static/js/utils.js",
+    "lab": BSRV + "/lab", "server-static": BSRV + "/static/favicon.ico"};
+  await tryit("popup " + which, async () => viaDocument("popup " + which,
+                                                      await popupDoc(targets[which])));
+}
+
+async function useTokens() {
+  R.tokens["none"] = "";
+  for (const [how, x] of Object.entries(R.tokens)) {
+    await tryit("token with " + how, async () => {
+      const status = await makeToken(x);
+      R.created.push([how, status]);
+    });
+  }
+  // Last, as it overwrites B's own hub _xsrf cookie: A's own valid hub XSRF token,
+  // tossed into B's browser as a cookie on /hub/.
+  if (A_XSRF) {
+    document.cookie = "_xsrf=" + A_XSRF + "; path=/hub/";
+    R.tokens["tossed A cookie"] = A_XSRF;
+    await tryit("tossed", async () => { R.created.push(["tossed A cookie", await makeToken(A_XSRF)]); });
+    document.cookie = "_xsrf=; path=/hub/; max-age=0";
+  }
+}
+"""
+
+PAGE = """<!doctype html><html><head><title>results</title></head><body>
+<p>Quarterly numbers, click each button.</p>
+<button id="hub-token">1</button><button id="hub-static">2</button>
+<button id="lab">3</button><button id="server-static">4</button>
+<script>%(js)s
+for (const id of ["hub-token", "hub-static", "lab", "server-static"]) {
+  document.getElementById(id).onclick = () => {
+    window.popupDone = false; popups(id).then(() => { window.popupDone = true; });
+  };
+}
+window.scriptedDone = false;
+scripted().then(() => { window.scriptedDone = true; });
+</script></body></html>"""
+
+
+class Site:
+    """Where things are, as a browser sees them, for one hub mode."""
+
+    def __init__(self, hub: HubProcess, domain: str) -> None:
+        self.domain = domain
+        host = DOMAIN if domain else "localhost"
+        self.hub = f"http://{host}:{hub.port}"
+
+    def server(self, name: str) -> str:
+        if self.domain:
+            return f"http://{name}.{DOMAIN}:{self.port_of(self.hub)}/user/{name}"
+        return f"{self.hub}/user/{name}"
+
+    @staticmethod
+    def port_of(url: str) -> str:
+        return url.rsplit(":", 1)[1]
+
+
+HELPER = r"""
+import http.server, sys, time
+port, page = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+class Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+    def log_message(self, *args):
+        pass
+for _ in range(3000):
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Page)
+        break
+    except OSError:
+        time.sleep(0.01)
+server.serve_forever()
+"""
+
+
+def _take_over_own_port(h: HubProcess, page: str) -> None:
+    """What A does, as A, from A's own kernel: start a web server that waits for A's
+    server's port, then end A's server so it gets the port. The hub keeps routing
+    /user/A/ to that port until its next poll of A's server (up to 10 s)."""
+    page_file = h.folder / "evil.html"
+    page_file.write_text(page)
+    page_file.chmod(0o644)
+    a = h.a_browser
+    assert a.open_lab(h.attacker).status_code == 200
+    kernel = a.new_kernel(h.attacker)
+    a.wait_kernel(h.attacker, kernel)
+    code = (
+        "import os, subprocess, sys, urllib.parse\n"
+        "port = urllib.parse.urlparse(os.environ['JUPYTERHUB_SERVICE_URL']).port\n"
+        f"subprocess.Popen([sys.executable, '-c', {HELPER!r}, str(port), {str(page_file)!r}],"
+        " start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "os.kill(os.getppid(), 9)\n"
+    )
+    try:
+        a.execute(h.attacker, kernel, code, timeout=5)
+    except Exception:  # noqa: BLE001 - the server (and the websocket with it) dies on purpose
+        pass
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        if _get_user_path(h, h.attacker, "/evil.html").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError("A's page never came up on A's server's port")
+
+
+def _get_user_path(h: HubProcess, name: str, path: str):
+    """GET /user/NAME/PATH through the proxy, as an anonymous client, in either mode."""
+    import requests
+
+    host = f"{name}.{DOMAIN}:{h.port}" if h.site.domain else f"localhost:{h.port}"
+    return requests.get(f"http://127.0.0.1:{h.port}/user/{name}{path}",
+                        headers={"Host": host}, timeout=30, allow_redirects=False)
+
+
+def _plant_user_config(hub: HubProcess, name: str, folder: Path) -> Path:
+    """The issue's vector: ~/.jupyter config that serves a folder of A's as static files."""
+    account = pwd.getpwnam(hub.system_user(name))
+    (folder / "static").mkdir(exist_ok=True)
+    (folder / "static" / "evil.html").write_text("<script>document.title='evil'</script>")
+    for path in (folder, folder / "static"):
+        path.chmod(0o755)
+    (folder / "static" / "evil.html").chmod(0o644)
+    config = Path(account.pw_dir) / ".jupyter" / "jupyter_server_config.py"
+    config.parent.mkdir(exist_ok=True)
+    config.write_text(f"c.ServerApp.extra_static_paths = [{str(folder / 'static')!r}]\n"
+                      "c.ServerApp.tornado_settings = {'headers': {'X-Evil': '1'}}\n")
+    for path in (config.parent, config):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    return config
+
+
+def _write_secret(hub: HubProcess, name: str) -> str:
+    account = pwd.getpwnam(hub.system_user(name))
+    secret = "s3cret-" + secrets.token_hex(8)
+    path = Path(account.pw_dir) / "secret.txt"
+    path.write_text(secret)
+    os.chown(path, account.pw_uid, account.pw_gid)
+    path.chmod(0o600)
+    return secret
+
+
+@pytest.fixture(scope="module", params=["", DOMAIN], ids=["one-origin", "hub.domain"])
+def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    domain = request.param
+    h = HubProcess(tmp_path_factory.mktemp("hub"))
+    if domain:
+        h.config.write_text(h.config.read_text().replace(
+            "[hub]\n", f'[hub]\ndomain = "{domain}"\n', 1))
+    folder = world_dir("teamhub-evil-")
+    h.attacker, h.victim = unique("a"), unique("b")
+    try:
+        h.add_user(h.attacker, PASSWORD)
+        h.add_user(h.victim, PASSWORD)
+        h.start()
+        # A's server once, so A's account and home exist; then A plants and restarts.
+        a = Browser(h.url)
+        assert a.login(h.attacker, PASSWORD).status_code == 302
+        a.start_server(h.attacker)
+        h.site = Site(h, domain)
+        h.a_xsrf = _a_hub_xsrf(a)
+        h.folder = folder
+        h.a_browser = a
+        yield h
+    finally:
+        h.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _a_hub_xsrf(a: Browser) -> str:
+    """A's own, valid hub XSRF token (what A can toss into B's browser)."""
+    a.get("/hub/home")
+    return a._xsrf("/hub/")
+
+
+def _restart(b: Browser, name: str) -> None:
+    resp = b.http.delete(f"{b.base}/hub/api/users/{name}/server",
+                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    assert resp.status_code in (202, 204), resp.text
+    for _ in range(100):
+        if not b.get(f"/hub/api/users/{name}").json().get("servers"):
+            break
+        time.sleep(0.2)
+    b.start_server(name)
+
+
+@pytest.fixture(scope="module")
+def chromium(setup: HubProcess):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    args = list(CHROMIUM_ARGS)
+    if setup.site.domain:
+        args.append(f"--host-resolver-rules=MAP *.{DOMAIN} 127.0.0.1, MAP {DOMAIN} 127.0.0.1")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _login(page, site: Site, name: str) -> None:
+    page.goto(f"{site.hub}/hub/login?next=/hub/home")
+    page.fill("#username_input", name)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r"/hub/home"))
+
+
+def _open_lab(page, site: Site, name: str) -> None:
+    page.goto(f"{site.server(name)}/lab")
+    page.wait_for_selector("#jupyter-config-data", state="attached", timeout=60000)
+    page.wait_for_function("document.title.length > 0")
+
+
+CONFIG_TOKEN = "JSON.parse(document.getElementById('jupyter-config-data').textContent).token"
+
+
+@pytest.fixture(scope="module")
+def victim(setup: HubProcess, chromium):
+    """B in Chromium: logged in through the form, Lab open, a terminal running."""
+    h = setup
+    context = chromium.new_context()
+    page = context.new_page()
+    _login(page, h.site, h.victim)
+    page.goto(f"{h.site.hub}/hub/spawn")
+    page.wait_for_url(re.compile(r"/lab"), timeout=90000)
+    _open_lab(page, h.site, h.victim)
+    h.secret = _write_secret(h, h.victim)
+    # B's own Lab opens a terminal (as JupyterLab does: the page config's token).
+    status = page.evaluate(f"""async () => (await fetch("{h.site.server(h.victim)}/api/terminals",
+        {{method: "POST", headers: {{"Authorization": "token " + {CONFIG_TOKEN}}}}})).status""")
+    assert status == 200
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def _attack_page(h: HubProcess) -> str:
+    js = ATTACK_JS % {"hub": json.dumps(h.site.hub), "bsrv": json.dumps(h.site.server(h.victim)),
+                      "victim": json.dumps(h.victim), "a_xsrf": json.dumps(h.a_xsrf)}
+    return PAGE % {"js": js}
+
+
+@pytest.fixture(scope="module")
+def attack(setup: HubProcess, victim) -> dict:
+    """B opens A's page and clicks everything on it; what the page achieved."""
+    h = setup
+    page = victim.new_page()
+    _take_over_own_port(h, _attack_page(h))
+    resp = page.goto(f"{h.site.server(h.attacker)}/static/evil.html")
+    assert resp is not None and resp.status == 200, (resp and resp.status, page.content()[:300])
+    try:
+        page.wait_for_function("window.scriptedDone === true", timeout=120000)
+    finally:
+        print(json.dumps(page.evaluate("window.results"), indent=1))
+    for button in ("hub-token", "hub-static", "lab", "server-static"):
+        page.click(f"#{button}")
+        page.wait_for_function("window.popupDone === true", timeout=30000)
+    page.evaluate("useTokens()")
+    page.wait_for_function("window.results.created.length >= Object.keys(window.results.tokens)"
+                           ".length", timeout=60000)
+    results = page.evaluate("window.results")
+    print(json.dumps(results, indent=1))
+    page.close()
+    return results
+
+
+def test_user_config_cannot_serve_pages_or_change_headers(setup: HubProcess) -> None:
+    """A's ~/.jupyter server config (the issue's vector) is ignored by A's server."""
+    h = setup
+    config = _plant_user_config(h, h.attacker, h.folder)
+    try:
+        _restart(h.a_browser, h.attacker)
+        resp = _get_user_path(h, h.attacker, "/static/evil.html")
+        assert resp.status_code == 404, (resp.status_code, resp.text[:200])
+        assert "X-Evil" not in resp.headers
+    finally:
+        config.unlink()
+        _restart(h.a_browser, h.attacker)
+
+
+def test_attacker_page_is_served_from_a_server(setup: HubProcess, attack: dict) -> None:
+    """The attack really ran in the browser: it recorded its attempts."""
+    assert attack["created"], attack
+    assert any("none" == how for how, _ in attack["created"])
+
+
+def test_a_cannot_create_a_token_for_b(setup: HubProcess, attack: dict) -> None:
+    created = [(how, status) for how, status in attack["created"] if status in (200, 201)]
+    assert not created, f"tokens created for B: {created}; {attack['log']}"
+
+
+def test_a_cannot_read_b_hub_pages(setup: HubProcess, attack: dict) -> None:
+    read = [entry for entry in attack["hub_read"] if entry[1] == "VICTIM"]
+    assert not read, f"B's hub pages read: {read}; {attack['log']}"
+
+
+def test_a_cannot_drive_b_server(setup: HubProcess, attack: dict) -> None:
+    h = setup
+    hits = [entry for entry in attack["server"] if entry[2]]
+    assert not hits, f"B's server driven: {hits}; {attack['log']}"
+    home = Path(pwd.getpwnam(h.system_user(h.victim)).pw_dir)
+    time.sleep(1)
+    assert not (home / "pwned-by-terminal").exists()
+
+
+def test_positive_control_same_functions_work_from_b_own_pages(setup: HubProcess, victim,
+                                                               attack: dict) -> None:
+    """The attack's functions are not broken: from B's own hub page and Lab they work."""
+    h = setup
+    page = victim.new_page()
+    page.goto(f"{h.site.hub}/hub/token")
+    page.add_script_tag(content=ATTACK_JS % {
+        "hub": json.dumps(h.site.hub), "bsrv": json.dumps(h.site.server(h.victim)),
+        "victim": json.dumps(h.victim), "a_xsrf": "null"})
+    assert page.evaluate("makeToken(window.jhdata.xsrf_token)") == 201
+    _open_lab(page, h.site, h.victim)
+    page.add_script_tag(content=ATTACK_JS % {
+        "hub": json.dumps(h.site.hub), "bsrv": json.dumps(h.site.server(h.victim)),
+        "victim": json.dumps(h.victim), "a_xsrf": "null"})
+    page.evaluate(f"driveServer('own lab', {{token: {CONFIG_TOKEN}}})")
+    served = page.evaluate("window.results.server")
+    assert ["own lab read", 200, "SECRET"] in served, served
+    assert ["own lab kernel", 201, "KERNEL"] in served, served
+    page.close()
