@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.client import Browser
 from support.hub import HubProcess, unique, world_dir
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
@@ -189,10 +188,12 @@ async function popups(which) {
 }
 
 async function useTokens() {
+  window.tokensDone = false;
   R.tokens["none"] = "";
   for (const [how, x] of Object.entries(R.tokens)) {
     await tryit("token with " + how, async () => {
-      const status = await makeToken(x);
+      let status;
+      try { status = await makeToken(x); } catch (e) { status = "error " + e; }
       R.created.push([how, status]);
     });
   }
@@ -201,9 +202,14 @@ async function useTokens() {
   if (A_XSRF) {
     document.cookie = "_xsrf=" + A_XSRF + "; path=/hub/";
     R.tokens["tossed A cookie"] = A_XSRF;
-    await tryit("tossed", async () => { R.created.push(["tossed A cookie", await makeToken(A_XSRF)]); });
+    await tryit("tossed", async () => {
+      let status;
+      try { status = await makeToken(A_XSRF); } catch (e) { status = "error " + e; }
+      R.created.push(["tossed A cookie", status]);
+    });
     document.cookie = "_xsrf=; path=/hub/; max-age=0";
   }
+  window.tokensDone = true;
 }
 """
 
@@ -262,17 +268,13 @@ server.serve_forever()
 """
 
 
-def _take_over_own_port(h: HubProcess, page: str) -> None:
-    """What A does, as A, from A's own kernel: start a web server that waits for A's
-    server's port, then end A's server so it gets the port. The hub keeps routing
-    /user/A/ to that port until its next poll of A's server (up to 10 s)."""
+def _take_over_own_port(h: HubProcess, attacker, page: str) -> None:
+    """What A does, as A, from a kernel in A's own Lab: start a web server that waits
+    for A's server's port, then end A's server so it gets the port. The hub keeps
+    routing /user/A/ to that port until its next poll of A's server (up to 10 s)."""
     page_file = h.folder / "evil.html"
     page_file.write_text(page)
     page_file.chmod(0o644)
-    a = h.a_browser
-    assert a.open_lab(h.attacker).status_code == 200
-    kernel = a.new_kernel(h.attacker)
-    a.wait_kernel(h.attacker, kernel)
     code = (
         "import os, subprocess, sys, urllib.parse\n"
         "port = urllib.parse.urlparse(os.environ['JUPYTERHUB_SERVICE_URL']).port\n"
@@ -280,16 +282,31 @@ def _take_over_own_port(h: HubProcess, page: str) -> None:
         " start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
         "os.kill(os.getppid(), 9)\n"
     )
-    try:
-        a.execute(h.attacker, kernel, code, timeout=5)
-    except Exception:  # noqa: BLE001 - the server (and the websocket with it) dies on purpose
-        pass
+    _open_lab(attacker, h.site, h.attacker)
+    attacker.evaluate(RUN_IN_KERNEL_JS, [h.site.server(h.attacker), code])
     deadline = time.monotonic() + 8
     while time.monotonic() < deadline:
         if _get_user_path(h, h.attacker, "/evil.html").status_code == 200:
             return
         time.sleep(0.05)
     raise AssertionError("A's page never came up on A's server's port")
+
+
+# From a Lab page: start a kernel and send it CODE over its websocket, as Lab does.
+RUN_IN_KERNEL_JS = """async ([server, code]) => {
+  const token = JSON.parse(document.getElementById('jupyter-config-data').textContent).token;
+  const r = await fetch(server + "/api/kernels", {method: "POST", body: "{}",
+                        headers: {"Authorization": "token " + token}});
+  const kernel = await r.json();
+  const ws = new WebSocket(server.replace(/^http/, "ws") + "/api/kernels/" + kernel.id
+                           + "/channels?token=" + token);
+  await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+  ws.send(JSON.stringify({header: {msg_id: "m1", username: "", session: "s1",
+    msg_type: "execute_request", version: "5.3"}, parent_header: {}, metadata: {},
+    channel: "shell", content: {code, silent: false, store_history: false,
+    user_expressions: {}, allow_stdin: false, stop_on_error: true}}));
+  await new Promise(resolve => setTimeout(resolve, 1500));
+}"""
 
 
 def _get_user_path(h: HubProcess, name: str, path: str):
@@ -337,39 +354,16 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             "[hub]\n", f'[hub]\ndomain = "{domain}"\n', 1))
     folder = world_dir("teamhub-evil-")
     h.attacker, h.victim = unique("a"), unique("b")
+    h.site = Site(h, domain)
+    h.folder = folder
     try:
         h.add_user(h.attacker, PASSWORD)
         h.add_user(h.victim, PASSWORD)
         h.start()
-        # A's server once, so A's account and home exist; then A plants and restarts.
-        a = Browser(h.url)
-        assert a.login(h.attacker, PASSWORD).status_code == 302
-        a.start_server(h.attacker)
-        h.site = Site(h, domain)
-        h.a_xsrf = _a_hub_xsrf(a)
-        h.folder = folder
-        h.a_browser = a
         yield h
     finally:
         h.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _a_hub_xsrf(a: Browser) -> str:
-    """A's own, valid hub XSRF token (what A can toss into B's browser)."""
-    a.get("/hub/home")
-    return a._xsrf("/hub/")
-
-
-def _restart(b: Browser, name: str) -> None:
-    resp = b.http.delete(f"{b.base}/hub/api/users/{name}/server",
-                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
-    assert resp.status_code in (202, 204), resp.text
-    for _ in range(100):
-        if not b.get(f"/hub/api/users/{name}").json().get("servers"):
-            break
-        time.sleep(0.2)
-    b.start_server(name)
 
 
 @pytest.fixture(scope="module")
@@ -384,6 +378,44 @@ def chromium(setup: HubProcess):
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def attacker(setup: HubProcess, chromium):
+    """A in A's own Chromium: logged in, server running, a hub page open."""
+    h = setup
+    context = chromium.new_context()
+    page = context.new_page()
+    _login(page, h.site, h.attacker)
+    _spawn(page, h.site, h.attacker)
+    page.goto(f"{h.site.hub}/hub/home")
+    # A's own valid hub XSRF token: what A could toss into B's browser as a cookie.
+    h.a_xsrf = page.evaluate("window.jhdata.xsrf_token")
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def _spawn(page, site: Site, name: str) -> None:
+    page.goto(f"{site.hub}/hub/spawn")
+    page.wait_for_url(re.compile(rf"/user/{name}/lab"), timeout=90000)
+
+
+def _restart(h: HubProcess, page, name: str) -> None:
+    """Stop and start NAME's server from NAME's own hub page, as its buttons do."""
+    page.goto(f"{h.site.hub}/hub/home")
+    stop = page.evaluate(f"""async () => (await fetch("{h.site.hub}/hub/api/users/{name}/server",
+        {{method: "DELETE", headers: {{"X-XSRFToken": window.jhdata.xsrf_token}}}})).status""")
+    assert stop in (202, 204), stop
+    for _ in range(150):
+        servers = page.evaluate(f"""async () => (await (await fetch(
+            "{h.site.hub}/hub/api/users/{name}",
+            {{headers: {{"X-XSRFToken": window.jhdata.xsrf_token}}}})).json()).servers""")
+        if not servers:
+            break
+        time.sleep(0.2)
+    _spawn(page, h.site, name)
 
 
 def _login(page, site: Site, name: str) -> None:
@@ -410,8 +442,7 @@ def victim(setup: HubProcess, chromium):
     context = chromium.new_context()
     page = context.new_page()
     _login(page, h.site, h.victim)
-    page.goto(f"{h.site.hub}/hub/spawn")
-    page.wait_for_url(re.compile(r"/lab"), timeout=90000)
+    _spawn(page, h.site, h.victim)
     _open_lab(page, h.site, h.victim)
     h.secret = _write_secret(h, h.victim)
     # B's own Lab opens a terminal (as JupyterLab does: the page config's token).
@@ -431,11 +462,11 @@ def _attack_page(h: HubProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def attack(setup: HubProcess, victim) -> dict:
+def attack(setup: HubProcess, attacker, victim) -> dict:
     """B opens A's page and clicks everything on it; what the page achieved."""
     h = setup
     page = victim.new_page()
-    _take_over_own_port(h, _attack_page(h))
+    _take_over_own_port(h, attacker, _attack_page(h))
     resp = page.goto(f"{h.site.server(h.attacker)}/static/evil.html")
     assert resp is not None and resp.status == 200, (resp and resp.status, page.content()[:300])
     try:
@@ -446,26 +477,25 @@ def attack(setup: HubProcess, victim) -> dict:
         page.click(f"#{button}")
         page.wait_for_function("window.popupDone === true", timeout=30000)
     page.evaluate("useTokens()")
-    page.wait_for_function("window.results.created.length >= Object.keys(window.results.tokens)"
-                           ".length", timeout=60000)
+    page.wait_for_function("window.tokensDone === true", timeout=90000)
     results = page.evaluate("window.results")
     print(json.dumps(results, indent=1))
     page.close()
     return results
 
 
-def test_user_config_cannot_serve_pages_or_change_headers(setup: HubProcess) -> None:
+def test_user_config_cannot_serve_pages_or_change_headers(setup: HubProcess, attacker) -> None:
     """A's ~/.jupyter server config (the issue's vector) is ignored by A's server."""
     h = setup
     config = _plant_user_config(h, h.attacker, h.folder)
     try:
-        _restart(h.a_browser, h.attacker)
+        _restart(h, attacker, h.attacker)
         resp = _get_user_path(h, h.attacker, "/static/evil.html")
         assert resp.status_code == 404, (resp.status_code, resp.text[:200])
         assert "X-Evil" not in resp.headers
     finally:
         config.unlink()
-        _restart(h.a_browser, h.attacker)
+        _restart(h, attacker, h.attacker)
 
 
 def test_attacker_page_is_served_from_a_server(setup: HubProcess, attack: dict) -> None:
@@ -511,4 +541,43 @@ def test_positive_control_same_functions_work_from_b_own_pages(setup: HubProcess
     served = page.evaluate("window.results.server")
     assert ["own lab read", 200, "SECRET"] in served, served
     assert ["own lab kernel", 201, "KERNEL"] in served, served
+    page.close()
+
+
+def test_b_own_lab_runs_a_cell_and_saves(setup: HubProcess, victim) -> None:
+    """B's own JupyterLab keeps working with all of the above: a notebook opens, a cell
+    runs on its kernel (a websocket, with the page's token) and the file saves."""
+    h = setup
+    name = f"lab-{secrets.token_hex(3)}.ipynb"
+    page = victim.new_page()
+    _open_lab(page, h.site, h.victim)
+    status = page.evaluate(f"""async () => (await fetch("{h.site.server(h.victim)}/api/contents/{name}",
+        {{method: "PUT", headers: {{"Authorization": "token " + {CONFIG_TOKEN}}},
+          body: JSON.stringify({{type: "notebook", format: "json", content: {{
+            cells: [], metadata: {{kernelspec: {{name: "python3", display_name: "Python 3"}}}},
+            nbformat: 4, nbformat_minor: 5}}}})}})).status""")
+    assert status == 201
+    page.goto(f"{h.site.server(h.victim)}/lab/tree/{name}")
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90000)
+    # Lab may still ask which kernel to start (it sometimes does before the session exists).
+    select = page.locator(".jp-Dialog button.jp-mod-accept")
+    try:
+        select.click(timeout=3000)
+    except Exception:  # noqa: BLE001 - no dialog this time
+        pass
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90000)
+    page.click(".jp-Notebook .jp-Cell .cm-content")
+    page.keyboard.type("print(6 * 7)")
+    page.keyboard.press("Shift+Enter")
+    try:
+        page.wait_for_selector(".jp-OutputArea-output:has-text('42')", timeout=60000)
+    except Exception:
+        page.screenshot(path="/tmp/browser-dbg/lab.png")
+        raise
+    page.keyboard.press("Control+s")
+    path = Path(pwd.getpwnam(h.system_user(h.victim)).pw_dir) / name
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "42" not in path.read_text():
+        time.sleep(0.2)
+    assert "42" in path.read_text()
     page.close()
