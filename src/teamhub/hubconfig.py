@@ -15,6 +15,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from .browser_isolation import ISOLATION_HEADERS
 from .paths import Paths
 from .settings import Settings, load
 
@@ -246,8 +247,7 @@ def subdomain_host(s: Settings) -> str:
 def update_browser_isolation(c: Config, s: Settings) -> None:
     """What keeps a page served by one user's server from acting as another user
     (README "Browser isolation"; the policy is teamhub.browser_isolation)."""
-    from .browser_isolation import ISOLATION_HEADERS
-    # JupyterHub's handler classes: only the hub process needs them.
+    # Deferred: hubguard imports JupyterHub's handlers, which only the hub process needs.
     from .hubguard import IsolatedStaticHandler
 
     tornado = dict(c.JupyterHub.tornado_settings) if "tornado_settings" in c.JupyterHub else {}

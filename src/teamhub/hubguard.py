@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from jupyterhub.apihandlers.base import APIHandler
-from jupyterhub.handlers.base import BaseHandler
+from jupyterhub.handlers.base import BaseHandler, UserUrlHandler
 from jupyterhub.handlers.static import CacheControlStaticFilesHandler
 from tornado import web
 
@@ -41,6 +41,10 @@ def refusal(handler: BaseHandler) -> str | None:
         if isinstance(handler, APIHandler):
             # JupyterHub itself requires the XSRF token on scripted, cookie-authenticated
             # API reads; the API never answers with a page.
+            return None
+        if isinstance(handler, UserUrlHandler) and "api" in request.path.split("/"):
+            # A server's API while the server is down: JupyterHub answers JSON 424,
+            # which JupyterLab needs to offer a restart.
             return None
         return page_refusal(request.headers)
     return state_change_refusal(request.method, request.headers, handler.hub.base_url)

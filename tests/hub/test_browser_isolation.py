@@ -1,22 +1,24 @@
 """Issue 18.1: a page served by user A's server must not let A act as B in B's browser.
 
 Real hub + proxy, real users, real headless Chromium. The attacker is an ordinary
-member, A, who makes A's *own* server serve a page: a `.pth` file in A's Python
-user site (which A can always write) runs code in A's server at start and points it
-at a config folder outside A's home (so `disable_user_config` does not see it),
-which adds a static path with `evil.html`. That is one honest example of the
-general fact: A runs code in A's own server, so A can serve anything under
-`/user/A/`. B logs in through the HTML form, uses Lab (a terminal open), then
-opens A's link and clicks on it. The page tries:
+member, A, in A's own Chromium: from a kernel in A's Lab, A starts a small web
+server that waits for A's server's port and then ends A's server, so A's program
+answers /user/A/ until the hub's next poll notices (what any member can do; the
+issue's other vector, ~/.jupyter config, is tested to be ignored). B logs in
+through the HTML form, uses Lab (a terminal open), then opens A's link and clicks
+on it. The page tries:
 
 (a) to create an API token for B at the hub (with every XSRF token it can get:
-    fetched hub pages, framed or opened hub pages, hub cookies, A's own tossed token);
-(b) to read B's hub pages and hub API;
+    fetched hub pages, framed or opened hub pages, hub cookies, A's own tossed
+    token; with and without a faked referrer);
+(b) to read B's hub pages and hub API, or to claim /hub/ with a service worker;
 (c) to drive B's own server: read a file, start a kernel, type into B's terminal.
 
-All must fail, without a domain (one origin, http://localhost = a secure context)
-and with `hub.domain` (per-user origins through Chromium's --host-resolver-rules).
-Positive controls run the same functions from B's own pages, where they work.
+All must fail without a domain (one origin, http://localhost: a secure context)
+and with `hub.domain` (per-user origins, Chromium's --host-resolver-rules). Over
+plain http to a LAN name (not a secure context) they are measured to still work:
+strict xfail, the gap README "Browser isolation" states. Positive controls run
+the same functions from B's own pages, and B's Lab runs a cell and saves.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "correct horse battery"
 DOMAIN = "hub.test"
+# A LAN name for the hub (mapped to loopback in Chromium): plain http to it is not a
+# secure context, unlike http://localhost.
+LAN_NAME = "hub.lan"
 
 ATTACK_JS = r"""
 const HUB = %(hub)s, BSRV = %(bsrv)s, VICTIM = %(victim)s, A_XSRF = %(a_xsrf)s;
@@ -51,7 +55,9 @@ function xsrfFromHtml(html) {
   const m = html.match(/xsrf_token:\s*"([^"]+)"/) || html.match(/name="_xsrf"\s+value="([^"]+)"/);
   return m ? m[1] : null;
 }
-function cookieXsrf(cookie) { const m = (cookie || "").match(/(?:^|;\s*)_xsrf=([^;]+)/); return m ? m[1] : null; }
+function cookieXsrf(cookie) {
+  const m = (cookie || "").match(/(?:^|;\s*)_xsrf=([^;]+)/); return m ? m[1] : null;
+}
 function configToken(html) {
   const m = html.match(/"token":\s*"([^"]+)"/); return m ? m[1] : null;
 }
@@ -63,9 +69,11 @@ async function tryit(name, fn) {
 function wsUrl(url) { return url.replace(/^http/, "ws"); }
 
 // (a) create a token for B with a candidate XSRF token
-async function makeToken(xsrf) {
+async function makeToken(xsrf, spoofReferrer) {
+  // A script may name any page of its own origin as the referrer.
+  const referrer = spoofReferrer ? HUB + "/hub/token" : "about:client";
   const r = await fetch(HUB + "/hub/api/users/" + VICTIM + "/tokens", {
-    method: "POST", credentials: "include",
+    method: "POST", credentials: "include", referrer,
     headers: xsrf ? {"X-XSRFToken": xsrf, "Content-Type": "application/json"}
                   : {"Content-Type": "application/json"},
     body: JSON.stringify({note: "evil"})});
@@ -170,6 +178,23 @@ async function scripted() {
       ws.onerror = ws.onclose = () => { log("terminal websocket", "refused"); resolve(); };
     });
   });
+  await tryit("service worker", async () => {
+    // A worker from A's path may only control A's path unless A's server sends
+    // Service-Worker-Allowed (which the proxy drops on users' routes).
+    if (!navigator.serviceWorker) {
+      log("service worker", "unavailable (not a secure context)"); return;
+    }
+    const script = location.pathname.replace(/[^/]*$/, "sw.js");
+    try {
+      await navigator.serviceWorker.register(script, {scope: HUB + "/hub/"});
+      R.hub_read.push(["service worker for /hub/", "VICTIM"]);
+    } catch (e) { log("service worker for /hub/", "refused: " + e.name); }
+    try {
+      const reg = await navigator.serviceWorker.register(script);
+      log("service worker for A's own path", "registered " + reg.scope);
+      await reg.unregister();
+    } catch (e) { log("service worker for A's own path", "error " + e); }
+  });
   await tryit("events websocket", async () => {
     const ws = new WebSocket(wsUrl(BSRV) + "/api/events/subscribe");
     await new Promise((resolve) => {
@@ -191,11 +216,13 @@ async function useTokens() {
   window.tokensDone = false;
   R.tokens["none"] = "";
   for (const [how, x] of Object.entries(R.tokens)) {
-    await tryit("token with " + how, async () => {
-      let status;
-      try { status = await makeToken(x); } catch (e) { status = "error " + e; }
-      R.created.push([how, status]);
-    });
+    for (const spoof of [false, true]) {
+      await tryit("token with " + how, async () => {
+        let status;
+        try { status = await makeToken(x, spoof); } catch (e) { status = "error " + e; }
+        R.created.push([how + (spoof ? " (referrer /hub/token)" : ""), status]);
+      });
+    }
   }
   // Last, as it overwrites B's own hub _xsrf cookie: A's own valid hub XSRF token,
   // tossed into B's browser as a cookie on /hub/.
@@ -204,7 +231,7 @@ async function useTokens() {
     R.tokens["tossed A cookie"] = A_XSRF;
     await tryit("tossed", async () => {
       let status;
-      try { status = await makeToken(A_XSRF); } catch (e) { status = "error " + e; }
+      try { status = await makeToken(A_XSRF, true); } catch (e) { status = "error " + e; }
       R.created.push(["tossed A cookie", status]);
     });
     document.cookie = "_xsrf=; path=/hub/; max-age=0";
@@ -231,9 +258,10 @@ scripted().then(() => { window.scriptedDone = true; });
 class Site:
     """Where things are, as a browser sees them, for one hub mode."""
 
-    def __init__(self, hub: HubProcess, domain: str) -> None:
-        self.domain = domain
-        host = DOMAIN if domain else "localhost"
+    def __init__(self, hub: HubProcess, mode: str) -> None:
+        self.mode = mode
+        self.domain = DOMAIN if mode == "hub.domain" else ""
+        host = {"hub.domain": DOMAIN, "lan-http": LAN_NAME}.get(mode, "localhost")
         self.hub = f"http://{host}:{hub.port}"
 
     def server(self, name: str) -> str:
@@ -249,13 +277,16 @@ class Site:
 HELPER = r"""
 import http.server, sys, time
 port, page = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+worker = b"self.addEventListener('fetch', () => {});"
 class Page(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        js = self.path.endswith(".js")
+        body = worker if js else page
         self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(page)))
+        self.send_header("Content-Type", "text/javascript" if js else "text/html")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(page)
+        self.wfile.write(body)
     def log_message(self, *args):
         pass
 for _ in range(3000):
@@ -345,16 +376,15 @@ def _write_secret(hub: HubProcess, name: str) -> str:
     return secret
 
 
-@pytest.fixture(scope="module", params=["", DOMAIN], ids=["one-origin", "hub.domain"])
+@pytest.fixture(scope="module", params=["one-origin", "hub.domain", "lan-http"])
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    domain = request.param
     h = HubProcess(tmp_path_factory.mktemp("hub"))
-    if domain:
+    h.site = Site(h, request.param)
+    if h.site.domain:
         h.config.write_text(h.config.read_text().replace(
-            "[hub]\n", f'[hub]\ndomain = "{domain}"\n', 1))
+            "[hub]\n", f'[hub]\ndomain = "{h.site.domain}"\n', 1))
     folder = world_dir("teamhub-evil-")
     h.attacker, h.victim = unique("a"), unique("b")
-    h.site = Site(h, domain)
     h.folder = folder
     try:
         h.add_user(h.attacker, PASSWORD)
@@ -372,6 +402,8 @@ def chromium(setup: HubProcess):
     args = list(CHROMIUM_ARGS)
     if setup.site.domain:
         args.append(f"--host-resolver-rules=MAP *.{DOMAIN} 127.0.0.1, MAP {DOMAIN} 127.0.0.1")
+    if setup.site.mode == "lan-http":
+        args.append(f"--host-resolver-rules=MAP {LAN_NAME} 127.0.0.1")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
@@ -455,6 +487,12 @@ def victim(setup: HubProcess, chromium):
         context.close()
 
 
+def _close(page) -> None:
+    """Leave a page first: a JupyterLab page being closed can keep Chromium busy."""
+    page.goto("about:blank")
+    page.close()
+
+
 def _attack_page(h: HubProcess) -> str:
     js = ATTACK_JS % {"hub": json.dumps(h.site.hub), "bsrv": json.dumps(h.site.server(h.victim)),
                       "victim": json.dumps(h.victim), "a_xsrf": json.dumps(h.a_xsrf)}
@@ -479,8 +517,7 @@ def attack(setup: HubProcess, attacker, victim) -> dict:
     page.evaluate("useTokens()")
     page.wait_for_function("window.tokensDone === true", timeout=90000)
     results = page.evaluate("window.results")
-    print(json.dumps(results, indent=1))
-    page.close()
+    _close(page)
     return results
 
 
@@ -504,18 +541,36 @@ def test_attacker_page_is_served_from_a_server(setup: HubProcess, attack: dict) 
     assert any("none" == how for how, _ in attack["created"])
 
 
-def test_a_cannot_create_a_token_for_b(setup: HubProcess, attack: dict) -> None:
+LAN_HTTP_GAP = (
+    "plain http to a LAN name is not a secure context: Chromium sends no Fetch Metadata "
+    "and ignores COOP there, so with one origin a page of A's can read B's pages "
+    "(and the tokens in them); only hub.domain (or TLS) protects. Measured, README "
+    "'Browser isolation'.")
+
+
+def _known_gap(request: pytest.FixtureRequest, h: HubProcess) -> None:
+    if h.site.mode == "lan-http":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=LAN_HTTP_GAP))
+
+
+def test_a_cannot_create_a_token_for_b(setup: HubProcess, attack: dict,
+                                      request: pytest.FixtureRequest) -> None:
+    _known_gap(request, setup)
     created = [(how, status) for how, status in attack["created"] if status in (200, 201)]
     assert not created, f"tokens created for B: {created}; {attack['log']}"
 
 
-def test_a_cannot_read_b_hub_pages(setup: HubProcess, attack: dict) -> None:
+def test_a_cannot_read_b_hub_pages(setup: HubProcess, attack: dict,
+                                   request: pytest.FixtureRequest) -> None:
+    _known_gap(request, setup)
     read = [entry for entry in attack["hub_read"] if entry[1] == "VICTIM"]
     assert not read, f"B's hub pages read: {read}; {attack['log']}"
 
 
-def test_a_cannot_drive_b_server(setup: HubProcess, attack: dict) -> None:
+def test_a_cannot_drive_b_server(setup: HubProcess, attack: dict,
+                                 request: pytest.FixtureRequest) -> None:
     h = setup
+    _known_gap(request, h)
     hits = [entry for entry in attack["server"] if entry[2]]
     assert not hits, f"B's server driven: {hits}; {attack['log']}"
     home = Path(pwd.getpwnam(h.system_user(h.victim)).pw_dir)
@@ -541,7 +596,7 @@ def test_positive_control_same_functions_work_from_b_own_pages(setup: HubProcess
     served = page.evaluate("window.results.server")
     assert ["own lab read", 200, "SECRET"] in served, served
     assert ["own lab kernel", 201, "KERNEL"] in served, served
-    page.close()
+    _close(page)
 
 
 def test_b_own_lab_runs_a_cell_and_saves(setup: HubProcess, victim) -> None:
@@ -551,7 +606,8 @@ def test_b_own_lab_runs_a_cell_and_saves(setup: HubProcess, victim) -> None:
     name = f"lab-{secrets.token_hex(3)}.ipynb"
     page = victim.new_page()
     _open_lab(page, h.site, h.victim)
-    status = page.evaluate(f"""async () => (await fetch("{h.site.server(h.victim)}/api/contents/{name}",
+    url = f"{h.site.server(h.victim)}/api/contents/{name}"
+    status = page.evaluate(f"""async () => (await fetch("{url}",
         {{method: "PUT", headers: {{"Authorization": "token " + {CONFIG_TOKEN}}},
           body: JSON.stringify({{type: "notebook", format: "json", content: {{
             cells: [], metadata: {{kernelspec: {{name: "python3", display_name: "Python 3"}}}},
@@ -580,4 +636,4 @@ def test_b_own_lab_runs_a_cell_and_saves(setup: HubProcess, victim) -> None:
     while time.monotonic() < deadline and "42" not in path.read_text():
         time.sleep(0.2)
     assert "42" in path.read_text()
-    page.close()
+    _close(page)
