@@ -261,12 +261,14 @@ class Site:
     def __init__(self, hub: HubProcess, mode: str) -> None:
         self.mode = mode
         self.domain = DOMAIN if mode == "hub.domain" else ""
-        host = {"hub.domain": DOMAIN, "lan-http": LAN_NAME}.get(mode, "localhost")
-        self.hub = f"http://{host}:{hub.port}"
+        host = {"hub.domain": DOMAIN, "lan-http": LAN_NAME, "lan-https": LAN_NAME}.get(
+            mode, "localhost")
+        self.scheme = "https" if mode == "lan-https" else "http"
+        self.hub = f"{self.scheme}://{host}:{hub.port}"
 
     def server(self, name: str) -> str:
         if self.domain:
-            return f"http://{name}.{DOMAIN}:{self.port_of(self.hub)}/user/{name}"
+            return f"{self.scheme}://{name}.{DOMAIN}:{self.port_of(self.hub)}/user/{name}"
         return f"{self.hub}/user/{name}"
 
     @staticmethod
@@ -315,7 +317,7 @@ def _take_over_own_port(h: HubProcess, attacker, page: str) -> None:
     )
     _open_lab(attacker, h.site, h.attacker)
     attacker.evaluate(RUN_IN_KERNEL_JS, [h.site.server(h.attacker), code])
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if _get_user_path(h, h.attacker, "/evil.html").status_code == 200:
             return
@@ -332,10 +334,23 @@ RUN_IN_KERNEL_JS = """async ([server, code]) => {
   const ws = new WebSocket(server.replace(/^http/, "ws") + "/api/kernels/" + kernel.id
                            + "/channels?token=" + token);
   await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
-  ws.send(JSON.stringify({header: {msg_id: "m1", username: "", session: "s1",
-    msg_type: "execute_request", version: "5.3"}, parent_header: {}, metadata: {},
-    channel: "shell", content: {code, silent: false, store_history: false,
-    user_expressions: {}, allow_stdin: false, stop_on_error: true}}));
+  const send = (id, source) => ws.send(JSON.stringify({header: {msg_id: id, username: "",
+    session: "s1", msg_type: "execute_request", version: "5.3"}, parent_header: {},
+    metadata: {}, channel: "shell", content: {code: source, silent: false,
+    store_history: false, user_expressions: {}, allow_stdin: false, stop_on_error: true}}));
+  // A fresh kernel may miss what arrives while it starts: wait for one reply first.
+  const replied = new Promise(resolve => { ws.onmessage = (event) => {
+    const msg = JSON.parse(event.data);
+    if (msg.msg_type === "execute_reply" && msg.parent_header.msg_id.startsWith("ready")) {
+      resolve();
+    }
+  }; });
+  for (let i = 0; i < 60; i++) {
+    send("ready" + i, "1");
+    if (await Promise.race([replied.then(() => true),
+                            new Promise(r => setTimeout(() => r(false), 500))])) { break; }
+  }
+  send("attack", code);
   await new Promise(resolve => setTimeout(resolve, 1500));
 }"""
 
@@ -345,8 +360,9 @@ def _get_user_path(h: HubProcess, name: str, path: str):
     import requests
 
     host = f"{name}.{DOMAIN}:{h.port}" if h.site.domain else f"localhost:{h.port}"
-    return requests.get(f"http://127.0.0.1:{h.port}/user/{name}{path}",
-                        headers={"Host": host}, timeout=30, allow_redirects=False)
+    return requests.get(f"{h.site.scheme}://127.0.0.1:{h.port}/user/{name}{path}",
+                        headers={"Host": host}, timeout=30, allow_redirects=False,
+                        verify=False)  # our own self-signed hub, on loopback
 
 
 def _plant_user_config(hub: HubProcess, name: str, folder: Path) -> Path:
@@ -376,9 +392,22 @@ def _write_secret(hub: HubProcess, name: str) -> str:
     return secret
 
 
-@pytest.fixture(scope="module", params=["one-origin", "hub.domain", "lan-http"])
+class TlsHub(HubProcess):
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+
+@pytest.fixture(scope="module", params=["one-origin", "hub.domain", "lan-http", "lan-https"])
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"))
+    saved = os.environ.get("REQUESTS_CA_BUNDLE")
+    if request.param == "lan-https":
+        h = TlsHub(tmp_path_factory.mktemp("hub"), extra_toml="\n[tls]\nhttp_port = 0\n")
+        h.teamhub("tls", "self-signed", "--hostname", "localhost", "--hostname", LAN_NAME)
+        # HubProcess.start polls the login page with requests: trust our certificate.
+        os.environ["REQUESTS_CA_BUNDLE"] = str(h.state / "tls" / "cert.pem")
+    else:
+        h = HubProcess(tmp_path_factory.mktemp("hub"))
     h.site = Site(h, request.param)
     if h.site.domain:
         h.config.write_text(h.config.read_text().replace(
@@ -394,6 +423,10 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     finally:
         h.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+        if saved is None:
+            os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        else:
+            os.environ["REQUESTS_CA_BUNDLE"] = saved
 
 
 @pytest.fixture(scope="module")
@@ -402,7 +435,7 @@ def chromium(setup: HubProcess):
     args = list(CHROMIUM_ARGS)
     if setup.site.domain:
         args.append(f"--host-resolver-rules=MAP *.{DOMAIN} 127.0.0.1, MAP {DOMAIN} 127.0.0.1")
-    if setup.site.mode == "lan-http":
+    if setup.site.mode in ("lan-http", "lan-https"):
         args.append(f"--host-resolver-rules=MAP {LAN_NAME} 127.0.0.1")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
@@ -416,7 +449,7 @@ def chromium(setup: HubProcess):
 def attacker(setup: HubProcess, chromium):
     """A in A's own Chromium: logged in, server running, a hub page open."""
     h = setup
-    context = chromium.new_context()
+    context = chromium.new_context(ignore_https_errors=True)
     page = context.new_page()
     _login(page, h.site, h.attacker)
     _spawn(page, h.site, h.attacker)
@@ -471,7 +504,7 @@ CONFIG_TOKEN = "JSON.parse(document.getElementById('jupyter-config-data').textCo
 def victim(setup: HubProcess, chromium):
     """B in Chromium: logged in through the form, Lab open, a terminal running."""
     h = setup
-    context = chromium.new_context()
+    context = chromium.new_context(ignore_https_errors=True)
     page = context.new_page()
     _login(page, h.site, h.victim)
     _spawn(page, h.site, h.victim)
