@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -64,7 +65,15 @@ class IsolationAuthorizer(Authorizer):
     is allowed, as by jupyter_server's default authorizer (JupyterHub has already
     checked the user's scopes)."""
 
-    async def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+    def is_authorized(self, handler: Any, user: Any, action: str,
+                      resource: str) -> bool | Awaitable[bool]:
+        # Plain bool for every other request (some callers do not await); websocket
+        # handlers await their authorizer, and the token check asks the hub.
+        if handler.request.headers.get("Upgrade", "").lower() != "websocket":
+            return True
+        return self._websocket_allowed(handler, user)
+
+    async def _websocket_allowed(self, handler: Any, user: Any) -> bool:
         token_authenticated = getattr(handler, "_token_authenticated", False) \
             or await _url_token_is_users(handler, user)
         reason = websocket_refusal(handler.request.headers, token_authenticated)

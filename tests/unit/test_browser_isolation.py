@@ -188,3 +188,22 @@ def test_tls_self_signed_covers_hub_domain_and_its_wildcard(tmp_path):
     assert result.exit_code == 0, result.output
     names = inspect(tmp_path / "st/tls/cert.pem", tmp_path / "st/tls/key.pem").names
     assert names == ["10.0.0.5", "hub.example.org", "*.hub.example.org"]
+
+
+def test_authorizer_answers_plainly_except_for_browser_websockets():
+    import asyncio
+    from types import SimpleNamespace
+
+    from teamhub.serverext import IsolationAuthorizer
+
+    def handler(headers):
+        request = SimpleNamespace(headers=headers, method="GET", path="/user/b/api/x")
+        return SimpleNamespace(request=request, get_query_argument=lambda name, default: "")
+
+    authorizer = IsolationAuthorizer()
+    assert authorizer.is_authorized(handler({}), None, "read", "contents") is True
+    ws = {"Upgrade": "websocket", "Origin": "http://h"}
+    assert asyncio.run(authorizer.is_authorized(handler(ws), None, "execute", "kernels")) is False
+    token_ws = handler(ws)
+    token_ws._token_authenticated = True
+    assert asyncio.run(authorizer.is_authorized(token_ws, None, "execute", "kernels")) is True
