@@ -33,6 +33,7 @@ class User:
         # Seconds from the spawn request until the hub said the server is ready (the rest
         # of a spawn is the Lab page itself: OAuth redirects and the page through the proxy).
         self.last_ready_s = 0.0
+        self.lab_token = ""
 
     def close(self) -> None:
         self.http.close()
@@ -103,6 +104,10 @@ class User:
             left = max(deadline - time.monotonic(), 1)
             resp = self.http.get(f"{self.base}{want}", timeout=left)
             if resp.status_code == 200 and urlparse(resp.url).path.startswith(want):
+                # JupyterLab's page token, which Lab puts on its websockets (teamhub
+                # refuses browsers' cookie-only websockets; vanilla ignores it).
+                match = re.search(r'"token":\s*"([^"]+)"', resp.text)
+                self.lab_token = match.group(1) if match else ""
                 return
             last = f"HTTP {resp.status_code} at {urlparse(resp.url).path}"
             if time.monotonic() > deadline:
@@ -139,6 +144,8 @@ class User:
                  timeout: float) -> tuple[float, str | None]:
         ws_url = (f"{self.base.replace('http', 'ws', 1)}/user/{self.name}"
                   f"/api/kernels/{kernel_id}/channels")
+        if self.lab_token:
+            ws_url += "?token=" + self.lab_token
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
         ws = websocket.create_connection(ws_url, header=[f"Cookie: {cookie}"], timeout=timeout)
         msg_id = uuid.uuid4().hex

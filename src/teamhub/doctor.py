@@ -38,6 +38,8 @@ class Result:
     ok: bool
     detail: str
     fix: str = ""
+    # A passing check that still wants the admin's attention (printed as "warn").
+    warning: bool = False
 
 
 @dataclass
@@ -451,6 +453,63 @@ def tls_certificate(p: Probe) -> Result:
                       "day(s)", renew)
     return Result(name, True, f"{cert} for {', '.join(info.names) or info.subject}, valid "
                   f"until {when}; key matches")
+
+
+NO_DOMAIN_NOTE = (
+    "no hub.domain: the hub and every user's server share one browser origin, so a page "
+    "that a user's server serves runs with the rights of whoever opens it. teamhub refuses "
+    "the known ways for such a page to act as the visitor (README \"Browser isolation\"), "
+    "but that relies on browsers' Fetch Metadata and Cross-Origin-Opener-Policy, which "
+    "they only use over https or to localhost")
+PLAIN_HTTP_NOTE = (
+    "; this hub serves plain http, so anyone who gets a colleague to open a link to a page "
+    "of their server can take over the colleague's account")
+
+
+@check("browser isolation")
+def browser_isolation(p: Probe) -> Result:
+    import socket
+
+    from .tls import TlsError, covers, inspect
+
+    name = "browser isolation"
+    domain, cert = p.settings["hub.domain"], p.settings["tls.cert"]
+    if not domain:
+        return Result(name, True, NO_DOMAIN_NOTE + ("" if cert else PLAIN_HTTP_NOTE),
+                      "give the hub a DNS name with wildcard DNS and set hub.domain "
+                      "(`teamhub config set hub.domain hub.example.org`): each user's server "
+                      "then gets its own origin" + ("" if cert else
+                                                    "; at least turn on TLS "
+                                                    "(`teamhub tls self-signed`)"),
+                      warning=True)
+    probe = f"teamhub-check.{domain}"
+    unresolved = []
+    for host in (domain, probe):
+        try:
+            socket.getaddrinfo(host, None)
+        except OSError:
+            unresolved.append(host)
+    if unresolved:
+        return Result(name, False, f"{' and '.join(unresolved)} do(es) not resolve, so users' "
+                      f"servers at NAME.{domain} cannot be reached",
+                      f"add DNS records for {domain} and *.{domain} (wildcard) pointing at "
+                      "this machine, or unset hub.domain")
+    if cert:
+        try:
+            names = inspect(Path(cert), Path(p.settings["tls.key"])).names
+        except TlsError as exc:
+            return Result(name, False, f"cannot read the certificate: {exc}",
+                          "see the tls certificate check")
+        missing = [host for host in (domain, probe) if not covers(names, host)]
+        if missing:
+            return Result(name, False, f"the certificate {cert} does not cover "
+                          f"{' and '.join(missing)} (it names {', '.join(names) or 'nothing'})",
+                          f"use a certificate for {domain} and *.{domain}: "
+                          "`teamhub tls self-signed` makes one, or get a wildcard certificate")
+    return Result(name, True, f"each user's server has its own origin NAME.{domain}; "
+                  f"{domain} and *.{domain} resolve" +
+                  ("; the certificate covers both" if cert else
+                   "; plain http: cookies are not host-locked, turn on TLS for that"))
 
 
 def _existing(path: Path) -> Path:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from traitlets.config import Config
 
+from .browser_isolation import ISOLATION_HEADERS
 from .limits import parse_shm_size
 from .paths import Paths
 from .proxy import chp_library
@@ -241,9 +242,11 @@ def _add_environment(c: Config, values: dict[str, str]) -> None:
 
 
 def update_server_extension(c: Config) -> None:
-    """Every user's server loads teamhub's extension (busy kernels count as activity, HSTS)."""
+    """Every user's server loads teamhub's extension (busy kernels count as activity, HSTS,
+    browser isolation with its authorizer)."""
     earlier = list(c.Spawner.args) if "args" in c.Spawner else []
-    c.Spawner.args = [*earlier, f"--ServerApp.jpserver_extensions={SERVER_EXTENSION}=True"]
+    c.Spawner.args = [*earlier, f"--ServerApp.jpserver_extensions={SERVER_EXTENSION}=True",
+                      f"--ServerApp.authorizer_class={SERVER_EXTENSION}.IsolationAuthorizer"]
 
 
 def update_tls(c: Config, s: Settings, paths: Paths) -> None:
@@ -262,6 +265,41 @@ def update_tls(c: Config, s: Settings, paths: Paths) -> None:
         c.JupyterHub.tornado_settings = {**tornado, "headers": headers}
         # Users' servers answer through the same TLS proxy: teamhub.serverext sends it there.
         _add_environment(c, {HSTS_ENV: value})
+
+
+def subdomain_host(s: Settings) -> str:
+    """JupyterHub's subdomain_host for `hub.domain`: scheme, domain, and the public port
+    unless it is the scheme's default."""
+    scheme, default_port = ("https", 443) if s["tls.cert"] else ("http", 80)
+    port = "" if s["hub.port"] == default_port else f":{s['hub.port']}"
+    return f"{scheme}://{s['hub.domain']}{port}"
+
+
+def update_browser_isolation(c: Config, s: Settings) -> None:
+    """What keeps a page served by one user's server from acting as another user
+    (README "Browser isolation"; the policy is teamhub.browser_isolation)."""
+    # Deferred: hubguard imports JupyterHub's handlers, which only the hub process needs.
+    from .hubguard import IsolatedStaticHandler
+
+    tornado = dict(c.JupyterHub.tornado_settings) if "tornado_settings" in c.JupyterHub else {}
+    # Content-Security-Policy stays JupyterHub's default: frame-ancestors 'none'.
+    headers = {**tornado.get("headers", {}), **ISOLATION_HEADERS}
+    # The hub's pages carry the XSRF token in the page (jhdata, forms) and nothing
+    # reads the cookie: HttpOnly keeps it from any script in the shared origin.
+    # JupyterHub uses these instead of cookie_options when set, so SameSite is repeated.
+    xsrf_cookie = {**tornado.get("cookie_options", {}), "samesite": "Lax", "httponly": True}
+    c.JupyterHub.tornado_settings = {**tornado, "headers": headers,
+                                     "xsrf_cookie_kwargs": xsrf_cookie,
+                                     "static_handler_class": IsolatedStaticHandler}
+    # Users' own ~/.jupyter, ~/.local/share/jupyter config cannot add pages or change
+    # their server's headers; kernels from personal envs come from teamhub's
+    # KernelSpecManager, which is not user config.
+    c.Spawner.disable_user_config = True
+    if s["hub.domain"]:
+        c.JupyterHub.subdomain_host = subdomain_host(s)
+        # __Host- cookies need https; they stop a user's subdomain from setting the
+        # hub's cookies (cookie tossing).
+        c.JupyterHub.cookie_host_prefix_enabled = bool(s["tls.cert"])
 
 
 def activity_interval(s: Settings) -> int:
@@ -349,6 +387,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_envs(c, settings)
     update_server_extension(c)
     update_tls(c, settings, paths)
+    update_browser_isolation(c, settings)
     update_server_startup(c)
     if paths.api_token.exists():
         update_services(c, paths.api_token.read_text().strip())

@@ -1,7 +1,11 @@
 # JupyterHub config file that `teamhub up` starts JupyterHub with.
 # Settings come from teamhub.toml (TEAMHUB_CONFIG) and TEAMHUB_* variables;
 # then every jupyterhub_config.d/*.py beside teamhub.toml is loaded, last.
+from teamhub import hubguard
 from teamhub.hubconfig import from_environment
+
+# Browser isolation's request checks (README "Browser isolation"): in the hub process only.
+hubguard.install()
 
 c = get_config()  # noqa: F821  (provided by JupyterHub's config loader)
 for _path in from_environment(c):

@@ -10,15 +10,24 @@
 2. HSTS: when the hub serves TLS, `$JUPYTER_TEAMHUB_HSTS` holds the
    Strict-Transport-Security value, sent on every response of this server too
    (the proxy terminates TLS, so the server cannot know by itself).
+3. Browser isolation (teamhub.browser_isolation): this server's pages cannot be
+   framed and drop their opener, its XSRF cookie is HttpOnly (JupyterLab sends its
+   token instead), JupyterLab appends its token to websockets, and
+   `IsolationAuthorizer` refuses cookie-only websockets, so another user's page in
+   the same origin cannot open this user's kernels or terminals.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable
 from datetime import datetime, timezone
 from typing import Any
 
+from jupyter_server.auth.authorizer import Authorizer
 from tornado.ioloop import PeriodicCallback
+
+from .browser_isolation import FRAME_ANCESTORS, ISOLATION_HEADERS, websocket_refusal
 
 ACTIVITY_KEY = "teamhub_busy_last_activity"  # *_last_activity settings count as activity
 DEFAULT_INTERVAL = 30.0
@@ -50,11 +59,63 @@ def _interval() -> float:
     return value if value > 0 else DEFAULT_INTERVAL
 
 
+class IsolationAuthorizer(Authorizer):
+    """Refuses browsers' websockets that prove only the user's cookies (kernels,
+    terminals, events and language servers all ask the authorizer); everything else
+    is allowed, as by jupyter_server's default authorizer (JupyterHub has already
+    checked the user's scopes)."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str,
+                      resource: str) -> bool | Awaitable[bool]:
+        # Plain bool for every other request (some callers do not await); websocket
+        # handlers await their authorizer, and the token check asks the hub.
+        if handler.request.headers.get("Upgrade", "").lower() != "websocket":
+            return True
+        return self._websocket_allowed(handler, user)
+
+    async def _websocket_allowed(self, handler: Any, user: Any) -> bool:
+        token_authenticated = getattr(handler, "_token_authenticated", False) \
+            or await _url_token_is_users(handler, user)
+        reason = websocket_refusal(handler.request.headers, token_authenticated)
+        if reason:
+            self.log.warning("Refused %s %s: %s", handler.request.method,
+                             handler.request.path, reason)
+            return False
+        return True
+
+
+async def _url_token_is_users(handler: Any, user: Any) -> bool:
+    """Whether a websocket's ?token= (what JupyterLab appends) is a valid token of USER.
+
+    JupyterHub itself reads URL tokens of websockets only when the browser says
+    Sec-Fetch-Mode: websocket, which Chromium does not send.
+    """
+    token = handler.get_query_argument("token", "")
+    hub_auth = getattr(getattr(handler, "identity_provider", None), "hub_auth", None)
+    if not token or hub_auth is None or user is None:
+        return False
+    model = await hub_auth.user_for_token(token, sync=False)
+    return (bool(model) and model.get("name") == getattr(user, "username", None)
+            and bool(hub_auth.check_scopes(hub_auth.access_scopes, model)))
+
+
+def isolate(settings: dict[str, Any]) -> None:
+    """Browser isolation on this server's tornado SETTINGS (before any request)."""
+    headers = settings.setdefault("headers", {})
+    headers.update(ISOLATION_HEADERS)
+    headers.setdefault("Content-Security-Policy", FRAME_ANCESTORS)
+    settings["xsrf_cookie_kwargs"] = {**settings.get("xsrf_cookie_kwargs", {}), "httponly": True}
+    # JupyterLab then puts ?token= on its websockets (PageConfig appendToken), which
+    # IsolationAuthorizer requires; the same dict is JupyterLab's page config.
+    settings.setdefault("page_config_data", {})["appendToken"] = "true"
+
+
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     settings = serverapp.web_app.settings
+    isolate(settings)
     hsts = os.environ.get("JUPYTER_TEAMHUB_HSTS", "")
     if hsts:
-        settings["headers"] = {**settings.get("headers", {}), "Strict-Transport-Security": hsts}
+        settings["headers"]["Strict-Transport-Security"] = hsts
     callback = PeriodicCallback(lambda: mark_if_busy(serverapp), _interval() * 1000)
     callback.start()
     settings["teamhub_busy_callback"] = callback

@@ -119,6 +119,16 @@ def _ip_list(value: list[str]) -> str | None:
     return f"a list of IP addresses (not {bad[0]!r})" if bad else None
 
 
+def _domain(value: str) -> str | None:
+    import re
+
+    label = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+    ok = value == "" or (re.fullmatch(rf"{label}(\.{label})+", value) is not None
+                         and len(value) <= 200)
+    return None if ok else ("empty, or a lower-case DNS name with a dot and no port, "
+                            "e.g. hub.example.org")
+
+
 def _abs_path(value: str) -> str | None:
     return None if os.path.isabs(value) else "an absolute path"
 
@@ -182,6 +192,13 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("hub.internal_port", int, 8081, "Retired: the hub's own API is now a unix socket "
             "(see README, \"Sockets and ports\"), not a loopback port. Accepted so that older "
             "settings files load; `teamhub up` says so when it is set.", check=_port),
+    Setting("hub.domain", str, "", "A DNS name for the hub (e.g. `hub.example.org`) whose "
+            "subdomains all point at this machine (wildcard DNS `*.hub.example.org`). Each "
+            "user's server is then served from its own origin `NAME.hub.example.org`, so a "
+            "page a user's server serves cannot act in other users' sessions; see the README, "
+            "\"Browser isolation\". With TLS on, the certificate must cover the domain and "
+            "`*.domain` (`teamhub tls self-signed` makes one). Empty: one origin for all.",
+            check=_domain),
     Setting("hub.default_url", str, "/lab", "Where a user lands in their own server after "
             "logging in: `/lab` for JupyterLab, `/tree` for the classic file view.",
             check=_url_path),

@@ -54,12 +54,33 @@ def _write(path: Path, data: bytes, mode: int) -> None:
         raise
 
 
+def default_hostnames() -> list[str]:
+    return [socket.getfqdn(), "localhost"]
+
+
+def domain_names(domain: str) -> list[str]:
+    """The names a certificate needs for `hub.domain`: the hub's and every user's origin."""
+    return [domain, f"*.{domain}"] if domain else []
+
+
+def covers(names: list[str], host: str) -> bool:
+    """Whether a certificate for NAMES is valid for HOST (a wildcard covers one label)."""
+    host = host.lower().rstrip(".")
+    for name in names:
+        name = name.lower().rstrip(".")
+        if name == host:
+            return True
+        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
+            return True
+    return False
+
+
 def self_signed(cert: Path, key: Path, hostnames: list[str], days: int) -> CertInfo:
     """Make a new EC P-256 key (0600) and a self-signed certificate (0644) for HOSTNAMES."""
     if days < 1 or days > 3650:
         raise TlsError(f"--days {days} is out of range; use 1 to 3650")
     if not hostnames:
-        hostnames = [socket.getfqdn(), "localhost"]
+        hostnames = default_hostnames()
     alt: list[x509.GeneralName] = []
     for name in dict.fromkeys(hostnames):
         try:

@@ -31,6 +31,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
     (confd / "50-login-message.py").write_text(
         f"c.JupyterHub.template_vars = {{'announcement_login': {ANNOUNCEMENT!r}}}\n"
     )
+    # A server dying at start is made here by the user's own ~/.jupyter config, which
+    # teamhub ignores by default (README "Browser isolation"): read it in this hub.
+    (confd / "60-user-config.py").write_text("c.Spawner.disable_user_config = False\n")
     try:
         h.start("--admin", h.admin)
         yield h

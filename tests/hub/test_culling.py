@@ -34,6 +34,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
 def _send_silent_sleep(b: Browser, name: str, kernel_id: str, seconds: int) -> None:
     """Start a long silent computation and hang up, as a closed browser tab does."""
     ws_url = f"{b.base.replace('http', 'ws', 1)}/user/{name}/api/kernels/{kernel_id}/channels"
+    ws_url += "?token=" + b.lab_tokens[name]  # as JupyterLab does (see Browser.execute)
     cookie = "; ".join(f"{c.name}={c.value}" for c in b.http.cookies)
     ws = websocket.create_connection(ws_url, header=[f"Cookie: {cookie}"], timeout=30)
     msg_id = uuid.uuid4().hex

@@ -203,3 +203,13 @@ def test_stopped_hub_fails_reachability_and_bad_check_name_is_refused(
     code, checks = doctor(hub, "proxy reachable", config=config)
     assert code == 1 and "nothing answers at http://127.0.0.1:1" in checks["proxy reachable"][
         "detail"]
+
+
+def test_browser_isolation_warns_without_a_domain(hub: HubProcess) -> None:
+    code, checks = doctor(hub, "browser isolation")
+    result = checks["browser isolation"]
+    assert code == 0 and result["ok"] and result["warning"]
+    assert "share one browser origin" in result["detail"] and "plain http" in result["detail"]
+    human = hub.teamhub("doctor", "--check", "browser isolation")
+    assert "warn browser isolation:" in human.stdout
+    assert "hub.domain" in human.stdout and "1 passed, 0 failed" in human.stdout

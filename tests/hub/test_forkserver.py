@@ -30,6 +30,11 @@ STATUS_FIELDS = ("Umask", "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", 
 def hub(tmp_path_factory: pytest.TempPathFactory):
     h = HubProcess(tmp_path_factory.mktemp("hub"))
     h.users = [unique("fa"), unique("fb"), unique("fc")]
+    # A server dying at start is made here by the user's own ~/.jupyter config, which
+    # teamhub ignores by default (README "Browser isolation"): read it in this hub.
+    confd = h.config.parent / "jupyterhub_config.d"
+    confd.mkdir()
+    (confd / "60-user-config.py").write_text("c.Spawner.disable_user_config = False\n")
     try:
         for name in h.users:
             h.add_user(name, PASSWORD)

@@ -16,6 +16,9 @@ class Browser:
     def __init__(self, base_url: str) -> None:
         self.base = base_url
         self.http = requests.Session()
+        # name → the token a server's Lab page carries (page config), which JupyterLab
+        # puts on its websockets; browsers' cookie-only websockets are refused.
+        self.lab_tokens: dict[str, str] = {}
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         kw.setdefault("timeout", 30)
@@ -56,7 +59,11 @@ class Browser:
 
     def open_lab(self, name: str) -> requests.Response:
         """Open the user's Lab as a browser does (follows the OAuth redirects)."""
-        return self.get(f"/user/{name}/lab")
+        resp = self.get(f"/user/{name}/lab")
+        match = re.search(r'"token":\s*"([^"]+)"', resp.text)
+        if match:
+            self.lab_tokens[name] = match.group(1)
+        return resp
 
     def new_kernel(self, name: str, kernel: str = "python3") -> str:
         resp = self.http.post(f"{self.base}/user/{name}/api/kernels", json={"name": kernel},
@@ -84,6 +91,8 @@ class Browser:
         ws_base = self.base.replace("http", "ws", 1)
         ws_url = f"{ws_base}/user/{name}/api/kernels/{kernel_id}/channels"
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
+        if name in self.lab_tokens:
+            ws_url += "?token=" + self.lab_tokens[name]
         ws = websocket.create_connection(ws_url, header=[f"Cookie: {cookie}"], timeout=timeout)
         msg_id = uuid.uuid4().hex
         ws.send(json.dumps({

@@ -86,7 +86,8 @@ def test_server_extension_added_to_existing_args():
     c.Spawner.args = ["--KernelManager.transport=ipc"]
     hubconfig.update_server_extension(c)
     assert c.Spawner.args == ["--KernelManager.transport=ipc",
-                              "--ServerApp.jpserver_extensions=teamhub.serverext=True"]
+                              "--ServerApp.jpserver_extensions=teamhub.serverext=True",
+                              "--ServerApp.authorizer_class=teamhub.serverext.IsolationAuthorizer"]
 
 
 def test_busy_kernel_marks_activity_idle_does_not():

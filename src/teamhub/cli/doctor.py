@@ -18,9 +18,10 @@ from . import Context, cli, echo_json, pass_ctx
 def doctor(ctx: Context, as_json: bool, only: tuple[str, ...]) -> None:
     """Check the running teamhub: hub, proxy and routes, databases, secrets' permissions,
     the runtime and every shared env's kernel as an unprivileged user, environment
-    variables in kernels, limits, TLS certificate, free disk and ports.
+    variables in kernels, limits, TLS certificate, browser isolation, free disk and ports.
 
-    Each check passes or fails with a hint; the exit code is 1 when any fails.
+    Each check passes or fails with a hint; a passing check may warn (with a hint,
+    exit code unchanged); the exit code is 1 when any fails.
     Run it as root.
     """
     names = [n for n, _ in doctor_mod.CHECKS]
@@ -32,9 +33,9 @@ def doctor(ctx: Context, as_json: bool, only: tuple[str, ...]) -> None:
         echo_json(doctor_mod.as_json(results))
     else:
         for r in results:
-            mark = "ok  " if r.ok else "FAIL"
+            mark = ("warn" if r.warning else "ok  ") if r.ok else "FAIL"
             click.echo(f"{mark} {r.name}: {r.detail}")
-            if not r.ok and r.fix:
+            if (not r.ok or r.warning) and r.fix:
                 click.echo(f"     fix: {r.fix}")
         failed = sum(not r.ok for r in results)
         click.echo(f"{len(results) - failed} passed, {failed} failed")

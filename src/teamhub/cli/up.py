@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -14,7 +15,14 @@ from .. import hubdb, preflight
 from ..accounts.store import AccountStore
 from ..errors import PreflightError
 from ..hubclient import HubIdentity
-from ..hubconfig import CLI_SERVICE, ENV_TRIAL, HUB_CONFIG_FILE, proxy_command, unix_url
+from ..hubconfig import (
+    CLI_SERVICE,
+    ENV_TRIAL,
+    HUB_CONFIG_FILE,
+    proxy_command,
+    subdomain_host,
+    unix_url,
+)
 from ..paths import Paths
 from ..proxy import read_record
 from ..settings import Settings, load
@@ -77,15 +85,17 @@ def _trial_defaults(ctx: Context) -> None:
 
 
 def public_base_url(settings: Settings) -> str:
-    """The address people reach this hub at: its IP, or this machine's name on all addresses."""
-    import socket
-
+    """The address people reach this hub at: `hub.domain` when set, else its IP, or this
+    machine's name on all addresses."""
+    if settings["hub.domain"]:
+        return subdomain_host(settings)
     host = settings["hub.ip"]
     if listen.all_addresses(host):
         host = socket.getfqdn()
     elif ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings['hub.port']}"
+    scheme = "https" if settings["tls.cert"] else "http"
+    return f"{scheme}://{host}:{settings['hub.port']}"
 
 
 RETIRED = {"hub.internal_port": "the hub's API is the unix socket {hub}",
