@@ -306,13 +306,16 @@ finally:
 
 
 def _kernel_specs(p: Probe) -> dict[str, dict[str, Any]]:
-    """python3 (the runtime's) and every shared env's current revision."""
-    from .envs.kernels import SHARED_PREFIX
+    """python3 (the runtime's) and every shared env's current revision, started the way
+    users' servers start them (teamhub's safe launcher, not `-m ipykernel_launcher`)."""
+    # Deferred: envs.kernels imports jupyter_client and jupyter_server, which only this
+    # check needs.
+    from .envs.kernels import SHARED_PREFIX, safe_argv
     from .envs.store import META
 
     python = str(p.paths.runtime_python)
-    specs = {"python3": {"argv": [python, "-m", "ipykernel_launcher", "-f",
-                                  "{connection_file}"], "display_name": "python3",
+    specs = {"python3": {"argv": safe_argv([python, "-m", "ipykernel_launcher", "-f",
+                                            "{connection_file}"]), "display_name": "python3",
                          "language": "python"}}
     root = Path(p.settings["envs.root"])
     if root.is_dir():
@@ -321,8 +324,8 @@ def _kernel_specs(p: Probe) -> dict[str, dict[str, Any]]:
                 continue
             bindir = envdir / "current" / "bin"
             specs[SHARED_PREFIX + envdir.name] = {
-                "argv": [str(bindir / "python"), "-m", "ipykernel_launcher", "-f",
-                         "{connection_file}"],
+                "argv": safe_argv([str(bindir / "python"), "-m", "ipykernel_launcher", "-f",
+                                   "{connection_file}"]),
                 "display_name": envdir.name, "language": "python",
                 "env": {"VIRTUAL_ENV": str(envdir / "current")}}
     return specs
