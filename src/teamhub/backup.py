@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import sqlite3
 import tarfile
 import tempfile
@@ -42,6 +41,7 @@ from . import settings as settings_mod
 from .errors import TeamhubError
 from .paths import Paths
 from .settings import Settings
+from .system import listen
 
 FORMAT = "teamhub-backup"
 FORMAT_VERSION = 1
@@ -241,21 +241,11 @@ def live_reasons(settings: Settings) -> list[str]:
     """Why restoring over SETTINGS' install would clobber something (empty: safe)."""
     paths = Paths.from_settings(settings)
     reasons = []
-    if hubclient.hub_may_run(paths) or _socket_open(paths.hub_socket):
+    if hubclient.hub_may_run(paths) or listen.socket_answers(paths.hub_socket):
         reasons.append(f"a hub is running (it answers on {paths.hub_socket})")
     if paths.accounts_db.exists():
         reasons.append(f"an account store exists at {paths.accounts_db}")
     return reasons
-
-
-def _socket_open(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1)
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return False
-    return True
 
 
 def env_rebuild_commands(archive: Archive) -> list[str]:

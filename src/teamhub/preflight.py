@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import stat
 import subprocess
 from pathlib import Path
@@ -66,12 +65,8 @@ def check_port_free(ip: str, port: int, what: str, fix: str, ours: set[int] = fr
 
 def check_no_hub_answers(hub_socket: Path) -> None:
     """A second hub would take over the first one's socket (JupyterHub replaces it)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(2)
-        try:
-            sock.connect(str(hub_socket))
-        except OSError:
-            return  # no such socket, or nobody listens on it any more
+    if not listen.socket_answers(hub_socket):
+        return
     raise PreflightError(f"a hub already runs here (it answers on {hub_socket}); stop it "
                          "first (`systemctl stop teamhub`, or end its `teamhub up`)")
 

@@ -77,3 +77,15 @@ def test_unixhttp_speaks_to_a_unix_socket(tmp_path: Path) -> None:
         server.shutdown()
     with pytest.raises(OSError):
         unixhttp.request("http+unix://" + str(tmp_path / "none.sock").replace("/", "%2F") + "/")
+
+
+def test_socket_answers_only_while_something_listens(tmp_path: Path) -> None:
+    path = tmp_path / "a.sock"
+    assert not listen.socket_answers(path)  # no such file
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    assert not listen.socket_answers(path)  # bound, not listening
+    sock.listen()
+    assert listen.socket_answers(path)
+    sock.close()
+    assert not listen.socket_answers(path)  # a stale socket file is not an answer

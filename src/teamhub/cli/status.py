@@ -30,16 +30,6 @@ def _listening(port: int, ip: str = "127.0.0.1") -> bool:
         return False
 
 
-def _socket_listening(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(2)
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return False
-    return True
-
-
 def _hub(ctx: Context) -> tuple[bool, str, str]:
     """(running, where, problem): whether the verified hub answers, at what, and if not why."""
     try:
@@ -101,7 +91,7 @@ def gather(ctx: Context) -> dict[str, Any]:
                     "installed": installed, "state": service or "not managed by systemd"},
         "hub": {"running": hub_ok, "url": hub_at, "socket": str(paths.hub_socket),
                 "problem": problem},
-        "proxy": {"running": public_ok and _socket_listening(paths.proxy_api_socket),
+        "proxy": {"running": public_ok and listen.socket_answers(paths.proxy_api_socket),
                   "public_port": s["hub.port"], "api_socket": str(paths.proxy_api_socket)},
         "servers": servers,
     }

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 AUTO = "auto"
 
@@ -106,6 +107,17 @@ def can_bind(ip: str, port: int) -> OSError | None:
         except OSError as exc:
             return exc
     return None
+
+
+def socket_answers(path: Path, timeout: float = 2) -> bool:
+    """Whether something accepts connections on the unix socket PATH now."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False  # no such socket, or nobody listens on it any more
+    return True
 
 
 def in_use(error: OSError | None) -> bool:
