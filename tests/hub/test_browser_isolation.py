@@ -299,6 +299,7 @@ for _ in range(3000):
         break
     except OSError:
         time.sleep(0.01)
+open(sys.argv[4], "w").close()  # tells the test the port is ours now
 server.serve_forever()
 """
 
@@ -310,18 +311,24 @@ def _take_over_own_port(h: HubProcess, attacker, page: str) -> None:
     page_file = h.folder / "evil.html"
     page_file.write_text(page)
     page_file.chmod(0o644)
+    ready = Path(pwd.getpwnam(h.system_user(h.attacker)).pw_dir) / f".took-port-{time.time_ns()}"
     code = (
         "import os, subprocess, sys, urllib.parse\n"
         "port = urllib.parse.urlparse(os.environ['JUPYTERHUB_SERVICE_URL']).port\n"
         f"subprocess.Popen([sys.executable, '-c', {HELPER!r}, str(port), {str(page_file)!r},"
-        " str(os.getppid())], start_new_session=True, stdout=subprocess.DEVNULL,"
+        f" str(os.getppid()), {str(ready)!r}], start_new_session=True,"
+        " stdout=subprocess.DEVNULL,"
         " stderr=subprocess.DEVNULL)\n"
     )
     _open_lab(attacker, h.site, h.attacker)
     attacker.evaluate(RUN_IN_KERNEL_JS, [h.site.server(h.attacker), code])
     attacker.goto("about:blank")
     # Not while the port changes hands: a refused proxy request makes the hub drop the route.
-    time.sleep(3.5)
+    # So nothing goes through the proxy until A's program says it listens (a busy machine
+    # can take seconds for that).
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if _get_user_path(h, h.attacker, "/evil.html").status_code == 200:

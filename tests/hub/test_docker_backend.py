@@ -88,6 +88,11 @@ root = "{envs}"
 """)
     h.image = run_image
     h.projects_root = projects
+    # A server dying at start is made here by the user's own ~/.jupyter config, which
+    # teamhub ignores by default (README "Browser isolation"): read it in this hub.
+    confd = h.config.parent / "jupyterhub_config.d"
+    confd.mkdir()
+    (confd / "60-user-config.py").write_text("c.Spawner.disable_user_config = False\n")
     h.envs_root = envs
     h.ada, h.bob = unique("ada"), unique("bob")
     h.users = [h.ada, h.bob]
