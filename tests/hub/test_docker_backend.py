@@ -628,7 +628,7 @@ def test_up_refuses_a_missing_image_or_engine_in_one_line(tmp_path, engine: Engi
         lines = [ln for ln in done.stderr.splitlines() if ln.startswith("teamhub: error")]
         assert len(lines) == 1 and "Docker engine is not running" in lines[0], done.stderr
     finally:
-        shutil.rmtree(other.home_root, ignore_errors=True)
+        other.cleanup()  # its home folder, and the sockets' folder the refused `up` made
 
 
 def test_image_list_and_remove(engine: Engine, image: str) -> None:
