@@ -127,22 +127,7 @@ def test_server_dying_at_start_is_reported_at_once_with_its_own_error(hub: HubPr
     hub.add_user(name, PASSWORD)
     b = Browser(hub.url)
     assert b.login(name, PASSWORD).status_code == 302
-    b.start_server(name)  # creates the Linux account and home
-    stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
-                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
-    assert stop.status_code in (202, 204)
-    account = pwd.getpwnam(hub.system_user(name))
-    confdir = os.path.join(account.pw_dir, ".jupyter")
-    os.makedirs(confdir, exist_ok=True)
-    conf = os.path.join(confdir, "jupyter_server_config.py")
-    with open(conf, "w") as f:
-        f.write("raise SystemExit('config-says-no-thanks')\n")
-    for path in (confdir, conf):
-        os.chown(path, account.pw_uid, account.pw_gid)
-    for _ in range(50):
-        if "" not in b.get(f"/hub/api/users/{name}").json().get("servers", {}):
-            break
-        time.sleep(0.2)
+    hub.make_server_die_at_start(b, name)
     started = time.monotonic()
     resp = b.http.post(f"{hub.url}/hub/api/users/{name}/server",
                        headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)

@@ -439,22 +439,7 @@ def test_a_server_dying_while_starting_is_reported_and_its_container_removed(
     hub.users.append(name)
     hub.add_user(name, PASSWORD)
     b = login(hub, name)
-    b.start_server(name)  # makes the Linux account and home
-    stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
-                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
-    assert stop.status_code in (202, 204)
-    account = pwd.getpwnam(hub.system_user(name))
-    confdir = os.path.join(account.pw_dir, ".jupyter")
-    os.makedirs(confdir, exist_ok=True)
-    conf = os.path.join(confdir, "jupyter_server_config.py")
-    with open(conf, "w") as f:
-        f.write("raise SystemExit('config-says-no-thanks')\n")
-    for path in (confdir, conf):
-        os.chown(path, account.pw_uid, account.pw_gid)
-    for _ in range(150):
-        if "" not in b.get(f"/hub/api/users/{name}").json().get("servers", {}):
-            break
-        time.sleep(0.2)
+    hub.make_server_die_at_start(b, name)
     resp = b.http.post(f"{hub.url}/hub/api/users/{name}/server",
                        headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
     message = resp.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -149,6 +151,29 @@ enabled = false
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+    def make_server_die_at_start(self, browser: Any, name: str) -> None:
+        """Start NAME's server once (so the Linux account and home exist), stop it, and plant
+        a ~/.jupyter config that makes every later start of it exit with
+        'config-says-no-thanks'. Only in hubs that read users' config (see
+        `c.Spawner.disable_user_config`)."""
+        browser.start_server(name)
+        stop = browser.http.delete(f"{self.url}/hub/api/users/{name}/server",
+                                   headers={"X-XSRFToken": browser._xsrf("/hub/")}, timeout=60)
+        assert stop.status_code in (202, 204), stop.status_code
+        account = pwd.getpwnam(self.system_user(name))
+        confdir = os.path.join(account.pw_dir, ".jupyter")
+        os.makedirs(confdir, exist_ok=True)
+        conf = os.path.join(confdir, "jupyter_server_config.py")
+        with open(conf, "w") as f:
+            f.write("raise SystemExit('config-says-no-thanks')\n")
+        for path in (confdir, conf):
+            os.chown(path, account.pw_uid, account.pw_gid)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if "" not in browser.get(f"/hub/api/users/{name}").json().get("servers", {}):
+                return
+            time.sleep(0.2)
 
     def system_user(self, name: str) -> str:
         return self.system_prefix + name

@@ -26,7 +26,7 @@ from jupyterhub.utils import random_port
 from traitlets import Bool, Integer, Unicode
 
 from .. import images
-from ..errors import DockerError, TeamhubError
+from ..errors import DockerError
 from ..projects.apply import Layout, Projects
 from ..system.containers import (
     LABEL_PORT,
@@ -172,11 +172,7 @@ class DockerSpawner(LocalSpawner):
 
     async def start(self) -> tuple[str, int]:
         began = time.monotonic()
-        try:
-            user = await asyncio.to_thread(self._system_user)
-        except TeamhubError as exc:
-            self.log.error("Cannot prepare Linux account for %s: %s", self.user.name, exc)
-            raise SpawnFailed(f"Your Linux account could not be prepared: {exc}") from None
+        user = await self._prepared_account()
         if user is None:
             raise SpawnFailed("the docker backend cannot run in the single-user trial")
         # A fresh port at every start: the last one may be taken by now.

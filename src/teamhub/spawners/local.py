@@ -350,13 +350,17 @@ class LocalSpawner(LocalProcessSpawner):
             # A scope left by an earlier server (stray processes) would block the name.
             systemd.stop_unit(spec.scope["unit"])
 
-    async def start(self) -> tuple[str, int]:
-        began = time.monotonic()
+    async def _prepared_account(self) -> SystemUser | None:
+        """The user's Linux account, made on first need (None in the single-user trial)."""
         try:
-            user = await asyncio.to_thread(self._system_user)
+            return await asyncio.to_thread(self._system_user)
         except TeamhubError as exc:
             self.log.error("Cannot prepare Linux account for %s: %s", self.user.name, exc)
             raise SpawnFailed(f"Your Linux account could not be prepared: {exc}") from None
+
+    async def start(self) -> tuple[str, int]:
+        began = time.monotonic()
+        user = await self._prepared_account()
         prepared = time.monotonic()
         if self.port == 0:
             self.port = random_port()
