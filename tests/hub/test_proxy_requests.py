@@ -111,3 +111,22 @@ def test_proxy_api_is_a_root_only_socket(hub: HubProcess) -> None:
     sock = Path(hub.paths.proxy_api_socket)
     assert sock.is_socket() and oct(sock.stat().st_mode & 0o777) == "0o600"
     assert sock.stat().st_uid == 0
+
+
+def test_posts_the_hub_refuses_get_the_hubs_answer_never_503(hub: HubProcess) -> None:
+    # The hub answers a refused POST and closes at once; over a fresh connection per
+    # request (what CHP does for a unix-socket target) the proxy's own end-of-request
+    # write then met a closed socket and it answered 503 (26 of 300 here before the fix).
+    statuses: dict[int, int] = {}
+    conn = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=30)
+    try:
+        for _ in range(300):
+            conn.request("POST", "/hub/no-such-page", body=b"a=1&b=2",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+            resp = conn.getresponse()
+            resp.read()
+            statuses[resp.status] = statuses.get(resp.status, 0) + 1
+    finally:
+        conn.close()
+    # The hub refuses it (403: no XSRF token); whatever it says must reach the client.
+    assert list(statuses) == [403], statuses

@@ -7,6 +7,10 @@
 // - A `Service-Worker-Allowed` response header is dropped on every route but the hub's:
 //   with it a user's server could register a service worker for scope "/", which would
 //   then control the hub's own pages in a colleague's browser.
+// - The hub (a unix-socket target) is reached over kept-alive connections. CHP sends such
+//   requests without an agent, each saying "Connection: close"; the hub answers and closes
+//   so quickly that Node's empty end-of-request write can meet a closed socket (EPIPE) and
+//   CHP answers 503 although the hub's answer had come (measured: 59 of 400 refused POSTs).
 // - Failing to listen ends the program (CHP logs the error and runs on without its public
 //   port), so a port taken by someone else is a loud start-up failure, never a half proxy.
 //
@@ -60,7 +64,17 @@ function routingPath(req) {
   return decodeURIComponent(new URL(req.url, "http://example.com").pathname);
 }
 
+// Idle connections are dropped well before the hub's own idle timeout (tornado: an hour),
+// so the proxy never sends a request on a connection the hub is closing.
+const hubAgent = new http.Agent({ keepAlive: true, timeout: 30000 });
+
 class TeamhubProxy extends ConfigurableProxy {
+  proxyOptsForTarget(target) {
+    const options = super.proxyOptsForTarget(target);
+    if (options.target.socketPath) options.agent = hubAgent;
+    return options;
+  }
+
   async targetForReq(req) {
     const match = await super.targetForReq(req);
     req[ROUTE] = match ? match.prefix : undefined;
