@@ -15,6 +15,13 @@ pre-spawn hook that makes each user's pod theirs:
 
 A user with no entry in `users` (signed up after the move) cannot start a server until
 an admin adds one; the spawn page says so.
+
+Why a pre-spawn hook, and not KubeSpawner's per-trait callables, a profile list or
+`modify_pod_hook`: the uid, the limits, the mounts and the GPUs all depend on the same two
+things, the user and their groups at this spawn, so one function sets them all on the
+spawner before KubeSpawner builds the pod with its own code (no editing of the finished
+pod object); a profile list is a choice offered to users, which none of this is; and the
+table it reads stays plain data in the values, reviewable in `values.yaml`.
 """
 
 from __future__ import annotations

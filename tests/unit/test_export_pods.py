@@ -141,3 +141,16 @@ def test_a_user_without_uid_cannot_start(exported) -> None:
     config, _ = exported
     with pytest.raises(SpawnFailed, match="has no Linux uid on this cluster"):
         asyncio.run(_pod(config, "newbie", []))
+
+
+def test_the_hub_logs_in_with_teamhubs_store_and_groups(exported) -> None:
+    config, _ = exported
+    assert config.JupyterHub.authenticator_class.endswith("TeamhubAuthenticator")
+    assert config.JupyterHub.load_groups == {"data": {"users": ["ada", "bob"]},
+                                             "ml": {"users": ["bob"]}}
+    assert config.TeamhubAuthenticator.signup_enabled is True
+    assert config.GuardedAuthenticator.lockout_failures == 7
+    headers = config.JupyterHub.tornado_settings["headers"]
+    assert headers["Strict-Transport-Security"] == "max-age=31536000"
+    assert config.JupyterHub.tornado_settings["cookie_options"]["samesite"] == "Lax"
+    assert config.Spawner.disable_user_config is True

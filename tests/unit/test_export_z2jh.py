@@ -149,3 +149,11 @@ def test_names_and_quantities() -> None:
     assert home_volume("ada") == "home-ada"
     assert home_volume("a_b").startswith("home-a-b-") and home_volume("a_b") != "home-a-b"
     assert (quantity(2 << 30), quantity(512 << 20), quantity(1000)) == ("2Gi", "512Mi", "1000")
+
+
+def test_docker_backend_image_is_the_single_user_base(tmp_path: Path) -> None:
+    install = populated(tmp_path / "install", spawner={"backend": "docker"},
+                        docker={"image": "base"})
+    export_z2jh(install, tmp_path / "out", OPTS)
+    single = (tmp_path / "out" / "images" / "Dockerfile.singleuser").read_text()
+    assert "\nFROM teamhub/base:latest\n" in single

@@ -36,7 +36,7 @@ def singleuser_base(settings: Settings) -> str:
     """The single-user image's FROM: the docker backend's image, else this machine's release."""
     if settings["spawner.backend"] == "docker":
         return local_images.reference(settings["docker.image"])
-    release = local_images._os_release()
+    release = platform.freedesktop_os_release()
     return f"{release.get('ID', 'debian')}:{release.get('VERSION_ID', 'stable')}"
 
 
