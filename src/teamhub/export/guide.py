@@ -83,9 +83,9 @@ def migration_md(settings: Settings, team: Team, values: dict[str, Any],
     rows = "\n".join(lines)
     lost = "\n".join(f"- {line}" for line in losses) or "- nothing (no setting was dropped)"
     converted = "\n".join(f"- {line}" for line in notes) or "- nothing"
-    envs = (f"\n   - shared environments: `{settings['envs.root']}` → volume `{ENVS_VOLUME}` "
+    envs = (f"\n- shared environments: `{settings['envs.root']}` → volume `{ENVS_VOLUME}` "
             f"(mounted read-only at the same path)" if team.envs else "")
-    projects = (f"\n   - projects: `{settings['projects.root']}` → volume `{PROJECTS_VOLUME}` "
+    projects = (f"\n- projects: `{settings['projects.root']}` → volume `{PROJECTS_VOLUME}` "
                 "(ReadWriteMany, **with POSIX ACL support**: project access is the folders' "
                 "ACLs, kept by the copy)" if team.projects else "")
     domain = settings["hub.domain"]
@@ -134,14 +134,18 @@ keeps its owner, the user's uid:
 
 ## 4. Copy the data, keeping numeric owners and ACLs
 
-For each volume, run a helper pod that mounts it at `/mnt` as root, then from this machine:
+For each volume, start a helper pod (e.g. `debian:12` as root, `sleep infinity`, the
+volume mounted at `/mnt`, with `apt-get install acl` in it), then from this machine copy
+the files with their numeric owners, and the ACLs by number (the pod knows no names):
 
 ```sh
-tar -C SOURCE --numeric-owner --acls --xattrs -cpf - . | \\
-  kubectl exec -i HELPER -- tar -C /mnt --numeric-owner --acls --xattrs -xpf -
+tar -C SOURCE --numeric-owner -cpf - . | \\
+  kubectl exec -i HELPER -- tar -C /mnt --numeric-owner -xpf -
+(cd SOURCE && getfacl -R -p -n .) | \\
+  kubectl exec -i HELPER -- sh -c 'cd /mnt && setfacl --restore=-'
 ```
 
-   - homes: `{home_root}/<Linux account>` → its home volume (table above);{projects}{envs}
+- homes: `{home_root}/<Linux account>` → its home volume (table above);{projects}{envs}
 
 ## 5. Install the chart and move the accounts
 
