@@ -157,3 +157,22 @@ def test_docker_backend_image_is_the_single_user_base(tmp_path: Path) -> None:
     export_z2jh(install, tmp_path / "out", OPTS)
     single = (tmp_path / "out" / "images" / "Dockerfile.singleuser").read_text()
     assert "\nFROM teamhub/base:latest\n" in single
+
+
+def test_unreadable_certificate_is_one_line_and_nothing_written(tmp_path: Path) -> None:
+    install = populated(tmp_path / "install", tls={"cert": str(tmp_path / "gone.crt")})
+    result = run("--config", str(install.config_file), "export", "z2jh", "--out",
+                 str(tmp_path / "out"))
+    assert result.exit_code == 9
+    assert result.output.startswith("teamhub: error: cannot read tls.cert = ")
+    assert len(result.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["install"]
+
+
+def test_json_summary(install, tmp_path: Path) -> None:
+    result = run("--config", str(install.config_file), "export", "z2jh", "--json", "--out",
+                 str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["out"] == str(tmp_path / "out") and summary["projects"] == 2
+    assert summary["chart_version"] == chart.CHART_VERSION
