@@ -85,3 +85,10 @@ class ImageError(TeamhubError):
     """A container image cannot be built, found or removed."""
 
     exit_code = 8
+
+
+class ExportError(TeamhubError):
+    """`teamhub export` cannot write what was asked: the folder exists, or settings the
+    target cannot express were met without --allow-loss."""
+
+    exit_code = 9
