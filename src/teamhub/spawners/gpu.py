@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import SpawnException
-from traitlets import Dict, Unicode
+from traitlets import Dict, HasTraits, Unicode
 
 from .. import gpus as gpu_model
 from ..errors import GpusBusy, LockError
@@ -41,8 +41,9 @@ def inventory() -> discovery.Inventory:
     return _INVENTORY[0]
 
 
-class GpuSupport:
-    """What a spawner needs for `[gpus]` (mixed in before JupyterHub's spawner class)."""
+class GpuSupport(HasTraits):
+    """What a spawner needs for `[gpus]` (mixed in before JupyterHub's spawner class; a
+    HasTraits so that its traits are set up and configurable as the spawner's own)."""
 
     gpus = Dict(
         help="""The `gpus.*` settings (default, groups, users); each server's share is
