@@ -170,3 +170,20 @@ def test_concurrent_starts_in_processes_get_different_devices(record: Allocation
     assert len(winners) == 2
     assert len({u for uuids in winners.values() for u in uuids}) == 4
     assert {h.holder for h in record.holdings()} == set(winners)
+
+
+def test_status_report_names_holders(tmp_path: Path) -> None:
+    from teamhub.gpu_report import holdings_report
+    from teamhub.paths import Paths
+    from teamhub.system.gpus import Inventory
+
+    paths = Paths(config_file=tmp_path / "t.toml", state_dir=tmp_path / "state",
+                  runtime_dir=tmp_path / "rt", home_root=tmp_path / "home")
+    paths.state_dir.mkdir()
+    record = Allocations(paths.gpu_allocations)
+    take(record, "ada", "1")
+    take(record, "bob", "shared:1")
+    report = holdings_report(paths, Inventory(tuple(DEVICES[:2]), "fixture"), with_usage=False)
+    assert [[(h["user"], h["shared"]) for h in d["holders"]] for d in report] == [
+        [("ada", False)], [("bob", True)]]
+    assert report[0]["uuid"] == DEVICES[0].uuid and report[0]["holders"][0]["since"]
