@@ -185,7 +185,9 @@ class GpuSupport(HasTraits):
         self._gpu_shared = bool(held.get("shared"))
         self._gpu_witness = int(held.get("witness") or 0)
         # A hub restart: the record may have lost this running server's devices (it was
-        # reset, or the hub that took them was the witness); record them again.
+        # reset, or the hub that took them was the witness); record them again. This runs
+        # on the event loop (load_state is synchronous), once per spawner at hub start:
+        # discovery is cached and the lock is held for one small file's read and write.
         if self._gpu_witness:
             Allocations(Path(self.gpu_allocations)).adopt(
                 self.user.name, self.name or "", held["uuids"], self._gpu_shared,
