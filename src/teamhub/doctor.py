@@ -430,6 +430,16 @@ def limits_enforceable(p: Probe) -> Result:
                   "limits off: `teamhub config set limits.enabled false`")
 
 
+@check("gpus")
+def gpus_check(p: Probe) -> Result:
+    from .gpu_report import gpus_status
+
+    ok, detail = gpus_status(p.settings)
+    return Result("gpus", ok, detail,
+                  "" if ok else "fix the [gpus] value it names (`teamhub config set "
+                  "gpus.default none` turns GPUs off); README \"GPUs\" has examples")
+
+
 @check("tls certificate")
 def tls_certificate(p: Probe) -> Result:
     from .tls import EXPIRY_WARNING_DAYS, TlsError, inspect

@@ -91,4 +91,22 @@ class ExportError(TeamhubError):
     """`teamhub export` cannot write what was asked: the folder exists, or settings the
     target cannot express were met without --allow-loss."""
 
+    exit_code = 10
+
+
+class GpuError(TeamhubError):
+    """The `[gpus]` settings cannot be honoured here (no driver, a GPU that does not exist,
+    more GPUs than the machine has, a group or user that does not exist)."""
+
     exit_code = 9
+
+
+class GpusBusy(GpuError):
+    """Not enough free GPUs for a server's start; nothing was taken. HOLDERS maps each
+    device's UUID to whoever holds it (for admins); users are told the counts only."""
+
+    def __init__(self, message: str, *, needed: int = 0, free: int = 0,
+                 holders: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.needed, self.free = needed, free
+        self.holders = holders or {}

@@ -363,6 +363,16 @@ def update_limits(c: Config, s: Settings, paths: Paths) -> None:
     c.LocalSpawner.private_tmp_root = str(paths.private_tmp_root)
 
 
+def update_gpus(c: Config, s: Settings, paths: Paths, trial: bool = False) -> None:
+    """GPUs: the spawner resolves each user's share from these and takes it at every start
+    (never in the single-user trial, which cannot cover device nodes)."""
+    from .gpus import from_settings
+
+    c.LocalSpawner.gpus = from_settings(s)
+    c.LocalSpawner.gpu_allocations = "" if trial else str(paths.gpu_allocations)
+    c.LocalSpawner.gpu_cover = str(paths.private_runtime / "no-device")
+
+
 def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     """Apply every teamhub setting to C (a JupyterHub config object)."""
     paths = Paths.from_settings(settings)
@@ -378,6 +388,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_login_security(c, settings)
     update_projects(c, settings, paths)
     update_limits(c, settings, paths)
+    update_gpus(c, settings, paths, trial)
     update_docker(c, settings, paths)
     if paths.accounts_db.exists():
         from .accounts.groups import GroupStore

@@ -123,6 +123,11 @@ class Paths:
         return self.state_dir / "logs" / "forkserver.log"
 
     @property
+    def gpu_allocations(self) -> Path:
+        """Who holds which GPU (teamhub.gpu_allocations); its lock is in `locks/`."""
+        return self.state_dir / "gpu-allocations.json"
+
+    @property
     def private_tmp_root(self) -> Path:
         """Root-owned folder of the per-server private /tmp folders (`<root>/<uid>`, 0700)."""
         return Path("/var/tmp/teamhub")

@@ -165,6 +165,22 @@ def check_limits(settings: object) -> None:
         raise PreflightError(why)
 
 
+def check_gpus(settings: object, trial: bool = False) -> None:
+    """Refuse to start when the `[gpus]` settings cannot be honoured (and so kept) here."""
+    from .gpu_report import gpus_status
+    from .gpus import configured, from_settings
+
+    if trial:
+        if configured(from_settings(settings)):
+            raise PreflightError("[gpus] values other than none need root (GPUs are kept "
+                                 "apart per Linux account); run teamhub up as root, or set "
+                                 "them to none for the single-user trial")
+        return
+    ok, why = gpus_status(settings)  # type: ignore[arg-type]
+    if not ok:
+        raise PreflightError(why)
+
+
 def check_docker(settings: object) -> None:
     """With the docker backend: the engine answers and the configured image is here."""
     from . import images

@@ -43,6 +43,9 @@ class Setting:
     check: Callable[[Any], str | None] | None = None
     # A table of tables (e.g. `[limits.groups.NAME]`) whose values are strings or integers.
     nested: bool = False
+    # A string setting (or table of strings) that also takes a TOML integer, kept as its
+    # text: `gpus.default = 1` means the same as `gpus.default = "1"`.
+    int_as_text: bool = False
 
     @property
     def section(self) -> str:
@@ -178,6 +181,18 @@ def _limit_groups(value: dict[str, Any]) -> str | None:
     from .limits import check_groups
 
     return check_groups(value)
+
+
+def _gpus(value: str) -> str | None:
+    from .gpus import check_value
+
+    return check_value(value)
+
+
+def _gpus_table(value: dict[str, str]) -> str | None:
+    from .gpus import check_table
+
+    return check_table(value)
 
 
 SCHEMA: tuple[Setting, ...] = (
@@ -326,6 +341,22 @@ SCHEMA: tuple[Setting, ...] = (
             "any number); unlisted resources and users in no listed group get the "
             "`[limits]` values. As an environment variable: a JSON object of objects.",
             check=_limit_groups, nested=True),
+    Setting("gpus.default", str, "none", "GPUs each user's server gets: `none`, `all` "
+            "(every GPU, shared with everyone), a number N (N GPUs held exclusively while the "
+            "server runs, picked from free ones), a list of indices or UUIDs (`0,2`, `GPU-…`, "
+            "`MIG-…`; held exclusively), or `shared:N` / `shared:0,2` (others may use them "
+            "too). Enforced, not only advertised: a server sees and can open only its own "
+            "devices. Anything but `none` needs the NVIDIA driver (`teamhub up` refuses "
+            "otherwise). See README \"GPUs\".", check=_gpus, int_as_text=True),
+    Setting("gpus.groups", dict, {}, "Per-group GPU values (same forms as `gpus.default`), "
+            "e.g. `[gpus.groups]` `ml = 2`. A user in several listed groups gets the most "
+            "generous (more devices first; for as many, exclusive beats shared). As an "
+            "environment variable: a JSON object (`{\"ml\": \"0,2\"}`).", check=_gpus_table,
+            int_as_text=True),
+    Setting("gpus.users", dict, {}, "Per-user GPU values (same forms as `gpus.default`); a "
+            "user's own value wins over their groups' and the default, and may also be "
+            "`none`. As an environment variable: a JSON object.", check=_gpus_table,
+            int_as_text=True),
     Setting("auth.mode", str, "builtin", "Where accounts live. `builtin`: teamhub's own "
             "account store, managed with `teamhub user ...`. `pam`: the machine's existing "
             "Linux accounts log in with their system password and their server runs as that "
@@ -388,6 +419,8 @@ def lookup(key: str) -> Setting:
 def coerce(setting: Setting, value: Any, origin: str) -> Any:
     """Check VALUE against SETTING's type and rules; return it in canonical form."""
     t = setting.type
+    if setting.int_as_text:
+        value = _int_as_text(value)
     ok = isinstance(value, t) and not (t is int and isinstance(value, bool))
     if t is list and ok:
         ok = all(isinstance(v, str) for v in value)
@@ -414,6 +447,15 @@ def coerce(setting: Setting, value: Any, origin: str) -> Any:
                 f"{origin}: {setting.key} = {value!r} is invalid; it must be {problem}"
             )
     return value
+
+
+def _int_as_text(value: Any) -> Any:
+    def text(v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    if isinstance(value, dict):
+        return {k: text(v) for k, v in value.items()}
+    return text(value)
 
 
 def parse_text(setting: Setting, text: str, origin: str) -> Any:

@@ -70,8 +70,9 @@ class SystemdMachine:
         self.name = f"teamhub-systemd-{secrets.token_hex(4)}"
         self.started = False
 
-    def start(self, timeout: float = 120) -> None:
-        _docker("run", "-d", "--name", self.name,
+    def start(self, timeout: float = 120, extra: tuple[str, ...] = ()) -> None:
+        """Boot it; EXTRA are more `docker run` options (e.g. a device cgroup rule)."""
+        _docker("run", "-d", "--name", self.name, *extra,
                 "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
                 "--tmpfs", "/run", "--tmpfs", "/run/lock", "--cgroupns=host",
                 "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--network", "host",

@@ -165,3 +165,23 @@ def test_single_user_trial_runs_without_root(tmp_path: Path) -> None:
         assert (home / ".local/share/teamhub").is_dir()
     finally:
         shutil.rmtree(home)
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+def test_gpus_without_a_driver_are_refused(hub: HubProcess, how: str) -> None:
+    """This machine has no NVIDIA driver: asking for GPUs must stop `up`, not run unkept."""
+    env = {}
+    if how == "file":
+        hub.config.write_text(hub.config.read_text() + "\n[gpus]\ndefault = 1\n")
+    else:
+        env = {"TEAMHUB_GPUS_DEFAULT": "1"}
+    line = one_error_line(run("--config", str(hub.config), "up", "--check", env=env))
+    assert "gpus.default asks for GPUs but no NVIDIA driver found" in line
+    assert "`teamhub config set gpus.default none`" in line
+
+
+def test_gpu_commands_without_gpus(hub: HubProcess) -> None:
+    proc = run("--config", str(hub.config), "gpu", "status", "--json")
+    assert proc.returncode == 0 and proc.stdout.strip() == '{\n  "devices": []\n}'
+    line = one_error_line(run("--config", str(hub.config), "gpu", "release", "ada"))
+    assert "'ada' holds no GPU" in line

@@ -92,7 +92,7 @@ def test_existing_folder_is_refused_untouched(install, tmp_path: Path) -> None:
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     result = run("--config", str(install.config_file), "export", "z2jh", "--out", str(out))
-    assert result.exit_code == 9
+    assert result.exit_code == 10
     assert "already exists" in result.output and len(result.output.strip().splitlines()) == 1
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["install", "out"]
@@ -106,7 +106,7 @@ def test_inexpressible_settings_need_allow_loss(tmp_path: Path) -> None:
     # The CLI loads the settings itself: the GPU values of the fixture are not in this
     # branch's schema, so the GPU loss is checked through the function below.
     result = run(*args)
-    assert result.exit_code == 9, result.output
+    assert result.exit_code == 10, result.output
     lines = result.output.strip().splitlines()
     assert [line for line in lines if line.startswith("teamhub: cannot express: ")] == [
         lines[0], lines[1]]
@@ -163,7 +163,7 @@ def test_unreadable_certificate_is_one_line_and_nothing_written(tmp_path: Path) 
     install = populated(tmp_path / "install", tls={"cert": str(tmp_path / "gone.crt")})
     result = run("--config", str(install.config_file), "export", "z2jh", "--out",
                  str(tmp_path / "out"))
-    assert result.exit_code == 9
+    assert result.exit_code == 10
     assert result.output.startswith("teamhub: error: cannot read tls.cert = ")
     assert len(result.output.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["install"]

@@ -86,6 +86,7 @@ def _register() -> None:
     # Each module adds its commands.
     from . import backup, config, doctor, env, group, image, install, project, status, tls, up, user  # noqa: F401, E501
     from . import export as _export  # noqa: F401, I001  (export z2jh)
+    from . import gpu as _gpu  # noqa: F401, I001  (gpu status|release)
     from . import sessions as _sessions  # noqa: F401, I001  (user unlock|locked|logout)
 
 

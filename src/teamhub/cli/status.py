@@ -12,6 +12,7 @@ import click
 
 from .. import hubclient
 from ..errors import DockerError, TeamhubError
+from ..gpu_report import holdings_report
 from ..system import listen, systemd
 from ..system.containers import LABEL_SERVER, LABEL_USER
 from ..system.docker import Engine
@@ -73,6 +74,17 @@ def _add_containers(servers: list[dict[str, Any]]) -> None:
         srv["scope"] = None
 
 
+def _gpus(ctx: Context) -> list[dict[str, Any]] | None:
+    """Each GPU and its holders (no memory or processes: `teamhub gpu status` has those);
+    None when this machine has none."""
+    try:
+        report = holdings_report(ctx.paths, with_usage=False)
+    except TeamhubError:
+        return None
+    return [{"index": d["index"], "uuid": d["uuid"], "name": d["name"],
+             "holders": d["holders"]} for d in report] or None
+
+
 def gather(ctx: Context) -> dict[str, Any]:
     s = ctx.settings
     paths = ctx.paths
@@ -86,6 +98,7 @@ def gather(ctx: Context) -> dict[str, Any]:
     servers = _servers(ctx) if hub_ok else None
     if servers and s["spawner.backend"] == "docker":
         _add_containers(servers)
+    gpus = _gpus(ctx)
     return {
         "service": {"manager": "systemd" if systemd.booted() else "none",
                     "installed": installed, "state": service or "not managed by systemd"},
@@ -94,6 +107,7 @@ def gather(ctx: Context) -> dict[str, Any]:
         "proxy": {"running": public_ok and listen.socket_answers(paths.proxy_api_socket),
                   "public_port": s["hub.port"], "api_socket": str(paths.proxy_api_socket)},
         "servers": servers,
+        "gpus": gpus,
     }
 
 
@@ -128,6 +142,10 @@ def status(ctx: Context, as_json: bool) -> None:
                 where = f"  container {srv['container']}" if srv.get("container") else ""
                 click.echo(f"  {label:24} {'ready' if srv['ready'] else 'starting':9} "
                            f"last active {srv['last_activity'] or '-'}{where}")
+        for d in info["gpus"] or []:
+            holders = ", ".join(h["user"] + (f"/{h['server']}" if h["server"] else "")
+                                for h in d["holders"]) or "free"
+            click.echo(f"gpu {d['index']}:   {holders} ({d['name']}, {d['uuid']})")
     if not (info["hub"]["running"] and info["proxy"]["running"]):
         raise SystemExit(1)
 

@@ -123,6 +123,7 @@ def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
     preflight.check_proxy(proxy_command(settings, paths))
     if not trial:
         preflight.check_limits(settings)
+    preflight.check_gpus(settings, trial)
     preflight.check_docker(settings)
 
 

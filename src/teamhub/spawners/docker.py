@@ -39,6 +39,7 @@ from ..system.containers import (
 )
 from ..system.docker import Engine
 from ..system.sandbox import LaunchSpec
+from ..system.users import SystemUser
 from ..system.users import lookup as users_lookup
 from .local import LocalSpawner, SpawnFailed
 
@@ -160,6 +161,9 @@ class DockerSpawner(LocalSpawner):
             spec, image=ref, mounts=self._mounts(spec, engine), limits=limits,
             labels={LABEL_USER: self.user.name, LABEL_SERVER: self.name or "",
                     LABEL_PORT: str(self.port)})
+        gpu = self.gpu_container_devices()
+        config["HostConfig"]["Mounts"] += [Mount(f, f).as_api() for f in gpu.pop("binds", [])]
+        config["HostConfig"].update(gpu)
         # One left from a crash or a hub killed mid-start would block the name.
         engine.remove(self.container_name)
         ident = engine.create(self.container_name, config)
@@ -175,6 +179,14 @@ class DockerSpawner(LocalSpawner):
         user = await self._prepared_account()
         if user is None:
             raise SpawnFailed("the docker backend cannot run in the single-user trial")
+        await self.take_gpus()
+        try:
+            return await self._start_container(user, began)
+        except BaseException:
+            self.release_gpus()  # a start that failed holds nothing
+            raise
+
+    async def _start_container(self, user: SystemUser, began: float) -> tuple[str, int]:
         # A fresh port at every start: the last one may be taken by now.
         self.port = random_port()
         spec = await asyncio.to_thread(self._launch_spec, user, self._log_path())
@@ -189,6 +201,7 @@ class DockerSpawner(LocalSpawner):
             self.log.error("Cannot start a container for %s: %s", self.user.name, exc)
             raise SpawnFailed(f"Your server's container could not be started: {exc}") from None
         created = time.monotonic()
+        await self.attach_gpus(await asyncio.to_thread(self._container_pid))
         await self._wait_container_listening()
         self.log.debug("Started %s's container %s: account+spec %.3fs, create+start %.3fs, "
                        "until listening %.3fs", self.user.name, self.container_id[:12],
@@ -219,6 +232,11 @@ class DockerSpawner(LocalSpawner):
             except OSError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.1)
+
+    def _container_pid(self) -> int | None:
+        """The host pid of the container's init: what witnesses its GPUs."""
+        info = Engine().container(self.container_id) or {}
+        return (info.get("State") or {}).get("Pid") or None
 
     async def poll(self) -> int | None:
         """None while the container runs; its exit code (0 when it is gone) otherwise."""

@@ -29,12 +29,13 @@ from traitlets import Bool, Dict, Integer, List, Unicode
 
 from .. import limits as limits_model
 from ..errors import TeamhubError
-from ..system import systemd
+from ..system import namespaces, systemd
 from ..system.names import system_name
 from ..system.sandbox import LaunchSpec, current_rlimits
 from ..system.users import SystemUser, check_usable, ensure_system_user
 from ..system.users import lookup as users_lookup
 from . import forkserver, lsp
+from .gpu import GpuSupport
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -65,7 +66,7 @@ def merge_path(ours: str, admin: Any) -> str:
     return f"{admin}:{ours}"
 
 
-class LocalSpawner(LocalProcessSpawner):
+class LocalSpawner(GpuSupport, LocalProcessSpawner):
     """Run the user's JupyterLab as their own Linux account (`<prefix><name>`)."""
 
     system_prefix = Unicode(
@@ -190,6 +191,7 @@ class LocalSpawner(LocalProcessSpawner):
         """
         if self.single_user_trial:
             return {"scope": None, "private_tmp": None, "shm_size": None}
+        gpu = self.gpu_launch_extras()
         resolved = self.resolved_limits()
         scope = None
         if systemd.booted():
@@ -200,6 +202,7 @@ class LocalSpawner(LocalProcessSpawner):
             }
             if resolved is not None:
                 props.update(resolved.scope_properties(systemd.cgroup_version()))
+            props.update(gpu["scope_properties"])
             scope = {"unit": self.scope_unit, "properties": props}
         elif resolved is not None:
             raise SpawnFailed("per-user limits are on but systemd is not running here; "
@@ -209,7 +212,8 @@ class LocalSpawner(LocalProcessSpawner):
             account = users_lookup(self.system_user_name)
             if account is not None:
                 private_tmp = str(Path(self.private_tmp_root) / str(account.uid))
-        return {"scope": scope, "private_tmp": private_tmp, "shm_size": self.shm_size or None}
+        return {"scope": scope, "private_tmp": private_tmp, "shm_size": self.shm_size or None,
+                "devices": gpu["devices"]}
 
     def _fresh_private_tmp(self, path: str, user: SystemUser) -> None:
         """PATH as an empty folder only USER can enter, under a root-only-writable root."""
@@ -285,6 +289,7 @@ class LocalSpawner(LocalProcessSpawner):
         env["SHELL"] = account.pw_shell or "/bin/sh"
         path = [self.runtime_bin] if self.runtime_bin else []
         env["PATH"] = merge_path(":".join([*path, SYSTEM_PATH]), self.environment.get("PATH"))
+        env.update(self.gpu_env())
         return env
 
     def _private_runtime_dir(self, user: SystemUser) -> str:
@@ -346,6 +351,8 @@ class LocalSpawner(LocalProcessSpawner):
         """What must exist before `become()` enters SPEC's scope and private /tmp."""
         if spec.private_tmp and user is not None:
             self._fresh_private_tmp(spec.private_tmp, user)
+        if spec.devices:
+            namespaces.ensure_cover(spec.devices["cover"])
         if spec.scope:
             # A scope left by an earlier server (stray processes) would block the name.
             systemd.stop_unit(spec.scope["unit"])
@@ -361,6 +368,14 @@ class LocalSpawner(LocalProcessSpawner):
     async def start(self) -> tuple[str, int]:
         began = time.monotonic()
         user = await self._prepared_account()
+        await self.take_gpus()
+        try:
+            return await self._start_as(user, began)
+        except BaseException:
+            self.release_gpus()  # a start that failed holds nothing
+            raise
+
+    async def _start_as(self, user: SystemUser | None, began: float) -> tuple[str, int]:
         prepared = time.monotonic()
         if self.port == 0:
             self.port = random_port()
@@ -385,6 +400,7 @@ class LocalSpawner(LocalProcessSpawner):
                 self._restart_fork_server()
         if not self._forked:
             self._launch_normally(spec)
+        await self.attach_gpus(self.pid)
         forked = time.monotonic()
         await self._wait_listening(log_path)
         self.log.debug("Started %s's server (%s): account %.3fs, spec %.3fs, launch %.3fs, "

@@ -10,12 +10,15 @@ import ctypes
 import ctypes.util
 import os
 import stat
+from typing import Any
 
 from ..errors import TeamhubError
 
 CLONE_NEWNS = 0x00020000
+MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
+MS_NOEXEC = 0x8
 MS_REC = 0x4000
 MS_SLAVE = 1 << 19
 MS_BIND = 0x1000
@@ -40,7 +43,8 @@ def _check(result: int, what: str) -> None:
         )
 
 
-def private_mounts(tmp: str | None = None, shm_size: int | None = None) -> None:
+def private_mounts(tmp: str | None = None, shm_size: int | None = None,
+                   devices: dict[str, Any] | None = None) -> None:
     """Give the calling process a mount namespace of its own.
 
     TMP (a real folder the caller made 0700 for the user) is bound on /tmp.
@@ -49,6 +53,12 @@ def private_mounts(tmp: str | None = None, shm_size: int | None = None) -> None:
     own, and vanish with the namespace, when the last process in it ends.
     Mounts made outside afterwards still reach the process (slave
     propagation); nothing it mounts reaches anybody else.
+    DEVICES (`{"hide": [...], "mask": [...], "cover": file}`) covers each device
+    node in `hide` with COVER, a root-owned empty file of mode 0000, so opening it
+    fails (EACCES) for anyone but root, and mounts an empty read-only tmpfs on each
+    folder in `mask` (the driver's /proc entries of GPUs it must not see). The
+    process cannot undo either: it is not root, and mounts inherited into a
+    namespace a user makes are locked together.
     """
     if tmp is not None:
         info = os.lstat(tmp)
@@ -67,6 +77,41 @@ def private_mounts(tmp: str | None = None, shm_size: int | None = None) -> None:
         options = f"size={int(shm_size)},mode=1777".encode()
         _check(libc.mount(b"tmpfs", SHM.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options),
                f"mounting a {shm_size}-byte tmpfs on {SHM}")
+    if devices:
+        _hide_devices(libc, devices)
+
+
+def ensure_cover(path: str) -> str:
+    """PATH as a root-owned empty regular file of mode 0000 (made if missing)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NamespaceError(f"{path} is not a regular file; remove it")
+        os.ftruncate(fd, 0)
+        os.fchown(fd, 0, 0)
+        os.fchmod(fd, 0)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _hide_devices(libc: ctypes.CDLL, devices: dict[str, Any]) -> None:
+    cover = str(devices.get("cover") or "")
+    info = os.lstat(cover) if cover else None
+    if info is None or not stat.S_ISREG(info.st_mode) or info.st_uid != 0 \
+            or stat.S_IMODE(info.st_mode) != 0 or info.st_size:
+        raise NamespaceError(f"device cover {cover!r} must be a root-owned empty file of "
+                             "mode 0000")
+    for node in devices.get("hide") or []:
+        if os.path.lexists(node):
+            _check(libc.mount(cover.encode(), str(node).encode(), None, MS_BIND, None),
+                   f"covering {node}")
+    for folder in devices.get("mask") or []:
+        if os.path.isdir(folder):
+            _check(libc.mount(b"tmpfs", str(folder).encode(), b"tmpfs",
+                              MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k,mode=555"),
+                   f"masking {folder}")
 
 
 def private_tmp(path: str) -> None:

@@ -55,6 +55,9 @@ class LaunchSpec:
     private_tmp: str | None = None
     # Bytes of the server's own /dev/shm (a tmpfs in its mount namespace); None: the host's.
     shm_size: int | None = None
+    # GPU device nodes to cover and /proc/driver/nvidia/gpus entries to mask in its mount
+    # namespace: {"hide": [...], "mask": [...], "cover": file}; None: nothing hidden.
+    devices: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -247,10 +250,10 @@ def become(spec: LaunchSpec, *, in_process: bool = False) -> None:
         from teamhub.system.systemd import enter_scope  # type: ignore[import-not-found]
 
         enter_scope(spec.scope["unit"], spec.scope["properties"])
-    if spec.private_tmp is not None or spec.shm_size is not None:
+    if spec.private_tmp is not None or spec.shm_size is not None or spec.devices:
         from teamhub.system.namespaces import private_mounts  # type: ignore[import-not-found]
 
-        private_mounts(tmp=spec.private_tmp, shm_size=spec.shm_size)
+        private_mounts(tmp=spec.private_tmp, shm_size=spec.shm_size, devices=spec.devices)
     if in_process:
         show_as_exec(exec_cmdline(spec.argv), spec.env)
     _drop_to(spec)

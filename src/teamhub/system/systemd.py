@@ -33,6 +33,8 @@ _SIGNATURES: dict[str, str] = {
     "MemoryAccounting": "b",
     "TasksAccounting": "b",
     "CPUAccounting": "b",
+    "DevicePolicy": "s",
+    "DeviceAllow": "a(ss)",
 }
 
 
@@ -101,6 +103,10 @@ def _busctl_args(properties: Mapping[str, Any]) -> list[str]:
             raise SystemdError(f"teamhub does not know the scope property {name!r}")
         if sig == "b":
             value = "true" if value else "false"
+        if sig == "a(ss)":
+            # [(path or char-NAME, "rw"), ...]: a count, then the pairs flat.
+            args += [name, sig, str(len(value)), *(str(x) for pair in value for x in pair)]
+            continue
         args += [name, sig, str(value)]
     return args
 
