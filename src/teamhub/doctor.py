@@ -314,9 +314,10 @@ def _kernel_specs(p: Probe) -> dict[str, dict[str, Any]]:
     from .envs.store import META
 
     python = str(p.paths.runtime_python)
-    specs = {"python3": {"argv": safe_argv([python, "-m", "ipykernel_launcher", "-f",
-                                            "{connection_file}"]), "display_name": "python3",
-                         "language": "python"}}
+    specs: dict[str, dict[str, Any]] = {
+        "python3": {"argv": safe_argv([python, "-m", "ipykernel_launcher", "-f",
+                                       "{connection_file}"]), "display_name": "python3",
+                    "language": "python"}}
     root = Path(p.settings["envs.root"])
     if root.is_dir():
         for envdir in sorted(root.iterdir()):

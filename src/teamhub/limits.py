@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +98,8 @@ def parse_tasks(value: Any) -> int | None:
     return int(t)
 
 
-_PARSERS = {"memory": parse_memory, "cpu": parse_cpu, "tasks": parse_tasks}
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "memory": parse_memory, "cpu": parse_cpu, "tasks": parse_tasks}
 
 
 def check_value(resource: str, value: Any) -> str | None:

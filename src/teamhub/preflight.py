@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Set
 from pathlib import Path
 
 from .errors import PreflightError
@@ -41,7 +42,7 @@ def ensure_state_dir(path: Path) -> None:
         ) from None
 
 
-def check_port_free(ip: str, port: int, what: str, fix: str, ours: set[int] = frozenset()
+def check_port_free(ip: str, port: int, what: str, fix: str, ours: Set[int] = frozenset()
                     ) -> None:
     """Nothing but teamhub's own proxy (pids OURS) may listen on PORT, in either family and
     on any address: a socket another user holds on [::]:PORT would otherwise take every

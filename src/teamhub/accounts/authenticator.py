@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 from jupyterhub.auth import Authenticator
@@ -70,7 +71,7 @@ class GuardedAuthenticator(Authenticator):
         return 60
 
     def _store(self) -> AccountStore:
-        return AccountStore(self.store_path)
+        return AccountStore(Path(self.store_path))
 
     def lockout(self) -> Lockout:
         return Lockout(self._store(), LockoutPolicy(self.lockout_failures,
@@ -103,9 +104,9 @@ class GuardedAuthenticator(Authenticator):
     def _attempt(self, name: str | None, password: str, refused: bool) -> dict[str, Any] | None:
         """(Blocking.) One login attempt; every failure path does the same store work."""
         lockout = self.lockout()
-        locked = bool(name) and lockout.locked_until(name) > 0
+        locked = lockout.locked_until(name) > 0 if name else False
         model = self.check_password(name, password)
-        if model is not None and not locked and not refused:
+        if model is not None and name and not locked and not refused:
             lockout.record_success(name)
             return model
         if name:

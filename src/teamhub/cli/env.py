@@ -207,6 +207,8 @@ def sync(ctx: Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(index, indent=2, sort_keys=True))
     else:
-        click.echo(f"visibility of {len(index['envs'])} environment(s) updated")
+        envs = index["envs"]
+        assert isinstance(envs, dict)
+        click.echo(f"visibility of {len(envs)} environment(s) updated")
 
 

@@ -95,7 +95,7 @@ BUILTIN_ONLY = {
 def user(click_ctx: click.Context) -> None:
     """Manage hub users (teamhub's own accounts)."""
     hint = BUILTIN_ONLY.get(click_ctx.invoked_subcommand or "")
-    if hint and click_ctx.find_object(Context).settings["auth.mode"] == "pam":
+    if hint and click_ctx.find_object(Context).settings["auth.mode"] == "pam":  # type: ignore[union-attr]
         raise AccountError(f"`teamhub user {click_ctx.invoked_subcommand}` manages teamhub's "
                            f"own accounts, but auth.mode is pam (Linux accounts): {hint}")
 

@@ -76,6 +76,8 @@ class TeamhubProxy(ConfigurableHTTPProxy):
                             "this slice (so that it outlives teamhub.service); empty: stay.")
 
     _watch = None
+    # The adopted proxy, or the one this hub launched (JupyterHub's trait is untyped).
+    proxy_process: RunningProxy | Popen[bytes]
 
     @default("auth_token")
     def _token_from_file(self) -> str:

@@ -236,7 +236,7 @@ class ForkServer:
         gc.freeze()  # keep the preloaded objects' pages shared with every child
         _log(f"ready on {self.socket_path} ({_threads()} thread)")
         while True:
-            readable, _, _ = select.select([listener, wake_r], [], [], 5)
+            readable, _, _ = select.select([listener.fileno(), wake_r], [], [], 5)
             if wake_r in readable:
                 try:
                     while os.read(wake_r, 512):
@@ -244,7 +244,7 @@ class ForkServer:
                 except BlockingIOError:
                     pass
             self.reap()
-            if listener in readable:
+            if listener.fileno() in readable:
                 conn, _ = listener.accept()
                 try:
                     self.handle(conn, listener)

@@ -150,6 +150,9 @@ class LocalSpawner(LocalProcessSpawner):
     ).tag(config=True)
 
     _forked = False
+    # JupyterHub's traits, typed for the checker (annotations only: the traits stay).
+    port: int
+    proc: Popen[bytes] | None
 
     limits = Dict(
         help="""The `limits.*` settings (enabled, memory, cpu, tasks, private_tmp, groups);
