@@ -20,12 +20,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import HubError, TeamhubError
+from . import images, preflight
+from .accounts.store import SCHEMA_VERSION, AccountStore
+from .envs.store import META
+from .errors import DockerError, HubError, TeamhubError
 from .hubclient import HubClient
+from .hubconfig import HUB_CONFIG_FILE
+from .limits import limits_status
 from .paths import Paths
 from .proxy import read_record
 from .settings import Settings
 from .system import listen
+from .system.containers import LABEL_USER
+from .system.docker import Engine
+from .tls import EXPIRY_WARNING_DAYS, TlsError, covers, inspect
 
 NOBODY = "nobody"
 MIN_FREE_BYTES = 1 << 30  # 1 GiB
@@ -178,8 +186,6 @@ def hub_database(p: Probe) -> Result:
 
 @check("account store")
 def account_store(p: Probe) -> Result:
-    from .accounts.store import SCHEMA_VERSION
-
     db = p.paths.accounts_db
     if not db.exists():
         return Result("account store", False, f"{db} does not exist",
@@ -236,8 +242,6 @@ def secrets_permissions(p: Probe) -> Result:
 
 @check("runtime usable by users")
 def runtime_usable(p: Probe) -> Result:
-    from . import preflight
-
     try:
         preflight.check_runtime(p.paths.runtime_dir, p.paths.singleuser, p.paths.runtime_python)
     except TeamhubError as exc:
@@ -254,8 +258,6 @@ def _hub_config(p: Probe) -> Any:
     if "config" not in p._cache:
         from traitlets.config.loader import PyFileConfigLoader
 
-        from .hubconfig import HUB_CONFIG_FILE
-
         saved = os.environ.get("TEAMHUB_CONFIG")
         os.environ["TEAMHUB_CONFIG"] = str(p.settings.config_file)
         try:
@@ -271,6 +273,8 @@ def _hub_config(p: Probe) -> Any:
 
 def server_environment(p: Probe) -> dict[str, str]:
     """The variables a user's server (and so its kernels) gets, as the spawner builds them."""
+    # Deferred: spawners.local imports JupyterHub's spawner (seconds), which the CLI, where
+    # this module is imported, otherwise never needs.
     from .spawners.local import SYSTEM_PATH, merge_path
 
     c = _hub_config(p)
@@ -311,7 +315,6 @@ def _kernel_specs(p: Probe) -> dict[str, dict[str, Any]]:
     # Deferred: envs.kernels imports jupyter_client and jupyter_server, which only this
     # check needs.
     from .envs.kernels import SHARED_PREFIX, safe_argv
-    from .envs.store import META
 
     python = str(p.paths.runtime_python)
     specs: dict[str, dict[str, Any]] = {
@@ -422,8 +425,6 @@ def environment_reaches(p: Probe) -> Result:
 
 @check("limits enforceable")
 def limits_enforceable(p: Probe) -> Result:
-    from .limits import limits_status
-
     ok, detail = limits_status(p.settings)
     return Result("limits enforceable", ok, detail,
                   "" if ok else "run teamhub as a systemd service (`teamhub install`) on a "
@@ -433,8 +434,6 @@ def limits_enforceable(p: Probe) -> Result:
 
 @check("tls certificate")
 def tls_certificate(p: Probe) -> Result:
-    from .tls import EXPIRY_WARNING_DAYS, TlsError, inspect
-
     name = "tls certificate"
     cert, key = p.settings["tls.cert"], p.settings["tls.key"]
     if not cert and not key:
@@ -473,8 +472,6 @@ PLAIN_HTTP_NOTE = (
 @check("browser isolation")
 def browser_isolation(p: Probe) -> Result:
     import socket
-
-    from .tls import TlsError, covers, inspect
 
     name = "browser isolation"
     domain, cert = p.settings["hub.domain"], p.settings["tls.cert"]
@@ -597,12 +594,6 @@ def port_conflicts(p: Probe) -> Result:
 @check("docker engine")
 def docker_engine(p: Probe) -> Result:
     """With the docker backend: the engine answers, the image is here, no orphan containers."""
-    from . import images
-    from .accounts.store import AccountStore
-    from .errors import DockerError
-    from .system.containers import LABEL_USER
-    from .system.docker import Engine
-
     name = "docker engine"
     if p.settings["spawner.backend"] != "docker":
         return Result(name, True, "not used (spawner.backend = local)")

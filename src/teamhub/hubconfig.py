@@ -16,8 +16,10 @@ from urllib.parse import quote
 
 from traitlets.config import Config
 
+from .accounts.groups import GroupStore
+from .accounts.store import AccountStore
 from .browser_isolation import ISOLATION_HEADERS
-from .limits import parse_shm_size
+from .limits import from_settings, parse_shm_size
 from .paths import Paths
 from .proxy import chp_library
 from .settings import Settings, load
@@ -134,6 +136,8 @@ def update_login_security(c: Config, s: Settings) -> None:
 
 def update_accounts(c: Config, s: Settings) -> None:
     """Signup, password policy and the account pages (signup, change password, reset, admin)."""
+    # Deferred: accounts.pages imports JupyterHub's handlers (seconds), which only the hub
+    # process needs; the CLI imports this module too.
     from .accounts.pages import TEMPLATES
 
     c.TeamhubAuthenticator.signup_enabled = s["auth.signup"]
@@ -357,8 +361,6 @@ def update_docker(c: Config, s: Settings, paths: Paths) -> None:
 
 def update_limits(c: Config, s: Settings, paths: Paths) -> None:
     """Per-user limits: the spawner resolves each user's share from these at every start."""
-    from .limits import from_settings
-
     c.LocalSpawner.limits = from_settings(s)
     c.LocalSpawner.private_tmp_root = str(paths.private_tmp_root)
 
@@ -380,9 +382,6 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_limits(c, settings, paths)
     update_docker(c, settings, paths)
     if paths.accounts_db.exists():
-        from .accounts.groups import GroupStore
-        from .accounts.store import AccountStore
-
         update_groups(c, GroupStore(AccountStore(paths.accounts_db)).list())
     update_envs(c, settings)
     update_server_extension(c)

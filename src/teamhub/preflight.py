@@ -9,9 +9,14 @@ import subprocess
 from collections.abc import Set
 from pathlib import Path
 
-from .errors import PreflightError
+from . import images
+from .errors import DockerError, PreflightError
+from .limits import limits_status
 from .proxy import chp_library
+from .settings import Settings
 from .system import listen
+from .system.docker import Engine
+from .tls import TlsError, check_usable
 
 NOBODY = "nobody"
 
@@ -151,30 +156,24 @@ def check_proxy(command: str) -> None:
 
 def check_tls(cert: str, key: str) -> None:
     """A TLS pair the proxy can serve: both set, readable, matching, not expired."""
-    from .tls import TlsError, check_usable
-
     try:
         check_usable(cert, key)
     except TlsError as exc:
         raise PreflightError(str(exc)) from None
-def check_limits(settings: object) -> None:
-    """Refuse to start when per-user limits are on but this machine cannot enforce them."""
-    from .limits import limits_status
 
+
+def check_limits(settings: Settings) -> None:
+    """Refuse to start when per-user limits are on but this machine cannot enforce them."""
     ok, why = limits_status(settings)
     if not ok:
         raise PreflightError(why)
 
 
-def check_docker(settings: object) -> None:
+def check_docker(settings: Settings) -> None:
     """With the docker backend: the engine answers and the configured image is here."""
-    from . import images
-    from .errors import DockerError
-    from .system.docker import Engine
-
-    if settings["spawner.backend"] != "docker":  # type: ignore[index]
+    if settings["spawner.backend"] != "docker":
         return
-    image = settings["docker.image"]  # type: ignore[index]
+    image = settings["docker.image"]
     try:
         engine = Engine()
         engine.ping()

@@ -116,6 +116,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     hsts = os.environ.get("JUPYTER_TEAMHUB_HSTS", "")
     if hsts:
         settings["headers"]["Strict-Transport-Security"] = hsts
+
     def check() -> None:
         mark_if_busy(serverapp)
 

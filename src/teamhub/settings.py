@@ -20,6 +20,7 @@ from typing import Any
 import tomli_w
 
 from .errors import SettingsError
+from .limits import check_groups, check_value, parse_shm_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -85,13 +86,13 @@ def _not_negative(value: int) -> str | None:
 
 def _abs_path_or_empty(value: str) -> str | None:
     return None if value == "" or os.path.isabs(value) else "empty, or an absolute path"
+
+
 def _min_password(value: int) -> str | None:
     return None if 8 <= value <= 1024 else "a whole number from 8 to 1024"
 
 
 def _shm_size(value: str) -> str | None:
-    from .limits import parse_shm_size
-
     try:
         parse_shm_size(value)
     except ValueError as exc:
@@ -167,16 +168,12 @@ def _env_names(value: list[str]) -> str | None:
 
 def _limit(resource: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
-        from .limits import check_value
-
         return check_value(resource, value)
 
     return check
 
 
 def _limit_groups(value: dict[str, Any]) -> str | None:
-    from .limits import check_groups
-
     return check_groups(value)
 
 

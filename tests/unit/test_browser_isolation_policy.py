@@ -181,7 +181,6 @@ def test_tls_self_signed_covers_hub_domain_and_its_wildcard(tmp_path):
 
     cfg = tmp_path / "teamhub.toml"
     cfg.write_text(f'[hub]\ndomain = "hub.example.org"\n[paths]\nstate_dir = "{tmp_path}/st"\n')
-    cli_module._register()
     result = CliRunner().invoke(cli_module.cli, ["--config", str(cfg), "tls", "self-signed",
                                                  "--hostname", "10.0.0.5"],
                                 env={"TEAMHUB_CONFIG": None})

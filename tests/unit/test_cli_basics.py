@@ -9,7 +9,6 @@ from teamhub import cli as cli_module
 
 
 def run(*args: str, **kw):
-    cli_module._register()
     return CliRunner().invoke(cli_module.cli, list(args), **kw)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from teamhub.cli import _register, cli
+from teamhub.cli import cli
 from teamhub.cli.install import backup_state, unit_text
 from teamhub.paths import Paths
 from teamhub.settings import load
@@ -76,7 +76,6 @@ def test_scope_names_must_end_in_scope() -> None:
 
 @pytest.mark.skipif(systemd.booted(), reason="systemd is init here")
 def test_install_without_systemd_is_refused_with_a_hint(tmp_path: Path) -> None:
-    _register()
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "t.toml"), "install"])
     assert result.exit_code != 0
     assert "teamhub: error:" in result.output

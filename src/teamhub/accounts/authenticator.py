@@ -23,6 +23,7 @@ from traitlets import Bool, Integer, List, Unicode, default
 
 from ..errors import AccountError
 from ..system.names import MAX_RAW_LENGTH, canonical_name
+from . import pages, sessions
 from .lockout import ClientThrottle, Lockout, LockoutPolicy, client_address
 from .store import MAX_PASSWORD, AccountStore
 
@@ -85,9 +86,7 @@ class GuardedAuthenticator(Authenticator):
         return self._throttle
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        from .sessions import handlers
-
-        return handlers()
+        return sessions.handlers()
 
     def login_name(self, username: str) -> str | None:
         """The name failures are counted under, or None when it cannot be an account."""
@@ -177,10 +176,8 @@ class TeamhubAuthenticator(GuardedAuthenticator):
     ).tag(config=True)
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        from .pages import handlers
-
         # The login/logout handlers first: JupyterHub's own /login must not win.
-        return [*super().get_handlers(app), *handlers()]
+        return [*super().get_handlers(app), *pages.handlers()]
 
     @default("any_allow_config")
     def _any_allow_config_default(self) -> bool:

@@ -11,7 +11,7 @@ import tomli_w
 
 from .. import settings as settings_mod
 from ..errors import SettingsError
-from . import Context, cli, echo_json, pass_ctx
+from .base import Context, cli, echo_json, pass_ctx
 
 
 def toml_literal(value: Any) -> str:

@@ -10,7 +10,7 @@ import click
 
 from ..envs import admin
 from ..envs.store import SharedEnvs, merge_packages, read_requirements, remove_packages
-from . import Context, cli, echo_json, pass_ctx
+from .base import Context, cli, echo_json, pass_ctx
 
 
 def _envs(ctx: Context) -> SharedEnvs:

@@ -14,7 +14,7 @@ from ..envs.admin import refresh_visibility
 from ..errors import AccountError
 from ..projects.model import Principal
 from ..system.names import canonical_name
-from . import Context, cli, echo_json, hub_step, pass_ctx
+from .base import Context, cli, echo_json, hub_step, pass_ctx
 from .project import actor, projects_of
 
 

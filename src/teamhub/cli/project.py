@@ -21,7 +21,7 @@ from ..projects.model import (
     parse_principal,
     parse_principals,
 )
-from . import Context, cli, echo_json, pass_ctx
+from .base import Context, cli, echo_json, pass_ctx
 
 
 def actor() -> str:

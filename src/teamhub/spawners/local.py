@@ -28,7 +28,9 @@ from jupyterhub.utils import random_port
 from traitlets import Bool, Dict, Integer, List, Unicode
 
 from .. import limits as limits_model
+from ..accounts.pam import account_problem
 from ..errors import TeamhubError
+from ..projects.apply import Layout, Projects
 from ..system import systemd
 from ..system.names import system_name
 from ..system.sandbox import LaunchSpec, current_rlimits
@@ -238,8 +240,6 @@ class LocalSpawner(LocalProcessSpawner):
 
     def _existing_account(self) -> SystemUser:
         """PAM mode's account: the user's own, checked again at every start."""
-        from ..accounts.pam import account_problem
-
         problem = account_problem(self.user.name, min_uid=self.min_uid,
                                   allowed_groups=set(self.allowed_groups))
         if problem:
@@ -268,8 +268,6 @@ class LocalSpawner(LocalProcessSpawner):
         """Give a (possibly brand-new) account its project ACLs and ~/projects links."""
         if not (self.projects_root and self.accounts_db and Path(self.accounts_db).exists()):
             return
-        from ..projects.apply import Layout, Projects
-
         layout = Layout(root=Path(self.projects_root), store_path=Path(self.accounts_db),
                         prefix=self.system_prefix, registry=Path(self.registry_path))
         try:
