@@ -62,13 +62,12 @@ def test_browser_websockets_need_a_token() -> None:
 
 def test_isolation_settings_without_domain(tmp_path):
     c = Config()
-    c.JupyterHub.tornado_settings = {"cookie_options": {"samesite": "Lax"},
-                                     "headers": {"Strict-Transport-Security": "max-age=1"}}
+    hubconfig.update_tornado_settings(c, settings(tmp_path))
     hubconfig.update_browser_isolation(c, settings(tmp_path))
     tornado = c.JupyterHub.tornado_settings
     assert tornado["headers"]["X-Frame-Options"] == "DENY"
     assert tornado["headers"]["Cross-Origin-Opener-Policy"] == "same-origin"
-    assert tornado["headers"]["Strict-Transport-Security"] == "max-age=1"  # kept
+    assert "Strict-Transport-Security" not in tornado["headers"]  # no TLS
     assert tornado["xsrf_cookie_kwargs"] == {"samesite": "Lax", "httponly": True}
     assert tornado["static_handler_class"].__name__ == "IsolatedStaticHandler"
     assert c.Spawner.disable_user_config is True
@@ -100,9 +99,8 @@ def test_domain_from_environment_and_refused_when_malformed(tmp_path):
 
 
 def test_servers_get_the_isolation_authorizer(tmp_path):
-    c = Config()
-    hubconfig.update_server_extension(c)
-    assert "--ServerApp.authorizer_class=teamhub.serverext.IsolationAuthorizer" in c.Spawner.args
+    args = hubconfig.server_args(settings(tmp_path))
+    assert "--ServerApp.authorizer_class=teamhub.serverext.IsolationAuthorizer" in args
 
 
 def test_server_settings_isolate_and_make_lab_send_its_token():

@@ -136,8 +136,7 @@ def test_spawner_gets_environment_env_keep_and_kernel_manager(tmp_path: Path) ->
     s = load(f, environ={})
     c = Config()
     hubconfig.update_spawner(c, s, Paths.from_settings(s))
-    hubconfig.update_envs(c, s)
-    assert c.Spawner.environment == {"A": "1"}
+    assert {k: v for k, v in c.Spawner.environment.items() if "INTERVAL" not in k} == {"A": "1"}
     assert c.Spawner.env_keep == ["LANG", "LC_ALL", "HTTPS_PROXY"]
     ksm = hubconfig.KERNEL_SPEC_MANAGER
     assert f"--ServerApp.kernel_spec_manager_class={ksm}" in c.Spawner.args

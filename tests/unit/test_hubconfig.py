@@ -93,9 +93,10 @@ def test_proxy_command_prefers_setting_then_bundled(tmp_path):
     assert c.TeamhubProxy.token_file == f"{Paths.from_settings(s).state_dir}/proxy_auth_token"
 
 
-def test_cli_service_gets_only_user_server_group_and_token_admin_scopes():
+def test_cli_service_gets_only_user_server_group_and_token_admin_scopes(tmp_path):
     c = Config()
-    hubconfig.update_services(c, "tok")
+    s = settings(tmp_path, "[culling]\nenabled = false\n")
+    hubconfig.update_services(c, s, Paths.from_settings(s), "tok")
     assert c.JupyterHub.services == [{"name": "teamhub-cli", "api_token": "tok", "admin": True}]
     (role,) = c.JupyterHub.load_roles
     assert set(role["scopes"]) == {"admin:users", "admin:servers", "list:users", "read:users",
@@ -126,13 +127,10 @@ def test_spawner_knows_where_projects_and_grants_are(tmp_path: Path) -> None:
     assert c.LocalSpawner.accounts_db == "/var/lib/teamhub/accounts.sqlite"
 
 
-def test_envs_keep_the_spawner_args_set_before(tmp_path):
-    s = settings(tmp_path)
-    c = Config()
-    hubconfig.update_spawner(c, s, Paths.from_settings(s))
-    hubconfig.update_envs(c, s)
-    assert "--KernelManager.transport=ipc" in c.Spawner.args
-    assert any(a.startswith("--ServerApp.kernel_spec_manager_class=") for a in c.Spawner.args)
+def test_servers_list_environments_as_kernels(tmp_path):
+    args = hubconfig.server_args(settings(tmp_path, '[envs]\nroot = "/srv/envs"\n'))
+    assert "--ServerApp.kernel_spec_manager_class=" + hubconfig.KERNEL_SPEC_MANAGER in args
+    assert "--TeamhubKernelSpecManager.envs_root=/srv/envs" in args
 
 
 def test_fork_server_on_by_default_with_a_root_only_socket_in_the_state_dir(tmp_path):
@@ -156,25 +154,20 @@ def test_fork_server_off_by_setting_and_always_in_the_trial(tmp_path):
     assert c.LocalSpawner.fork_server is False
 
 
-def test_servers_start_with_the_read_only_extension_manager_and_keep_earlier_args():
-    c = Config()
-    c.Spawner.args = ["--KernelManager.transport=ipc"]
-    hubconfig.update_server_startup(c)
-    assert c.Spawner.args == ["--KernelManager.transport=ipc",
-                              "--LabApp.extension_manager=readonly"]
+def test_servers_start_with_the_read_only_extension_manager(tmp_path):
+    assert "--LabApp.extension_manager=readonly" in hubconfig.server_args(settings(tmp_path))
 def test_update_accounts(tmp_path: Path) -> None:
     from teamhub.accounts.pages import TEMPLATES
 
     c = Config()
-    c.JupyterHub.template_paths = ["/admin/templates"]
     hubconfig.update_accounts(c, settings(tmp_path, "[auth]\nsignup = true\n",
                                           TEAMHUB_AUTH_MIN_PASSWORD_LENGTH="14"))
     assert c.TeamhubAuthenticator.signup_enabled is True
     assert c.TeamhubAuthenticator.open_signup is False
     assert c.TeamhubAuthenticator.min_password_length == 14
     assert c.TeamhubAuthenticator.system_prefix == "jupyter-"
-    # Ours first (they extend JupyterHub's own), an admin's kept after.
-    assert c.JupyterHub.template_paths == [str(TEMPLATES), "/admin/templates"]
+    # Set, not prepended: they extend JupyterHub's own (an admin's config.d comes after).
+    assert c.JupyterHub.template_paths == [str(TEMPLATES)]
     assert (TEMPLATES / "page.html").is_file() and (TEMPLATES / "login.html").is_file()
 
 
@@ -184,3 +177,75 @@ def test_signup_is_off_by_default(tmp_path: Path) -> None:
     assert c.TeamhubAuthenticator.signup_enabled is False
     assert c.TeamhubAuthenticator.open_signup is False
     assert c.TeamhubAuthenticator.min_password_length == 10
+
+
+WHOLE = '''
+[paths]
+state_dir = "{state}"
+runtime_dir = "/rt"
+[envs]
+root = "/srv/envs"
+[spawner]
+environment = {{ A = "1" }}
+env_keep = ["HTTPS_PROXY"]
+[tls]
+cert = "/c.pem"
+key = "/k.pem"
+hsts_max_age = 600
+[culling]
+timeout = 30
+every = 10
+'''
+
+
+def _whole(tmp_path: Path):
+    state = tmp_path / "st"
+    state.mkdir(exist_ok=True)
+    s = settings(tmp_path, WHOLE.format(state=state))
+    Paths.from_settings(s).api_token.write_text("tok\n")
+    return s
+
+
+def test_configure_as_a_whole_sets_the_final_args_environment_and_spawner(tmp_path):
+    from teamhub.accounts.pages import TEMPLATES
+    from teamhub.browser_isolation import ISOLATION_HEADERS
+
+    c = hubconfig.configure(Config(), _whole(tmp_path))
+    assert c.Spawner.args == [
+        "--KernelManager.transport=ipc",
+        "--HubOAuth.cache_max_age=10",
+        "--ServerApp.kernel_spec_manager_class=teamhub.envs.kernels.TeamhubKernelSpecManager",
+        "--TeamhubKernelSpecManager.envs_root=/srv/envs",
+        "--ServerApp.jpserver_extensions=teamhub.serverext=True",
+        "--ServerApp.authorizer_class=teamhub.serverext.IsolationAuthorizer",
+        "--LabApp.extension_manager=readonly",
+    ]
+    assert c.Spawner.environment == {"A": "1", "JUPYTERHUB_ACTIVITY_INTERVAL": "5",
+                                     "JUPYTER_TEAMHUB_BUSY_INTERVAL": "5",
+                                     "JUPYTER_TEAMHUB_HSTS": "max-age=600"}
+    assert c.Spawner.env_keep == ["LANG", "LC_ALL", "HTTPS_PROXY"]
+    assert c.Spawner.cmd == ["/rt/bin/jupyterhub-singleuser"]
+    assert c.Spawner.disable_user_config is True
+    assert c.Spawner.poll_interval == 10
+    assert c.JupyterHub.spawner_class == "teamhub.spawners.local.LocalSpawner"
+    assert c.LocalSpawner.fork_server is True and c.LocalSpawner.single_user_trial is False
+    tornado = c.JupyterHub.tornado_settings
+    assert tornado["cookie_options"] == {"samesite": "Lax"}
+    assert tornado["headers"] == {**ISOLATION_HEADERS, "Strict-Transport-Security": "max-age=600"}
+    assert tornado["xsrf_cookie_kwargs"] == {"samesite": "Lax", "httponly": True}
+    assert tornado["static_handler_class"].__name__ == "IsolatedStaticHandler"
+    assert [svc["name"] for svc in c.JupyterHub.services] == ["teamhub-cli", "idle-culler"]
+    assert [role["name"] for role in c.JupyterHub.load_roles] == ["teamhub-cli", "idle-culler"]
+    assert c.JupyterHub.template_paths == [str(TEMPLATES)]
+
+
+def test_configure_sets_and_never_appends_so_applying_it_again_changes_nothing(tmp_path):
+    for trial in (False, True):
+        s = _whole(tmp_path)
+        once = hubconfig.configure(Config(), s, trial=trial)
+        twice = hubconfig.configure(hubconfig.configure(Config(), s, trial=trial), s,
+                                    trial=trial)
+        assert twice == once
+    # The trial's servers run unprivileged: no ipc kernels (no private socket folder).
+    assert "--KernelManager.transport=ipc" not in once.Spawner.args
+    assert once.Spawner.args[0] == "--HubOAuth.cache_max_age=10"
