@@ -40,7 +40,7 @@ from . import __version__, hubclient
 from . import settings as settings_mod
 from .accounts.store import SCHEMA_VERSION, AccountStore
 from .envs.store import META, check_name
-from .errors import TeamhubError
+from .errors import BackupError, TeamhubError
 from .paths import Paths
 from .preflight import ensure_state_dir
 from .projects.apply import Layout, Projects
@@ -53,9 +53,6 @@ MAX_MEMBER = 512 << 20
 _MEMBER_RE = re.compile(r"(settings/teamhub\.toml|settings/jupyterhub_config\.d/[A-Za-z0-9_.-]+"
                         r"\.py|state/accounts\.sqlite|state/system_users\.json|envs/[a-z][a-z0-9_-]{0,31}\.json)")
 
-
-class BackupError(TeamhubError):
-    """A backup cannot be made, or an archive cannot be restored."""
 
 
 def _sqlite_copy(src: Path) -> bytes:

@@ -23,7 +23,7 @@ from typing import Any
 from . import images, preflight
 from .accounts.store import SCHEMA_VERSION, AccountStore
 from .envs.store import META
-from .errors import DockerError, HubError, TeamhubError
+from .errors import DockerError, HubError, TeamhubError, TlsError
 from .hubclient import HubClient
 from .hubconfig import HUB_CONFIG_FILE
 from .limits import limits_status
@@ -33,7 +33,7 @@ from .settings import Settings
 from .system import listen
 from .system.containers import LABEL_USER
 from .system.docker import Engine
-from .tls import EXPIRY_WARNING_DAYS, TlsError, covers, inspect
+from .tls import EXPIRY_WARNING_DAYS, covers, inspect
 
 NOBODY = "nobody"
 MIN_FREE_BYTES = 1 << 30  # 1 GiB
@@ -245,7 +245,7 @@ def runtime_usable(p: Probe) -> Result:
     try:
         preflight.check_runtime(p.paths.runtime_dir, p.paths.singleuser, p.paths.runtime_python)
     except TeamhubError as exc:
-        return Result("runtime usable by users", False, str(exc).split("; rebuild")[0],
+        return Result("runtime usable by users", False, exc.message,
                       "rebuild it with `install.sh` (from the system's /usr/bin/python3), "
                       "or make every folder on its path world-executable, or set "
                       "paths.runtime_dir")
@@ -445,7 +445,7 @@ def tls_certificate(p: Probe) -> Result:
     try:
         info = inspect(Path(cert), Path(key))
     except TlsError as exc:
-        return Result(name, False, str(exc).split(";")[0], str(exc).split(";", 1)[-1].strip())
+        return Result(name, False, exc.message, exc.hint)
     when = f"{info.not_after:%Y-%m-%d}"
     renew = ("renew it and restart the hub, or make a new one with "
              "`teamhub tls self-signed`")

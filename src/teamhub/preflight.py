@@ -10,13 +10,13 @@ from collections.abc import Set
 from pathlib import Path
 
 from . import images
-from .errors import DockerError, PreflightError
+from .errors import DockerError, PreflightError, TlsError
 from .limits import limits_status
 from .proxy import chp_library
 from .settings import Settings
 from .system import listen
 from .system.docker import Engine
-from .tls import TlsError, check_usable
+from .tls import check_usable
 
 NOBODY = "nobody"
 
@@ -110,19 +110,19 @@ def check_runtime(runtime_dir: Path, singleuser: Path, python: Path) -> None:
            "(it uses the system's /usr/bin/python3), or set paths.runtime_dir")
     if not singleuser.exists():
         raise PreflightError(f"no single-user server at {singleuser}: the runtime {runtime_dir} "
-                             f"is missing or incomplete; {fix}")
+                             "is missing or incomplete", fix)
     closed = _first_closed_dir(singleuser)
     if closed is not None:
         raise PreflightError(
             f"users cannot run the runtime {runtime_dir}: it lies inside {closed}, "
-            f"which only its owner may enter; {fix}"
+            "which only its owner may enter", fix
         )
     closed = _first_closed_dir(python)
     if closed is not None:
         raise PreflightError(
             f"users cannot run the runtime {runtime_dir}: its Python "
             f"{os.path.realpath(python)} lies inside {closed}, which only its owner may "
-            f"enter (this is the classic 'interpreter in the admin's home' failure); {fix}"
+            "enter (this is the classic 'interpreter in the admin's home' failure)", fix
         )
     if os.geteuid() != 0:
         return
@@ -133,11 +133,11 @@ def check_runtime(runtime_dir: Path, singleuser: Path, python: Path) -> None:
             env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"},
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        raise PreflightError(f"users cannot run {singleuser} ({exc}); {fix}") from None
+        raise PreflightError(f"users cannot run {singleuser} ({exc})", fix) from None
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise PreflightError(
-            f"users cannot run {singleuser}: as user {NOBODY} it failed with: {last}; {fix}"
+            f"users cannot run {singleuser}: as user {NOBODY} it failed with: {last}", fix
         )
 
 
@@ -159,7 +159,7 @@ def check_tls(cert: str, key: str) -> None:
     try:
         check_usable(cert, key)
     except TlsError as exc:
-        raise PreflightError(str(exc)) from None
+        raise PreflightError(exc.message, exc.hint) from None
 
 
 def check_limits(settings: Settings) -> None:

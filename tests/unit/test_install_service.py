@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from teamhub.cli import cli
 from teamhub.cli.install import backup_state, unit_text
+from teamhub.errors import SystemdError
 from teamhub.paths import Paths
 from teamhub.settings import load
 from teamhub.system import systemd
@@ -65,12 +66,12 @@ def test_busctl_arguments_are_typed() -> None:
                                  "Slice": "teamhub.slice"}) == [
         "MemoryMax", "t", "1024", "MemoryAccounting", "b", "true", "Slice", "s",
         "teamhub.slice"]
-    with pytest.raises(systemd.SystemdError, match="Bogus"):
+    with pytest.raises(SystemdError, match="Bogus"):
         systemd._busctl_args({"Bogus": 1})
 
 
 def test_scope_names_must_end_in_scope() -> None:
-    with pytest.raises(systemd.SystemdError, match=r"\.scope"):
+    with pytest.raises(SystemdError, match=r"\.scope"):
         systemd.place_in_scope(os.getpid(), "teamhub-x.service", {})
 
 

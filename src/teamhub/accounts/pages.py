@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 
-from ..errors import AccountError
+from ..errors import AccountError, InvalidLink
 from . import lifecycle
 from .policy import MAX_LENGTH
 from .sessions import end_other_sessions, end_sessions
@@ -186,7 +186,7 @@ class ResetHandler(AccountPage):
         try:
             await self.blocking(lifecycle.redeem_reset_link, self.store, token, new,
                                 min_length=self.authenticator.min_password_length)
-        except lifecycle.InvalidLink:
+        except InvalidLink:
             await self._invalid()
             return
         except AccountError as exc:

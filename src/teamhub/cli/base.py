@@ -55,7 +55,7 @@ def hub_step(done: str, finish: str) -> Iterator[None]:
     try:
         yield
     except HubError as exc:
-        raise type(exc)(f"{done}, but {exc}; {finish}") from None
+        raise type(exc)(f"{done}, but {exc}", finish) from None
 
 
 class TeamhubGroup(click.Group):
@@ -65,7 +65,9 @@ class TeamhubGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TeamhubError as exc:
-            click.echo(f"teamhub: error: {exc}", err=True)
+            # One line: what is wrong, then how to fix it.
+            hint = f"; {exc.hint}" if exc.hint else ""
+            click.echo(f"teamhub: error: {exc.message}{hint}", err=True)
             sys.exit(exc.exit_code)
 
 

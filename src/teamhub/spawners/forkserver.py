@@ -36,6 +36,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from ..errors import ForkServerUnavailable
 from ..system.sandbox import LaunchSpec, become, show_as_exec
 
 PR_SET_PDEATHSIG = 1
@@ -57,9 +58,6 @@ PRELOAD = (
 # gets a freshly exec'd server instead of the preloaded one.
 IMPORT_TIME_ENV = ("JUPYTERHUB_SINGLEUSER_APP", "JUPYTERHUB_SINGLEUSER_EXTENSION")
 
-
-class ForkServerUnavailable(Exception):
-    """The fork server could not start this server; the caller starts it normally."""
 
 
 # ---------------------------------------------------------------- server side

@@ -23,13 +23,13 @@ from pathlib import Path
 from subprocess import PIPE, STDOUT, Popen
 from typing import Any
 
-from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from jupyterhub.utils import random_port
 from traitlets import Bool, Dict, Integer, List, Unicode
 
 from .. import limits as limits_model
 from ..accounts.pam import account_problem
-from ..errors import TeamhubError
+from ..errors import ForkServerUnavailable, TeamhubError
 from ..projects.apply import Layout, Projects
 from ..system import systemd
 from ..system.names import system_name
@@ -41,8 +41,18 @@ from . import forkserver, lsp
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-class SpawnFailed(TeamhubError):
-    """The user's server could not start; the message is shown to the user."""
+class SpawnFailed(SpawnException):
+    """The user's server could not start: JupyterHub's SpawnException, so the hub counts it
+    as a failed start (not an error) in its failure limit and metrics, and shows MESSAGE
+    to the user as it is (on the spawn page and in the progress events)."""
+
+    def __init__(self, message: str, *, reason: str = "start-failed") -> None:
+        super().__init__(message, reason=reason, status_code=500)
+        # The progress API shows str() of other exceptions; this is what the user reads.
+        self.jupyterhub_message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _log_tail(path: Path, lines: int = 6) -> str:
@@ -208,7 +218,7 @@ class LocalSpawner(LocalProcessSpawner):
             scope = {"unit": self.scope_unit, "properties": props}
         elif resolved is not None:
             raise SpawnFailed("per-user limits are on but systemd is not running here; "
-                              "ask your admin to run `teamhub doctor`")
+                              "ask your admin to run `teamhub doctor`", reason="limits")
         private_tmp = None
         if resolved is not None and resolved.private_tmp:
             account = users_lookup(self.system_user_name)
@@ -357,7 +367,8 @@ class LocalSpawner(LocalProcessSpawner):
             return await asyncio.to_thread(self._system_user)
         except TeamhubError as exc:
             self.log.error("Cannot prepare Linux account for %s: %s", self.user.name, exc)
-            raise SpawnFailed(f"Your Linux account could not be prepared: {exc}") from None
+            raise SpawnFailed(f"Your Linux account could not be prepared: {exc}",
+                              reason="account") from None
 
     async def start(self) -> tuple[str, int]:
         began = time.monotonic()
@@ -369,9 +380,10 @@ class LocalSpawner(LocalProcessSpawner):
         spec = await asyncio.to_thread(self._launch_spec, user, log_path)
         try:
             await asyncio.to_thread(self._prepare_placement, spec, user)
-        except (TeamhubError, OSError) as exc:
+        except (TeamhubError, OSError, SpawnFailed) as exc:
             self.log.error("Cannot set up limits for %s: %s", self.user.name, exc)
-            raise SpawnFailed(f"Your server's limits could not be set up: {exc}") from None
+            raise SpawnFailed(f"Your server's limits could not be set up: {exc}",
+                              reason="limits") from None
         launched = time.monotonic()
         with open(log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} start\n".encode())
@@ -381,7 +393,7 @@ class LocalSpawner(LocalProcessSpawner):
             try:
                 self.pid = await forkserver.spawn(Path(self.fork_server_socket), spec)
                 self._forked = True
-            except forkserver.ForkServerUnavailable as exc:
+            except ForkServerUnavailable as exc:
                 self.log.warning("Starting %s's server the normal way: %s", self.user.name, exc)
                 self._restart_fork_server()
         if not self._forked:
@@ -417,7 +429,7 @@ class LocalSpawner(LocalProcessSpawner):
             self.log.error("Cannot run the launcher for %s: %s", self.user.name, exc)
             raise SpawnFailed(
                 f"The server launcher could not be run ({exc.strerror}); "
-                "ask your admin to run `teamhub doctor`"
+                "ask your admin to run `teamhub doctor`", reason="launcher"
             ) from None
         finally:
             os.close(fd)
@@ -436,7 +448,7 @@ class LocalSpawner(LocalProcessSpawner):
         if self._forked:
             try:
                 running, code = await forkserver.status(Path(self.fork_server_socket), self.pid)
-            except forkserver.ForkServerUnavailable:
+            except ForkServerUnavailable:
                 running, code = await self._signal(0), None
             if not running:
                 return code if code is not None else -1
@@ -458,7 +470,7 @@ class LocalSpawner(LocalProcessSpawner):
                                self.user.name, code, tail)
                 raise SpawnFailed(
                     f"Your server stopped while starting (exit code {code}). "
-                    f"Its last output: {tail or '(none)'}"
+                    f"Its last output: {tail or '(none)'}", reason="exited"
                 )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):

@@ -11,7 +11,7 @@ import ctypes.util
 import os
 import stat
 
-from ..errors import TeamhubError
+from ..errors import NamespaceError
 
 CLONE_NEWNS = 0x00020000
 MS_NOSUID = 0x2
@@ -21,9 +21,6 @@ MS_SLAVE = 1 << 19
 MS_BIND = 0x1000
 SHM = "/dev/shm"
 
-
-class NamespaceError(TeamhubError):
-    """A private /tmp or /dev/shm could not be set up."""
 
 
 def _libc() -> ctypes.CDLL:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from ..errors import SandboxError
 from .namespaces import private_mounts
 from .systemd import enter_scope
 
@@ -35,9 +36,6 @@ PR_SET_MM_MAP = 14
 # Every limit a process has; the spec records the values a normally started server gets.
 RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
 
-
-class SandboxError(RuntimeError):
-    """The process could not be made into the user's server; nothing of it may run."""
 
 
 @dataclass
