@@ -14,6 +14,7 @@ by the CLI take effect without restarting the hub.
 from __future__ import annotations
 
 import asyncio
+import threading
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from ..errors import AccountError
 from ..system.names import MAX_RAW_LENGTH, canonical_name
 from . import pages, sessions
 from .lockout import ClientThrottle, Lockout, LockoutPolicy, client_address
-from .store import MAX_PASSWORD, AccountStore
+from .store import MAX_PASSWORD, Account, AccountStore
 
 
 class GuardedAuthenticator(Authenticator):
@@ -64,6 +65,8 @@ class GuardedAuthenticator(Authenticator):
     ).tag(config=True)
 
     _throttle: ClientThrottle | None = None
+    _account_store: AccountStore | None = None
+    _store_lock = threading.Lock()
 
     @default("auth_refresh_age")
     def _auth_refresh_age_default(self) -> int:
@@ -72,7 +75,12 @@ class GuardedAuthenticator(Authenticator):
         return 60
 
     def _store(self) -> AccountStore:
-        return AccountStore(Path(self.store_path))
+        """(Blocking: the first call opens the store and applies migrations.) The account
+        store, opened once; each operation on it is its own short connection."""
+        with self._store_lock:
+            if self._account_store is None:
+                self._account_store = AccountStore(Path(self.store_path))
+            return self._account_store
 
     def lockout(self) -> Lockout:
         return Lockout(self._store(), LockoutPolicy(self.lockout_failures,
@@ -195,20 +203,26 @@ class TeamhubAuthenticator(GuardedAuthenticator):
         except AccountError:
             return False
 
+    def _account(self, name: str) -> Account | None:
+        """(Blocking.) NAME's account in the store, if any."""
+        return self._store().get(name)
+
     def check_password(self, name: str | None, password: str) -> dict[str, Any] | None:
         # verify() runs argon2 on a dummy hash for unknown names and refuses blocked
         # (and any other not-active) accounts after the same verify.
         account = self._store().verify(name or "", password)
         return None if account is None else {"name": account.name, "admin": account.admin}
 
-    def check_allowed(self, username: str, authentication: dict[str, Any] | None = None) -> bool:
-        account = self._store().get(username)
+    async def check_allowed(self, username: str,
+                            authentication: dict[str, Any] | None = None) -> bool:
+        # The store (sqlite, a 30 s busy timeout) is read off the event loop.
+        account = await asyncio.to_thread(self._account, username)
         return account is not None and not account.blocked and not account.pending
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
         # False makes the hub drop the session: removed and blocked accounts are
         # logged out within auth_refresh_age, API tokens included.
-        account = self._store().get(user.name)
+        account = await asyncio.to_thread(self._account, user.name)
         if account is None or account.blocked or account.pending:
             return False
         if account.admin != user.admin:
