@@ -16,7 +16,7 @@ import click
 
 from . import settings as settings_mod
 from .cli import cli
-from .cli.config import toml_literal
+from .settings import toml_literal
 
 GENERATE_COMMAND = "python -m teamhub.docs > docs/reference.md"
 

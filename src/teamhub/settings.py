@@ -397,7 +397,7 @@ def coerce(setting: Setting, value: Any, origin: str) -> Any:
     if not ok:
         raise SettingsError(
             f"{origin}: {setting.key} = {value!r} is not {setting.a_type_name()}"
-            f"; expected e.g. {setting.key} = {_toml_literal(setting.default)}"
+            f"; expected e.g. {setting.key} = {toml_literal(setting.default)}"
         )
     if setting.choices and value not in setting.choices:
         allowed = ", ".join(repr(c) for c in setting.choices)
@@ -467,12 +467,16 @@ def _parse_table(setting: Setting, text: str, origin: str) -> Any:
     return table
 
 
-def _toml_literal(value: Any) -> str:
-    if isinstance(value, dict):
-        inner = ", ".join(f"{k} = {_toml_literal(v)}" for k, v in value.items())
-        return "{ " + inner + " }" if inner else "{}"
+def toml_literal(value: Any) -> str:
+    """VALUE as it would appear after `key = ` in TOML, always on one line."""
+    # tomli_w spreads arrays over several lines; a one-line form keeps `config show`
+    # and `config get` output (and error messages) one setting per line.
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        # Keys are environment variable names, so always valid bare TOML keys.
+        inner = ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +45,18 @@ pass_ctx = click.make_pass_decorator(Context)
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def echo_listing(rows: Any, as_json: bool, lines: Iterable[str], empty: str = "") -> None:
+    """What every listing prints: ROWS as JSON with --json; else LINES (made only then),
+    or EMPTY (what to do about it) when there are no rows."""
+    if as_json:
+        echo_json(rows)
+    elif not rows and empty:
+        click.echo(empty)
+    else:
+        for line in lines:
+            click.echo(line)
 
 
 @contextmanager

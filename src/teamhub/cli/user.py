@@ -21,7 +21,7 @@ from ..system import acl, processes, users
 from ..system.containers import home_volume, remove_user_containers, remove_user_volume
 from ..system.docker import Engine
 from ..system.names import system_name
-from .base import Context, echo_json, hub_step, pass_ctx
+from .base import Context, echo_json, echo_listing, hub_step, pass_ctx
 from .project import actor, projects_of
 from .user_group import existing_account, report_ended, store_of, user
 
@@ -119,9 +119,6 @@ def passwd(ctx: Context, name: str, password_stdin: bool) -> None:
 def list_users(ctx: Context, as_json: bool) -> None:
     """List hub users with their Linux account and home."""
     rows = [_describe(ctx, a) for a in store_of(ctx).list()]
-    if as_json:
-        echo_json(rows)
-        return
     table = [("NAME", "ADMIN", "SYSTEM USER", "HOME")] + [
         (r["name"] + (" (blocked)" if r["blocked"] else "")
          + (" (pending)" if r["pending"] else ""), "yes" if r["admin"] else "no",
@@ -129,9 +126,9 @@ def list_users(ctx: Context, as_json: bool) -> None:
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(3)]
-    for row in table:
-        padded = [cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)]
-        click.echo("  ".join([*padded, row[3]]))
+    echo_listing(rows, as_json,
+                 ("  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)),
+                             row[3]]) for row in table))
 
 
 @user.command()

@@ -7,7 +7,7 @@ import click
 from .. import hubaccounts, hubclient
 from ..accounts import lifecycle
 from ..errors import AccountError
-from .base import Context, echo_json, hub_step, pass_ctx
+from .base import Context, echo_listing, hub_step, pass_ctx
 from .user_group import existing_account, store_of, user
 
 
@@ -18,16 +18,11 @@ def pending(ctx: Context, as_json: bool) -> None:
     """List signups waiting for approval, oldest first."""
     rows = [{"name": a.name, "requested": a.created}
             for a in lifecycle.pending(store_of(ctx))]
-    if as_json:
-        echo_json(rows)
-        return
-    if not rows:
-        click.echo("no signups are waiting for approval")
-        return
-    width = max(len("NAME"), *(len(r["name"]) for r in rows))
-    click.echo(f"{'NAME'.ljust(width)}  REQUESTED (UTC)")
-    for r in rows:
-        click.echo(f"{r['name'].ljust(width)}  {r['requested']}")
+    width = max([len("NAME"), *(len(r["name"]) for r in rows)])
+    echo_listing(rows, as_json,
+                 [f"{'NAME'.ljust(width)}  REQUESTED (UTC)",
+                  *(f"{r['name'].ljust(width)}  {r['requested']}" for r in rows)],
+                 empty="no signups are waiting for approval")
 
 
 @user.command()

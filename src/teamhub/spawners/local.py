@@ -64,6 +64,26 @@ def _log_tail(path: Path, lines: int = 6) -> str:
     return " | ".join(kept[-lines:])
 
 
+def _root_only_folder(root: Path, mode: int = 0o777) -> None:
+    """ROOT as a folder (made with MODE if missing) that only root can write: users' private
+    folders are made in it, and a user who could write there could swap them for links."""
+    root.mkdir(mode=mode, parents=True, exist_ok=True)
+    info = os.lstat(root)
+    if info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022 or not stat.S_ISDIR(info.st_mode):
+        raise SpawnFailed(f"{root} must be a root-owned folder that only root can write")
+
+
+def _fresh_folder(folder: Path, user: SystemUser) -> None:
+    """FOLDER as an empty folder only USER can enter (nothing left from an earlier owner)."""
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    elif folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(mode=0o700)
+    os.chown(folder, user.uid, user.gid)
+    os.chmod(folder, 0o700)
+
+
 def merge_path(ours: str, admin: Any) -> str:
     """PATH from teamhub's own and the admin's `spawner.environment` PATH.
 
@@ -229,18 +249,8 @@ class LocalSpawner(LocalProcessSpawner):
     def _fresh_private_tmp(self, path: str, user: SystemUser) -> None:
         """PATH as an empty folder only USER can enter, under a root-only-writable root."""
         folder = Path(path)
-        root = folder.parent
-        root.mkdir(mode=0o711, parents=True, exist_ok=True)
-        info = os.lstat(root)
-        if info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022 or not stat.S_ISDIR(info.st_mode):
-            raise SpawnFailed(f"{root} must be a root-owned folder that only root can write")
-        if folder.is_symlink() or folder.is_file():
-            folder.unlink()
-        elif folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(mode=0o700)
-        os.chown(folder, user.uid, user.gid)
-        os.chmod(folder, 0o700)
+        _root_only_folder(folder.parent, mode=0o711)
+        _fresh_folder(folder, user)
 
     @property
     def system_user_name(self) -> str:
@@ -301,18 +311,10 @@ class LocalSpawner(LocalProcessSpawner):
     def _private_runtime_dir(self, user: SystemUser) -> str:
         """A fresh, empty folder only USER can enter (nothing left from an earlier uid owner)."""
         root = Path(self.private_runtime_root)
-        root.mkdir(parents=True, exist_ok=True)
-        info = os.lstat(root)
-        if info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022 or not stat.S_ISDIR(info.st_mode):
-            raise SpawnFailed(f"{root} must be a root-owned folder that only root can write")
+        _root_only_folder(root)
         os.chmod(root, 0o755)  # explicit: the hub's umask is 077, and users must pass through
         folder = root / str(user.uid)
-        if folder.is_symlink() or folder.is_file():
-            folder.unlink()
-        elif folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(mode=0o700)
-        os.chown(folder, user.uid, user.gid)
+        _fresh_folder(folder, user)
         return str(folder)
 
     async def stop(self, now: bool = False) -> None:
