@@ -5,27 +5,44 @@ loop (JupyterHub awaits these on its only thread) and opened once."""
 from __future__ import annotations
 
 import asyncio
+import pwd
+import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import pytest
+from jupyterhub.tests import mocking
 
 from teamhub.accounts.authenticator import TeamhubAuthenticator
+from teamhub.accounts.pam import TeamhubPAMAuthenticator
 from teamhub.accounts.store import AccountStore
+from teamhub.system.names import LINUX_NAME_RE
 
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture
-def auth(tmp_path: Path) -> TeamhubAuthenticator:
-    store = AccountStore(tmp_path / "accounts.sqlite")
+@pytest.fixture(scope="module")
+def accounts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with an active, an admin, a blocked and a pending account (hashing
+    passwords is slow on purpose: made once, copied for each test)."""
+    folder = tmp_path_factory.mktemp("accounts")
+    store = AccountStore(folder / "accounts.sqlite")
     store.add("ada", PASSWORD)
     store.add("bob", PASSWORD, admin=True)
     store.add("cy", PASSWORD)
     store.set_blocked("cy", True)
     store.add("dee", PASSWORD, pending=True)
+    return folder
+
+
+@pytest.fixture
+def auth(accounts: Path, tmp_path: Path) -> TeamhubAuthenticator:
+    for path in accounts.iterdir():
+        shutil.copy2(path, tmp_path / path.name)
     return TeamhubAuthenticator(store_path=str(tmp_path / "accounts.sqlite"),
                                 lockout_failures=2)
 
@@ -80,3 +97,29 @@ def test_the_store_is_read_off_the_event_loop_and_opened_once(
     assert run(auth.refresh_user(SimpleNamespace(name="ada", admin=False))) is True
     assert len(threads) == 2 and loop_thread not in threads
     assert auth._store() is auth._store()
+
+
+@pytest.fixture
+def pam(tmp_path: Path) -> Iterator[TeamhubPAMAuthenticator]:
+    # JupyterHub's own PAM stand-ins: a password is right when it equals the name.
+    with mock.patch.multiple("pamela", authenticate=mocking.mock_authenticate,
+                             check_account=mocking.mock_check_account):
+        yield TeamhubPAMAuthenticator(store_path=str(tmp_path / "accounts.sqlite"))
+
+
+def test_pam_mode_lets_in_ordinary_accounts_only(pam: TeamhubPAMAuthenticator) -> None:
+    ordinary = next(e.pw_name for e in pwd.getpwall() if e.pw_uid >= 1000
+                    and LINUX_NAME_RE.fullmatch(e.pw_name))
+
+    def login(name: str, password: str) -> Any:
+        return run(pam.authenticate(None, {"username": name, "password": password}))
+
+    assert login(ordinary, ordinary) == {"name": ordinary}
+    assert login(ordinary, "wrong") is None
+    assert login("root", "root") is None  # uid 0: never, whatever PAM says
+    assert login("no-such-account", "no-such-account") is None
+    assert run(pam.check_allowed(ordinary)) is True
+    assert run(pam.check_allowed("root")) is False
+    assert run(pam.refresh_user(SimpleNamespace(name="no-such-account"))) is False
+    pam.allowed_groups = {"teamhub-no-such-group"}
+    assert run(pam.check_allowed(ordinary)) is False
