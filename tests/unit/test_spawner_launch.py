@@ -20,7 +20,6 @@ from jupyterhub.spawner import SpawnException
 from jupyterhub.user import User
 
 from teamhub.limits import SLICE, from_settings
-from teamhub.settings import load
 from teamhub.spawners import local
 from teamhub.spawners.local import LocalSpawner
 
@@ -38,12 +37,6 @@ def user() -> Iterator[User]:
 def spawner(user: User, **traits: Any) -> LocalSpawner:
     traits.setdefault("cmd", ["/rt/bin/jupyterhub-singleuser"])
     return user._new_spawner("", spawner_class=LocalSpawner, hub=Hub(), **traits)
-
-
-def limits(tmp_path: Path, text: str = "") -> dict[str, Any]:
-    cfg = tmp_path / "teamhub.toml"
-    cfg.write_text(text)
-    return from_settings(load(cfg, environ={}))
 
 
 def test_trial_launch_description(user: User, tmp_path: Path,
@@ -66,15 +59,17 @@ def test_trial_launch_description(user: User, tmp_path: Path,
     assert (spec.scope, spec.private_tmp, spec.shm_size) == (None, None, None)
 
 
-def test_servers_get_a_scope_whenever_systemd_runs(user: User, tmp_path: Path,
+def test_servers_get_a_scope_whenever_systemd_runs(user: User, settings: Any,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local.systemd, "booted", lambda: True)
     monkeypatch.setattr(local.systemd, "cgroup_version", lambda: 2)
-    off = spawner(user, limits=limits(tmp_path, "[limits]\nenabled = false\n")).launch_extras()
+    off = spawner(user, limits=from_settings(settings("[limits]\nenabled = false\n"))
+                  ).launch_extras()
     assert off["scope"]["properties"]["Slice"] == SLICE
     assert "MemoryMax" not in off["scope"]["properties"]
-    on = spawner(user, limits=limits(tmp_path, '[limits]\nmemory = "1G"\ncpu = "2"\n'
-                                     "tasks = 100\n"), shm_size=64 << 20).launch_extras()
+    on = spawner(user, limits=from_settings(settings('[limits]\nmemory = "1G"\ncpu = "2"\n'
+                                                     "tasks = 100\n")),
+                 shm_size=64 << 20).launch_extras()
     props = on["scope"]["properties"]
     assert on["scope"]["unit"].startswith("teamhub-user-")
     assert (props["MemoryMax"], props["MemorySwapMax"], props["TasksMax"]) == (1 << 30, 0, 100)
@@ -83,11 +78,11 @@ def test_servers_get_a_scope_whenever_systemd_runs(user: User, tmp_path: Path,
 
 
 def test_limits_without_systemd_refuse_to_start_with_a_spawn_exception(
-        user: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        user: User, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local.systemd, "booted", lambda: False)
-    assert spawner(user, limits=limits(tmp_path, "[limits]\nenabled = false\n")
+    assert spawner(user, limits=from_settings(settings("[limits]\nenabled = false\n"))
                    ).launch_extras()["scope"] is None
     with pytest.raises(SpawnException) as failed:
-        spawner(user, limits=limits(tmp_path)).launch_extras()
+        spawner(user, limits=from_settings(settings())).launch_extras()
     assert failed.value.reason == "limits"
     assert "systemd is not running" in failed.value.message
