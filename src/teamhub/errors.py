@@ -1,4 +1,4 @@
-"""Every error class teamhub defines (one exception, below).
+"""Every error class teamhub defines, but one (SpawnFailed, see below).
 
 Deep code raises a TeamhubError with a message that names the bad value and a
 hint that says how to fix it; the CLI prints both as one line and exits
