@@ -6,8 +6,12 @@ Everything that touches the OS needs root; run the suite with ./run-tests.sh.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+
+from teamhub.settings import Settings, load
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -17,3 +21,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "system" in item.keywords or "hub" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings from TEXT (what teamhub.toml holds) and ENV (the only TEAMHUB_* variables
+    seen): `settings('[hub]\\nport = 9000\\n', TEAMHUB_HUB_IP="127.0.0.1")`."""
+
+    def load_settings(text: str = "", **env: str) -> Settings:
+        cfg = tmp_path / "teamhub.toml"
+        cfg.write_text(text)
+        return load(cfg, environ=env)
+
+    return load_settings

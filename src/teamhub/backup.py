@@ -38,8 +38,12 @@ from typing import Any
 
 from . import __version__, hubclient
 from . import settings as settings_mod
-from .errors import TeamhubError
+from .accounts.store import SCHEMA_VERSION, AccountStore
+from .envs.store import META, check_name
+from .errors import BackupError, TeamhubError
 from .paths import Paths
+from .preflight import ensure_state_dir
+from .projects.apply import Layout, Projects
 from .settings import Settings
 from .system import listen
 
@@ -49,9 +53,6 @@ MAX_MEMBER = 512 << 20
 _MEMBER_RE = re.compile(r"(settings/teamhub\.toml|settings/jupyterhub_config\.d/[A-Za-z0-9_.-]+"
                         r"\.py|state/accounts\.sqlite|state/system_users\.json|envs/[a-z][a-z0-9_-]{0,31}\.json)")
 
-
-class BackupError(TeamhubError):
-    """A backup cannot be made, or an archive cannot be restored."""
 
 
 def _sqlite_copy(src: Path) -> bytes:
@@ -91,8 +92,6 @@ def collect(settings: Settings) -> dict[str, bytes]:
         files["state/system_users.json"] = paths.system_users.read_bytes()
     envs_root = Path(settings["envs.root"])
     if envs_root.is_dir():
-        from .envs.store import META, check_name
-
         for envdir in sorted(envs_root.iterdir()):
             meta = envdir / META
             if meta.is_file():
@@ -122,8 +121,6 @@ def _account_schema(db: bytes) -> int:
 
 def write_archive(target: Path, settings: Settings) -> dict[str, Any]:
     """Write the backup of SETTINGS' install to TARGET (root-only, renamed into place)."""
-    from .accounts.store import SCHEMA_VERSION
-
     files = collect(settings)
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "teamhub_version": __version__,
@@ -165,8 +162,6 @@ class Archive:
 
 def read_archive(path: Path) -> Archive:
     """The archive at PATH, fully checked; BackupError naming what is wrong."""
-    from .accounts.store import SCHEMA_VERSION
-
     bad = f"{path} is not a teamhub backup"
     members: dict[str, bytes] = {}
     try:
@@ -281,7 +276,6 @@ def restore(archive: Archive, config_file: Path) -> dict[str, Any]:
             tmp = target.with_name(f".{target.name}.tmp")
             tmp.write_bytes(archive.files[name])
             os.replace(tmp, target)
-    from .preflight import ensure_state_dir
 
     ensure_state_dir(paths.state_dir)
     if "state/system_users.json" in archive.files:
@@ -292,10 +286,7 @@ def restore(archive: Archive, config_file: Path) -> dict[str, Any]:
         os.replace(tmp, paths.system_users)
     _restore_sqlite(archive.files["state/accounts.sqlite"], paths.accounts_db)
     # Bring an older store's schema up to date (and set its file mode) in one go.
-    from .accounts.store import AccountStore
-
     AccountStore(paths.accounts_db)
-    from .projects.apply import Layout, Projects
 
     projects = Projects(Layout(root=paths.projects_root, store_path=paths.accounts_db,
                                prefix=settings["users.system_prefix"],

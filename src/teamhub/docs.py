@@ -15,6 +15,8 @@ from pathlib import Path
 import click
 
 from . import settings as settings_mod
+from .cli import cli
+from .settings import toml_literal
 
 GENERATE_COMMAND = "python -m teamhub.docs > docs/reference.md"
 
@@ -25,9 +27,6 @@ WIDTH = 80
 
 def iter_commands() -> Iterator[click.Context]:
     """A click.Context for `teamhub` and every visible command below it, depth first."""
-    from .cli import _register, cli
-
-    _register()
     root = click.Context(cli, info_name="teamhub",
                          **{**cli.context_settings, "terminal_width": WIDTH,
                             "max_content_width": WIDTH})
@@ -49,8 +48,6 @@ def _walk(ctx: click.Context) -> Iterator[click.Context]:
 
 
 def _settings_part() -> list[str]:
-    from .cli.config import toml_literal
-
     lines = [
         "## Settings",
         "",

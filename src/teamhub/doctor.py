@@ -20,12 +20,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import HubError, TeamhubError
+from . import images, preflight
+from .accounts.store import SCHEMA_VERSION, AccountStore
+from .envs.store import META
+from .errors import DockerError, HubError, TeamhubError, TlsError
+from .gpu_report import gpus_status
 from .hubclient import HubClient
+from .hubconfig import HUB_CONFIG_FILE
+from .limits import limits_status
 from .paths import Paths
 from .proxy import read_record
 from .settings import Settings
 from .system import listen
+from .system.containers import LABEL_USER
+from .system.docker import Engine
+from .tls import EXPIRY_WARNING_DAYS, covers, inspect
 
 NOBODY = "nobody"
 MIN_FREE_BYTES = 1 << 30  # 1 GiB
@@ -178,8 +187,6 @@ def hub_database(p: Probe) -> Result:
 
 @check("account store")
 def account_store(p: Probe) -> Result:
-    from .accounts.store import SCHEMA_VERSION
-
     db = p.paths.accounts_db
     if not db.exists():
         return Result("account store", False, f"{db} does not exist",
@@ -236,12 +243,10 @@ def secrets_permissions(p: Probe) -> Result:
 
 @check("runtime usable by users")
 def runtime_usable(p: Probe) -> Result:
-    from . import preflight
-
     try:
         preflight.check_runtime(p.paths.runtime_dir, p.paths.singleuser, p.paths.runtime_python)
     except TeamhubError as exc:
-        return Result("runtime usable by users", False, str(exc).split("; rebuild")[0],
+        return Result("runtime usable by users", False, exc.message,
                       "rebuild it with `install.sh` (from the system's /usr/bin/python3), "
                       "or make every folder on its path world-executable, or set "
                       "paths.runtime_dir")
@@ -253,8 +258,6 @@ def _hub_config(p: Probe) -> Any:
     """The JupyterHub config `teamhub up` would start with (teamhub.toml + config.d)."""
     if "config" not in p._cache:
         from traitlets.config.loader import PyFileConfigLoader
-
-        from .hubconfig import HUB_CONFIG_FILE
 
         saved = os.environ.get("TEAMHUB_CONFIG")
         os.environ["TEAMHUB_CONFIG"] = str(p.settings.config_file)
@@ -271,6 +274,8 @@ def _hub_config(p: Probe) -> Any:
 
 def server_environment(p: Probe) -> dict[str, str]:
     """The variables a user's server (and so its kernels) gets, as the spawner builds them."""
+    # Deferred: spawners.local imports JupyterHub's spawner (seconds), which the CLI, where
+    # this module is imported, otherwise never needs.
     from .spawners.local import SYSTEM_PATH, merge_path
 
     c = _hub_config(p)
@@ -311,12 +316,12 @@ def _kernel_specs(p: Probe) -> dict[str, dict[str, Any]]:
     # Deferred: envs.kernels imports jupyter_client and jupyter_server, which only this
     # check needs.
     from .envs.kernels import SHARED_PREFIX, safe_argv
-    from .envs.store import META
 
     python = str(p.paths.runtime_python)
-    specs = {"python3": {"argv": safe_argv([python, "-m", "ipykernel_launcher", "-f",
-                                            "{connection_file}"]), "display_name": "python3",
-                         "language": "python"}}
+    specs: dict[str, dict[str, Any]] = {
+        "python3": {"argv": safe_argv([python, "-m", "ipykernel_launcher", "-f",
+                                       "{connection_file}"]), "display_name": "python3",
+                    "language": "python"}}
     root = Path(p.settings["envs.root"])
     if root.is_dir():
         for envdir in sorted(root.iterdir()):
@@ -421,8 +426,6 @@ def environment_reaches(p: Probe) -> Result:
 
 @check("limits enforceable")
 def limits_enforceable(p: Probe) -> Result:
-    from .limits import limits_status
-
     ok, detail = limits_status(p.settings)
     return Result("limits enforceable", ok, detail,
                   "" if ok else "run teamhub as a systemd service (`teamhub install`) on a "
@@ -432,8 +435,6 @@ def limits_enforceable(p: Probe) -> Result:
 
 @check("gpus")
 def gpus_check(p: Probe) -> Result:
-    from .gpu_report import gpus_status
-
     ok, detail = gpus_status(p.settings)
     return Result("gpus", ok, detail,
                   "" if ok else "fix the [gpus] value it names (`teamhub config set "
@@ -442,8 +443,6 @@ def gpus_check(p: Probe) -> Result:
 
 @check("tls certificate")
 def tls_certificate(p: Probe) -> Result:
-    from .tls import EXPIRY_WARNING_DAYS, TlsError, inspect
-
     name = "tls certificate"
     cert, key = p.settings["tls.cert"], p.settings["tls.key"]
     if not cert and not key:
@@ -455,7 +454,7 @@ def tls_certificate(p: Probe) -> Result:
     try:
         info = inspect(Path(cert), Path(key))
     except TlsError as exc:
-        return Result(name, False, str(exc).split(";")[0], str(exc).split(";", 1)[-1].strip())
+        return Result(name, False, exc.message, exc.hint)
     when = f"{info.not_after:%Y-%m-%d}"
     renew = ("renew it and restart the hub, or make a new one with "
              "`teamhub tls self-signed`")
@@ -482,8 +481,6 @@ PLAIN_HTTP_NOTE = (
 @check("browser isolation")
 def browser_isolation(p: Probe) -> Result:
     import socket
-
-    from .tls import TlsError, covers, inspect
 
     name = "browser isolation"
     domain, cert = p.settings["hub.domain"], p.settings["tls.cert"]
@@ -606,12 +603,6 @@ def port_conflicts(p: Probe) -> Result:
 @check("docker engine")
 def docker_engine(p: Probe) -> Result:
     """With the docker backend: the engine answers, the image is here, no orphan containers."""
-    from . import images
-    from .accounts.store import AccountStore
-    from .errors import DockerError
-    from .system.containers import LABEL_USER
-    from .system.docker import Engine
-
     name = "docker engine"
     if p.settings["spawner.backend"] != "docker":
         return Result(name, True, "not used (spawner.backend = local)")

@@ -1,17 +1,30 @@
-"""The errors teamhub raises across its boundaries.
+"""Every error class teamhub defines, but one (SpawnFailed, see below).
 
-Deep code raises one of these with a message that names the bad value and
-says how to fix it; the CLI prints the message as one line and exits
-non-zero; web handlers turn it into an HTTP error.
+Deep code raises a TeamhubError with a message that names the bad value and a
+hint that says how to fix it; the CLI prints both as one line and exits
+non-zero; doctor shows them as problem and fix; web handlers turn them into an
+HTTP error. The one error class that lives elsewhere is spawners.local.SpawnFailed:
+it is JupyterHub's SpawnException (so the hub counts and reports failed starts),
+and this module, which the CLI imports, stays free of JupyterHub.
 """
 
 from __future__ import annotations
 
 
 class TeamhubError(Exception):
-    """A problem the admin or user can fix; the message says how."""
+    """A problem the admin or user can fix: MESSAGE says what is wrong, HINT how to fix it.
+
+    str() is both, "message; hint", as one line (what the CLI prints)."""
 
     exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
 class SettingsError(TeamhubError):
@@ -94,6 +107,16 @@ class ExportError(TeamhubError):
     exit_code = 10
 
 
+class LossError(ExportError):
+    """Settings the chart cannot express, met without --allow-loss; `losses` lists them."""
+
+    def __init__(self, losses: list[str]) -> None:
+        super().__init__(f"{len(losses)} setting(s) above cannot be expressed in the chart",
+                         "change them, or export anyway with --allow-loss (nothing was "
+                         "written)")
+        self.losses = losses
+
+
 class GpuError(TeamhubError):
     """The `[gpus]` settings cannot be honoured here (no driver, a GPU that does not exist,
     more GPUs than the machine has, a group or user that does not exist)."""
@@ -110,3 +133,50 @@ class GpusBusy(GpuError):
         super().__init__(message)
         self.needed, self.free = needed, free
         self.holders = holders or {}
+
+
+class ProjectError(TeamhubError):
+    """A project operation cannot be done (unknown project, bad name, not empty...)."""
+
+    exit_code = 7
+
+
+class BackupError(TeamhubError):
+    """A backup cannot be made, or an archive cannot be restored."""
+
+
+class TlsError(TeamhubError):
+    """A TLS certificate or key cannot be made or used."""
+
+
+class AclError(TeamhubError):
+    """setfacl/getfacl/chown failed, or the filesystem does not support ACLs."""
+
+    exit_code = 6
+
+
+class SystemdError(TeamhubError):
+    """systemd is missing or refused a request; the message says what to do."""
+
+
+class NamespaceError(TeamhubError):
+    """A private /tmp or /dev/shm could not be set up."""
+
+
+class InvalidLink(AccountError):
+    """The reset link is unknown, used or expired (deliberately not saying which)."""
+
+
+class PasswordPolicyError(AccountError):
+    """A password breaks one rule of the policy (the message names it, never the password)."""
+
+
+# Not teamhub errors: no one but the code that raises them sees them.
+
+
+class SandboxError(RuntimeError):
+    """The process could not be made into the user's server; nothing of it may run."""
+
+
+class ForkServerUnavailable(Exception):
+    """The fork server could not start this server; the caller starts it normally."""

@@ -13,6 +13,8 @@ import time
 from typing import Any
 
 from . import gpus as gpu_model
+from .accounts.groups import GroupStore
+from .accounts.store import AccountStore
 from .gpu_allocations import Allocations
 from .paths import Paths
 from .settings import Settings
@@ -25,9 +27,6 @@ def _known(settings: Settings, paths: Paths) -> tuple[list[str], list[str]]:
     groups: list[str] = []
     users: list[str] = []
     if paths.accounts_db.exists():
-        from .accounts.groups import GroupStore
-        from .accounts.store import AccountStore
-
         store = AccountStore(paths.accounts_db)
         groups = list(GroupStore(store).list())
         users = [a.name for a in store.list()]

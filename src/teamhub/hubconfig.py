@@ -12,12 +12,16 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from traitlets.config import Config
 
+from . import gpus as gpu_model
+from .accounts.groups import GroupStore
+from .accounts.store import AccountStore
 from .browser_isolation import ISOLATION_HEADERS
-from .limits import parse_shm_size
+from .limits import from_settings, parse_shm_size
 from .paths import Paths
 from .proxy import chp_library
 from .settings import Settings, load
@@ -122,18 +126,12 @@ def update_login_security(c: Config, s: Settings) -> None:
         c.LocalSpawner.existing_accounts = True
         c.LocalSpawner.min_uid = s["auth.pam_min_uid"]
         c.LocalSpawner.allowed_groups = list(s["auth.allowed_groups"])
-    # HttpOnly is JupyterHub's default; Secure is added whenever the request
-    # came over https (TLS at the proxy); SameSite=Lax keeps cookies off
-    # cross-site subrequests. Servers get the same options from the hub.
-    tornado = dict(c.JupyterHub.tornado_settings) if "tornado_settings" in c.JupyterHub else {}
-    tornado["cookie_options"] = {**tornado.get("cookie_options", {}), "samesite": "Lax"}
-    c.JupyterHub.tornado_settings = tornado
-    earlier = list(c.Spawner.args) if "args" in c.Spawner else []
-    c.Spawner.args = [*earlier, f"--HubOAuth.cache_max_age={SERVER_TOKEN_CACHE_SECONDS}"]
 
 
 def update_accounts(c: Config, s: Settings) -> None:
     """Signup, password policy and the account pages (signup, change password, reset, admin)."""
+    # Deferred: accounts.pages imports JupyterHub's handlers (seconds), which only the hub
+    # process needs; the CLI imports this module too.
     from .accounts.pages import TEMPLATES
 
     c.TeamhubAuthenticator.signup_enabled = s["auth.signup"]
@@ -141,10 +139,9 @@ def update_accounts(c: Config, s: Settings) -> None:
     c.TeamhubAuthenticator.min_password_length = s["auth.min_password_length"]
     c.TeamhubAuthenticator.system_prefix = s["users.system_prefix"]
     c.TeamhubAuthenticator.system_users_registry = str(Paths.from_settings(s).system_users)
-    # Ours first: page.html adds the nav links, login.html the signup link; both
-    # extend JupyterHub's own templates.
-    earlier = list(c.JupyterHub.template_paths) if "template_paths" in c.JupyterHub else []
-    c.JupyterHub.template_paths = [str(TEMPLATES), *earlier]
+    # page.html adds the nav links, login.html the signup link; both extend JupyterHub's
+    # own templates (the admin's config.d may put more folders before ours).
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
 
 
 def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) -> None:
@@ -155,14 +152,11 @@ def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) ->
     c.Spawner.http_timeout = s["spawner.http_timeout"]
     # Polling a local pid is cheap; a crashed server shows as stopped within seconds.
     c.Spawner.poll_interval = 10
-    if not trial:
-        # Kernels talk over unix sockets in a folder private to the user (the spawner's
-        # private_runtime_root) instead of loopback TCP ports any local user could reach.
-        c.Spawner.args = ["--KernelManager.transport=ipc"]
+    c.Spawner.args = server_args(s, trial)
     # Nothing of the hub's own environment (PATH into root's tools, secrets) reaches users.
     # The admin may pass more through (spawner.env_keep) or set values (spawner.environment).
     c.Spawner.env_keep = ["LANG", "LC_ALL", *s["spawner.env_keep"]]
-    c.Spawner.environment = dict(s["spawner.environment"])
+    c.Spawner.environment = server_environment(s)
     c.LocalSpawner.system_prefix = s["users.system_prefix"]
     c.LocalSpawner.home_root = s["paths.home_root"]
     c.LocalSpawner.shell = s["users.shell"]
@@ -189,46 +183,6 @@ def update_fork_server(c: Config, s: Settings, paths: Paths, trial: bool = False
 
 
 KERNEL_SPEC_MANAGER = "teamhub.envs.kernels.TeamhubKernelSpecManager"
-
-
-def update_envs(c: Config, s: Settings) -> None:
-    """Every server lists shared and personal environments as kernels, found at each request."""
-    earlier = list(c.Spawner.args) if "args" in c.Spawner else []
-    c.Spawner.args = [
-        *earlier,
-        f"--ServerApp.kernel_spec_manager_class={KERNEL_SPEC_MANAGER}",
-        f"--TeamhubKernelSpecManager.envs_root={s['envs.root']}",
-    ]
-
-
-def update_server_startup(c: Config) -> None:
-    """Cut what every server start pays for but no user can use.
-
-    JupyterLab's default PyPI extension manager builds an HTTPS client (~0.1 s per
-    start) to offer installs into the runtime, which users cannot write to anyway:
-    the read-only manager still lists the installed extensions.
-    """
-    earlier = list(c.Spawner.args) if "args" in c.Spawner else []
-    c.Spawner.args = [*earlier, "--LabApp.extension_manager=readonly"]
-
-
-def update_services(c: Config, api_token: str) -> None:
-    """The CLI's own service account, so `teamhub user ...` can reach a running hub."""
-    # admin: JupyterHub lets only admins grant or revoke the admin flag
-    # (`teamhub user admin`), whatever the scopes; the token is root-only, and root
-    # controls the hub anyway.
-    c.JupyterHub.services = [{"name": CLI_SERVICE, "api_token": api_token, "admin": True}]
-    c.JupyterHub.load_roles = [
-        {
-            "name": CLI_SERVICE,
-            # tokens: `user block` revokes the user's API tokens.
-            "scopes": ["admin:users", "admin:servers", "list:users", "read:users",
-                       "admin:groups", "tokens", "proxy"],
-            "services": [CLI_SERVICE],
-        }
-    ]
-
-
 # Not TEAMHUB_*: nothing of the hub's own TEAMHUB_* settings reaches users' servers.
 HSTS_ENV = "JUPYTER_TEAMHUB_HSTS"
 BUSY_ENV = "JUPYTER_TEAMHUB_BUSY_INTERVAL"
@@ -236,35 +190,94 @@ SERVER_EXTENSION = "teamhub.serverext"
 CULLER_SERVICE = "idle-culler"
 
 
-def _add_environment(c: Config, values: dict[str, str]) -> None:
-    env = dict(c.Spawner.environment) if "environment" in c.Spawner else {}
-    c.Spawner.environment = {**env, **values}
+def server_args(s: Settings, trial: bool = False) -> list[str]:
+    """Every option users' servers are started with, all built here: Spawner.args is set
+    once from this list, never appended to, so no update_* function's order matters."""
+    args = []
+    if not trial:
+        # Kernels talk over unix sockets in a folder private to the user (the spawner's
+        # private_runtime_root) instead of loopback TCP ports any local user could reach.
+        args.append("--KernelManager.transport=ipc")
+    # Ending a session deletes its tokens; servers notice within this many seconds.
+    args.append(f"--HubOAuth.cache_max_age={SERVER_TOKEN_CACHE_SECONDS}")
+    # Every server lists shared and personal environments as kernels, found at each request.
+    args += [f"--ServerApp.kernel_spec_manager_class={KERNEL_SPEC_MANAGER}",
+             f"--TeamhubKernelSpecManager.envs_root={s['envs.root']}"]
+    # teamhub's extension: busy kernels count as activity, HSTS, browser isolation with
+    # its authorizer.
+    args += [f"--ServerApp.jpserver_extensions={SERVER_EXTENSION}=True",
+             f"--ServerApp.authorizer_class={SERVER_EXTENSION}.IsolationAuthorizer"]
+    # JupyterLab's default PyPI extension manager builds an HTTPS client (~0.1 s per
+    # start) to offer installs into the runtime, which users cannot write to anyway:
+    # the read-only manager still lists the installed extensions.
+    args.append("--LabApp.extension_manager=readonly")
+    return args
 
 
-def update_server_extension(c: Config) -> None:
-    """Every user's server loads teamhub's extension (busy kernels count as activity, HSTS,
-    browser isolation with its authorizer)."""
-    earlier = list(c.Spawner.args) if "args" in c.Spawner else []
-    c.Spawner.args = [*earlier, f"--ServerApp.jpserver_extensions={SERVER_EXTENSION}=True",
-                      f"--ServerApp.authorizer_class={SERVER_EXTENSION}.IsolationAuthorizer"]
+def server_environment(s: Settings) -> dict[str, str]:
+    """The variables users' servers get on top of what the spawner passes (env_keep), all
+    built here: the admin's `spawner.environment`, then teamhub's own."""
+    env = dict(s["spawner.environment"])
+    # Activity reports (and busy-kernel checks) the idle culler can trust.
+    interval = str(activity_interval(s))
+    env.update({"JUPYTERHUB_ACTIVITY_INTERVAL": interval, BUSY_ENV: interval})
+    if hsts := hsts_header(s):
+        # Users' servers answer through the same TLS proxy: teamhub.serverext sends it there.
+        env[HSTS_ENV] = hsts
+    return env
+
+
+def update_services(c: Config, s: Settings, paths: Paths, api_token: str | None) -> None:
+    """The hub-managed services and their roles, all set here: the CLI's own service
+    account (so `teamhub user ...` can reach a running hub) and the idle culler."""
+    services: list[dict[str, Any]] = []
+    roles: list[dict[str, Any]] = []
+    if api_token:
+        # admin: JupyterHub lets only admins grant or revoke the admin flag
+        # (`teamhub user admin`), whatever the scopes; the token is root-only, and root
+        # controls the hub anyway.
+        services.append({"name": CLI_SERVICE, "api_token": api_token, "admin": True})
+        roles.append({
+            "name": CLI_SERVICE,
+            # tokens: `user block` revokes the user's API tokens.
+            "scopes": ["admin:users", "admin:servers", "list:users", "read:users",
+                       "admin:groups", "tokens", "proxy"],
+            "services": [CLI_SERVICE],
+        })
+    if s["culling.enabled"]:
+        services.append({
+            "name": CULLER_SERVICE,
+            # Through teamhub.culler: the hub's API is a unix socket, which the culler's
+            # HTTP client (tornado's) cannot reach by itself.
+            "command": [sys.executable, "-m", "teamhub.culler", str(paths.hub_socket),
+                        "--url=http://hub/hub/api",
+                        f"--timeout={s['culling.timeout']}",
+                        f"--cull-every={s['culling.every']}"],
+        })
+        roles.append({
+            "name": CULLER_SERVICE,
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": [CULLER_SERVICE],
+        })
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+def hsts_header(s: Settings) -> str:
+    """Strict-Transport-Security of the hub and users' servers; empty: none (no TLS, or off)."""
+    if not s["tls.cert"] or not s["tls.hsts_max_age"]:
+        return ""
+    return f"max-age={s['tls.hsts_max_age']}"
 
 
 def update_tls(c: Config, s: Settings, paths: Paths) -> None:
-    """TLS on the public port, an HTTP→HTTPS redirect port, and HSTS on hub and servers."""
+    """TLS on the public port and an HTTP→HTTPS redirect port (HSTS: tornado_settings)."""
     if not s["tls.cert"]:
         return
     c.JupyterHub.ssl_cert = s["tls.cert"]
     c.JupyterHub.ssl_key = s["tls.key"]
     # The proxy's own redirect listener (0: none): 301 to https on the public port.
     c.TeamhubProxy.redirect_port = s["tls.http_port"]
-    if s["tls.hsts_max_age"]:
-        value = f"max-age={s['tls.hsts_max_age']}"
-        tornado = dict(c.JupyterHub.tornado_settings) if "tornado_settings" in c.JupyterHub \
-            else {}
-        headers = {**tornado.get("headers", {}), "Strict-Transport-Security": value}
-        c.JupyterHub.tornado_settings = {**tornado, "headers": headers}
-        # Users' servers answer through the same TLS proxy: teamhub.serverext sends it there.
-        _add_environment(c, {HSTS_ENV: value})
 
 
 def subdomain_host(s: Settings) -> str:
@@ -275,22 +288,32 @@ def subdomain_host(s: Settings) -> str:
     return f"{scheme}://{s['hub.domain']}{port}"
 
 
-def update_browser_isolation(c: Config, s: Settings) -> None:
-    """What keeps a page served by one user's server from acting as another user
-    (README "Browser isolation"; the policy is teamhub.browser_isolation)."""
+def update_tornado_settings(c: Config, s: Settings) -> None:
+    """The hub's cookies, headers and static files, all set here (README "Login security",
+    "Browser isolation"; the policy is teamhub.browser_isolation)."""
     # Deferred: hubguard imports JupyterHub's handlers, which only the hub process needs.
     from .hubguard import IsolatedStaticHandler
 
-    tornado = dict(c.JupyterHub.tornado_settings) if "tornado_settings" in c.JupyterHub else {}
+    # HttpOnly is JupyterHub's default; Secure is added whenever the request
+    # came over https (TLS at the proxy); SameSite=Lax keeps cookies off
+    # cross-site subrequests. Servers get the same options from the hub.
+    cookie_options = {"samesite": "Lax"}
     # Content-Security-Policy stays JupyterHub's default: frame-ancestors 'none'.
-    headers = {**tornado.get("headers", {}), **ISOLATION_HEADERS}
+    headers = dict(ISOLATION_HEADERS)
+    if hsts := hsts_header(s):
+        headers["Strict-Transport-Security"] = hsts
     # The hub's pages carry the XSRF token in the page (jhdata, forms) and nothing
     # reads the cookie: HttpOnly keeps it from any script in the shared origin.
     # JupyterHub uses these instead of cookie_options when set, so SameSite is repeated.
-    xsrf_cookie = {**tornado.get("cookie_options", {}), "samesite": "Lax", "httponly": True}
-    c.JupyterHub.tornado_settings = {**tornado, "headers": headers,
+    xsrf_cookie = {**cookie_options, "httponly": True}
+    c.JupyterHub.tornado_settings = {"cookie_options": cookie_options, "headers": headers,
                                      "xsrf_cookie_kwargs": xsrf_cookie,
                                      "static_handler_class": IsolatedStaticHandler}
+
+
+def update_browser_isolation(c: Config, s: Settings) -> None:
+    """What keeps a page served by one user's server from acting as another user
+    (README "Browser isolation"; its headers and cookies are in update_tornado_settings)."""
     # Users' own ~/.jupyter, ~/.local/share/jupyter config cannot add pages or change
     # their server's headers; kernels from personal envs come from teamhub's
     # KernelSpecManager, which is not user config.
@@ -306,29 +329,6 @@ def activity_interval(s: Settings) -> int:
     """Seconds between a server's activity reports (and busy-kernel checks): well inside
     the culling timeout, so a busy server is never seen idle for lack of a report."""
     return max(1, min(s["culling.every"], s["culling.timeout"] // 6, 300))
-
-
-def update_culling(c: Config, s: Settings, paths: Paths) -> None:
-    """jupyterhub-idle-culler as a hub-managed service, and activity reports it can trust."""
-    interval = activity_interval(s)
-    _add_environment(c, {"JUPYTERHUB_ACTIVITY_INTERVAL": str(interval), BUSY_ENV: str(interval)})
-    if not s["culling.enabled"]:
-        return
-    services = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
-    roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
-    c.JupyterHub.services = [*services, {
-        "name": CULLER_SERVICE,
-        # Through teamhub.culler: the hub's API is a unix socket, which the culler's
-        # HTTP client (tornado's) cannot reach by itself.
-        "command": [sys.executable, "-m", "teamhub.culler", str(paths.hub_socket),
-                    "--url=http://hub/hub/api",
-                    f"--timeout={s['culling.timeout']}", f"--cull-every={s['culling.every']}"],
-    }]
-    c.JupyterHub.load_roles = [*roles, {
-        "name": CULLER_SERVICE,
-        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-        "services": [CULLER_SERVICE],
-    }]
 
 
 def update_groups(c: Config, groups: dict[str, list[str]]) -> None:
@@ -357,8 +357,6 @@ def update_docker(c: Config, s: Settings, paths: Paths) -> None:
 
 def update_limits(c: Config, s: Settings, paths: Paths) -> None:
     """Per-user limits: the spawner resolves each user's share from these at every start."""
-    from .limits import from_settings
-
     c.LocalSpawner.limits = from_settings(s)
     c.LocalSpawner.private_tmp_root = str(paths.private_tmp_root)
 
@@ -366,9 +364,7 @@ def update_limits(c: Config, s: Settings, paths: Paths) -> None:
 def update_gpus(c: Config, s: Settings, paths: Paths, trial: bool = False) -> None:
     """GPUs: the spawner resolves each user's share from these and takes it at every start
     (never in the single-user trial, which cannot cover device nodes)."""
-    from .gpus import from_settings
-
-    c.LocalSpawner.gpus = from_settings(s)
+    c.LocalSpawner.gpus = gpu_model.from_settings(s)
     c.LocalSpawner.gpu_allocations = "" if trial else str(paths.gpu_allocations)
     c.LocalSpawner.gpu_cover = str(paths.private_runtime / "no-device")
 
@@ -391,18 +387,12 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_gpus(c, settings, paths, trial)
     update_docker(c, settings, paths)
     if paths.accounts_db.exists():
-        from .accounts.groups import GroupStore
-        from .accounts.store import AccountStore
-
         update_groups(c, GroupStore(AccountStore(paths.accounts_db)).list())
-    update_envs(c, settings)
-    update_server_extension(c)
     update_tls(c, settings, paths)
+    update_tornado_settings(c, settings)
     update_browser_isolation(c, settings)
-    update_server_startup(c)
-    if paths.api_token.exists():
-        update_services(c, paths.api_token.read_text().strip())
-    update_culling(c, settings, paths)
+    api_token = paths.api_token.read_text().strip() if paths.api_token.exists() else None
+    update_services(c, settings, paths, api_token)
     return c
 
 

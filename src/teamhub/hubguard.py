@@ -69,4 +69,4 @@ def install() -> None:
             raise web.Finish(f"403 Forbidden: {reason}\n")
 
     setattr(prepare, _MARK, True)
-    BaseHandler.prepare = prepare  # type: ignore[method-assign]
+    BaseHandler.prepare = prepare

@@ -7,6 +7,6 @@ from teamhub.hubconfig import from_environment
 # Browser isolation's request checks (README "Browser isolation"): in the hub process only.
 hubguard.install()
 
-c = get_config()  # noqa: F821  (provided by JupyterHub's config loader)
+c = get_config()  # type: ignore[name-defined]  # noqa: F821  (JupyterHub's config loader)
 for _path in from_environment(c):
-    load_subconfig(str(_path))  # noqa: F821
+    load_subconfig(str(_path))  # type: ignore[name-defined]  # noqa: F821

@@ -33,10 +33,12 @@ from typing import Any
 
 from . import hubconfig
 from .accounts.groups import GroupStore
+from .accounts.pages import TEMPLATES
 from .accounts.store import AccountStore
 from .export.gpus import devices_for
 from .limits import resolve
 from .projects.model import ProjectStore, effective
+from .settings import Settings
 from .spawners.local import SpawnFailed
 
 
@@ -67,15 +69,14 @@ def _merged(c: Any, section: str, trait: str, default: Any) -> Any:
 def configure_hub(c: Any, data: dict[str, Any]) -> None:
     """Apply custom.teamhub (DATA) to the chart's hub configuration C."""
     hubconfig.update_groups(c, _store_groups(data["storePath"]))
-    # The same server options as on one machine: the settings-free parts of hubconfig,
-    # given only the one setting each reads (envs.root; no hub.domain: the chart's
-    # hub.config carries subdomain_host).
-    hubconfig.update_envs(c, {"envs.root": data["envsRoot"]})
-    hubconfig.update_server_extension(c)
-    hubconfig.update_server_startup(c)
-    hubconfig.update_browser_isolation(c, {"hub.domain": ""})
-    c.Spawner.args = [*c.Spawner.args,
-                      f"--HubOAuth.cache_max_age={hubconfig.SERVER_TOKEN_CACHE_SECONDS}"]
+    # The same server options as on one machine, from the one setting they read
+    # (envs.root; no hub.domain: the chart's hub.config carries subdomain_host). No ipc
+    # kernel transport: a pod is one user's alone.
+    settings = Settings(config_file=Path(data["storePath"]),
+                        values={"envs.root": data["envsRoot"], "hub.domain": ""})
+    c.Spawner.args = [*_merged(c, "Spawner", "args", []),
+                      *hubconfig.server_args(settings, trial=True)]
+    hubconfig.update_browser_isolation(c, settings)
     interval = str(data["activityInterval"])
     env = {"JUPYTERHUB_ACTIVITY_INTERVAL": interval, hubconfig.BUSY_ENV: interval}
     tornado = _merged(c, "JupyterHub", "tornado_settings", {})
@@ -86,8 +87,6 @@ def configure_hub(c: Any, data: dict[str, Any]) -> None:
                               "Strict-Transport-Security": data["hsts"]}
     c.JupyterHub.tornado_settings = tornado
     c.KubeSpawner.environment = {**_merged(c, "KubeSpawner", "environment", {}), **env}
-    from .accounts.pages import TEMPLATES
-
     c.JupyterHub.template_paths = [str(TEMPLATES),
                                    *_merged(c, "JupyterHub", "template_paths", [])]
     c.Spawner.pre_spawn_hook = functools.partial(prepare_spawn, data=data)

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import DockerError
-from .system import namespaces
+from .system import namespaces, systemd
 from .system.docker import Engine
+
+if TYPE_CHECKING:  # settings imports this module for its checks
+    from .settings import Settings
 
 SLICE = "teamhub.slice"
 RESOURCES = ("memory", "cpu", "tasks")
@@ -98,7 +101,8 @@ def parse_tasks(value: Any) -> int | None:
     return int(t)
 
 
-_PARSERS = {"memory": parse_memory, "cpu": parse_cpu, "tasks": parse_tasks}
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "memory": parse_memory, "cpu": parse_cpu, "tasks": parse_tasks}
 
 
 def check_value(resource: str, value: Any) -> str | None:
@@ -183,7 +187,7 @@ def resolve(config: Mapping[str, Any], groups: Iterable[str]) -> Limits | None:
                   private_tmp=bool(config.get("private_tmp", False)))
 
 
-def from_settings(settings: Any) -> dict[str, Any]:
+def from_settings(settings: Settings) -> dict[str, Any]:
     """The `limits.*` settings as the plain table `resolve` takes."""
     return {key.split(".", 1)[1]: settings[key] for key in settings.values
             if key.startswith("limits.")}
@@ -200,15 +204,9 @@ def needed_controllers(config: Mapping[str, Any]) -> set[str]:
     return need
 
 
-def limits_status(settings: Any = None) -> tuple[bool, str]:
+def limits_status(settings: Settings) -> tuple[bool, str]:
     """(True, what is enforced) or (False, why the configured limits cannot be enforced
-    and how to fix it). With no SETTINGS, the ones in the default places are read."""
-    from .system import systemd
-
-    if settings is None:
-        from .settings import load
-
-        settings = load()
+    and how to fix it)."""
     config = from_settings(settings)
     problem = _shm_problem(settings["spawner.shm_size"])
     if problem:

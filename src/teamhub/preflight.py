@@ -6,11 +6,19 @@ import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Set
 from pathlib import Path
 
-from .errors import PreflightError
+from . import images
+from .errors import DockerError, PreflightError, TlsError
+from .gpu_report import gpus_status
+from .gpus import configured, from_settings
+from .limits import limits_status
 from .proxy import chp_library
+from .settings import Settings
 from .system import listen
+from .system.docker import Engine
+from .tls import check_usable
 
 NOBODY = "nobody"
 
@@ -41,7 +49,7 @@ def ensure_state_dir(path: Path) -> None:
         ) from None
 
 
-def check_port_free(ip: str, port: int, what: str, fix: str, ours: set[int] = frozenset()
+def check_port_free(ip: str, port: int, what: str, fix: str, ours: Set[int] = frozenset()
                     ) -> None:
     """Nothing but teamhub's own proxy (pids OURS) may listen on PORT, in either family and
     on any address: a socket another user holds on [::]:PORT would otherwise take every
@@ -104,19 +112,19 @@ def check_runtime(runtime_dir: Path, singleuser: Path, python: Path) -> None:
            "(it uses the system's /usr/bin/python3), or set paths.runtime_dir")
     if not singleuser.exists():
         raise PreflightError(f"no single-user server at {singleuser}: the runtime {runtime_dir} "
-                             f"is missing or incomplete; {fix}")
+                             "is missing or incomplete", fix)
     closed = _first_closed_dir(singleuser)
     if closed is not None:
         raise PreflightError(
             f"users cannot run the runtime {runtime_dir}: it lies inside {closed}, "
-            f"which only its owner may enter; {fix}"
+            "which only its owner may enter", fix
         )
     closed = _first_closed_dir(python)
     if closed is not None:
         raise PreflightError(
             f"users cannot run the runtime {runtime_dir}: its Python "
             f"{os.path.realpath(python)} lies inside {closed}, which only its owner may "
-            f"enter (this is the classic 'interpreter in the admin's home' failure); {fix}"
+            "enter (this is the classic 'interpreter in the admin's home' failure)", fix
         )
     if os.geteuid() != 0:
         return
@@ -127,11 +135,11 @@ def check_runtime(runtime_dir: Path, singleuser: Path, python: Path) -> None:
             env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"},
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        raise PreflightError(f"users cannot run {singleuser} ({exc}); {fix}") from None
+        raise PreflightError(f"users cannot run {singleuser} ({exc})", fix) from None
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise PreflightError(
-            f"users cannot run {singleuser}: as user {NOBODY} it failed with: {last}; {fix}"
+            f"users cannot run {singleuser}: as user {NOBODY} it failed with: {last}", fix
         )
 
 
@@ -150,46 +158,37 @@ def check_proxy(command: str) -> None:
 
 def check_tls(cert: str, key: str) -> None:
     """A TLS pair the proxy can serve: both set, readable, matching, not expired."""
-    from .tls import TlsError, check_usable
-
     try:
         check_usable(cert, key)
     except TlsError as exc:
-        raise PreflightError(str(exc)) from None
-def check_limits(settings: object) -> None:
-    """Refuse to start when per-user limits are on but this machine cannot enforce them."""
-    from .limits import limits_status
+        raise PreflightError(exc.message, exc.hint) from None
 
+
+def check_limits(settings: Settings) -> None:
+    """Refuse to start when per-user limits are on but this machine cannot enforce them."""
     ok, why = limits_status(settings)
     if not ok:
         raise PreflightError(why)
 
 
-def check_gpus(settings: object, trial: bool = False) -> None:
+def check_gpus(settings: Settings, trial: bool = False) -> None:
     """Refuse to start when the `[gpus]` settings cannot be honoured (and so kept) here."""
-    from .gpu_report import gpus_status
-    from .gpus import configured, from_settings
-
     if trial:
         if configured(from_settings(settings)):
             raise PreflightError("[gpus] values other than none need root (GPUs are kept "
                                  "apart per Linux account); run teamhub up as root, or set "
                                  "them to none for the single-user trial")
         return
-    ok, why = gpus_status(settings)  # type: ignore[arg-type]
+    ok, why = gpus_status(settings)
     if not ok:
         raise PreflightError(why)
 
 
-def check_docker(settings: object) -> None:
+def check_docker(settings: Settings) -> None:
     """With the docker backend: the engine answers and the configured image is here."""
-    from . import images
-    from .errors import DockerError
-    from .system.docker import Engine
-
-    if settings["spawner.backend"] != "docker":  # type: ignore[index]
+    if settings["spawner.backend"] != "docker":
         return
-    image = settings["docker.image"]  # type: ignore[index]
+    image = settings["docker.image"]
     try:
         engine = Engine()
         engine.ping()

@@ -116,7 +116,11 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     hsts = os.environ.get("JUPYTER_TEAMHUB_HSTS", "")
     if hsts:
         settings["headers"]["Strict-Transport-Security"] = hsts
-    callback = PeriodicCallback(lambda: mark_if_busy(serverapp), _interval() * 1000)
+
+    def check() -> None:
+        mark_if_busy(serverapp)
+
+    callback = PeriodicCallback(check, _interval() * 1000)
     callback.start()
     settings["teamhub_busy_callback"] = callback
     serverapp.log.info("teamhub: busy kernels count as activity (checked every %ss)%s",

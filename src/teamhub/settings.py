@@ -19,7 +19,9 @@ from typing import Any
 
 import tomli_w
 
+from . import gpus as gpu_model
 from .errors import SettingsError
+from .limits import check_groups, check_value, parse_shm_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -88,13 +90,13 @@ def _not_negative(value: int) -> str | None:
 
 def _abs_path_or_empty(value: str) -> str | None:
     return None if value == "" or os.path.isabs(value) else "empty, or an absolute path"
+
+
 def _min_password(value: int) -> str | None:
     return None if 8 <= value <= 1024 else "a whole number from 8 to 1024"
 
 
 def _shm_size(value: str) -> str | None:
-    from .limits import parse_shm_size
-
     try:
         parse_shm_size(value)
     except ValueError as exc:
@@ -170,29 +172,21 @@ def _env_names(value: list[str]) -> str | None:
 
 def _limit(resource: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
-        from .limits import check_value
-
         return check_value(resource, value)
 
     return check
 
 
 def _limit_groups(value: dict[str, Any]) -> str | None:
-    from .limits import check_groups
-
     return check_groups(value)
 
 
 def _gpus(value: str) -> str | None:
-    from .gpus import check_value
-
-    return check_value(value)
+    return gpu_model.check_value(value)
 
 
 def _gpus_table(value: dict[str, str]) -> str | None:
-    from .gpus import check_table
-
-    return check_table(value)
+    return gpu_model.check_table(value)
 
 
 SCHEMA: tuple[Setting, ...] = (
@@ -433,7 +427,7 @@ def coerce(setting: Setting, value: Any, origin: str) -> Any:
     if not ok:
         raise SettingsError(
             f"{origin}: {setting.key} = {value!r} is not {setting.a_type_name()}"
-            f"; expected e.g. {setting.key} = {_toml_literal(setting.default)}"
+            f"; expected e.g. {setting.key} = {toml_literal(setting.default)}"
         )
     if setting.choices and value not in setting.choices:
         allowed = ", ".join(repr(c) for c in setting.choices)
@@ -512,12 +506,16 @@ def _parse_table(setting: Setting, text: str, origin: str) -> Any:
     return table
 
 
-def _toml_literal(value: Any) -> str:
-    if isinstance(value, dict):
-        inner = ", ".join(f"{k} = {_toml_literal(v)}" for k, v in value.items())
-        return "{ " + inner + " }" if inner else "{}"
+def toml_literal(value: Any) -> str:
+    """VALUE as it would appear after `key = ` in TOML, always on one line."""
+    # tomli_w spreads arrays over several lines; a one-line form keeps `config show`
+    # and `config get` output (and error messages) one setting per line.
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        # Keys are environment variable names, so always valid bare TOML keys.
+        inner = ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 

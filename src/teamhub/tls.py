@@ -19,13 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .errors import TeamhubError
+from .errors import TlsError
 
 EXPIRY_WARNING_DAYS = 30
 
-
-class TlsError(TeamhubError):
-    """A TLS certificate or key cannot be made or used."""
 
 
 @dataclass
@@ -78,7 +75,7 @@ def covers(names: list[str], host: str) -> bool:
 def self_signed(cert: Path, key: Path, hostnames: list[str], days: int) -> CertInfo:
     """Make a new EC P-256 key (0600) and a self-signed certificate (0644) for HOSTNAMES."""
     if days < 1 or days > 3650:
-        raise TlsError(f"--days {days} is out of range; use 1 to 3650")
+        raise TlsError(f"--days {days} is out of range", "use 1 to 3650")
     if not hostnames:
         hostnames = default_hostnames()
     alt: list[x509.GeneralName] = []
@@ -114,11 +111,12 @@ def _read(path: Path, what: str, setting: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise TlsError(f"TLS {what} {path} does not exist; fix {setting} "
-                       "(`teamhub config set " + setting + " PATH`) or make a pair with "
-                       "`teamhub tls self-signed`") from None
+        raise TlsError(f"TLS {what} {path} does not exist",
+                       f"fix {setting} (`teamhub config set {setting} PATH`) or make a pair "
+                       "with `teamhub tls self-signed`") from None
     except OSError as exc:
-        raise TlsError(f"cannot read TLS {what} {path} ({exc.strerror}); fix {setting}") from None
+        raise TlsError(f"cannot read TLS {what} {path} ({exc.strerror})",
+                       f"fix {setting}") from None
 
 
 def inspect(cert: Path, key: Path) -> CertInfo:
@@ -128,18 +126,19 @@ def inspect(cert: Path, key: Path) -> CertInfo:
     try:
         certificate = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
-        raise TlsError(f"TLS certificate {cert} is not a PEM certificate; point tls.cert at "
-                       "the PEM file (-----BEGIN CERTIFICATE-----)") from None
+        raise TlsError(f"TLS certificate {cert} is not a PEM certificate",
+                       "point tls.cert at the PEM file (-----BEGIN CERTIFICATE-----)") from None
     try:
         private = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError):
-        raise TlsError(f"TLS key {key} is not an unencrypted PEM private key; point tls.key "
-                       "at it (a key with a passphrase cannot be used unattended)") from None
+        raise TlsError(f"TLS key {key} is not an unencrypted PEM private key",
+                       "point tls.key at it (a key with a passphrase cannot be used "
+                       "unattended)") from None
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     if (certificate.public_key().public_bytes(serialization.Encoding.PEM, public)
             != private.public_key().public_bytes(serialization.Encoding.PEM, public)):
-        raise TlsError(f"TLS key {key} does not belong to certificate {cert}; set tls.key to "
-                       "the key the certificate was issued for")
+        raise TlsError(f"TLS key {key} does not belong to certificate {cert}",
+                       "set tls.key to the key the certificate was issued for")
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = [str(n.value) for n in san]
@@ -153,10 +152,10 @@ def check_usable(cert: str, key: str) -> CertInfo:
     """For `teamhub up`: both set, readable, matching and not expired."""
     if bool(cert) != bool(key):
         missing = "tls.key" if cert else "tls.cert"
-        raise TlsError(f"TLS needs both tls.cert and tls.key; {missing} is empty "
-                       f"(`teamhub config set {missing} PATH`)")
+        raise TlsError("TLS needs both tls.cert and tls.key",
+                       f"{missing} is empty (`teamhub config set {missing} PATH`)")
     info = inspect(Path(cert), Path(key))
     if info.days_left <= 0:
-        raise TlsError(f"TLS certificate {cert} expired on {info.not_after:%Y-%m-%d}; renew it "
-                       "or make a new one with `teamhub tls self-signed`")
+        raise TlsError(f"TLS certificate {cert} expired on {info.not_after:%Y-%m-%d}",
+                       "renew it or make a new one with `teamhub tls self-signed`")
     return info

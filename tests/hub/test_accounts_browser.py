@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from support.client import Browser
-from support.hub import HubProcess, free_port, unique
+from support.hub import HubFactory, HubProcess, free_port, unique
 from test_accounts_pages import ADMIN_PW, NEW_PW, PW, accounts_rows, pending, signup
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
@@ -25,15 +25,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml="[auth]\nsignup = true\n")
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory(extra_toml="[auth]\nsignup = true\n")
     h.admin = unique("adm")
-    try:
-        h.add_user(h.admin, ADMIN_PW, "--admin")
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
+    h.add_user(h.admin, ADMIN_PW, "--admin")
+    h.start()
+    return h
 
 
 @pytest.fixture(scope="module")

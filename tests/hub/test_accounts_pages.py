@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import HubFactory, HubProcess, unique
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
@@ -28,15 +28,12 @@ NEW_PW = "amber lantern meadow"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml="[auth]\nsignup = true\n")
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory(extra_toml="[auth]\nsignup = true\n")
     h.admin = unique("adm")
-    try:
-        h.add_user(h.admin, ADMIN_PW, "--admin")
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
+    h.add_user(h.admin, ADMIN_PW, "--admin")
+    h.start()
+    return h
 
 
 def xsrf_of(html: str) -> str:

@@ -12,19 +12,18 @@ import time
 import pytest
 import requests
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import PASSWORD, HubFactory, HubProcess, unique
 
 from teamhub.system.processes import processes_of
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 ANNOUNCEMENT = "config-d-was-loaded-last"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"), ip="0.0.0.0")
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory(ip="0.0.0.0")
     h.admin = unique("boss")
     confd = h.config.parent / "jupyterhub_config.d"
     confd.mkdir()
@@ -34,11 +33,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
     # A server dying at start is made here by the user's own ~/.jupyter config, which
     # teamhub ignores by default (README "Browser isolation"): read it in this hub.
     (confd / "60-user-config.py").write_text("c.Spawner.disable_user_config = False\n")
-    try:
-        h.start("--admin", h.admin)
-        yield h
-    finally:
-        h.cleanup()
+    h.start("--admin", h.admin)
+    return h
 
 
 def mode(path) -> int:

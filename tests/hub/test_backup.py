@@ -13,33 +13,29 @@ from pathlib import Path
 
 import pytest
 from support.client import Browser
-from support.hub import HubProcess, unique, world_dir
+from support.hub import PASSWORD, HubFactory, HubProcess, unique, world_dir
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
+def hub(hub_factory: HubFactory) -> HubProcess:
     root = world_dir("teamhub-projroot-")
-    h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=f'[projects]\nroot = "{root}"\n')
+    h = hub_factory(extra_toml=f'[projects]\nroot = "{root}"\n')
+    h.scratch.append(root)
     h.projects_root = root
     h.ada, h.bob = unique("ada"), unique("bob")
-    try:
-        h.add_user(h.ada, PASSWORD)
-        h.add_user(h.bob, PASSWORD + "2", "--admin")
-        h.teamhub("group", "create", "crew")
-        h.teamhub("group", "add", "crew", h.bob)
-        h.teamhub("project", "create", "survey", "--writers", h.ada, "--readers", "@crew")
-        h.start()
-        b = Browser(h.url)
-        assert b.login(h.ada, PASSWORD).status_code == 302
-        b.start_server(h.ada)  # gives ada a Linux account and the project ACL
-        yield h
-    finally:
-        h.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
+    h.add_user(h.ada, PASSWORD)
+    h.add_user(h.bob, PASSWORD + "2", "--admin")
+    h.teamhub("group", "create", "crew")
+    h.teamhub("group", "add", "crew", h.bob)
+    h.teamhub("project", "create", "survey", "--writers", h.ada, "--readers", "@crew")
+    h.start()
+    b = Browser(h.url)
+    assert b.login(h.ada, PASSWORD).status_code == 302
+    b.start_server(h.ada)  # gives ada a Linux account and the project ACL
+    return h
 
 
 def _snapshot(hub: HubProcess) -> dict[str, bytes]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 
@@ -17,33 +16,29 @@ import pytest
 import requests
 from support import unixsocket
 from support.client import Browser
-from support.hub import HubProcess, unique, world_dir
+from support.hub import PASSWORD, HubFactory, HubProcess, unique, world_dir
 
 from teamhub.system import acl, processes, users
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
+def hub(hub_factory: HubFactory) -> HubProcess:
     root = world_dir("teamhub-blockroot-")
-    h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=f'[projects]\nroot = "{root}"\n')
+    h = hub_factory(extra_toml=f'[projects]\nroot = "{root}"\n')
+    h.scratch.append(root)
     config_d = h.config.parent / "jupyterhub_config.d"
     config_d.mkdir()
     (config_d / "refresh.py").write_text("c.Authenticator.auth_refresh_age = 1\n")
     h.projects_root = root
     h.u, h.w = unique("bk"), unique("bw")
-    try:
-        for name in (h.u, h.w):
-            h.add_user(name, PASSWORD)
-        h.teamhub("project", "create", "data", "--writers", h.w, "--readers", h.u)
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
+    for name in (h.u, h.w):
+        h.add_user(name, PASSWORD)
+    h.teamhub("project", "create", "data", "--writers", h.w, "--readers", h.u)
+    h.start()
+    return h
 
 
 def _api(hub: HubProcess, path: str) -> requests.Response:

@@ -11,26 +11,22 @@ import time
 
 import pytest
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import PASSWORD, HubFactory, HubProcess, unique
 
 from teamhub.system.processes import processes_of
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"))
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory()
     h.alice, h.bob = unique("alice"), unique("bob")
-    try:
-        h.add_user(h.alice, PASSWORD)
-        h.add_user(h.bob, PASSWORD)
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
+    h.add_user(h.alice, PASSWORD)
+    h.add_user(h.bob, PASSWORD)
+    h.start()
+    return h
 
 
 @pytest.fixture(scope="module")

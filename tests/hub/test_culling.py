@@ -12,23 +12,18 @@ import uuid
 import pytest
 import websocket
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import PASSWORD, HubFactory, HubProcess, unique
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 TIMEOUT = 30
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"),
-                   extra_toml=f"\n[culling]\ntimeout = {TIMEOUT}\nevery = 5\n")
-    try:
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory(extra_toml=f"\n[culling]\ntimeout = {TIMEOUT}\nevery = 5\n")
+    h.start()
+    return h
 
 
 def _send_silent_sleep(b: Browser, name: str, kernel_id: str, seconds: int) -> None:

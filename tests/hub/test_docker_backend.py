@@ -22,14 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from support.client import Browser
 from support.docker_engine import DockerEngine
-from support.hub import HubProcess, runtime_dir, unique, world_dir
+from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
 
 from teamhub.system.containers import LABEL_USER
 from teamhub.system.docker import Engine
 
 pytestmark = [pytest.mark.hub, pytest.mark.system, pytest.mark.docker]
 
-PASSWORD = "correct horse battery"
 TEST_IMAGE = "teamhub-test"
 MEMORY = 1024**3
 TASKS = 512

@@ -20,27 +20,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from support import unixsocket
 from support.client import Browser
-from support.hub import HubProcess, runtime_dir, unique, world_dir
+from support.hub import PASSWORD, HubFactory, HubProcess, runtime_dir, unique, world_dir
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"),
-                   extra_toml='\n[spawner.environment]\nTEAMHUB_DOCTOR_PROBE = "it-arrives"\n')
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory(extra_toml='\n[spawner.environment]\nTEAMHUB_DOCTOR_PROBE = "it-arrives"\n')
     h.user = unique("doc")
-    try:
-        h.add_user(h.user, PASSWORD)
-        h.start()
-        b = Browser(h.url)
-        assert b.login(h.user, PASSWORD).status_code == 302
-        b.start_server(h.user)
-        yield h
-    finally:
-        h.cleanup()
+    h.add_user(h.user, PASSWORD)
+    h.start()
+    b = Browser(h.url)
+    assert b.login(h.user, PASSWORD).status_code == 302
+    b.start_server(h.user)
+    return h
 
 
 def doctor(hub: HubProcess, *checks: str, config: Path | None = None) -> tuple[int, dict]:

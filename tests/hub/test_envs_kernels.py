@@ -11,11 +11,10 @@ import time
 
 import pytest
 from support.client import Browser
-from support.hub import HubProcess, unique, world_dir
+from support.hub import PASSWORD, HubProcess, unique, world_dir
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")

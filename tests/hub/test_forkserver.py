@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import PASSWORD, HubFactory, HubProcess, unique
 
 from teamhub.system.processes import processes_of
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 # Values a hub gives each start of a server anew (its token, its port).
 PER_START = {"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_SERVICE_URL"}
 STATUS_FIELDS = ("Umask", "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd",
@@ -27,21 +26,18 @@ STATUS_FIELDS = ("Umask", "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", 
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"))
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory()
     h.users = [unique("fa"), unique("fb"), unique("fc")]
     # A server dying at start is made here by the user's own ~/.jupyter config, which
     # teamhub ignores by default (README "Browser isolation"): read it in this hub.
     confd = h.config.parent / "jupyterhub_config.d"
     confd.mkdir()
     (confd / "60-user-config.py").write_text("c.Spawner.disable_user_config = False\n")
-    try:
-        for name in h.users:
-            h.add_user(name, PASSWORD)
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
+    for name in h.users:
+        h.add_user(name, PASSWORD)
+    h.start()
+    return h
 
 
 def fork_server_pid(hub: HubProcess, timeout: float = 30) -> int:

@@ -23,13 +23,12 @@ from pathlib import Path
 import pytest
 import requests
 from support.client import Browser
-from support.hub import HubProcess, free_port, runtime_dir, unique, world_dir
+from support.hub import PASSWORD, HubFactory, HubProcess, free_port, runtime_dir, unique, world_dir
 
 from teamhub.hubclient import Endpoint
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 NEW_PASSWORD = "amber lantern meadow"
 
 # A hub look-alike: answers every request like a hub that did what it was asked,
@@ -61,16 +60,13 @@ http.server.HTTPServer(("127.0.0.1", port), Fake).serve_forever()
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"))
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory()
     h.u, h.w = unique("ch"), unique("cw")
-    try:
-        for name in (h.u, h.w):
-            h.add_user(name, PASSWORD)
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
+    for name in (h.u, h.w):
+        h.add_user(name, PASSWORD)
+    h.start()
+    return h
 
 
 @pytest.fixture(autouse=True)

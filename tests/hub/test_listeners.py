@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 from support.client import Browser
-from support.hub import HubProcess, free_port, unique
+from support.hub import PASSWORD, HubProcess, free_port, unique
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 
 # Keeps binding each target (every ~10 ms) until SIGTERM; accepts, reads, and at the end
 # prints {"bound": [targets it got], "received": [what arrived]} as JSON.

@@ -18,27 +18,23 @@ import pytest
 import requests
 from support import unixsocket
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import PASSWORD, HubFactory, HubProcess, unique
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 XSS = '<script>alert("x")</script>'
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=(
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory(extra_toml=(
         "[auth]\nlockout_failures = 3\nlockout_base_seconds = 300\n"
         "client_max_failures = 100000\n"))
     h.u, h.v = unique("ls"), unique("lv")
-    try:
-        for name in (h.u, h.v):
-            h.add_user(name, PASSWORD)
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
+    for name in (h.u, h.v):
+        h.add_user(name, PASSWORD)
+    h.start()
+    return h
 
 
 def login_answer(b: Browser, name: str, password: str,

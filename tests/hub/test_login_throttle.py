@@ -11,26 +11,22 @@ import re
 import pytest
 import requests
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import PASSWORD, HubFactory, HubProcess, unique
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 LIMIT = 6
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=(
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory(extra_toml=(
         f"[auth]\nclient_max_failures = {LIMIT}\nclient_window_seconds = 600\n"
         "lockout_failures = 1000\n"))
     h.u = unique("th")
-    try:
-        h.add_user(h.u, PASSWORD)
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
+    h.add_user(h.u, PASSWORD)
+    h.start()
+    return h
 
 
 def attempt(b: Browser, name: str, password: str, **headers: str) -> requests.Response:

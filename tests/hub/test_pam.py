@@ -11,13 +11,12 @@ import subprocess
 
 import pytest
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import PASSWORD, HubFactory, HubProcess, unique
 
 from teamhub.system import processes, users
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 
 
 def _run(*cmd: str, input: str | None = None) -> None:
@@ -55,17 +54,14 @@ def accounts():
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory, accounts):
+def hub(hub_factory: HubFactory, accounts) -> HubProcess:
     group, admins, names = accounts
-    h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=(
+    h = hub_factory(extra_toml=(
         f'[auth]\nmode = "pam"\nallowed_groups = ["{group}"]\nadmin_groups = ["{admins}"]\n'
         "lockout_failures = 2\nlockout_base_seconds = 300\n"))
     h.names = names
-    try:
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
+    h.start()
+    return h
 
 
 def login(hub: HubProcess, name: str, password: str) -> tuple[int, Browser]:

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import PASSWORD, HubProcess, unique
 
 from teamhub.system.processes import processes_of
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 SHM_MB = 32
 PROBE = "teamhub-shm-probe"
 

@@ -7,37 +7,32 @@ Jupyter contents API and kernels, exactly as JupyterLab does.
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from support import unixsocket
 from support.client import Browser
-from support.hub import HubProcess, unique, world_dir
+from support.hub import PASSWORD, HubFactory, HubProcess, unique, world_dir
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
+def hub(hub_factory: HubFactory) -> HubProcess:
     root = world_dir("teamhub-projroot-")
-    h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=f'[projects]\nroot = "{root}"\n')
+    h = hub_factory(extra_toml=f'[projects]\nroot = "{root}"\n')
+    h.scratch.append(root)
     h.projects_root = root
     h.a, h.b, h.r, h.o = unique("wa"), unique("wb"), unique("rd"), unique("out")
-    try:
-        for name in (h.a, h.b, h.r, h.o):
-            h.add_user(name, PASSWORD)
-        # Granted before anyone has a Linux account: the spawner applies the ACLs.
-        h.teamhub("group", "create", "team")
-        h.teamhub("project", "create", "data", "--writers", f"{h.a},{h.b}",
-                  "--readers", h.r)
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
+    for name in (h.a, h.b, h.r, h.o):
+        h.add_user(name, PASSWORD)
+    # Granted before anyone has a Linux account: the spawner applies the ACLs.
+    h.teamhub("group", "create", "team")
+    h.teamhub("project", "create", "data", "--writers", f"{h.a},{h.b}",
+              "--readers", h.r)
+    h.start()
+    return h
 
 
 class User:

@@ -16,11 +16,10 @@ import time
 import pytest
 import requests
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import PASSWORD, HubFactory, HubProcess, unique
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 PLANTED = "0123456789abcdef0123456789abcdef"
 
 PASSWORD_PAGE = """
@@ -38,18 +37,15 @@ c.JupyterHub.extra_handlers = [(r"/test-password-changed", PasswordChanged)]
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"))
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory()
     # Stands in for the change-password page (another module): a logged-in POST
     # that calls end_other_sessions exactly as that page does.
     confd = h.config.parent / "jupyterhub_config.d"
     confd.mkdir()
     (confd / "50-password-changed.py").write_text(PASSWORD_PAGE)
-    try:
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
+    h.start()
+    return h
 
 
 def new_user(hub: HubProcess) -> str:

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import pytest
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import HubFactory, HubProcess, unique
 from test_accounts_pages import PW, login_answer, signup
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory):
-    h = HubProcess(tmp_path_factory.mktemp("hub"))
-    try:
-        h.start()
-        yield h
-    finally:
-        h.cleanup()
+def hub(hub_factory: HubFactory) -> HubProcess:
+    h = hub_factory()
+    h.start()
+    return h
 
 
 def test_signup_off_by_default_then_open_signup(hub: HubProcess) -> None:

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 from support.client import Browser
-from support.hub import HubProcess, unique
+from support.hub import PASSWORD, HubProcess, unique
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 
 
 def test_status_follows_the_hub_and_logs_read_the_file(tmp_path: Path) -> None:

@@ -13,14 +13,13 @@ import requests
 import tomli_w
 import tomllib
 from support.client import Browser
-from support.hub import HubProcess, free_port, runtime_dir, unique
+from support.hub import PASSWORD, HubProcess, free_port, runtime_dir, unique
 
 from teamhub.paths import Paths
 from teamhub.settings import load
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 
 
 class TlsHub(HubProcess):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from teamhub.hubclient import HubClient, Reply
 from teamhub.paths import Paths
 from teamhub.settings import load
 from teamhub.system.users import lookup, remove_system_user
+
+# The password test users get: long enough for every password rule the hubs here set.
+PASSWORD = "correct horse battery"
 
 
 def runtime_dir() -> Path:
@@ -58,6 +62,8 @@ class HubProcess:
         self.log = root / "hub.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.system_prefix = system_prefix
+        # The test's own folders (a projects root...), removed after the hub in cleanup().
+        self.scratch: list[Path] = []
         self.config.write_text(
             f"""
 [hub]
@@ -200,3 +206,10 @@ enabled = false
                 if account is not None:
                     shutil.rmtree(f"/run/teamhub/{account.uid}", ignore_errors=True)
         shutil.rmtree(self.home_root, ignore_errors=True)
+        for path in self.scratch:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# hub_factory (tests/hub/conftest.py): makes a HubProcess with these keyword arguments in a
+# fresh temp folder, and cleans it up when the test module is done.
+HubFactory = Callable[..., HubProcess]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from support.hub import HubProcess, runtime_dir
 
+from teamhub.errors import SystemdError
 from teamhub.system import systemd
 
 pytestmark = pytest.mark.system
@@ -87,7 +88,7 @@ def test_private_tmp_on_a_missing_folder_is_an_error(tmp_path: Path) -> None:
 
 @no_systemd
 def test_placing_in_a_scope_without_systemd_says_how_to_fix() -> None:
-    with pytest.raises(systemd.SystemdError, match="limits.enabled false"):
+    with pytest.raises(SystemdError, match="limits.enabled false"):
         systemd.place_in_scope(os.getpid(), "teamhub-test.scope", {"TasksMax": 100})
 
 

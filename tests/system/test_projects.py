@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from teamhub.accounts.store import AccountStore
-from teamhub.cli import _register, cli
+from teamhub.cli import cli
 from teamhub.system import acl, users
 
 pytestmark = [
@@ -73,7 +73,6 @@ class Env:
 
 @pytest.fixture
 def env() -> Iterator[Env]:
-    _register()
     base = Path(subprocess.check_output(["mktemp", "-d", "/tmp/teamhub-projects-XXXXXX"],
                                         text=True).strip())
     base.chmod(0o755)

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from teamhub.system.sandbox import LaunchSpec, SandboxError, become, current_rlimits
+from teamhub.errors import SandboxError
+from teamhub.system.sandbox import LaunchSpec, become, current_rlimits
 
 pytestmark = [
     pytest.mark.system,

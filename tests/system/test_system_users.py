@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import teamhub.cli.user  # noqa: F401  (adds the `user` group to `cli`)
 from teamhub.accounts.store import AccountStore
 from teamhub.cli import cli
 from teamhub.errors import SystemUserError

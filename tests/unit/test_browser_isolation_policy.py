@@ -5,7 +5,6 @@ tests/hub/test_browser_isolation.py (real Chromium)."""
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import pytest
 from traitlets.config import Config
@@ -13,15 +12,8 @@ from traitlets.config import Config
 from teamhub import doctor, hubconfig
 from teamhub.browser_isolation import page_refusal, state_change_refusal, websocket_refusal
 from teamhub.paths import Paths
-from teamhub.settings import SettingsError, load
+from teamhub.settings import Settings, SettingsError
 from teamhub.tls import covers, domain_names, self_signed
-
-
-def settings(tmp_path: Path, text: str = "", **env: str):
-    cfg = tmp_path / "teamhub.toml"
-    cfg.write_text(text)
-    return load(cfg, environ=env)
-
 
 # --- policy --------------------------------------------------------------------------
 
@@ -60,15 +52,14 @@ def test_browser_websockets_need_a_token() -> None:
 
 # --- settings → JupyterHub --------------------------------------------------------------
 
-def test_isolation_settings_without_domain(tmp_path):
+def test_isolation_settings_without_domain(settings):
     c = Config()
-    c.JupyterHub.tornado_settings = {"cookie_options": {"samesite": "Lax"},
-                                     "headers": {"Strict-Transport-Security": "max-age=1"}}
-    hubconfig.update_browser_isolation(c, settings(tmp_path))
+    hubconfig.update_tornado_settings(c, settings())
+    hubconfig.update_browser_isolation(c, settings())
     tornado = c.JupyterHub.tornado_settings
     assert tornado["headers"]["X-Frame-Options"] == "DENY"
     assert tornado["headers"]["Cross-Origin-Opener-Policy"] == "same-origin"
-    assert tornado["headers"]["Strict-Transport-Security"] == "max-age=1"  # kept
+    assert "Strict-Transport-Security" not in tornado["headers"]  # no TLS
     assert tornado["xsrf_cookie_kwargs"] == {"samesite": "Lax", "httponly": True}
     assert tornado["static_handler_class"].__name__ == "IsolatedStaticHandler"
     assert c.Spawner.disable_user_config is True
@@ -84,25 +75,24 @@ def test_isolation_settings_without_domain(tmp_path):
     ('[hub]\ndomain = "hub.example.org"\n[tls]\ncert = "/c"\nkey = "/k"\n',
      "https://hub.example.org:8000", True),
 ])
-def test_domain_gives_subdomain_host_and_host_cookies_under_tls(tmp_path, toml, want,
+def test_domain_gives_subdomain_host_and_host_cookies_under_tls(settings, toml, want,
                                                                  host_prefix):
     c = Config()
-    hubconfig.update_browser_isolation(c, settings(tmp_path, toml))
+    hubconfig.update_browser_isolation(c, settings(toml))
     assert c.JupyterHub.subdomain_host == want
     assert c.JupyterHub.cookie_host_prefix_enabled is host_prefix
 
 
-def test_domain_from_environment_and_refused_when_malformed(tmp_path):
-    assert settings(tmp_path, TEAMHUB_HUB_DOMAIN="hub.lan")["hub.domain"] == "hub.lan"
+def test_domain_from_environment_and_refused_when_malformed(settings):
+    assert settings(TEAMHUB_HUB_DOMAIN="hub.lan")["hub.domain"] == "hub.lan"
     for bad in ("hub", "Hub.Example.org", "hub.example.org:8000", "https://hub.x", "a..b"):
         with pytest.raises(SettingsError, match="DNS name"):
-            settings(tmp_path, f'[hub]\ndomain = "{bad}"\n')
+            settings(f'[hub]\ndomain = "{bad}"\n')
 
 
-def test_servers_get_the_isolation_authorizer(tmp_path):
-    c = Config()
-    hubconfig.update_server_extension(c)
-    assert "--ServerApp.authorizer_class=teamhub.serverext.IsolationAuthorizer" in c.Spawner.args
+def test_servers_get_the_isolation_authorizer(settings):
+    args = hubconfig.server_args(settings())
+    assert "--ServerApp.authorizer_class=teamhub.serverext.IsolationAuthorizer" in args
 
 
 def test_server_settings_isolate_and_make_lab_send_its_token():
@@ -119,7 +109,7 @@ def test_server_settings_isolate_and_make_lab_send_its_token():
 
 # --- certificate and doctor ---------------------------------------------------------------
 
-def test_wildcard_certificate_covers_domain_and_one_label(tmp_path):
+def test_wildcard_certificate_covers_domain_and_one_label(tmp_path, settings):
     info = self_signed(tmp_path / "c.pem", tmp_path / "k.pem",
                        ["localhost", *domain_names("hub.example.org")], 30)
     assert covers(info.names, "hub.example.org")
@@ -129,22 +119,21 @@ def test_wildcard_certificate_covers_domain_and_one_label(tmp_path):
     assert domain_names("") == []
 
 
-def _probe(tmp_path, text=""):
-    s = settings(tmp_path, text)
+def _probe(s: Settings) -> doctor.Probe:
     return doctor.Probe(s, Paths.from_settings(s))
 
 
-def test_doctor_warns_without_domain_and_says_more_over_plain_http(tmp_path):
-    result = doctor.browser_isolation(_probe(tmp_path))
+def test_doctor_warns_without_domain_and_says_more_over_plain_http(tmp_path, settings):
+    result = doctor.browser_isolation(_probe(settings()))
     assert result.ok and result.warning
     assert "share one browser origin" in result.detail
     assert "plain http" in result.detail and "hub.domain" in result.fix
     (tmp_path / "c.pem").touch()
-    tls = doctor.browser_isolation(_probe(tmp_path, '[tls]\ncert = "/c"\nkey = "/k"\n'))
+    tls = doctor.browser_isolation(_probe(settings('[tls]\ncert = "/c"\nkey = "/k"\n')))
     assert tls.ok and tls.warning and "plain http" not in tls.detail
 
 
-def test_doctor_checks_wildcard_dns_and_certificate(tmp_path, monkeypatch):
+def test_doctor_checks_wildcard_dns_and_certificate(tmp_path, settings, monkeypatch):
     # This machine has no wildcard DNS to point at; getaddrinfo answers as a resolver
     # with `*.hub.example.org` would (and fails for any other name).
     real = socket.getaddrinfo
@@ -155,22 +144,22 @@ def test_doctor_checks_wildcard_dns_and_certificate(tmp_path, monkeypatch):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
-    missing = doctor.browser_isolation(_probe(tmp_path, '[hub]\ndomain = "other.example"\n'))
+    missing = doctor.browser_isolation(_probe(settings('[hub]\ndomain = "other.example"\n')))
     assert not missing.ok and "teamhub-check.other.example" in missing.detail
     assert "*.other.example" in missing.fix
-    plain = doctor.browser_isolation(_probe(tmp_path, '[hub]\ndomain = "hub.example.org"\n'))
+    plain = doctor.browser_isolation(_probe(settings('[hub]\ndomain = "hub.example.org"\n')))
     assert plain.ok and not plain.warning and "own origin" in plain.detail
 
     narrow = self_signed(tmp_path / "n.pem", tmp_path / "nk.pem", ["hub.example.org"], 30)
     assert narrow.names == ["hub.example.org"]
     toml = ('[hub]\ndomain = "hub.example.org"\n'
             f'[tls]\ncert = "{tmp_path}/n.pem"\nkey = "{tmp_path}/nk.pem"\n')
-    uncovered = doctor.browser_isolation(_probe(tmp_path, toml))
+    uncovered = doctor.browser_isolation(_probe(settings(toml)))
     assert not uncovered.ok and "teamhub-check.hub.example.org" in uncovered.detail
     assert "teamhub tls self-signed" in uncovered.fix
     self_signed(tmp_path / "w.pem", tmp_path / "wk.pem", domain_names("hub.example.org"), 30)
     toml = toml.replace("/n.pem", "/w.pem").replace("/nk.pem", "/wk.pem")
-    assert doctor.browser_isolation(_probe(tmp_path, toml)).ok
+    assert doctor.browser_isolation(_probe(settings(toml))).ok
 
 
 def test_tls_self_signed_covers_hub_domain_and_its_wildcard(tmp_path):
@@ -181,7 +170,6 @@ def test_tls_self_signed_covers_hub_domain_and_its_wildcard(tmp_path):
 
     cfg = tmp_path / "teamhub.toml"
     cfg.write_text(f'[hub]\ndomain = "hub.example.org"\n[paths]\nstate_dir = "{tmp_path}/st"\n')
-    cli_module._register()
     result = CliRunner().invoke(cli_module.cli, ["--config", str(cfg), "tls", "self-signed",
                                                  "--hostname", "10.0.0.5"],
                                 env={"TEAMHUB_CONFIG": None})

@@ -20,7 +20,6 @@ def toml_file(tmp_path: Path) -> Path:
 
 
 def run(config: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    teamhub.cli._register()
     # Shield the tests from whatever TEAMHUB_* variables the developer has set.
     clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("TEAMHUB_")}
     clean.update(env or {})

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import teamhub.cli.user  # noqa: F401  (adds the `user` group to `cli`)
 from teamhub.accounts import lifecycle
 from teamhub.accounts.store import AccountStore
 from teamhub.cli import cli

@@ -136,8 +136,7 @@ def test_spawner_gets_environment_env_keep_and_kernel_manager(tmp_path: Path) ->
     s = load(f, environ={})
     c = Config()
     hubconfig.update_spawner(c, s, Paths.from_settings(s))
-    hubconfig.update_envs(c, s)
-    assert c.Spawner.environment == {"A": "1"}
+    assert {k: v for k, v in c.Spawner.environment.items() if "INTERVAL" not in k} == {"A": "1"}
     assert c.Spawner.env_keep == ["LANG", "LC_ALL", "HTTPS_PROXY"]
     ksm = hubconfig.KERNEL_SPEC_MANAGER
     assert f"--ServerApp.kernel_spec_manager_class={ksm}" in c.Spawner.args
@@ -187,3 +186,21 @@ def test_up_makes_an_older_install_s_locks_private(tmp_path: Path) -> None:
     admin.refresh_visibility(load(f, environ={}))  # what `teamhub up` runs
     assert not (root / ".lock").exists()
     assert (root / ".cache").stat().st_mode & 0o777 == 0o700
+
+
+def test_kernel_spec_manager_lists_shared_and_personal_envs_at_each_call(
+        tmp_path: Path) -> None:
+    shared, personal = tmp_path / "shared", tmp_path / "venvs"
+    _fake_env(shared / "pub" / "revs" / "1")
+    (shared / "pub" / "current").symlink_to("revs/1")
+    (shared / "pub" / "teamhub-env.json").write_text("{}")
+    visibility.write(shared, visibility.compute({"pub": []}, {}, "j-"))
+    manager = kernels.TeamhubKernelSpecManager(envs_root=str(shared),
+                                               personal_dirs=[str(personal)])
+    assert {"python3", "env-pub"} <= set(manager.find_kernel_specs())
+    assert "personal-mine" not in manager.find_kernel_specs()
+    _fake_env(personal / "mine")  # made while the server runs: listed at the next call
+    assert "personal-mine" in manager.find_kernel_specs()
+    spec = manager.get_kernel_spec("env-pub")
+    assert spec.argv[0] == str(shared / "pub" / "current" / "bin" / "python")
+    assert manager.get_kernel_spec("personal-mine").display_name == "Python (mine, personal)"

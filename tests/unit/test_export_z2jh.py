@@ -22,7 +22,6 @@ OPTS = Options(machine_memory=32 << 30, machine_cpus=8)
 
 
 def run(*args: str):
-    cli_module._register()
     return CliRunner().invoke(cli_module.cli, list(args))
 
 

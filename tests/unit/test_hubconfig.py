@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from traitlets.config import Config
 
 from teamhub import hubconfig
 from teamhub.paths import Paths
-from teamhub.settings import load
+from teamhub.settings import Settings
 
 
-def settings(tmp_path: Path, text: str = "", **env: str):
-    cfg = tmp_path / "teamhub.toml"
-    cfg.write_text(text)
-    return load(cfg, environ=env)
-
-
-def test_network_defaults_listen_on_both_families_and_put_hub_api_on_a_unix_socket(tmp_path):
+def test_network_defaults_listen_on_both_families_and_put_hub_api_on_a_unix_socket(tmp_path,
+                                                                                  settings):
     c = Config()
-    s = settings(tmp_path, f'[paths]\nstate_dir = "{tmp_path}/st"\n')
+    s = settings(f'[paths]\nstate_dir = "{tmp_path}/st"\n')
     hubconfig.update_network(c, s, Paths.from_settings(s))
     # This machine has IPv6 (on loopback at least): `auto` is `::`, dual-stack.
     assert (c.JupyterHub.ip, c.JupyterHub.port) == ("::", 8000)
@@ -30,32 +26,32 @@ def test_network_defaults_listen_on_both_families_and_put_hub_api_on_a_unix_sock
     assert c.JupyterHub.hub_socket_mode == 0o666
 
 
-def test_network_keeps_an_explicit_address_and_follows_env_override(tmp_path):
+def test_network_keeps_an_explicit_address_and_follows_env_override(settings):
     c = Config()
-    s = settings(tmp_path, '[hub]\nport = 9000\nip = "127.0.0.1"\n', TEAMHUB_HUB_PORT="9100")
+    s = settings('[hub]\nport = 9000\nip = "127.0.0.1"\n', TEAMHUB_HUB_PORT="9100")
     hubconfig.update_network(c, s, Paths.from_settings(s))
     assert (c.JupyterHub.ip, c.JupyterHub.port) == ("127.0.0.1", 9100)
 
 
-def test_state_lives_in_state_dir(tmp_path):
-    s = settings(tmp_path, f'[paths]\nstate_dir = "{tmp_path}/st"\n')
+def test_state_lives_in_state_dir(tmp_path, settings):
+    s = settings(f'[paths]\nstate_dir = "{tmp_path}/st"\n')
     c = Config()
     hubconfig.update_state(c, Paths.from_settings(s))
     assert c.JupyterHub.db_url == f"sqlite:///{tmp_path}/st/jupyterhub.sqlite"
     assert c.JupyterHub.cookie_secret_file == f"{tmp_path}/st/jupyterhub_cookie_secret"
 
 
-def test_servers_survive_hub_shutdown_by_default(tmp_path):
+def test_servers_survive_hub_shutdown_by_default(settings):
     c = Config()
-    hubconfig.update_lifecycle(c, settings(tmp_path))
+    hubconfig.update_lifecycle(c, settings())
     assert c.JupyterHub.cleanup_servers is False
     c = Config()
-    hubconfig.update_lifecycle(c, settings(tmp_path, "[hub]\nstop_servers_on_shutdown = true\n"))
+    hubconfig.update_lifecycle(c, settings("[hub]\nstop_servers_on_shutdown = true\n"))
     assert c.JupyterHub.cleanup_servers is True
 
 
-def test_spawner_runs_runtime_singleuser_with_clean_environment(tmp_path):
-    s = settings(tmp_path, '[paths]\nruntime_dir = "/rt"\n[users]\nsystem_prefix = "j-"\n')
+def test_spawner_runs_runtime_singleuser_with_clean_environment(settings):
+    s = settings('[paths]\nruntime_dir = "/rt"\n[users]\nsystem_prefix = "j-"\n')
     c = Config()
     hubconfig.update_spawner(c, s, Paths.from_settings(s))
     assert c.JupyterHub.spawner_class == "teamhub.spawners.local.LocalSpawner"
@@ -67,21 +63,21 @@ def test_spawner_runs_runtime_singleuser_with_clean_environment(tmp_path):
     assert c.LocalSpawner.single_user_trial is False
 
 
-def test_auth_uses_account_store(tmp_path):
-    s = settings(tmp_path, f'[paths]\nstate_dir = "{tmp_path}"\n')
+def test_auth_uses_account_store(tmp_path, settings):
+    s = settings(f'[paths]\nstate_dir = "{tmp_path}"\n')
     c = Config()
     hubconfig.update_auth(c, Paths.from_settings(s))
     assert c.JupyterHub.authenticator_class.endswith("TeamhubAuthenticator")
     assert c.GuardedAuthenticator.store_path == f"{tmp_path}/accounts.sqlite"
 
 
-def test_proxy_command_prefers_setting_then_bundled(tmp_path):
-    s = settings(tmp_path, '[proxy]\ncommand = "/x/chp"\n')
+def test_proxy_command_prefers_setting_then_bundled(tmp_path, settings):
+    s = settings('[proxy]\ncommand = "/x/chp"\n')
     assert hubconfig.proxy_command(s, Paths.from_settings(s)) == "/x/chp"
     bundled = tmp_path / "proxy/node_modules/.bin/configurable-http-proxy"
     bundled.parent.mkdir(parents=True)
     bundled.touch()
-    s = settings(tmp_path, f'[paths]\nruntime_dir = "{tmp_path}/runtime"\n')
+    s = settings(f'[paths]\nruntime_dir = "{tmp_path}/runtime"\n')
     assert hubconfig.proxy_command(s, Paths.from_settings(s)) == str(bundled)
     c = Config()
     hubconfig.update_proxy(c, s, Paths.from_settings(s))
@@ -93,17 +89,18 @@ def test_proxy_command_prefers_setting_then_bundled(tmp_path):
     assert c.TeamhubProxy.token_file == f"{Paths.from_settings(s).state_dir}/proxy_auth_token"
 
 
-def test_cli_service_gets_only_user_server_group_and_token_admin_scopes():
+def test_cli_service_gets_only_user_server_group_and_token_admin_scopes(settings):
     c = Config()
-    hubconfig.update_services(c, "tok")
+    s = settings("[culling]\nenabled = false\n")
+    hubconfig.update_services(c, s, Paths.from_settings(s), "tok")
     assert c.JupyterHub.services == [{"name": "teamhub-cli", "api_token": "tok", "admin": True}]
     (role,) = c.JupyterHub.load_roles
     assert set(role["scopes"]) == {"admin:users", "admin:servers", "list:users", "read:users",
                                    "admin:groups", "tokens", "proxy"}
 
 
-def test_configure_loads_config_d_last(tmp_path):
-    s = settings(tmp_path)
+def test_configure_loads_config_d_last(tmp_path, settings):
+    s = settings()
     d = tmp_path / "jupyterhub_config.d"
     d.mkdir()
     (d / "20-b.py").write_text("")
@@ -118,25 +115,22 @@ def test_groups_are_loaded_from_the_store_at_start() -> None:
                                         "b-team": {"users": ["cy"]}, "empty": {"users": []}}
 
 
-def test_spawner_knows_where_projects_and_grants_are(tmp_path: Path) -> None:
-    s = settings(tmp_path)
+def test_spawner_knows_where_projects_and_grants_are(settings) -> None:
+    s = settings()
     c = Config()
     hubconfig.update_projects(c, s, Paths.from_settings(s))
     assert c.LocalSpawner.projects_root == "/srv/teamhub/projects"
     assert c.LocalSpawner.accounts_db == "/var/lib/teamhub/accounts.sqlite"
 
 
-def test_envs_keep_the_spawner_args_set_before(tmp_path):
-    s = settings(tmp_path)
-    c = Config()
-    hubconfig.update_spawner(c, s, Paths.from_settings(s))
-    hubconfig.update_envs(c, s)
-    assert "--KernelManager.transport=ipc" in c.Spawner.args
-    assert any(a.startswith("--ServerApp.kernel_spec_manager_class=") for a in c.Spawner.args)
+def test_servers_list_environments_as_kernels(settings):
+    args = hubconfig.server_args(settings('[envs]\nroot = "/srv/envs"\n'))
+    assert "--ServerApp.kernel_spec_manager_class=" + hubconfig.KERNEL_SPEC_MANAGER in args
+    assert "--TeamhubKernelSpecManager.envs_root=/srv/envs" in args
 
 
-def test_fork_server_on_by_default_with_a_root_only_socket_in_the_state_dir(tmp_path):
-    s = settings(tmp_path)
+def test_fork_server_on_by_default_with_a_root_only_socket_in_the_state_dir(settings):
+    s = settings()
     c = Config()
     hubconfig.update_fork_server(c, s, Paths.from_settings(s))
     assert c.LocalSpawner.fork_server is True
@@ -145,42 +139,110 @@ def test_fork_server_on_by_default_with_a_root_only_socket_in_the_state_dir(tmp_
     assert c.LocalSpawner.fork_server_log == str(state / "logs" / "forkserver.log")
 
 
-def test_fork_server_off_by_setting_and_always_in_the_trial(tmp_path):
-    s = settings(tmp_path, TEAMHUB_SPAWNER_FORK_SERVER="false")
+def test_fork_server_off_by_setting_and_always_in_the_trial(settings):
+    s = settings(TEAMHUB_SPAWNER_FORK_SERVER="false")
     c = Config()
     hubconfig.update_fork_server(c, s, Paths.from_settings(s))
     assert c.LocalSpawner.fork_server is False
-    s = settings(tmp_path)
+    s = settings()
     c = Config()
     hubconfig.update_fork_server(c, s, Paths.from_settings(s), trial=True)
     assert c.LocalSpawner.fork_server is False
 
 
-def test_servers_start_with_the_read_only_extension_manager_and_keep_earlier_args():
-    c = Config()
-    c.Spawner.args = ["--KernelManager.transport=ipc"]
-    hubconfig.update_server_startup(c)
-    assert c.Spawner.args == ["--KernelManager.transport=ipc",
-                              "--LabApp.extension_manager=readonly"]
-def test_update_accounts(tmp_path: Path) -> None:
+def test_servers_start_with_the_read_only_extension_manager(settings):
+    assert "--LabApp.extension_manager=readonly" in hubconfig.server_args(settings())
+def test_update_accounts(settings) -> None:
     from teamhub.accounts.pages import TEMPLATES
 
     c = Config()
-    c.JupyterHub.template_paths = ["/admin/templates"]
-    hubconfig.update_accounts(c, settings(tmp_path, "[auth]\nsignup = true\n",
+    hubconfig.update_accounts(c, settings("[auth]\nsignup = true\n",
                                           TEAMHUB_AUTH_MIN_PASSWORD_LENGTH="14"))
     assert c.TeamhubAuthenticator.signup_enabled is True
     assert c.TeamhubAuthenticator.open_signup is False
     assert c.TeamhubAuthenticator.min_password_length == 14
     assert c.TeamhubAuthenticator.system_prefix == "jupyter-"
-    # Ours first (they extend JupyterHub's own), an admin's kept after.
-    assert c.JupyterHub.template_paths == [str(TEMPLATES), "/admin/templates"]
+    # Set, not prepended: they extend JupyterHub's own (an admin's config.d comes after).
+    assert c.JupyterHub.template_paths == [str(TEMPLATES)]
     assert (TEMPLATES / "page.html").is_file() and (TEMPLATES / "login.html").is_file()
 
 
-def test_signup_is_off_by_default(tmp_path: Path) -> None:
+def test_signup_is_off_by_default(settings) -> None:
     c = Config()
-    hubconfig.update_accounts(c, settings(tmp_path))
+    hubconfig.update_accounts(c, settings())
     assert c.TeamhubAuthenticator.signup_enabled is False
     assert c.TeamhubAuthenticator.open_signup is False
     assert c.TeamhubAuthenticator.min_password_length == 10
+
+
+WHOLE = '''
+[paths]
+state_dir = "{state}"
+runtime_dir = "/rt"
+[envs]
+root = "/srv/envs"
+[spawner]
+environment = {{ A = "1" }}
+env_keep = ["HTTPS_PROXY"]
+[tls]
+cert = "/c.pem"
+key = "/k.pem"
+hsts_max_age = 600
+[culling]
+timeout = 30
+every = 10
+'''
+
+
+def _whole(tmp_path: Path, settings: Callable[..., Settings]) -> Settings:
+    state = tmp_path / "st"
+    state.mkdir(exist_ok=True)
+    s = settings(WHOLE.format(state=state))
+    Paths.from_settings(s).api_token.write_text("tok\n")
+    return s
+
+
+def test_configure_as_a_whole_sets_the_final_args_environment_and_spawner(tmp_path, settings):
+    from teamhub.accounts.pages import TEMPLATES
+    from teamhub.browser_isolation import ISOLATION_HEADERS
+
+    c = hubconfig.configure(Config(), _whole(tmp_path, settings))
+    assert c.Spawner.args == [
+        "--KernelManager.transport=ipc",
+        "--HubOAuth.cache_max_age=10",
+        "--ServerApp.kernel_spec_manager_class=teamhub.envs.kernels.TeamhubKernelSpecManager",
+        "--TeamhubKernelSpecManager.envs_root=/srv/envs",
+        "--ServerApp.jpserver_extensions=teamhub.serverext=True",
+        "--ServerApp.authorizer_class=teamhub.serverext.IsolationAuthorizer",
+        "--LabApp.extension_manager=readonly",
+    ]
+    assert c.Spawner.environment == {"A": "1", "JUPYTERHUB_ACTIVITY_INTERVAL": "5",
+                                     "JUPYTER_TEAMHUB_BUSY_INTERVAL": "5",
+                                     "JUPYTER_TEAMHUB_HSTS": "max-age=600"}
+    assert c.Spawner.env_keep == ["LANG", "LC_ALL", "HTTPS_PROXY"]
+    assert c.Spawner.cmd == ["/rt/bin/jupyterhub-singleuser"]
+    assert c.Spawner.disable_user_config is True
+    assert c.Spawner.poll_interval == 10
+    assert c.JupyterHub.spawner_class == "teamhub.spawners.local.LocalSpawner"
+    assert c.LocalSpawner.fork_server is True and c.LocalSpawner.single_user_trial is False
+    tornado = c.JupyterHub.tornado_settings
+    assert tornado["cookie_options"] == {"samesite": "Lax"}
+    assert tornado["headers"] == {**ISOLATION_HEADERS, "Strict-Transport-Security": "max-age=600"}
+    assert tornado["xsrf_cookie_kwargs"] == {"samesite": "Lax", "httponly": True}
+    assert tornado["static_handler_class"].__name__ == "IsolatedStaticHandler"
+    assert [svc["name"] for svc in c.JupyterHub.services] == ["teamhub-cli", "idle-culler"]
+    assert [role["name"] for role in c.JupyterHub.load_roles] == ["teamhub-cli", "idle-culler"]
+    assert c.JupyterHub.template_paths == [str(TEMPLATES)]
+
+
+def test_configure_sets_and_never_appends_so_applying_it_again_changes_nothing(tmp_path,
+                                                                              settings):
+    for trial in (False, True):
+        s = _whole(tmp_path, settings)
+        once = hubconfig.configure(Config(), s, trial=trial)
+        twice = hubconfig.configure(hubconfig.configure(Config(), s, trial=trial), s,
+                                    trial=trial)
+        assert twice == once
+    # The trial's servers run unprivileged: no ipc kernels (no private socket folder).
+    assert "--KernelManager.transport=ipc" not in once.Spawner.args
+    assert once.Spawner.args[0] == "--HubOAuth.cache_max_age=10"

@@ -10,22 +10,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from teamhub.cli import _register, cli
+from teamhub.cli import cli
 from teamhub.cli.install import backup_state, unit_text
+from teamhub.errors import SystemdError
 from teamhub.paths import Paths
-from teamhub.settings import load
 from teamhub.system import systemd
 
 
-def settings(tmp_path: Path, text: str = "", **env: str):
-    cfg = tmp_path / "teamhub.toml"
-    cfg.write_text(text)
-    return load(cfg, environ=env)
-
-
-def test_unit_runs_the_runtime_with_the_settings_file(tmp_path: Path, monkeypatch) -> None:
+def test_unit_runs_the_runtime_with_the_settings_file(tmp_path: Path, settings,
+                                                      monkeypatch) -> None:
     monkeypatch.setenv("TEAMHUB_HUB_PORT", "9000")
-    s = settings(tmp_path, TEAMHUB_HUB_PORT="9000")
+    s = settings(TEAMHUB_HUB_PORT="9000")
     text = unit_text(s, Paths.from_settings(s))
     assert f"ExecStart=/opt/teamhub/runtime/bin/teamhub --config {tmp_path}/teamhub.toml up" \
         in text
@@ -40,8 +35,8 @@ def _db(path: Path, rows: list[str]) -> None:
         c.executemany("INSERT INTO users VALUES (?)", [(r,) for r in rows])
 
 
-def test_backup_copies_both_databases_root_only(tmp_path: Path) -> None:
-    s = settings(tmp_path, f'[paths]\nstate_dir = "{tmp_path}/state"\n')
+def test_backup_copies_both_databases_root_only(tmp_path: Path, settings) -> None:
+    s = settings(f'[paths]\nstate_dir = "{tmp_path}/state"\n')
     paths = Paths.from_settings(s)
     paths.state_dir.mkdir()
     assert backup_state(paths) is None  # a fresh install has nothing to back up
@@ -65,18 +60,17 @@ def test_busctl_arguments_are_typed() -> None:
                                  "Slice": "teamhub.slice"}) == [
         "MemoryMax", "t", "1024", "MemoryAccounting", "b", "true", "Slice", "s",
         "teamhub.slice"]
-    with pytest.raises(systemd.SystemdError, match="Bogus"):
+    with pytest.raises(SystemdError, match="Bogus"):
         systemd._busctl_args({"Bogus": 1})
 
 
 def test_scope_names_must_end_in_scope() -> None:
-    with pytest.raises(systemd.SystemdError, match=r"\.scope"):
+    with pytest.raises(SystemdError, match=r"\.scope"):
         systemd.place_in_scope(os.getpid(), "teamhub-x.service", {})
 
 
 @pytest.mark.skipif(systemd.booted(), reason="systemd is init here")
 def test_install_without_systemd_is_refused_with_a_hint(tmp_path: Path) -> None:
-    _register()
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "t.toml"), "install"])
     assert result.exit_code != 0
     assert "teamhub: error:" in result.output

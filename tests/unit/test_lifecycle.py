@@ -10,7 +10,7 @@ import pytest
 
 from teamhub.accounts import lifecycle
 from teamhub.accounts.store import AccountStore
-from teamhub.errors import AccountError
+from teamhub.errors import AccountError, InvalidLink
 
 PW = "violet kettle harbour"
 PW2 = "amber lantern meadow"
@@ -129,7 +129,7 @@ def test_reset_link_works_once(store: AccountStore) -> None:
     assert lifecycle.redeem_reset_link(store, token, PW2) == "ada"
     assert store.verify("ada", PW2) is not None and store.verify("ada", PW) is None
     assert lifecycle.reset_link_user(store, token) is None
-    with pytest.raises(lifecycle.InvalidLink):
+    with pytest.raises(InvalidLink):
         lifecycle.redeem_reset_link(store, token, "yet another passphrase")
     assert store.verify("ada", PW2) is not None
 
@@ -139,7 +139,7 @@ def test_reset_link_expires_and_is_replaced(store: AccountStore) -> None:
     short, _ = lifecycle.create_reset_link(store, "ada", 1)
     time.sleep(2.1)
     assert lifecycle.reset_link_user(store, short) is None
-    with pytest.raises(lifecycle.InvalidLink):
+    with pytest.raises(InvalidLink):
         lifecycle.redeem_reset_link(store, short, PW2)
     first, _ = lifecycle.create_reset_link(store, "ada", 3600)
     second, _ = lifecycle.create_reset_link(store, "ada", 3600)

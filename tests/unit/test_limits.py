@@ -10,15 +10,8 @@ from traitlets.config import Config
 from teamhub import hubconfig, limits
 from teamhub.errors import SettingsError
 from teamhub.paths import Paths
-from teamhub.settings import load
 
 GIB = 1024**3
-
-
-def settings(tmp_path: Path, text: str = "", **env: str):
-    cfg = tmp_path / "teamhub.toml"
-    cfg.write_text(text)
-    return load(cfg, environ=env)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -95,16 +88,16 @@ def test_needed_controllers_include_group_overrides() -> None:
     assert limits.needed_controllers(BASE) == {"memory", "cpu", "pids"}
 
 
-def test_defaults_are_on(tmp_path: Path) -> None:
-    s = settings(tmp_path)
+def test_defaults_are_on(settings) -> None:
+    s = settings()
     cfg = limits.from_settings(s)
     assert cfg["enabled"] is True and cfg["private_tmp"] is True
     got = limits.resolve(cfg, [])
     assert got is not None and got.memory and got.cpu and got.tasks
 
 
-def test_group_tables_in_toml(tmp_path: Path) -> None:
-    s = settings(tmp_path, '[limits]\nmemory = "2G"\n\n[limits.groups.gpu-team]\n'
+def test_group_tables_in_toml(settings) -> None:
+    s = settings('[limits]\nmemory = "2G"\n\n[limits.groups.gpu-team]\n'
                            'memory = "32G"\ntasks = 8192\n')
     assert s["limits.groups"] == {"gpu-team": {"memory": "32G", "tasks": 8192}}
     assert limits.resolve(limits.from_settings(s), ["gpu-team"]).tasks == 8192  # type: ignore
@@ -117,20 +110,20 @@ def test_group_tables_in_toml(tmp_path: Path) -> None:
     ('[limits]\nmemory = "3 GB please"\n', "limits.memory"),
     ('[limits]\ntasks = 2\n', "at least 16"),
 ])
-def test_bad_limit_settings_are_refused_naming_the_value(tmp_path: Path, text: str,
+def test_bad_limit_settings_are_refused_naming_the_value(settings, text: str,
                                                          needle: str) -> None:
     with pytest.raises(SettingsError, match="limits") as info:
-        settings(tmp_path, text)
+        settings(text)
     assert needle in str(info.value)
 
 
-def test_group_overrides_from_the_environment(tmp_path: Path) -> None:
-    s = settings(tmp_path, TEAMHUB_LIMITS_GROUPS='{"ml": {"cpu": "4"}}')
+def test_group_overrides_from_the_environment(settings) -> None:
+    s = settings(TEAMHUB_LIMITS_GROUPS='{"ml": {"cpu": "4"}}')
     assert s["limits.groups"] == {"ml": {"cpu": "4"}}
 
 
-def test_update_limits_hands_the_spawner_the_settings(tmp_path: Path) -> None:
-    s = settings(tmp_path, '[limits]\nenabled = false\nmemory = "1G"\n')
+def test_update_limits_hands_the_spawner_the_settings(settings) -> None:
+    s = settings('[limits]\nenabled = false\nmemory = "1G"\n')
     c = Config()
     hubconfig.update_limits(c, s, Paths.from_settings(s))
     assert c.LocalSpawner.limits["enabled"] is False
@@ -138,19 +131,19 @@ def test_update_limits_hands_the_spawner_the_settings(tmp_path: Path) -> None:
     assert c.LocalSpawner.private_tmp_root == "/var/tmp/teamhub"
 
 
-def test_status_when_off_says_so(tmp_path: Path) -> None:
-    ok, why = limits.limits_status(settings(tmp_path, "[limits]\nenabled = false\n"))
+def test_status_when_off_says_so(settings) -> None:
+    ok, why = limits.limits_status(settings("[limits]\nenabled = false\n"))
     assert ok and "off" in why
 
 
 @pytest.mark.skipif(Path("/run/systemd/system").is_dir(), reason="systemd runs here")
-def test_status_without_systemd_explains_how_to_fix(tmp_path: Path) -> None:
-    ok, why = limits.limits_status(settings(tmp_path))
+def test_status_without_systemd_explains_how_to_fix(settings) -> None:
+    ok, why = limits.limits_status(settings())
     assert not ok
     assert "limits.enabled false" in why
 
 
-def test_shm_size_is_a_size_or_shared(tmp_path: Path) -> None:
+def test_shm_size_is_a_size_or_shared(settings) -> None:
     assert limits.parse_shm_size("64M") == 64 * 1024**2
     assert limits.parse_shm_size("10%", total=10 * GIB) == GIB
     assert limits.parse_shm_size("Shared") is None
@@ -158,27 +151,26 @@ def test_shm_size_is_a_size_or_shared(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="shared"):
             limits.parse_shm_size(bad)
     with pytest.raises(SettingsError, match="spawner.shm_size"):
-        settings(tmp_path, '[spawner]\nshm_size = "none"\n')
+        settings('[spawner]\nshm_size = "none"\n')
 
 
-def test_update_shm_gives_the_spawner_bytes_and_none_in_the_trial(tmp_path: Path) -> None:
+def test_update_shm_gives_the_spawner_bytes_and_none_in_the_trial(settings) -> None:
     c = Config()
-    hubconfig.update_shm(c, settings(tmp_path))
+    hubconfig.update_shm(c, settings())
     assert c.LocalSpawner.shm_size == GIB  # the default, 1G
-    hubconfig.update_shm(c, settings(tmp_path, '[spawner]\nshm_size = "shared"\n'))
+    hubconfig.update_shm(c, settings('[spawner]\nshm_size = "shared"\n'))
     assert c.LocalSpawner.shm_size == 0
-    hubconfig.update_shm(c, settings(tmp_path, '[spawner]\nshm_size = "2G"\n'), trial=True)
+    hubconfig.update_shm(c, settings('[spawner]\nshm_size = "2G"\n'), trial=True)
     assert c.LocalSpawner.shm_size == 0
 
 
-def test_status_refuses_a_private_shm_the_machine_cannot_give(tmp_path: Path,
-                                                             monkeypatch) -> None:
+def test_status_refuses_a_private_shm_the_machine_cannot_give(settings, monkeypatch) -> None:
     # Stands in for a container without CAP_SYS_ADMIN, which this machine is not;
     # tests/system/test_limits_here.py runs the real probe, also where it fails.
     monkeypatch.setattr(limits.namespaces, "probe", lambda: "unshare(CLONE_NEWNS) failed")
     monkeypatch.setattr(limits.os, "geteuid", lambda: 0)
-    ok, why = limits.limits_status(settings(tmp_path, "[limits]\nenabled = false\n"))
+    ok, why = limits.limits_status(settings("[limits]\nenabled = false\n"))
     assert not ok and "spawner.shm_size = 1G" in why and "unshare" in why
     ok, why = limits.limits_status(settings(
-        tmp_path, '[limits]\nenabled = false\n[spawner]\nshm_size = "shared"\n'))
+        '[limits]\nenabled = false\n[spawner]\nshm_size = "shared"\n'))
     assert ok and "off" in why

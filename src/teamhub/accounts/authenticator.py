@@ -14,7 +14,9 @@ by the CLI take effect without restarting the hub.
 from __future__ import annotations
 
 import asyncio
+import threading
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 from jupyterhub.auth import Authenticator
@@ -22,8 +24,9 @@ from traitlets import Bool, Integer, List, Unicode, default
 
 from ..errors import AccountError
 from ..system.names import MAX_RAW_LENGTH, canonical_name
+from . import pages, sessions
 from .lockout import ClientThrottle, Lockout, LockoutPolicy, client_address
-from .store import MAX_PASSWORD, AccountStore
+from .store import MAX_PASSWORD, Account, AccountStore
 
 
 class GuardedAuthenticator(Authenticator):
@@ -62,6 +65,8 @@ class GuardedAuthenticator(Authenticator):
     ).tag(config=True)
 
     _throttle: ClientThrottle | None = None
+    _account_store: AccountStore | None = None
+    _store_lock = threading.Lock()
 
     @default("auth_refresh_age")
     def _auth_refresh_age_default(self) -> int:
@@ -70,7 +75,12 @@ class GuardedAuthenticator(Authenticator):
         return 60
 
     def _store(self) -> AccountStore:
-        return AccountStore(self.store_path)
+        """(Blocking: the first call opens the store and applies migrations.) The account
+        store, opened once; each operation on it is its own short connection."""
+        with self._store_lock:
+            if self._account_store is None:
+                self._account_store = AccountStore(Path(self.store_path))
+            return self._account_store
 
     def lockout(self) -> Lockout:
         return Lockout(self._store(), LockoutPolicy(self.lockout_failures,
@@ -84,9 +94,7 @@ class GuardedAuthenticator(Authenticator):
         return self._throttle
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        from .sessions import handlers
-
-        return handlers()
+        return sessions.handlers()
 
     def login_name(self, username: str) -> str | None:
         """The name failures are counted under, or None when it cannot be an account."""
@@ -103,9 +111,9 @@ class GuardedAuthenticator(Authenticator):
     def _attempt(self, name: str | None, password: str, refused: bool) -> dict[str, Any] | None:
         """(Blocking.) One login attempt; every failure path does the same store work."""
         lockout = self.lockout()
-        locked = bool(name) and lockout.locked_until(name) > 0
+        locked = lockout.locked_until(name) > 0 if name else False
         model = self.check_password(name, password)
-        if model is not None and not locked and not refused:
+        if model is not None and name and not locked and not refused:
             lockout.record_success(name)
             return model
         if name:
@@ -176,10 +184,8 @@ class TeamhubAuthenticator(GuardedAuthenticator):
     ).tag(config=True)
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        from .pages import handlers
-
         # The login/logout handlers first: JupyterHub's own /login must not win.
-        return [*super().get_handlers(app), *handlers()]
+        return [*super().get_handlers(app), *pages.handlers()]
 
     @default("any_allow_config")
     def _any_allow_config_default(self) -> bool:
@@ -197,20 +203,26 @@ class TeamhubAuthenticator(GuardedAuthenticator):
         except AccountError:
             return False
 
+    def _account(self, name: str) -> Account | None:
+        """(Blocking.) NAME's account in the store, if any."""
+        return self._store().get(name)
+
     def check_password(self, name: str | None, password: str) -> dict[str, Any] | None:
         # verify() runs argon2 on a dummy hash for unknown names and refuses blocked
         # (and any other not-active) accounts after the same verify.
         account = self._store().verify(name or "", password)
         return None if account is None else {"name": account.name, "admin": account.admin}
 
-    def check_allowed(self, username: str, authentication: dict[str, Any] | None = None) -> bool:
-        account = self._store().get(username)
+    async def check_allowed(self, username: str,
+                            authentication: dict[str, Any] | None = None) -> bool:
+        # The store (sqlite, a 30 s busy timeout) is read off the event loop.
+        account = await asyncio.to_thread(self._account, username)
         return account is not None and not account.blocked and not account.pending
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
         # False makes the hub drop the session: removed and blocked accounts are
         # logged out within auth_refresh_age, API tokens included.
-        account = self._store().get(user.name)
+        account = await asyncio.to_thread(self._account, user.name)
         if account is None or account.blocked or account.pending:
             return False
         if account.admin != user.admin:

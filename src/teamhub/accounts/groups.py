@@ -6,6 +6,7 @@ through its REST API); project folders and environment visibility read here.
 
 from __future__ import annotations
 
+import builtins
 import re
 import sqlite3
 
@@ -87,14 +88,15 @@ class GroupStore:
     def list(self) -> dict[str, list[str]]:
         """Every group with its sorted members."""
         with self.store._connect(write=False) as conn:
-            groups = {r[0]: [] for r in conn.execute("SELECT name FROM groups ORDER BY name")}
+            groups: dict[str, builtins.list[str]] = {
+                r[0]: [] for r in conn.execute("SELECT name FROM groups ORDER BY name")}
             for g, u in conn.execute(
                 "SELECT group_name, user_name FROM memberships ORDER BY user_name"
             ):
                 groups[g].append(u)
         return groups
 
-    def members(self, group: str) -> list[str]:
+    def members(self, group: str) -> builtins.list[str]:
         group = canonical_group(group)
         with self.store._connect(write=False) as conn:
             _require_group(conn, group)
@@ -104,7 +106,7 @@ class GroupStore:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def groups_of(self, user: str) -> list[str]:
+    def groups_of(self, user: str) -> builtins.list[str]:
         """The groups USER belongs to (empty for unknown users)."""
         try:
             name = canonical_name(user)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ..errors import AccountError
+from ..errors import AccountError, InvalidLink
 from ..system import users
 from ..system.names import canonical_name, system_name
 from .policy import DEFAULT_MIN_LENGTH, check_password
@@ -161,9 +161,6 @@ def reset_link_user(store: AccountStore, token: str) -> str | None:
         row = _valid_link(conn, token)
     return row["name"] if row else None
 
-
-class InvalidLink(AccountError):
-    """The reset link is unknown, used or expired (deliberately not saying which)."""
 
 
 def redeem_reset_link(store: AccountStore, token: str, password: str, *,

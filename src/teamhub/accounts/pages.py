@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 
-from ..errors import AccountError
+from ..errors import AccountError, InvalidLink
 from . import lifecycle
 from .policy import MAX_LENGTH
+from .sessions import end_other_sessions, end_sessions
 from .store import AccountStore
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -67,8 +68,6 @@ class AccountPage(BaseHandler):
         their API tokens: whoever knew the old password may have made some.
         """
         from jupyterhub import orm
-
-        from .sessions import end_sessions
 
         orm_user = orm.User.find(self.db, name)
         if orm_user is not None:
@@ -151,8 +150,6 @@ class ChangePasswordHandler(AccountPage):
         await self.page("change_password.html", error=None, done=True)
 
     async def _after_password_change(self, name: str) -> None:
-        from .sessions import end_other_sessions
-
         # Every other browser is logged out; this one is logged in again, with a
         # new cookie and session id.
         end_other_sessions(self, self.current_user)
@@ -189,7 +186,7 @@ class ResetHandler(AccountPage):
         try:
             await self.blocking(lifecycle.redeem_reset_link, self.store, token, new,
                                 min_length=self.authenticator.min_password_length)
-        except lifecycle.InvalidLink:
+        except InvalidLink:
             await self._invalid()
             return
         except AccountError as exc:

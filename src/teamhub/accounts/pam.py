@@ -8,6 +8,7 @@ throttle as for built-in accounts apply (GuardedAuthenticator).
 
 from __future__ import annotations
 
+import asyncio
 import grp
 import os
 import pwd
@@ -97,15 +98,17 @@ class TeamhubPAMAuthenticator(GuardedAuthenticator, PAMAuthenticator):
             return None
         return {"name": name}
 
-    def check_allowed(self, username: str, authentication: dict[str, Any] | None = None) -> bool:
-        return self.problem(username) is None
+    async def check_allowed(self, username: str,
+                            authentication: dict[str, Any] | None = None) -> bool:
+        # Account lookups (NSS: maybe LDAP) stay off the event loop.
+        return await asyncio.to_thread(self.problem, username) is None
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool:
         # An account removed from the machine or the allowed groups is logged out.
-        return self.problem(user.name) is None
+        return await asyncio.to_thread(self.problem, user.name) is None
 
     async def add_user(self, user: Any) -> None:
         # Never create Linux accounts (LocalAuthenticator could): only the hub user.
-        if self.problem(user.name):
+        if await asyncio.to_thread(self.problem, user.name):
             raise ValueError(f"Linux account {user.name!r} may not use teamhub")
         await maybe_future(Authenticator.add_user(self, user))

@@ -17,7 +17,7 @@ import string
 import unicodedata
 from functools import cache
 
-from ..errors import AccountError
+from ..errors import PasswordPolicyError
 
 DEFAULT_MIN_LENGTH = 10
 
@@ -30,9 +30,6 @@ MAX_LENGTH = 1024
 # so "password123!" counts as common when "password" does.
 _DECORATION = string.digits + string.punctuation + " "
 
-
-class PasswordPolicyError(AccountError):
-    """A password breaks one rule of the policy (the message names it, never the password)."""
 
 
 @cache

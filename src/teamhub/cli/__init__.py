@@ -1,95 +1,31 @@
-"""The `teamhub` command: one click group, one module per command group."""
+"""The `teamhub` command: the root group (cli/base.py) and one module per command group.
+
+This package collects the command modules, which add their commands to the root
+group as they are imported; they import cli/base.py, never this package.
+"""
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
-
-import click
-
-from .. import __version__
-from ..errors import HubError, TeamhubError
-from ..paths import Paths
-from ..settings import Settings, config_path, load
-
-
-@dataclass
-class Context:
-    """What every command gets: where the settings live, loaded lazily."""
-
-    config_option: str | None
-    _settings: Settings | None = None
-
-    @property
-    def config_file(self):
-        return config_path(self.config_option)
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load(self.config_option)
-        return self._settings
-
-    @property
-    def paths(self) -> Paths:
-        return Paths.from_settings(self.settings)
-
-
-pass_ctx = click.make_pass_decorator(Context)
-
-
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
-@contextmanager
-def hub_step(done: str, finish: str) -> Iterator[None]:
-    """Around telling the running hub after DONE was already changed: if the hub
-    fails then (it was checked just before), the error says what is done and how
-    to finish, instead of leaving the admin to guess."""
-    try:
-        yield
-    except HubError as exc:
-        raise type(exc)(f"{done}, but {exc}; {finish}") from None
-
-
-class TeamhubGroup(click.Group):
-    """Turns a TeamhubError anywhere below into one line on stderr and its exit code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except TeamhubError as exc:
-            click.echo(f"teamhub: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-
-@click.group(cls=TeamhubGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="teamhub")
-@click.option("--config", "config_option", metavar="FILE", envvar="TEAMHUB_CONFIG",
-              help="Settings file (default /etc/teamhub/teamhub.toml, or $TEAMHUB_CONFIG).")
-@click.pass_context
-def cli(ctx: click.Context, config_option: str | None) -> None:
-    """teamhub: the team Jupyter server.
-
-    One machine, one port, every person their own JupyterLab as their own
-    Linux account. Run `teamhub COMMAND --help` for any command.
-    """
-    ctx.obj = Context(config_option)
-
-
-def _register() -> None:
-    # Each module adds its commands.
-    from . import backup, config, doctor, env, group, image, install, project, status, tls, up, user  # noqa: F401, E501
-    from . import export as _export  # noqa: F401, I001  (export z2jh)
-    from . import gpu as _gpu  # noqa: F401, I001  (gpu status|release)
-    from . import sessions as _sessions  # noqa: F401, I001  (user unlock|locked|logout)
+from . import (  # noqa: F401  (imported for the commands they add)
+    backup,
+    config,
+    doctor,
+    env,
+    export,
+    gpu,
+    group,
+    image,
+    install,
+    project,
+    sessions,
+    status,
+    tls,
+    up,
+    user,
+    user_lifecycle,
+)
+from .base import cli
 
 
 def main() -> None:
-    _register()
     cli()

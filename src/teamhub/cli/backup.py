@@ -8,7 +8,7 @@ import click
 
 from .. import backup as backup_mod
 from ..errors import TeamhubError
-from . import Context, cli, echo_json, pass_ctx
+from .base import Context, cli, echo_json, pass_ctx
 
 
 @cli.command()

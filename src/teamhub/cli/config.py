@@ -7,24 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import tomli_w
 
 from .. import settings as settings_mod
 from ..errors import SettingsError
-from . import Context, cli, echo_json, pass_ctx
-
-
-def toml_literal(value: Any) -> str:
-    """VALUE as it would appear after `key = ` in TOML, always on one line."""
-    # tomli_w spreads arrays over several lines; a one-line form keeps `show`
-    # and `get` output one setting per line.
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        # Keys are environment variable names, so always valid bare TOML keys.
-        inner = ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items())
-        return "{ " + inner + " }" if inner else "{}"
-    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+from ..settings import toml_literal
+from .base import Context, cli, echo_json, pass_ctx
 
 
 def plain(value: Any) -> str:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from .. import doctor as doctor_mod
-from . import Context, cli, echo_json, pass_ctx
+from .base import Context, cli, echo_json, pass_ctx
 
 
 @cli.command()

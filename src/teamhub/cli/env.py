@@ -10,7 +10,7 @@ import click
 
 from ..envs import admin
 from ..envs.store import SharedEnvs, merge_packages, read_requirements, remove_packages
-from . import Context, cli, echo_json, pass_ctx
+from .base import Context, cli, echo_json, echo_listing, pass_ctx
 
 
 def _envs(ctx: Context) -> SharedEnvs:
@@ -94,12 +94,9 @@ def list_envs(ctx: Context, as_json: bool) -> None:
         rows.append({"name": name, "revision": meta["current"],
                      "packages": envs.current_spec(meta), "groups": meta["groups"],
                      "kernel": f"Python ({name})"})
-    if as_json:
-        echo_json(rows)
-        return
-    for r in rows:
-        who = ",".join(r["groups"]) or "everyone"
-        click.echo(f"{r['name']}\trev {r['revision']}\t{who}\t{' '.join(r['packages'])}")
+    echo_listing(rows, as_json,
+                 (f"{r['name']}\trev {r['revision']}\t{','.join(r['groups']) or 'everyone'}"
+                  f"\t{' '.join(r['packages'])}" for r in rows))
 
 
 @env.command()
@@ -207,6 +204,8 @@ def sync(ctx: Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(index, indent=2, sort_keys=True))
     else:
-        click.echo(f"visibility of {len(index['envs'])} environment(s) updated")
+        envs = index["envs"]
+        assert isinstance(envs, dict)
+        click.echo(f"visibility of {len(envs)} environment(s) updated")
 
 

@@ -8,7 +8,7 @@ import click
 
 from ..export.bundle import LossError, export_z2jh
 from ..export.values import Options
-from . import Context, cli, echo_json, pass_ctx
+from .base import Context, cli, echo_json, pass_ctx
 
 
 @cli.group()

@@ -8,7 +8,7 @@ from .. import hubclient
 from ..errors import GpuError, TeamhubError
 from ..gpu_allocations import Allocations
 from ..gpu_report import holdings_report
-from . import Context, cli, echo_json, pass_ctx
+from .base import Context, cli, echo_json, pass_ctx
 
 
 def _mib(n: int | None) -> str:

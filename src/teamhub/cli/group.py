@@ -14,7 +14,7 @@ from ..envs.admin import refresh_visibility
 from ..errors import AccountError
 from ..projects.model import Principal
 from ..system.names import canonical_name
-from . import Context, cli, echo_json, hub_step, pass_ctx
+from .base import Context, cli, echo_listing, hub_step, pass_ctx
 from .project import actor, projects_of
 
 
@@ -130,10 +130,7 @@ def remove(ctx: Context, name: str, users: tuple[str, ...]) -> None:
 def list_groups(ctx: Context, as_json: bool) -> None:
     """List groups and their members."""
     groups = projects_of(ctx).groups.list()
-    if as_json:
-        echo_json(groups)
-        return
-    if not groups:
-        click.echo("no groups; create one with `teamhub group create NAME`")
-    for name, members in groups.items():
-        click.echo(f"{name}: {', '.join(members) or '(no members)'}")
+    echo_listing(groups, as_json,
+                 (f"{name}: {', '.join(members) or '(no members)'}"
+                  for name, members in groups.items()),
+                 empty="no groups; create one with `teamhub group create NAME`")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import images
-from . import cli, echo_json
+from .base import cli, echo_json
 
 
 @cli.group()

@@ -20,12 +20,14 @@ from pathlib import Path
 import click
 
 from .. import preflight
+from ..accounts.store import AccountStore
 from ..errors import TeamhubError
 from ..hubclient import HubClient
 from ..paths import Paths
 from ..settings import Settings, set_value
 from ..system import systemd
-from . import Context, cli, pass_ctx
+from .base import Context, cli, pass_ctx
+from .up import ensure_admin, run_preflight
 
 SERVICE = "teamhub.service"
 BACKUPS = "backups"
@@ -97,8 +99,6 @@ def migrate(paths: Paths) -> None:
             raise TeamhubError(f"jupyterhub upgrade-db failed: {' | '.join(tail)}; the "
                                f"database was backed up first, see {paths.state_dir / BACKUPS}")
     if paths.accounts_db.exists():
-        from ..accounts.store import AccountStore
-
         AccountStore(paths.accounts_db)  # opening it applies pending migrations
 
 
@@ -158,7 +158,6 @@ def install(ctx: Context, admin: str, port: int | None, no_start: bool) -> None:
     if was_active:
         click.echo("Stopping teamhub.service (users' servers keep running)")
         systemd.systemctl("stop", SERVICE)
-    from .up import ensure_admin, run_preflight
 
     try:
         migrate(paths)

@@ -21,7 +21,7 @@ from ..projects.model import (
     parse_principal,
     parse_principals,
 )
-from . import Context, cli, echo_json, pass_ctx
+from .base import Context, cli, echo_json, echo_listing, pass_ctx
 
 
 def actor() -> str:
@@ -120,15 +120,11 @@ def list_projects(ctx: Context, as_json: bool) -> None:
     """List projects with their grants."""
     p = projects_of(ctx)
     rows = [_describe(p, pr) for pr in p.store.list()]
-    if as_json:
-        echo_json(rows)
-        return
-    if not rows:
-        click.echo("no projects; create one with `teamhub project create NAME`")
-    for r in rows:
-        flag = " (archived)" if r["archived"] else ""
-        click.echo(f"{r['name']}{flag}: writers {', '.join(r['writers']) or '-'}; "
-                   f"readers {', '.join(r['readers']) or '-'}")
+    echo_listing(rows, as_json,
+                 (f"{r['name']}{' (archived)' if r['archived'] else ''}: writers "
+                  f"{', '.join(r['writers']) or '-'}; readers {', '.join(r['readers']) or '-'}"
+                  for r in rows),
+                 empty="no projects; create one with `teamhub project create NAME`")
 
 
 @project.command()
@@ -205,8 +201,6 @@ def repair(ctx: Context, name: str | None) -> None:
 def log(ctx: Context, name: str, as_json: bool) -> None:
     """Show the audit trail of project NAME: when, who, what."""
     rows = projects_of(ctx).store.history(check_project_name(name))
-    if as_json:
-        echo_json(rows)
-        return
-    for r in rows:
-        click.echo(f"{r['at']}  {r['actor']}  {r['action']}  {r['detail']}".rstrip())
+    echo_listing(rows, as_json,
+                 (f"{r['at']}  {r['actor']}  {r['action']}  {r['detail']}".rstrip()
+                  for r in rows))

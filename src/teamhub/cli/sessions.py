@@ -15,8 +15,8 @@ from ..accounts.lockout import Lockout
 from ..accounts.store import AccountStore
 from ..errors import AccountError
 from ..system.names import LINUX_NAME_RE, canonical_name
-from . import Context, echo_json, pass_ctx
-from .user import user
+from .base import Context, echo_listing, pass_ctx
+from .user_group import report_ended, user
 
 
 def login_name(ctx: Context, raw: str) -> str:
@@ -55,24 +55,9 @@ def locked(ctx: Context, as_json: bool) -> None:
     """List the names locked after too many failed logins, with the time left."""
     now = time.time()
     rows = {n: int(until - now + 0.999) for n, until in _lockout(ctx).locked_names().items()}
-    if as_json:
-        echo_json(rows)
-        return
-    if not rows:
-        click.echo("no name is locked")
-    for name, left in rows.items():
-        click.echo(f"{name}  locked for {left} more second(s)")
-
-
-def report_ended(name: str, how: str, counts: dict[str, int]) -> None:
-    if how == "none":
-        click.echo(f"{name} has no hub sessions to end")
-        return
-    where = "by the running hub" if how == "hub" else "in the hub database (no hub is running)"
-    text = f"ended every browser session of {name} {where}"
-    if counts.get("api_tokens"):
-        text += f"; revoked {counts['api_tokens']} API token(s)"
-    click.echo(text)
+    echo_listing(rows, as_json,
+                 (f"{name}  locked for {left} more second(s)" for name, left in rows.items()),
+                 empty="no name is locked")
 
 
 @user.command()

@@ -16,7 +16,7 @@ from ..gpu_report import holdings_report
 from ..system import listen, systemd
 from ..system.containers import LABEL_SERVER, LABEL_USER
 from ..system.docker import Engine
-from . import Context, cli, echo_json, pass_ctx
+from .base import Context, cli, echo_json, pass_ctx
 from .install import SERVICE
 
 # Where install.sh's detached start writes (its --log default).

@@ -7,7 +7,7 @@ import click
 from .. import settings as settings_mod
 from ..tls import default_hostnames, domain_names
 from ..tls import self_signed as make_self_signed
-from . import Context, cli, pass_ctx
+from .base import Context, cli, pass_ctx
 
 
 @cli.group()

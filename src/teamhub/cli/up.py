@@ -13,6 +13,7 @@ import click
 
 from .. import hubdb, preflight
 from ..accounts.store import AccountStore
+from ..envs.admin import refresh_visibility
 from ..errors import PreflightError
 from ..hubclient import HubIdentity
 from ..hubconfig import (
@@ -26,8 +27,9 @@ from ..hubconfig import (
 from ..paths import Paths
 from ..proxy import read_record
 from ..settings import Settings, load
+from ..spawners import forkserver
 from ..system import listen
-from . import Context, cli, pass_ctx
+from .base import Context, cli, pass_ctx
 
 
 def _write_secret(path: Path, text: str) -> None:
@@ -185,8 +187,6 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
                        f"(also saved in {paths.initial_password}, readable by root only; "
                        "change it with `teamhub user passwd`)")
     # Group membership may have changed while the hub was down: re-derive who sees which env.
-    from ..envs.admin import refresh_visibility
-
     refresh_visibility(settings)
     host = "localhost" if listen.all_addresses(settings["hub.ip"]) else settings["hub.ip"]
     paths.public_url_file.write_text(public_base_url(settings) + "\n")
@@ -197,8 +197,6 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     if (settings["spawner.fork_server"] and not single_user_trial
             and settings["spawner.backend"] == "local"):
         # Started here, before the hub reads any secret, as a fresh program; it ends with us.
-        from ..spawners import forkserver
-
         paths.fork_server_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         forkserver.start(paths.fork_server_socket, sys.executable, paths.fork_server_log)
     from jupyterhub.app import main as jupyterhub_main

@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import hubaccounts, hubclient
-from ..accounts.store import Account, AccountStore
-from ..errors import AccountError, HubNotAnswering
-from ..system import processes, users
+from ..accounts.store import Account
+from ..errors import HubNotAnswering
+from ..system import acl, processes, users
 from ..system.containers import home_volume, remove_user_containers, remove_user_volume
 from ..system.docker import Engine
-from ..system.names import canonical_name, system_name
-from . import Context, cli, echo_json, hub_step, pass_ctx
+from ..system.names import system_name
+from .base import Context, echo_json, echo_listing, hub_step, pass_ctx
+from .project import actor, projects_of
+from .user_group import existing_account, report_ended, store_of, user
 
 if TYPE_CHECKING:
     from ..projects.apply import Projects
@@ -31,19 +33,8 @@ _STDIN_HELP = ("Read the password from standard input (one trailing newline is d
                "instead of generating one.")
 
 
-def _store(ctx: Context) -> AccountStore:
-    return AccountStore(ctx.paths.accounts_db)
-
-
 def _min_length(ctx: Context) -> int:
     return int(ctx.settings["auth.min_password_length"])
-
-
-def _existing(store: AccountStore, name: str) -> Account:
-    account = store.get(canonical_name(name))  # invalid names fail here, with the rule
-    if account is None:
-        raise AccountError(f"user {name!r} does not exist; see `teamhub user list`")
-    return account
 
 
 def _password(from_stdin: bool) -> tuple[str, bool]:
@@ -79,27 +70,6 @@ def _describe(ctx: Context, account: Account) -> dict[str, Any]:
     }
 
 
-# What only makes sense for teamhub's own accounts; in PAM mode the machine's
-# Linux accounts are the accounts, managed with the system's own tools.
-BUILTIN_ONLY = {
-    "add": "create the Linux account with `adduser NAME`",
-    "passwd": "set a password with `passwd NAME`, then `teamhub user logout NAME`",
-    "remove": "remove the Linux account with `deluser NAME` (it then cannot log in)",
-    "block": "lock the Linux account with `usermod -L NAME`, then `teamhub user logout NAME`",
-    "unblock": "unlock the Linux account with `usermod -U NAME`",
-}
-
-
-@cli.group()
-@click.pass_context
-def user(click_ctx: click.Context) -> None:
-    """Manage hub users (teamhub's own accounts)."""
-    hint = BUILTIN_ONLY.get(click_ctx.invoked_subcommand or "")
-    if hint and click_ctx.find_object(Context).settings["auth.mode"] == "pam":
-        raise AccountError(f"`teamhub user {click_ctx.invoked_subcommand}` manages teamhub's "
-                           f"own accounts, but auth.mode is pam (Linux accounts): {hint}")
-
-
 @user.command()
 @click.argument("name")
 @click.option("--admin", is_flag=True, help="Make the user a hub admin.")
@@ -112,7 +82,7 @@ def add(ctx: Context, name: str, admin: bool, password_stdin: bool) -> None:
     The user's Linux account is created when their server first starts.
     """
     password, generated = _password(password_stdin)
-    account = _store(ctx).add(name, password, admin=admin, min_length=_min_length(ctx))
+    account = store_of(ctx).add(name, password, admin=admin, min_length=_min_length(ctx))
     click.echo(f"added user {account.name}" + (" (admin)" if account.admin else ""))
     if generated:
         _show_generated(account.name, password)
@@ -127,15 +97,13 @@ def passwd(ctx: Context, name: str, password_stdin: bool) -> None:
 
     Without --password-stdin a strong password is generated and printed once.
     """
-    store = _store(ctx)
-    account = _existing(store, name)
+    store = store_of(ctx)
+    account = existing_account(store, name)
     password, generated = _password(password_stdin)
     # A busy hub or an impostor on its port stops the command before anything changes.
     hubclient.hub_running(ctx.paths)
     store.set_password(account.name, password, min_length=_min_length(ctx))
     click.echo(f"changed the password of {account.name}")
-    from .sessions import report_ended
-
     with hub_step(f"the password of {account.name} is changed",
                   f"to finish, run `teamhub user logout {account.name} --api-tokens` once "
                   "the hub answers"):
@@ -150,10 +118,7 @@ def passwd(ctx: Context, name: str, password_stdin: bool) -> None:
 @pass_ctx
 def list_users(ctx: Context, as_json: bool) -> None:
     """List hub users with their Linux account and home."""
-    rows = [_describe(ctx, a) for a in _store(ctx).list()]
-    if as_json:
-        echo_json(rows)
-        return
+    rows = [_describe(ctx, a) for a in store_of(ctx).list()]
     table = [("NAME", "ADMIN", "SYSTEM USER", "HOME")] + [
         (r["name"] + (" (blocked)" if r["blocked"] else "")
          + (" (pending)" if r["pending"] else ""), "yes" if r["admin"] else "no",
@@ -161,9 +126,9 @@ def list_users(ctx: Context, as_json: bool) -> None:
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(3)]
-    for row in table:
-        padded = [cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)]
-        click.echo("  ".join([*padded, row[3]]))
+    echo_listing(rows, as_json,
+                 ("  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)),
+                             row[3]]) for row in table))
 
 
 @user.command()
@@ -172,7 +137,7 @@ def list_users(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, name: str, as_json: bool) -> None:
     """Show hub user NAME: admin flag, Linux account, home and server state."""
-    info = _describe(ctx, _existing(_store(ctx), name))
+    info = _describe(ctx, existing_account(store_of(ctx), name))
     try:
         state = hubaccounts.hub_state(ctx.paths, info["name"])
     except HubNotAnswering as exc:
@@ -206,8 +171,8 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
 def remove(ctx: Context, name: str, keep_home: bool, purge: bool, yes: bool) -> None:
     """Remove hub user NAME: stop their server, delete their Linux account (if
     teamhub created it; with its home unless --keep-home) and their account."""
-    store = _store(ctx)
-    account = _existing(store, name)
+    store = store_of(ctx)
+    account = existing_account(store, name)
     sysname = system_name(account.name, ctx.settings["users.system_prefix"])
     registry = ctx.paths.system_users
     # Check all that can be checked before changing anything.
@@ -237,8 +202,6 @@ def remove(ctx: Context, name: str, keep_home: bool, purge: bool, yes: bool) -> 
         elif any(v["Name"] == home_volume(account.name) for v in engine.volumes()):
             click.echo(f"kept volume {home_volume(account.name)} (their files); remove it with "
                        f"`docker volume rm {home_volume(account.name)}`")
-    from .project import actor, projects_of
-
     projects_of(ctx).forget_user(account.name, actor())
     if managed:
         account_before = users.lookup(sysname)
@@ -255,8 +218,6 @@ def remove(ctx: Context, name: str, keep_home: bool, purge: bool, yes: bool) -> 
 
 def _projects_with_acl(p: Projects, sysname: str) -> list[Project]:
     """The projects whose folder ACL names Linux account SYSNAME (what is on disk)."""
-    from ..system import acl
-
     out = []
     for project in p.store.list():
         folder = p.layout.folder(project.name)
@@ -278,18 +239,14 @@ def block(ctx: Context, name: str) -> None:
     and they lose all project access (ACLs and ~/projects links). Their
     project grants are kept: `teamhub user unblock NAME` gives everything back.
     """
-    from .project import actor, projects_of
-
-    store = _store(ctx)
-    account = _existing(store, name)
+    store = store_of(ctx)
+    account = existing_account(store, name)
     sysname = system_name(account.name, ctx.settings["users.system_prefix"])
     # A busy hub or an impostor on its port stops the command before anything changes.
     hubclient.hub_running(ctx.paths)
     already = store.set_blocked(account.name, True)
     click.echo(f"user {account.name} was already blocked; making sure nothing is left"
                if already else f"blocked user {account.name}: logins are refused")
-    from .sessions import report_ended
-
     with hub_step(f"user {account.name} is blocked (logins are refused)",
                   f"to finish, run `teamhub user block {account.name}` again once the hub "
                   "answers"):
@@ -324,10 +281,8 @@ def unblock(ctx: Context, name: str) -> None:
 
     Their servers are not started; they start them as usual after logging in.
     """
-    from .project import actor, projects_of
-
-    store = _store(ctx)
-    account = _existing(store, name)
+    store = store_of(ctx)
+    account = existing_account(store, name)
     already = store.set_blocked(account.name, False)
     click.echo(f"user {account.name} was not blocked" if already
                else f"unblocked user {account.name}: logins work again")
@@ -340,6 +295,3 @@ def unblock(ctx: Context, name: str) -> None:
     click.echo("project access: " + ", ".join(f"{k} ({v})" for k, v in mine.items())
                if mine else "no project access to restore")
 
-
-# pending / approve / reject / reset-link / admin live in their own module.
-from . import user_lifecycle  # noqa: E402, F401

@@ -7,8 +7,8 @@ import click
 from .. import hubaccounts, hubclient
 from ..accounts import lifecycle
 from ..errors import AccountError
-from . import Context, echo_json, hub_step, pass_ctx
-from .user import _existing, _store, user
+from .base import Context, echo_listing, hub_step, pass_ctx
+from .user_group import existing_account, store_of, user
 
 
 @user.command()
@@ -17,17 +17,12 @@ from .user import _existing, _store, user
 def pending(ctx: Context, as_json: bool) -> None:
     """List signups waiting for approval, oldest first."""
     rows = [{"name": a.name, "requested": a.created}
-            for a in lifecycle.pending(_store(ctx))]
-    if as_json:
-        echo_json(rows)
-        return
-    if not rows:
-        click.echo("no signups are waiting for approval")
-        return
-    width = max(len("NAME"), *(len(r["name"]) for r in rows))
-    click.echo(f"{'NAME'.ljust(width)}  REQUESTED (UTC)")
-    for r in rows:
-        click.echo(f"{r['name'].ljust(width)}  {r['requested']}")
+            for a in lifecycle.pending(store_of(ctx))]
+    width = max([len("NAME"), *(len(r["name"]) for r in rows)])
+    echo_listing(rows, as_json,
+                 [f"{'NAME'.ljust(width)}  REQUESTED (UTC)",
+                  *(f"{r['name'].ljust(width)}  {r['requested']}" for r in rows)],
+                 empty="no signups are waiting for approval")
 
 
 @user.command()
@@ -35,7 +30,7 @@ def pending(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def approve(ctx: Context, name: str) -> None:
     """Approve the signup of NAME: they can log in from now on."""
-    done = lifecycle.approve(_store(ctx), name)
+    done = lifecycle.approve(store_of(ctx), name)
     click.echo(f"approved {done}: they can log in now")
 
 
@@ -44,7 +39,7 @@ def approve(ctx: Context, name: str) -> None:
 @pass_ctx
 def reject(ctx: Context, name: str) -> None:
     """Reject the signup of NAME: the pending account is deleted (approved ones never are)."""
-    done = lifecycle.reject(_store(ctx), name)
+    done = lifecycle.reject(store_of(ctx), name)
     click.echo(f"rejected the signup of {done}")
 
 
@@ -79,8 +74,8 @@ def reset_link(ctx: Context, name: str, expires: str, base_url: str | None) -> N
     """
     seconds = lifecycle.parse_duration(expires)
     base = _base_url(ctx, base_url)
-    account = _existing(_store(ctx), name)
-    token, until = lifecycle.create_reset_link(_store(ctx), account.name, seconds)
+    account = existing_account(store_of(ctx), name)
+    token, until = lifecycle.create_reset_link(store_of(ctx), account.name, seconds)
     click.echo(f"{base}/hub/reset/{token}")
     click.echo(f"(one use, for {account.name}, valid until {until} UTC)", err=True)
 
@@ -94,8 +89,8 @@ def admin(ctx: Context, name: str, on: bool | None) -> None:
     """Make hub user NAME an admin (--on) or not (--off); a running hub follows at once."""
     if on is None:
         raise AccountError("say --on or --off, e.g. `teamhub user admin NAME --on`")
-    store = _store(ctx)
-    account = _existing(store, name)
+    store = store_of(ctx)
+    account = existing_account(store, name)
     if account.pending:
         raise AccountError(f"user {account.name!r} is waiting for approval; approve it first "
                            f"with `teamhub user approve {account.name}`")

@@ -105,6 +105,7 @@ def safe_argv(argv: list[str]) -> list[str]:
     if len(argv) < 3 or argv[1:3] != _IPYKERNEL_MODULE:
         return argv
     python = argv[0]
+    version: tuple[int, int] | None
     if python in ("python", f"python{sys.version_info[0]}",
                   "python{}.{}".format(*sys.version_info[:2])):
         version = sys.version_info[:2]  # jupyter_client runs these with sys.executable

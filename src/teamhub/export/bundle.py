@@ -18,21 +18,11 @@ from typing import Any
 import yaml
 
 from .. import __version__
-from ..errors import ExportError
+from ..errors import ExportError, LossError
 from ..settings import Settings
 from . import buildctx, chart, guide, mapping
 from .team import read_team
 from .values import Options, build
-
-
-class LossError(ExportError):
-    """Settings the chart cannot express, met without --allow-loss; `losses` lists them."""
-
-    def __init__(self, losses: list[str]) -> None:
-        super().__init__(f"{len(losses)} setting(s) above cannot be expressed in the chart; "
-                         "change them, or export anyway with --allow-loss (nothing was "
-                         "written)")
-        self.losses = losses
 
 
 @dataclass

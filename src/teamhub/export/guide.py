@@ -14,7 +14,7 @@ import yaml
 from ..settings import Settings
 from .chart import CHART_VERSION
 from .team import Team
-from .values import ENVS_VOLUME, PROJECTS_VOLUME, STORE_PATH
+from .values import ENVS_VOLUME, PROJECTS_VOLUME, STORE_PATH, home_volume
 
 NOT_CARRIED = """\
 - **systemd limits become pod limits.** Memory and CPU caps are the pods' limits, with
@@ -63,8 +63,6 @@ def storage_manifests(settings: Settings, team: Team, capacity: str = "10Gi") ->
 
 
 def _users(settings: Settings, team: Team) -> dict[str, dict[str, Any]]:
-    from .values import home_volume
-
     return {n: {"uid": i.uid, "login": i.login, "homeVolume": home_volume(n),
                 "allocated": i.allocated} for n, i in team.identities.items()}
 

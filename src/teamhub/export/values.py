@@ -150,7 +150,9 @@ def _passwd_files(settings: Settings, team: Team) -> dict[str, Any]:
     import grp
 
     home_root, shell = settings["paths.home_root"], settings["users.shell"]
-    passwd, groups, extra = [], [], set()
+    passwd: list[str] = []
+    groups: list[str] = []
+    extra: set[int] = set()
     for ident in team.identities.values():
         passwd.append(f"{ident.login}:x:{ident.uid}:{ident.gid}:teamhub user:"
                       f"{home_root}/{ident.login}:{shell}")

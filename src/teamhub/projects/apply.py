@@ -18,9 +18,10 @@ from pathlib import Path
 
 from ..accounts.groups import GroupStore
 from ..accounts.store import AccountStore
+from ..errors import ProjectError
 from ..system import acl, users
 from ..system.names import system_name
-from .model import Principal, Project, ProjectError, ProjectStore, effective
+from .model import Principal, Project, ProjectStore, effective
 
 LINKS_DIR = "projects"  # ~/projects/NAME in every home
 TRASH_DIR = ".trash"  # project names start with a letter, so this never clashes

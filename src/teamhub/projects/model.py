@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..accounts.groups import canonical_group
 from ..accounts.store import AccountStore, _now
-from ..errors import TeamhubError
+from ..errors import ProjectError
 from ..system.names import canonical_name
 
 MAX_PROJECT_NAME = 64
@@ -24,11 +24,6 @@ PROJECT_RULE = (f"1 to {MAX_PROJECT_NAME} of lower-case a-z, 0-9, '_', '-', "
                 "starting with a letter")
 ACCESS = ("read", "write")
 
-
-class ProjectError(TeamhubError):
-    """A project operation cannot be done (unknown project, bad name, not empty...)."""
-
-    exit_code = 7
 
 
 def check_project_name(raw: str) -> str:

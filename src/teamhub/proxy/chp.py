@@ -34,6 +34,7 @@ from jupyterhub.utils import url_path_join
 from tornado.ioloop import PeriodicCallback
 from traitlets import Integer, Unicode, default
 
+from ..errors import SystemdError
 from ..system import systemd
 from . import LAUNCHER, start_time
 
@@ -76,6 +77,8 @@ class TeamhubProxy(ConfigurableHTTPProxy):
                             "this slice (so that it outlives teamhub.service); empty: stay.")
 
     _watch = None
+    # The adopted proxy, or the one this hub launched (JupyterHub's trait is untyped).
+    proxy_process: RunningProxy | Popen[bytes]
 
     @default("auth_token")
     def _token_from_file(self) -> str:
@@ -200,7 +203,7 @@ class TeamhubProxy(ConfigurableHTTPProxy):
         try:
             await asyncio.get_running_loop().run_in_executor(
                 None, systemd.place_in_scope, pid, unit, props)
-        except systemd.SystemdError as exc:
+        except SystemdError as exc:
             self.log.warning("The proxy stays in the hub's cgroup (%s): it will stop and "
                              "restart with the hub", exc)
 

@@ -36,6 +36,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from ..errors import ForkServerUnavailable
 from ..system.sandbox import LaunchSpec, become, show_as_exec
 
 PR_SET_PDEATHSIG = 1
@@ -57,9 +58,6 @@ PRELOAD = (
 # gets a freshly exec'd server instead of the preloaded one.
 IMPORT_TIME_ENV = ("JUPYTERHUB_SINGLEUSER_APP", "JUPYTERHUB_SINGLEUSER_EXTENSION")
 
-
-class ForkServerUnavailable(Exception):
-    """The fork server could not start this server; the caller starts it normally."""
 
 
 # ---------------------------------------------------------------- server side
@@ -236,7 +234,7 @@ class ForkServer:
         gc.freeze()  # keep the preloaded objects' pages shared with every child
         _log(f"ready on {self.socket_path} ({_threads()} thread)")
         while True:
-            readable, _, _ = select.select([listener, wake_r], [], [], 5)
+            readable, _, _ = select.select([listener.fileno(), wake_r], [], [], 5)
             if wake_r in readable:
                 try:
                     while os.read(wake_r, 512):
@@ -244,7 +242,7 @@ class ForkServer:
                 except BlockingIOError:
                     pass
             self.reap()
-            if listener in readable:
+            if listener.fileno() in readable:
                 conn, _ = listener.accept()
                 try:
                     self.handle(conn, listener)

@@ -45,6 +45,11 @@ class GpuSupport(HasTraits):
     """What a spawner needs for `[gpus]` (mixed in before JupyterHub's spawner class; a
     HasTraits so that its traits are set up and configurable as the spawner's own)."""
 
+    # The spawner's own, seen here through the class this is mixed into.
+    user: Any
+    name: str | None
+    log: Any
+
     gpus = Dict(
         help="""The `gpus.*` settings (default, groups, users); each server's share is
         resolved from them and the user's groups at every start (see teamhub.gpus).""",

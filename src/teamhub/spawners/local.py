@@ -23,12 +23,14 @@ from pathlib import Path
 from subprocess import PIPE, STDOUT, Popen
 from typing import Any
 
-from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from jupyterhub.utils import random_port
 from traitlets import Bool, Dict, Integer, List, Unicode
 
 from .. import limits as limits_model
-from ..errors import TeamhubError
+from ..accounts.pam import account_problem
+from ..errors import ForkServerUnavailable, TeamhubError
+from ..projects.apply import Layout, Projects
 from ..system import namespaces, systemd
 from ..system.names import system_name
 from ..system.sandbox import LaunchSpec, current_rlimits
@@ -40,8 +42,18 @@ from .gpu import GpuSupport
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-class SpawnFailed(TeamhubError):
-    """The user's server could not start; the message is shown to the user."""
+class SpawnFailed(SpawnException):
+    """The user's server could not start: JupyterHub's SpawnException, so the hub counts it
+    as a failed start (not an error) in its failure limit and metrics, and shows MESSAGE
+    to the user as it is (on the spawn page and in the progress events)."""
+
+    def __init__(self, message: str, *, reason: str = "start-failed") -> None:
+        super().__init__(message, reason=reason, status_code=500)
+        # The progress API shows str() of other exceptions; this is what the user reads.
+        self.jupyterhub_message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _log_tail(path: Path, lines: int = 6) -> str:
@@ -51,6 +63,26 @@ def _log_tail(path: Path, lines: int = 6) -> str:
         return ""
     kept = [line.strip() for line in text.splitlines() if line.strip()]
     return " | ".join(kept[-lines:])
+
+
+def _root_only_folder(root: Path, mode: int = 0o777) -> None:
+    """ROOT as a folder (made with MODE if missing) that only root can write: users' private
+    folders are made in it, and a user who could write there could swap them for links."""
+    root.mkdir(mode=mode, parents=True, exist_ok=True)
+    info = os.lstat(root)
+    if info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022 or not stat.S_ISDIR(info.st_mode):
+        raise SpawnFailed(f"{root} must be a root-owned folder that only root can write")
+
+
+def _fresh_folder(folder: Path, user: SystemUser) -> None:
+    """FOLDER as an empty folder only USER can enter (nothing left from an earlier owner)."""
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    elif folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(mode=0o700)
+    os.chown(folder, user.uid, user.gid)
+    os.chmod(folder, 0o700)
 
 
 def merge_path(ours: str, admin: Any) -> str:
@@ -151,6 +183,9 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
     ).tag(config=True)
 
     _forked = False
+    # JupyterHub's traits, typed for the checker (annotations only: the traits stay).
+    port: int
+    proc: Popen[bytes] | None
 
     limits = Dict(
         help="""The `limits.*` settings (enabled, memory, cpu, tasks, private_tmp, groups);
@@ -206,7 +241,7 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
             scope = {"unit": self.scope_unit, "properties": props}
         elif resolved is not None:
             raise SpawnFailed("per-user limits are on but systemd is not running here; "
-                              "ask your admin to run `teamhub doctor`")
+                              "ask your admin to run `teamhub doctor`", reason="limits")
         private_tmp = None
         if resolved is not None and resolved.private_tmp:
             account = users_lookup(self.system_user_name)
@@ -218,18 +253,8 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
     def _fresh_private_tmp(self, path: str, user: SystemUser) -> None:
         """PATH as an empty folder only USER can enter, under a root-only-writable root."""
         folder = Path(path)
-        root = folder.parent
-        root.mkdir(mode=0o711, parents=True, exist_ok=True)
-        info = os.lstat(root)
-        if info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022 or not stat.S_ISDIR(info.st_mode):
-            raise SpawnFailed(f"{root} must be a root-owned folder that only root can write")
-        if folder.is_symlink() or folder.is_file():
-            folder.unlink()
-        elif folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(mode=0o700)
-        os.chown(folder, user.uid, user.gid)
-        os.chmod(folder, 0o700)
+        _root_only_folder(folder.parent, mode=0o711)
+        _fresh_folder(folder, user)
 
     @property
     def system_user_name(self) -> str:
@@ -239,8 +264,6 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
 
     def _existing_account(self) -> SystemUser:
         """PAM mode's account: the user's own, checked again at every start."""
-        from ..accounts.pam import account_problem
-
         problem = account_problem(self.user.name, min_uid=self.min_uid,
                                   allowed_groups=set(self.allowed_groups))
         if problem:
@@ -269,8 +292,6 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         """Give a (possibly brand-new) account its project ACLs and ~/projects links."""
         if not (self.projects_root and self.accounts_db and Path(self.accounts_db).exists()):
             return
-        from ..projects.apply import Layout, Projects
-
         layout = Layout(root=Path(self.projects_root), store_path=Path(self.accounts_db),
                         prefix=self.system_prefix, registry=Path(self.registry_path))
         try:
@@ -295,18 +316,10 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
     def _private_runtime_dir(self, user: SystemUser) -> str:
         """A fresh, empty folder only USER can enter (nothing left from an earlier uid owner)."""
         root = Path(self.private_runtime_root)
-        root.mkdir(parents=True, exist_ok=True)
-        info = os.lstat(root)
-        if info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022 or not stat.S_ISDIR(info.st_mode):
-            raise SpawnFailed(f"{root} must be a root-owned folder that only root can write")
+        _root_only_folder(root)
         os.chmod(root, 0o755)  # explicit: the hub's umask is 077, and users must pass through
         folder = root / str(user.uid)
-        if folder.is_symlink() or folder.is_file():
-            folder.unlink()
-        elif folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(mode=0o700)
-        os.chown(folder, user.uid, user.gid)
+        _fresh_folder(folder, user)
         return str(folder)
 
     async def stop(self, now: bool = False) -> None:
@@ -363,7 +376,8 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
             return await asyncio.to_thread(self._system_user)
         except TeamhubError as exc:
             self.log.error("Cannot prepare Linux account for %s: %s", self.user.name, exc)
-            raise SpawnFailed(f"Your Linux account could not be prepared: {exc}") from None
+            raise SpawnFailed(f"Your Linux account could not be prepared: {exc}",
+                              reason="account") from None
 
     async def start(self) -> tuple[str, int]:
         began = time.monotonic()
@@ -383,9 +397,10 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         spec = await asyncio.to_thread(self._launch_spec, user, log_path)
         try:
             await asyncio.to_thread(self._prepare_placement, spec, user)
-        except (TeamhubError, OSError) as exc:
+        except (TeamhubError, OSError, SpawnFailed) as exc:
             self.log.error("Cannot set up limits for %s: %s", self.user.name, exc)
-            raise SpawnFailed(f"Your server's limits could not be set up: {exc}") from None
+            raise SpawnFailed(f"Your server's limits could not be set up: {exc}",
+                              reason="limits") from None
         launched = time.monotonic()
         with open(log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} start\n".encode())
@@ -395,7 +410,7 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
             try:
                 self.pid = await forkserver.spawn(Path(self.fork_server_socket), spec)
                 self._forked = True
-            except forkserver.ForkServerUnavailable as exc:
+            except ForkServerUnavailable as exc:
                 self.log.warning("Starting %s's server the normal way: %s", self.user.name, exc)
                 self._restart_fork_server()
         if not self._forked:
@@ -432,7 +447,7 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
             self.log.error("Cannot run the launcher for %s: %s", self.user.name, exc)
             raise SpawnFailed(
                 f"The server launcher could not be run ({exc.strerror}); "
-                "ask your admin to run `teamhub doctor`"
+                "ask your admin to run `teamhub doctor`", reason="launcher"
             ) from None
         finally:
             os.close(fd)
@@ -451,7 +466,7 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         if self._forked:
             try:
                 running, code = await forkserver.status(Path(self.fork_server_socket), self.pid)
-            except forkserver.ForkServerUnavailable:
+            except ForkServerUnavailable:
                 running, code = await self._signal(0), None
             if not running:
                 return code if code is not None else -1
@@ -473,7 +488,7 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
                                self.user.name, code, tail)
                 raise SpawnFailed(
                     f"Your server stopped while starting (exit code {code}). "
-                    f"Its last output: {tail or '(none)'}"
+                    f"Its last output: {tail or '(none)'}", reason="exited"
                 )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):

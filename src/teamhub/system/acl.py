@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import TeamhubError
+from ..errors import AclError
 
 READ = "r-X"
 WRITE = "rwX"
@@ -21,11 +21,6 @@ WRITE = "rwX"
 # entry is ---), nothing for "other"; the named-user ACL entries are the only way in.
 FOLDER_MODE = 0o2770
 
-
-class AclError(TeamhubError):
-    """setfacl/getfacl/chown failed, or the filesystem does not support ACLs."""
-
-    exit_code = 6
 
 
 def _run(argv: list[str]) -> str:

@@ -12,7 +12,7 @@ import os
 import stat
 from typing import Any
 
-from ..errors import TeamhubError
+from ..errors import NamespaceError
 
 CLONE_NEWNS = 0x00020000
 MS_RDONLY = 0x1
@@ -24,9 +24,6 @@ MS_SLAVE = 1 << 19
 MS_BIND = 0x1000
 SHM = "/dev/shm"
 
-
-class NamespaceError(TeamhubError):
-    """A private /tmp or /dev/shm could not be set up."""
 
 
 def _libc() -> ctypes.CDLL:

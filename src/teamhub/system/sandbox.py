@@ -21,8 +21,13 @@ import random
 import resource
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from ..errors import SandboxError
+from .namespaces import private_mounts
+from .systemd import enter_scope
 
 PR_SET_DUMPABLE = 4
 PR_SET_MM = 35
@@ -31,9 +36,6 @@ PR_SET_MM_MAP = 14
 # Every limit a process has; the spec records the values a normally started server gets.
 RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
 
-
-class SandboxError(RuntimeError):
-    """The process could not be made into the user's server; nothing of it may run."""
 
 
 @dataclass
@@ -169,7 +171,7 @@ def _drop_to(spec: LaunchSpec) -> None:
 class _MmMap(ctypes.Structure):
     """struct prctl_mm_map from <linux/prctl.h>."""
 
-    _fields_ = [(name, ctypes.c_uint64) for name in (
+    _fields_: ClassVar[Sequence[tuple[str, Any]]] = [(name, ctypes.c_uint64) for name in (
         "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
         "start_stack", "arg_start", "arg_end", "env_start", "env_end")] + [
         ("auxv", ctypes.c_void_p), ("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
@@ -247,12 +249,8 @@ def become(spec: LaunchSpec, *, in_process: bool = False) -> None:
     _reset_signals()
     _set_rlimits(spec.rlimits)
     if spec.scope is not None:
-        from teamhub.system.systemd import enter_scope  # type: ignore[import-not-found]
-
         enter_scope(spec.scope["unit"], spec.scope["properties"])
     if spec.private_tmp is not None or spec.shm_size is not None or spec.devices:
-        from teamhub.system.namespaces import private_mounts  # type: ignore[import-not-found]
-
         private_mounts(tmp=spec.private_tmp, shm_size=spec.shm_size, devices=spec.devices)
     if in_process:
         show_as_exec(exec_cmdline(spec.argv), spec.env)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import TeamhubError
+from ..errors import SystemdError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 UNIT_DIR = Path("/etc/systemd/system")
@@ -37,9 +37,6 @@ _SIGNATURES: dict[str, str] = {
     "DeviceAllow": "a(ss)",
 }
 
-
-class SystemdError(TeamhubError):
-    """systemd is missing or refused a request; the message says what to do."""
 
 
 def booted(root: Path = Path("/")) -> bool:
