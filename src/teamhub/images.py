@@ -329,9 +329,26 @@ def present(image: str, engine: Engine | None = None) -> bool:
     return (engine or Engine()).image(reference(image)) is not None
 
 
-def missing_message(image: str) -> str:
-    """What to tell a user or admin whose `docker.image` is not on this machine."""
-    ref = reference(image)
-    fix = (f"build it with `teamhub image build {image}`" if ref != image
-           else "load or build it on this machine (teamhub never pulls images)")
-    return f"the container image {ref} (docker.image = {image!r}) is not on this machine; {fix}"
+def build_hint(image: str) -> str:
+    """How to get IMAGE (a `docker.image(s)` value) onto this machine."""
+    if reference(image) != image:
+        return f"build it with `teamhub image build {image}`"
+    return "load or build it on this machine (teamhub never pulls images)"
+
+
+def missing_message(image: str, setting: str = "") -> str:
+    """What to tell a user or admin whose image IMAGE is not on this machine; SETTING
+    names where it was configured, for the admin."""
+    where = f" ({setting} = {image!r})" if setting else ""
+    return (f"the container image {reference(image)}{where} is not on this machine; "
+            f"{build_hint(image)}")
+
+
+def missing_allowed(table: dict[str, Any], engine: Engine) -> str | None:
+    """None when every `docker.images` entry is a local image, else one line naming them."""
+    missing = [name for name in table if not present(name, engine)]
+    if not missing:
+        return None
+    named = "; ".join(f"{reference(name)} ({build_hint(name)})" for name in missing)
+    return (f"docker.images lists image(s) not on this machine: {named}; or remove them "
+            "from docker.images (`teamhub config unset docker.images` drops the list)")

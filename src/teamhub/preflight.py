@@ -178,6 +178,9 @@ def check_docker(settings: object) -> None:
         engine = Engine()
         engine.ping()
         if not images.present(image, engine):
-            raise PreflightError(images.missing_message(image))
+            raise PreflightError(images.missing_message(image, "docker.image"))
+        missing = images.missing_allowed(settings["docker.images"], engine)  # type: ignore[index]
+        if missing:
+            raise PreflightError(missing)
     except DockerError as exc:
         raise PreflightError(f"spawner.backend is docker but {exc}") from None

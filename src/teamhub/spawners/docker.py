@@ -23,10 +23,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from jupyterhub.utils import random_port
-from traitlets import Bool, Integer, Unicode
+from tornado import web
+from traitlets import Bool, Dict, Integer, Unicode, default
 
-from .. import images
-from ..errors import DockerError
+from .. import image_choice, images
+from ..errors import DockerError, ImageError
 from ..projects.apply import Layout, Projects
 from ..system.containers import (
     LABEL_PORT,
@@ -60,6 +61,11 @@ class DockerSpawner(LocalSpawner):
         `teamhub/base:latest`) or a full local image reference. Never pulled.""",
     ).tag(config=True)
 
+    allowed_images = Dict(
+        help="""`docker.images`: more images users may choose on the spawn page besides
+        `image` (name → {display, groups}); see teamhub.image_choice.""",
+    ).tag(config=True)
+
     runtime_dir = Unicode(
         help="""The runtime (a venv of /usr/bin/python3), mounted read-only at the same path."""
     ).tag(config=True)
@@ -82,6 +88,54 @@ class DockerSpawner(LocalSpawner):
     fork_server = Bool(False).tag(config=True)
 
     container_id = Unicode("")
+
+    # The configured default, kept while `image` holds one start's choice.
+    _default_image: str | None = None
+
+    # Image choice: the spawn page's form, and the one check every start's options pass
+    # (form, query or REST API alike), before anything is created.
+
+    def image_options(self) -> list[image_choice.ImageOption]:
+        if self._default_image is None:
+            self._default_image = self.image
+        return image_choice.allowed(self._default_image, self.allowed_images,
+                                    [group.name for group in self.user.groups])
+
+    @default("options_form")
+    def _image_form(self):  # noqa: ANN202 - JupyterHub calls it with the spawner
+        def form(spawner: DockerSpawner) -> str:
+            stored = spawner.orm_spawner.user_options if spawner.orm_spawner else None
+            chosen = (stored or {}).get(image_choice.FORM_FIELD, "")
+            return image_choice.form_html(spawner.image_options(),
+                                          chosen if isinstance(chosen, str) else "")
+        return form
+
+    @default("options_from_form")
+    def _image_from_form(self):  # noqa: ANN202 - JupyterHub calls it with the spawner
+        def from_form(form_data: dict, spawner: DockerSpawner) -> dict:
+            options = image_choice.from_form(form_data)
+            spawner._chosen_image(options)  # a bad choice: the form again, with the reason
+            return options
+        return from_form
+
+    @default("apply_user_options")
+    def _apply_image_choice(self):  # noqa: ANN202 - JupyterHub calls it with the spawner
+        def apply(spawner: DockerSpawner, user_options: dict) -> None:
+            spawner.image = spawner._chosen_image(user_options)
+        return apply
+
+    def _chosen_image(self, user_options: object) -> str:
+        """The image USER_OPTIONS picks for this user; HTTP 400 naming the allowed ones."""
+        try:
+            return image_choice.choose(user_options, self.image_options())
+        except ImageError as exc:
+            self.log.warning("Refused a server start for %s: %s", self.user.name, exc)
+            if self.orm_spawner is not None:
+                # Never reused by the next start without options.
+                self.orm_spawner.user_options = {}
+            error = web.HTTPError(400, str(exc), reason="Image not allowed")
+            error.jupyterhub_message = str(exc)  # what the spawn page shows
+            raise error from None
 
     @property
     def container_name(self) -> str:
