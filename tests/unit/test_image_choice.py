@@ -149,3 +149,25 @@ def test_spawner_refuses_a_tampered_choice_with_400_logs_it_and_forgets_it(how, 
     assert "Refused a server start for ada" in caplog.text and "'ml'" in caplog.text
     assert s.image == "base"
     assert s.orm_spawner.user_options == {}
+
+
+@pytest.mark.parametrize("name", ["ada@corp", "a b", "café"])
+def test_a_user_name_docker_cannot_name_a_container_after_fails_before_anything(name):
+    """Only a raw authenticator from jupyterhub_config.d lets such a name in; the start
+    stops at the first hook, before any account, volume or container is made."""
+    s = DockerSpawner(user=SimpleNamespace(name=name, groups=[]),
+                      orm_spawner=SimpleNamespace(user_options=None, server=None, name=""),
+                      image="base")
+    with pytest.raises(web.HTTPError) as info:
+        asyncio.run(s._run_apply_user_options({}))
+    assert "Docker cannot name a container" in info.value.jupyterhub_message
+    assert "lower-case letters" in info.value.jupyterhub_message
+
+
+def test_every_hub_user_name_is_a_valid_container_name():
+    from teamhub.system.containers import container_name_problem
+    from teamhub.system.names import LINUX_NAME_RE
+
+    assert LINUX_NAME_RE.pattern.startswith("[a-z_]")  # the widest names teamhub accepts
+    for name in ("ada", "_svc", "a-b_c9", "x" * 32):
+        assert container_name_problem(f"teamhub-{name}") is None

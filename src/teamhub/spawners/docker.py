@@ -36,6 +36,7 @@ from ..system.containers import (
     CgroupLimits,
     Mount,
     container_config,
+    container_name_problem,
     ensure_home_volume,
 )
 from ..system.docker import Engine
@@ -121,6 +122,13 @@ class DockerSpawner(LocalSpawner):
     @default("apply_user_options")
     def _apply_image_choice(self):  # noqa: ANN202 - JupyterHub calls it with the spawner
         def apply(spawner: DockerSpawner, user_options: dict) -> None:
+            # First of all, before anything is made for this start.
+            problem = container_name_problem(spawner.container_name)
+            if problem:
+                spawner.log.error("Cannot start %s's server: %s", spawner.user.name, problem)
+                error = web.HTTPError(500, problem, reason="No container name")
+                error.jupyterhub_message = problem
+                raise error
             spawner.image = spawner._chosen_image(user_options)
         return apply
 
