@@ -746,7 +746,7 @@ def test_image_build_from_a_local_image_with_pip(engine: Engine, image: str) -> 
                  f"{runtime}/bin/jupyter kernelspec list --json && cat /etc/pip.conf")
         inside = subprocess.run(
             ["docker", "run", "--rm", "--network", "none", "--user", "65534:65534",
-             "-v", f"{runtime}:{runtime}:ro", ref, "sh", "-c", probe],
+             "--env", "HOME=/tmp", "-v", f"{runtime}:{runtime}:ro", ref, "sh", "-c", probe],
             capture_output=True, text=True, timeout=300)
         assert inside.returncode == 0, inside.stderr
         lines = inside.stdout.splitlines()
