@@ -129,17 +129,18 @@ class DockerSpawner(LocalSpawner):
                 error = web.HTTPError(500, problem, reason="No container name")
                 error.jupyterhub_message = problem
                 raise error
-            spawner.image = spawner._chosen_image(user_options)
+            # JupyterHub has saved these options as the user's choice: a refused one goes.
+            spawner.image = spawner._chosen_image(user_options, forget=True)
         return apply
 
-    def _chosen_image(self, user_options: object) -> str:
-        """The image USER_OPTIONS picks for this user; HTTP 400 naming the allowed ones."""
+    def _chosen_image(self, user_options: object, forget: bool = False) -> str:
+        """The image USER_OPTIONS picks for this user; HTTP 400 naming the allowed ones
+        (and, with FORGET, the saved options dropped: the next plain start is the default)."""
         try:
             return image_choice.choose(user_options, self.image_options())
         except ImageError as exc:
             self.log.warning("Refused a server start for %s: %s", self.user.name, exc)
-            if self.orm_spawner is not None:
-                # Never reused by the next start without options.
+            if forget and self.orm_spawner is not None:
                 self.orm_spawner.user_options = {}
             error = web.HTTPError(400, str(exc), reason="Image not allowed")
             error.jupyterhub_message = str(exc)  # what the spawn page shows
