@@ -173,3 +173,18 @@ def test_every_hub_user_name_is_a_valid_container_name():
     assert LINUX_NAME_RE.pattern.startswith("[a-z_]")  # the widest names teamhub accepts
     for name in ("ada", "_svc", "a-b_c9", "x" * 32):
         assert container_name_problem(f"teamhub-{name}") is None
+
+
+def test_entries_that_are_not_local_images_are_named_with_their_fix():
+    """What `teamhub up` and `doctor` say; the engine is a stand-in that knows one image."""
+    from teamhub import images
+
+    class OneImage:
+        def image(self, ref: str) -> dict | None:
+            return {"Id": "sha256:1"} if ref == "teamhub/ml:latest" else None
+
+    assert images.missing_allowed({"ml": {}}, OneImage()) is None
+    line = images.missing_allowed({"ml": {}, "gpu": {}, "myorg/lab:3": {}}, OneImage())
+    assert "teamhub/gpu:latest (build it with `teamhub image build gpu`)" in line
+    assert "myorg/lab:3 (load or build it on this machine" in line
+    assert "teamhub/ml" not in line and "\n" not in line
