@@ -611,8 +611,11 @@ def docker_engine(p: Probe) -> Result:
         engine = Engine()
         info = engine.info()
         if not images.present(image, engine):
-            return Result(name, False, images.missing_message(image),
-                          f"teamhub image build {image}")
+            return Result(name, False, images.missing_message(image, "docker.image"),
+                          images.build_hint(image))
+        missing = images.missing_allowed(p.settings["docker.images"], engine)
+        if missing:
+            return Result(name, False, missing, "build them, or remove them from docker.images")
         containers = engine.containers(label=LABEL_USER)
         volumes = engine.volumes(label=LABEL_USER)
     except DockerError as exc:
@@ -633,10 +636,12 @@ def docker_engine(p: Probe) -> Result:
     if problems:
         return Result(name, False, "; ".join(problems), "; ".join(fixes))
     running = sum(1 for c in containers if c.get("State") == "running")
+    choice = p.settings["docker.images"]
+    extra = f" (and docker.images: {', '.join(choice)})" if choice else ""
     return Result(name, True, f"Docker {info.get('ServerVersion', '?')} answers "
                   f"(cgroup driver {info.get('CgroupDriver', '?')}, "
                   f"v{info.get('CgroupVersion', '?')}); image {images.reference(image)} "
-                  f"present; {running} user container(s) running")
+                  f"present{extra}; {running} user container(s) running")
 
 
 def run_checks(settings: Settings, only: list[str] | None = None) -> list[Result]:

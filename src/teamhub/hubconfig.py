@@ -349,6 +349,9 @@ def update_docker(c: Config, s: Settings, paths: Paths) -> None:
         return
     c.JupyterHub.spawner_class = "teamhub.spawners.docker.DockerSpawner"
     c.DockerSpawner.image = s["docker.image"]
+    # The others users may choose on the spawn page (teamhub.image_choice).
+    c.DockerSpawner.allowed_images = {name: dict(entry)
+                                      for name, entry in s["docker.images"].items()}
     c.DockerSpawner.home_mode = s["docker.home"]
     c.DockerSpawner.runtime_dir = str(paths.runtime_dir)
     c.DockerSpawner.envs_root = s["envs.root"]

@@ -193,6 +193,9 @@ def check_docker(settings: Settings) -> None:
         engine = Engine()
         engine.ping()
         if not images.present(image, engine):
-            raise PreflightError(images.missing_message(image))
+            raise PreflightError(images.missing_message(image, "docker.image"))
+        missing = images.missing_allowed(settings["docker.images"], engine)
+        if missing:
+            raise PreflightError(missing)
     except DockerError as exc:
         raise PreflightError(f"spawner.backend is docker but {exc}") from None

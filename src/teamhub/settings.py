@@ -20,6 +20,7 @@ from typing import Any
 import tomli_w
 
 from . import gpus as gpu_model
+from . import image_choice
 from .errors import SettingsError
 from .limits import check_groups, check_value, parse_shm_size
 
@@ -189,6 +190,10 @@ def _gpus_table(value: dict[str, str]) -> str | None:
     return gpu_model.check_table(value)
 
 
+def _docker_images(value: dict[str, Any]) -> str | None:
+    return image_choice.check_table(value)
+
+
 SCHEMA: tuple[Setting, ...] = (
     Setting("hub.ip", str, "auto", "Address the public port listens on. `auto`: every address "
             "of both families (`::` dual-stack where the machine has IPv6, else `0.0.0.0`), so "
@@ -267,6 +272,15 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("docker.image", str, "base", "With `spawner.backend = \"docker\"`: the image "
             "users' servers run from, a name built with `teamhub image build NAME` or a full "
             "local image reference. Never pulled from a registry."),
+    Setting("docker.images", dict, {}, "With the docker backend: more images users may "
+            "choose from on the spawn page, besides `docker.image` (the default, offered to "
+            "everyone), e.g. `[docker.images.ml]` `display = \"Python with PyTorch\"` "
+            "`groups = [\"ml\"]`. Each key is a `teamhub image build` name or a full local "
+            "image reference; `display` is what the page shows (default: the key); "
+            "`groups`, when set, limits the image to members of those groups. Any other "
+            "value sent by a form or the API is refused (HTTP 400). `teamhub up` refuses "
+            "entries that are not local images. As an environment variable: a JSON object "
+            "of objects.", check=_docker_images, nested=True),
     Setting("docker.home", str, "bind", "With the docker backend: `bind` mounts each user's "
             "home folder on this machine at the same path (the same files whichever backend "
             "runs); `volume` gives each user a named volume `teamhub-user-<name>` as their "
@@ -410,6 +424,13 @@ def lookup(key: str) -> Setting:
         ) from None
 
 
+def _nested_value_ok(value: Any) -> bool:
+    """A value inside a table of tables: a string, an integer or a list of strings."""
+    if isinstance(value, list):
+        return all(isinstance(v, str) for v in value)
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
 def coerce(setting: Setting, value: Any, origin: str) -> Any:
     """Check VALUE against SETTING's type and rules; return it in canonical form."""
     t = setting.type
@@ -419,9 +440,8 @@ def coerce(setting: Setting, value: Any, origin: str) -> Any:
     if t is list and ok:
         ok = all(isinstance(v, str) for v in value)
     if t is dict and ok and setting.nested:
-        ok = all(isinstance(v, dict) and all(
-            isinstance(x, (str, int)) and not isinstance(x, bool) for x in v.values())
-            for v in value.values())
+        ok = all(isinstance(v, dict) and all(_nested_value_ok(x) for x in v.values())
+                 for v in value.values())
     elif t is dict and ok:
         ok = all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     if not ok:

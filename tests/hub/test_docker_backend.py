@@ -67,9 +67,12 @@ def image(engine: Engine) -> str:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
         image: str) -> Iterator[HubProcess]:
-    # A per-run name for the same image, so the missing-image test can take it away.
-    run_image = unique("thd")
-    engine.tag(f"teamhub/{image}:latest", f"teamhub/{run_image}", "latest")
+    # Per-run names for the same image: the default (the missing-image test takes it away),
+    # one more everyone may choose, and one for the members of a group only.
+    run_image, other_image, group_image = unique("thd"), unique("thdo"), unique("thdg")
+    for tag in (run_image, other_image, group_image):
+        engine.tag(f"teamhub/{image}:latest", f"teamhub/{tag}", "latest")
+    group = unique("ml")
     projects = world_dir("teamhub-projroot-")
     envs = world_dir("teamhub-envs-")
     h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=f"""
@@ -79,13 +82,20 @@ backend = "docker"
 [docker]
 image = "{run_image}"
 
+[docker.images.{other_image}]
+display = "Second image"
+
+[docker.images.{group_image}]
+display = "Group image"
+groups = ["{group}"]
+
 [projects]
 root = "{projects}"
 
 [envs]
 root = "{envs}"
 """)
-    h.image = run_image
+    h.image, h.other_image, h.group_image, h.group = run_image, other_image, group_image, group
     h.projects_root = projects
     # A server dying at start is made here by the user's own ~/.jupyter config, which
     # teamhub ignores by default (README "Browser isolation"): read it in this hub.
@@ -103,6 +113,7 @@ root = "{envs}"
         h.add_user(h.bob, PASSWORD)
         h.teamhub("project", "create", "shared", "--writers", h.ada, "--readers", h.bob)
         h.teamhub("env", "create", "shared", "six")
+        h.teamhub("group", "create", group)
         h.start()
         yield h
     finally:
@@ -112,7 +123,8 @@ root = "{envs}"
         h.cleanup()
         shutil.rmtree(projects, ignore_errors=True)
         shutil.rmtree(envs, ignore_errors=True)
-        engine.remove_image(f"teamhub/{run_image}:latest")
+        for tag in (run_image, other_image, group_image):
+            engine.remove_image(f"teamhub/{tag}:latest")
 
 
 def login(hub: HubProcess, name: str) -> Browser:
@@ -351,6 +363,21 @@ def test_revoke_bites_in_the_running_container(hub: HubProcess, bob: Browser,
     assert out["error"].startswith("PermissionError"), out
 
 
+def test_grant_says_which_running_containers_get_it_at_their_next_start(
+        hub: HubProcess, bob: Browser) -> None:
+    """A running container's mounts are fixed at its start: a new grant (or read → write)
+    waits for the next one, and the CLI names who that concerns. Revokes bite at once."""
+    idle = unique("idl")
+    hub.users.append(idle)
+    hub.add_user(idle, PASSWORD)
+    hub.teamhub("project", "revoke", "shared", hub.bob)  # as the revoke test leaves it
+    done = hub.teamhub("project", "grant", "shared", hub.bob, "--read")
+    assert f"note: {hub.bob} run(s) a server in a container" in done.stdout, done.stdout
+    assert "next start" in done.stdout
+    done = hub.teamhub("project", "grant", "shared", idle, "--write")
+    assert "note:" not in done.stdout, done.stdout  # no server running: nothing to wait for
+
+
 def test_memory_hog_is_killed_and_nobody_else_notices(hub: HubProcess, engine: Engine,
                                                       ada: Browser, ada_kernel: str,
                                                       bob: Browser, bob_kernel: str) -> None:
@@ -407,6 +434,65 @@ def test_doctor_checks_the_engine_and_names_orphan_containers(hub: HubProcess, e
         assert not result["ok"] and f"teamhub-{ghost}" in result["detail"], result
     finally:
         engine.remove(f"teamhub-{ghost}")
+
+
+def stop_server(hub: HubProcess, engine: Engine, b: Browser, name: str) -> None:
+    stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
+                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    assert stop.status_code in (202, 204)
+    deadline = time.monotonic() + 30
+    while engine.container(f"teamhub-{name}") is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_spawn_page_offers_each_user_their_images_and_runs_the_chosen_one(
+        hub: HubProcess, engine: Engine) -> None:
+    member, other = unique("chm"), unique("cho")
+    for name in (member, other):
+        hub.users.append(name)
+        hub.add_user(name, PASSWORD)
+    hub.teamhub("group", "add", hub.group, member)
+    page = login(hub, member).get(f"/hub/spawn/{member}").text
+    assert 'name="image"' in page
+    assert "Second image" in page and "Group image" in page, page
+    b = login(hub, other)
+    page = b.get(f"/hub/spawn/{other}").text
+    assert "Second image" in page and "Group image" not in page, page
+    resp = b.http.post(f"{hub.url}/hub/spawn/{other}", data={"image": hub.other_image},
+                       headers={"X-XSRFToken": b._xsrf("/hub/")}, allow_redirects=False,
+                       timeout=60)
+    assert resp.status_code == 302, resp.text[-2000:]
+    b.start_server(other)  # waits until ready
+    info = engine.container(f"teamhub-{other}")
+    assert info["Config"]["Image"] == f"teamhub/{hub.other_image}:latest"
+    stop_server(hub, engine, b, other)
+
+
+@pytest.mark.parametrize("how", ["form", "api"])
+def test_an_image_not_allowed_is_refused_with_400_logged_and_not_kept(
+        hub: HubProcess, engine: Engine, how: str) -> None:
+    """The group's image is on this machine, but this user is not in the group."""
+    name = unique("tam")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    xsrf = {"X-XSRFToken": b._xsrf("/hub/")}
+    if how == "form":
+        resp = b.http.post(f"{hub.url}/hub/spawn/{name}", data={"image": hub.group_image},
+                           headers=xsrf, allow_redirects=False, timeout=60)
+    else:
+        resp = b.http.post(f"{hub.url}/hub/api/users/{name}/server",
+                           json={"image": hub.group_image}, headers=xsrf, timeout=60)
+    assert resp.status_code == 400, resp.text[-2000:]
+    assert f"choose one of: {hub.image}, {hub.other_image}" in resp.text, resp.text[-2000:]
+    assert engine.container(f"teamhub-{name}") is None
+    assert f"Refused a server start for {name}" in hub.log.read_text(errors="replace")
+    if how == "api":
+        # The refused choice is not kept: a start without options runs the default.
+        b.start_server(name)
+        info = engine.container(f"teamhub-{name}")
+        assert info["Config"]["Image"] == f"teamhub/{hub.image}:latest"
+        stop_server(hub, engine, b, name)
 
 
 def test_missing_image_is_a_clear_spawn_error_and_leaves_nothing(hub: HubProcess,
@@ -597,20 +683,26 @@ def test_user_remove_keeps_the_volume_unless_purged_and_doctor_names_it(
     assert not result["ok"] and f"teamhub-user-{kept}" in result["detail"], result
 
 
-def test_up_refuses_a_missing_image_or_engine_in_one_line(tmp_path, engine: Engine) -> None:
-    other = HubProcess(tmp_path, extra_toml='[spawner]\nbackend = "docker"\n'
-                       '[docker]\nimage = "no-such-image"\n')
+@pytest.mark.parametrize(("images", "engine_socket", "says"), [
+    ('image = "no-such-image"', "", ["teamhub/no-such-image:latest",
+                                     "teamhub image build no-such-image"]),
+    ('image = "{image}"\n[docker.images.no-such-choice]', "",
+     ["docker.images", "teamhub/no-such-choice:latest", "teamhub image build no-such-choice"]),
+    ('image = "{image}"', "no-engine.sock", ["Docker engine is not running"]),
+])
+def test_up_refuses_a_missing_image_or_engine_in_one_line(tmp_path, engine: Engine, image: str,
+                                                          images: str, engine_socket: str,
+                                                          says: list[str]) -> None:
+    other = HubProcess(tmp_path, extra_toml='[spawner]\nbackend = "docker"\n[docker]\n'
+                       + images.format(image=image) + "\n")
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/{engine_socket}"} if engine_socket else None
     try:
-        done = teamhub_cli("--config", str(other.config), "up")
+        done = teamhub_cli("--config", str(other.config), "up", env=env)
         assert done.returncode != 0
         lines = [ln for ln in done.stderr.splitlines() if ln.startswith("teamhub: error")]
-        assert len(lines) == 1 and "teamhub/no-such-image:latest" in lines[0], done.stderr
-        assert "teamhub image build no-such-image" in lines[0]
-        done = teamhub_cli("--config", str(other.config), "up",
-                           env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
-        assert done.returncode != 0
-        lines = [ln for ln in done.stderr.splitlines() if ln.startswith("teamhub: error")]
-        assert len(lines) == 1 and "Docker engine is not running" in lines[0], done.stderr
+        assert len(lines) == 1, done.stderr
+        for text in says:
+            assert text in lines[0], lines[0]
     finally:
         other.cleanup()  # its home folder, and the sockets' folder the refused `up` made
 
@@ -629,3 +721,68 @@ def test_image_list_and_remove(engine: Engine, image: str) -> None:
         assert done.returncode != 0 and "no teamhub image" in done.stderr
     finally:
         engine.remove_image(f"teamhub/{name}:latest")
+
+
+PIP_IMAGE = "teamhub-test-pip"
+
+
+def test_image_build_from_a_local_image_with_pip(engine: Engine, image: str) -> None:
+    """--from the test image (no debootstrap) and one small package from the registry.
+
+    The build reaches PyPI only through this machine's CA trust and /etc/pip.conf, copied
+    into the image; the package lands in the image's own env, which is a kernel there.
+    Like the test image, the result is kept as a cache (its recipe hash covers the base
+    image's id, the package and the CA certificates): a few minutes once per machine."""
+    base = unique("thdb")
+    # Our own tag of the test image: nobody else's test can move it under the build.
+    engine.tag(f"teamhub/{image}:latest", f"teamhub/{base}", "latest")
+    ref = f"teamhub/{PIP_IMAGE}:latest"
+    try:
+        began = time.monotonic()
+        done = teamhub_cli("image", "build", PIP_IMAGE, "--from", base, "--pip", "six",
+                           timeout=1800)
+        assert done.returncode == 0, done.stderr[-3000:]
+        print(f"image --from {base} --pip six: {time.monotonic() - began:.1f}s")
+        assert done.stdout.strip().startswith(f"teamhub/{PIP_IMAGE}:")
+        if "up to date" not in done.stderr:
+            assert f"starting from the local image teamhub/{base}:latest" in done.stderr
+            assert "installing six with pip into /opt/teamhub-image" in done.stderr
+        runtime = str(runtime_dir())
+        probe = ("/opt/teamhub-image/bin/python -c 'import six; print(six.__file__)' && "
+                 f"{runtime}/bin/jupyter kernelspec list --json && cat /etc/pip.conf")
+        inside = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "--user", "65534:65534",
+             "--env", "HOME=/tmp", "-v", f"{runtime}:{runtime}:ro", ref, "sh", "-c", probe],
+            capture_output=True, text=True, timeout=300)
+        assert inside.returncode == 0, inside.stderr
+        lines = inside.stdout.splitlines()
+        assert lines[0].startswith("/opt/teamhub-image/lib/python3")
+        specs = json.loads(inside.stdout[inside.stdout.index("{"):inside.stdout.rindex("}") + 1])
+        spec = specs["kernelspecs"][f"image-{PIP_IMAGE}"]["spec"]
+        assert spec["display_name"] == f"Python (image {PIP_IMAGE})"
+        assert spec["argv"][0] == "/opt/teamhub-image/bin/python"
+        if os.path.exists("/etc/pip.conf"):
+            with open("/etc/pip.conf") as f:
+                assert f.read().strip() in inside.stdout
+        # Same inputs: reused; the base's id and the pip packages are part of the hash.
+        again = teamhub_cli("image", "build", PIP_IMAGE, "--from", base, "--pip", "six",
+                            timeout=300)
+        assert again.returncode == 0 and "up to date" in again.stderr, again.stderr
+    finally:
+        engine.remove_image(f"teamhub/{base}:latest")
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--from", "no-such-base"], "no such image on this machine"),
+    (["--pip", "-e ."], "not a Python package name"),
+    (["--pip", "git+https://example.org/x.git"], "not a Python package name"),
+])
+def test_image_build_bad_input_is_one_line_and_builds_nothing(engine: Engine, args: list[str],
+                                                               says: str) -> None:
+    name = unique("thdn")
+    done = teamhub_cli("image", "build", name, *[a.format(name=name) for a in args])
+    assert done.returncode != 0
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("teamhub: error")]
+    assert len(lines) == 1 and says in lines[0], done.stderr
+    assert "never pulls" in lines[0] or "--pip" in args
+    assert engine.image(f"teamhub/{name}:latest") is None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from teamhub import hubconfig, images
+from teamhub import hubconfig, image_build, images
 from teamhub.errors import DockerError, ImageError, SettingsError
 from teamhub.paths import Paths
 from teamhub.settings import load
@@ -127,13 +127,34 @@ def test_image_references_and_names():
 def test_recipe_hash_is_stable_and_changes_with_the_packages():
     if not Path("/etc/os-release").exists() or not Path("/usr/bin/python3").exists():
         pytest.skip("needs a Debian/Ubuntu machine")
-    a = images.Recipe.for_this_machine("base", [])
-    assert a.inputs_hash() == images.Recipe.for_this_machine("base", []).inputs_hash()
-    b = images.Recipe.for_this_machine("base", ["git"])
+    a = image_build.Recipe.for_this_machine("base", [])
+    assert a.inputs_hash() == image_build.Recipe.for_this_machine("base", []).inputs_hash()
+    b = image_build.Recipe.for_this_machine("base", ["git"])
     assert a.inputs_hash() != b.inputs_hash()
     assert "python3" in a.packages
     with pytest.raises(ImageError, match="package name"):
-        images.Recipe.for_this_machine("base", ["git; rm -rf /"])
+        image_build.Recipe.for_this_machine("base", ["git; rm -rf /"])
+    # --pip packages and the --from image's id are inputs too; without them the hash is
+    # what it always was (images built before --pip/--from stay current).
+    with_pip = image_build.Recipe.for_this_machine("base", [], ["six"])
+    assert with_pip.inputs_hash() not in (a.inputs_hash(), image_build.Recipe.for_this_machine(
+        "base", [], ["six==1.16.0"]).inputs_hash())
+    based = image_build.Recipe.for_this_machine("base", [], base="x", base_id="sha256:1")
+    assert based.inputs_hash() != a.inputs_hash()
+    assert based.inputs_hash() != image_build.Recipe.for_this_machine(
+        "base", [], base="x", base_id="sha256:2").inputs_hash()
+
+
+@pytest.mark.parametrize("req", ["six", "numpy==2.1.3", "torch[cpu]>=2,<3", "a.b-c_d~=1.0"])
+def test_pip_requirements_names_and_versions_are_accepted(req):
+    assert image_build.PIP_RE.fullmatch(req)
+
+
+@pytest.mark.parametrize("req", ["-e .", "--index-url=http://x", "../pkg", "/tmp/x.whl",
+                                 "git+https://example.org/x.git", "six; rm -rf /", ""])
+def test_pip_paths_urls_and_options_are_refused(req):
+    with pytest.raises(ImageError, match="not a Python package name"):
+        image_build.Recipe.for_this_machine("base", [], [req], base="x")
 
 
 def test_engine_not_running_is_one_clear_line(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import images
+from .. import image_build, images
 from .base import cli, echo_json
 
 
@@ -21,9 +21,18 @@ def image() -> None:
 @click.argument("name")
 @click.option("--apt", "apt", multiple=True, metavar="PKG",
               help="Also install this Debian/Ubuntu package (repeatable).")
-def build_cmd(name: str, apt: tuple[str, ...]) -> None:
-    """Build image NAME (reused when nothing that goes into it changed)."""
-    summary = images.build(name, list(apt))
+@click.option("--pip", "pip", multiple=True, metavar="PKG",
+              help="Also install this Python package (e.g. numpy or numpy==2.1.3; "
+              "repeatable) into the image's own environment /opt/teamhub-image, the kernel "
+              "\"Python (image NAME)\" in containers.")
+@click.option("--from", "base", metavar="LOCAL_IMAGE", default="",
+              help="Start from this image already on this machine (a teamhub image name or "
+              "a full reference) instead of this machine's release; never pulled.")
+def build_cmd(name: str, apt: tuple[str, ...], pip: tuple[str, ...], base: str) -> None:
+    """Build image NAME (reused when nothing that goes into it changed).
+
+    Progress goes to stderr; the image's reference is printed on stdout."""
+    summary = image_build.build(name, list(apt), pip=list(pip), base=base)
     click.echo(summary["reference"])
 
 

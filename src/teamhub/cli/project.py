@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ..errors import DockerError
 from ..projects.apply import Layout, Projects
 from ..projects.model import (
     Project,
@@ -21,6 +22,8 @@ from ..projects.model import (
     parse_principal,
     parse_principals,
 )
+from ..system.containers import running_users
+from ..system.docker import Engine
 from .base import Context, cli, echo_json, echo_listing, pass_ctx
 
 
@@ -48,10 +51,34 @@ def _describe(p: Projects, project: Project) -> dict[str, Any]:
     }
 
 
-def _change(p: Projects, name: str, before: dict[str, str]) -> None:
-    """Re-apply project NAME and refresh links of everyone whose access may have changed."""
+def _change(p: Projects, name: str, before: dict[str, str]) -> dict[str, str]:
+    """Re-apply project NAME and refresh links of everyone whose access may have changed;
+    the effective access after."""
     after = p.apply_project(p.store.get(name))
     p.sync_links(set(before) | set(after))
+    return after
+
+
+def _next_start_note(ctx: Context, name: str, before: dict[str, str],
+                     after: dict[str, str]) -> str | None:
+    """With the docker backend, a running container's project mounts are fixed at its start:
+    new access, or read → write, waits for the next start there (a revoke or write → read
+    bites at once: the ACLs decide every open). Who that concerns, or None."""
+    if ctx.settings["spawner.backend"] != "docker":
+        return None
+    gained = [u for u, access in after.items()
+              if before.get(u) is None or (access == "write" and before[u] != "write")]
+    if not gained:
+        return None
+    try:
+        running = running_users(Engine(), gained)
+    except DockerError as exc:
+        return (f"note: users' containers get the new access to {name} at their next server "
+                f"start (could not ask Docker which run now: {exc})")
+    if not running:
+        return None
+    return (f"note: {', '.join(running)} run(s) a server in a container, which gets the new "
+            f"access to {name} at its next start (stop and start the server)")
 
 
 @cli.group()
@@ -77,8 +104,11 @@ def create(ctx: Context, name: str, writers: str | None, readers: str | None,
         raise ProjectError(f"{p.layout.folder(name)} already exists but is no project; move it "
                            "away or choose another name")
     p.store.create(name, description, grants, actor())
-    _change(p, name, {})
+    after = _change(p, name, {})
     click.echo(f"created project {name} at {p.layout.folder(name)}")
+    note = _next_start_note(ctx, name, {}, after)
+    if note:
+        click.echo(note)
 
 
 @project.command()
@@ -95,8 +125,11 @@ def grant(ctx: Context, name: str, who: str, access: str | None) -> None:
     before = p.effective(p.store.get(name))
     principal = parse_principal(who)
     p.store.grant(name, principal, access, actor())
-    _change(p, name, before)
+    after = _change(p, name, before)
     click.echo(f"granted {access} on {name} to {principal}")
+    note = _next_start_note(ctx, name, before, after)
+    if note:
+        click.echo(note)
 
 
 @project.command()

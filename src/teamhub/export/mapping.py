@@ -26,6 +26,14 @@ class Rule:
     loss: Callable[[Values], list[str]] | None = None
 
 
+def _image_choice(v: Values) -> list[str]:
+    if not v["docker.images"]:
+        return []
+    return [f"docker.images offers {', '.join(sorted(v['docker.images']))}: the export builds "
+            "only docker.image's single-user image; give the others as singleuser.profileList "
+            "entries (one kubespawner_override.image each, built and pushed by you)"]
+
+
 def _loopback_ip(v: Values) -> list[str]:
     ip = v["hub.ip"]
     if ip != "auto" and ipaddress.ip_address(ip).is_loopback:
@@ -101,6 +109,8 @@ MAPPING: dict[str, Rule] = {
                              loss=_env_keep),
     "spawner.backend": Rule(to="the single-user image's base (docker: docker.image)"),
     "docker.image": Rule(to="the single-user image's base (with spawner.backend = docker)"),
+    "docker.images": Rule(reason="the chart's image choice is singleuser.profileList; not "
+                          "written", loss=_image_choice),
     "docker.home": Rule(reason=_N + "homes become one volume per user either way "
                         "(singleuser.storage dynamic)"),
     "envs.root": Rule(to="singleuser.storage.extraVolumes/extraVolumeMounts teamhub-envs "

@@ -23,10 +23,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from jupyterhub.utils import random_port
-from traitlets import Bool, Integer, Unicode
+from tornado import web
+from traitlets import Bool, Dict, Integer, Unicode, default
 
-from .. import images
-from ..errors import DockerError
+from .. import image_choice, images
+from ..errors import DockerError, ImageError
 from ..projects.apply import Layout, Projects
 from ..system.containers import (
     LABEL_PORT,
@@ -35,6 +36,7 @@ from ..system.containers import (
     CgroupLimits,
     Mount,
     container_config,
+    container_name_problem,
     ensure_home_volume,
 )
 from ..system.docker import Engine
@@ -61,6 +63,11 @@ class DockerSpawner(LocalSpawner):
         `teamhub/base:latest`) or a full local image reference. Never pulled.""",
     ).tag(config=True)
 
+    allowed_images = Dict(
+        help="""`docker.images`: more images users may choose on the spawn page besides
+        `image` (name → {display, groups}); see teamhub.image_choice.""",
+    ).tag(config=True)
+
     runtime_dir = Unicode(
         help="""The runtime (a venv of /usr/bin/python3), mounted read-only at the same path."""
     ).tag(config=True)
@@ -83,6 +90,63 @@ class DockerSpawner(LocalSpawner):
     fork_server = Bool(False).tag(config=True)
 
     container_id = Unicode("")
+
+    # The configured default, kept while `image` holds one start's choice.
+    _default_image: str | None = None
+
+    # Image choice: the spawn page's form, and the one check every start's options pass
+    # (form, query or REST API alike), before anything is created.
+
+    def image_options(self) -> list[image_choice.ImageOption]:
+        if self._default_image is None:
+            self._default_image = self.image
+        return image_choice.allowed(self._default_image, self.allowed_images,
+                                    [group.name for group in self.user.groups])
+
+    @default("options_form")
+    def _image_form(self):  # noqa: ANN202 - JupyterHub calls it with the spawner
+        def form(spawner: DockerSpawner) -> str:
+            stored = spawner.orm_spawner.user_options if spawner.orm_spawner else None
+            chosen = (stored or {}).get(image_choice.FORM_FIELD, "")
+            return image_choice.form_html(spawner.image_options(),
+                                          chosen if isinstance(chosen, str) else "")
+        return form
+
+    @default("options_from_form")
+    def _image_from_form(self):  # noqa: ANN202 - JupyterHub calls it with the spawner
+        def from_form(form_data: dict, spawner: DockerSpawner) -> dict:
+            options = image_choice.from_form(form_data)
+            spawner._chosen_image(options)  # a bad choice: the form again, with the reason
+            return options
+        return from_form
+
+    @default("apply_user_options")
+    def _apply_image_choice(self):  # noqa: ANN202 - JupyterHub calls it with the spawner
+        def apply(spawner: DockerSpawner, user_options: dict) -> None:
+            # First of all, before anything is made for this start.
+            problem = container_name_problem(spawner.container_name)
+            if problem:
+                spawner.log.error("Cannot start %s's server: %s", spawner.user.name, problem)
+                error = web.HTTPError(500, problem, reason="No container name")
+                error.jupyterhub_message = problem  # type: ignore[attr-defined]
+                raise error
+            # JupyterHub has saved these options as the user's choice: a refused one goes.
+            spawner.image = spawner._chosen_image(user_options, forget=True)
+        return apply
+
+    def _chosen_image(self, user_options: object, forget: bool = False) -> str:
+        """The image USER_OPTIONS picks for this user; HTTP 400 naming the allowed ones
+        (and, with FORGET, the saved options dropped: the next plain start is the default)."""
+        try:
+            return image_choice.choose(user_options, self.image_options())
+        except ImageError as exc:
+            self.log.warning("Refused a server start for %s: %s", self.user.name, exc)
+            if forget and self.orm_spawner is not None:
+                self.orm_spawner.user_options = {}
+            error = web.HTTPError(400, str(exc), reason="Image not allowed")
+            # What the spawn page shows.
+            error.jupyterhub_message = str(exc)  # type: ignore[attr-defined]
+            raise error from None
 
     @property
     def container_name(self) -> str:

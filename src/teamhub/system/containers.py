@@ -17,6 +17,8 @@ Plain OS plumbing: nothing here imports JupyterHub.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,19 @@ LABEL_PORT = "org.teamhub.port"
 # Name resolution for the user's own account inside (id, whoami, the shell prompt):
 # the host's passwd and group, read-only; never shadow.
 IDENTITY_FILES = ("/etc/passwd", "/etc/group")
+
+
+# What Docker accepts as a container name.
+CONTAINER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{1,200}")
+
+
+def container_name_problem(name: str) -> str | None:
+    """None if Docker can name a container NAME, else why not (for the user's message)."""
+    if CONTAINER_NAME_RE.fullmatch(name):
+        return None
+    return (f"Docker cannot name a container {name[:60]!r} (only letters, digits, '_', '.' "
+            "and '-'), so this user's server cannot run with spawner.backend = docker; "
+            "give the account a name of lower-case letters, digits, '_' or '-'")
 
 
 @dataclass(frozen=True)
@@ -149,3 +164,13 @@ def remove_user_containers(engine: Any, hub_name: str) -> list[str]:
 def remove_user_volume(engine: Any, hub_name: str) -> bool:
     """Remove HUB_NAME's home volume (`docker.home = "volume"`); False if there was none."""
     return engine.remove_volume(home_volume(hub_name))
+
+
+def running_users(engine: Any, hub_names: Iterable[str]) -> list[str]:
+    """Those of HUB_NAMES whose server runs in a container now (sorted)."""
+    wanted = set(hub_names)
+    if not wanted:
+        return []
+    running = {(c.get("Labels") or {}).get(LABEL_USER)
+               for c in engine.containers(label=LABEL_USER) if c.get("State") == "running"}
+    return sorted(wanted & running)

@@ -5,7 +5,7 @@ Docker SDK: each call opens its own connection, so calls from many threads run s
 by side (dockerspawner funnels every call through one thread, which is what makes a
 burst of spawns time out), and no extra package is needed. Only what teamhub uses is
 here: ping/info, images (inspect, list, import, tag, remove) and containers (create,
-start, inspect, list, logs, stop, remove) and volumes (create, list, remove).
+start, inspect, list, export, logs, stop, remove) and volumes (create, list, remove).
 
 Plain OS plumbing: nothing here imports JupyterHub.
 """
@@ -16,7 +16,7 @@ import http.client
 import json
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 from urllib.parse import quote, urlencode
 
@@ -160,6 +160,33 @@ class Engine:
         filters = {"label": [label]} if label else {}
         return self.json("GET", "/containers/json",
                          query={"all": "1", "filters": json.dumps(filters)})
+
+    def export(self, ident: str, out: IO[bytes], progress: Callable[[int], None] | None = None,
+               every: int = 100_000_000) -> int:
+        """Write container IDENT's files as a tar to OUT, streamed; how many bytes.
+        PROGRESS hears the count after each EVERY bytes."""
+        conn = _UnixConnection(self.path, 1800)
+        url = f"/containers/{ident}/export"
+        try:
+            try:
+                conn.request("GET", url)
+                resp = conn.getresponse()
+            except OSError as exc:
+                raise DockerError(f"the Docker engine at {self.path} did not answer GET {url}: "
+                                  f"{exc}") from None
+            if resp.status >= 400:
+                raise DockerError(f"Docker refused GET {url}: {_message(resp.read())} "
+                                  f"(HTTP {resp.status})")
+            total, reported = 0, 0
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+                total += len(chunk)
+                if progress and total - reported >= every:
+                    progress(total)
+                    reported = total
+            return total
+        finally:
+            conn.close()
 
     def logs(self, ident: str, tail: int = 20) -> str:
         """The container's last output lines (stdout and stderr), best effort."""
