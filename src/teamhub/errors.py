@@ -85,3 +85,10 @@ class ImageError(TeamhubError):
     """A container image cannot be built, found or removed."""
 
     exit_code = 8
+
+
+class ContainerEnterError(TeamhubError):
+    """A server could not be started inside its running container the fast way (docker
+    backend); the spawner starts it as the container's own command instead."""
+
+    exit_code = 8
