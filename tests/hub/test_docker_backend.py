@@ -24,6 +24,8 @@ from support.client import Browser
 from support.docker_engine import DockerEngine
 from support.hub import HubProcess, runtime_dir, unique, world_dir
 
+from teamhub.spawners.docker import KEEPALIVE
+from teamhub.system import nsenter
 from teamhub.system.containers import LABEL_USER
 from teamhub.system.docker import Engine
 
@@ -465,6 +467,54 @@ def test_stopping_a_server_removes_its_container(hub: HubProcess, engine: Engine
     while engine.container(f"teamhub-{name}") is not None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert engine.container(f"teamhub-{name}") is None
+
+
+def container_processes(engine: Engine, name: str) -> dict[int, str]:
+    """Host pid → command line of every process in NAME's container (from its cgroup)."""
+    init = engine.container(f"teamhub-{name}")["State"]["Pid"]
+    folder = nsenter.cgroup_folders(init)[0]
+    found = {}
+    with open(os.path.join(folder, "cgroup.procs")) as f:
+        for pid in f.read().split():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as c:
+                    found[int(pid)] = c.read().replace(b"\0", b" ").decode(errors="replace")
+            except FileNotFoundError:
+                pass
+    return found
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only its zombie (exited, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_server_entered_into_its_container_dies_with_it(hub: HubProcess,
+                                                          engine: Engine) -> None:
+    """The fast start: the container's own command only holds it open (the user's token
+    never goes to Docker) and the server is entered into it; `docker kill` ends it."""
+    name = unique("kil")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    assert b.open_lab(name).status_code == 200
+    config = engine.container(f"teamhub-{name}")["Config"]
+    assert config["Entrypoint"][:2] == ["/bin/sh", "-c"]
+    assert config["Entrypoint"][-1].endswith(KEEPALIVE)
+    assert not any(e.startswith("JUPYTERHUB_API_TOKEN=") for e in config["Env"] or [])
+    processes = container_processes(engine, name)
+    assert [p for p, cmd in processes.items() if "jupyterhub-singleuser" in cmd], processes
+    subprocess.run(["docker", "kill", f"teamhub-{name}"], capture_output=True, check=True,
+                   timeout=60)
+    deadline = time.monotonic() + 30
+    while not all(gone(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(gone(p) for p in processes), {p: processes[p] for p in processes if not gone(p)}
 
 
 def test_burst_of_five_all_ready(hub: HubProcess, engine: Engine) -> None:

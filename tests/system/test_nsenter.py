@@ -32,20 +32,19 @@ NOBODY = pwd.getpwnam("nobody")
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "uts", "user")
 
 REPORT = """
-import json, os, socket
+import json, os
 status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
 report = {
-    "ns": {n: os.readlink(f"/proc/self/ns/{n}") for n in %r},
+    "ns": {n: os.readlink(f"/proc/self/ns/{n}") for n in NAMESPACES},
     "status": {k: status[k].strip() for k in ("CapEff", "CapPrm", "CapInh", "CapBnd",
                                                "CapAmb", "NoNewPrivs")},
     "ids": [os.getresuid(), os.getresgid(), os.getgroups()],
     "pid": os.getpid(),
-    "hostname": socket.gethostname(),
     "dockerenv": os.path.exists("/.dockerenv"),
     "pids_max": [open(p).read().strip() for p in ("/sys/fs/cgroup/pids/pids.max",
                  "/sys/fs/cgroup/pids.max") if os.path.exists(p)],
 }
-""" % (NAMESPACES,)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +113,7 @@ def start_inside(ident: str, pid: int, fifo: str, code: str) -> tuple[int, dict]
             os.setgroups([])
             os.setgid(NOBODY.pw_gid)
             os.setuid(NOBODY.pw_uid)
-            scope: dict = {}
+            scope: dict = {"NAMESPACES": NAMESPACES}
             exec(REPORT + code, scope)
             os.write(write, json.dumps(scope["report"]).encode() + b"\n")
             os.close(write)
