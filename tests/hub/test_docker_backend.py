@@ -259,6 +259,8 @@ def test_no_capabilities_no_new_privileges_no_secrets(hub: HubProcess, ada: Brow
     assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0
     assert int(fields["CapBnd"], 16) == 0
     assert fields["NoNewPrivs"].strip() == "1"
+    # Docker's seccomp profile, also for a server entered into its container.
+    assert fields["Seccomp"].strip() == "2" and int(fields["Seccomp_filters"]) >= 1
     state = str(hub.state)
     probe = ("import os, json; print(json.dumps({'sock': os.path.exists('/var/run/docker.sock')"
              " or os.path.exists('/run/docker.sock'), 'state': os.path.exists(" + repr(state)

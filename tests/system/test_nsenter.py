@@ -5,8 +5,10 @@ when that process (the keep-alive FIFO's only writer) ends."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import platform
 import pwd
 import subprocess
 import tempfile
@@ -32,15 +34,27 @@ NOBODY = pwd.getpwnam("nobody")
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "uts", "user")
 
 REPORT = """
-import json, os
+import ctypes, json, os, platform
+
+def keyctl():
+    # keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 1): allowed outside Docker.
+    if platform.machine() != "x86_64":
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(250, 0, -3, 1) >= 0:
+        return 0
+    return ctypes.get_errno()
+
 status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
 report = {
     "ns": {n: os.readlink(f"/proc/self/ns/{n}") for n in NAMESPACES},
     "status": {k: status[k].strip() for k in ("CapEff", "CapPrm", "CapInh", "CapBnd",
-                                               "CapAmb", "NoNewPrivs")},
+                                               "CapAmb", "NoNewPrivs", "Seccomp",
+                                               "Seccomp_filters")},
     "ids": [os.getresuid(), os.getresgid(), os.getgroups()],
     "pid": os.getpid(),
     "dockerenv": os.path.exists("/.dockerenv"),
+    "keyctl": keyctl(),
     "pids_max": [open(p).read().strip() for p in ("/sys/fs/cgroup/pids/pids.max",
                  "/sys/fs/cgroup/pids.max") if os.path.exists(p)],
 }
@@ -104,6 +118,7 @@ def start_inside(ident: str, pid: int, fifo: str, code: str) -> tuple[int, dict]
         try:
             os.close(read)
             keep = nsenter.hold_open(fifo)
+            filters = nsenter.seccomp_filters(pid)
             nsenter.enter(pid, ident)
             inner = os.fork()
             if inner:
@@ -113,6 +128,7 @@ def start_inside(ident: str, pid: int, fifo: str, code: str) -> tuple[int, dict]
             os.setgroups([])
             os.setgid(NOBODY.pw_gid)
             os.setuid(NOBODY.pw_uid)
+            nsenter.apply_seccomp(filters)
             scope: dict = {"NAMESPACES": NAMESPACES}
             exec(REPORT + code, scope)
             os.write(write, json.dumps(scope["report"]).encode() + b"\n")
@@ -161,6 +177,15 @@ def test_an_entered_process_is_in_the_containers_namespaces_and_cgroups(
         for cap in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"):
             assert int(status[cap], 16) == 0, (cap, status)
         assert status["NoNewPrivs"] == "1"
+        # Under the container's own seccomp filter (Docker's profile), copied from its init.
+        with open(f"/proc/{pid}/status") as f:
+            init = dict(line.split(":", 1) for line in f.read().splitlines())
+        assert init["Seccomp"].strip() == "2"
+        assert status["Seccomp"] == "2"
+        assert status["Seccomp_filters"] == init["Seccomp_filters"].strip()
+        if platform.machine() == "x86_64":
+            # keyctl(2) is one of the calls Docker's profile refuses (EPERM) to everyone.
+            assert report["keyctl"] == errno.EPERM
         assert report["ids"] == [[NOBODY.pw_uid] * 3, [NOBODY.pw_gid] * 3, []]
     finally:
         # Killed with its container, as `docker kill` does to every process in it.

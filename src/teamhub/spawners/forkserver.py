@@ -130,17 +130,20 @@ def _run_server(spec: LaunchSpec) -> Any:
     return main()
 
 
-def _enter_container(spec: LaunchSpec, conn: socket.socket) -> tuple[LaunchSpec, int]:
+def _enter_container(spec: LaunchSpec,
+                     conn: socket.socket) -> tuple[LaunchSpec, int, list[bytes]]:
     """Move into SPEC's container; returns only in the server process forked there.
 
     That process gets the spec to become there (its output is the container's, `docker
-    logs`; no scope or private mounts: the container has them) and the keep-alive
-    descriptor to hold for its life. This (intermediate) process answers the hub with
-    the server's host pid, or what went wrong, and ends.
+    logs`; no scope or private mounts: the container has them), the keep-alive
+    descriptor to hold for its life and the container's seccomp filters to take on last.
+    This (intermediate) process answers the hub with the server's host pid, or what
+    went wrong, and ends.
     """
     target = spec.container or {}
     try:
         keepalive = nsenter.hold_open(str(target["keepalive"]))
+        filters = nsenter.seccomp_filters(int(target["pid"]))
         output = nsenter.enter(int(target["pid"]), str(target["id"]))
         pid = os.fork()  # the pid namespace applies to children only
     except (ContainerEnterError, OSError, KeyError, ValueError) as exc:
@@ -153,7 +156,7 @@ def _enter_container(spec: LaunchSpec, conn: socket.socket) -> tuple[LaunchSpec,
     nsenter.harden()
     inside = dataclasses.replace(spec, log_path=None, log_fd=output, scope=None,
                                  private_tmp=None, shm_size=None, container=None)
-    return inside, keepalive
+    return inside, keepalive, filters
 
 
 def _child(conn: socket.socket, listener: socket.socket) -> None:
@@ -170,15 +173,18 @@ def _child(conn: socket.socket, listener: socket.socket) -> None:
                 raise ValueError("launch spec too large")
         spec = LaunchSpec.from_json(b"".join(chunks))
         keep: tuple[int, ...] = ()
+        filters: list[bytes] = []
         if spec.container:
-            spec, keepalive = _enter_container(spec, conn)
+            spec, keepalive, filters = _enter_container(spec, conn)
             keep = (keepalive,)
         else:
             conn.close()
         if any(k in spec.env for k in IMPORT_TIME_ENV):
             become(spec, keep_fds=keep)
+            nsenter.apply_seccomp(filters)
             os.execve(spec.argv[0], spec.argv, spec.env)
         become(spec, in_process=True, keep_fds=keep)
+        nsenter.apply_seccomp(filters)
         code = _run_server(spec)
     except SystemExit as exc:
         code = exc.code

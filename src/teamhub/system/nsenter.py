@@ -13,7 +13,9 @@ killer count the server), then setns into each namespace that differs from ours
 is refused: root here would not be root there. The pid namespace applies to children
 only: the caller forks once more. `harden` then gives up what Docker takes from a
 container's processes (bounding and ambient capabilities, new privileges); the uid
-drop itself is sandbox.become's.
+drop itself is sandbox.become's. `seccomp_filters` copies the container's own seccomp
+filter (Docker's profile, as compiled for it) from its init process, and
+`apply_seccomp` installs it as the very last step before the server runs.
 
 `hold_open` opens the holder's keep-alive FIFO: the container's holder reads it and
 exits at end of file, i.e. when the server (the only writer) is gone, so the container
@@ -43,6 +45,26 @@ PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+PTRACE_DETACH = 17
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_SECCOMP_GET_FILTER = 0x420C
+WALL = 0x40000000
+
+
+class _SockFilter(ctypes.Structure):
+    """struct sock_filter from <linux/filter.h>: one classic BPF instruction."""
+
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog: a BPF program as seccomp takes it."""
+
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
 def _libc() -> ctypes.CDLL:
@@ -171,6 +193,58 @@ def harden() -> None:
     _call(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0),
           "clearing ambient capabilities")
     _call(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "setting no_new_privs")
+
+
+def seccomp_filters(pid: int) -> list[bytes]:
+    """The seccomp filters process PID runs under (Docker's profile, as the engine compiled
+    it for this container), newest first, as raw BPF programs; [] when it has none.
+
+    Read with PTRACE_SECCOMP_GET_FILTER (root, CONFIG_CHECKPOINT_RESTORE): the process is
+    stopped for the moment of the read and goes on as before."""
+    with open(f"/proc/{pid}/status") as f:
+        mode = next((line.split()[1] for line in f if line.startswith("Seccomp:")), "0")
+    if mode == "0":
+        return []
+    if mode != "2":
+        raise ContainerEnterError(f"process {pid} is in strict seccomp mode")
+    libc = _libc()
+    ptrace = libc.ptrace
+    ptrace.restype = ctypes.c_long
+    ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    if ptrace(PTRACE_SEIZE, pid, None, None) != 0:
+        err = ctypes.get_errno()
+        raise ContainerEnterError(f"cannot read the container's seccomp filter (ptrace: "
+                                  f"{os.strerror(err)})")
+    programs = []
+    try:
+        _call(ptrace(PTRACE_INTERRUPT, pid, None, None), "stopping the container's init")
+        os.waitpid(pid, WALL)
+        while True:
+            count = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, len(programs), None)
+            if count < 0:
+                err = ctypes.get_errno()
+                if err == errno.ENOENT:
+                    break
+                raise ContainerEnterError(f"cannot read the container's seccomp filter: "
+                                          f"{os.strerror(err)}")
+            program = (_SockFilter * count)()
+            if ptrace(PTRACE_SECCOMP_GET_FILTER, pid, len(programs), program) != count:
+                raise ContainerEnterError("the container's seccomp filter changed while read")
+            programs.append(bytes(program))
+    finally:
+        ptrace(PTRACE_DETACH, pid, None, None)
+    return programs
+
+
+def apply_seccomp(programs: list[bytes]) -> None:
+    """Put this process under PROGRAMS (from `seccomp_filters`), oldest first as they were
+    installed. Needs no_new_privs (`harden`); the last step before the server runs."""
+    libc = _libc()
+    for raw in reversed(programs):
+        program = (_SockFilter * (len(raw) // ctypes.sizeof(_SockFilter))).from_buffer_copy(raw)
+        fprog = _SockFprog(len(program), ctypes.cast(program, ctypes.POINTER(_SockFilter)))
+        _call(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0),
+              "installing the container's seccomp filter")
 
 
 def make_keepalive(path: str, uid: int, gid: int) -> None:
