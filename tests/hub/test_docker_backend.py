@@ -14,6 +14,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -517,6 +518,35 @@ def test_a_server_entered_into_its_container_dies_with_it(hub: HubProcess,
     while not all(gone(p) for p in processes) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert all(gone(p) for p in processes), {p: processes[p] for p in processes if not gone(p)}
+
+
+def test_without_the_fork_server_the_server_is_its_containers_command(hub: HubProcess,
+                                                                     engine: Engine) -> None:
+    """The fallback: when the server cannot be entered into its container (here: no fork
+    server), it starts as the container's own command, and the hub log says why."""
+    sock = str(hub.paths.fork_server_socket)
+    servers = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if entry.isdigit() and f"teamhub.spawners.forkserver\0{sock}" in f.read().decode():
+                    servers.append(int(entry))
+        except OSError:
+            pass
+    assert len(servers) == 1, servers  # the fork server this test's hub started
+    os.kill(servers[0], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while not gone(servers[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    name = unique("slo")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    assert b.open_lab(name).status_code == 200
+    config = engine.container(f"teamhub-{name}")["Config"]
+    assert config["Entrypoint"][-1] == "teamhub-server"
+    assert "as its container's command (slow)" in hub.log.read_text(errors="replace")
 
 
 def test_burst_of_five_all_ready(hub: HubProcess, engine: Engine) -> None:

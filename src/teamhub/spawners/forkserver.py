@@ -181,6 +181,8 @@ def _child(conn: socket.socket, listener: socket.socket) -> None:
             conn.close()
         if any(k in spec.env for k in IMPORT_TIME_ENV):
             become(spec, keep_fds=keep)
+            for fd in keep:
+                os.set_inheritable(fd, True)  # the exec'd server holds the container open
             nsenter.apply_seccomp(filters)
             os.execve(spec.argv[0], spec.argv, spec.env)
         become(spec, in_process=True, keep_fds=keep)
