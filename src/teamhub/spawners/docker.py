@@ -230,8 +230,12 @@ class DockerSpawner(LocalSpawner):
             except (forkserver.ForkServerUnavailable, ContainerEnterError) as exc:
                 self.log.warning("Starting %s's server as its container's command (slow): %s",
                                  self.user.name, exc)
-                await asyncio.to_thread(Engine().remove, self.container_id
-                                        or self.container_name)
+                try:
+                    await asyncio.to_thread(Engine().remove, self.container_id
+                                            or self.container_name)
+                except DockerError as gone:
+                    raise SpawnFailed(f"Your server's container could not be started: "
+                                      f"{gone}") from None
                 self.container_id = ""
                 if isinstance(exc, forkserver.ForkServerUnavailable):
                     self._restart_fork_server()
