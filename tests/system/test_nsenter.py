@@ -212,3 +212,15 @@ def test_a_process_that_is_not_the_containers_is_refused(
     ident, _, _ = container
     with pytest.raises(nsenter.ContainerEnterError, match="not in container"):
         nsenter.enter(os.getpid(), ident)
+
+
+def test_only_a_fifo_is_held_open(tmp_path) -> None:
+    """The keep-alive's folder is the user's: a symlink or file put there is refused."""
+    target = tmp_path / "not-yours"
+    target.write_text("root's")
+    link = tmp_path / "keepalive"
+    link.symlink_to(target)
+    with pytest.raises(nsenter.ContainerEnterError):
+        nsenter.hold_open(str(link), timeout=1)
+    with pytest.raises(nsenter.ContainerEnterError, match="not the container's keep-alive"):
+        nsenter.hold_open(str(target), timeout=1)

@@ -163,6 +163,10 @@ def enter(pid: int, container_id: str) -> int:
             fds.append(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
         output = os.open(f"/proc/{pid}/fd/1", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         fds.append(output)
+        if not stat.S_ISFIFO(os.fstat(output).st_mode):
+            # Docker's log pipe; reopening anything else through /proc as root could hand
+            # the server a file it may not write.
+            raise ContainerEnterError(f"container {container_id[:12]}'s output is not a pipe")
         # Everything above named the process behind the pidfd only if it still lives.
         if not _alive(pidfd):
             raise ContainerEnterError(f"container {container_id[:12]} stopped while entering")
@@ -258,18 +262,23 @@ def make_keepalive(path: str, uid: int, gid: int) -> None:
 
 
 def hold_open(path: str, timeout: float = 10) -> int:
-    """A write descriptor on the holder's keep-alive FIFO, once the holder reads it."""
-    info = os.lstat(path)
-    if not stat.S_ISFIFO(info.st_mode):
-        raise ContainerEnterError(f"{path} is not the container's keep-alive FIFO")
+    """A write descriptor on the holder's keep-alive FIFO, once the holder reads it.
+
+    The FIFO's folder is the user's: root opens nothing but a FIFO there (no symlink,
+    checked on the open descriptor), so the server is never handed another file."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             # Non-blocking: ENXIO until a reader has it open, instead of waiting forever.
-            return os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError as exc:
             if exc.errno != errno.ENXIO or time.monotonic() > deadline:
-                raise ContainerEnterError(
-                    f"the container's holder did not open {path} within {timeout:.0f}s "
-                    f"({exc.strerror})") from None
-        time.sleep(0.005)
+                waited = f" within {timeout:.0f}s" if exc.errno == errno.ENXIO else ""
+                raise ContainerEnterError(f"cannot open the container's keep-alive {path}"
+                                          f"{waited} ({exc.strerror})") from None
+            time.sleep(0.005)
+            continue
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ContainerEnterError(f"{path} is not the container's keep-alive FIFO")
+        return fd
