@@ -135,6 +135,13 @@ class GpusBusy(GpuError):
         self.holders = holders or {}
 
 
+class ContainerEnterError(TeamhubError):
+    """A server could not be started inside its running container the fast way (docker
+    backend); the spawner starts it as the container's own command instead."""
+
+    exit_code = 8
+
+
 class ProjectError(TeamhubError):
     """A project operation cannot be done (unknown project, bad name, not empty...)."""
 

@@ -355,7 +355,6 @@ def update_docker(c: Config, s: Settings, paths: Paths) -> None:
     c.DockerSpawner.home_mode = s["docker.home"]
     c.DockerSpawner.runtime_dir = str(paths.runtime_dir)
     c.DockerSpawner.envs_root = s["envs.root"]
-    c.DockerSpawner.fork_server = False
 
 
 def update_limits(c: Config, s: Settings, paths: Paths) -> None:

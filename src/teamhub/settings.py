@@ -247,7 +247,9 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("spawner.fork_server", bool, True, "Start users' servers by forking a warm, "
             "secret-free fork server (~0.1 s) instead of starting a fresh interpreter "
             "(~1.5 s). Either way the server runs as the user with nothing of its parent; "
-            "when the fork server is unavailable servers start the normal way."),
+            "when the fork server is unavailable servers start the normal way. With the "
+            "docker backend the fork server's child enters the user's container (its "
+            "cgroups, namespaces, capabilities and seccomp filter) and runs the server there."),
     Setting("spawner.shm_size", str, "1G", "Size of each user server's own /dev/shm (a "
             "tmpfs in the server's mount namespace: POSIX shared memory and semaphores, as "
             "used by multiprocessing and PyTorch's DataLoader): `512M`, `2G`, or a share of this "

@@ -14,6 +14,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from support.client import Browser
 from support.docker_engine import DockerEngine
 from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
 
+from teamhub.spawners.docker import KEEPALIVE
+from teamhub.system import nsenter
 from teamhub.system.containers import LABEL_USER
 from teamhub.system.docker import Engine
 
@@ -268,6 +271,8 @@ def test_no_capabilities_no_new_privileges_no_secrets(hub: HubProcess, ada: Brow
     assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0
     assert int(fields["CapBnd"], 16) == 0
     assert fields["NoNewPrivs"].strip() == "1"
+    # Docker's seccomp profile, also for a server entered into its container.
+    assert fields["Seccomp"].strip() == "2" and int(fields["Seccomp_filters"]) >= 1
     state = str(hub.state)
     probe = ("import os, json; print(json.dumps({'sock': os.path.exists('/var/run/docker.sock')"
              " or os.path.exists('/run/docker.sock'), 'state': os.path.exists(" + repr(state)
@@ -550,6 +555,83 @@ def test_stopping_a_server_removes_its_container(hub: HubProcess, engine: Engine
     while engine.container(f"teamhub-{name}") is not None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert engine.container(f"teamhub-{name}") is None
+
+
+def container_processes(engine: Engine, name: str) -> dict[int, str]:
+    """Host pid → command line of every process in NAME's container (from its cgroup)."""
+    init = engine.container(f"teamhub-{name}")["State"]["Pid"]
+    folder = nsenter.cgroup_folders(init)[0]
+    found = {}
+    with open(os.path.join(folder, "cgroup.procs")) as f:
+        for pid in f.read().split():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as c:
+                    found[int(pid)] = c.read().replace(b"\0", b" ").decode(errors="replace")
+            except FileNotFoundError:
+                pass
+    return found
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only its zombie (exited, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_server_entered_into_its_container_dies_with_it(hub: HubProcess,
+                                                          engine: Engine) -> None:
+    """The fast start: the container's own command only holds it open (the user's token
+    never goes to Docker) and the server is entered into it; `docker kill` ends it."""
+    name = unique("kil")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    assert b.open_lab(name).status_code == 200
+    config = engine.container(f"teamhub-{name}")["Config"]
+    assert config["Entrypoint"][:2] == ["/bin/sh", "-c"]
+    assert config["Entrypoint"][-1].endswith(KEEPALIVE)
+    assert not any(e.startswith("JUPYTERHUB_API_TOKEN=") for e in config["Env"] or [])
+    processes = container_processes(engine, name)
+    assert [p for p, cmd in processes.items() if "jupyterhub-singleuser" in cmd], processes
+    subprocess.run(["docker", "kill", f"teamhub-{name}"], capture_output=True, check=True,
+                   timeout=60)
+    deadline = time.monotonic() + 30
+    while not all(gone(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(gone(p) for p in processes), {p: processes[p] for p in processes if not gone(p)}
+
+
+def test_without_the_fork_server_the_server_is_its_containers_command(hub: HubProcess,
+                                                                     engine: Engine) -> None:
+    """The fallback: when the server cannot be entered into its container (here: no fork
+    server), it starts as the container's own command, and the hub log says why."""
+    sock = str(hub.paths.fork_server_socket)
+    servers = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if entry.isdigit() and f"teamhub.spawners.forkserver\0{sock}" in f.read().decode():
+                    servers.append(int(entry))
+        except OSError:
+            pass
+    assert len(servers) == 1, servers  # the fork server this test's hub started
+    os.kill(servers[0], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while not gone(servers[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    name = unique("slo")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    assert b.open_lab(name).status_code == 200
+    config = engine.container(f"teamhub-{name}")["Config"]
+    assert config["Entrypoint"][-1] == "teamhub-server"
+    assert "as its container's command (slow)" in hub.log.read_text(errors="replace")
 
 
 def test_burst_of_five_all_ready(hub: HubProcess, engine: Engine) -> None:

@@ -194,8 +194,7 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     sys.stdout.flush()
     # Everything the hub writes (database, cookie secret, logs) is for root's eyes only.
     os.umask(0o077)
-    if (settings["spawner.fork_server"] and not single_user_trial
-            and settings["spawner.backend"] == "local"):
+    if settings["spawner.fork_server"] and not single_user_trial:
         # Started here, before the hub reads any secret, as a fresh program; it ends with us.
         paths.fork_server_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         forkserver.start(paths.fork_server_socket, sys.executable, paths.fork_server_log)

@@ -11,6 +11,13 @@ Docker calls go straight to the Engine API (teamhub.system.docker), each on a wo
 thread of its own, so many users can start at once; the hub's event loop never waits on
 Docker. The container id is kept in the hub's state: a hub restart leaves containers
 running and re-adopts them.
+
+Fast start (with the fork server on, the default): the container's command only holds
+the container open, and the server is forked from the warm fork server into it
+(teamhub.system.nsenter: its cgroups, namespaces and hardening), so it does not import
+JupyterLab afresh in every container. The container still ends with its server (the
+holder waits on a FIFO only the server holds open), so stop, poll and re-adoption are the
+same for both ways. If entering fails, the server is its container's command, as before.
 """
 
 from __future__ import annotations
@@ -19,16 +26,18 @@ import asyncio
 import shutil
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from jupyterhub.utils import random_port
 from tornado import web
-from traitlets import Bool, Dict, Integer, Unicode, default
+from traitlets import Dict, Integer, Unicode, default
 
 from .. import image_choice, images
-from ..errors import DockerError, ImageError
+from ..errors import ContainerEnterError, DockerError, ImageError
 from ..projects.apply import Layout, Projects
+from ..system import nsenter
 from ..system.containers import (
     LABEL_PORT,
     LABEL_SERVER,
@@ -43,7 +52,11 @@ from ..system.docker import Engine
 from ..system.sandbox import LaunchSpec
 from ..system.users import SystemUser
 from ..system.users import lookup as users_lookup
+from . import forkserver
 from .local import LocalSpawner, SpawnFailed
+
+# The holder's keep-alive FIFO, in the server's private runtime folder (mounted inside).
+KEEPALIVE = ".teamhub-keepalive"
 
 
 def unix_socket_path(url: str) -> str | None:
@@ -85,9 +98,6 @@ class DockerSpawner(LocalSpawner):
     stop_timeout = Integer(
         10, help="""Seconds a stopping server gets before its container is killed."""
     ).tag(config=True)
-
-    # Nothing to fork: the container runs the server from a fresh interpreter.
-    fork_server = Bool(False).tag(config=True)
 
     container_id = Unicode("")
 
@@ -215,16 +225,23 @@ class DockerSpawner(LocalSpawner):
             return CgroupLimits()
         return CgroupLimits(memory=resolved.memory, cpu=resolved.cpu, tasks=resolved.tasks)
 
-    def _create_and_start(self, spec: LaunchSpec, limits: CgroupLimits) -> str:
-        """The container for SPEC, started; nothing is left behind when this fails."""
+    def _create_and_start(self, spec: LaunchSpec, limits: CgroupLimits,
+                          holder: str | None = None) -> str:
+        """The container for SPEC, started; nothing is left behind when this fails.
+
+        With HOLDER (its keep-alive FIFO, made here) the container only holds itself open
+        and the server is started into it afterwards; else the server is its command."""
         engine = Engine()
         ref = images.reference(self.image)
         if engine.image(ref) is None:
             raise SpawnFailed(images.missing_message(self.image))
+        if holder is not None:
+            assert spec.uid is not None and spec.gid is not None
+            nsenter.make_keepalive(holder, spec.uid, spec.gid)
         config = container_config(
             spec, image=ref, mounts=self._mounts(spec, engine), limits=limits,
             labels={LABEL_USER: self.user.name, LABEL_SERVER: self.name or "",
-                    LABEL_PORT: str(self.port)})
+                    LABEL_PORT: str(self.port)}, holder=holder)
         gpu = self.gpu_container_devices()
         config["HostConfig"]["Mounts"] += [Mount(f, f).as_api() for f in gpu.pop("binds", [])]
         config["HostConfig"].update(gpu)
@@ -237,6 +254,30 @@ class DockerSpawner(LocalSpawner):
             engine.remove(ident)
             raise
         return ident
+
+    async def _container(self, spec: LaunchSpec, limits: CgroupLimits,
+                         holder: str | None = None) -> None:
+        """Create and start the container (self.container_id), or raise SpawnFailed."""
+        try:
+            self.container_id = await asyncio.to_thread(self._create_and_start, spec, limits,
+                                                        holder)
+        except SpawnFailed:
+            raise
+        except (DockerError, ValueError, OSError) as exc:
+            self.log.error("Cannot start a container for %s: %s", self.user.name, exc)
+            raise SpawnFailed(f"Your server's container could not be started: {exc}") from None
+
+    async def _start_entered(self, spec: LaunchSpec, limits: CgroupLimits) -> None:
+        """The fast start: a container that only holds itself open, and the server forked
+        from the warm fork server into it (teamhub.system.nsenter), imports already done."""
+        keepalive = str(Path(spec.env["JUPYTER_RUNTIME_DIR"]) / KEEPALIVE)
+        await self._container(spec, limits, holder=keepalive)
+        info = await asyncio.to_thread(Engine().container, self.container_id)
+        pid = int(((info or {}).get("State") or {}).get("Pid") or 0)
+        if not pid:
+            raise ContainerEnterError("the container stopped before its server could start")
+        target = {"pid": pid, "id": self.container_id, "keepalive": keepalive}
+        await forkserver.spawn(Path(self.fork_server_socket), replace(spec, container=target))
 
     async def start(self) -> tuple[str, int]:
         began = time.monotonic()
@@ -255,21 +296,34 @@ class DockerSpawner(LocalSpawner):
         self.port = random_port()
         spec = await asyncio.to_thread(self._launch_spec, user, self._log_path())
         prepared = time.monotonic()
-        try:
-            # Resolved here, on the hub's thread: it reads the user's groups from the hub DB.
-            limits = self._cgroup_limits()
-            self.container_id = await asyncio.to_thread(self._create_and_start, spec, limits)
-        except SpawnFailed:
-            raise
-        except (DockerError, ValueError, OSError) as exc:
-            self.log.error("Cannot start a container for %s: %s", self.user.name, exc)
-            raise SpawnFailed(f"Your server's container could not be started: {exc}") from None
+        # Resolved here, on the hub's thread: it reads the user's groups from the hub DB.
+        limits = self._cgroup_limits()
+        how = "as its command"
+        if self.fork_server and self.fork_server_socket:
+            try:
+                await self._start_entered(spec, limits)
+                how = "entered"
+            except (forkserver.ForkServerUnavailable, ContainerEnterError) as exc:
+                self.log.warning("Starting %s's server as its container's command (slow): %s",
+                                 self.user.name, exc)
+                try:
+                    await asyncio.to_thread(Engine().remove, self.container_id
+                                            or self.container_name)
+                except DockerError as gone:
+                    raise SpawnFailed(f"Your server's container could not be started: "
+                                      f"{gone}") from None
+                self.container_id = ""
+                if isinstance(exc, forkserver.ForkServerUnavailable):
+                    self._restart_fork_server()
+        if how != "entered":
+            await self._container(spec, limits)
         created = time.monotonic()
         await self.attach_gpus(await asyncio.to_thread(self._container_pid))
         await self._wait_container_listening()
-        self.log.debug("Started %s's container %s: account+spec %.3fs, create+start %.3fs, "
-                       "until listening %.3fs", self.user.name, self.container_id[:12],
-                       prepared - began, created - prepared, time.monotonic() - created)
+        self.log.debug("Started %s's container %s (server %s): account+spec %.3fs, "
+                       "container and server start %.3fs, until listening %.3fs",
+                       self.user.name, self.container_id[:12], how, prepared - began,
+                       created - prepared, time.monotonic() - created)
         return ("127.0.0.1", self.port)
 
     async def _wait_container_listening(self) -> None:

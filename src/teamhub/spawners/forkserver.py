@@ -13,6 +13,10 @@ none.
 Protocol, over a root-only unix socket, one request per connection (JSON lines):
   hub → `{"op": "spawn"}`; server → `{"pid": N}`; hub → the spec, then end of data
   (read by the child alone: the parent has closed the connection by then).
+  A spec with `container` set (docker backend) is started inside that running
+  container: the child enters it (teamhub.system.nsenter), forks the server there
+  and, before ending, answers `{"pid": N}` (the server's host pid) or
+  `{"error": "..."}` on the same connection.
   hub → `{"op": "status", "pid": N}`; server → `{"running": bool, "known": bool,
   "exit": int | null}` (known: N is one of its children, running or reaped).
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import gc
 import json
 import os
@@ -36,10 +41,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from ..errors import ForkServerUnavailable
+from ..errors import ContainerEnterError, ForkServerUnavailable
+from ..system import nsenter
 from ..system.sandbox import LaunchSpec, become, show_as_exec
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 MAX_SPEC = 1 << 20
 # Heavy modules every server imports; whatever is not installed is skipped.
 PRELOAD = (
@@ -120,6 +127,35 @@ def _run_server(spec: LaunchSpec) -> Any:
     return main()
 
 
+def _enter_container(spec: LaunchSpec,
+                     conn: socket.socket) -> tuple[LaunchSpec, int, list[bytes]]:
+    """Move into SPEC's container; returns only in the server process forked there.
+
+    That process gets the spec to become there (its output is the container's, `docker
+    logs`; no scope or private mounts: the container has them), the keep-alive
+    descriptor to hold for its life and the container's seccomp filters to take on last.
+    This (intermediate) process answers the hub with the server's host pid, or what
+    went wrong, and ends.
+    """
+    target = spec.container or {}
+    try:
+        keepalive = nsenter.hold_open(str(target["keepalive"]))
+        filters = nsenter.seccomp_filters(int(target["pid"]))
+        output = nsenter.enter(int(target["pid"]), str(target["id"]))
+        pid = os.fork()  # the pid namespace applies to children only
+    except (ContainerEnterError, OSError, KeyError, ValueError) as exc:
+        conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
+        os._exit(1)
+    if pid:
+        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        os._exit(0)
+    conn.close()
+    nsenter.harden()
+    inside = dataclasses.replace(spec, log_path=None, log_fd=output, scope=None,
+                                 private_tmp=None, shm_size=None, container=None)
+    return inside, keepalive, filters
+
+
 def _child(conn: socket.socket, listener: socket.socket) -> None:
     """In the forked child: read our own spec, become the user, run the server. Never returns."""
     code: Any = 1
@@ -132,12 +168,22 @@ def _child(conn: socket.socket, listener: socket.socket) -> None:
             size += len(chunk)
             if size > MAX_SPEC:
                 raise ValueError("launch spec too large")
-        conn.close()
         spec = LaunchSpec.from_json(b"".join(chunks))
+        keep: tuple[int, ...] = ()
+        filters: list[bytes] = []
+        if spec.container:
+            spec, keepalive, filters = _enter_container(spec, conn)
+            keep = (keepalive,)
+        else:
+            conn.close()
         if any(k in spec.env for k in IMPORT_TIME_ENV):
-            become(spec)
+            become(spec, keep_fds=keep)
+            for fd in keep:
+                os.set_inheritable(fd, True)  # the exec'd server holds the container open
+            nsenter.apply_seccomp(filters)
             os.execve(spec.argv[0], spec.argv, spec.env)
-        become(spec, in_process=True)
+        become(spec, in_process=True, keep_fds=keep)
+        nsenter.apply_seccomp(filters)
         code = _run_server(spec)
     except SystemExit as exc:
         code = exc.code
@@ -260,6 +306,10 @@ def main() -> None:
     # Die with whoever started us (the hub); running servers are not our children's
     # children, they are reparented and keep running.
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    # Servers started inside containers are orphaned at once (their parent only enters
+    # the container): adopt and reap them rather than leave zombies to an init that may
+    # not reap.
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     parent = os.getppid()
     if parent == 1:
         raise SystemExit(0)
@@ -299,8 +349,8 @@ def start(socket_path: Path, python: str, log_path: Path) -> subprocess.Popen[by
     return proc
 
 
-async def _request(socket_path: Path, request: dict[str, Any],
-                   timeout: float = 5) -> tuple[dict[str, Any], asyncio.StreamWriter]:
+async def _request(socket_path: Path, request: dict[str, Any], timeout: float = 5
+                   ) -> tuple[dict[str, Any], asyncio.StreamReader, asyncio.StreamWriter]:
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_unix_connection(str(socket_path)), timeout)
@@ -316,18 +366,27 @@ async def _request(socket_path: Path, request: dict[str, Any],
     if "error" in answer:
         writer.close()
         raise ForkServerUnavailable(f"fork server refused: {answer['error']}")
-    return answer, writer
+    return answer, reader, writer
 
 
-async def spawn(socket_path: Path, spec: LaunchSpec) -> int:
-    """Start SPEC in a child of the fork server; its pid."""
-    answer, writer = await _request(socket_path, {"op": "spawn"})
+async def spawn(socket_path: Path, spec: LaunchSpec, timeout: float = 30) -> int:
+    """Start SPEC in a child of the fork server; its pid.
+
+    A spec with `container` set: the server's host pid once it runs inside the container;
+    ContainerEnterError (with the child's reason) when it could not get in."""
+    answer, reader, writer = await _request(socket_path, {"op": "spawn"})
     try:
         writer.write(spec.to_json())
         await writer.drain()
         writer.write_eof()
-    except OSError as exc:
-        raise ForkServerUnavailable(f"could not hand the spec to the child: {exc}") from None
+        if spec.container:
+            line = await asyncio.wait_for(reader.readline(), timeout)
+            answer = json.loads(line) if line.strip() else {"error": "the child ended silently"}
+            if "pid" not in answer:
+                raise ContainerEnterError(str(answer.get("error")))
+    except (OSError, asyncio.TimeoutError, ValueError) as exc:
+        what = "enter the container" if spec.container else "hand the spec to the child"
+        raise ForkServerUnavailable(f"could not {what}: {exc!r}") from None
     finally:
         writer.close()
     return int(answer["pid"])
@@ -335,7 +394,7 @@ async def spawn(socket_path: Path, spec: LaunchSpec) -> int:
 
 async def status(socket_path: Path, pid: int) -> tuple[bool, int | None]:
     """Whether PID (a fork server child) runs, and its exit code if it ended."""
-    answer, writer = await _request(socket_path, {"op": "status", "pid": pid})
+    answer, _, writer = await _request(socket_path, {"op": "status", "pid": pid})
     writer.close()
     if not answer.get("known"):
         # Forked by an earlier fork server (restarted meanwhile): not ours to tell.

@@ -99,9 +99,20 @@ def supplementary_groups(username: str, gid: int) -> list[int]:
     return [gid, *sorted(set(groups) - {gid})]
 
 
+def holder_command(keepalive: str) -> list[str]:
+    """A container command that only holds the container open until KEEPALIVE (a FIFO the
+    server keeps open for writing, teamhub.system.nsenter) reaches end of file."""
+    return ["/bin/sh", "-c", 'read -r _ < "$0"', keepalive]
+
+
 def container_config(spec: LaunchSpec, *, image: str, mounts: list[Mount],
-                     limits: CgroupLimits, labels: dict[str, str]) -> dict[str, Any]:
-    """The Engine API body of `POST /containers/create` for SPEC."""
+                     limits: CgroupLimits, labels: dict[str, str],
+                     holder: str | None = None) -> dict[str, Any]:
+    """The Engine API body of `POST /containers/create` for SPEC.
+
+    With HOLDER (a keep-alive FIFO's path) the container runs only `holder_command`: the
+    server is started into it afterwards (teamhub.system.nsenter), so neither its
+    command line nor its environment (the user's token) is given to Docker."""
     if spec.uid is None or spec.gid is None or not spec.username:
         raise ValueError("a container server needs the user's account (uid, gid, username)")
     if spec.uid == 0:
@@ -134,13 +145,19 @@ def container_config(spec: LaunchSpec, *, image: str, mounts: list[Mount],
         # The container's /dev/shm is its own already (private IPC); this sizes it as
         # spawner.shm_size sizes a local server's.
         host["ShmSize"] = spec.shm_size
+    if holder is not None:
+        command = {"Entrypoint": holder_command(holder), "Cmd": [], "Env": []}
+    else:
+        command = {
+            # The sandbox launcher sets the umask for local servers; Docker has no such option.
+            "Entrypoint": ["/bin/sh", "-c", f"umask {spec.umask:04o} && exec \"$@\"",
+                           "teamhub-server"],
+            "Cmd": list(spec.argv),
+            "Env": [f"{k}={v}" for k, v in spec.env.items()],
+        }
     return {
         "Image": image,
-        # The sandbox launcher sets the umask for local servers; Docker has no such option.
-        "Entrypoint": ["/bin/sh", "-c", f"umask {spec.umask:04o} && exec \"$@\"",
-                       "teamhub-server"],
-        "Cmd": list(spec.argv),
-        "Env": [f"{k}={v}" for k, v in spec.env.items()],
+        **command,
         "User": f"{spec.uid}:{spec.gid}",
         "WorkingDir": spec.cwd,
         "Labels": dict(labels),

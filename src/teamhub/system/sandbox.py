@@ -60,6 +60,9 @@ class LaunchSpec:
     # GPU device nodes to cover and /proc/driver/nvidia/gpus entries to mask in its mount
     # namespace: {"hide": [...], "mask": [...], "cover": file}; None: nothing hidden.
     devices: dict[str, Any] | None = None
+    # Docker backend's fast start: {"pid": the container's init (host pid), "id": its id,
+    # "keepalive": its holder's FIFO}; the fork server's child enters it (system.nsenter).
+    container: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -93,13 +96,17 @@ def _stdio(spec: LaunchSpec) -> None:
         os.close(log)
 
 
-def _close_other_fds() -> None:
-    os.closerange(3, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 65536)
+def _close_other_fds(keep: tuple[int, ...] = ()) -> None:
+    if keep:
+        for low, high in zip((2, *sorted(keep)), (*sorted(keep), 65536), strict=True):
+            os.closerange(low + 1, high)
+    else:
+        os.closerange(3, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 65536)
     # closerange stops at the current soft limit; a descriptor above it (opened before the
     # limit was lowered) would survive, so list what is really open.
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd > 2:
+        if fd > 2 and fd not in keep:
             try:
                 os.close(fd)
             except OSError:
@@ -235,17 +242,18 @@ def exec_cmdline(argv: list[str]) -> list[str]:
     return [*first[2:].decode(errors="replace").split(maxsplit=1), *argv]
 
 
-def become(spec: LaunchSpec, *, in_process: bool = False) -> None:
+def become(spec: LaunchSpec, *, in_process: bool = False, keep_fds: tuple[int, ...] = ()) -> None:
     """Make this (root) process the user's server process described by SPEC.
 
     With IN_PROCESS the caller goes on to run the server in this very process
     (the fork server's children): Python's own start-up signal settings are
     restored, the environment shown in /proc is replaced, and the process is
-    made dumpable again as an exec would.
+    made dumpable again as an exec would. KEEP_FDS stay open (close-on-exec ones still
+    close at the server's first exec).
     """
     os.setsid()
     _stdio(spec)
-    _close_other_fds()
+    _close_other_fds(keep_fds)
     _reset_signals()
     _set_rlimits(spec.rlimits)
     if spec.scope is not None:
