@@ -337,6 +337,13 @@ def update_groups(c: Config, groups: dict[str, list[str]]) -> None:
                                 for name, members in sorted(groups.items())}
 
 
+def update_users(c: Config, names: list[str]) -> None:
+    """The store's active accounts, made hub users at start, so that the hub's admin page
+    lists everyone before their first login (the CLI adds them while it runs). Who may log
+    in is still the store's word alone (TeamhubAuthenticator.check_allowed)."""
+    c.Authenticator.allowed_users = set(names)
+
+
 def update_projects(c: Config, s: Settings, paths: Paths) -> None:
     """What the spawner needs to give a starting user their project folders."""
     c.LocalSpawner.projects_root = s["projects.root"]
@@ -383,7 +390,10 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
         from .accounts.groups import GroupStore
         from .accounts.store import AccountStore
 
-        update_groups(c, GroupStore(AccountStore(paths.accounts_db)).list())
+        store = AccountStore(paths.accounts_db)
+        update_groups(c, GroupStore(store).list())
+        if settings["auth.mode"] == "builtin":
+            update_users(c, [a.name for a in store.list() if not a.pending])
     update_envs(c, settings)
     update_server_extension(c)
     update_tls(c, settings, paths)

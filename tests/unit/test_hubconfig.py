@@ -118,6 +118,24 @@ def test_groups_are_loaded_from_the_store_at_start() -> None:
                                         "b-team": {"users": ["cy"]}, "empty": {"users": []}}
 
 
+def test_users_are_loaded_from_the_store_at_start() -> None:
+    c = Config()
+    hubconfig.update_users(c, ["bob", "ada"])
+    assert c.Authenticator.allowed_users == {"ada", "bob"}
+
+
+def test_configure_makes_active_accounts_hub_users_in_builtin_mode_only(tmp_path: Path) -> None:
+    from teamhub.accounts.store import AccountStore
+
+    s = settings(tmp_path, f'[paths]\nstate_dir = "{tmp_path}/st"\n')
+    store = AccountStore(Paths.from_settings(s).accounts_db)
+    store.add("ada", "a long passphrase here")
+    store.add("bob", "a long passphrase here", pending=True)
+    assert hubconfig.configure(Config(), s).Authenticator.allowed_users == {"ada"}
+    pam = settings(tmp_path, f'[paths]\nstate_dir = "{tmp_path}/st"\n[auth]\nmode = "pam"\n')
+    assert "allowed_users" not in hubconfig.configure(Config(), pam).Authenticator
+
+
 def test_spawner_knows_where_projects_and_grants_are(tmp_path: Path) -> None:
     s = settings(tmp_path)
     c = Config()

@@ -203,6 +203,21 @@ class TeamhubAuthenticator(GuardedAuthenticator):
         account = self._store().verify(name or "", password)
         return None if account is None else {"name": account.name, "admin": account.admin}
 
+    def add_user(self, user: Any) -> None:
+        # One list of users: every hub user is a teamhub account. JupyterHub calls this
+        # for each user it creates (REST API and so its admin page's "Add Users", config,
+        # first login) and for each user in its database at start; a name that is no
+        # active account is refused here, so the API answers 400 with this message and
+        # makes no hub-only user. Those already in the database (made before this check)
+        # are only logged at start; `teamhub doctor` reports them and `--fix` removes them.
+        account = self._store().get(user.name)
+        if account is None or account.pending:
+            what = "is waiting for approval" if account else "is not a teamhub account"
+            raise ValueError(f"{user.name} {what}: hub users are teamhub's accounts; add "
+                             f"one with `teamhub user add {user.name}` on the server (or on "
+                             "the hub's Accounts page)")
+        super().add_user(user)
+
     def check_allowed(self, username: str, authentication: dict[str, Any] | None = None) -> bool:
         account = self._store().get(username)
         return account is not None and not account.blocked and not account.pending

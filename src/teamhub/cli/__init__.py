@@ -84,7 +84,8 @@ def cli(ctx: click.Context, config_option: str | None) -> None:
 
 def _register() -> None:
     # Each module adds its commands.
-    from . import backup, config, doctor, env, group, image, install, project, restart, status, tls, up, user  # noqa: F401, E501
+    from . import backup, config, doctor, env, group, image, install, project, status, tls, up, user  # noqa: F401, E501
+    from . import restart as _restart  # noqa: F401, I001
     from . import sessions as _sessions  # noqa: F401, I001  (user unlock|locked|logout)
 
 

@@ -16,7 +16,7 @@ import click
 
 from .. import hubaccounts, hubclient
 from ..accounts.store import Account, AccountStore
-from ..errors import AccountError, HubNotAnswering
+from ..errors import AccountError, HubNotAnswering, TeamhubError
 from ..system import processes, users
 from ..system.containers import home_volume, remove_user_containers, remove_user_volume
 from ..system.docker import Engine
@@ -116,6 +116,19 @@ def add(ctx: Context, name: str, admin: bool, password_stdin: bool) -> None:
     click.echo(f"added user {account.name}" + (" (admin)" if account.admin else ""))
     if generated:
         _show_generated(account.name, password)
+    list_in_hub(ctx, account.name, account.admin)
+
+
+def list_in_hub(ctx: Context, name: str, admin: bool) -> None:
+    """One list of users: a running hub lists a new account at once (its admin page too).
+    The account is made either way; a hub that does not answer lists it at its next
+    start or the user's first login, so that only earns a warning."""
+    try:
+        if hubaccounts.add_user(ctx.paths, name, admin):
+            click.echo(f"the running hub lists {name} now")
+    except TeamhubError as exc:
+        click.echo(f"teamhub: warning: {exc}; the hub lists {name} at its next start or "
+                   "their first login", err=True)
 
 
 @user.command()

@@ -8,7 +8,7 @@ from .. import hubaccounts, hubclient
 from ..accounts import lifecycle
 from ..errors import AccountError
 from . import Context, echo_json, hub_step, pass_ctx
-from .user import _existing, _store, user
+from .user import _existing, _store, list_in_hub, user
 
 
 @user.command()
@@ -37,6 +37,7 @@ def approve(ctx: Context, name: str) -> None:
     """Approve the signup of NAME: they can log in from now on."""
     done = lifecycle.approve(_store(ctx), name)
     click.echo(f"approved {done}: they can log in now")
+    list_in_hub(ctx, done, admin=False)  # signups are never admins
 
 
 @user.command()
