@@ -178,6 +178,14 @@ def test_the_hubs_add_users_api_makes_no_hub_only_user(hub: HubProcess, boss: Br
     assert hub.teamhub("user", "show", stranger, check=False).returncode != 0
     page = boss.get("/hub/admin").text
     assert 'id="teamhub-add-users"' in page and "teamhub/accounts" in page
+    # The admin page's "Edit User" could rename an account into a name teamhub does not know.
+    member = unique("ren")
+    hub.add_user(member, PASSWORD)
+    resp = boss.http.patch(f"{hub.url}/hub/api/users/{member}", json={"name": member + "x"},
+                           headers={"X-XSRFToken": boss._xsrf("/hub/")}, timeout=60)
+    assert resp.status_code == 400 and "cannot be renamed" in resp.json()["message"]
+    assert hub.api("GET", f"/users/{member}x").status == 404
+    assert hub.api("PATCH", f"/users/{member}", {"admin": False}).status == 200
 
 
 def test_accounts_page_adds_an_account_with_a_one_time_link(hub: HubProcess,

@@ -176,10 +176,10 @@ class TeamhubAuthenticator(GuardedAuthenticator):
     ).tag(config=True)
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        from .pages import handlers
+        from . import hubusers, pages
 
         # The login/logout handlers first: JupyterHub's own /login must not win.
-        return [*super().get_handlers(app), *handlers()]
+        return [*super().get_handlers(app), *pages.handlers(), *hubusers.handlers()]
 
     @default("any_allow_config")
     def _any_allow_config_default(self) -> bool:
