@@ -193,7 +193,7 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     click.echo(f"teamhub starting on http://{host}:{settings['hub.port']}/", err=True)
     sys.stdout.flush()
     # Everything the hub writes (database, cookie secret, logs) is for root's eyes only.
-    os.umask(0o077)
+    started_umask = os.umask(0o077)
     fork_server = None
     if (settings["spawner.fork_server"] and not single_user_trial
             and settings["spawner.backend"] == "local"):
@@ -207,6 +207,7 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
 
     jupyterhub_main(argv=["-f", str(HUB_CONFIG_FILE)])
     if restart_requested(paths):
+        os.umask(started_umask)  # as the first start had it
         start_again(fork_server)
 
 
