@@ -19,9 +19,10 @@ from . import Context, cli, echo_json, pass_ctx
                    "then check again.")
 @pass_ctx
 def doctor(ctx: Context, as_json: bool, only: tuple[str, ...], fix: bool) -> None:
-    """Check the running teamhub: hub, proxy and routes, databases, secrets' permissions,
-    the runtime and every shared env's kernel as an unprivileged user, environment
-    variables in kernels, limits, TLS certificate, browser isolation, free disk and ports.
+    """Check the running teamhub: hub, proxy and routes, databases, the hub's users
+    against the accounts, secrets' permissions, the runtime and every shared env's
+    kernel as an unprivileged user, environment variables in kernels, limits, TLS
+    certificate, browser isolation, free disk and ports.
 
     Each check passes or fails with a hint; a passing check may warn (with a hint,
     exit code unchanged); the exit code is 1 when any fails. With --fix, what doctor
