@@ -55,7 +55,10 @@ def _settings_part() -> list[str]:
         f"(or the file named by `--config` or `${settings_mod.ENV_CONFIG_FILE}`). "
         "Every setting can also be given as an environment variable, which wins over "
         "the file. Show the effective values with `teamhub config show`; change them "
-        "with `teamhub config set KEY VALUE`.",
+        "with `teamhub config set KEY VALUE`, which says when the change takes effect "
+        "(each setting's *Applies* line below): at once, at each user's next server "
+        "start, or after a hub restart (`teamhub restart`, which leaves users' servers "
+        "running).",
     ]
     for section in settings_mod.SECTIONS:
         lines += ["", f"### [{section}]"]
@@ -68,6 +71,7 @@ def _settings_part() -> list[str]:
             if s.choices:
                 lines.append("- Choices: " + ", ".join(f"`{toml_literal(c)}`" for c in s.choices))
             lines.append(f"- Environment variable: `{s.env_var}`")
+            lines.append(f"- Applies: {s.applies.describe()}")
     return lines
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import images, preflight
+from . import hubaccounts, images, preflight
 from .accounts.store import SCHEMA_VERSION, AccountStore
 from .envs.store import META
 from .errors import DockerError, HubError, TeamhubError, TlsError
@@ -206,6 +206,79 @@ def account_store(p: Probe) -> Result:
                       f"teamhub uses {SCHEMA_VERSION}",
                       "run any `teamhub user list` to migrate it, or upgrade teamhub")
     return Result("account store", True, f"{count} account(s), schema version {version}")
+
+
+USERS_PAGE = 200  # JupyterHub's largest page of GET /users
+
+
+def _hub_user_names(p: Probe) -> set[str] | None:
+    """Every user the running hub has (page by page); None if it did not answer."""
+    names: set[str] = set()
+    offset = 0
+    while True:
+        status, body = p.hub_api(f"/users?offset={offset}&limit={USERS_PAGE}")
+        if status != 200 or not isinstance(body, list):
+            return None
+        if not body:
+            return names
+        names |= {u["name"] for u in body if isinstance(u, dict) and "name" in u}
+        offset += len(body)
+
+
+def _users_out_of_step(p: Probe) -> tuple[list[str], list[str]] | None:
+    """(hub-only users, active accounts the hub does not list); None without an answer."""
+    hub = _hub_user_names(p)
+    if hub is None:
+        return None
+    accounts = {a.name for a in AccountStore(p.paths.accounts_db).list() if not a.pending} \
+        if p.paths.accounts_db.exists() else set()
+    return sorted(hub - accounts), sorted(accounts - hub)
+
+
+@check("hub users")
+def hub_users(p: Probe) -> Result:
+    name = "hub users"
+    if p.settings["auth.mode"] != "builtin":
+        return Result(name, True, "not compared: with auth.mode = pam the hub's users are "
+                      "Linux accounts")
+    found = _users_out_of_step(p)
+    if found is None:
+        return Result(name, False, "cannot compare: the hub's API did not answer", START_HINT)
+    hub_only, unlisted = found
+    if hub_only:
+        return Result(name, False, "hub users that are no teamhub account (made on the admin "
+                      "page or through the API before teamhub refused that, or removed from "
+                      f"the account store behind the hub's back): {', '.join(hub_only)}",
+                      "`teamhub doctor --fix` removes them from the hub (they cannot log in "
+                      "anyway; their servers are stopped); to keep one as a user, `teamhub "
+                      "user add NAME` instead")
+    if unlisted:
+        return Result(name, True, "accounts the hub does not list yet: " + ", ".join(unlisted),
+                      "`teamhub doctor --fix` lists them now (the hub also does at its next "
+                      "start)", warning=True)
+    return Result(name, True, "the hub's users are exactly teamhub's active accounts")
+
+
+def fix_hub_users(p: Probe) -> str:
+    """Remove hub-only users from the running hub and list the missing accounts."""
+    found = _users_out_of_step(p)
+    if found is None:
+        raise TeamhubError("the hub's API did not answer; nothing was changed")
+    hub_only, unlisted = found
+    for user in hub_only:
+        hubaccounts.delete_user(p.paths, user)
+    for user in unlisted:
+        hubaccounts.add_user(p.paths, user, admin=False)
+    done = [f"removed {len(hub_only)} hub-only user(s) from the hub"
+            + (f" ({', '.join(hub_only)})" if hub_only else "")]
+    if unlisted:
+        done.append(f"listed {len(unlisted)} account(s) in the hub ({', '.join(unlisted)})")
+    return "; ".join(done)
+
+
+# What `teamhub doctor --fix` may repair: check name → repair, run only when that check
+# failed or warned. Each says what it did.
+FIXES: dict[str, Callable[[Probe], str]] = {"hub users": fix_hub_users}
 
 
 def _root_only(path: Path, mode: int) -> str | None:
@@ -656,6 +729,22 @@ def run_checks(settings: Settings, only: list[str] | None = None) -> list[Result
             results.append(Result(name, False, f"the check itself failed: {exc!r}",
                                   "report this as a teamhub bug"))
     return results
+
+
+def repair(settings: Settings, results: list[Result]) -> list[tuple[str, str]]:
+    """Run the repair of every failed or warning check that has one: (check, what it did
+    or why it could not)."""
+    probe = Probe(settings, Paths.from_settings(settings))
+    done = []
+    for r in results:
+        fix = FIXES.get(r.name)
+        if fix is None or (r.ok and not r.warning):
+            continue
+        try:
+            done.append((r.name, fix(probe)))
+        except TeamhubError as exc:
+            done.append((r.name, f"could not repair: {exc}"))
+    return done
 
 
 def as_json(results: list[Result]) -> dict[str, Any]:

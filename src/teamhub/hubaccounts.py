@@ -71,6 +71,17 @@ def sync_groups(paths: Paths, groups: dict[str, list[str]]) -> bool:
     return True
 
 
+def add_user(paths: Paths, name: str, admin: bool) -> bool:
+    """List account NAME in a running hub at once (its admin page included); False if no
+    hub runs (it lists every account at start: c.Authenticator.allowed_users)."""
+    asked = _ask(paths, "POST", f"/users/{name}", {"admin": admin})
+    if asked is None:
+        return False
+    # 409: the hub already has NAME (say, from an earlier start): nothing to do.
+    _check(asked[1], f"add user {name}", ok=(201, 409))
+    return True
+
+
 def delete_user(paths: Paths, name: str) -> str:
     """Stop NAME's servers and remove NAME from the hub: "hub" when the running hub did
     it, "database" when no hub runs and its database was changed."""

@@ -44,7 +44,7 @@ READ_TIMEOUT = 10.0
 CHANGE_TIMEOUT = 30.0
 
 RETRY_HINT = ("try again in a moment; if it stays so, restart the hub "
-              "(`systemctl restart teamhub`, or stop and rerun `teamhub up`)")
+              "(`teamhub restart`; users' servers keep running)")
 
 
 def answer_timeout(method: str) -> float:

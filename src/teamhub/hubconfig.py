@@ -337,6 +337,13 @@ def update_groups(c: Config, groups: dict[str, list[str]]) -> None:
                                 for name, members in sorted(groups.items())}
 
 
+def update_users(c: Config, names: list[str]) -> None:
+    """The store's active accounts, made hub users at start, so that the hub's admin page
+    lists everyone before their first login (the CLI adds them while it runs). Who may log
+    in is still the store's word alone (TeamhubAuthenticator.check_allowed)."""
+    c.Authenticator.allowed_users = set(names)
+
+
 def update_projects(c: Config, s: Settings, paths: Paths) -> None:
     """What the spawner needs to give a starting user their project folders."""
     c.LocalSpawner.projects_root = s["projects.root"]
@@ -389,7 +396,10 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_gpus(c, settings, paths, trial)
     update_docker(c, settings, paths)
     if paths.accounts_db.exists():
-        update_groups(c, GroupStore(AccountStore(paths.accounts_db)).list())
+        store = AccountStore(paths.accounts_db)
+        update_groups(c, GroupStore(store).list())
+        if settings["auth.mode"] == "builtin":
+            update_users(c, [a.name for a in store.list() if not a.pending])
     update_tls(c, settings, paths)
     update_tornado_settings(c, settings)
     update_browser_isolation(c, settings)

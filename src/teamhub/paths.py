@@ -91,6 +91,12 @@ class Paths:
         return self.state_dir / "proxy.json"
 
     @property
+    def restart_request(self) -> Path:
+        """Written by `teamhub restart` (the pid of a foreground `teamhub up`): that
+        process starts itself again when its hub has stopped."""
+        return self.state_dir / "restart-requested"
+
+    @property
     def public_url_file(self) -> Path:
         """Where a running hub writes its public base URL (for `teamhub user reset-link`)."""
         return self.state_dir / "hub_public_url"

@@ -59,6 +59,11 @@ class Setting:
         return self.key.split(".", 1)[1]
 
     @property
+    def applies(self) -> Applies:
+        """When a change takes effect (KeyError for a setting missing from APPLIES)."""
+        return APPLIES[self.key]
+
+    @property
     def env_var(self) -> str:
         return ENV_PREFIX + self.key.replace(".", "_").upper()
 
@@ -409,6 +414,101 @@ SCHEMA: tuple[Setting, ...] = (
             "Common passwords and passwords containing the user name are always refused.",
             check=_min_password),
 )
+
+# When a changed setting takes effect. Read from the code that uses each one: almost
+# everything becomes JupyterHub configuration, which the hub reads once, at start.
+LIVE = "live"
+SERVER_START = "next server start"
+HUB_RESTART = "hub restart"
+WHENS = (LIVE, SERVER_START, HUB_RESTART)
+
+
+@dataclass(frozen=True)
+class Applies:
+    """When a change to one setting takes effect."""
+
+    when: str  # LIVE, SERVER_START or HUB_RESTART
+    # The value reaches users' servers as they start: a running server keeps the old
+    # one until it is next started (after the hub restart, for HUB_RESTART).
+    servers: bool = False
+
+    def describe(self) -> str:
+        """One sentence for `config set` and the reference."""
+        if self.when == LIVE:
+            return "at once: the next command, login or request uses it; no restart needed"
+        later = "running servers keep the old value until they are next started"
+        if self.when == SERVER_START:
+            return f"at each user's next server start, without a hub restart; {later}"
+        text = "after a hub restart (`teamhub restart`; users' servers keep running)"
+        return f"{text}; {later}" if self.servers else text
+
+
+_RESTART = Applies(HUB_RESTART)
+_RESTART_SERVERS = Applies(HUB_RESTART, servers=True)
+
+# One entry per setting (tests/unit/test_settings.py fails for a setting without one).
+APPLIES: dict[str, Applies] = {
+    "hub.ip": _RESTART,  # the proxy's options change: a new proxy is started
+    "hub.port": _RESTART,
+    "hub.internal_port": _RESTART,  # retired: only `teamhub up`'s note changes
+    "hub.domain": _RESTART_SERVERS,
+    "hub.default_url": _RESTART_SERVERS,
+    "hub.log_level": _RESTART,
+    "hub.stop_servers_on_shutdown": _RESTART,
+    "hub.concurrent_spawn_limit": _RESTART,
+    "hub.active_server_limit": _RESTART,
+    "paths.state_dir": _RESTART,
+    "paths.runtime_dir": _RESTART_SERVERS,
+    "paths.home_root": _RESTART,  # for Linux accounts made afterwards
+    "users.system_prefix": _RESTART,
+    "users.shell": _RESTART,  # for Linux accounts made afterwards
+    "spawner.start_timeout": _RESTART,
+    "spawner.http_timeout": _RESTART,
+    "spawner.fork_server": _RESTART,
+    "spawner.shm_size": _RESTART_SERVERS,
+    "spawner.environment": _RESTART_SERVERS,
+    "spawner.env_keep": _RESTART_SERVERS,
+    "spawner.backend": _RESTART_SERVERS,
+    "docker.image": _RESTART_SERVERS,
+    "docker.home": _RESTART_SERVERS,
+    "docker.images": _RESTART_SERVERS,  # running servers keep their image
+    "gpus.default": _RESTART_SERVERS,  # running servers keep the GPUs they hold
+    "gpus.groups": _RESTART_SERVERS,
+    "gpus.users": _RESTART_SERVERS,
+    "envs.root": _RESTART_SERVERS,  # `teamhub env` uses it at once, servers' kernels later
+    "envs.keep_revisions": Applies(LIVE),  # read by each `teamhub env` command
+    "envs.lock_timeout": Applies(LIVE),
+    "proxy.api_port": _RESTART,  # retired
+    "proxy.command": _RESTART,
+    "projects.root": _RESTART_SERVERS,  # `teamhub project` uses it at once
+    "tls.cert": _RESTART,
+    "tls.key": _RESTART,
+    "tls.http_port": _RESTART,
+    "tls.hsts_max_age": _RESTART_SERVERS,
+    "culling.enabled": _RESTART,
+    "culling.timeout": _RESTART_SERVERS,  # also sets how often servers report activity
+    "culling.every": _RESTART_SERVERS,
+    "limits.enabled": _RESTART_SERVERS,
+    "limits.memory": _RESTART_SERVERS,
+    "limits.cpu": _RESTART_SERVERS,
+    "limits.tasks": _RESTART_SERVERS,
+    "limits.private_tmp": _RESTART_SERVERS,
+    "limits.groups": _RESTART_SERVERS,
+    "auth.mode": _RESTART,
+    "auth.allowed_groups": _RESTART,
+    "auth.admin_groups": _RESTART,
+    "auth.pam_min_uid": _RESTART,
+    "auth.pam_service": _RESTART,
+    "auth.lockout_failures": _RESTART,
+    "auth.lockout_base_seconds": _RESTART,
+    "auth.lockout_max_seconds": _RESTART,
+    "auth.client_max_failures": _RESTART,
+    "auth.client_window_seconds": _RESTART,
+    "auth.trusted_proxies": _RESTART,
+    "auth.signup": _RESTART,
+    "auth.open_signup": _RESTART,
+    "auth.min_password_length": _RESTART,  # `teamhub user add|passwd` use it at once
+}
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SCHEMA}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(s.section for s in SCHEMA))

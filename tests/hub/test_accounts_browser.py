@@ -127,6 +127,30 @@ def test_signup_approve_login_change_password_in_chromium(hub: HubProcess, chrom
     assert Browser(hub.url).login(name, NEW_PW).status_code == 302
 
 
+def test_admin_page_lists_cli_users_and_adds_through_the_accounts_page(
+        hub: HubProcess, chromium) -> None:
+    made = unique("cli")
+    hub.add_user(made, PW)
+    context = chromium.new_context()
+    page = context.new_page()
+    login(page, hub, hub.admin, ADMIN_PW, "/hub/admin")
+    page.wait_for_url(re.compile(r"/hub/admin"))
+    # JupyterHub's React admin page lists the account made on the command line at once.
+    page.get_by_text(made, exact=True).first.wait_for()
+    # Its own "Add Users" (which would make hub-only users) is replaced by teamhub's.
+    assert not page.locator(".add-users-button").is_visible()
+    page.click("#teamhub-add-users")
+    page.wait_for_url(re.compile(r"/hub/teamhub/accounts"))
+    added = unique("web")
+    page.fill("#add-name", added)
+    page.click("#add-submit")
+    page.wait_for_load_state()
+    assert "/hub/reset/" in page.inner_text("#accounts-reset-link")
+    page.goto(f"{hub.url}/hub/admin")
+    page.get_by_text(added, exact=True).first.wait_for()
+    context.close()
+
+
 def _hub_403s(hub: HubProcess, path: str) -> int:
     return len(re.findall(rf"403 POST {re.escape(path)} ", hub.log.read_text(errors="replace")))
 

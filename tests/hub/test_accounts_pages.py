@@ -283,9 +283,11 @@ def test_admin_on_off_reaches_the_running_hub(hub: HubProcess) -> None:
     hub.teamhub("user", "admin", name, "--off")
     assert b.get("/hub/api/user").json()["admin"] is False
     assert b.get("/hub/teamhub/accounts").status_code == 403
+    # A user who never logged in is a hub user too (made by `user add`): changed at once.
     never = unique("nv")
     hub.add_user(never, PW)
-    assert "next login" in hub.teamhub("user", "admin", never, "--on").stdout
+    assert "running hub is updated" in hub.teamhub("user", "admin", never, "--on").stdout
+    assert hub.api("GET", f"/users/{never}").body["admin"] is True
     assert Browser(hub.url).login(never, PW).status_code == 302
 
 

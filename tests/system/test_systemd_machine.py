@@ -224,7 +224,11 @@ print(len(pids), err == errno.EAGAIN)
 
 def test_hub_restart_keeps_both_servers(hub: Hub) -> None:
     ada_pid = hub.run("ada", "import os; os.getpid()")["result"]
-    hub.machine.exec("systemctl restart teamhub")
+    before = hub.machine.exec("systemctl show -p MainPID --value teamhub").stdout.strip()
+    # What `teamhub config set` offers after a change: systemctl restart under the service.
+    assert "restarted teamhub.service; the hub answers" in hub.teamhub("restart")
+    assert hub.machine.exec("systemctl show -p MainPID --value teamhub").stdout.strip() \
+        not in ("0", before)
     hub.wait_until_up()
     assert hub.run("bob", "survivor")["result"] == "'bob-42'"
     assert hub.run("ada", "os.getpid()")["result"] == ada_pid

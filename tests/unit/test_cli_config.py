@@ -81,10 +81,11 @@ def test_get_unknown_key(toml_file: Path) -> None:
 def test_set_then_get(toml_file: Path) -> None:
     result = run(toml_file, "set", "hub.port", "8080")
     assert result.exit_code == 0, result.output
-    assert result.output == f"set hub.port = 8080 in {toml_file}\n"
+    assert result.output.splitlines()[0] == f"set hub.port = 8080 in {toml_file}"
     assert run(toml_file, "get", "hub.port").output == "8080\n"
     result = run(toml_file, "set", "hub.stop_servers_on_shutdown", "yes")
-    assert result.output == f"set hub.stop_servers_on_shutdown = true in {toml_file}\n"
+    assert result.output.splitlines()[0] == \
+        f"set hub.stop_servers_on_shutdown = true in {toml_file}"
     assert run(toml_file, "get", "hub.stop_servers_on_shutdown").output == "true\n"
     assert run(toml_file, "get", "hub.port").output == "8080\n"
 
@@ -139,6 +140,51 @@ def test_unset(toml_file: Path) -> None:
     result = run(toml_file, "unset", "hub.port")
     assert result.exit_code == 0, result.output
     assert "was not set" in result.output
+
+
+def _with_state(toml_file: Path, hub_pid: int | None) -> Path:
+    """Settings whose state folder is a temporary one, with a hub "running" as HUB_PID
+    (a live root process that wrote the pid file: what the CLI takes for the hub)."""
+    state = toml_file.parent / "state"
+    state.mkdir(mode=0o700)
+    if hub_pid is not None:
+        (state / "jupyterhub.pid").write_text(f"{hub_pid}\n")
+    toml_file.write_text(f'[paths]\nstate_dir = "{state}"\n')
+    return state
+
+
+def test_set_says_a_restart_is_needed_and_offers_the_command(toml_file: Path) -> None:
+    _with_state(toml_file, os.getpid())  # this test process plays the running hub
+    result = run(toml_file, "set", "hub.default_url", "/tree")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f'set hub.default_url = "/tree" in {toml_file}'
+    assert lines[1] == ("takes effect after a hub restart: run `teamhub restart` (users' "
+                        "servers keep running); running servers keep the old value until "
+                        "they are next started")
+    result = run(toml_file, "unset", "hub.log_level")
+    assert "was not set" in result.output and "teamhub restart" not in result.output
+    run(toml_file, "set", "hub.log_level", "DEBUG")
+    result = run(toml_file, "unset", "hub.log_level")
+    assert result.output.splitlines()[1] == ("takes effect after a hub restart: run "
+                                             "`teamhub restart` (users' servers keep running)")
+
+
+def test_set_without_a_running_hub_says_it_applies_at_start(toml_file: Path) -> None:
+    _with_state(toml_file, None)
+    result = run(toml_file, "set", "hub.default_url", "/tree")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1].startswith(
+        "no hub is running: takes effect when teamhub starts (`teamhub up`")
+
+
+def test_set_of_a_live_setting_needs_no_restart(toml_file: Path) -> None:
+    _with_state(toml_file, os.getpid())
+    result = run(toml_file, "set", "envs.keep_revisions", "5")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1] == (
+        "takes effect at once: the next command, login or request uses it; no restart needed")
+    assert "teamhub restart" not in result.output
 
 
 def test_unset_unknown_key(toml_file: Path) -> None:

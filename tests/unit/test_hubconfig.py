@@ -8,6 +8,7 @@ from pathlib import Path
 from traitlets.config import Config
 
 from teamhub import hubconfig
+from teamhub.accounts.store import AccountStore
 from teamhub.paths import Paths
 from teamhub.settings import Settings
 
@@ -113,6 +114,23 @@ def test_groups_are_loaded_from_the_store_at_start() -> None:
     hubconfig.update_groups(c, {"b-team": ["cy"], "a-team": ["ada", "bob"], "empty": []})
     assert c.JupyterHub.load_groups == {"a-team": {"users": ["ada", "bob"]},
                                         "b-team": {"users": ["cy"]}, "empty": {"users": []}}
+
+
+def test_users_are_loaded_from_the_store_at_start() -> None:
+    c = Config()
+    hubconfig.update_users(c, ["bob", "ada"])
+    assert c.Authenticator.allowed_users == {"ada", "bob"}
+
+
+def test_configure_makes_active_accounts_hub_users_in_builtin_mode_only(
+        settings, tmp_path: Path) -> None:
+    s = settings(f'[paths]\nstate_dir = "{tmp_path}/st"\n')
+    store = AccountStore(Paths.from_settings(s).accounts_db)
+    store.add("ada", "a long passphrase here")
+    store.add("bob", "a long passphrase here", pending=True)
+    assert hubconfig.configure(Config(), s).Authenticator.allowed_users == {"ada"}
+    pam = settings(f'[paths]\nstate_dir = "{tmp_path}/st"\n[auth]\nmode = "pam"\n')
+    assert "allowed_users" not in hubconfig.configure(Config(), pam).Authenticator
 
 
 def test_spawner_knows_where_projects_and_grants_are(settings) -> None:

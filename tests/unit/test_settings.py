@@ -293,3 +293,22 @@ def test_unset_removes_a_typo_key_and_unknown_key_errors_name_the_file(tmp_path)
         load(cfg, environ={})
     assert unset_value(cfg, "hub.prot") is True
     assert load(cfg, environ={})["hub.port"] == 8000
+
+
+def test_every_setting_says_when_it_takes_effect() -> None:
+    # A new setting fails here until it has an entry in settings.APPLIES.
+    missing = [s.key for s in settings.SCHEMA if s.key not in settings.APPLIES]
+    assert not missing, f"add these to settings.APPLIES: {missing}"
+    assert set(settings.APPLIES) <= set(settings.BY_KEY), "APPLIES names unknown settings"
+    for s in settings.SCHEMA:
+        assert s.applies.when in settings.WHENS, s.key
+        assert s.applies.describe()
+
+
+def test_what_is_read_at_each_command_is_live_and_hub_config_needs_a_restart() -> None:
+    assert lookup("envs.keep_revisions").applies.when == settings.LIVE
+    default_url = lookup("hub.default_url").applies
+    assert (default_url.when, default_url.servers) == (settings.HUB_RESTART, True)
+    assert "teamhub restart" in default_url.describe()
+    assert "next started" in default_url.describe()
+    assert "next started" not in lookup("hub.port").applies.describe()

@@ -24,7 +24,7 @@ from traitlets import Bool, Integer, List, Unicode, default
 
 from ..errors import AccountError
 from ..system.names import MAX_RAW_LENGTH, canonical_name
-from . import pages, sessions
+from . import hubusers, pages, sessions
 from .lockout import ClientThrottle, Lockout, LockoutPolicy, client_address
 from .store import MAX_PASSWORD, Account, AccountStore
 
@@ -185,7 +185,7 @@ class TeamhubAuthenticator(GuardedAuthenticator):
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
         # The login/logout handlers first: JupyterHub's own /login must not win.
-        return [*super().get_handlers(app), *pages.handlers()]
+        return [*super().get_handlers(app), *pages.handlers(), *hubusers.handlers()]
 
     @default("any_allow_config")
     def _any_allow_config_default(self) -> bool:
@@ -212,6 +212,21 @@ class TeamhubAuthenticator(GuardedAuthenticator):
         # (and any other not-active) accounts after the same verify.
         account = self._store().verify(name or "", password)
         return None if account is None else {"name": account.name, "admin": account.admin}
+
+    async def add_user(self, user: Any) -> None:
+        # One list of users: every hub user is a teamhub account. JupyterHub calls this
+        # for each user it creates (REST API and so its admin page's "Add Users", config,
+        # first login) and for each user in its database at start; a name that is no
+        # active account is refused here, so the API answers 400 with this message and
+        # makes no hub-only user. Those already in the database (made before this check)
+        # are only logged at start; `teamhub doctor` reports them and `--fix` removes them.
+        account = await asyncio.to_thread(self._account, user.name)
+        if account is None or account.pending:
+            what = "is waiting for approval" if account else "is not a teamhub account"
+            raise ValueError(f"{user.name} {what}: hub users are teamhub's accounts; add "
+                             f"one with `teamhub user add {user.name}` on the server (or on "
+                             "the hub's Accounts page)")
+        super().add_user(user)
 
     async def check_allowed(self, username: str,
                             authentication: dict[str, Any] | None = None) -> bool:

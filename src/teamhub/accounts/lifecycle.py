@@ -188,3 +188,16 @@ def redeem_reset_link(store: AccountStore, token: str, password: str, *,
                      (password_hash, name))
         conn.execute("DELETE FROM reset_links WHERE name = ? AND used IS NULL", (name,))
     return name
+
+
+# How long the link made for an account added on the Accounts page stays valid.
+NEW_ACCOUNT_LINK_SECONDS = 7 * 24 * 3600
+
+
+def add_with_reset_link(store: AccountStore, raw_name: str, *,
+                        admin: bool = False) -> tuple[Account, str, str]:
+    """A new account whose password nobody knows, and a one-time link for its owner to set
+    one: (account, token, expiry). The admin who made it never sees a password."""
+    account = store.add(raw_name, secrets.token_urlsafe(32), admin=admin)
+    token, expires = create_reset_link(store, account.name, NEW_ACCOUNT_LINK_SECONDS)
+    return account, token, expires

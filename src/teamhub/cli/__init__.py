@@ -17,6 +17,7 @@ from . import (  # noqa: F401  (imported for the commands they add)
     image,
     install,
     project,
+    restart,
     sessions,
     status,
     tls,

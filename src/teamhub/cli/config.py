@@ -10,6 +10,8 @@ import click
 
 from .. import settings as settings_mod
 from ..errors import SettingsError
+from ..hubclient import HubIdentity
+from ..paths import Paths
 from ..settings import toml_literal
 from .base import Context, cli, echo_json, pass_ctx
 
@@ -43,13 +45,41 @@ def _env_override_note(setting: settings_mod.Setting) -> None:
         )
 
 
+def _running_hub_paths(ctx: Context) -> Paths | None:
+    """The paths of the hub these settings run, read before a change (a new
+    paths.state_dir must not hide the hub that runs on the old one); None when the
+    current settings cannot even be loaded."""
+    try:
+        return ctx.paths
+    except SettingsError:
+        return None
+
+
+def _when_note(setting: settings_mod.Setting, paths: Paths | None) -> None:
+    """Say when the change takes effect and, if a restart is needed, how."""
+    applies = setting.applies
+    if applies.when != settings_mod.HUB_RESTART:
+        click.echo(f"takes effect {applies.describe()}")
+        return
+    pid = HubIdentity.of(paths).live_pid() if paths is not None else None
+    if paths is not None and pid is None:
+        click.echo("no hub is running: takes effect when teamhub starts (`teamhub up`, or "
+                   "`systemctl start teamhub` where installed)")
+        return
+    servers = ("; running servers keep the old value until they are next started"
+               if applies.servers else "")
+    click.echo("takes effect after a hub restart: run `teamhub restart` (users' servers "
+               f"keep running){servers}")
+
+
 @cli.group()
 def config() -> None:
     """Show and change teamhub's settings (teamhub.toml).
 
     Each setting's effective value comes from its default, then the settings
     file, then a TEAMHUB_<SECTION>_<KEY> environment variable, later ones
-    winning. Restart teamhub after a change for the hub to pick it up.
+    winning. `set` and `unset` say when a change takes effect: at once, at each
+    user's next server start, or after `teamhub restart`.
     """
 
 
@@ -105,15 +135,18 @@ def set_(ctx: Context, key: str, value: str) -> None:
     VALUE is checked first; a bad key or value leaves the file untouched.
     Booleans take true/false, lists take comma-separated items, tables
     take K=V,K=V or a JSON object. The file is rewritten in one step, so a
-    reader never sees half of it; comments in it are not kept.
+    reader never sees half of it; comments in it are not kept. Then says when
+    the change takes effect, and offers `teamhub restart` when it needs one.
     """
     path = ctx.config_file
     setting = settings_mod.lookup(key)
+    hub_paths = _running_hub_paths(ctx)
     try:
         stored = settings_mod.set_value(path, key, value)
     except OSError as exc:
         raise _write_problem(path, exc) from None
     click.echo(f"set {key} = {toml_literal(stored)} in {path}")
+    _when_note(setting, hub_paths)
     _env_override_note(setting)
 
 
@@ -121,9 +154,10 @@ def set_(ctx: Context, key: str, value: str) -> None:
 @click.argument("key")
 @pass_ctx
 def unset(ctx: Context, key: str) -> None:
-    """Remove KEY from the settings file, so its default applies again."""
+    """Remove KEY from the settings file, so its default applies again (and say when)."""
     path = ctx.config_file
     setting = settings_mod.lookup(key)
+    hub_paths = _running_hub_paths(ctx)
     try:
         removed = settings_mod.unset_value(path, key)
     except OSError as exc:
@@ -131,6 +165,7 @@ def unset(ctx: Context, key: str) -> None:
     default = toml_literal(setting.default)
     if removed:
         click.echo(f"unset {key} in {path}; it is now the default, {default}")
+        _when_note(setting, hub_paths)
     else:
         click.echo(f"{key} was not set in {path}; it already is the default, {default}")
     _env_override_note(setting)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -193,11 +194,42 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     click.echo(f"teamhub starting on http://{host}:{settings['hub.port']}/", err=True)
     sys.stdout.flush()
     # Everything the hub writes (database, cookie secret, logs) is for root's eyes only.
-    os.umask(0o077)
+    started_umask = os.umask(0o077)
+    fork_server = None
     if settings["spawner.fork_server"] and not single_user_trial:
         # Started here, before the hub reads any secret, as a fresh program; it ends with us.
         paths.fork_server_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        forkserver.start(paths.fork_server_socket, sys.executable, paths.fork_server_log)
+        fork_server = forkserver.start(paths.fork_server_socket, sys.executable,
+                                       paths.fork_server_log)
     from jupyterhub.app import main as jupyterhub_main
 
     jupyterhub_main(argv=["-f", str(HUB_CONFIG_FILE)])
+    if restart_requested(paths):
+        os.umask(started_umask)  # as the first start had it
+        start_again(fork_server)
+
+
+def restart_requested(paths: Paths) -> bool:
+    """Whether `teamhub restart` asked this process to start again; the request (in the
+    root-only state folder) names the pid it is for, and is used up here."""
+    try:
+        text = paths.restart_request.read_text().strip()
+    except OSError:
+        return False
+    paths.restart_request.unlink(missing_ok=True)
+    return text == str(os.getpid())
+
+
+def start_again(fork_server: subprocess.Popen[bytes] | None) -> None:
+    """Replace this process by a fresh `teamhub up` with the same arguments: the same pid,
+    terminal and log, and the settings read anew. The hub has stopped, leaving users'
+    servers and the proxy running (unless hub.stop_servers_on_shutdown); the new hub
+    adopts both."""
+    if fork_server is not None and fork_server.poll() is None:
+        # The new process starts its own; servers it forked are not its children.
+        fork_server.terminate()
+        fork_server.wait(timeout=30)
+    click.echo("teamhub: restarting (`teamhub restart`)", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)

@@ -23,7 +23,7 @@ from ..system.docker import Engine
 from ..system.names import system_name
 from .base import Context, echo_json, echo_listing, hub_step, pass_ctx
 from .project import actor, projects_of
-from .user_group import existing_account, report_ended, store_of, user
+from .user_group import existing_account, list_in_hub, report_ended, store_of, user
 
 if TYPE_CHECKING:
     from ..projects.apply import Projects
@@ -86,6 +86,7 @@ def add(ctx: Context, name: str, admin: bool, password_stdin: bool) -> None:
     click.echo(f"added user {account.name}" + (" (admin)" if account.admin else ""))
     if generated:
         _show_generated(account.name, password)
+    list_in_hub(ctx, account.name, account.admin)
 
 
 @user.command()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import click
 
+from .. import hubaccounts
 from ..accounts.store import Account, AccountStore
-from ..errors import AccountError
+from ..errors import AccountError, TeamhubError
 from ..system.names import canonical_name
 from .base import Context, cli
 
@@ -57,3 +58,15 @@ def report_ended(name: str, how: str, counts: dict[str, int]) -> None:
     if counts.get("api_tokens"):
         text += f"; revoked {counts['api_tokens']} API token(s)"
     click.echo(text)
+
+
+def list_in_hub(ctx: Context, name: str, admin: bool) -> None:
+    """One list of users: a running hub lists a new account at once (its admin page too).
+    The account is made either way; a hub that does not answer lists it at its next
+    start or the user's first login, so that only earns a warning."""
+    try:
+        if hubaccounts.add_user(ctx.paths, name, admin):
+            click.echo(f"the running hub lists {name} now")
+    except TeamhubError as exc:
+        click.echo(f"teamhub: warning: {exc}; the hub lists {name} at its next start or "
+                   "their first login", err=True)

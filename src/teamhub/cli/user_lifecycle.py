@@ -8,7 +8,7 @@ from .. import hubaccounts, hubclient
 from ..accounts import lifecycle
 from ..errors import AccountError
 from .base import Context, echo_listing, hub_step, pass_ctx
-from .user_group import existing_account, store_of, user
+from .user_group import existing_account, list_in_hub, store_of, user
 
 
 @user.command()
@@ -32,6 +32,7 @@ def approve(ctx: Context, name: str) -> None:
     """Approve the signup of NAME: they can log in from now on."""
     done = lifecycle.approve(store_of(ctx), name)
     click.echo(f"approved {done}: they can log in now")
+    list_in_hub(ctx, done, admin=False)  # signups are never admins
 
 
 @user.command()
