@@ -33,6 +33,7 @@ from .vanilla_docker import SPAWNER_PACKAGES, VanillaDockerHub, ensure_vanilla_d
 ROWS = [
     ("spawn_p50_s", "spawn, sequential, p50", "s"),
     ("spawn_p95_s", "spawn, sequential, p95", "s"),
+    ("spawn_failures", "spawn, sequential: failures", ""),
     ("spawn_ready_p50_s", "  of which: hub says ready", "s"),
     ("lab_open_p50_s", "  of which: Lab page, OAuth", "s"),
     ("login_p50_s", "login form POST, p50", "s"),
@@ -89,12 +90,13 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool,
         echo(f"{hub.label}: up on {hub.url} with {len(names)} users ({hub.footprint()})")
         result, users = metrics.sequential(hub, names[:sizes.users], sizes, echo)
         in_containers = hub.container_name(names[0]) is not None
-        if in_containers:
+        if in_containers and users:
             result |= metrics.spawn_timeline(hub, users, echo)
         # Other work on the machine skews everything: say how busy it was.
         result["load_1m_at_start"] = round(load, 2)
-        result |= metrics.kernels(hub, users[:sizes.kernels], echo)
-        result |= metrics.proxy(hub, users[0].name, sizes, echo)
+        if users:  # these need a running server
+            result |= metrics.kernels(hub, users[:sizes.kernels], echo)
+            result |= metrics.proxy(hub, users[0].name, sizes, echo)
         result |= metrics.routes(hub, sizes, echo)
         for user in users:
             user.close()
@@ -137,12 +139,12 @@ def _fmt(value: object) -> str:
 def table(results: dict[str, dict]) -> str:
     t, v = results["teamhub"], results["vanilla"]
     docker = "docker" in (t.get("backend"), v.get("backend"))
-    lines = [f"{'metric':<30} {'teamhub':>10} {'vanilla':>10} {'ratio':>8}", "-" * 61]
+    lines = [f"{'metric':<36} {'teamhub':>10} {'vanilla':>10} {'ratio':>8}", "-" * 67]
     for key, label, unit in ROWS + (DOCKER_ROWS if docker else []):
         a, b = t.get(key), v.get(key)
         ratio = f"{a / b:.2f}" if isinstance(a, int | float) and isinstance(b, int | float) \
             and b else "-"
-        lines.append(f"{label + (f' ({unit})' if unit else ''):<30} {_fmt(a):>10} "
+        lines.append(f"{label + (f' ({unit})' if unit else ''):<36} {_fmt(a):>10} "
                      f"{_fmt(b):>10} {ratio:>8}")
     lines.append(f"sequential users {t.get('sequential_users')}, burst {t.get('burst_size')}, "
                  f"idle servers {t.get('idle_servers')} / {v.get('idle_servers')}, "

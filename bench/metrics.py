@@ -43,26 +43,36 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def sequential(hub: Hub, names: list[str], sizes: Sizes, echo: Echo) -> tuple[dict, list[User]]:
-    """Log in and spawn one user after the other; servers stay up for the next steps."""
-    logins, spawns, ready, lab, users = [], [], [], [], []
+    """Log in and spawn one user after the other; servers stay up for the next steps.
+    A spawn that fails is a result (counted, the next user goes on), not an error."""
+    logins, spawns, ready, lab, users, failures = [], [], [], [], [], 0
     for i, name in enumerate(names, 1):
         user = User(hub.url, name, hub.users[name])
         logins.append(user.login())
-        spawns.append(user.spawn(sizes.spawn_timeout))
+        try:
+            spawns.append(user.spawn(sizes.spawn_timeout))
+        except (StepFailed, requests.RequestException) as exc:
+            failures += 1
+            user.close()
+            echo(f"{hub.label}: sequential {i}/{len(names)}: login {logins[-1]:.3f}s, "
+                 f"spawn failed: {exc}")
+            continue
         ready.append(user.last_ready_s)
         lab.append(spawns[-1] - ready[-1])
         users.append(user)
         echo(f"{hub.label}: sequential {i}/{len(names)}: login {logins[-1]:.3f}s, "
              f"spawn {spawns[-1]:.2f}s")
-    return {
-        "login_p50_s": round(percentile(logins, 0.5), 4),
-        "spawn_p50_s": round(percentile(spawns, 0.5), 3),
-        "spawn_p95_s": round(percentile(spawns, 0.95), 3),
-        "spawn_max_s": round(max(spawns), 3),
-        "spawn_ready_p50_s": round(percentile(ready, 0.5), 3),
-        "lab_open_p50_s": round(percentile(lab, 0.5), 3),
-        "sequential_users": len(spawns),
-    }, users
+    result: dict = {"login_p50_s": round(percentile(logins, 0.5), 4),
+                    "sequential_users": len(names), "spawn_failures": failures}
+    if spawns:
+        result |= {
+            "spawn_p50_s": round(percentile(spawns, 0.5), 3),
+            "spawn_p95_s": round(percentile(spawns, 0.95), 3),
+            "spawn_max_s": round(max(spawns), 3),
+            "spawn_ready_p50_s": round(percentile(ready, 0.5), 3),
+            "lab_open_p50_s": round(percentile(lab, 0.5), 3),
+        }
+    return result, users
 
 
 def kernels(hub: Hub, users: list[User], echo: Echo) -> dict:

@@ -22,10 +22,12 @@ Docker socket mount and nothing measurable):
 - users sign up through NativeAuthenticator's form and an admin authorizes each at
   /hub/authorize/<name>, as on those hubs.
 
-Two things differ from those setups, neither of them about speed: the servers listen
+Three things differ from those setups, none of them about speed: the servers listen
 on 127.0.0.1 instead of all interfaces (nothing here may be reachable from outside),
-and `pull_policy = "never"` (nothing is ever pulled here; with the image present the
-default policy pulls nothing either).
+`pull_policy = "never"` (nothing is ever pulled here; with the image present the
+default policy pulls nothing either), and a do-nothing `statsd` timer for
+NativeAuthenticator's login handler, without which no one can log in on JupyterHub 6
+(see the config).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from .vanilla import CACHE_DIR, ensure_venv
 
 SPAWNER_PACKAGES = ("dockerspawner", "jupyterhub-nativeauthenticator")
 _XSRF_FIELD = re.compile(r'name="_xsrf"\s+value="([^"]+)"')
+# NativeAuthenticator's signup page answers 200 either way; its alert says how it went.
+_ALERT = re.compile(r'<div class="alert ([^"]*)"[^>]*>(.*?)</div>', re.S)
 
 VANILLA_DOCKER_CONFIG = """\
 # JupyterHub + DockerSpawner + NativeAuthenticator as the hand-made docker-compose
@@ -52,6 +56,7 @@ import os
 
 import nativeauthenticator
 from dockerspawner import DockerSpawner
+from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from jupyterhub.utils import random_port
 
 c = get_config()  # noqa: F821
@@ -70,6 +75,27 @@ c.JupyterHub.template_paths = [os.path.join(os.path.dirname(nativeauthenticator.
                                             "templates")]
 c.Authenticator.admin_users = {{os.environ["HUB_ADMIN_USER"]}}
 c.Authenticator.allow_all = True
+
+
+# NativeAuthenticator 1.3.0's login handler times logins with JupyterHub's statsd
+# client, which JupyterHub 6 removed: every form login fails with HTTP 500
+# ('LoginHandler' object has no attribute 'statsd'). The smallest fix: a timer that
+# does nothing (only where the attribute is missing).
+class _NoTimer:
+    def start(self):
+        return self
+
+    def stop(self, send=True):
+        pass
+
+
+class _NoStatsd:
+    def timer(self, *args, **kwargs):
+        return _NoTimer()
+
+
+if not hasattr(NativeLoginHandler, "statsd"):
+    NativeLoginHandler.statsd = _NoStatsd()
 
 
 class HostNetworkDockerSpawner(DockerSpawner):
@@ -143,7 +169,9 @@ class VanillaDockerHub(Hub):
         self.venv = venv
         self.image = image
         # Every hub user name starts with it, so its containers and volumes are found.
-        self.name_tag = "v" + secrets.token_hex(3) + "-"
+        # Letters and digits only: DockerSpawner escapes anything else in container
+        # names ("-" becomes "-2d").
+        self.name_tag = "v" + secrets.token_hex(3)
         self.admin = self.name_tag + "admin"
         self.admin_password = secrets.token_urlsafe(12)
         self.admin_http: requests.Session | None = None
@@ -153,7 +181,7 @@ class VanillaDockerHub(Hub):
                 f"jupyterhub-user-{self.name_tag}*")
 
     def container_name(self, name: str) -> str:
-        return f"jupyter-{name}"  # DockerSpawner's default name_template
+        return f"jupyter-{name}"  # DockerSpawner's default name_template, nothing escaped
 
     def start(self) -> None:
         self.api_token = secrets.token_hex(32)
@@ -181,9 +209,11 @@ class VanillaDockerHub(Hub):
             resp = http.post(f"{self.url}/hub/signup", timeout=60, data={
                 "username": name, "signup_password": password,
                 "signup_password_confirmation": password, "_xsrf": xsrf})
-        if resp.status_code != 200 or "alert-danger" in resp.text:
+        alert = _ALERT.search(resp.text)
+        if resp.status_code != 200 or (alert and "alert-danger" in alert.group(1)):
+            said = re.sub(r"\s+", " ", alert.group(2)).strip() if alert else ""
             raise RuntimeError(f"{self.label}: signing up {name} failed: "
-                               f"HTTP {resp.status_code}")
+                               f"HTTP {resp.status_code} {said}")
 
     def add_users(self, names: list[str]) -> None:
         assert self.admin_http is not None, "start() first"

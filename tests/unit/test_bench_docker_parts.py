@@ -27,13 +27,21 @@ class FakeDockerSpawner:
         return ("container-ip", self.port)
 
 
+class FakeNativeLoginHandler:
+    """nativeauthenticator.handlers.LoginHandler on JupyterHub 6: no statsd."""
+
+
 def load_config(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Config:
     fake_spawner = types.ModuleType("dockerspawner")
     fake_spawner.DockerSpawner = FakeDockerSpawner
     fake_native = types.ModuleType("nativeauthenticator")
     fake_native.__file__ = "/venv/lib/nativeauthenticator/__init__.py"
+    fake_handlers = types.ModuleType("nativeauthenticator.handlers")
+    fake_handlers.LoginHandler = FakeNativeLoginHandler
+    monkeypatch.delattr(FakeNativeLoginHandler, "statsd", raising=False)
     monkeypatch.setitem(sys.modules, "dockerspawner", fake_spawner)
     monkeypatch.setitem(sys.modules, "nativeauthenticator", fake_native)
+    monkeypatch.setitem(sys.modules, "nativeauthenticator.handlers", fake_handlers)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     c = Config()
@@ -70,6 +78,13 @@ def test_vanilla_spawner_takes_a_free_port_and_reports_the_host_address(
     asyncio.run(spawner.start())
     assert spawner.port != 8888
     assert asyncio.run(spawner.get_ip_and_port()) == ("127.0.0.1", spawner.port)
+
+
+def test_native_login_handler_gets_a_timer_that_does_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    load_config(monkeypatch, vanilla_docker_env("img", "a", "t"))
+    timer = FakeNativeLoginHandler.statsd.timer("login.authenticate").start()
+    timer.stop(send=False)
 
 
 def test_env_style_limits_are_read_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
