@@ -98,6 +98,9 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool,
             result |= metrics.kernels(hub, users[:sizes.kernels], echo)
             result |= metrics.proxy(hub, users[0].name, sizes, echo)
         result |= metrics.routes(hub, sizes, echo)
+        if in_containers and users:
+            # The sequential servers, idle by now: a burst may leave none up to measure.
+            result |= metrics.idle_containers(hub, [u.name for u in users], echo)
         for user in users:
             user.close()
         echo(f"{hub.label}: stopping the servers before the burst")
@@ -107,9 +110,9 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool,
         echo(f"{hub.label}: {len(users)} servers stopped in {result['stop_all_s']}s")
         burst, up = metrics.burst(hub, names[:sizes.burst], sizes, echo)
         result |= burst
-        idle = metrics.idle_containers if in_containers else metrics.idle_pss
-        result |= idle(hub, [u.name for u in up], echo) if up else {
-            "idle_pss_mb": None, "idle_servers": 0}
+        if not in_containers:
+            result |= metrics.idle_pss(hub, [u.name for u in up], echo) if up else {
+                "idle_pss_mb": None, "idle_servers": 0}
         for user in up:
             user.close()
         return result
