@@ -36,10 +36,18 @@ from .containers import remove_tagged
 Echo = Callable[[str], None]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """COUNT different free loopback ports: all held at once while they are picked (one
+    at a time, the kernel may hand out the same port twice, and a hub's proxy then takes
+    the port its hub wanted)."""
+    held = [socket.socket() for _ in range(count)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -87,9 +95,7 @@ class Hub:
         self.proxy_cmd = proxy_cmd
         self.work = Path(tempfile.mkdtemp(prefix=f"teamhub-bench-{self.label}-"))
         self.log = self.work / "hub.log"
-        self.port = free_port()
-        self.hub_port = free_port()
-        self.proxy_port = free_port()
+        self.port, self.hub_port, self.proxy_port = free_ports(3)
         self.proxy_token = secrets.token_hex(32)
         self.api_token = ""
         self.users: dict[str, str] = {}  # hub user name -> password
