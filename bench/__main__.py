@@ -1,10 +1,12 @@
 """Benchmark teamhub against vanilla JupyterHub on this machine, one after the other.
 
     <prefix>/runtime/bin/python -m bench [--prefix /opt/teamhub] [--quick] [--json]
+                                         [--backend local|docker]
 
 Run as root from the repository root (or use bench/run). Prints progress on
 stderr, then a table (teamhub, vanilla, teamhub/vanilla); with --json the last
-line is {"teamhub": {...}, "vanilla": {...}}.
+line is {"teamhub": {...}, "vanilla": {...}}. With --backend docker, teamhub runs
+its docker backend and vanilla is JupyterHub + DockerSpawner + NativeAuthenticator.
 """
 
 from __future__ import annotations
@@ -14,21 +16,24 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import requests
 
-from . import metrics
+from . import docker_images, metrics
 from .client import StepFailed
 from .hubs import Hub, TeamhubHub
 from .vanilla import CACHE_DIR, VanillaHub, ensure_vanilla_venv, runtime_versions
+from .vanilla_docker import SPAWNER_PACKAGES, VanillaDockerHub, ensure_vanilla_docker_venv
 
 # (key, label, unit); lower is better for all of them.
 ROWS = [
     ("spawn_p50_s", "spawn, sequential, p50", "s"),
     ("spawn_p95_s", "spawn, sequential, p95", "s"),
+    ("spawn_failures", "spawn, sequential: failures", ""),
     ("spawn_ready_p50_s", "  of which: hub says ready", "s"),
     ("lab_open_p50_s", "  of which: Lab page, OAuth", "s"),
     ("login_p50_s", "login form POST, p50", "s"),
@@ -43,6 +48,17 @@ ROWS = [
     ("proxy_overhead_ms", "proxy overhead, p50", "ms"),
     ("route_add_ms", "proxy route add, p50", "ms"),
     ("route_remove_ms", "proxy route remove, p50", "ms"),
+]
+# With --backend docker: idle memory as the container's cgroup counts it, and where
+# a sequential spawn's time goes (p50 of each segment; bench/containers.py).
+DOCKER_ROWS = [
+    ("idle_cgroup_mb", "idle cgroup memory per server", "MB"),
+    ("spawn_before_create_p50_s", "spawn: request → created", "s"),
+    ("spawn_container_start_p50_s", "spawn: created → started", "s"),
+    ("spawn_server_start_p50_s", "spawn: started → listening", "s"),
+    ("spawn_hub_readiness_p50_s", "spawn: listening → hub ready", "s"),
+    ("spawn_route_ready_p50_s", "spawn: route add + event", "s"),
+    ("spawn_lab_open_p50_s", "spawn: Lab page, OAuth", "s"),
 ]
 
 QUICK = metrics.Sizes(users=5, burst=10, kernels=1, requests=50, routes=30, spawn_timeout=120)
@@ -60,7 +76,7 @@ def default_prefix() -> Path:
 def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool,
             logs: Path | None = None) -> dict:
     """Start HUB, run every measurement, and always clean up after it."""
-    short = [f"u{i}" for i in range(1, max(sizes.users, sizes.burst) + 1)]
+    short = [f"{hub.name_tag}u{i}" for i in range(1, max(sizes.users, sizes.burst) + 1)]
     try:
         load = os.getloadavg()[0]
         echo(f"{hub.label}: starting (work folder {hub.work}); load average {load:.2f}")
@@ -71,14 +87,20 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool,
             hub.start()
             hub.add_users(short)
         names = list(hub.users)
-        echo(f"{hub.label}: up on {hub.url} with {len(names)} users "
-             f"(Linux accounts {hub.prefix}*)")
+        echo(f"{hub.label}: up on {hub.url} with {len(names)} users ({hub.footprint()})")
         result, users = metrics.sequential(hub, names[:sizes.users], sizes, echo)
+        in_containers = hub.container_name(names[0]) is not None
+        if in_containers and users:
+            result |= metrics.spawn_timeline(hub, users, echo)
         # Other work on the machine skews everything: say how busy it was.
         result["load_1m_at_start"] = round(load, 2)
-        result |= metrics.kernels(hub, users[:sizes.kernels], echo)
-        result |= metrics.proxy(hub, users[0].name, sizes, echo)
+        if users:  # these need a running server
+            result |= metrics.kernels(hub, users[:sizes.kernels], echo)
+            result |= metrics.proxy(hub, users[0].name, sizes, echo)
         result |= metrics.routes(hub, sizes, echo)
+        if in_containers and users:
+            # The sequential servers, idle by now: a burst may leave none up to measure.
+            result |= metrics.idle_containers(hub, [u.name for u in users], echo)
         for user in users:
             user.close()
         echo(f"{hub.label}: stopping the servers before the burst")
@@ -88,8 +110,9 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool,
         echo(f"{hub.label}: {len(users)} servers stopped in {result['stop_all_s']}s")
         burst, up = metrics.burst(hub, names[:sizes.burst], sizes, echo)
         result |= burst
-        result |= metrics.idle_pss(hub, [u.name for u in up], echo) if up else {
-            "idle_pss_mb": None, "idle_servers": 0}
+        if not in_containers:
+            result |= metrics.idle_pss(hub, [u.name for u in up], echo) if up else {
+                "idle_pss_mb": None, "idle_servers": 0}
         for user in up:
             user.close()
         return result
@@ -118,18 +141,23 @@ def _fmt(value: object) -> str:
 
 def table(results: dict[str, dict]) -> str:
     t, v = results["teamhub"], results["vanilla"]
-    lines = [f"{'metric':<30} {'teamhub':>10} {'vanilla':>10} {'ratio':>8}", "-" * 61]
-    for key, label, unit in ROWS:
+    docker = "docker" in (t.get("backend"), v.get("backend"))
+    lines = [f"{'metric':<36} {'teamhub':>10} {'vanilla':>10} {'ratio':>8}", "-" * 67]
+    for key, label, unit in ROWS + (DOCKER_ROWS if docker else []):
         a, b = t.get(key), v.get(key)
         ratio = f"{a / b:.2f}" if isinstance(a, int | float) and isinstance(b, int | float) \
             and b else "-"
-        lines.append(f"{label + (f' ({unit})' if unit else ''):<30} {_fmt(a):>10} "
+        lines.append(f"{label + (f' ({unit})' if unit else ''):<36} {_fmt(a):>10} "
                      f"{_fmt(b):>10} {ratio:>8}")
     lines.append(f"sequential users {t.get('sequential_users')}, burst {t.get('burst_size')}, "
                  f"idle servers {t.get('idle_servers')} / {v.get('idle_servers')}, "
                  f"1-min load average at start {t.get('load_1m_at_start')} / "
                  f"{v.get('load_1m_at_start')} ({os.cpu_count()} CPUs); "
                  "ratio = teamhub / vanilla, lower is better")
+    if docker:
+        lines.append("teamhub: spawner.backend = docker; vanilla: JupyterHub + DockerSpawner "
+                     "+ NativeAuthenticator on the host network; idle PSS summed over each "
+                     "container's processes")
     return "\n".join(lines)
 
 
@@ -154,6 +182,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="where the vanilla venv is cached")
     ap.add_argument("--logs", type=Path, metavar="DIR",
                     help="keep each hub's log there (teamhub-hub.log, vanilla-hub.log)")
+    ap.add_argument("--backend", choices=["local", "docker"], default="local",
+                    help="docker: teamhub with spawner.backend = docker against JupyterHub + "
+                         "DockerSpawner + NativeAuthenticator (images built here, never "
+                         "pulled; needs a running Docker engine)")
+    ap.add_argument("--image", default="bench", metavar="NAME",
+                    help="with --backend docker: the `teamhub image build` name teamhub's "
+                         "servers run from (built or found by its recipe hash; default "
+                         "bench); the vanilla single-user image is built from it")
     ap.add_argument("--only", choices=["teamhub", "vanilla"],
                     help="measure one hub only (the other's object in the JSON is empty)")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON "
@@ -170,6 +206,34 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         sizes = metrics.Sizes(**{**sizes.__dict__, "kernels": sizes.users})
     args.sizes = sizes
     return args
+
+
+def measure_docker(args: argparse.Namespace, prefix: Path, proxy_cmd: Path,
+                   versions: dict[str, str]) -> dict[str, dict]:
+    """teamhub's docker backend against DockerSpawner, each from an image built here."""
+    if shutil.which("docker") is None or subprocess.run(
+            ["docker", "info"], capture_output=True, timeout=60).returncode != 0:
+        raise RuntimeError("--backend docker needs a running Docker engine (`docker info` "
+                           "failed); start dockerd, or measure the local backend")
+    results: dict[str, dict] = {"teamhub": {}, "vanilla": {}}
+    # Images and venv first (cached), so that a failing build stops before any hub runs.
+    base = docker_images.teamhub_image(prefix / "runtime", args.image, echo)
+    venv = image = None
+    if args.only != "teamhub":
+        image = docker_images.vanilla_singleuser(base, versions, echo, args.cache_dir)
+        venv = ensure_vanilla_docker_venv(versions["jupyterhub"], echo, args.cache_dir)
+    if args.only != "vanilla":
+        results["teamhub"] = measure(TeamhubHub(prefix, proxy_cmd, echo, image=args.image),
+                                     args.sizes, add_first=False, logs=args.logs)
+        results["teamhub"] |= {"backend": "docker", "image": base}
+    if venv is not None and image is not None:
+        results["vanilla"] = measure(VanillaDockerHub(venv, image, proxy_cmd, echo),
+                                     args.sizes, add_first=False, logs=args.logs)
+        spawner_versions = runtime_versions(venv / "bin" / "python",
+                                            ("jupyterhub", *SPAWNER_PACKAGES, "docker"))
+        results["vanilla"] |= {"backend": "docker", "image": image,
+                               "versions": spawner_versions}
+    return results
 
 
 def _terminate(_sig: int, _frame: object) -> None:
@@ -200,15 +264,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{k} {v}" for k, v in versions.items()) + f"; sizes {args.sizes}")
     results: dict[str, dict] = {"teamhub": {}, "vanilla": {}}
     try:
-        # Built (or found in the cache) before anything runs, so a failing pip stops early.
-        venv = ensure_vanilla_venv(versions, echo, args.cache_dir) \
-            if args.only != "teamhub" else None
-        if args.only != "vanilla":
-            results["teamhub"] = measure(TeamhubHub(prefix, proxy_cmd, echo), args.sizes,
-                                         add_first=False, logs=args.logs)
-        if venv is not None:
-            results["vanilla"] = measure(VanillaHub(venv, proxy_cmd, echo), args.sizes,
-                                         add_first=True, logs=args.logs)
+        if args.backend == "docker":
+            results = measure_docker(args, prefix, proxy_cmd, versions)
+        else:
+            # Built (or found in the cache) before anything runs, so a failing pip stops early.
+            venv = ensure_vanilla_venv(versions, echo, args.cache_dir) \
+                if args.only != "teamhub" else None
+            if args.only != "vanilla":
+                results["teamhub"] = measure(TeamhubHub(prefix, proxy_cmd, echo), args.sizes,
+                                             add_first=False, logs=args.logs)
+            if venv is not None:
+                results["vanilla"] = measure(VanillaHub(venv, proxy_cmd, echo), args.sizes,
+                                             add_first=True, logs=args.logs)
     except (RuntimeError, StepFailed, OSError, requests.RequestException) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1

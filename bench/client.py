@@ -33,6 +33,8 @@ class User:
         # Seconds from the spawn request until the hub said the server is ready (the rest
         # of a spawn is the Lab page itself: OAuth redirects and the page through the proxy).
         self.last_ready_s = 0.0
+        self.last_request_at = 0.0  # wall clock of the last spawn request, for timelines
+        self.last_spawn_s = 0.0
         self.lab_token = ""
 
     def close(self) -> None:
@@ -64,6 +66,7 @@ class User:
 
     def spawn(self, timeout: float) -> float:
         """Seconds from the spawn request until the user's Lab answers 200 through the proxy."""
+        self.last_request_at = time.time()
         t0 = time.perf_counter()
         deadline = time.monotonic() + timeout
         resp = self.http.post(f"{self.base}/hub/api/users/{self.name}/server", timeout=timeout,
@@ -74,7 +77,8 @@ class User:
             self._wait_progress(deadline)
         self.last_ready_s = time.perf_counter() - t0
         self._open_lab(deadline)
-        return time.perf_counter() - t0
+        self.last_spawn_s = time.perf_counter() - t0
+        return self.last_spawn_s
 
     def _wait_progress(self, deadline: float) -> None:
         """Follow the hub's progress event stream (what the spawn-pending page uses)

@@ -31,14 +31,23 @@ from pathlib import Path
 import requests
 
 from . import unixsocket
+from .containers import remove_tagged
 
 Echo = Callable[[str], None]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """COUNT different free loopback ports: all held at once while they are picked (one
+    at a time, the kernel may hand out the same port twice, and a hub's proxy then takes
+    the port its hub wanted)."""
+    held = [socket.socket() for _ in range(count)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -86,13 +95,13 @@ class Hub:
         self.proxy_cmd = proxy_cmd
         self.work = Path(tempfile.mkdtemp(prefix=f"teamhub-bench-{self.label}-"))
         self.log = self.work / "hub.log"
-        self.port = free_port()
-        self.hub_port = free_port()
-        self.proxy_port = free_port()
+        self.port, self.hub_port, self.proxy_port = free_ports(3)
         self.proxy_token = secrets.token_hex(32)
         self.api_token = ""
         self.users: dict[str, str] = {}  # hub user name -> password
         self.prefix = ""  # of every Linux account this hub's users get
+        # Of every hub user name: with containers, names must not meet another run's.
+        self.name_tag = ""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -113,6 +122,14 @@ class Hub:
 
     def system_name(self, name: str) -> str:
         raise NotImplementedError
+
+    def footprint(self) -> str:
+        """What this hub leaves on the machine until cleanup (for the progress output)."""
+        return f"Linux accounts {self.prefix}*"
+
+    def container_name(self, name: str) -> str | None:
+        """The container of NAME's server; None when servers are not containers."""
+        return None
 
     def uid(self, name: str) -> int:
         return pwd.getpwnam(self.system_name(name)).pw_uid
@@ -161,10 +178,15 @@ class Hub:
 class TeamhubHub(Hub):
     label = "teamhub"
 
-    def __init__(self, prefix: Path, proxy_cmd: Path, echo: Echo) -> None:
+    def __init__(self, prefix: Path, proxy_cmd: Path, echo: Echo,
+                 image: str | None = None) -> None:
+        """With IMAGE (a `teamhub image build` name), the docker backend runs from it."""
         super().__init__(proxy_cmd, echo)
         self.runtime = prefix / "runtime"
         self.prefix = "thb" + secrets.token_hex(2) + "-"
+        self.image = image
+        if image:
+            self.name_tag = "t" + secrets.token_hex(3) + "-"
         self.state = self.work / "state"
         self.config = self.work / "teamhub.toml"
         self.home_root = self.work / "homes"
@@ -196,11 +218,23 @@ root = "{self.work / 'projects'}"
 [limits]
 # Per-user limits need systemd as init; without it teamhub refuses to start with
 # them on, so they are measured where they can be enforced and off elsewhere.
-enabled = {"true" if Path("/run/systemd/system").is_dir() else "false"}
+# Containers run without limits, as the vanilla DockerSpawner's do.
+enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "false"}
 """)
+        if image:
+            with self.config.open("a") as f:
+                f.write(f'\n[spawner]\nbackend = "docker"\n\n[docker]\nimage = "{image}"\n')
 
     def system_name(self, name: str) -> str:
         return self.prefix + name
+
+    def footprint(self) -> str:
+        if self.image:
+            return f"Linux accounts {self.prefix}*, containers teamhub-{self.name_tag}*"
+        return super().footprint()
+
+    def container_name(self, name: str) -> str | None:
+        return f"teamhub-{name}" if self.image else None
 
     # teamhub's hub and proxy APIs are unix sockets (see README, "Sockets and ports"), and
     # its proxy's token is its own, kept in the state folder.
@@ -255,6 +289,8 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() else "false"}
             self.echo(f"{self.label}: stopping servers failed ({exc}); ending processes")
         self._stop_hub()
         kill_pidfile(self.state / "proxy.pid", "configurable-http-proxy")
+        if self.image:  # servers stopped through the API are gone; anything left goes
+            remove_tagged(f"teamhub-{self.name_tag}", None, self.echo)
         registry = self.state / "system_users.json"
         if registry.exists():
             for sysname in json.loads(registry.read_text()):

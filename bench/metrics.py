@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import threading
 import time
@@ -13,6 +14,7 @@ import requests
 
 from teamhub.system.processes import processes_of
 
+from . import containers
 from .client import StepFailed, User
 from .hubs import Hub
 
@@ -41,26 +43,36 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def sequential(hub: Hub, names: list[str], sizes: Sizes, echo: Echo) -> tuple[dict, list[User]]:
-    """Log in and spawn one user after the other; servers stay up for the next steps."""
-    logins, spawns, ready, lab, users = [], [], [], [], []
+    """Log in and spawn one user after the other; servers stay up for the next steps.
+    A spawn that fails is a result (counted, the next user goes on), not an error."""
+    logins, spawns, ready, lab, users, failures = [], [], [], [], [], 0
     for i, name in enumerate(names, 1):
         user = User(hub.url, name, hub.users[name])
         logins.append(user.login())
-        spawns.append(user.spawn(sizes.spawn_timeout))
+        try:
+            spawns.append(user.spawn(sizes.spawn_timeout))
+        except (StepFailed, requests.RequestException) as exc:
+            failures += 1
+            user.close()
+            echo(f"{hub.label}: sequential {i}/{len(names)}: login {logins[-1]:.3f}s, "
+                 f"spawn failed: {exc}")
+            continue
         ready.append(user.last_ready_s)
         lab.append(spawns[-1] - ready[-1])
         users.append(user)
         echo(f"{hub.label}: sequential {i}/{len(names)}: login {logins[-1]:.3f}s, "
              f"spawn {spawns[-1]:.2f}s")
-    return {
-        "login_p50_s": round(percentile(logins, 0.5), 4),
-        "spawn_p50_s": round(percentile(spawns, 0.5), 3),
-        "spawn_p95_s": round(percentile(spawns, 0.95), 3),
-        "spawn_max_s": round(max(spawns), 3),
-        "spawn_ready_p50_s": round(percentile(ready, 0.5), 3),
-        "lab_open_p50_s": round(percentile(lab, 0.5), 3),
-        "sequential_users": len(spawns),
-    }, users
+    result: dict = {"login_p50_s": round(percentile(logins, 0.5), 4),
+                    "sequential_users": len(names), "spawn_failures": failures}
+    if spawns:
+        result |= {
+            "spawn_p50_s": round(percentile(spawns, 0.5), 3),
+            "spawn_p95_s": round(percentile(spawns, 0.95), 3),
+            "spawn_max_s": round(max(spawns), 3),
+            "spawn_ready_p50_s": round(percentile(ready, 0.5), 3),
+            "lab_open_p50_s": round(percentile(lab, 0.5), 3),
+        }
+    return result, users
 
 
 def kernels(hub: Hub, users: list[User], echo: Echo) -> dict:
@@ -180,3 +192,42 @@ def idle_pss(hub: Hub, names: list[str], echo: Echo, settle: float = 3.0) -> dic
     mean = statistics.fmean(per_user)
     echo(f"{hub.label}: idle PSS per server {mean:.1f} MB over {len(per_user)} servers")
     return {"idle_pss_mb": round(mean, 1), "idle_servers": len(per_user)}
+
+
+def idle_containers(hub: Hub, names: list[str], echo: Echo, settle: float = 3.0) -> dict:
+    """Mean idle memory of each user's server container: PSS summed over the container's
+    processes, and its cgroup's usage as `docker stats` shows it (no kernels run)."""
+    time.sleep(settle)
+    found = [m for m in (containers.idle_memory_mb(hub.container_name(n) or "") for n in names)
+             if m is not None]
+    if not found:
+        return {"idle_pss_mb": None, "idle_cgroup_mb": None, "idle_servers": 0}
+    pss = statistics.fmean(m[0] for m in found)
+    usage = statistics.fmean(m[1] for m in found)
+    echo(f"{hub.label}: idle per container: PSS {pss:.1f} MB, cgroup {usage:.1f} MB "
+         f"over {len(found)} containers")
+    return {"idle_pss_mb": round(pss, 1), "idle_cgroup_mb": round(usage, 1),
+            "idle_servers": len(found)}
+
+
+def spawn_timeline(hub: Hub, users: list[User], echo: Echo) -> dict:
+    """Where the sequential spawns' time went (p50 of each segment), from timestamps of
+    the client, the engine, the server's output and the hub's log."""
+    log = hub.log.read_text(errors="replace") if hub.log.exists() else ""
+    per_segment: dict[str, list[float]] = {}
+    for user in users:
+        marks = containers.container_marks(hub.container_name(user.name) or "")
+        marks["request"] = user.last_request_at
+        marks["ready"] = user.last_request_at + user.last_ready_s
+        marks["lab"] = user.last_request_at + user.last_spawn_s
+        took = [t for t in containers.hub_log_times(
+            log, rf"^User {re.escape(user.name)} took [\d.]+ seconds to start")
+            if t >= user.last_request_at - 1]
+        marks["hub_ready"] = took[0] if took else None
+        for key, value in containers.segments(marks).items():
+            per_segment.setdefault(key, []).append(value)
+    result = {f"spawn_{key.removesuffix('_s')}_p50_s": round(percentile(values, 0.5), 3)
+              for key, values in per_segment.items()}
+    echo(f"{hub.label}: where a spawn's time goes (p50): " + ", ".join(
+        f"{k} {v}" for k, v in result.items()))
+    return result

@@ -24,10 +24,12 @@ from .hubs import Echo, Hub, kill_pidfile
 CACHE_DIR = Path("/var/cache/teamhub-bench")
 
 
-def runtime_versions(python: Path) -> dict[str, str]:
-    code = ("import json; from importlib.metadata import version as v; "
-            "print(json.dumps({p: v(p) for p in ('jupyterhub', 'jupyterlab')}))")
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+def runtime_versions(python: Path,
+                     packages: tuple[str, ...] = ("jupyterhub", "jupyterlab")) -> dict[str, str]:
+    code = ("import json, sys; from importlib.metadata import version as v; "
+            "print(json.dumps({p: v(p) for p in sys.argv[1:]}))")
+    out = subprocess.run([str(python), "-c", code, *packages], capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout)
 
 
@@ -36,6 +38,13 @@ def ensure_vanilla_venv(versions: dict[str, str], echo: Echo,
     """A cached venv with exactly VERSIONS of jupyterhub and jupyterlab, built the way
     the tutorials say (system Python, venv, pip from the package index)."""
     name = "vanilla-" + "-".join(f"{k}-{v}" for k, v in sorted(versions.items()))
+    return ensure_venv(name, [f"{k}=={v}" for k, v in sorted(versions.items())], echo,
+                       cache_dir)
+
+
+def ensure_venv(name: str, requirements: list[str], echo: Echo,
+                cache_dir: Path = CACHE_DIR) -> Path:
+    """CACHE_DIR/NAME: a venv of /usr/bin/python3 with REQUIREMENTS, built once."""
     venv = cache_dir / name
     done = venv / ".complete"
     if done.exists():
@@ -46,24 +55,23 @@ def ensure_vanilla_venv(versions: dict[str, str], echo: Echo,
     with open(cache_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
-            _build_venv(venv, versions, echo)
+            _build_venv(venv, requirements, echo)
             done.touch()
     return venv
 
 
-def _build_venv(venv: Path, versions: dict[str, str], echo: Echo) -> None:
-    echo(f"building the vanilla JupyterHub venv in {venv} (cached for next runs)")
+def _build_venv(venv: Path, requirements: list[str], echo: Echo) -> None:
+    echo(f"building the vanilla venv {venv} (cached for next runs)")
     shutil.rmtree(venv, ignore_errors=True)  # an interrupted build is started over
     # Users' servers run from this venv: it must be readable by everyone.
     old = os.umask(0o022)
     try:
         subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-        pins = [f"{k}=={v}" for k, v in sorted(versions.items())]
         proc = subprocess.run([str(venv / "bin" / "pip"), "install", "-q",
-                               "--disable-pip-version-check", *pins],
+                               "--disable-pip-version-check", *requirements],
                               capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"pip install {' '.join(pins)} failed in {venv}:\n"
+            raise RuntimeError(f"pip install {' '.join(requirements)} failed in {venv}:\n"
                                f"{proc.stderr[-2000:]}")
     finally:
         os.umask(old)

@@ -104,3 +104,65 @@ def test_bench_interrupted_removes_accounts_processes_and_folders() -> None:
         uids += [a.pw_uid for a in pwd.getpwall() if a.pw_name.startswith(prefix)]
     assert leftovers(err) == []
     assert not uids
+
+
+def _vanilla_image_or_skip() -> None:
+    """The docker smoke needs the engine and the vanilla single-user image, which is
+    built (cached) with pip from the package index: without either it cannot run."""
+    from support.docker_engine import DockerEngine
+
+    from bench.docker_images import ImageError, vanilla_singleuser
+    from bench.vanilla import CACHE_DIR, runtime_versions
+
+    if not DockerEngine().running():
+        pytest.skip("no Docker engine running here (the docker bench never starts one)")
+    runtime = Path(os.environ.get("TEAMHUB_TEST_RUNTIME") or sys.prefix)
+    versions = runtime_versions(runtime / "bin" / "python")
+    try:
+        vanilla_singleuser(f"teamhub/{DOCKER_IMAGE}:latest", versions, print, CACHE_DIR)
+    except ImageError as exc:
+        pytest.skip(f"the vanilla single-user image cannot be built here: {exc}")
+
+
+# The image tests/hub/test_docker_backend.py builds (and keeps) for the docker backend.
+DOCKER_IMAGE = "teamhub-test"
+
+
+def test_bench_docker_tiny_run_measures_both_and_leaves_nothing(tmp_path: Path) -> None:
+    _vanilla_image_or_skip()
+    proc = subprocess.run(bench_cmd("--backend", "docker", "--image", DOCKER_IMAGE,
+                                    "--users", "1", "--burst", "2", "--kernels", "1",
+                                    "--requests", "10", "--routes", "5", "--json",
+                                    "--logs", str(tmp_path)),
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for hub, values in results.items():
+        assert values["backend"] == "docker", hub
+        for key in ("spawn_p50_s", "burst_all_ready_s", "kernel_first_exec_s",
+                    "proxy_overhead_ms", "spawn_server_start_p50_s", "spawn_lab_open_p50_s"):
+            value = values.get(key)
+            assert isinstance(value, int | float) and value > 0, (hub, key, value)
+        # Failures are a result, not an error: counted, whatever they are.
+        assert isinstance(values["burst_failures"], int), hub
+        if values["idle_servers"]:
+            assert values["idle_pss_mb"] > 0 and values["idle_cgroup_mb"] > 0, hub
+    assert results["teamhub"]["burst_failures"] == 0, proc.stderr[-3000:]
+    assert "dockerspawner" in results["vanilla"]["versions"]
+    # The vanilla image is committed from teamhub's: it must not pass for it.
+    vanilla_image = results["vanilla"]["image"]
+    ids = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}",
+                          results["teamhub"]["image"], vanilla_image],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert len(set(ids)) == 2, ids
+    assert "spawn: started → listening" in proc.stdout
+    left = leftovers(proc.stderr)
+    names = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    volumes = subprocess.run(["docker", "volume", "ls", "--format", "{{.Name}}"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    for prefix in re.findall(r"containers (\S+)\*", proc.stderr):
+        left += [f"container {n}" for n in names if n.startswith(prefix)]
+    for prefix in re.findall(r"volumes (\S+)\*", proc.stderr):
+        left += [f"volume {v}" for v in volumes if v.startswith(prefix)]
+    assert left == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import __main__ as bench_main
+from bench.hubs import free_ports
 from bench.metrics import percentile
 
 
@@ -37,3 +38,9 @@ def test_table_has_ratios_and_copes_with_a_skipped_hub() -> None:
     assert row.split()[-3:] == ["0.5", "4", "0.12"]
     assert "teamhub / vanilla" in text
     assert "-" in bench_main.table({"teamhub": {"spawn_p50_s": 0.5}, "vanilla": {}})
+
+
+def test_a_hubs_ports_are_all_different() -> None:
+    for _ in range(20):
+        ports = free_ports(3)
+        assert len(set(ports)) == 3 and all(p > 0 for p in ports)
