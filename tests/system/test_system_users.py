@@ -97,6 +97,27 @@ def test_ensure_creates_account(ensure, new_name, registry: Path, home_root: Pat
     assert users.check_usable(name, registry=registry) == user
 
 
+def test_ensure_waits_while_another_program_holds_the_passwd_lock(
+        ensure, new_name, registry: Path) -> None:
+    # shadow-utils' own lock, as any adduser/useradd running elsewhere holds it: a link
+    # /etc/passwd.lock to a file naming a live process. useradd then fails at once with
+    # "cannot lock /etc/passwd; try again later" (the first server start failed so).
+    name = new_name()
+    lock = Path("/etc/passwd.lock")
+    mine = Path(f"/etc/passwd.{os.getpid()}")
+    mine.write_text(str(os.getpid()))
+    os.link(mine, lock)
+    mine.unlink()
+    released = threading.Timer(1.5, lock.unlink)
+    try:
+        released.start()
+        user = ensure(name)
+    finally:
+        released.join()
+        lock.unlink(missing_ok=True)
+    assert users.lookup(name) == user
+
+
 def test_ensure_is_idempotent(ensure, new_name, registry: Path) -> None:
     name = new_name()
     first = ensure(name)

@@ -17,6 +17,7 @@ import re
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -191,13 +192,27 @@ def check_usable(name: str, *, registry: Path) -> SystemUser:
 # --- create and remove ----------------------------------------------------------
 
 
+# useradd/userdel give up at once, "cannot lock /etc/passwd; try again later", while any
+# other program (an admin's adduser, another teamhub command, a package's postinst)
+# holds the shadow-utils lock; a user's first server start must not fail for that.
+_LOCK_BUSY = "try again later"
+_LOCK_WAIT_SECONDS = 30.0
+
+
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise SystemUserError(
-            f"cannot run {argv[0]}: {exc.strerror}; install the `passwd` package and run as root"
-        ) from None
+    deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+    pause = 0.05
+    while True:
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise SystemUserError(f"cannot run {argv[0]}: {exc.strerror}; install the "
+                                  "`passwd` package and run as root") from None
+        if (proc.returncode == 0 or _LOCK_BUSY not in proc.stderr
+                or time.monotonic() > deadline):
+            return proc
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 def _userdel(name: str, *, remove_home: bool) -> subprocess.CompletedProcess[str]:
