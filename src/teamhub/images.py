@@ -32,7 +32,8 @@ def reference(image: str) -> str:
 
 def check_name(name: str) -> None:
     if not NAME_RE.fullmatch(name):
-        raise ImageError(f"image name {name!r} is not valid; use lower-case letters, digits, "
+        raise ImageError(f"image name {name!r} is not valid",
+                         "use lower-case letters, digits, "
                          "'.', '_' or '-' (e.g. base)")
 
 
@@ -74,11 +75,11 @@ def remove(name: str, engine: Engine | None = None) -> int:
         if mine and len(mine) == len(repo_tags):
             doomed.add(image["Id"])
     if not tags:
-        raise ImageError(f"there is no teamhub image {name!r}; `teamhub image list` shows them")
+        raise ImageError(f"there is no teamhub image {name!r}", "`teamhub image list` shows them")
     users = [c["Names"][0].lstrip("/") for c in engine.containers()
              if c.get("Image") in tags or c.get("ImageID") in doomed]
     if users:
-        raise ImageError(f"image {name} is used by container(s) {', '.join(sorted(users))}; "
+        raise ImageError(f"image {name} is used by container(s) {', '.join(sorted(users))}",
                          "stop those servers first")
     for tag in sorted(tags):
         engine.remove_image(tag)
