@@ -278,10 +278,10 @@ class HubClient:
                 ": the CLI changed nothing itself, and the hub may still carry out the "
                 "request when it wakes")
             raise HubNotAnswering(self._who() + f" did not answer within {timeout:g} s "
-                                  f"(busy or stopped){late}; {RETRY_HINT}") from None
+                                  f"(busy or stopped){late}", RETRY_HINT) from None
         except (OSError, http.client.HTTPException) as exc:
-            raise HubNotAnswering(self._who() + f" broke off its answer ({exc}); "
-                                  f"{RETRY_HINT}") from None
+            raise HubNotAnswering(self._who() + f" broke off its answer ({exc})",
+                                  RETRY_HINT) from None
         finally:
             conn.close()
         try:

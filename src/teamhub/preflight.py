@@ -200,4 +200,4 @@ def check_docker(settings: Settings) -> None:
         if missing:
             raise PreflightError(missing)
     except DockerError as exc:
-        raise PreflightError(f"spawner.backend is docker but {exc}") from None
+        raise PreflightError(f"spawner.backend is docker but {exc.message}", exc.hint) from None

@@ -725,10 +725,8 @@ def load(config_file: str | os.PathLike[str] | None = None,
         setting = by_env.get(var)
         if setting is None:
             if var.startswith(tuple(f"{ENV_PREFIX}{sec.upper()}_" for sec in SECTIONS)):
-                raise SettingsError(
-                    f"environment variable {var} names no setting; known: "
-                    + ", ".join(by_env)
-                )
+                raise SettingsError(f"environment variable {var} names no setting",
+                                    "known: " + ", ".join(by_env))
             continue
         settings.values[setting.key] = parse_text(setting, text, f"environment variable {var}")
         settings.origins[setting.key] = f"env {var}"
