@@ -688,7 +688,7 @@ def docker_engine(p: Probe) -> Result:
         engine = Engine()
         info = engine.info()
         if not images.present(image, engine):
-            return Result(name, False, images.missing_message(image, "docker.image"),
+            return Result(name, False, images.missing_problem(image, "docker.image"),
                           images.build_hint(image))
         missing = images.missing_allowed(p.settings["docker.images"], engine)
         if missing:

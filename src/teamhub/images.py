@@ -97,12 +97,17 @@ def build_hint(image: str) -> str:
     return "load or build it on this machine (teamhub never pulls images)"
 
 
-def missing_message(image: str, setting: str = "") -> str:
-    """What to tell a user or admin whose image IMAGE is not on this machine; SETTING
-    names where it was configured, for the admin."""
+def missing_problem(image: str, setting: str = "") -> str:
+    """That IMAGE is not on this machine (without the fix, `build_hint`); SETTING names
+    where it was configured, for the admin."""
     where = f" ({setting} = {image!r})" if setting else ""
-    return (f"the container image {reference(image)}{where} is not on this machine; "
-            f"{build_hint(image)}")
+    return f"the container image {reference(image)}{where} is not on this machine"
+
+
+def missing_message(image: str, setting: str = "") -> str:
+    """What to tell a user or admin whose image IMAGE is not on this machine: the
+    problem and how to fix it, as one line."""
+    return f"{missing_problem(image, setting)}; {build_hint(image)}"
 
 
 def missing_allowed(table: dict[str, Any], engine: Engine) -> str | None:

@@ -195,7 +195,8 @@ def check_docker(settings: Settings) -> None:
         engine = Engine()
         engine.ping()
         if not images.present(image, engine):
-            raise PreflightError(images.missing_message(image, "docker.image"))
+            raise PreflightError(images.missing_problem(image, "docker.image"),
+                                 images.build_hint(image))
         missing = images.missing_allowed(settings["docker.images"], engine)
         if missing:
             raise PreflightError(missing)

@@ -99,3 +99,12 @@ def test_hub_step_keeps_the_hubs_hint_before_how_to_finish() -> None:
     assert exc.hint == "try again; run `teamhub user logout ann`"
     assert str(exc) == ("user ann was deleted, but the hub did not answer within 5 s; "
                         "try again; run `teamhub user logout ann`")
+
+
+def test_missing_image_message_is_problem_then_fix() -> None:
+    """One text for users (spawn failures); preflight and doctor show it as problem + fix."""
+    assert images.missing_problem("base", "docker.image") == (
+        "the container image teamhub/base:latest (docker.image = 'base') is not on this machine")
+    assert images.missing_message("base", "docker.image") == (
+        "the container image teamhub/base:latest (docker.image = 'base') is not on this "
+        "machine; build it with `teamhub image build base`")
