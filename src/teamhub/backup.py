@@ -79,7 +79,8 @@ def collect(settings: Settings) -> dict[str, bytes]:
         for f in sorted(paths.config_d.glob("*.py")):
             files[f"settings/jupyterhub_config.d/{f.name}"] = f.read_bytes()
     if not paths.accounts_db.is_file():
-        raise BackupError(f"no account store at {paths.accounts_db}: nothing to back up; is "
+        raise BackupError(f"no account store at {paths.accounts_db}: nothing to back up",
+                          "is "
                           "--config (or TEAMHUB_CONFIG) pointing at the right settings?")
     try:
         files["state/accounts.sqlite"] = _sqlite_copy(paths.accounts_db)
@@ -129,10 +130,11 @@ def write_archive(target: Path, settings: Settings) -> dict[str, Any]:
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
     }
     if target.is_dir():
-        raise BackupError(f"{target} is a folder; give a file name such as "
+        raise BackupError(f"{target} is a folder",
+                          "give a file name such as "
                           f"{target / 'teamhub-backup.tar.gz'}")
     if not target.parent.is_dir():
-        raise BackupError(f"folder {target.parent} does not exist; create it first")
+        raise BackupError(f"folder {target.parent} does not exist", "create it first")
     tmp = target.with_name(f".{target.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -178,7 +180,8 @@ def read_archive(path: Path) -> Archive:
         raise BackupError(f"{path} does not exist") from None
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         why = " ".join(str(exc).split())[:200]
-        raise BackupError(f"{bad} (cannot read it as a tar.gz archive: {why}); was it "
+        raise BackupError(f"{bad} (cannot read it as a tar.gz archive: {why})",
+                          "was it "
                           "made by `teamhub backup` and copied completely?") from None
     try:
         manifest = json.loads(members.pop("manifest.json"))
@@ -187,7 +190,8 @@ def read_archive(path: Path) -> Archive:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BackupError(f"{bad}: its manifest does not say format {FORMAT!r}")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise BackupError(f"{path} has backup format {manifest.get('format_version')!r}; this "
+        raise BackupError(f"{path} has backup format {manifest.get('format_version')!r}",
+                          "this "
                           f"teamhub reads format {FORMAT_VERSION}: use a matching teamhub")
     sums = manifest.get("files")
     if not isinstance(sums, dict) or set(sums) != set(members):
@@ -201,7 +205,7 @@ def read_archive(path: Path) -> Archive:
     schema = _account_schema(members["state/accounts.sqlite"])
     if schema > SCHEMA_VERSION:
         raise BackupError(f"{path} comes from a newer teamhub (account store schema {schema}, "
-                          f"this one knows {SCHEMA_VERSION}); upgrade teamhub first")
+                          f"this one knows {SCHEMA_VERSION})", "upgrade teamhub first")
     if "settings/teamhub.toml" in members:
         with tempfile.NamedTemporaryFile(suffix=".toml") as tmp:
             tmp.write(members["settings/teamhub.toml"])

@@ -108,10 +108,12 @@ def hub_reachable(p: Probe) -> Result:
     status, body = p.hub_api("/")
     if status != 200:
         problem = p.hub_problem
-        if isinstance(problem, HubError):  # its message says what to do
-            return Result("hub reachable", False, str(problem))
-        return Result("hub reachable", False, str(problem or f"the hub's API answered HTTP "
-                                                           f"{status}"), START_HINT)
+        if isinstance(problem, HubError):  # its hint (if any) says what to do
+            return Result("hub reachable", False, problem.message, problem.hint)
+        if problem is not None:
+            return Result("hub reachable", False, problem.message, problem.hint or START_HINT)
+        return Result("hub reachable", False, f"the hub's API answered HTTP {status}",
+                      START_HINT)
     version = body.get("version", "?") if isinstance(body, dict) else "?"
     where = HubClient.for_cli(p.paths).endpoint
     return Result("hub reachable", True, f"JupyterHub {version} on {where}")
@@ -457,7 +459,9 @@ def kernels_launchable(p: Probe) -> Result:
     name = "kernels launchable"
     try:
         results = launch_kernels(p)
-    except (TeamhubError, KeyError) as exc:
+    except TeamhubError as exc:
+        return Result(name, False, f"cannot try kernels: {exc.message}", exc.hint)
+    except KeyError as exc:
         return Result(name, False, f"cannot try kernels: {exc}", "")
     bad = {k: d for k, (ok, d, _) in results.items() if not ok}
     if bad:
@@ -581,8 +585,8 @@ def browser_isolation(p: Probe) -> Result:
         try:
             names = inspect(Path(cert), Path(p.settings["tls.key"])).names
         except TlsError as exc:
-            return Result(name, False, f"cannot read the certificate: {exc}",
-                          "see the tls certificate check")
+            return Result(name, False, f"cannot read the certificate: {exc.message}",
+                          exc.hint or "see the tls certificate check")
         missing = [host for host in (domain, probe) if not covers(names, host)]
         if missing:
             return Result(name, False, f"the certificate {cert} does not cover "
@@ -684,7 +688,7 @@ def docker_engine(p: Probe) -> Result:
         engine = Engine()
         info = engine.info()
         if not images.present(image, engine):
-            return Result(name, False, images.missing_message(image, "docker.image"),
+            return Result(name, False, images.missing_problem(image, "docker.image"),
                           images.build_hint(image))
         missing = images.missing_allowed(p.settings["docker.images"], engine)
         if missing:
@@ -692,7 +696,8 @@ def docker_engine(p: Probe) -> Result:
         containers = engine.containers(label=LABEL_USER)
         volumes = engine.volumes(label=LABEL_USER)
     except DockerError as exc:
-        return Result(name, False, str(exc), "start the Docker engine, then `teamhub up`")
+        return Result(name, False, exc.message,
+                      exc.hint or "start the Docker engine, then `teamhub up`")
     known = {a.name for a in AccountStore(p.paths.accounts_db).list()} \
         if p.paths.accounts_db.exists() else set()
     orphans = sorted(c["Names"][0].lstrip("/") for c in containers

@@ -35,7 +35,8 @@ def _ask(paths: Paths, method: str, path: str,
 
 def _check(reply: Reply, what: str, ok: tuple[int, ...] = (200, 201, 204)) -> None:
     if reply.status not in ok:
-        raise TeamhubError(f"the running hub refused to {what} (HTTP {reply.status}); the "
+        raise TeamhubError(f"the running hub refused to {what} (HTTP {reply.status})",
+                           "the "
                            "account store is updated and the hub catches up at its next start")
 
 
@@ -50,7 +51,7 @@ def sync_groups(paths: Paths, groups: dict[str, list[str]]) -> bool:
         return False
     hub, current = asked
     if current.status != 200 or not isinstance(current.body, list):
-        raise TeamhubError(f"the running hub refused to list groups (HTTP {current.status}); "
+        raise TeamhubError(f"the running hub refused to list groups (HTTP {current.status})",
                            "restart it with `teamhub up` so it picks up the groups")
     have = {g["name"]: set(g.get("users", [])) for g in current.body}
     for name in set(have) - set(groups):
@@ -92,7 +93,7 @@ def delete_user(paths: Paths, name: str) -> str:
     status = asked[1].status
     if status in (204, 404):
         return "hub"
-    raise TeamhubError(f"the running hub refused to delete user {name!r} (HTTP {status}); "
+    raise TeamhubError(f"the running hub refused to delete user {name!r} (HTTP {status})",
                        "see the hub log (`teamhub logs`) and try again")
 
 
@@ -120,7 +121,7 @@ def cut_off_user(paths: Paths, name: str) -> dict[str, int] | None:
         return {"servers": 0, "tokens": 0}  # the hub has never seen them: nothing to stop
     if found.status != 200 or not isinstance(found.body, dict):
         raise TeamhubError(f"the running hub refused to look up user {name!r} (HTTP "
-                           f"{found.status}); see the hub log (`teamhub logs`) and try again")
+                           f"{found.status})", "see the hub log (`teamhub logs`) and try again")
     servers = sorted(found.body.get("servers") or {})
     for server in servers:
         path = f"/users/{name}/server" if server == "" else f"/users/{name}/servers/{server}"
@@ -129,7 +130,8 @@ def cut_off_user(paths: Paths, name: str) -> dict[str, int] | None:
     tokens = hub.call("GET", f"/users/{name}/tokens")
     if tokens.status != 200 or not isinstance(tokens.body, dict):
         raise TeamhubError(f"the running hub refused to list {name}'s tokens (HTTP "
-                           f"{tokens.status}); restart it with `teamhub up` so the CLI gets "
+                           f"{tokens.status})",
+                           "restart it with `teamhub up` so the CLI gets "
                            "the `tokens` scope")
     ids = [t["id"] for t in tokens.body.get("api_tokens", [])
            if isinstance(t, dict) and "id" in t]
@@ -177,5 +179,6 @@ def end_sessions(paths: Paths, name: str, *, api_tokens: bool) -> tuple[str, dic
     if reply.status == 404:
         return "none", dict(NO_SESSIONS)
     raise TeamhubError(f"the running hub refused to end {name}'s sessions (HTTP "
-                       f"{reply.status}); restart it with `teamhub up` and run "
+                       f"{reply.status})",
+                       "restart it with `teamhub up` and run "
                        f"`teamhub user logout {name}`")

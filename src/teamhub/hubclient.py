@@ -118,7 +118,7 @@ class HubIdentity:
         pid = self.live_pid()
         if pid is not None:
             return HubNotAnswering(f"the hub (pid {pid}) runs but does not listen on {where} "
-                                   f"(starting or stopping?); {RETRY_HINT}")
+                                   "(starting or stopping?)", f"{RETRY_HINT}")
         return HubNotRunning(f"no hub is running (nothing listens on {where}, and "
                              f"{self.pid_file} names no live hub process)")
 
@@ -135,7 +135,7 @@ class HubIdentity:
         if conn is None:
             raise HubImpostor(f"the hub URL points to {where}, which is not on this machine "
                               "(or the connection vanished): the CLI only sends its token to "
-                              "a hub it can verify; restart the hub with `teamhub up`")
+                              "a hub it can verify", "restart the hub with `teamhub up`")
         end, listeners = conn.server_end, conn.listeners
         pid = self.live_pid()
         if end.uid == uid and pid is not None and any(
@@ -155,8 +155,8 @@ class HubIdentity:
                               "nothing was sent") from None
         if not stat.S_ISSOCK(st.st_mode) or st.st_uid != uid:
             raise HubImpostor(f"{path} is not a socket of the hub's account (owner: user "
-                              f"{sockets.user_name(st.st_uid)}); nothing was sent to it; "
-                              f"remove it and restart the hub with `teamhub up`")
+                              f"{sockets.user_name(st.st_uid)}); nothing was sent to it",
+                              "remove it and restart the hub with `teamhub up`")
         for folder in [path.parent, *path.parent.parents]:
             fst = os.lstat(folder)
             # Writable by others: anyone could have put their own socket there. A
@@ -168,7 +168,7 @@ class HubIdentity:
                     f"the hub's socket folder {folder} can be changed by users other than "
                     f"the hub's (owner {sockets.user_name(fst.st_uid)}, mode "
                     f"{stat.S_IMODE(fst.st_mode):o}), so the CLI cannot trust {path}; "
-                    "nothing was sent; make it root's and not writable by others")
+                    "nothing was sent", "make it root's and not writable by others")
         peer = sockets.peer_credentials(sock)
         if peer.uid != uid:
             raise self._impostor(where, sockets.describe_process(peer.pid), [peer.pid],
@@ -180,7 +180,7 @@ class HubIdentity:
         fix = (f"end it (`kill {' '.join(map(str, holders))}`) and " if holders else "") + \
             "start the hub (`teamhub up`)"
         return HubImpostor(f"not the hub but {who} answers on the hub's {where} ({hub}); "
-                           f"the CLI sent it nothing; {fix}")
+                           "the CLI sent it nothing", f"{fix}")
 
 
 class _Connection(http.client.HTTPConnection):
@@ -244,13 +244,14 @@ class HubClient:
         except FileNotFoundError:
             url = token = ""
         except PermissionError as exc:
-            raise TeamhubError(f"cannot read {exc.filename}: the hub's state is root's; run "
+            raise TeamhubError(f"cannot read {exc.filename}: the hub's state is root's",
+                               "run "
                                "this as root (sudo teamhub ...)") from None
         if not (url and token):
             pid = identity.live_pid()
             if pid is not None:
                 raise HubNotAnswering(f"a hub runs (pid {pid}) but has not announced its API "
-                                      f"in {paths.hub_url_file}; {RETRY_HINT}")
+                                      f"in {paths.hub_url_file}", f"{RETRY_HINT}")
             raise HubNotRunning("no hub is running (none has announced itself in "
                                 f"{paths.state_dir})")
         return cls(url, token, identity)
@@ -277,10 +278,10 @@ class HubClient:
                 ": the CLI changed nothing itself, and the hub may still carry out the "
                 "request when it wakes")
             raise HubNotAnswering(self._who() + f" did not answer within {timeout:g} s "
-                                  f"(busy or stopped){late}; {RETRY_HINT}") from None
+                                  f"(busy or stopped){late}", RETRY_HINT) from None
         except (OSError, http.client.HTTPException) as exc:
-            raise HubNotAnswering(self._who() + f" broke off its answer ({exc}); "
-                                  f"{RETRY_HINT}") from None
+            raise HubNotAnswering(self._who() + f" broke off its answer ({exc})",
+                                  RETRY_HINT) from None
         finally:
             conn.close()
         try:

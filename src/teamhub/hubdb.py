@@ -22,7 +22,7 @@ def _session(db: Path) -> Any:
     try:
         return orm.new_session_factory(f"sqlite:///{db}")()
     except orm.DatabaseSchemaMismatch:
-        raise TeamhubError(f"the hub database {db} is from another JupyterHub version; "
+        raise TeamhubError(f"the hub database {db} is from another JupyterHub version",
                            "run `teamhub upgrade` first") from None
 
 

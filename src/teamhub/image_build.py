@@ -133,7 +133,8 @@ class Recipe:
         if not base and (distro not in ("debian", "ubuntu") or not suite):
             raise ImageError(f"images are built from this machine's release with debootstrap, "
                              f"which needs Debian or Ubuntu (this is {distro or 'unknown'} "
-                             f"{suite}); build on an image of your own with --from IMAGE, or "
+                             f"{suite})",
+                             "build on an image of your own with --from IMAGE, or "
                              "set docker.image to it")
         return cls(name=name, apt=sorted(set(apt)), suite=suite, distro=distro,
                    mirror=_mirror(distro), python=_host_python(), pip=sorted(set(pip)),
@@ -173,7 +174,7 @@ def _run(argv: list[str], what: str, env: dict[str, str] | None = None) -> None:
     done = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr, stdin=subprocess.DEVNULL,
                           env=env)
     if done.returncode != 0:
-        raise ImageError(f"{what} failed (exit code {done.returncode}); its output is above")
+        raise ImageError(f"{what} failed (exit code {done.returncode})", "its output is above")
 
 
 def _chroot_env(root: Path) -> dict[str, str]:
@@ -193,7 +194,8 @@ def _require_tools(debootstrap: bool) -> None:
         tools.insert(0, ("debootstrap", "debootstrap"))
     for tool, package in tools:
         if shutil.which(tool) is None:
-            raise ImageError(f"{tool} is not installed; install it with "
+            raise ImageError(f"{tool} is not installed",
+                             "install it with "
                              f"`apt-get install {package}`")
 
 
@@ -253,7 +255,8 @@ def _configure_root(root: Path, recipe: Recipe, say: Say) -> None:
             trusted = _update_ca(root)  # the --apt packages may have brought the tool
     if recipe.pip and not trusted:
         raise ImageError(f"the base image {recipe.base} has no update-ca-certificates, so pip "
-                         "inside could not trust this machine's CA certificates; add "
+                         "inside could not trust this machine's CA certificates",
+                         "add "
                          "--apt ca-certificates")
     subprocess.run(["chroot", str(root), "apt-get", "clean"], check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -290,7 +293,7 @@ def _check_python(root: Path, recipe: Recipe) -> None:
                "update this machine's python3 (`apt-get upgrade python3`) and build again")
         raise ImageError(f"the image's /usr/bin/python3 is {inside or 'missing'} but this "
                          f"machine's is {recipe.python}, so teamhub's runtime could not run "
-                         f"inside it; {fix}")
+                         "inside it", f"{fix}")
 
 
 def resolve_base(image: str, engine: Engine) -> tuple[str, dict[str, Any]]:
@@ -301,7 +304,8 @@ def resolve_base(image: str, engine: Engine) -> tuple[str, dict[str, Any]]:
         if info is not None:
             return ref, info
     raise ImageError(f"--from {image}: no such image on this machine ({' or '.join(candidates)}"
-                     "); teamhub never pulls: build it with `teamhub image build`, or load it "
+                     ")",
+                     "teamhub never pulls: build it with `teamhub image build`, or load it "
                      "with `docker load`")
 
 
@@ -347,7 +351,8 @@ def build(name: str, apt: list[str], engine: Engine | None = None, say: Say = _s
     if base:
         base_ref, base_info = resolve_base(base, engine)
         if base_ref == reference(name):
-            raise ImageError(f"image {name} cannot be built from itself; give the new image "
+            raise ImageError(f"image {name} cannot be built from itself",
+                             "give the new image "
                              "another name")
         recipe = replace(recipe, base=base_ref, base_id=base_info["Id"])
     else:

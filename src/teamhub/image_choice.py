@@ -93,7 +93,7 @@ def choose(user_options: Any, options: list[ImageOption]) -> str:
     if isinstance(value, str) and value in names:
         return value
     shown = repr(value)[:60] if isinstance(value, str) else type(value).__name__
-    raise ImageError(f"image {shown} is not allowed; choose one of: {', '.join(names)}")
+    raise ImageError(f"image {shown} is not allowed", f"choose one of: {', '.join(names)}")
 
 
 def from_form(form_data: Mapping[str, list[str]]) -> dict[str, Any]:

@@ -32,7 +32,8 @@ def reference(image: str) -> str:
 
 def check_name(name: str) -> None:
     if not NAME_RE.fullmatch(name):
-        raise ImageError(f"image name {name!r} is not valid; use lower-case letters, digits, "
+        raise ImageError(f"image name {name!r} is not valid",
+                         "use lower-case letters, digits, "
                          "'.', '_' or '-' (e.g. base)")
 
 
@@ -74,11 +75,11 @@ def remove(name: str, engine: Engine | None = None) -> int:
         if mine and len(mine) == len(repo_tags):
             doomed.add(image["Id"])
     if not tags:
-        raise ImageError(f"there is no teamhub image {name!r}; `teamhub image list` shows them")
+        raise ImageError(f"there is no teamhub image {name!r}", "`teamhub image list` shows them")
     users = [c["Names"][0].lstrip("/") for c in engine.containers()
              if c.get("Image") in tags or c.get("ImageID") in doomed]
     if users:
-        raise ImageError(f"image {name} is used by container(s) {', '.join(sorted(users))}; "
+        raise ImageError(f"image {name} is used by container(s) {', '.join(sorted(users))}",
                          "stop those servers first")
     for tag in sorted(tags):
         engine.remove_image(tag)
@@ -96,12 +97,17 @@ def build_hint(image: str) -> str:
     return "load or build it on this machine (teamhub never pulls images)"
 
 
-def missing_message(image: str, setting: str = "") -> str:
-    """What to tell a user or admin whose image IMAGE is not on this machine; SETTING
-    names where it was configured, for the admin."""
+def missing_problem(image: str, setting: str = "") -> str:
+    """That IMAGE is not on this machine (without the fix, `build_hint`); SETTING names
+    where it was configured, for the admin."""
     where = f" ({setting} = {image!r})" if setting else ""
-    return (f"the container image {reference(image)}{where} is not on this machine; "
-            f"{build_hint(image)}")
+    return f"the container image {reference(image)}{where} is not on this machine"
+
+
+def missing_message(image: str, setting: str = "") -> str:
+    """What to tell a user or admin whose image IMAGE is not on this machine: the
+    problem and how to fix it, as one line."""
+    return f"{missing_problem(image, setting)}; {build_hint(image)}"
 
 
 def missing_allowed(table: dict[str, Any], engine: Engine) -> str | None:

@@ -36,7 +36,7 @@ def ensure_state_dir(path: Path) -> None:
     """Create the state folder root-only (0700), or say why it cannot be used."""
     hint = "set paths.state_dir to a writable folder (`teamhub config set paths.state_dir DIR`)"
     if path.exists() and not path.is_dir():
-        raise PreflightError(f"state folder {path} exists but is not a folder; {hint}")
+        raise PreflightError(f"state folder {path} exists but is not a folder", f"{hint}")
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)
@@ -45,7 +45,7 @@ def ensure_state_dir(path: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise PreflightError(
-            f"state folder {path} is not writable ({exc.strerror}); {hint}"
+            f"state folder {path} is not writable ({exc.strerror})", f"{hint}"
         ) from None
 
 
@@ -59,23 +59,24 @@ def check_port_free(ip: str, port: int, what: str, fix: str, ours: Set[int] = fr
     if strangers:
         raise PreflightError(
             f"{what} port {port} is already in use: "
-            f"{'; '.join(x.describe() for x in strangers)}; stop that program or {fix}"
+            f"{'; '.join(x.describe() for x in strangers)}", f"stop that program or {fix}"
         )
     if found:
         return  # our own proxy, left running by the previous hub: it is adopted
     error = listen.can_bind(ip, port)
     if listen.in_use(error):
-        raise PreflightError(f"{what} port {port} on {ip} is already in use; "
+        raise PreflightError(f"{what} port {port} on {ip} is already in use",
                              f"stop that program or {fix}")
     if error is not None:
-        raise PreflightError(f"cannot listen on {ip}:{port} ({error.strerror}); {fix}")
+        raise PreflightError(f"cannot listen on {ip}:{port} ({error.strerror})", f"{fix}")
 
 
 def check_no_hub_answers(hub_socket: Path) -> None:
     """A second hub would take over the first one's socket (JupyterHub replaces it)."""
     if not listen.socket_answers(hub_socket):
         return
-    raise PreflightError(f"a hub already runs here (it answers on {hub_socket}); stop it "
+    raise PreflightError(f"a hub already runs here (it answers on {hub_socket})",
+                         "stop it "
                          "first (`systemctl stop teamhub`, or end its `teamhub up`)")
 
 
@@ -90,7 +91,7 @@ def ensure_socket_dir(path: Path) -> None:
         info = os.lstat(folder)
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
             raise PreflightError(
-                f"{folder} must be a folder owned by root (it holds the hub's sockets); "
+                f"{folder} must be a folder owned by root (it holds the hub's sockets)",
                 f"remove it (`rm -rf {folder}`) and start again"
             )
         os.chmod(folder, 0o755)
@@ -148,12 +149,12 @@ def check_proxy(command: str) -> None:
     fix = ("`install.sh` installs configurable-http-proxy beside the runtime (it needs "
            "nodejs), or set proxy.command to its path")
     if shutil.which(command) is None:
-        raise PreflightError(f"proxy program {command!r} not found; {fix}")
+        raise PreflightError(f"proxy program {command!r} not found", f"{fix}")
     if chp_library(command) is None:
         raise PreflightError(f"{command} is not configurable-http-proxy's program (no "
-                             f"lib/configproxy.js beside it); {fix}")
+                             "lib/configproxy.js beside it)", f"{fix}")
     if shutil.which("node") is None:
-        raise PreflightError(f"node is not installed, and the proxy runs on it; {fix}")
+        raise PreflightError("node is not installed, and the proxy runs on it", f"{fix}")
 
 
 def check_tls(cert: str, key: str) -> None:
@@ -176,7 +177,8 @@ def check_gpus(settings: Settings, trial: bool = False) -> None:
     if trial:
         if configured(from_settings(settings)):
             raise PreflightError("[gpus] values other than none need root (GPUs are kept "
-                                 "apart per Linux account); run teamhub up as root, or set "
+                                 "apart per Linux account)",
+                                 "run teamhub up as root, or set "
                                  "them to none for the single-user trial")
         return
     ok, why = gpus_status(settings)
@@ -193,9 +195,10 @@ def check_docker(settings: Settings) -> None:
         engine = Engine()
         engine.ping()
         if not images.present(image, engine):
-            raise PreflightError(images.missing_message(image, "docker.image"))
+            raise PreflightError(images.missing_problem(image, "docker.image"),
+                                 images.build_hint(image))
         missing = images.missing_allowed(settings["docker.images"], engine)
         if missing:
             raise PreflightError(missing)
     except DockerError as exc:
-        raise PreflightError(f"spawner.backend is docker but {exc}") from None
+        raise PreflightError(f"spawner.backend is docker but {exc.message}", exc.hint) from None

@@ -521,7 +521,8 @@ def lookup(key: str) -> Setting:
     except KeyError:
         known = ", ".join(BY_KEY)
         raise SettingsError(
-            f"unknown setting {key!r}; known settings: {known} "
+            f"unknown setting {key!r}",
+            f"known settings: {known} "
             "(see `teamhub config show`)"
         ) from None
 
@@ -548,19 +549,19 @@ def coerce(setting: Setting, value: Any, origin: str) -> Any:
         ok = all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     if not ok:
         raise SettingsError(
-            f"{origin}: {setting.key} = {value!r} is not {setting.a_type_name()}"
-            f"; expected e.g. {setting.key} = {toml_literal(setting.default)}"
+            f"{origin}: {setting.key} = {value!r} is not {setting.a_type_name()}",
+            f"expected e.g. {setting.key} = {toml_literal(setting.default)}"
         )
     if setting.choices and value not in setting.choices:
         allowed = ", ".join(repr(c) for c in setting.choices)
         raise SettingsError(
-            f"{origin}: {setting.key} = {value!r} is not allowed; use one of {allowed}"
+            f"{origin}: {setting.key} = {value!r} is not allowed", f"use one of {allowed}"
         )
     if setting.check is not None:
         problem = setting.check(value)
         if problem:
             raise SettingsError(
-                f"{origin}: {setting.key} = {value!r} is invalid; it must be {problem}"
+                f"{origin}: {setting.key} = {value!r} is invalid", f"it must be {problem}"
             )
     return value
 
@@ -585,14 +586,14 @@ def parse_text(setting: Setting, text: str, origin: str) -> Any:
             value = False
         else:
             raise SettingsError(
-                f"{origin}: {setting.key} = {text!r} is not a boolean; use true or false"
+                f"{origin}: {setting.key} = {text!r} is not a boolean", "use true or false"
             )
     elif setting.type is int:
         try:
             value = int(text.strip())
         except ValueError:
             raise SettingsError(
-                f"{origin}: {setting.key} = {text!r} is not an integer; e.g. {setting.default}"
+                f"{origin}: {setting.key} = {text!r} is not an integer", f"e.g. {setting.default}"
             ) from None
     elif setting.type is list:
         value = [part.strip() for part in text.split(",") if part.strip()]
@@ -621,7 +622,7 @@ def _parse_table(setting: Setting, text: str, origin: str) -> Any:
         key, sep, val = part.partition("=")
         if not sep:
             raise SettingsError(
-                f"{origin}: {setting.key}: {part.strip()!r} is not K=V; "
+                f"{origin}: {setting.key}: {part.strip()!r} is not K=V",
                 'use K=V,K=V or a JSON object like {"K": "V"}'
             )
         table[key.strip()] = val
@@ -683,13 +684,14 @@ def read_file(path: Path, *, skip: str | None = None) -> dict[str, Any]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(
-            f"settings file {path} is not valid TOML ({exc}); fix the line it names, "
+            f"settings file {path} is not valid TOML ({exc})",
+            "fix the line it names, "
             "or move the file away to start from defaults"
         ) from None
     for section, table in data.items():
         if not isinstance(table, dict):
             raise SettingsError(
-                f"{path}: {section!r} must be a [section] table; sections: {', '.join(SECTIONS)}"
+                f"{path}: {section!r} must be a [section] table", f"sections: {', '.join(SECTIONS)}"
             )
         for name, value in table.items():
             key = f"{section}.{name}"
@@ -723,10 +725,8 @@ def load(config_file: str | os.PathLike[str] | None = None,
         setting = by_env.get(var)
         if setting is None:
             if var.startswith(tuple(f"{ENV_PREFIX}{sec.upper()}_" for sec in SECTIONS)):
-                raise SettingsError(
-                    f"environment variable {var} names no setting; known: "
-                    + ", ".join(by_env)
-                )
+                raise SettingsError(f"environment variable {var} names no setting",
+                                    "known: " + ", ".join(by_env))
             continue
         settings.values[setting.key] = parse_text(setting, text, f"environment variable {var}")
         settings.origins[setting.key] = f"env {var}"

@@ -60,7 +60,7 @@ class GroupStore:
             for name in names:
                 row = conn.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone()
                 if row is None:
-                    raise AccountError(f"user {name!r} does not exist; see `teamhub user list`")
+                    raise AccountError(f"user {name!r} does not exist", "see `teamhub user list`")
             added = []
             for name in names:
                 cur = conn.execute(
@@ -121,7 +121,7 @@ class GroupStore:
 
 
 def _unknown_group(group: str) -> AccountError:
-    return AccountError(f"group {group!r} does not exist; see `teamhub group list`")
+    return AccountError(f"group {group!r} does not exist", "see `teamhub group list`")
 
 
 def _require_group(conn: sqlite3.Connection, group: str) -> None:

@@ -56,7 +56,7 @@ def request_signup(store: AccountStore, raw_name: str, password: str, *, open_si
     sysname = system_name(name, system_prefix)
     if registry is not None and users.lookup(sysname) is not None \
             and not users.is_managed(sysname, registry=registry):
-        raise AccountError(f"the name {name!r} is not available; choose another one")
+        raise AccountError(f"the name {name!r} is not available", "choose another one")
     # Hashed before looking at the name, so a taken name costs the same time.
     password_hash = store.hash_password(password)
     pending = not open_signup
@@ -64,7 +64,7 @@ def request_signup(store: AccountStore, raw_name: str, password: str, *, open_si
         if pending:
             count = conn.execute("SELECT COUNT(*) FROM accounts WHERE pending = 1").fetchone()[0]
             if count >= MAX_PENDING:
-                raise AccountError("signup is not taking new requests right now; "
+                raise AccountError("signup is not taking new requests right now",
                                    "please ask an administrator")
         cur = conn.execute(
             "INSERT OR IGNORE INTO accounts (name, password_hash, admin, created, pending) "
@@ -83,9 +83,9 @@ def pending(store: AccountStore) -> builtins.list[Account]:
 def _not_pending(conn: sqlite3.Connection, name: str) -> AccountError:
     exists = conn.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone()
     if exists:
-        return AccountError(f"user {name!r} is not waiting for approval (already approved); "
+        return AccountError(f"user {name!r} is not waiting for approval (already approved)",
                             "see `teamhub user pending`")
-    return AccountError(f"there is no signup for {name!r}; see `teamhub user pending`")
+    return AccountError(f"there is no signup for {name!r}", "see `teamhub user pending`")
 
 
 def approve(store: AccountStore, raw_name: str) -> str:
@@ -136,9 +136,10 @@ def create_reset_link(store: AccountStore, raw_name: str, seconds: int) -> tuple
     with store._connect() as conn:
         row = conn.execute("SELECT pending FROM accounts WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise AccountError(f"user {name!r} does not exist; see `teamhub user list`")
+            raise AccountError(f"user {name!r} does not exist", "see `teamhub user list`")
         if row["pending"]:
-            raise AccountError(f"user {name!r} is waiting for approval; approve it first with "
+            raise AccountError(f"user {name!r} is waiting for approval",
+                               "approve it first with "
                                f"`teamhub user approve {name}`")
         conn.execute("DELETE FROM reset_links WHERE name = ? AND used IS NULL", (name,))
         conn.execute("INSERT INTO reset_links (token_hash, name, created, expires) "
@@ -174,14 +175,14 @@ def redeem_reset_link(store: AccountStore, token: str, password: str, *,
     name = reset_link_user(store, token)
     if name is None:
         raise InvalidLink("this reset link is not valid: it is unknown, expired or already "
-                          "used; ask an administrator for a new one")
+                          "used", "ask an administrator for a new one")
     check_password(name, password, min_length)
     password_hash = store.hash_password(password)
     with store._connect() as conn:
         row = _valid_link(conn, token)
         if row is None or row["name"] != name:
             raise InvalidLink("this reset link is not valid: it is unknown, expired or "
-                              "already used; ask an administrator for a new one")
+                              "already used", "ask an administrator for a new one")
         conn.execute("UPDATE reset_links SET used = ? WHERE token_hash = ?",
                      (_now(), _token_hash(token)))
         conn.execute("UPDATE accounts SET password_hash = ? WHERE name = ?",

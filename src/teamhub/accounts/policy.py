@@ -65,19 +65,20 @@ def check_password(name: str, password: object, min_length: int = DEFAULT_MIN_LE
         )
     if any(unicodedata.category(ch) == "Cc" for ch in password):
         raise PasswordPolicyError(
-            f"{who} contains control characters (such as NUL or a line break); remove them"
+            f"{who} contains control characters (such as NUL or a line break)", "remove them"
         )
     if len(password) < min_length:
         raise PasswordPolicyError(
-            f"{who} is too short ({len(password)} characters); use at least {min_length} "
+            f"{who} is too short ({len(password)} characters)",
+            f"use at least {min_length} "
             "(a few random words work well)"
         )
     # Containment only for names of 3+ characters: a one-letter name is in most passwords.
     folded_name = name.casefold()
     if name and (folded_name == password.casefold()
                  or (len(folded_name) >= 3 and folded_name in password.casefold())):
-        raise PasswordPolicyError(f"{who} contains the user name; choose another one")
+        raise PasswordPolicyError(f"{who} contains the user name", "choose another one")
     if _is_common(password):
         raise PasswordPolicyError(
-            f"{who} is on the list of commonly used passwords; choose a less guessable one"
+            f"{who} is on the list of commonly used passwords", "choose a less guessable one"
         )

@@ -152,7 +152,7 @@ def _row(row: sqlite3.Row) -> Account:
 
 
 def _unknown(name: str) -> AccountError:
-    return AccountError(f"user {name!r} does not exist; see `teamhub user list`")
+    return AccountError(f"user {name!r} does not exist", "see `teamhub user list`")
 
 
 class AccountStore:
@@ -173,7 +173,8 @@ class AccountStore:
             self._create_files()
         except OSError as exc:
             raise AccountError(
-                f"cannot open the account store {self.path}: {exc.strerror}; run teamhub "
+                f"cannot open the account store {self.path}: {exc.strerror}",
+                "run teamhub "
                 "as root, or point paths.state_dir at a folder you own"
             ) from None
 
@@ -216,7 +217,8 @@ class AccountStore:
 
     def _broken(self, exc: sqlite3.Error) -> AccountError:
         return AccountError(
-            f"the account store {self.path} cannot be used ({exc}); check that it is a "
+            f"the account store {self.path} cannot be used ({exc})",
+            "check that it is a "
             "teamhub account store and that no other program holds it locked"
         )
 
@@ -237,7 +239,7 @@ class AccountStore:
             if version > SCHEMA_VERSION:
                 raise AccountError(
                     f"the account store {self.path} has schema version {version}, newer than "
-                    f"this teamhub understands ({SCHEMA_VERSION}); upgrade teamhub"
+                    f"this teamhub understands ({SCHEMA_VERSION})", "upgrade teamhub"
                 )
             for number, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
                 for statement in statements:
@@ -266,11 +268,13 @@ class AccountStore:
                                    (name,)).fetchone()
                 if row is not None and row["pending"]:
                     raise AccountError(
-                        f"user {name!r} is a pending signup; approve it with `teamhub user "
+                        f"user {name!r} is a pending signup",
+                        "approve it with `teamhub user "
                         f"approve {name}` or reject it with `teamhub user reject {name}`"
                     ) from None
                 raise AccountError(
-                    f"user {name!r} already exists; choose another name, or change the "
+                    f"user {name!r} already exists",
+                    "choose another name, or change the "
                     f"password with `teamhub user passwd {name}`"
                 ) from None
         return account

@@ -52,7 +52,7 @@ def restore(ctx: Context, file: Path, force: bool) -> None:
         if reason not in reasons:
             reasons.append(reason)
     if not force and reasons:
-        raise TeamhubError(f"refusing to restore over a live install: {'; '.join(reasons)}; "
+        raise TeamhubError(f"refusing to restore over a live install: {'; '.join(reasons)}",
                            "stop the hub and add --force to replace its accounts, groups and "
                            "grants with the backup's")
     done = backup_mod.restore(archive, ctx.config_file)

@@ -67,7 +67,9 @@ def hub_step(done: str, finish: str) -> Iterator[None]:
     try:
         yield
     except HubError as exc:
-        raise type(exc)(f"{done}, but {exc}", finish) from None
+        # The hub's own hint comes first (it is about the failure), then how to finish.
+        hint = f"{exc.hint}; {finish}" if exc.hint else finish
+        raise type(exc)(f"{done}, but {exc.message}", hint) from None
 
 
 class TeamhubGroup(click.Group):

@@ -31,7 +31,7 @@ def config_d(config_file: Path) -> Path:
 
 def _write_problem(path: Path, exc: OSError) -> SettingsError:
     return SettingsError(
-        f"cannot write settings file {path}: {exc.strerror or exc}; "
+        f"cannot write settings file {path}: {exc.strerror or exc}",
         "run as root, or pass --config FILE to use another file"
     )
 

@@ -38,7 +38,7 @@ def _names(users: tuple[str, ...]) -> list[str]:
     names = [canonical_name(u) for u in users]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise AccountError(f"user {dupes[0]!r} is named more than once; name each user once")
+        raise AccountError(f"user {dupes[0]!r} is named more than once", "name each user once")
     return names
 
 

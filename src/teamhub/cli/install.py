@@ -96,7 +96,8 @@ def migrate(paths: Paths) -> None:
         )
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise TeamhubError(f"jupyterhub upgrade-db failed: {' | '.join(tail)}; the "
+            raise TeamhubError(f"jupyterhub upgrade-db failed: {' | '.join(tail)}",
+                               "the "
                                f"database was backed up first, see {paths.state_dir / BACKUPS}")
     if paths.accounts_db.exists():
         AccountStore(paths.accounts_db)  # opening it applies pending migrations
@@ -121,7 +122,7 @@ def _need_systemd(what: str) -> None:
         raise TeamhubError(f"teamhub {what} must run as root (sudo teamhub {what})")
     if not systemd.booted() or shutil.which("systemctl") is None:
         raise TeamhubError(
-            f"teamhub {what} needs systemd as init, which this machine does not run; "
+            f"teamhub {what} needs systemd as init, which this machine does not run",
             "start teamhub with `./install.sh` (it runs the hub detached) or `teamhub up`"
         )
 
@@ -180,7 +181,7 @@ def install(ctx: Context, admin: str, port: int | None, no_start: bool) -> None:
     hub_port = settings["hub.port"]
     if not wait_for_hub(hub_port):
         click.echo(systemd.journal(SERVICE, 20), err=True)
-        raise TeamhubError(f"{SERVICE} did not answer on port {hub_port} within 2 minutes; "
+        raise TeamhubError(f"{SERVICE} did not answer on port {hub_port} within 2 minutes",
                            "see `teamhub logs` (its last lines are above)")
     click.echo(f"teamhub is {'upgraded and ' if upgrade else ''}running as {SERVICE}: "
                f"http://{_host()}:{hub_port}/")

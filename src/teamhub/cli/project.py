@@ -101,7 +101,8 @@ def create(ctx: Context, name: str, writers: str | None, readers: str | None,
     grants.update(dict.fromkeys(parse_principals(writers), "write"))  # write wins
     p = projects_of(ctx)
     if p.layout.folder(name).exists():
-        raise ProjectError(f"{p.layout.folder(name)} already exists but is no project; move it "
+        raise ProjectError(f"{p.layout.folder(name)} already exists but is no project",
+                           "move it "
                            "away or choose another name")
     p.store.create(name, description, grants, actor())
     after = _change(p, name, {})
@@ -204,7 +205,8 @@ def delete(ctx: Context, name: str, force: bool) -> None:
     folder = p.layout.folder(project.name)
     present = folder.is_dir() and not folder.is_symlink()
     if present and any(os.scandir(folder)) and not force:
-        raise ProjectError(f"project {name!r} is not empty; nothing was deleted. Empty "
+        raise ProjectError(f"project {name!r} is not empty",
+                           "nothing was deleted. Empty "
                            f"{folder} first, or use --force to move it to the trash")
     where = str(p.trash(project.name)) if present and force else ""
     if present and not where:

@@ -60,7 +60,8 @@ def wait_for_new_hub(paths: Paths, old_token: str, pid: int | None,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pid is not None and not _alive(pid):
-            raise TeamhubError(f"the hub (pid {pid}) stopped but did not start again; see its "
+            raise TeamhubError(f"the hub (pid {pid}) stopped but did not start again",
+                               "see its "
                                "log (`teamhub logs`) and start it with `teamhub up`")
         if _token(paths) not in ("", old_token):
             try:
@@ -71,7 +72,8 @@ def wait_for_new_hub(paths: Paths, old_token: str, pid: int | None,
             except HubError:
                 pass  # starting: not answering yet
         time.sleep(0.5)
-    raise TeamhubError(f"the hub did not answer within {timeout:g} s of the restart; see its "
+    raise TeamhubError(f"the hub did not answer within {timeout:g} s of the restart",
+                       "see its "
                        "log (`teamhub logs`) and `teamhub status`")
 
 
@@ -104,14 +106,15 @@ def restart(ctx: Context) -> None:
         return
     if pid is None:
         raise HubNotRunning(f"no hub is running ({paths.hub_pid_file} names no live hub "
-                            "process); start it with `teamhub up`")
+                            "process)", "start it with `teamhub up`")
     # Root-only state folder: nobody else can ask a hub to restart.
     paths.restart_request.write_text(f"{pid}\n")
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         paths.restart_request.unlink(missing_ok=True)
-        raise HubNotRunning(f"the hub (pid {pid}) ended just now; start it with "
+        raise HubNotRunning(f"the hub (pid {pid}) ended just now",
+                            "start it with "
                             "`teamhub up`") from None
     wait_for_new_hub(paths, old_token, pid)
     click.echo(f"restarted the hub (pid {pid}, `teamhub up` in the foreground); it answers")

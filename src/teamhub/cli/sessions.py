@@ -24,7 +24,7 @@ def login_name(ctx: Context, raw: str) -> str:
     if ctx.settings["auth.mode"] == "pam":
         name = raw.strip().lower()
         if not LINUX_NAME_RE.fullmatch(name):
-            raise AccountError(f"{raw[:32]!r} is not a Linux user name; see `getent passwd`")
+            raise AccountError(f"{raw[:32]!r} is not a Linux user name", "see `getent passwd`")
         return name
     return canonical_name(raw)
 
@@ -74,6 +74,6 @@ def logout(ctx: Context, name: str, api_tokens: bool) -> None:
     canonical = login_name(ctx, name)
     if ctx.settings["auth.mode"] == "builtin" and AccountStore(
             ctx.paths.accounts_db).get(canonical) is None:
-        raise AccountError(f"user {canonical!r} does not exist; see `teamhub user list`")
+        raise AccountError(f"user {canonical!r} does not exist", "see `teamhub user list`")
     how, counts = hubaccounts.end_sessions(ctx.paths, canonical, api_tokens=api_tokens)
     report_ended(canonical, how, counts)

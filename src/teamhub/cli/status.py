@@ -167,6 +167,6 @@ def logs(follow: bool, lines: int, log_file: Path | None) -> None:
     path = log_file or DEFAULT_LOG
     if not path.exists():
         raise TeamhubError(f"no log at {path}: teamhub is not a systemd service here and was "
-                           "not started by install.sh; name the log with --file FILE")
+                           "not started by install.sh", "name the log with --file FILE")
     cmd = ["tail", "-n", str(lines), *(["-F"] if follow else []), str(path)]
     os.execvp(cmd[0], cmd)

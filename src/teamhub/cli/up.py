@@ -57,7 +57,8 @@ def rotate_api_token(paths: Paths) -> str:
     """
     pid = HubIdentity.of(paths).live_pid()
     if pid is not None:
-        raise PreflightError(f"a hub already runs (pid {pid}, from {paths.hub_pid_file}); stop "
+        raise PreflightError(f"a hub already runs (pid {pid}, from {paths.hub_pid_file})",
+                             "stop "
                              "it first (if that is not a hub, remove the stale pid file)")
     token = secrets.token_hex(32)
     _write_secret(paths.api_token, token + "\n")

@@ -23,7 +23,7 @@ def store_of(ctx: Context) -> AccountStore:
 def existing_account(store: AccountStore, name: str) -> Account:
     account = store.get(canonical_name(name))  # invalid names fail here, with the rule
     if account is None:
-        raise AccountError(f"user {name!r} does not exist; see `teamhub user list`")
+        raise AccountError(f"user {name!r} does not exist", "see `teamhub user list`")
     return account
 
 

@@ -93,7 +93,8 @@ def admin(ctx: Context, name: str, on: bool | None) -> None:
     store = store_of(ctx)
     account = existing_account(store, name)
     if account.pending:
-        raise AccountError(f"user {account.name!r} is waiting for approval; approve it first "
+        raise AccountError(f"user {account.name!r} is waiting for approval",
+                           "approve it first "
                            f"with `teamhub user approve {account.name}`")
     state = "an admin" if on else "not an admin"
     # A busy hub or an impostor on its port stops the command before anything changes.

@@ -21,7 +21,7 @@ def shared_envs(settings: Settings) -> SharedEnvs:
     root = Path(settings["envs.root"])
     uv = paths.runtime_dir / "bin" / "uv"
     if not uv.exists():
-        raise EnvError(f"uv is missing from the runtime ({uv}); re-run install.sh")
+        raise EnvError(f"uv is missing from the runtime ({uv})", "re-run install.sh")
     # The cache sits inside envs.root: root-owned, and on the same filesystem so
     # that uv hard-links package files instead of copying them into each env.
     return SharedEnvs(root, Uv(uv, root / CACHE), str(paths.runtime_python),
@@ -40,7 +40,7 @@ def check_groups(settings: Settings, groups: list[str]) -> None:
     known = group_members(settings)
     missing = [g for g in groups if g not in known]
     if missing:
-        raise EnvError(f"unknown group(s): {', '.join(missing)}; see `teamhub group list`")
+        raise EnvError(f"unknown group(s): {', '.join(missing)}", "see `teamhub group list`")
 
 
 def refresh_visibility(settings: Settings) -> dict[str, object]:

@@ -24,7 +24,7 @@ def _uv() -> Uv:
     here = Path(sys.executable).parent / "uv"
     found = here if here.exists() else shutil.which("uv")
     if not found:
-        raise TeamhubError("uv is not installed in teamhub's runtime; ask your admin")
+        raise TeamhubError("uv is not installed in teamhub's runtime", "ask your admin")
     return Uv(Path(found))  # the user's own cache (~/.cache/uv)
 
 
@@ -48,7 +48,7 @@ def create(name: str, packages: tuple[str, ...], python: str | None) -> None:
         check_name(name)
         target = venvs_dir() / name
         if target.exists():
-            raise TeamhubError(f"{target} already exists; remove it first or pick another name")
+            raise TeamhubError(f"{target} already exists", "remove it first or pick another name")
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         uv = _uv()
         try:

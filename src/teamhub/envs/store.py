@@ -94,7 +94,7 @@ def prune_plan(revisions: list[int], current: int, keep: int) -> list[int]:
 def previous_revision(revisions: list[int], current: int) -> int:
     older = [r for r in sorted(revisions) if r < current]
     if not older:
-        raise EnvError("there is no older revision to roll back to; see `teamhub env history`")
+        raise EnvError("there is no older revision to roll back to", "see `teamhub env history`")
     return older[-1]
 
 
@@ -132,7 +132,8 @@ class SharedEnvs:
         try:
             return json.loads(path.read_text())
         except FileNotFoundError:
-            raise EnvError(f"environment {name!r} does not exist; see `teamhub env list`") from None
+            raise EnvError(f"environment {name!r} does not exist",
+                           "see `teamhub env list`") from None
 
     def current_python(self, name: str) -> Path:
         return self.root / name / "current" / "bin" / "python"
@@ -141,7 +142,7 @@ class SharedEnvs:
         for r in meta["revisions"]:
             if r["rev"] == rev:
                 return r
-        raise EnvError(f"environment {meta['name']!r} has no revision {rev}; "
+        raise EnvError(f"environment {meta['name']!r} has no revision {rev}",
                        f"kept: {', '.join(str(r['rev']) for r in meta['revisions'])}")
 
     def current_spec(self, meta: dict[str, Any]) -> list[str]:
@@ -169,7 +170,8 @@ class SharedEnvs:
                                  waiting=lambda line: print(line, file=sys.stderr)):
                 yield
         except LockError as exc:
-            raise EnvError(f"the shared environments are busy: {exc}; wait for that command "
+            raise EnvError(f"the shared environments are busy: {exc}",
+                           "wait for that command "
                            "to finish (or stop it), then try again. Nothing was changed. "
                            "`teamhub config set envs.lock_timeout SECONDS` waits longer"
                            ) from None
@@ -180,7 +182,7 @@ class SharedEnvs:
         with self._locked():
             envdir = self.root / name
             if (envdir / META).exists():
-                raise EnvError(f"environment {name!r} already exists; use `teamhub env install`")
+                raise EnvError(f"environment {name!r} already exists", "use `teamhub env install`")
             shutil.rmtree(envdir, ignore_errors=True)  # leftovers of an interrupted create
             meta = {"name": name, "groups": sorted(groups or []),
                     "python": python or self.base_python, "created": time.time(),
@@ -254,7 +256,7 @@ class SharedEnvs:
                 python = target / "bin" / "python"
                 if not world_usable(python):
                     raise EnvError(f"the interpreter {os.path.realpath(python)} cannot be run by "
-                                   "ordinary users; use a system-wide Python")
+                                   "ordinary users", "use a system-wide Python")
                 echo(f"==> [{name} rev {rev}] installing {', '.join(packages) or '(base only)'}")
                 self.uv.install(python, [*BASE_PACKAGES, *packages], log=log, echo=echo)
                 install_guard(python, name)

@@ -51,10 +51,11 @@ def dump_yaml(data: Any) -> str:
 
 def _check_target(out: Path) -> None:
     if os.path.lexists(out):
-        raise ExportError(f"{out} already exists; give a new folder (the export never writes "
+        raise ExportError(f"{out} already exists",
+                          "give a new folder (the export never writes "
                           "into an existing one)")
     if not out.parent.is_dir():
-        raise ExportError(f"folder {out.parent} does not exist; create it first")
+        raise ExportError(f"folder {out.parent} does not exist", "create it first")
 
 
 def export_z2jh(settings: Settings, out: Path, opts: Options,

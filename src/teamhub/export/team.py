@@ -54,7 +54,8 @@ def _registry(path: Path) -> dict[str, dict]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise ExportError(f"cannot read the account registry {path} ({exc}); run the export "
+        raise ExportError(f"cannot read the account registry {path} ({exc})",
+                          "run the export "
                           "as root on the teamhub machine") from None
 
 

@@ -90,7 +90,8 @@ def hub_database(settings: Settings) -> dict[str, Any]:
     url = settings.values.get("db.url", "")
     if url and not url.startswith("sqlite"):
         raise ExportError(f"db.url = {url.split('@')[-1]!r}: the export does not carry a "
-                          "database server yet; export from the sqlite hub, or set hub.db by "
+                          "database server yet",
+                          "export from the sqlite hub, or set hub.db by "
                           "hand in values.yaml")
     return {"type": "sqlite-pvc"}
 
@@ -204,7 +205,8 @@ def _tls(settings: Settings) -> dict[str, Any]:
         try:
             pem[key] = Path(settings[key]).read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ExportError(f"cannot read {key} = {settings[key]} ({exc}); run the export as "
+            raise ExportError(f"cannot read {key} = {settings[key]} ({exc})",
+                              "run the export as "
                               "root on the teamhub machine") from None
     https: dict[str, Any] = {"enabled": True, "type": "manual",
                              "manual": {"cert": pem["tls.cert"], "key": pem["tls.key"]}}
@@ -259,7 +261,7 @@ def _team_data(settings: Settings, team: Team, limits: dict[str, Any] | None) ->
              for name, i in team.identities.items()}
     volumes = [u["homeVolume"] for u in users.values()]
     if len(set(volumes)) != len(volumes):
-        raise ExportError("two users' home volume names collide; rename one of them")
+        raise ExportError("two users' home volume names collide", "rename one of them")
     return {
         "version": 1,
         "storePath": STORE_PATH,

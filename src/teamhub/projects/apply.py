@@ -77,7 +77,8 @@ class Projects:
             st = os.lstat(folder)
             if not stat.S_ISDIR(st.st_mode):
                 raise ProjectError(
-                    f"{folder} exists and is not a folder (a symlink?); move it away and run "
+                    f"{folder} exists and is not a folder (a symlink?)",
+                    "move it away and run "
                     f"`teamhub project repair {name}`"
                 ) from None
         return folder

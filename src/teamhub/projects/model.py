@@ -33,17 +33,18 @@ def check_project_name(raw: str) -> str:
     leave that folder ('..', '/', '%2e%2e', absolute paths) fails the rule.
     """
     if not isinstance(raw, str):
-        raise ProjectError(f"a project name must be text; use {PROJECT_RULE}")
+        raise ProjectError("a project name must be text", f"use {PROJECT_RULE}")
     shown = repr(raw[:32]) + ("..." if len(raw) > 32 else "")
     if len(raw) > MAX_PROJECT_NAME:
-        raise ProjectError(f"project name {shown} is too long ({len(raw)} chars); "
+        raise ProjectError(f"project name {shown} is too long ({len(raw)} chars)",
                            f"use {PROJECT_RULE}")
     if _PROJECT_RE.fullmatch(raw):
         return raw
     if _PROJECT_RE.fullmatch(raw.lower()):
-        raise ProjectError(f"project name {shown} has upper-case letters; project names are "
+        raise ProjectError(f"project name {shown} has upper-case letters",
+                           "project names are "
                            f"lower-case only (try {raw.lower()!r})")
-    raise ProjectError(f"invalid project name {shown}; use {PROJECT_RULE}")
+    raise ProjectError(f"invalid project name {shown}", f"use {PROJECT_RULE}")
 
 
 @dataclass(frozen=True)
@@ -107,14 +108,14 @@ class ProjectStore:
 
     def _require(self, conn: sqlite3.Connection, name: str) -> None:
         if conn.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone() is None:
-            raise ProjectError(f"project {name!r} does not exist; see `teamhub project list`")
+            raise ProjectError(f"project {name!r} does not exist", "see `teamhub project list`")
 
     def _check_principals(self, conn: sqlite3.Connection, principals: list[Principal]) -> None:
         for p in principals:
             table = "accounts" if p.kind == "user" else "groups"
             if conn.execute(f"SELECT 1 FROM {table} WHERE name = ?", (p.name,)).fetchone() is None:
                 see = "user list" if p.kind == "user" else "group list"
-                raise ProjectError(f"{p.kind} {p.name!r} does not exist; see `teamhub {see}`")
+                raise ProjectError(f"{p.kind} {p.name!r} does not exist", f"see `teamhub {see}`")
 
     def create(self, name: str, description: str, grants: dict[Principal, str],
                actor: str) -> Project:
@@ -125,7 +126,8 @@ class ProjectStore:
                 conn.execute("INSERT INTO projects (name, description, created) VALUES (?,?,?)",
                              (name, description, _now()))
             except sqlite3.IntegrityError:
-                raise ProjectError(f"project {name!r} already exists; see "
+                raise ProjectError(f"project {name!r} already exists",
+                                   "see "
                                    f"`teamhub project show {name}`") from None
             for p, access in grants.items():
                 conn.execute("INSERT INTO project_grants VALUES (?,?,?,?)",
@@ -175,7 +177,8 @@ class ProjectStore:
             cur = conn.execute("DELETE FROM project_grants WHERE project = ? AND kind = ? "
                                "AND principal = ?", (name, principal.kind, principal.name))
             if cur.rowcount == 0:
-                raise ProjectError(f"{principal} has no grant on project {name!r}; see "
+                raise ProjectError(f"{principal} has no grant on project {name!r}",
+                                   "see "
                                    f"`teamhub project show {name}`")
             _log(conn, actor, name, "revoke", str(principal))
 

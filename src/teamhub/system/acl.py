@@ -28,11 +28,11 @@ def _run(argv: list[str]) -> str:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise AclError(
-            f"cannot run {argv[0]}: {exc.strerror}; install the `acl` package (apt install acl)"
+            f"cannot run {argv[0]}: {exc.strerror}", "install the `acl` package (apt install acl)"
         ) from None
     if proc.returncode != 0:
         raise AclError(
-            f"{' '.join(argv[:2])} ... failed: {proc.stderr.strip() or proc.returncode}; "
+            f"{' '.join(argv[:2])} ... failed: {proc.stderr.strip() or proc.returncode}",
             "check that the filesystem supports ACLs (mount option `acl`) and run as root"
         )
     return proc.stdout
@@ -139,4 +139,4 @@ def disown_all_but(folder: Path, keep: set[int], *, rounds: int = 5) -> None:
     if stale:
         raise AclError(f"files in {folder} keep being created by uid(s) "
                        f"{', '.join(map(str, sorted(stale)))} while their write access is "
-                       "taken away; stop their processes and run `teamhub project repair`")
+                       "taken away", "stop their processes and run `teamhub project repair`")

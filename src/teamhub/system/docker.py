@@ -77,13 +77,13 @@ class Engine:
             resp = conn.getresponse()
             raw = resp.read()
         except FileNotFoundError:
-            raise DockerError(f"the Docker engine is not running (no socket at {self.path}); "
+            raise DockerError(f"the Docker engine is not running (no socket at {self.path})",
                               f"{START_HINT}") from None
         except ConnectionRefusedError:
             raise DockerError(f"the Docker engine is not running (nothing answers on "
-                              f"{self.path}); {START_HINT}") from None
+                              f"{self.path})", f"{START_HINT}") from None
         except PermissionError:
-            raise DockerError(f"no permission to use the Docker engine at {self.path}; "
+            raise DockerError(f"no permission to use the Docker engine at {self.path}",
                               "run teamhub as root") from None
         except (OSError, http.client.HTTPException) as exc:
             raise DockerError(f"the Docker engine at {self.path} did not answer "

@@ -33,7 +33,7 @@ def private_dir(path: Path) -> Path:
         pass
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
-        raise LockError(f"{path} is not a folder (a symlink?); move it away and try again")
+        raise LockError(f"{path} is not a folder (a symlink?)", "move it away and try again")
     if st.st_uid != 0 or st.st_gid != 0:
         os.chown(path, 0, 0, follow_symlinks=False)
     if stat.S_IMODE(st.st_mode) != 0o700:
@@ -94,7 +94,7 @@ def exclusive(path: Path, timeout: float,
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise LockError(f"{path} is not a regular file; move it away and try again")
+            raise LockError(f"{path} is not a regular file", "move it away and try again")
         if st.st_uid != 0 or stat.S_IMODE(st.st_mode) != 0o600:
             os.fchown(fd, 0, 0)
             os.fchmod(fd, 0o600)

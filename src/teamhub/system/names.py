@@ -46,22 +46,22 @@ def canonical_name(raw: str) -> str:
     """RAW as the canonical hub user name, or AccountError saying what is allowed."""
     if not isinstance(raw, str):
         raise AccountError(
-            f"a user name must be text, not {type(raw).__name__}; use {ALLOWED}"
+            f"a user name must be text, not {type(raw).__name__}", f"use {ALLOWED}"
         )
     if len(raw) > MAX_RAW_LENGTH:
-        raise AccountError(f"user name {_shown(raw)} is too long; use {ALLOWED}")
+        raise AccountError(f"user name {_shown(raw)} is too long", f"use {ALLOWED}")
     # Control characters are refused even at the ends (where strip() would
     # quietly drop "\n" or "\t"): a name that differs from what is visible is
     # a log-injection and confusion risk, never a typo worth forgiving.
     if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in raw):
         raise AccountError(
-            f"invalid user name {_shown(raw)}: it contains control characters; use {ALLOWED}"
+            f"invalid user name {_shown(raw)}: it contains control characters", f"use {ALLOWED}"
         )
     # NFKC first so that lookalike forms (fullwidth, ligatures) collapse onto
     # the plain ASCII name instead of being rejected or, worse, kept distinct.
     name = unicodedata.normalize("NFKC", raw).strip().lower()
     if not _NAME_RE.fullmatch(name):
-        raise AccountError(f"invalid user name {_shown(raw)}; use {ALLOWED}")
+        raise AccountError(f"invalid user name {_shown(raw)}", f"use {ALLOWED}")
     return name
 
 

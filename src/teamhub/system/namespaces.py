@@ -34,7 +34,8 @@ def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
         raise NamespaceError(
-            f"{what} failed ({os.strerror(err)}); a private /tmp and /dev/shm need root and "
+            f"{what} failed ({os.strerror(err)})",
+            "a private /tmp and /dev/shm need root and "
             "mount namespaces: run teamhub as root, or turn them off with `teamhub config set "
             "limits.private_tmp false` and `teamhub config set spawner.shm_size shared`"
         )
@@ -62,7 +63,8 @@ def private_mounts(tmp: str | None = None, shm_size: int | None = None,
         if not stat.S_ISDIR(info.st_mode):
             raise NamespaceError(f"private /tmp source {tmp} is not a folder")
     if shm_size is not None and not os.path.isdir(SHM):
-        raise NamespaceError(f"{SHM} does not exist here; set `teamhub config set "
+        raise NamespaceError(f"{SHM} does not exist here",
+                             "set `teamhub config set "
                              "spawner.shm_size shared`")
     libc = _libc()
     _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
@@ -84,7 +86,7 @@ def ensure_cover(path: str) -> str:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise NamespaceError(f"{path} is not a regular file; remove it")
+            raise NamespaceError(f"{path} is not a regular file", "remove it")
         os.ftruncate(fd, 0)
         os.fchown(fd, 0, 0)
         os.fchmod(fd, 0)

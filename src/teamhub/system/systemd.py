@@ -67,7 +67,7 @@ def _run(cmd: list[str], what: str, timeout: float = 60) -> str:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
-        raise SystemdError(f"{cmd[0]} is not installed; {what} needs systemd") from None
+        raise SystemdError(f"{cmd[0]} is not installed", f"{what} needs systemd") from None
     except subprocess.TimeoutExpired:
         raise SystemdError(f"{' '.join(cmd)} did not finish within {timeout:.0f}s") from None
     if proc.returncode != 0:
@@ -120,7 +120,7 @@ def place_in_scope(pid: int, unit: str, properties: Mapping[str, Any]) -> None:
         raise SystemdError(f"scope unit names end in .scope, not {unit!r}")
     if not booted():
         raise SystemdError(
-            "systemd is not running as init here, so per-user limits cannot be enforced; "
+            "systemd is not running as init here, so per-user limits cannot be enforced",
             "run teamhub on a systemd machine, or set `teamhub config set limits.enabled "
             "false` to run servers without limits"
         )

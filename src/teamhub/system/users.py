@@ -98,7 +98,7 @@ def _read(registry: Path) -> dict[str, dict[str, Any]]:
         return {}
     except OSError as exc:
         raise SystemUserError(
-            f"cannot read the teamhub account registry {registry}: {exc.strerror}; "
+            f"cannot read the teamhub account registry {registry}: {exc.strerror}",
             "run this as root"
         ) from None
     # Whoever can write the registry can make teamhub adopt, kill or delete an
@@ -106,7 +106,8 @@ def _read(registry: Path) -> dict[str, dict[str, Any]]:
     if st.st_uid != os.geteuid() or st.st_mode & 0o022:
         raise SystemUserError(
             f"the teamhub account registry {registry} is writable by other users or not "
-            f"owned by uid {os.geteuid()}; check its contents, then `chown root: {registry}` "
+            f"owned by uid {os.geteuid()}",
+            f"check its contents, then `chown root: {registry}` "
             f"and `chmod 600 {registry}`"
         )
     try:
@@ -118,7 +119,7 @@ def _read(registry: Path) -> dict[str, dict[str, Any]]:
     ):
         raise SystemUserError(
             f"the teamhub account registry {registry} is damaged (expected a JSON object "
-            '{"name": {"uid": N, "home": "..."}}); restore it from a backup or repair it by hand'
+            '{"name": {"uid": N, "home": "..."}})', 'restore it from a backup or repair it by hand'
         )
     return data
 
@@ -152,14 +153,16 @@ def is_managed(name: str, *, registry: Path) -> bool:
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not _LINUX_NAME_RE.fullmatch(name):
         raise SystemUserError(
-            f"{str(name)[:40]!r} is not a valid Linux account name; use up to 32 of "
+            f"{str(name)[:40]!r} is not a valid Linux account name",
+            "use up to 32 of "
             "a-z, 0-9, '_', '-' starting with a letter or '_'"
         )
 
 
 def _foreign(name: str) -> SystemUserError:
     return SystemUserError(
-        f"Linux account {name!r} already exists and was not created by teamhub; teamhub "
+        f"Linux account {name!r} already exists and was not created by teamhub",
+        "teamhub "
         "never runs hub users as existing accounts. Rename the hub user or remove/rename "
         "the Linux account"
     )
@@ -168,7 +171,7 @@ def _foreign(name: str) -> SystemUserError:
 def _check_ours(user: SystemUser, entries: dict[str, dict[str, Any]]) -> None:
     if user.uid < uid_min():
         raise SystemUserError(
-            f"Linux account {user.name!r} (uid {user.uid}) is root or a system account; "
+            f"Linux account {user.name!r} (uid {user.uid}) is root or a system account",
             f"teamhub only uses accounts with uid >= {uid_min()}. Rename the hub user"
         )
     entry = entries.get(user.name)
@@ -182,7 +185,8 @@ def check_usable(name: str, *, registry: Path) -> SystemUser:
     user = lookup(name)
     if user is None:
         raise SystemUserError(
-            f"Linux account {name!r} does not exist; start the server again to have "
+            f"Linux account {name!r} does not exist",
+            "start the server again to have "
             "teamhub create it"
         )
     _check_ours(user, _read(registry))
@@ -206,7 +210,8 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         except OSError as exc:
-            raise SystemUserError(f"cannot run {argv[0]}: {exc.strerror}; install the "
+            raise SystemUserError(f"cannot run {argv[0]}: {exc.strerror}",
+                                  "install the "
                                   "`passwd` package and run as root") from None
         if (proc.returncode == 0 or _LOCK_BUSY not in proc.stderr
                 or time.monotonic() > deadline):
@@ -237,7 +242,8 @@ def ensure_system_user(name: str, *, registry: Path, home_root: Path, shell: str
                 os.chmod(home_root, 0o755)
             except OSError as exc:
                 raise SystemUserError(
-                    f"cannot create the home root {home_root} ({exc.strerror}); check "
+                    f"cannot create the home root {home_root} ({exc.strerror})",
+                    "check "
                     "paths.home_root (`teamhub config show`)"
                 ) from None
         home_existed = os.path.lexists(home)
@@ -247,7 +253,7 @@ def ensure_system_user(name: str, *, registry: Path, home_root: Path, shell: str
             # Someone else's account or group got the name meanwhile: nothing of
             # ours to roll back, and theirs must not be touched.
             raise SystemUserError(
-                f"useradd could not create Linux account {name!r}: {proc.stderr.strip()}; "
+                f"useradd could not create Linux account {name!r}: {proc.stderr.strip()}",
                 "rename the hub user or remove/rename the existing account or group"
             )
         try:
@@ -261,7 +267,7 @@ def ensure_system_user(name: str, *, registry: Path, home_root: Path, shell: str
             user = lookup(name)
             if user is None or user.uid < uid_min():
                 raise SystemUserError(
-                    f"useradd did not create Linux account {name!r} with a uid >= {uid_min()}; "
+                    f"useradd did not create Linux account {name!r} with a uid >= {uid_min()}",
                     "check UID_MIN in /etc/login.defs"
                 )
             st = os.lstat(home)
@@ -271,7 +277,7 @@ def ensure_system_user(name: str, *, registry: Path, home_root: Path, shell: str
             if not stat.S_ISDIR(st.st_mode) or st.st_uid != user.uid:
                 raise SystemUserError(
                     f"{home} already exists and is not a folder owned by the new account "
-                    f"{name!r}; move it away (or `chown -R {name}: {home}`) and try again"
+                    f"{name!r}", f"move it away (or `chown -R {name}: {home}`) and try again"
                 )
             os.chmod(home, 0o700)
             entries[name] = {"uid": user.uid, "home": str(home)}
@@ -282,7 +288,8 @@ def ensure_system_user(name: str, *, registry: Path, home_root: Path, shell: str
                 _userdel(name, remove_home=not home_existed)
             if isinstance(exc, OSError):
                 raise SystemUserError(
-                    f"could not set up Linux account {name!r} ({exc}); it was removed again. "
+                    f"could not set up Linux account {name!r} ({exc})",
+                    "it was removed again. "
                     "Fix the cause and start the server again"
                 ) from exc
             raise
@@ -296,7 +303,7 @@ def remove_system_user(name: str, *, registry: Path, keep_home: bool = False) ->
         entries = _read(registry)
         if name not in entries:
             raise SystemUserError(
-                f"Linux account {name!r} was not created by teamhub (it is not in {registry}); "
+                f"Linux account {name!r} was not created by teamhub (it is not in {registry})",
                 "teamhub only removes accounts it created. Remove it with userdel yourself "
                 "if that is what you want"
             )
@@ -313,7 +320,7 @@ def remove_system_user(name: str, *, registry: Path, keep_home: bool = False) ->
                 f"it is not the home teamhub created, {entries[name].get('home')}")
             if lookup(name) is not None:
                 raise SystemUserError(
-                    f"userdel could not remove Linux account {name!r}: {reason}; "
+                    f"userdel could not remove Linux account {name!r}: {reason}",
                     "end its processes and try again"
                 )
         del entries[name]
@@ -323,5 +330,5 @@ def remove_system_user(name: str, *, registry: Path, keep_home: bool = False) ->
     if user is not None and not keep_home and os.path.lexists(user.home):
         raise SystemUserError(
             f"Linux account {name!r} was removed but its home {user.home} was not "
-            f"({reason}); remove it by hand"
+            f"({reason})", "remove it by hand"
         )
