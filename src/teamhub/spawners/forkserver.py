@@ -44,6 +44,7 @@ from typing import Any
 from ..errors import ContainerEnterError, ForkServerUnavailable
 from ..system import nsenter
 from ..system.sandbox import LaunchSpec, become, show_as_exec
+from . import identity
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -122,6 +123,7 @@ def _run_server(spec: LaunchSpec) -> Any:
     user_site = site.getusersitepackages()
     if site.ENABLE_USER_SITE and os.path.isdir(user_site):
         site.addsitedir(user_site)
+    identity.recompute()
     from jupyterhub.singleuser import main
 
     return main()
