@@ -59,7 +59,7 @@ def render(*, server_path: str, environment: dict[str, str], prefix: str | None,
     if prefix is not None:
         test = f'case "$(id -un 2>/dev/null)" in {shlex.quote(prefix)}*) true ;; *) false ;; esac'
     else:
-        test = f'[ "$(id -u)" -ge {int(min_uid or 1000)} ]'
+        test = f'[ "$(id -u)" -ge {1000 if min_uid is None else int(min_uid)} ]'
     lines = [
         "# Written by `teamhub up` at every start: edits here are lost.",
         "# teamhub accounts' login shells get their server's commands and variables",
