@@ -36,6 +36,7 @@ ENV_NAME = "dayone"
 MARK = "day-one-value"
 # A system-wide kernel spec, as a distribution package installs one (e.g. r-cran-irkernel).
 SYSTEM_KERNELS = Path("/usr/local/share/jupyter/kernels")
+PROFILE = Path("/etc/profile.d/teamhub.sh")
 # Lab asks for kernel specs by itself once a minute: well under that, not a timing claim.
 LAUNCHER_DEADLINE = 15
 
@@ -47,6 +48,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     h.user = unique("d1")
     h.kernel = unique("bash-d1-")
     spec_dir = SYSTEM_KERNELS / h.kernel
+    # This hub's `teamhub up` must be what writes the login profile (not an earlier hub).
+    PROFILE.unlink(missing_ok=True)
     try:
         spec_dir.mkdir(parents=True)
         (spec_dir / "kernel.json").write_text(json.dumps({
@@ -59,6 +62,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     finally:
         shutil.rmtree(spec_dir, ignore_errors=True)
         h.cleanup()
+        PROFILE.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +247,16 @@ def test_tree_is_the_notebook_file_view(hub: HubProcess, page: Any) -> None:
     page.wait_for_selector(".jp-DirListing-item:has-text('widgets.ipynb')", timeout=90000)
     assert re.search(rf"/user/{hub.user}/tree", page.url)
     assert page.locator(".jp-LabShell").count() == 0  # Notebook 7's shell, not Lab's
+
+
+def test_doctor_checks_that_the_default_url_is_served(hub: HubProcess) -> None:
+    for url, ok, warning in (("/tree", True, False), ("/lab", True, False),
+                             ("/voila/render/x.ipynb", True, True)):
+        hub.teamhub("config", "set", "hub.default_url", url)
+        proc = hub.teamhub("doctor", "--json", "--check", "default URL served", check=False)
+        [result] = json.loads(proc.stdout)["checks"]
+        assert (result["ok"], result["warning"]) == (ok, warning), result
+    hub.teamhub("config", "unset", "hub.default_url")
 
 
 def test_no_jupyter_news_prompt_by_default(hub: HubProcess) -> None:

@@ -61,6 +61,8 @@ PRELOAD = (
     "jupyter_lsp.specs", "jupyter_server.services.contents.largefilemanager",
     "jupyter_server.services.kernels.kernelmanager", "jupyter_server.gateway.managers",
     "terminado", "jupyter_server_terminals.app", "ipykernel.kernelspec",
+    # The runtime's other server extensions (Notebook 7, the status bar's memory use).
+    "notebook.app", "jupyter_resource_usage",
 )
 # Settings that jupyterhub.singleuser reads once at import: a spec that sets them
 # gets a freshly exec'd server instead of the preloaded one.
