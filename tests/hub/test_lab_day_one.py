@@ -310,6 +310,14 @@ def test_admin_adds_and_removes_a_lab_extension(hub: HubProcess) -> None:
         b = Browser(hub.url)
         assert b.login(hub.user, PASSWORD).status_code == 302
         assert f'"name": "{extension}"' in b.open_lab(hub.user).text.replace('":"', '": "')
+        # A rebuilt runtime lacks it: doctor says so, and `lab sync` (install.sh) brings it back.
+        subprocess.run([str(runtime_dir() / "bin" / "uv"), "pip", "uninstall", "--python",
+                        str(runtime_dir() / "bin" / "python"), package], check=True,
+                       capture_output=True, timeout=120)
+        doctor = hub.teamhub("doctor", "--check", "lab extensions", check=False)
+        assert doctor.returncode == 1 and "teamhub lab sync" in doctor.stdout, doctor.stdout
+        assert package in hub.teamhub("lab", "sync").stdout
+        assert hub.teamhub("doctor", "--check", "lab extensions", check=False).returncode == 0
     finally:
         hub.teamhub("lab", "uninstall", package)
     assert json.loads(hub.teamhub("lab", "list", "--json").stdout) == []

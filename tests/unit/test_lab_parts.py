@@ -19,6 +19,7 @@ from teamhub.hubconfig import update_branding
 from teamhub.labext import default_url_server, lab_extensions, package_name
 from teamhub.limits import Limits
 from teamhub.serverext import kernelspecs_stamp
+from teamhub.spawners import identity
 from teamhub.spawners.identity import _set_class_default
 from teamhub.spawners.local import limit_env
 from teamhub.system import login_profile
@@ -145,3 +146,16 @@ def test_a_class_default_computed_at_import_can_be_computed_again() -> None:
 
     _set_class_default(App, "folder", "/home/ada/.jupyter")
     assert App().folder == "/home/ada/.jupyter"
+
+
+def test_send2trash_home_trash_follows_the_user(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    trash = pytest.importorskip("send2trash.plat_other")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    saved = {k: getattr(trash, k) for k in ("XDG_DATA_HOME", "HOMETRASH_B", "HOMETRASH")}
+    try:
+        identity._send2trash()
+        assert trash.HOMETRASH == str(tmp_path / ".local" / "share" / "Trash")
+    finally:
+        vars(trash).update(saved)

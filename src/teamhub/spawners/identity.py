@@ -46,12 +46,14 @@ def _send2trash() -> None:
     trash = sys.modules.get("send2trash.plat_other")
     if trash is None:
         return
+    # The module's own globals, as its import would compute them now.
     data_home = os.path.expanduser(os.environb.get(b"XDG_DATA_HOME", b"~/.local/share"))
-    trash.XDG_DATA_HOME = data_home
-    trash.HOMETRASH_B = os.path.join(data_home, b"Trash")
-    trash.HOMETRASH = os.fsdecode(trash.HOMETRASH_B)
-    trash.uid = os.getuid()
-    trash.TOPDIR_FALLBACK = b".Trash-" + str(trash.uid).encode("ascii")
+    home_trash = os.path.join(data_home, b"Trash")
+    vars(trash).update({
+        "XDG_DATA_HOME": data_home, "HOMETRASH_B": home_trash,
+        "HOMETRASH": os.fsdecode(home_trash), "uid": os.getuid(),
+        "TOPDIR_FALLBACK": b".Trash-" + str(os.getuid()).encode("ascii"),
+    })
 
 
 def _sysconfig() -> None:
