@@ -27,6 +27,7 @@ from .errors import DockerError, HubError, TeamhubError, TlsError
 from .gpu_report import gpus_status
 from .hubclient import HubClient
 from .hubconfig import HUB_CONFIG_FILE
+from .labext import LabExtensions, default_url_server
 from .limits import limits_status
 from .paths import Paths
 from .proxy import read_record
@@ -499,8 +500,6 @@ def environment_reaches(p: Probe) -> Result:
 
 @check("default URL served")
 def default_url_served(p: Probe) -> Result:
-    from .labext import default_url_server
-
     url = p.settings["hub.default_url"]
     ok, detail = default_url_server(p.paths.runtime_dir, url)
     if ok is None:
@@ -512,8 +511,6 @@ def default_url_served(p: Probe) -> Result:
 
 @check("lab extensions")
 def lab_extensions_installed(p: Probe) -> Result:
-    from .labext import LabExtensions
-
     try:
         found = LabExtensions(p.paths.runtime_dir, p.paths.state_dir).listing()
     except TeamhubError as exc:

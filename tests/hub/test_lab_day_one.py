@@ -23,13 +23,12 @@ from typing import Any
 
 import pytest
 from support.client import Browser
-from support.hub import HubProcess, runtime_dir, unique
+from support.hub import PASSWORD, HubFactory, HubProcess, runtime_dir, unique
 
 from teamhub import __version__
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-PASSWORD = "correct horse battery"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ENV_NAME = "dayone"
@@ -42,9 +41,8 @@ LAUNCHER_DEADLINE = 15
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    h = HubProcess(tmp_path_factory.mktemp("hub"),
-                   extra_toml=f'\n[spawner.environment]\nTEAMHUB_DAY_ONE = "{MARK}"\n')
+def hub(hub_factory: HubFactory) -> Iterator[HubProcess]:
+    h = hub_factory(extra_toml=f'\n[spawner.environment]\nTEAMHUB_DAY_ONE = "{MARK}"\n')
     h.user = unique("d1")
     h.kernel = unique("bash-d1-")
     spec_dir = SYSTEM_KERNELS / h.kernel
@@ -61,7 +59,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         yield h
     finally:
         shutil.rmtree(spec_dir, ignore_errors=True)
-        h.cleanup()
+        h.stop()
         PROFILE.unlink(missing_ok=True)
 
 
