@@ -93,7 +93,12 @@ chmod -R u+rwX,go+rX,go-w "$PREFIX"
 
 if [ "$PREFIX" = /opt/teamhub ]; then
   ln -sf "$RUNTIME/bin/teamhub" /usr/local/bin/teamhub
+  # Every account's shell finds teamhub-env (ssh logins too, not only Lab's terminal).
+  ln -sf "$RUNTIME/bin/teamhub-env" /usr/local/bin/teamhub-env
 fi
+# Lab extensions the admin added (`teamhub lab install`) come back after an upgrade or rebuild.
+TEAMHUB_PATHS_RUNTIME_DIR=$RUNTIME "$RUNTIME/bin/teamhub" lab sync \
+  || say "WARNING: could not install the recorded Lab extensions again; see \`teamhub lab list\`"
 say "Installed: $("$RUNTIME/bin/teamhub" --version)"
 
 [ "$START" = 1 ] || exit 0

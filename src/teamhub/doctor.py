@@ -27,6 +27,7 @@ from .errors import DockerError, HubError, TeamhubError, TlsError
 from .gpu_report import gpus_status
 from .hubclient import HubClient
 from .hubconfig import HUB_CONFIG_FILE
+from .labext import LabExtensions, default_url_server
 from .limits import limits_status
 from .paths import Paths
 from .proxy import read_record
@@ -499,6 +500,32 @@ def environment_reaches(p: Probe) -> Result:
                       "variables there; then restart the hub")
     return Result(name, True, f"{', '.join(sorted(wanted))} set in "
                   f"{len(results)} kernel(s)")
+
+
+@check("default URL served")
+def default_url_served(p: Probe) -> Result:
+    url = p.settings["hub.default_url"]
+    ok, detail = default_url_server(p.paths.runtime_dir, url)
+    if ok is None:
+        return Result("default URL served", True, detail, warning=True)
+    return Result("default URL served", ok, f"{url} is served by {detail}" if ok else detail,
+                  "" if ok else "re-run install.sh (the runtime ships JupyterLab and Notebook 7),"
+                  " or `teamhub config set hub.default_url /lab`")
+
+
+@check("lab extensions")
+def lab_extensions_installed(p: Probe) -> Result:
+    try:
+        found = LabExtensions(p.paths.runtime_dir, p.paths.state_dir).listing()
+    except TeamhubError as exc:
+        return Result("lab extensions", False, str(exc), "`teamhub lab sync`")
+    if not found:
+        return Result("lab extensions", True, "none added (`teamhub lab install PACKAGE`)")
+    missing = [e["name"] for e in found if not e["ok"]]
+    listed = ", ".join(f"{e['name']} {e['version'] or '(missing)'}" for e in found)
+    return Result("lab extensions", not missing, listed,
+                  f"install them again: `teamhub lab sync` (missing: {', '.join(missing)})"
+                  if missing else "")
 
 
 @check("limits enforceable")

@@ -82,6 +82,12 @@ class EnvError(TeamhubError):
     exit_code = 6
 
 
+class LabExtensionError(TeamhubError):
+    """A JupyterLab extension cannot be added to or removed from the runtime."""
+
+    exit_code = 6
+
+
 class LockError(TeamhubError):
     """A root-only lock was held by another process longer than we wait, or its file is odd."""
 

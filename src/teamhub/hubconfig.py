@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from jupyterhub import __version__ as jupyterhub_version
 from traitlets.config import Config
 
+from . import __version__
 from . import gpus as gpu_model
 from .accounts.groups import GroupStore
 from .accounts.store import AccountStore
@@ -142,6 +144,12 @@ def update_accounts(c: Config, s: Settings) -> None:
     # page.html adds the nav links, login.html the signup link; both extend JupyterHub's
     # own templates (the admin's config.d may put more folders before ours).
     c.JupyterHub.template_paths = [str(TEMPLATES)]
+
+
+def update_branding(c: Config) -> None:
+    """Hub pages name teamhub and its version (title, footer) in JupyterHub's look."""
+    c.JupyterHub.template_vars = {"teamhub_name": "teamhub", "teamhub_version": __version__,
+                                  "jupyterhub_version": jupyterhub_version}
 
 
 def update_spawner(c: Config, s: Settings, paths: Paths, trial: bool = False) -> None:
@@ -389,6 +397,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_logging(c, settings)
     update_auth(c, paths)
     update_accounts(c, settings)
+    update_branding(c)
     update_spawner(c, settings, paths, trial)
     update_login_security(c, settings)
     update_projects(c, settings, paths)

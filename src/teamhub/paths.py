@@ -134,6 +134,11 @@ class Paths:
         return self.state_dir / "gpu-allocations.json"
 
     @property
+    def login_profile(self) -> Path:
+        """Login-shell profile of teamhub's accounts (system.login_profile)."""
+        return Path("/etc/profile.d/teamhub.sh")
+
+    @property
     def private_tmp_root(self) -> Path:
         """Root-owned folder of the per-server private /tmp folders (`<root>/<uid>`, 0700)."""
         return Path("/var/tmp/teamhub")

@@ -15,16 +15,26 @@
    token instead), JupyterLab appends its token to websockets, and
    `IsolationAuthorizer` refuses cookie-only websockets, so another user's page in
    the same origin cannot open this user's kernels or terminals.
+4. `GET <base>/teamhub/api/kernelspecs-stamp`: a fingerprint of the kernel list, which
+   teamhub's JupyterLab extension (src/teamhub/lab) asks for every 2 s while the page is
+   visible, refreshing the launcher only when it changed (JupyterLab by itself asks for
+   the kernel specs once a minute).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Awaitable
 from datetime import datetime, timezone
 from typing import Any
 
 from jupyter_server.auth.authorizer import Authorizer
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import ensure_async, url_path_join
+from tornado import web
 from tornado.ioloop import PeriodicCallback
 
 from .browser_isolation import FRAME_ANCESTORS, ISOLATION_HEADERS, websocket_refusal
@@ -99,6 +109,23 @@ async def _url_token_is_users(handler: Any, user: Any) -> bool:
             and bool(hub_auth.check_scopes(hub_auth.access_scopes, model)))
 
 
+def kernelspecs_stamp(specs: dict[str, str]) -> str:
+    """A short fingerprint of SPECS (kernel name → resource folder)."""
+    return hashlib.sha256(json.dumps(sorted(specs.items())).encode()).hexdigest()[:16]
+
+
+class KernelSpecsStampHandler(APIHandler):
+    """The kernel list's fingerprint: names and folders only, no kernel.json read."""
+
+    auth_resource = "kernelspecs"
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        specs = await ensure_async(self.kernel_spec_manager.find_kernel_specs())
+        self.finish({"stamp": kernelspecs_stamp(specs)})
+
+
 def isolate(settings: dict[str, Any]) -> None:
     """Browser isolation on this server's tornado SETTINGS (before any request)."""
     headers = settings.setdefault("headers", {})
@@ -116,6 +143,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     hsts = os.environ.get("JUPYTER_TEAMHUB_HSTS", "")
     if hsts:
         settings["headers"]["Strict-Transport-Security"] = hsts
+    serverapp.web_app.add_handlers(".*$", [(
+        url_path_join(settings.get("base_url", "/"), "teamhub/api/kernelspecs-stamp"),
+        KernelSpecsStampHandler)])
 
     def check() -> None:
         mark_if_busy(serverapp)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -154,6 +155,31 @@ def readable_memory(pid: int) -> bytes:
     return b"".join(chunks)
 
 
+def lab_saves(hub: HubProcess, name: str) -> dict[str, Any]:
+    """What a user's Lab writes into their home as they work: the layout (workspace) and a
+    setting. Each answer, and where it landed."""
+    b = login(hub, name)  # a fresh browser: no cookie of an earlier server of the user
+    assert b.open_lab(name).status_code == 200
+    base = f"{hub.url}/user/{name}"
+    headers = {"X-XSRFToken": b._xsrf(f"/user/{name}/")}
+    workspace = {"data": {"layout-restorer:data": {"main": {"dock": None}}},
+                 "metadata": {"id": "default"}}
+    saved_workspace = b.http.put(f"{base}/lab/api/workspaces/default", json=workspace,
+                                 headers=headers, timeout=30)
+    setting = {"raw": '{"theme": "JupyterLab Dark"}'}
+    saved_setting = b.http.put(f"{base}/lab/api/settings/@jupyterlab/apputils-extension:themes",
+                               json=setting, headers=headers, timeout=30)
+    home = Path(pwd.getpwnam(hub.system_user(name)).pw_dir)
+    return {
+        "answers": [saved_workspace.status_code, saved_setting.status_code],
+        "errors": [r.text[:300] for r in (saved_workspace, saved_setting)
+                   if r.status_code >= 400],
+        "in_home": [(home / ".jupyter/lab/workspaces").is_dir(),
+                    (home / ".jupyter/lab/user-settings/@jupyterlab/apputils-extension"
+                     / "themes.jupyterlab-settings").is_file()],
+    }
+
+
 @pytest.fixture(scope="module")
 def compared(hub: HubProcess) -> dict[str, Any]:
     """One user's server started both ways: forked, then (fork server killed) normally."""
@@ -166,7 +192,11 @@ def compared(hub: HubProcess) -> dict[str, Any]:
     time.sleep(1)
     forked = snapshot(pid)
     forked_fds = fd_targets(pid)
+    forked["saves"] = lab_saves(hub, name)
     stop_server(hub, b, name)
+    # What the forked server saved must not make the normal one look right.
+    shutil.rmtree(Path(pwd.getpwnam(hub.system_user(name)).pw_dir) / ".jupyter",
+                  ignore_errors=True)
 
     os.kill(forker, signal.SIGKILL)
     b.start_server(name)  # falls back to a fresh interpreter, and restarts the fork server
@@ -174,13 +204,14 @@ def compared(hub: HubProcess) -> dict[str, Any]:
     assert parent_of(pid) != forker
     time.sleep(1)
     normal = snapshot(pid)
-    assert b.open_lab(name).status_code == 200
+    normal["saves"] = lab_saves(hub, name)
     stop_server(hub, b, name)
     return {"forked": forked, "normal": normal, "forked_fds": forked_fds, "forker": forker}
 
 
 @pytest.mark.parametrize("part", ["status", "env_keys", "env", "limits", "files", "cwd",
-                                  "session_leader", "cgroup", "proc_owner", "program", "exe"])
+                                  "session_leader", "cgroup", "proc_owner", "program", "exe",
+                                  "saves"])
 def test_forked_server_is_indistinguishable(compared: dict[str, Any], part: str) -> None:
     assert compared["forked"][part] == compared["normal"][part]
 
@@ -195,6 +226,14 @@ def test_started_as_the_user_with_umask_077(hub: HubProcess, compared: dict[str,
     assert compared["forked"]["cwd"] == account.pw_dir
     assert compared["forked"]["session_leader"]
     assert compared["forked"]["env"]["HOME"] == account.pw_dir
+
+
+@pytest.mark.parametrize("how", ["forked", "normal"])
+def test_lab_saves_layout_and_settings_in_the_home(compared: dict[str, Any], how: str) -> None:
+    """Layouts and settings go to the user's home (not the fork server's `nobody`'s)."""
+    saves = compared[how]["saves"]
+    assert saves["answers"] == [204, 204], saves["errors"]
+    assert saves["in_home"] == [True, True]
 
 
 def test_fallback_was_logged(hub: HubProcess, compared: dict[str, Any]) -> None:

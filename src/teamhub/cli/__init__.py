@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (imported for the commands they add)
     group,
     image,
     install,
+    lab,
     project,
     restart,
     sessions,

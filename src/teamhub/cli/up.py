@@ -29,7 +29,7 @@ from ..paths import Paths
 from ..proxy import read_record
 from ..settings import Settings, load
 from ..spawners import forkserver
-from ..system import listen
+from ..system import listen, login_profile
 from .base import Context, cli, pass_ctx
 
 
@@ -104,6 +104,26 @@ def public_base_url(settings: Settings) -> str:
 
 RETIRED = {"hub.internal_port": "the hub's API is the unix socket {hub}",
            "proxy.api_port": "the proxy's API is the unix socket {proxy}"}
+
+
+def write_login_profile(settings: Settings, paths: Paths) -> None:
+    """Users' login shells (ssh, `su -`, Lab's terminal) get their server's PATH and
+    spawner.environment (/etc/profile.d/teamhub.sh)."""
+    # Deferred: the spawner module imports JupyterHub's, which every other command can skip.
+    from ..spawners.local import SYSTEM_PATH, merge_path
+
+    environment = dict(settings["spawner.environment"])
+    server_path = merge_path(f"{paths.runtime_dir / 'bin'}:{SYSTEM_PATH}",
+                             environment.get("PATH"))
+    pam = settings["auth.mode"] == "pam"
+    text = login_profile.render(server_path=server_path, environment=environment,
+                                prefix=None if pam else settings["users.system_prefix"],
+                                min_uid=settings["auth.pam_min_uid"])
+    try:
+        login_profile.install(text, paths.login_profile)
+    except OSError as exc:
+        click.echo(f"WARNING: could not write {paths.login_profile} ({exc}): users' ssh and "
+                   "terminal shells will lack teamhub-env and spawner.environment", err=True)
 
 
 def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
@@ -196,6 +216,8 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     sys.stdout.flush()
     # Everything the hub writes (database, cookie secret, logs) is for root's eyes only.
     started_umask = os.umask(0o077)
+    if not single_user_trial and settings["spawner.backend"] == "local":
+        write_login_profile(settings, paths)
     fork_server = None
     if settings["spawner.fork_server"] and not single_user_trial:
         # Started here, before the hub reads any secret, as a fresh program; it ends with us.

@@ -44,6 +44,7 @@ from typing import Any
 from ..errors import ContainerEnterError, ForkServerUnavailable
 from ..system import nsenter
 from ..system.sandbox import LaunchSpec, become, show_as_exec
+from . import identity
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -60,6 +61,8 @@ PRELOAD = (
     "jupyter_lsp.specs", "jupyter_server.services.contents.largefilemanager",
     "jupyter_server.services.kernels.kernelmanager", "jupyter_server.gateway.managers",
     "terminado", "jupyter_server_terminals.app", "ipykernel.kernelspec",
+    # The runtime's other server extensions (Notebook 7, the status bar's memory use).
+    "notebook.app", "jupyter_resource_usage",
 )
 # Settings that jupyterhub.singleuser reads once at import: a spec that sets them
 # gets a freshly exec'd server instead of the preloaded one.
@@ -122,6 +125,7 @@ def _run_server(spec: LaunchSpec) -> Any:
     user_site = site.getusersitepackages()
     if site.ENABLE_USER_SITE and os.path.isdir(user_site):
         site.addsitedir(user_site)
+    identity.recompute()
     from jupyterhub.singleuser import main
 
     return main()

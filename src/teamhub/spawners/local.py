@@ -31,7 +31,7 @@ from .. import limits as limits_model
 from ..accounts.pam import account_problem
 from ..errors import ForkServerUnavailable, TeamhubError
 from ..projects.apply import Layout, Projects
-from ..system import namespaces, systemd
+from ..system import login_profile, namespaces, systemd
 from ..system.names import system_name
 from ..system.sandbox import LaunchSpec, current_rlimits
 from ..system.users import SystemUser, check_usable, ensure_system_user
@@ -96,6 +96,17 @@ def merge_path(ours: str, admin: Any) -> str:
     if "$PATH" in admin or "${PATH}" in admin:
         return admin.replace("${PATH}", ours).replace("$PATH", ours)
     return f"{admin}:{ours}"
+
+
+def limit_env(limits: limits_model.Limits | None) -> dict[str, str]:
+    """The user's share as the variables JupyterHub gives servers (MEM_LIMIT in bytes,
+    CPU_LIMIT in CPUs): jupyter-resource-usage shows memory use against it."""
+    env = {}
+    if limits is not None and limits.memory is not None:
+        env["MEM_LIMIT"] = str(limits.memory)
+    if limits is not None and limits.cpu is not None:
+        env["CPU_LIMIT"] = str(limits.cpu)
+    return env
 
 
 class LocalSpawner(GpuSupport, LocalProcessSpawner):
@@ -311,6 +322,11 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         path = [self.runtime_bin] if self.runtime_bin else []
         env["PATH"] = merge_path(":".join([*path, SYSTEM_PATH]), self.environment.get("PATH"))
         env.update(self.gpu_env())
+        # Lab's terminal is a login shell, whose /etc/profile resets PATH: teamhub's
+        # profile (system.login_profile) puts this one back.
+        env[login_profile.SERVER_PATH_ENV] = env["PATH"]
+        if not self.single_user_trial:
+            env.update(limit_env(self.resolved_limits()))
         return env
 
     def _private_runtime_dir(self, user: SystemUser) -> str:
