@@ -6,12 +6,27 @@ Everything that touches the OS needs root; run the suite with ./run-tests.sh.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from teamhub.settings import Settings, load
+from teamhub.system.login_profile import DEFAULT_PATH as LOGIN_PROFILE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def login_profile_kept() -> Iterator[None]:
+    """Every test hub writes the login profile as `teamhub up` does; the machine gets
+    back what it had (none on a fresh machine, a real install's otherwise)."""
+    before = LOGIN_PROFILE.read_bytes() if LOGIN_PROFILE.exists() else None
+    yield
+    if os.geteuid() != 0:
+        return
+    if before is None:
+        LOGIN_PROFILE.unlink(missing_ok=True)
+    else:
+        LOGIN_PROFILE.write_bytes(before)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
