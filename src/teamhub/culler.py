@@ -9,6 +9,7 @@ makes every request of the culler go there. Usage (as the hub's service command)
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 
@@ -26,6 +27,10 @@ class HubSocketResolver(Resolver):
 
 def main() -> None:
     path, args = sys.argv[1], sys.argv[2:]
+    # The hub stops its services with SIGINT first. A hub started in the background by a
+    # shell without job control (install.sh without systemd, nohup ... &) hands SIGINT on
+    # ignored, and Python then leaves it ignored: the culler outlived every hub stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     Resolver.configure(HubSocketResolver, path=path)
     # The culler switches to curl's client when pycurl is importable; curl would not use
     # the resolver, so it stays with tornado's own client.
