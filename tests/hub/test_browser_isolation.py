@@ -423,6 +423,13 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if h.site.domain:
         h.config.write_text(h.config.read_text().replace(
             "[hub]\n", f'[hub]\ndomain = "{h.site.domain}"\n', 1))
+    # A's takeover of its own port (_take_over_own_port) lasts until the hub's next poll
+    # of A's server (spawner.poll_interval, 10 s): the attack's window is real, but where it
+    # ends is chance, and the poll sometimes came before the page was first fetched. The
+    # hub polls once an hour here, so the window lasts the module.
+    config_d = h.config.parent / "jupyterhub_config.d"
+    config_d.mkdir(exist_ok=True)
+    (config_d / "50-poll-rarely.py").write_text("c.Spawner.poll_interval = 3600\n")
     folder = world_dir("teamhub-evil-")
     h.attacker, h.victim = unique("a"), unique("b")
     h.folder = folder
