@@ -353,11 +353,32 @@ def start(socket_path: Path, python: str, log_path: Path) -> subprocess.Popen[by
     return proc
 
 
+# The fork server binds its socket only once its imports are done (a few seconds, more on
+# a busy machine); a hub started beside it can get a first spawn before that.
+STARTUP_WAIT_SECONDS = 60.0
+
+
+async def _connect(socket_path: Path, timeout: float
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect; while the fork server this process started is still loading (no socket
+    yet), wait for it rather than start the server the slow way."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STARTUP_WAIT_SECONDS
+    while True:
+        try:
+            return await asyncio.wait_for(
+                asyncio.open_unix_connection(str(socket_path)), timeout)
+        except (FileNotFoundError, ConnectionRefusedError):
+            loading = _started.get(str(socket_path))
+            if loading is None or loading.poll() is not None or loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 async def _request(socket_path: Path, request: dict[str, Any], timeout: float = 5
                    ) -> tuple[dict[str, Any], asyncio.StreamReader, asyncio.StreamWriter]:
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(str(socket_path)), timeout)
+        reader, writer = await _connect(socket_path, timeout)
         writer.write(json.dumps(request).encode() + b"\n")
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), timeout)
