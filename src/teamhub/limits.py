@@ -19,14 +19,21 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import DockerError
 from .system import namespaces, systemd
 from .system.docker import Engine
 
-if TYPE_CHECKING:  # settings imports this module for its checks
-    from .settings import Settings
+
+class Settings(Protocol):
+    """What this module reads of teamhub.settings.Settings (which imports this module for
+    its checks, so this module does not import it back)."""
+
+    values: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any: ...
+
 
 SLICE = "teamhub.slice"
 RESOURCES = ("memory", "cpu", "tasks")

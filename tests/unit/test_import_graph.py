@@ -3,9 +3,10 @@
 Every module under src/teamhub is read with `ast` (nothing is imported), and
 every import of a teamhub module is an edge, also one inside a function: an
 import hidden in a function still makes a cycle, it only moves the failure to
-run time. Imports under `if TYPE_CHECKING:` are for the checker alone and
-are left out. A function-level import of teamhub's own code is allowed only to
-defer a heavy import, and a comment saying so stands right above it.
+run time. Imports under `if TYPE_CHECKING:` count too: a cycle the type
+checker needs is still a cycle for the reader. A function-level import of
+teamhub's own code is allowed only to defer a heavy import, and a comment
+saying so stands right above it.
 """
 
 from __future__ import annotations
@@ -31,12 +32,6 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
 class _Imports(ast.NodeVisitor):
     """Collects (line, target module, inside a function?) for one module."""
 
@@ -44,13 +39,6 @@ class _Imports(ast.NodeVisitor):
         self.package = name.split(".") if is_package else name.split(".")[:-1]
         self.depth = 0
         self.found: list[tuple[int, str, bool]] = []
-
-    def visit_If(self, node: ast.If) -> None:
-        if _is_type_checking(node):
-            for child in node.orelse:
-                self.visit(child)
-            return
-        self.generic_visit(node)
 
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self.depth += 1
