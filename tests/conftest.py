@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.docker_engine import DockerEngine
 
 from teamhub.settings import Settings, load
+from teamhub.system.docker import Engine
 from teamhub.system.login_profile import DEFAULT_PATH as LOGIN_PROFILE
 
 
@@ -49,3 +51,14 @@ def settings(tmp_path: Path) -> Callable[..., Settings]:
         return load(cfg, environ=env)
 
     return load_settings
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    """The local Docker engine, started for the module (without any bridge) unless it runs."""
+    docker = DockerEngine()
+    docker.ensure()
+    try:
+        yield Engine()
+    finally:
+        docker.stop()

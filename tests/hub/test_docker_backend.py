@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from support.client import Browser
-from support.docker_engine import DockerEngine
 from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
 
 from teamhub.spawners.docker import KEEPALIVE
@@ -42,16 +41,6 @@ def teamhub_cli(*args: str, timeout: float = 120,
     base = {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
     return subprocess.run([str(runtime_dir() / "bin" / "teamhub"), *args], capture_output=True,
                           text=True, timeout=timeout, env={**base, **(env or {})})
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    docker = DockerEngine()
-    docker.ensure()
-    try:
-        yield Engine()
-    finally:
-        docker.stop()
 
 
 @pytest.fixture(scope="module")

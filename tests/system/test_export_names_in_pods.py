@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from support.docker_engine import DockerEngine
 from support.hub import runtime_dir
 from support.z2jh import populated
 
@@ -27,16 +25,6 @@ pytestmark = [pytest.mark.system, pytest.mark.docker]
 
 TEST_IMAGE = "teamhub/teamhub-test:latest"
 NSSWITCH = r"sed -i -E 's/^(passwd|group):(.*)$/\1:\2 extrausers/' /etc/nsswitch.conf"
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[None]:
-    docker = DockerEngine()
-    docker.ensure()
-    try:
-        yield
-    finally:
-        docker.stop()
 
 
 def test_users_resolve_by_name_in_the_pod(engine, tmp_path: Path) -> None:

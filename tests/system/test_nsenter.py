@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support.docker_engine import DockerEngine
 from support.hub import runtime_dir, unique
 
 from teamhub.system import nsenter
@@ -59,16 +58,6 @@ report = {
                  "/sys/fs/cgroup/pids.max") if os.path.exists(p)],
 }
 """
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    docker = DockerEngine()
-    docker.ensure()
-    try:
-        yield Engine()
-    finally:
-        docker.stop()
 
 
 @pytest.fixture(scope="module")
