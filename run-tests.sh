@@ -18,6 +18,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 "$SRC/install.sh" --prefix "$PREFIX" --no-start --extras test
+# axe-core for the pages' accessibility checks (tests/support/browser.py).
+if [ ! -f "$PREFIX/test-node/node_modules/axe-core/axe.min.js" ]; then
+  npm install --silent --no-audit --no-fund --prefix "$PREFIX/test-node" axe-core@4 >/dev/null
+fi
 cd "$SRC"
 export TEAMHUB_TEST_RUNTIME=$PREFIX/runtime
 exec "$PREFIX/runtime/bin/python" -m pytest -p no:cacheprovider "$@"

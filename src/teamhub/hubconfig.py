@@ -135,6 +135,8 @@ def update_accounts(c: Config, s: Settings) -> None:
     # Deferred: accounts.pages imports JupyterHub's handlers (seconds), which only the hub
     # process needs; the CLI imports this module too.
     from .accounts.pages import TEMPLATES
+    # Deferred as well: the console's pages import JupyterHub's handlers too.
+    from .console.base import TEMPLATES as CONSOLE_TEMPLATES
 
     c.TeamhubAuthenticator.signup_enabled = s["auth.signup"]
     c.TeamhubAuthenticator.open_signup = s["auth.open_signup"]
@@ -142,8 +144,9 @@ def update_accounts(c: Config, s: Settings) -> None:
     c.TeamhubAuthenticator.system_prefix = s["users.system_prefix"]
     c.TeamhubAuthenticator.system_users_registry = str(Paths.from_settings(s).system_users)
     # page.html adds the nav links, login.html the signup link; both extend JupyterHub's
-    # own templates (the admin's config.d may put more folders before ours).
-    c.JupyterHub.template_paths = [str(TEMPLATES)]
+    # own templates (the admin's config.d may put more folders before ours). The console's
+    # pages are console/*.html.
+    c.JupyterHub.template_paths = [str(TEMPLATES), str(CONSOLE_TEMPLATES)]
 
 
 def update_branding(c: Config) -> None:

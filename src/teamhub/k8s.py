@@ -35,6 +35,7 @@ from . import hubconfig
 from .accounts.groups import GroupStore
 from .accounts.pages import TEMPLATES
 from .accounts.store import AccountStore
+from .console.base import TEMPLATES as CONSOLE_TEMPLATES
 from .export.gpus import devices_for
 from .limits import resolve
 from .projects.model import ProjectStore, effective
@@ -87,7 +88,7 @@ def configure_hub(c: Any, data: dict[str, Any]) -> None:
                               "Strict-Transport-Security": data["hsts"]}
     c.JupyterHub.tornado_settings = tornado
     c.KubeSpawner.environment = {**_merged(c, "KubeSpawner", "environment", {}), **env}
-    c.JupyterHub.template_paths = [str(TEMPLATES),
+    c.JupyterHub.template_paths = [str(TEMPLATES), str(CONSOLE_TEMPLATES),
                                    *_merged(c, "JupyterHub", "template_paths", [])]
     c.Spawner.pre_spawn_hook = functools.partial(prepare_spawn, data=data)
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support.browser import CHROMIUM, CHROMIUM_ARGS
 from support.hub import HubFactory, HubProcess
 
 
@@ -30,3 +31,15 @@ def hub_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubFactory
             problems.append(exc)
     if problems:
         raise problems[0]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """The distribution's headless Chromium through Playwright, one per module."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

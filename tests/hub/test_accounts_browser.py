@@ -20,8 +20,6 @@ from test_accounts_pages import ADMIN_PW, NEW_PW, PW, accounts_rows, pending, si
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +29,6 @@ def hub(hub_factory: HubFactory) -> HubProcess:
     h.add_user(h.admin, ADMIN_PW, "--admin")
     h.start()
     return h
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 class EvilSite:

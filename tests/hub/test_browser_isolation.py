@@ -33,12 +33,11 @@ import time
 from pathlib import Path
 
 import pytest
+from support.browser import CHROMIUM, CHROMIUM_ARGS
 from support.hub import PASSWORD, HubProcess, unique, world_dir
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 DOMAIN = "hub.test"
 # A LAN name for the hub (mapped to loopback in Chromium): plain http to it is not a
 # secure context, unlike http://localhost.

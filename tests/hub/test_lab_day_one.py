@@ -29,8 +29,6 @@ from teamhub import __version__
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ENV_NAME = "dayone"
 MARK = "day-one-value"
 # A system-wide kernel spec, as a distribution package installs one (e.g. r-cran-irkernel).
@@ -61,17 +59,6 @@ def hub(hub_factory: HubFactory) -> Iterator[HubProcess]:
         shutil.rmtree(spec_dir, ignore_errors=True)
         h.stop()
         PROFILE.unlink(missing_ok=True)
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")

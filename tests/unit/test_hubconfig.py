@@ -172,6 +172,7 @@ def test_servers_start_with_the_read_only_extension_manager(settings):
     assert "--LabApp.extension_manager=readonly" in hubconfig.server_args(settings())
 def test_update_accounts(settings) -> None:
     from teamhub.accounts.pages import TEMPLATES
+    from teamhub.console.base import TEMPLATES as CONSOLE_TEMPLATES
 
     c = Config()
     hubconfig.update_accounts(c, settings("[auth]\nsignup = true\n",
@@ -181,8 +182,9 @@ def test_update_accounts(settings) -> None:
     assert c.TeamhubAuthenticator.min_password_length == 14
     assert c.TeamhubAuthenticator.system_prefix == "jupyter-"
     # Set, not prepended: they extend JupyterHub's own (an admin's config.d comes after).
-    assert c.JupyterHub.template_paths == [str(TEMPLATES)]
+    assert c.JupyterHub.template_paths == [str(TEMPLATES), str(CONSOLE_TEMPLATES)]
     assert (TEMPLATES / "page.html").is_file() and (TEMPLATES / "login.html").is_file()
+    assert (CONSOLE_TEMPLATES / "console" / "frame.html").is_file()
 
 
 def test_signup_is_off_by_default(settings) -> None:
@@ -223,6 +225,7 @@ def _whole(tmp_path: Path, settings: Callable[..., Settings]) -> Settings:
 def test_configure_as_a_whole_sets_the_final_args_environment_and_spawner(tmp_path, settings):
     from teamhub.accounts.pages import TEMPLATES
     from teamhub.browser_isolation import ISOLATION_HEADERS
+    from teamhub.console.base import TEMPLATES as CONSOLE_TEMPLATES
 
     c = hubconfig.configure(Config(), _whole(tmp_path, settings))
     assert c.Spawner.args == [
@@ -250,7 +253,7 @@ def test_configure_as_a_whole_sets_the_final_args_environment_and_spawner(tmp_pa
     assert tornado["static_handler_class"].__name__ == "IsolatedStaticHandler"
     assert [svc["name"] for svc in c.JupyterHub.services] == ["teamhub-cli", "idle-culler"]
     assert [role["name"] for role in c.JupyterHub.load_roles] == ["teamhub-cli", "idle-culler"]
-    assert c.JupyterHub.template_paths == [str(TEMPLATES)]
+    assert c.JupyterHub.template_paths == [str(TEMPLATES), str(CONSOLE_TEMPLATES)]
 
 
 def test_configure_sets_and_never_appends_so_applying_it_again_changes_nothing(tmp_path,

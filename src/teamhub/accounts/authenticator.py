@@ -22,6 +22,7 @@ from typing import Any
 from jupyterhub.auth import Authenticator
 from traitlets import Bool, Integer, List, Unicode, default
 
+from .. import console
 from ..errors import AccountError
 from ..system.names import MAX_RAW_LENGTH, canonical_name
 from . import hubusers, pages, sessions
@@ -93,8 +94,8 @@ class GuardedAuthenticator(Authenticator):
             self._throttle = ClientThrottle(self.client_max_failures, self.client_window_seconds)
         return self._throttle
 
-    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
-        return sessions.handlers()
+    def get_handlers(self, app: Any) -> list[Any]:
+        return [*sessions.handlers(), *console.handlers()]
 
     def login_name(self, username: str) -> str | None:
         """The name failures are counted under, or None when it cannot be an account."""
@@ -183,7 +184,7 @@ class TeamhubAuthenticator(GuardedAuthenticator):
         Linux accounts).""",
     ).tag(config=True)
 
-    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+    def get_handlers(self, app: Any) -> list[Any]:
         # The login/logout handlers first: JupyterHub's own /login must not win.
         return [*super().get_handlers(app), *pages.handlers(), *hubusers.handlers()]
 
