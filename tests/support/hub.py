@@ -32,10 +32,19 @@ def runtime_dir() -> Path:
     return Path(os.environ.get("TEAMHUB_TEST_RUNTIME") or sys.prefix)
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now, never one this process was given before (two calls in a
+    row, e.g. for a hub's port and its http port, could otherwise get the same one)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def world_dir(prefix: str) -> Path:
