@@ -135,6 +135,7 @@ def update_accounts(c: Config, s: Settings) -> None:
     # Deferred: accounts.pages imports JupyterHub's handlers (seconds), which only the hub
     # process needs; the CLI imports this module too.
     from .accounts.pages import TEMPLATES
+
     # Deferred as well: the console's pages import JupyterHub's handlers too.
     from .console.base import TEMPLATES as CONSOLE_TEMPLATES
 
