@@ -10,21 +10,16 @@ from __future__ import annotations
 import click
 
 from .. import hubaccounts
-from ..accounts.store import Account, AccountStore
+from ..accounts.store import AccountStore
 from ..errors import AccountError, TeamhubError
-from ..system.names import canonical_name
+from ..user_admin import ended_text, existing_account
 from .base import Context, cli
+
+__all__ = ["existing_account", "list_in_hub", "report_ended", "store_of", "user"]
 
 
 def store_of(ctx: Context) -> AccountStore:
     return AccountStore(ctx.paths.accounts_db)
-
-
-def existing_account(store: AccountStore, name: str) -> Account:
-    account = store.get(canonical_name(name))  # invalid names fail here, with the rule
-    if account is None:
-        raise AccountError(f"user {name!r} does not exist", "see `teamhub user list`")
-    return account
 
 
 # What only makes sense for teamhub's own accounts; in PAM mode the machine's
@@ -50,14 +45,7 @@ def user(click_ctx: click.Context) -> None:
 
 
 def report_ended(name: str, how: str, counts: dict[str, int]) -> None:
-    if how == "none":
-        click.echo(f"{name} has no hub sessions to end")
-        return
-    where = "by the running hub" if how == "hub" else "in the hub database (no hub is running)"
-    text = f"ended every browser session of {name} {where}"
-    if counts.get("api_tokens"):
-        text += f"; revoked {counts['api_tokens']} API token(s)"
-    click.echo(text)
+    click.echo(ended_text(name, how, counts))
 
 
 def list_in_hub(ctx: Context, name: str, admin: bool) -> None:
