@@ -29,6 +29,25 @@ from .system.names import canonical_name, system_name
 Say = Callable[[str], None]
 
 
+# What only makes sense for teamhub's own accounts; in PAM mode the machine's
+# Linux accounts are the accounts, managed with the system's own tools.
+BUILTIN_ONLY = {
+    "add": "create the Linux account with `adduser NAME`",
+    "passwd": "set a password with `passwd NAME`, then `teamhub user logout NAME`",
+    "remove": "remove the Linux account with `deluser NAME` (it then cannot log in)",
+    "block": "lock the Linux account with `usermod -L NAME`, then `teamhub user logout NAME`",
+    "unblock": "unlock the Linux account with `usermod -U NAME`",
+}
+
+
+def check_builtin(settings: Any, command: str) -> None:
+    """Refuse COMMAND (`teamhub user COMMAND`) when the accounts are Linux's (PAM mode)."""
+    hint = BUILTIN_ONLY.get(command)
+    if hint and settings["auth.mode"] == "pam":
+        raise AccountError(f"`teamhub user {command}` manages teamhub's "
+                           f"own accounts, but auth.mode is pam (Linux accounts): {hint}")
+
+
 def existing_account(store: AccountStore, name: str) -> Account:
     account = store.get(canonical_name(name))  # invalid names fail here, with the rule
     if account is None:
