@@ -174,6 +174,12 @@ def test_errors_are_shown_escaped_and_nothing_changes(hub: HubProcess) -> None:
     weird = post(admin, GROUPS, {"action": "create", "group": "<i>g</i>"})
     assert weird.status_code == 400 and "<i>g</i>" not in weird.text
     assert post(admin, USERS, {"action": "<b>x</b>", "name": "y"}).status_code == 400
+    # An admin cannot lock themselves out from the page they are on.
+    for action in ("block", "remove", "admin-off"):
+        mine = post(admin, USERS, {"action": action, "name": hub.admin})
+        assert mine.status_code == 400 and "yourself here" in mine.text, action
+    account = AccountStore(hub.paths.accounts_db).get(hub.admin)
+    assert account.admin and not account.blocked
 
 
 def test_groups_create_fill_empty_delete_in_chromium(hub: HubProcess, chromium) -> None:

@@ -46,11 +46,11 @@ class GroupsPage(ConsolePage):
             await self.blocking(self._change, settings, paths, action, group, user,
                                 lines.append)
         except TeamhubError as exc:
-            await self._show(400, message=" ".join(lines) or None, error=str(exc))
+            await self._show(400, message="; ".join(lines) or None, error=str(exc))
             return
         self.log.info("Admin %s (console): group %s %s %s: %s", self.current_user.name,
-                      action, group[:64], user[:64], " ".join(lines))
-        await self._show(message=" ".join(lines), error=None)
+                      action, group[:64], user[:64], "; ".join(lines))
+        await self._show(message="; ".join(lines), error=None)
 
     def _change(self, settings: Any, paths: Any, action: str, group: str, user: str,
                 say: Any) -> None:

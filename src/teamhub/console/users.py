@@ -21,7 +21,7 @@ from tornado import web
 from .. import hubaccounts, user_admin
 from ..accounts import lifecycle
 from ..accounts.store import Account, AccountStore
-from ..errors import TeamhubError
+from ..errors import AccountError, TeamhubError
 from ..gpu_allocations import Allocations
 from ..paths import Paths
 from ..system import users
@@ -30,6 +30,9 @@ from .base import PREFIX, ConsolePage
 
 PAGE_SIZE = 25
 RESET_LINK_LIFETIME = "24h"  # the CLI's default for `teamhub user reset-link`
+# What an admin may not do to themselves here (locking themselves out of the page they
+# are on); another admin, or the CLI on the server, can.
+NOT_TO_ONESELF = ("block", "remove", "admin-off")
 ACTIONS = ("add", "approve", "reject", "reset-link", "block", "unblock", "admin-on",
            "admin-off", "logout", "remove")
 
@@ -143,6 +146,9 @@ class UsersPage(ConsolePage):
         lines: list[str] = []
         link = None
         try:
+            if action in NOT_TO_ONESELF and name.strip().lower() == self.current_user.name:
+                raise AccountError(f"you cannot {action.replace('-', ' ')} yourself here",
+                                   "ask another admin, or use `teamhub user` on the server")
             settings, paths = await self.blocking(self.teamhub_settings)
             if action == "add":
                 link = await self._add(settings, name, lines)
@@ -154,11 +160,11 @@ class UsersPage(ConsolePage):
                 await self.blocking(self._change, settings, paths, action, name, lines.append)
         except TeamhubError as exc:
             # What was done before the failure stays in view, then what failed.
-            await self._show(400, message=" ".join(lines) or None, error=str(exc), link=None)
+            await self._show(400, message="; ".join(lines) or None, error=str(exc), link=None)
             return
         self.log.info("Admin %s (console): %s %s: %s", self.current_user.name, action,
-                      name[:64], " ".join(lines))
-        await self._show(message=" ".join(lines), error=None, link=link)
+                      name[:64], "; ".join(lines))
+        await self._show(message="; ".join(lines), error=None, link=link)
 
     def _change(self, settings: Any, paths: Paths, action: str, name: str, say: Any) -> None:
         """(Blocking.) The actions that are CLI functions as they are."""
