@@ -166,7 +166,8 @@ def test_approve_and_reject_on_the_admin_page(hub: HubProcess) -> None:
     page = admin.get(USERS)
     assert page.status_code == 200
     assert f'id="pending-{keep}"' in page.text and f'id="pending-{drop}"' in page.text
-    assert 'id="teamhub-console-link"' in page.text and 'id="teamhub-accounts-link"' not in page.text
+    assert 'id="teamhub-console-link"' in page.text
+    assert 'id="teamhub-accounts-link"' not in page.text
     # The old Accounts page sends its visitors (and old bookmarks) to the Users page.
     moved = admin.get("/hub/teamhub/accounts", allow_redirects=False)
     assert moved.status_code == 303 and moved.headers["Location"].endswith(USERS)
