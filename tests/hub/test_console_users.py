@@ -12,6 +12,7 @@ import json
 import os
 import pwd
 import re
+import time
 
 import pytest
 import requests
@@ -20,6 +21,7 @@ from support.client import Browser as Client
 from support.hub import PASSWORD, HubFactory, HubProcess, unique
 
 from teamhub.accounts.store import AccountStore
+from teamhub.gpu_allocations import Allocations
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
@@ -162,6 +164,22 @@ def test_block_unblock_and_remove_with_the_linux_account(hub: HubProcess, chromi
         pwd.getpwnam(hub.system_user(name))
     assert not os.path.exists(linux.pw_dir)
     assert hub.teamhub("user", "show", name, check=False).returncode != 0
+
+
+def test_gpu_holdings_show_in_the_server_column(hub: HubProcess) -> None:
+    """No GPU here: the holding is recorded the way the GPU spawner records a re-adopted
+    server's (gpu_allocations.adopt), held by this test's own process so it counts as live."""
+    name = unique("gpu")
+    hub.add_user(name, PASSWORD)
+    allocations = Allocations(hub.paths.gpu_allocations)
+    allocations.adopt(name, "", ["GPU-test-0"], False, os.getpid(), time.time())
+    try:
+        page = client(hub, hub.admin).get(f"{USERS}?q={name}").text
+        row = page.split(f'id="user-{name}"', 1)[1].split("</tr>", 1)[0]
+        assert "GPUs held: GPU-test-0" in row
+    finally:
+        allocations.release(name)
+        hub.teamhub("user", "remove", name, "--yes")
 
 
 def test_errors_are_shown_escaped_and_nothing_changes(hub: HubProcess) -> None:
