@@ -12,14 +12,29 @@ did what it did not.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from . import hubdb
-from .errors import HubNotRunning, TeamhubError
+from .errors import HubError, HubNotRunning, TeamhubError
 from .hubclient import HubClient, Reply
 from .paths import Paths
 
 NO_SESSIONS = {"oauth_tokens": 0, "api_tokens": 0}
+
+
+@contextmanager
+def hub_step(done: str, finish: str) -> Iterator[None]:
+    """Around telling the running hub after DONE was already changed: if the hub
+    fails then (it was checked just before), the error says what is done and how
+    to finish, instead of leaving the admin to guess."""
+    try:
+        yield
+    except HubError as exc:
+        # The hub's own hint comes first (it is about the failure), then how to finish.
+        hint = f"{exc.hint}; {finish}" if exc.hint else finish
+        raise type(exc)(f"{done}, but {exc.message}", hint) from None
 
 
 def _ask(paths: Paths, method: str, path: str,

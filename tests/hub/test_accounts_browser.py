@@ -94,11 +94,12 @@ def test_signup_approve_login_change_password_in_chromium(hub: HubProcess, chrom
     admin = chromium.new_context()
     apage = admin.new_page()
     login(apage, hub, hub.admin, ADMIN_PW, "/hub/home")
-    apage.click("#teamhub-accounts-link")
-    apage.wait_for_url(re.compile(r"/hub/teamhub/accounts$"))
+    # The console (its first tab: Users) is where signups are approved.
+    apage.click("#teamhub-console-link")
+    apage.wait_for_url(re.compile(r"/hub/teamhub/console/users$"))
     apage.click(f"#pending-{name} button[value=approve]")
     apage.wait_for_load_state()
-    assert f"Approved {name}" in apage.inner_text("#accounts-message")
+    assert f"Approved {name}" in apage.inner_text("#console-message")
     assert name not in pending(hub)
 
     login(page, hub, name, PW, "/hub/change-password")
@@ -114,7 +115,7 @@ def test_signup_approve_login_change_password_in_chromium(hub: HubProcess, chrom
     assert Browser(hub.url).login(name, NEW_PW).status_code == 302
 
 
-def test_admin_page_lists_cli_users_and_adds_through_the_accounts_page(
+def test_admin_page_lists_cli_users_and_adds_through_the_users_page(
         hub: HubProcess, chromium) -> None:
     made = unique("cli")
     hub.add_user(made, PW)
@@ -127,12 +128,12 @@ def test_admin_page_lists_cli_users_and_adds_through_the_accounts_page(
     # Its own "Add Users" (which would make hub-only users) is replaced by teamhub's.
     assert not page.locator(".add-users-button").is_visible()
     page.click("#teamhub-add-users")
-    page.wait_for_url(re.compile(r"/hub/teamhub/accounts"))
+    page.wait_for_url(re.compile(r"/hub/teamhub/console/users"))
     added = unique("web")
     page.fill("#add-name", added)
     page.click("#add-submit")
     page.wait_for_load_state()
-    assert "/hub/reset/" in page.inner_text("#accounts-reset-link")
+    assert "/hub/reset/" in page.inner_text("#users-reset-link")
     page.goto(f"{hub.url}/hub/admin")
     page.get_by_text(added, exact=True).first.wait_for()
     context.close()
@@ -162,11 +163,11 @@ def test_cross_site_form_and_fetch_cannot_approve_or_change_password(
     before = accounts_rows(hub)
     target = hub.url
     evil.pages["/approve.html"] = f"""<!doctype html><body>
-      <form id="f" method="post" action="{target}/hub/teamhub/accounts">
+      <form id="f" method="post" action="{target}/hub/teamhub/console/users">
         <input name="action" value="approve"><input name="name" value="{waiting}">
       </form><script>document.getElementById('f').submit()</script></body>"""
     evil.pages["/approve-fetch.html"] = f"""<!doctype html><body><script>
-      fetch("{target}/hub/teamhub/accounts", {{method: "POST", mode: "no-cors",
+      fetch("{target}/hub/teamhub/console/users", {{method: "POST", mode: "no-cors",
         credentials: "include", headers: {{"Content-Type": "application/x-www-form-urlencoded"}},
         body: "action=approve&name={waiting}"}})
         .finally(() => {{ document.title = "sent"; }});
@@ -184,7 +185,7 @@ def test_cross_site_form_and_fetch_cannot_approve_or_change_password(
         .finally(() => {{ document.title = "sent"; }});
     </script></body>"""
 
-    approvals = _hub_403s(hub, "/hub/teamhub/accounts")
+    approvals = _hub_403s(hub, "/hub/teamhub/console/users")
     changes = _hub_403s(hub, "/hub/change-password")
     for who, password, form, fetch in ((hub.admin, ADMIN_PW, "/approve.html",
                                         "/approve-fetch.html"),
@@ -202,7 +203,7 @@ def test_cross_site_form_and_fetch_cannot_approve_or_change_password(
         context.close()
 
     # Both attempts on each endpoint reached the hub and were refused.
-    assert _hub_403s(hub, "/hub/teamhub/accounts") >= approvals + 2
+    assert _hub_403s(hub, "/hub/teamhub/console/users") >= approvals + 2
     assert _hub_403s(hub, "/hub/change-password") >= changes + 2
     assert accounts_rows(hub) == before
     assert waiting in pending(hub)

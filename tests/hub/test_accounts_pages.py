@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.hub, pytest.mark.system]
 ADMIN_PW = "admin kettle harbour"
 PW = "violet kettle harbour"
 NEW_PW = "amber lantern meadow"
+# Adding, approving and rejecting is the console's Users page (the old Accounts page moved).
+USERS = "/hub/teamhub/console/users"
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +104,9 @@ def test_signup_pending_approve_login_change_password(hub: HubProcess) -> None:
     assert "approved" in hub.teamhub("user", "approve", name).stdout
     b = Browser(hub.url)
     assert b.login(name, PW).status_code == 302 and b.logged_in()
-    # Every hub page links to the password page; only admins see the Accounts link.
+    # Every hub page links to the password page; only admins see the Console link.
     home = b.get("/hub/home").text
-    assert 'id="teamhub-password-link"' in home and 'id="teamhub-accounts-link"' not in home
+    assert 'id="teamhub-password-link"' in home and 'id="teamhub-console-link"' not in home
 
     # Change password: the current one is required, then the old one stops working.
     bad = post_form(b, "/hub/change-password", {"current_password": NEW_PW,
@@ -161,43 +163,47 @@ def test_approve_and_reject_on_the_admin_page(hub: HubProcess) -> None:
     for name in (keep, drop):
         assert signup(hub, name).status_code == 200
     admin = logged_in_admin(hub)
-    page = admin.get("/hub/teamhub/accounts")
+    page = admin.get(USERS)
     assert page.status_code == 200
     assert f'id="pending-{keep}"' in page.text and f'id="pending-{drop}"' in page.text
-    assert 'id="teamhub-accounts-link"' in page.text
+    assert 'id="teamhub-console-link"' in page.text
+    assert 'id="teamhub-accounts-link"' not in page.text
+    # The old Accounts page sends its visitors (and old bookmarks) to the Users page.
+    moved = admin.get("/hub/teamhub/accounts", allow_redirects=False)
+    assert moved.status_code == 303 and moved.headers["Location"].endswith(USERS)
     # GET changes nothing, whatever it carries.
-    admin.get(f"/hub/teamhub/accounts?action=approve&name={keep}")
+    admin.get(f"{USERS}?action=approve&name={keep}")
     assert keep in pending(hub)
 
-    resp = post_form(admin, "/hub/teamhub/accounts", {"action": "approve", "name": keep})
+    resp = post_form(admin, USERS, {"action": "approve", "name": keep})
     assert resp.status_code == 200 and f"Approved {keep}" in resp.text
-    resp = post_form(admin, "/hub/teamhub/accounts", {"action": "reject", "name": drop})
+    resp = post_form(admin, USERS, {"action": "reject", "name": drop})
     assert resp.status_code == 200 and f"Rejected {drop}" in resp.text
     assert keep not in pending(hub) and drop not in pending(hub)
     assert Browser(hub.url).login(keep, PW).status_code == 302
     assert Browser(hub.url).login(drop, PW).status_code == 403
     assert hub.teamhub("user", "show", drop, check=False).returncode != 0
 
-    again = post_form(admin, "/hub/teamhub/accounts", {"action": "approve", "name": drop})
+    again = post_form(admin, USERS, {"action": "approve", "name": drop})
     assert again.status_code == 400 and "no signup for" in again.text
-    bad = post_form(admin, "/hub/teamhub/accounts", {"action": "<b>x</b>", "name": keep})
+    bad = post_form(admin, USERS, {"action": "<b>x</b>", "name": keep})
     assert bad.status_code == 400 and "<b>x</b>" not in bad.text
 
 
-def test_accounts_page_is_for_admins_only(hub: HubProcess) -> None:
+def test_users_page_is_for_admins_only(hub: HubProcess) -> None:
     name = unique("na")
     hub.add_user(name, PW)
     lurker = unique("lk")
     signup(hub, lurker)
     b = Browser(hub.url)
     assert b.login(name, PW).status_code == 302
-    assert b.get("/hub/teamhub/accounts").status_code == 403
+    assert b.get(USERS).status_code == 403
     # A non-admin cannot approve either, even with a valid token of its own.
-    resp = post_form(b, "/hub/teamhub/accounts", {"action": "approve", "name": lurker},
+    resp = post_form(b, USERS, {"action": "approve", "name": lurker},
                      page="/hub/home")
     assert resp.status_code == 403
     assert lurker in pending(hub)
-    anonymous = Browser(hub.url).get("/hub/teamhub/accounts", allow_redirects=False)
+    anonymous = Browser(hub.url).get(USERS, allow_redirects=False)
     assert anonymous.status_code == 302 and "/hub/login" in anonymous.headers["Location"]
     hub.teamhub("user", "reject", lurker)
 
@@ -278,11 +284,11 @@ def test_admin_on_off_reaches_the_running_hub(hub: HubProcess) -> None:
     out = hub.teamhub("user", "admin", name, "--on").stdout
     assert "running hub is updated" in out
     assert b.get("/hub/api/user").json()["admin"] is True
-    assert b.get("/hub/teamhub/accounts").status_code == 200
+    assert b.get(USERS).status_code == 200
     assert b.get("/hub/admin").status_code == 200
     hub.teamhub("user", "admin", name, "--off")
     assert b.get("/hub/api/user").json()["admin"] is False
-    assert b.get("/hub/teamhub/accounts").status_code == 403
+    assert b.get(USERS).status_code == 403
     # A user who never logged in is a hub user too (made by `user add`): changed at once.
     never = unique("nv")
     hub.add_user(never, PW)
@@ -307,7 +313,7 @@ def test_every_post_needs_the_xsrf_token(hub: HubProcess) -> None:
     assert user.login(victim, PW).status_code == 302
     before = accounts_rows(hub)
     attempts = [
-        (admin, "/hub/teamhub/accounts", {"action": "approve", "name": waiting}),
+        (admin, USERS, {"action": "approve", "name": waiting}),
         (user, "/hub/change-password", {"current_password": PW, "password": NEW_PW,
                                         "password2": NEW_PW}),
         (Browser(hub.url), f"/hub/reset/{token}", {"password": NEW_PW, "password2": NEW_PW}),

@@ -1,6 +1,6 @@
 """First start with --admin, root-only state, the config.d escape hatch, binding all
 addresses, account changes from the CLI reaching a running hub, one list of users
-(CLI, hub API, Accounts page, doctor) and `teamhub restart`."""
+(CLI, hub API, the console's Users page, doctor) and `teamhub restart`."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def test_the_hubs_add_users_api_makes_no_hub_only_user(hub: HubProcess, boss: Br
     assert hub.api("GET", f"/users/{stranger}").status == 404
     assert hub.teamhub("user", "show", stranger, check=False).returncode != 0
     page = boss.get("/hub/admin").text
-    assert 'id="teamhub-add-users"' in page and "teamhub/accounts" in page
+    assert 'id="teamhub-add-users"' in page and "teamhub/console/users" in page
     # The admin page's "Edit User" could rename an account into a name teamhub does not know.
     member = unique("ren")
     hub.add_user(member, PASSWORD)
@@ -184,15 +184,15 @@ def test_the_hubs_add_users_api_makes_no_hub_only_user(hub: HubProcess, boss: Br
     assert hub.api("PATCH", f"/users/{member}", {"admin": False}).status == 200
 
 
-def test_accounts_page_adds_an_account_with_a_one_time_link(hub: HubProcess,
-                                                            boss: Browser) -> None:
+def test_users_page_adds_an_account_with_a_one_time_link(hub: HubProcess,
+                                                         boss: Browser) -> None:
     name = unique("kim")
-    form = boss.get("/hub/teamhub/accounts")
+    form = boss.get("/hub/teamhub/console/users")
     xsrf = re.search(r'name="_xsrf" value="([^"]+)"', form.text).group(1)
-    resp = boss.http.post(f"{hub.url}/hub/teamhub/accounts",
+    resp = boss.http.post(f"{hub.url}/hub/teamhub/console/users",
                           data={"_xsrf": xsrf, "action": "add", "name": name}, timeout=60)
     assert resp.status_code == 200, resp.text[-500:]
-    link = re.search(r'id="accounts-reset-link">([^<]+)<', resp.text).group(1)
+    link = re.search(r'id="users-reset-link"[^>]*>([^<]+)<', resp.text).group(1)
     assert "no-store" in resp.headers["Cache-Control"]
     assert boss.get(f"/hub/api/users/{name}").json()["admin"] is False
     assert '"pending": false' in hub.teamhub("user", "show", name, "--json").stdout

@@ -10,8 +10,8 @@ import pytest
 
 from teamhub import images, settings
 from teamhub.accounts import policy
-from teamhub.cli.base import hub_step
 from teamhub.errors import HubNotAnswering, TeamhubError
+from teamhub.hubaccounts import hub_step
 from teamhub.projects import model
 from teamhub.system import names
 

@@ -1,4 +1,5 @@
-"""The hub's account pages: signup, change password, reset links, and pending approvals.
+"""The hub's account pages: signup, change password and reset links (adding accounts and
+approving signups is the console's Users page, teamhub.console.users).
 
 Registered through `TeamhubAuthenticator.get_handlers`, so they live under
 `/hub/`. Every state change is a POST, and JupyterHub's BaseHandler checks the
@@ -199,73 +200,18 @@ class ResetHandler(AccountPage):
 
 
 class AccountsAdminHandler(AccountPage):
-    """`/hub/teamhub/accounts`: admins approve or reject pending signups, and add accounts
-    (the hub's admin page cannot: its "Add Users" makes no teamhub account)."""
+    """`/hub/teamhub/accounts`: the old accounts page, now the console's Users page (which
+    adds, approves and rejects, and more); old bookmarks land there."""
 
-    def _check_admin(self) -> None:
-        # The store is the source of truth for the admin flag (the hub's copy
-        # may lag by the auth refresh age).
-        account = self.store.get(self.current_user.name)
-        if account is None or not account.admin:
-            raise web.HTTPError(403, "only hub admins can manage accounts")
+    def _moved(self) -> None:
+        self.redirect(f"{self.hub.base_url}teamhub/console/users", status=303)
 
-    async def _show(self, status: int = 200, message: str | None = None,
-                    error: str | None = None, link: str | None = None) -> None:
-        await self.page("accounts.html", status, pending=lifecycle.pending(self.store),
-                        message=message, error=error, link=link)
+    def get(self) -> None:
+        self._moved()
 
-    async def _list_in_hub(self, name: str, admin: bool) -> None:
-        """One list of users: the new (or approved) account appears on the admin page now."""
-        from jupyterhub import roles
-        from jupyterhub.utils import maybe_future
-
-        user = self.user_from_username(name)
-        if admin and not user.admin:
-            user.admin = True
-            roles.assign_default_roles(self.db, entity=user)
-            self.db.commit()
-        await maybe_future(self.authenticator.add_user(user))
-
-    async def _add(self) -> None:
-        name, admin = self.field("name"), self.field("admin") == "on"
-        try:
-            account, token, expires = await self.blocking(
-                lifecycle.add_with_reset_link, self.store, name, admin=admin)
-        except AccountError as exc:
-            await self._show(400, error=str(exc))
-            return
-        await self._list_in_hub(account.name, account.admin)
-        self.log.info("Admin %s: added %s%s", self.current_user.name, account.name,
-                      " (admin)" if account.admin else "")
-        link = f"{self.request.protocol}://{self.request.host}{self.hub.base_url}reset/{token}"
-        await self._show(message=f"Added {account.name}" + (" (admin)" if account.admin else "")
-                         + f". Give them this one-time link to set their password (valid until "
-                         f"{expires} UTC; shown only now):", link=link)
-
-    @web.authenticated
-    async def get(self) -> None:
-        self._check_admin()
-        await self._show()
-
-    @web.authenticated
-    async def post(self) -> None:
-        self._check_admin()
-        action, name = self.field("action"), self.field("name")
-        if action == "add":
-            await self._add()
-            return
-        if action not in ("approve", "reject"):
-            raise web.HTTPError(400, "action must be add, approve or reject")
-        try:
-            done = (lifecycle.approve if action == "approve" else lifecycle.reject)(
-                self.store, name)
-        except AccountError as exc:
-            await self._show(400, error=str(exc))
-            return
-        if action == "approve":
-            await self._list_in_hub(done, admin=False)
-        self.log.info("Admin %s: %s %s", self.current_user.name, action, done)
-        await self._show(message=f"{'Approved' if action == 'approve' else 'Rejected'} {done}.")
+    def post(self) -> None:
+        # Nothing is done here: the form that posts to this address is gone.
+        self._moved()
 
 
 def handlers() -> list[tuple[str, type[BaseHandler]]]:

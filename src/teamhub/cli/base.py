@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from .. import __version__
-from ..errors import HubError, TeamhubError
+from ..errors import TeamhubError
 from ..paths import Paths
 from ..settings import Settings, config_path, load
 
@@ -57,19 +56,6 @@ def echo_listing(rows: Any, as_json: bool, lines: Iterable[str], empty: str = ""
     else:
         for line in lines:
             click.echo(line)
-
-
-@contextmanager
-def hub_step(done: str, finish: str) -> Iterator[None]:
-    """Around telling the running hub after DONE was already changed: if the hub
-    fails then (it was checked just before), the error says what is done and how
-    to finish, instead of leaving the admin to guess."""
-    try:
-        yield
-    except HubError as exc:
-        # The hub's own hint comes first (it is about the failure), then how to finish.
-        hint = f"{exc.hint}; {finish}" if exc.hint else finish
-        raise type(exc)(f"{done}, but {exc.message}", hint) from None
 
 
 class TeamhubGroup(click.Group):

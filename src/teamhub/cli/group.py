@@ -1,56 +1,15 @@
 """`teamhub group ...`: hub groups, kept in the account store and mirrored into JupyterHub.
 
-Membership changes also re-apply the ACLs of every project granted to the
-group (`@group`), so a new member gets access and a removed one loses it at once.
+The changes are group_admin's functions (the console's Groups page calls them too).
 """
 
 from __future__ import annotations
 
 import click
 
-from .. import hubaccounts, hubclient
-from ..accounts.groups import GroupStore, canonical_group
-from ..envs.admin import refresh_visibility
-from ..errors import AccountError
-from ..projects.model import Principal
-from ..system.names import canonical_name
-from .base import Context, cli, echo_listing, hub_step, pass_ctx
+from .. import group_admin
+from .base import Context, cli, echo_listing, pass_ctx
 from .project import actor, projects_of
-
-
-def _check_hub(ctx: Context) -> None:
-    """Before any change: a busy hub or an impostor on its port stops the command here."""
-    hubclient.hub_running(ctx.paths)
-
-
-def _sync_hub(ctx: Context, groups: GroupStore) -> None:
-    # Shared environments limited to groups follow membership at once, like projects.
-    refresh_visibility(ctx.settings)
-    # Every sync sends the whole state: any later group command (or a hub start) catches up.
-    with hub_step("the groups are changed in the account store",
-                  "the hub takes them from there when it starts, and with the next "
-                  "`teamhub group` change"):
-        if hubaccounts.sync_groups(ctx.paths, groups.list()):
-            click.echo("the running hub's groups are updated")
-
-
-def _names(users: tuple[str, ...]) -> list[str]:
-    names = [canonical_name(u) for u in users]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise AccountError(f"user {dupes[0]!r} is named more than once", "name each user once")
-    return names
-
-
-def _reapply(ctx: Context, group: str, changed: list[str]) -> None:
-    """Re-apply projects granted to @GROUP and refresh the links of the CHANGED users."""
-    p = projects_of(ctx)
-    touched = [pr for pr in p.store.list() if Principal("group", group) in pr.grants]
-    for project in touched:
-        p.apply_project(project)
-    if touched:
-        p.sync_links(changed)
-        click.echo("re-applied project folders: " + ", ".join(pr.name for pr in touched))
 
 
 @cli.group()
@@ -63,10 +22,7 @@ def group() -> None:
 @pass_ctx
 def create(ctx: Context, name: str) -> None:
     """Create the empty group NAME."""
-    _check_hub(ctx)
-    groups = projects_of(ctx).groups
-    click.echo(f"created group {groups.create(name)}")
-    _sync_hub(ctx, groups)
+    group_admin.create(ctx.settings, ctx.paths, name, say=click.echo)
 
 
 @group.command()
@@ -74,18 +30,7 @@ def create(ctx: Context, name: str) -> None:
 @pass_ctx
 def delete(ctx: Context, name: str) -> None:
     """Delete group NAME; its project grants go too (members lose that access)."""
-    _check_hub(ctx)
-    p = projects_of(ctx)
-    name = canonical_group(name)
-    members = p.groups.members(name)  # fails for an unknown group, before any change
-    touched = p.store.forget_principal(Principal("group", name), actor())
-    p.groups.delete(name)
-    for project in p.store.list():
-        if project.name in touched:
-            p.apply_project(project)
-    p.sync_links(members)
-    click.echo(f"deleted group {name}")
-    _sync_hub(ctx, p.groups)
+    group_admin.delete(ctx.settings, ctx.paths, name, actor=actor(), say=click.echo)
 
 
 @group.command()
@@ -94,16 +39,7 @@ def delete(ctx: Context, name: str) -> None:
 @pass_ctx
 def add(ctx: Context, name: str, users: tuple[str, ...]) -> None:
     """Add USERS to group NAME (all or none)."""
-    _check_hub(ctx)
-    groups = projects_of(ctx).groups
-    name, names = canonical_group(name), _names(users)
-    already = sorted(set(names) & set(groups.members(name)))
-    if already:
-        raise AccountError(f"user {already[0]!r} is already in group {name!r}; nothing changed")
-    groups.add_members(name, names)
-    click.echo(f"added to {name}: {', '.join(names)}")
-    _reapply(ctx, name, names)
-    _sync_hub(ctx, groups)
+    group_admin.add_members(ctx.settings, ctx.paths, name, users, say=click.echo)
 
 
 @group.command()
@@ -112,16 +48,7 @@ def add(ctx: Context, name: str, users: tuple[str, ...]) -> None:
 @pass_ctx
 def remove(ctx: Context, name: str, users: tuple[str, ...]) -> None:
     """Remove USERS from group NAME (all or none)."""
-    _check_hub(ctx)
-    groups = projects_of(ctx).groups
-    name, names = canonical_group(name), _names(users)
-    missing = sorted(set(names) - set(groups.members(name)))
-    if missing:
-        raise AccountError(f"user {missing[0]!r} is not in group {name!r}; nothing changed")
-    groups.remove_members(name, names)
-    click.echo(f"removed from {name}: {', '.join(names)}")
-    _reapply(ctx, name, names)
-    _sync_hub(ctx, groups)
+    group_admin.remove_members(ctx.settings, ctx.paths, name, users, say=click.echo)
 
 
 @group.command(name="list")

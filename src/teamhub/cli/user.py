@@ -8,26 +8,20 @@ is created by the spawner when their server first starts, and removed here by
 from __future__ import annotations
 
 import secrets
-import shutil
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from .. import hubaccounts, hubclient
+from .. import hubaccounts, hubclient, user_admin
 from ..accounts.store import Account
 from ..errors import HubNotAnswering
-from ..system import acl, processes, users
-from ..system.containers import home_volume, remove_user_containers, remove_user_volume
-from ..system.docker import Engine
+from ..hubaccounts import hub_step
+from ..system import users
 from ..system.names import system_name
-from .base import Context, echo_json, echo_listing, hub_step, pass_ctx
-from .project import actor, projects_of
+from .base import Context, echo_json, echo_listing, pass_ctx
+from .project import actor
 from .user_group import existing_account, list_in_hub, report_ended, store_of, user
-
-if TYPE_CHECKING:
-    from ..projects.apply import Projects
-    from ..projects.model import Project
 
 _STDIN_HELP = ("Read the password from standard input (one trailing newline is dropped) "
                "instead of generating one.")
@@ -173,58 +167,12 @@ def remove(ctx: Context, name: str, keep_home: bool, purge: bool, yes: bool) -> 
     """Remove hub user NAME: stop their server, delete their Linux account (if
     teamhub created it; with its home unless --keep-home) and their account."""
     store = store_of(ctx)
-    account = existing_account(store, name)
-    sysname = system_name(account.name, ctx.settings["users.system_prefix"])
-    registry = ctx.paths.system_users
     # Check all that can be checked before changing anything.
-    managed = users.is_managed(sysname, registry=registry)
-    if managed and users.lookup(sysname) is not None:
-        users.check_usable(sysname, registry=registry)
+    plan = user_admin.plan_removal(ctx.settings, ctx.paths, store, name)
     if not yes:
-        what = f"hub user {account.name}"
-        if managed:
-            what += f" and Linux account {sysname}" + ("" if keep_home else " with its home")
-        click.confirm(f"Remove {what}?", abort=True)
-    # Order: hub, then Linux account, then the store last. Each step is
-    # idempotent (hub: 404 is fine; Linux: gone from the registry is skipped),
-    # so if one fails the user is still listed and re-running `user remove`
-    # finishes the job. Removing from the store first would leave a server or
-    # an account behind that no `teamhub user` command could reach any more.
-    # A hub that does not answer stops it here, with nothing changed.
-    hubaccounts.delete_user(ctx.paths, account.name)
-    if ctx.settings["spawner.backend"] == "docker":
-        # The hub stopped (and so removed) a running server; this catches a container left
-        # running while the hub was down.
-        engine = Engine()
-        for gone in remove_user_containers(engine, account.name):
-            click.echo(f"removed container {gone}")
-        if purge and remove_user_volume(engine, account.name):
-            click.echo(f"removed volume {home_volume(account.name)}")
-        elif any(v["Name"] == home_volume(account.name) for v in engine.volumes()):
-            click.echo(f"kept volume {home_volume(account.name)} (their files); remove it with "
-                       f"`docker volume rm {home_volume(account.name)}`")
-    projects_of(ctx).forget_user(account.name, actor())
-    if managed:
-        account_before = users.lookup(sysname)
-        users.remove_system_user(sysname, registry=registry, keep_home=keep_home)
-        if account_before is not None:
-            shutil.rmtree(ctx.paths.private_runtime / str(account_before.uid),
-                          ignore_errors=True)
-    store.remove(account.name)
-    click.echo(f"removed user {account.name}"
-               + (f" and Linux account {sysname}" if managed else ""))
-    if not managed and users.lookup(sysname) is not None:
-        click.echo(f"Linux account {sysname} was not created by teamhub and was left alone")
-
-
-def _projects_with_acl(p: Projects, sysname: str) -> list[Project]:
-    """The projects whose folder ACL names Linux account SYSNAME (what is on disk)."""
-    out = []
-    for project in p.store.list():
-        folder = p.layout.folder(project.name)
-        if folder.is_dir() and sysname in acl.named_users(folder):
-            out.append(project)
-    return out
+        click.confirm(plan.question(keep_home), abort=True)
+    user_admin.remove(ctx.settings, ctx.paths, store, plan, actor=actor(), keep_home=keep_home,
+                      purge=purge, say=click.echo)
 
 
 @user.command()
@@ -240,38 +188,8 @@ def block(ctx: Context, name: str) -> None:
     and they lose all project access (ACLs and ~/projects links). Their
     project grants are kept: `teamhub user unblock NAME` gives everything back.
     """
-    store = store_of(ctx)
-    account = existing_account(store, name)
-    sysname = system_name(account.name, ctx.settings["users.system_prefix"])
-    # A busy hub or an impostor on its port stops the command before anything changes.
-    hubclient.hub_running(ctx.paths)
-    already = store.set_blocked(account.name, True)
-    click.echo(f"user {account.name} was already blocked; making sure nothing is left"
-               if already else f"blocked user {account.name}: logins are refused")
-    with hub_step(f"user {account.name} is blocked (logins are refused)",
-                  f"to finish, run `teamhub user block {account.name}` again once the hub "
-                  "answers"):
-        cut = hubaccounts.cut_off_user(ctx.paths, account.name)
-        if cut is None:
-            click.echo("no hub is running: it refuses the user when it starts")
-        else:
-            click.echo(f"hub: stopped {cut['servers']} server(s), revoked {cut['tokens']} "
-                       "API token(s)")
-        report_ended(account.name,
-                     *hubaccounts.end_sessions(ctx.paths, account.name, api_tokens=True))
-    linux = users.lookup(sysname)
-    if linux is not None and linux.uid != 0:
-        count = len(processes.processes_of(linux.uid))
-        processes.end_processes(linux.uid)
-        click.echo(f"ended {count} process(es) of Linux account {sysname}")
-    p = projects_of(ctx)
-    touched = _projects_with_acl(p, sysname) if linux is not None else []
-    for project in touched:
-        p.apply_project(project)
-        p.store.log(project.name, actor(), "block", account.name)
-    p.sync_links([account.name])
-    click.echo("removed access to projects: " + ", ".join(x.name for x in touched)
-               if touched else "no project access to remove")
+    user_admin.block(ctx.settings, ctx.paths, store_of(ctx), name, actor=actor(),
+                     say=click.echo)
 
 
 @user.command()
@@ -282,17 +200,5 @@ def unblock(ctx: Context, name: str) -> None:
 
     Their servers are not started; they start them as usual after logging in.
     """
-    store = store_of(ctx)
-    account = existing_account(store, name)
-    already = store.set_blocked(account.name, False)
-    click.echo(f"user {account.name} was not blocked" if already
-               else f"unblocked user {account.name}: logins work again")
-    p = projects_of(ctx)
-    p.apply_for_user(account.name)
-    mine = p.accessible(account.name)
-    if not already:
-        for project in mine:
-            p.store.log(project, actor(), "unblock", account.name)
-    click.echo("project access: " + ", ".join(f"{k} ({v})" for k, v in mine.items())
-               if mine else "no project access to restore")
-
+    user_admin.unblock(ctx.settings, ctx.paths, store_of(ctx), name, actor=actor(),
+                       say=click.echo)

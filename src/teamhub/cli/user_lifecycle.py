@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from .. import hubaccounts, hubclient
+from .. import user_admin
 from ..accounts import lifecycle
 from ..errors import AccountError
-from .base import Context, echo_listing, hub_step, pass_ctx
+from .base import Context, echo_listing, pass_ctx
 from .user_group import existing_account, list_in_hub, store_of, user
 
 
@@ -90,22 +90,4 @@ def admin(ctx: Context, name: str, on: bool | None) -> None:
     """Make hub user NAME an admin (--on) or not (--off); a running hub follows at once."""
     if on is None:
         raise AccountError("say --on or --off, e.g. `teamhub user admin NAME --on`")
-    store = store_of(ctx)
-    account = existing_account(store, name)
-    if account.pending:
-        raise AccountError(f"user {account.name!r} is waiting for approval",
-                           "approve it first "
-                           f"with `teamhub user approve {account.name}`")
-    state = "an admin" if on else "not an admin"
-    # A busy hub or an impostor on its port stops the command before anything changes.
-    hubclient.hub_running(ctx.paths)
-    store.set_admin(account.name, on)
-    # The hub also takes the flag from the store at its next auth refresh.
-    with hub_step(f"{account.name} is {state} in the account store",
-                  "the hub takes it from there within a minute (auth refresh) or at "
-                  "their next login"):
-        hub = hubaccounts.set_admin(ctx.paths, account.name, on)
-    click.echo(f"{account.name} is {state}"
-               + {True: " (the running hub is updated)",
-                  False: " (the running hub applies it at their next login)",
-                  None: " (no hub is running; it applies at start)"}[hub])
+    user_admin.set_admin(ctx.paths, store_of(ctx), name, on, say=click.echo)
