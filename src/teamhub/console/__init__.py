@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import base, me
+from . import base, me, system, usage
 
 
-def handlers() -> list[tuple[str, Any, dict[str, Any]] | tuple[str, Any]]:
-    return [*base.handlers(), *me.handlers()]
+def handlers(app: Any) -> list[tuple[str, Any, dict[str, Any]] | tuple[str, Any]]:
+    """Every console handler; APP (the JupyterHub application) is what the usage sampler
+    watches (console.sampler)."""
+    return [*base.handlers(), *me.handlers(), *system.handlers(), *usage.handlers(app)]

@@ -1,0 +1,199 @@
+"""The usage sampler: every `console.sample_seconds`, what each user's running servers use
+(CPU, memory; teamhub.system.usage) and the machine's totals, the last hour kept in the
+hub's memory; every ten minutes, each user's home disk use.
+
+One per hub process, made and started with the console's handlers (when the hub starts:
+JupyterHub asks its authenticator for handlers while it initialises, on its event loop).
+Reading /proc, cgroups, the Docker engine and walking homes happen on threads of their own,
+never on the event loop; pages read only what is already here.
+
+Per user a ring of (time, CPUs in use, memory bytes): at 10 s, 360 points an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pwd
+import time
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from jupyterhub import orm
+from traitlets import Integer
+from traitlets.config import LoggingConfigurable
+
+from ..errors import DockerError
+from ..system import usage
+from ..system.containers import LABEL_USER, home_volume
+from ..system.docker import Engine
+
+KEEP_SECONDS = 3600
+
+
+def target_of(spawner: Any) -> usage.Target | None:
+    """Where SPAWNER's server runs, as teamhub.system.usage reads it."""
+    if getattr(spawner, "single_user_trial", False):
+        account = None  # every server runs as the hub's own account: count its tree only
+    else:
+        account = getattr(spawner, "system_user_name", None)
+    container = getattr(spawner, "container_id", "")
+    if container:
+        return usage.Target(container=container, marker=container, account=account)
+    pid = getattr(spawner, "pid", 0)
+    if not pid:
+        return None
+    return usage.Target(pid=pid, marker=getattr(spawner, "scope_unit", ""), account=account)
+
+
+def home_place(spawner: Any) -> tuple[str, str] | None:
+    """("volume", NAME) or ("account", LINUX NAME) whose home is SPAWNER's user's; None if
+    the user has no home of their own (single-user trial)."""
+    if getattr(spawner, "single_user_trial", False):
+        return None
+    if getattr(spawner, "container_id", None) is not None and \
+            getattr(spawner, "home_mode", "") == "volume":
+        return ("volume", home_volume(spawner.user.name))
+    account = getattr(spawner, "system_user_name", None)
+    return ("account", account) if account else None
+
+
+def _read_all(targets: dict[str, list[usage.Target]]) -> tuple[dict[str, usage.Reading],
+                                                                  usage.Machine]:
+    readings = {}
+    for name, mine in targets.items():
+        total = usage.Reading()
+        for target in mine:
+            total.add(usage.read_target(target))
+        readings[name] = total
+    return readings, usage.machine_reading()
+
+
+def _home_sizes(places: dict[str, tuple[str, str]]) -> dict[str, int]:
+    volumes: dict[str, str] = {}
+    if any(kind == "volume" for kind, _ in places.values()):
+        try:
+            volumes = {v["Name"]: v.get("Mountpoint", "")
+                       for v in Engine(timeout=30).volumes(label=LABEL_USER)}
+        except DockerError:
+            pass
+    sizes = {}
+    for name, (kind, what) in places.items():
+        if kind == "volume":
+            path = volumes.get(what)
+        else:
+            try:
+                path = pwd.getpwnam(what).pw_dir
+            except KeyError:
+                path = None
+        if path:
+            sizes[name] = usage.disk_use(path)
+    return sizes
+
+
+class UsageSampler(LoggingConfigurable):
+    """Samples in the background; `now`, `history` and `home` answer from memory."""
+
+    sample_seconds = Integer(
+        10, help="""Seconds between two samples (setting `console.sample_seconds`)."""
+    ).tag(config=True)
+
+    home_seconds = Integer(
+        600, help="""Seconds between two walks of every home (their disk use)."""
+    ).tag(config=True)
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(parent=app, **kwargs)
+        self.app = app
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="teamhub-usage")
+        self._walker = ThreadPoolExecutor(1, thread_name_prefix="teamhub-du")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._meters: dict[str, usage.CpuMeter] = {}
+        self._last_machine: usage.Machine | None = None
+        self.rings: dict[str, deque[tuple[float, float | None, int]]] = {}
+        self.machine_ring: deque[tuple[float, float | None, int]] = deque(maxlen=self._size)
+        self.current: dict[str, dict[str, Any]] = {}
+        self.machine: usage.Machine | None = None
+        self.homes: dict[str, int] = {}
+        self.homes_at: float | None = None
+
+    @property
+    def _size(self) -> int:
+        return KEEP_SECONDS // max(self.sample_seconds, 1) + 2
+
+    def start(self) -> None:
+        """Start sampling on the running event loop (once); without one, do nothing."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if not self._tasks:
+            self._tasks = [loop.create_task(self._forever(self.sample_once, self.sample_seconds)),
+                           loop.create_task(self._forever(self.refresh_homes, self.home_seconds))]
+
+    async def _forever(self, step: Any, every: int) -> None:
+        while True:
+            try:
+                await step()
+            except Exception:  # a bad sample must not end sampling
+                self.log.exception("teamhub usage sampler: %s failed", step.__name__)
+            await asyncio.sleep(every)
+
+    def _running(self) -> Iterable[tuple[str, Any]]:
+        for user in list(self.app.users.values()):
+            for spawner in list(user.spawners.values()):
+                if spawner.ready:
+                    yield user.name, spawner
+
+    async def sample_once(self) -> None:
+        targets: dict[str, list[usage.Target]] = {}
+        for name, spawner in self._running():
+            target = target_of(spawner)
+            if target is not None:
+                targets.setdefault(name, []).append(target)
+        readings, machine = await asyncio.get_running_loop().run_in_executor(
+            self._pool, _read_all, targets)
+        self.record(time.time(), time.monotonic(), readings, machine)
+
+    def record(self, t: float, mono: float, readings: dict[str, usage.Reading],
+               machine: usage.Machine) -> None:
+        current = {}
+        for name, reading in readings.items():
+            cpu = self._meters.setdefault(name, usage.CpuMeter()).update(reading.counters, mono)
+            cpu = None if cpu is None else round(cpu, 3)
+            self.rings.setdefault(name, deque(maxlen=self._size)).append(
+                (round(t, 1), cpu, reading.memory))
+            current[name] = {"cpu": cpu, "memory": reading.memory, "source": reading.source}
+        for gone in set(self._meters) - set(readings):
+            del self._meters[gone]
+        self.current = current
+        cpus = usage.machine_cpus(self._last_machine, machine) if self._last_machine else None
+        self._last_machine = self.machine = machine
+        self.machine_ring.append((round(t, 1), None if cpus is None else round(cpus, 3),
+                                  machine.memory_used))
+
+    async def refresh_homes(self) -> None:
+        places = {}
+        for orm_user in self.app.db.query(orm.User).all():
+            place = home_place(self.app.users[orm_user].spawner)
+            if place is not None:
+                places[orm_user.name] = place
+        sizes = await asyncio.get_running_loop().run_in_executor(
+            self._walker, _home_sizes, places)
+        self.homes = sizes
+        self.homes_at = time.time()
+
+    def history(self, now: float | None = None) -> dict[str, Any]:
+        """The last hour: {"users": {name: [[t, cpu, memory], ...]}, "machine": [...], ...}."""
+        since = (time.time() if now is None else now) - KEEP_SECONDS
+        users = {name: [list(p) for p in ring if p[0] >= since]
+                 for name, ring in sorted(self.rings.items())}
+        m = self.machine
+        return {
+            "interval": self.sample_seconds,
+            "cpus": m.cpus if m else None,
+            "memory_total": m.memory_total if m else None,
+            "machine": [list(p) for p in self.machine_ring if p[0] >= since],
+            "users": {name: points for name, points in users.items() if points},
+        }
