@@ -2,7 +2,7 @@
 hidden.
 
 What counts as a secret, by name and by form, so that settings added later are covered
-without anyone remembering to mark them: a value under a name that says password,
+without anyone remembering to mark them: a text value under a name that says password,
 passwd, secret, token, credential or key (a setting, or a key inside a table such as
 `spawner.environment`'s `HF_TOKEN`) is hidden, unless it is a file path (`tls.key` names
 where the key lives, not the key) or empty; and the password of any URL
@@ -37,11 +37,11 @@ def masked(name: str, value: Any) -> Any:
         return {k: masked(k if not secret_name(name) else name, v) for k, v in value.items()}
     if isinstance(value, list):
         return [masked(name, v) for v in value]
-    if secret_name(name) and not _plain_path(value) and not isinstance(value, bool):
+    if not isinstance(value, str):
+        return value  # numbers and switches (`auth.min_password_length`) are no secrets
+    if secret_name(name) and not _plain_path(value):
         return HIDDEN
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(lambda m: m.group("head") + HIDDEN, value)
-    return value
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + HIDDEN, value)
 
 
 @dataclass(frozen=True)

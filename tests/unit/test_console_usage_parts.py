@@ -58,7 +58,8 @@ def test_a_spawners_target_names_its_scope_container_or_account() -> None:
     ("key", "", ""),
     ("api_token", "abc123", HIDDEN),
     ("password", "hunter2hunter2", HIDDEN),
-    ("client_secret", 1234, HIDDEN),
+    ("client_secret", "1234", HIDDEN),
+    ("min_password_length", 10, 10),
     ("url", "postgresql+psycopg2://hub:s3cret@db.example/hub",
      f"postgresql+psycopg2://hub:{HIDDEN}@db.example/hub"),
     ("url", "https://example.org/a:b@c", "https://example.org/a:b@c"),
@@ -80,3 +81,4 @@ def test_the_settings_table_lists_every_setting_with_secrets_hidden(tmp_path: Pa
     assert "pw-in-env-table" not in rows["spawner.environment"].value
     assert rows["spawner.environment"].hidden and "/x" in rows["spawner.environment"].value
     assert rows["console.sample_seconds"].origin == "default"
+    assert rows["auth.min_password_length"].value == "10"
