@@ -143,9 +143,10 @@ def test_a_busy_kernel_makes_its_users_cpu_line_rise(hub: HubProcess, member: Cl
                          return l && Number(l.getAttribute('data-max')) >= {busy - 0.001}; }}""",
             timeout=60_000, polling=1000)
         # The running servers' table shows the member's figures, written for people.
-        cell = (f"[data-usage-user='{hub.member}'][data-usage-field='memory']")
+        cell = f"[data-usage-user='{hub.member}'][data-usage-field='memory']"
         page.wait_for_function(
-            f"""() => Number(document.querySelector("{cell}").getAttribute('data-usage-value')) > 0""",
+            f"""() => Number(document.querySelector("{cell}")
+                                     .getAttribute('data-usage-value')) > 0""",
             timeout=60_000, polling=1000)
         assert page.text_content(cell).endswith("MiB")
         assert page.text_content(
