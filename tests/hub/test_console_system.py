@@ -149,6 +149,13 @@ def test_a_busy_kernel_makes_its_users_cpu_line_rise(hub: HubProcess, member: Cl
                                      .getAttribute('data-usage-value')) > 0""",
             timeout=60_000, polling=1000)
         assert page.text_content(cell).endswith("MiB")
+        # Their home's disk use: measured in the background soon after the first start.
+        home = f"[data-usage-user='{hub.member}'][data-usage-field='home']"
+        page.wait_for_function(
+            f"""async () => {{ await window.teamhubUsage.fill();
+                   return Number(document.querySelector("{home}")
+                                 .getAttribute('data-usage-value')) > 0; }}""",
+            timeout=120_000, polling=2000)
         assert page.text_content(
             f"[data-usage-user='{hub.member}'][data-usage-field='cpu_limit']") == "no limit"
         # Doctor's checks arrive after the page, with their hints.

@@ -117,6 +117,8 @@ class UsageSampler(LoggingConfigurable):
         self.machine: usage.Machine | None = None
         self.homes: dict[str, int] = {}
         self.homes_at: float | None = None
+        self._walking = False
+        self._tried: set[str] = set()
 
     @property
     def _size(self) -> int:
@@ -155,6 +157,13 @@ class UsageSampler(LoggingConfigurable):
         readings, machine = await asyncio.get_running_loop().run_in_executor(
             self._pool, _read_all, targets)
         self.record(time.time(), time.monotonic(), readings, machine)
+        unmeasured = set(targets) - set(self.homes) - self._tried
+        if unmeasured and not self._walking:
+            self._tried |= unmeasured  # once: a user without a home is not walked each time
+            # A user's first server made their home since the last walk: measure it now,
+            # not up to ten minutes later.
+            self._tasks.append(asyncio.get_running_loop().create_task(
+                self.refresh_homes(unmeasured)))
 
     def record(self, t: float, mono: float, readings: dict[str, usage.Reading],
                machine: usage.Machine) -> None:
@@ -173,16 +182,26 @@ class UsageSampler(LoggingConfigurable):
         self.machine_ring.append((round(t, 1), None if cpus is None else round(cpus, 3),
                                   machine.memory_used))
 
-    async def refresh_homes(self) -> None:
-        places = {}
-        for orm_user in self.app.db.query(orm.User).all():
-            place = home_place(self.app.users[orm_user].spawner)
-            if place is not None:
-                places[orm_user.name] = place
-        sizes = await asyncio.get_running_loop().run_in_executor(
-            self._walker, _home_sizes, places)
-        self.homes = sizes
-        self.homes_at = time.time()
+    async def refresh_homes(self, names: set[str] | None = None) -> None:
+        """Measure the homes of NAMES (default: every hub user's) on the walker thread."""
+        self._walking = True
+        try:
+            places = {}
+            query = self.app.db.query(orm.User)
+            if names is not None:
+                query = query.filter(orm.User.name.in_(sorted(names)))
+            for orm_user in query.all():
+                place = home_place(self.app.users[orm_user].spawner)
+                if place is not None:
+                    places[orm_user.name] = place
+            sizes = await asyncio.get_running_loop().run_in_executor(
+                self._walker, _home_sizes, places)
+        finally:
+            self._walking = False
+        self.homes = sizes if names is None else {**self.homes, **sizes}
+        if names is None:
+            self.homes_at = time.time()
+        self._tasks = [t for t in self._tasks if not t.done()]
 
     def history(self, now: float | None = None) -> dict[str, Any]:
         """The last hour: {"users": {name: [[t, cpu, memory], ...]}, "machine": [...], ...}."""
