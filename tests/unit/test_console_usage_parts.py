@@ -7,9 +7,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from traitlets.config import LoggingConfigurable
+from traitlets.config import Config, LoggingConfigurable
 
-from teamhub.console.sampler import KEEP_SECONDS, UsageSampler, target_of
+from teamhub import hubconfig
+from teamhub.console.sampler import KEEP_SECONDS, SpawnerSettings, UsageSampler, target_of
+from teamhub.paths import Paths
 from teamhub.settings import load
 from teamhub.settings_view import HIDDEN, masked, shown_settings
 from teamhub.system.usage import CGROUP, PROCESSES, Machine, Reading, Target
@@ -82,3 +84,34 @@ def test_the_settings_table_lists_every_setting_with_secrets_hidden(tmp_path: Pa
     assert rows["spawner.environment"].hidden and "/x" in rows["spawner.environment"].value
     assert rows["console.sample_seconds"].origin == "default"
     assert rows["auth.min_password_length"].value == "10"
+
+
+def test_homes_and_limits_come_from_the_hubs_spawner_config(settings, tmp_path: Path) -> None:  # noqa: ANN001
+    s = settings('[users]\nsystem_prefix = "j-"\n[limits]\nmemory = "2G"\ncpu = "1"\n'
+                 '[limits.groups.ml]\ncpu = "4"\n')
+    paths = Paths.from_settings(s)
+    c = Config()
+    hubconfig.update_spawner(c, s, paths)
+    hubconfig.update_limits(c, s, paths)
+    hubconfig.update_docker(c, s, paths)
+    spawners = SpawnerSettings.of(c)
+    assert spawners.home_place("ada") == ("account", "j-ada")
+    # A user with no spawner loaded gets what their spawner would resolve, without one
+    # being made; a loaded spawner is asked itself.
+    ada = SimpleNamespace(spawners={}, groups=[SimpleNamespace(name="ml")])
+    got = spawners.limits_of(ada)
+    assert (got.cpu, got.memory) == (4.0, 2 * 1024**3)
+    assert ada.spawners == {}
+    loaded = SimpleNamespace(resolved_limits=lambda: None)
+    assert spawners.limits_of(SimpleNamespace(spawners={"": loaded}, groups=[])) is None
+    # The docker backend with volume homes; PAM mode's own accounts; the trial's none.
+    s = settings('[spawner]\nbackend = "docker"\n[docker]\nhome = "volume"\n')
+    c = Config()
+    hubconfig.update_spawner(c, s, paths)
+    hubconfig.update_docker(c, s, paths)
+    assert SpawnerSettings.of(c).home_place("ada") == ("volume", "teamhub-user-ada")
+    c.LocalSpawner.existing_accounts = True
+    c.JupyterHub.spawner_class = "teamhub.spawners.local.LocalSpawner"
+    assert SpawnerSettings.of(c).home_place("ada") == ("account", "ada")
+    c.LocalSpawner.single_user_trial = True
+    assert SpawnerSettings.of(c).home_place("ada") is None

@@ -18,16 +18,19 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from jupyterhub import orm
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
+from .. import limits as limits_model
 from ..errors import DockerError
 from ..system import usage
 from ..system.containers import LABEL_USER, home_volume
 from ..system.docker import Engine
+from ..system.names import system_name
 
 KEEP_SECONDS = 3600
 
@@ -47,16 +50,45 @@ def target_of(spawner: Any) -> usage.Target | None:
     return usage.Target(pid=pid, marker=getattr(spawner, "scope_unit", ""), account=account)
 
 
-def home_place(spawner: Any) -> tuple[str, str] | None:
-    """("volume", NAME) or ("account", LINUX NAME) whose home is SPAWNER's user's; None if
-    the user has no home of their own (single-user trial)."""
-    if getattr(spawner, "single_user_trial", False):
-        return None
-    if getattr(spawner, "container_id", None) is not None and \
-            getattr(spawner, "home_mode", "") == "volume":
-        return ("volume", home_volume(spawner.user.name))
-    account = getattr(spawner, "system_user_name", None)
-    return ("account", account) if account else None
+@dataclass(frozen=True)
+class SpawnerSettings:
+    """What the hub's spawner configuration says about every user (read from the hub's
+    config, not from spawner objects: asking JupyterHub for a user's spawner creates one,
+    and its database row, for users who never started a server)."""
+
+    limits: dict[str, Any]  # the `limits.*` settings, as LocalSpawner.limits
+    prefix: str = "jupyter-"
+    existing_accounts: bool = False  # PAM mode: the hub name is the Linux name
+    trial: bool = False
+    home_volumes: bool = False  # docker backend with docker.home = "volume"
+
+    @classmethod
+    def of(cls, config: Any) -> SpawnerSettings:
+        local, docker = config.LocalSpawner, config.DockerSpawner
+        docker_backend = str(config.JupyterHub.get("spawner_class", "")).endswith(
+            "DockerSpawner")
+        return cls(limits=dict(local.get("limits") or {"enabled": False}),
+                   prefix=str(local.get("system_prefix", "jupyter-")),
+                   existing_accounts=bool(local.get("existing_accounts", False)),
+                   trial=bool(local.get("single_user_trial", False)),
+                   home_volumes=docker_backend and docker.get("home_mode") == "volume")
+
+    def home_place(self, name: str) -> tuple[str, str] | None:
+        """("volume", NAME) or ("account", LINUX NAME) holding hub user NAME's home; None
+        in the single-user trial (no homes of their own)."""
+        if self.trial:
+            return None
+        if self.home_volumes:
+            return ("volume", home_volume(name))
+        return ("account", name if self.existing_accounts else system_name(name, self.prefix))
+
+    def limits_of(self, user: Any) -> limits_model.Limits | None:
+        """USER's limits as their spawner resolves them (its own `resolved_limits` when
+        it is loaded; the same `limits.resolve` over the same settings otherwise)."""
+        spawner = dict.get(user.spawners, "")  # a loaded one only: never make one
+        if spawner is not None and hasattr(spawner, "resolved_limits"):
+            return spawner.resolved_limits()
+        return limits_model.resolve(self.limits, [g.name for g in user.groups])
 
 
 def _read_all(targets: dict[str, list[usage.Target]]) -> tuple[dict[str, usage.Reading],
@@ -106,6 +138,7 @@ class UsageSampler(LoggingConfigurable):
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(parent=app, **kwargs)
         self.app = app
+        self.spawners = SpawnerSettings.of(app.config)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="teamhub-usage")
         self._walker = ThreadPoolExecutor(1, thread_name_prefix="teamhub-du")
         self._tasks: list[asyncio.Task[None]] = []
@@ -190,10 +223,10 @@ class UsageSampler(LoggingConfigurable):
             query = self.app.db.query(orm.User)
             if names is not None:
                 query = query.filter(orm.User.name.in_(sorted(names)))
-            for orm_user in query.all():
-                place = home_place(self.app.users[orm_user].spawner)
+            for (name,) in query.with_entities(orm.User.name):
+                place = self.spawners.home_place(name)
                 if place is not None:
-                    places[orm_user.name] = place
+                    places[name] = place
             sizes = await asyncio.get_running_loop().run_in_executor(
                 self._walker, _home_sizes, places)
         finally:

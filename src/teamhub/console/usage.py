@@ -10,7 +10,8 @@
   machine's total (`UsageSampler.history`).
 
 Limits come from the spawner's own `resolved_limits` (teamhub.limits.resolve over the
-`limits.*` settings and the user's groups): what their next start enforces.
+`limits.*` settings and the user's groups; `SpawnerSettings.limits_of`): what their next
+start enforces.
 """
 
 from __future__ import annotations
@@ -23,18 +24,10 @@ from .base import PREFIX, ConsoleData
 from .sampler import UsageSampler
 
 
-def limits_of(user: Any) -> tuple[float | None, int | None]:
-    """(CPUs, memory bytes) USER's server gets; None for no limit."""
-    resolve = getattr(user.spawner, "resolved_limits", None)
-    limits = resolve() if resolve is not None else None
-    if limits is None:
-        return None, None
-    return limits.cpu, limits.memory
-
-
 def usage_now(sampler: UsageSampler, user: Any) -> dict[str, Any]:
     current = sampler.current.get(user.name)
-    cpu_limit, memory_limit = limits_of(user)
+    limits = sampler.spawners.limits_of(user)
+    cpu_limit, memory_limit = (limits.cpu, limits.memory) if limits else (None, None)
     return {
         "cpu": current["cpu"] if current else None,
         "memory": current["memory"] if current else None,
