@@ -82,6 +82,8 @@ def test_an_accounts_processes_are_counted_when_there_is_no_cgroup_of_its_own() 
         mine = lambda r: next((v for k, v in r.counters.items()  # noqa: E731
                                if k.startswith(f"pid:{proc.pid}:")), 0.0)
         rising(lambda: usage.read_target(target), mine)
+        # The same from one table of every account's processes (the sampler's way).
+        assert mine(usage.read_target(target, usage.processes_by_uid())) > 0
     finally:
         proc.kill()
         proc.wait()

@@ -94,10 +94,11 @@ class SpawnerSettings:
 def _read_all(targets: dict[str, list[usage.Target]]) -> tuple[dict[str, usage.Reading],
                                                                   usage.Machine]:
     readings = {}
+    by_uid = usage.processes_by_uid() if targets else {}
     for name, mine in targets.items():
         total = usage.Reading()
         for target in mine:
-            total.add(usage.read_target(target))
+            total.add(usage.read_target(target, by_uid))
         readings[name] = total
     return readings, usage.machine_reading()
 

@@ -157,6 +157,16 @@ def account_pids(uid: int) -> list[int]:
     return [pid for pid in _pids() if _real_uid(pid) == uid]
 
 
+def processes_by_uid() -> dict[int, list[int]]:
+    """Real uid -> its running processes, in one pass over /proc (for many accounts at once)."""
+    table: dict[int, list[int]] = {}
+    for pid in _pids():
+        uid = _real_uid(pid)
+        if uid is not None:
+            table.setdefault(uid, []).append(pid)
+    return table
+
+
 def tree_pids(root: int) -> list[int]:
     """ROOT and every process descended from it."""
     children: dict[int, list[int]] = {}
@@ -192,8 +202,9 @@ def _container_pid(container: str) -> int | None:
     return (info.get("State") or {}).get("Pid") or None
 
 
-def read_target(target: Target) -> Reading:
-    """(Blocking: /proc, cgroup files, maybe the Docker engine.) What TARGET uses now."""
+def read_target(target: Target, by_uid: Mapping[int, list[int]] | None = None) -> Reading:
+    """(Blocking: /proc, cgroup files, maybe the Docker engine.) What TARGET uses now.
+    BY_UID: `processes_by_uid()` taken once for many targets (else /proc is scanned)."""
     pid = _container_pid(target.container) if target.container else target.pid
     if pid:
         folders = own_cgroup(pid, target.marker)
@@ -206,7 +217,8 @@ def read_target(target: Target) -> Reading:
         except KeyError:
             return Reading()
         if uid != 0:
-            return processes_reading(account_pids(uid))
+            pids = by_uid.get(uid, []) if by_uid is not None else account_pids(uid)
+            return processes_reading(pids)
     return processes_reading(tree_pids(pid)) if pid else Reading()
 
 
