@@ -270,7 +270,8 @@ def machine_cpus(last: Machine, now: Machine) -> float | None:
     """CPUs busy between two machine readings (0 .. number of CPUs)."""
     if now.total <= last.total:
         return None
-    return (now.busy - last.busy) / (now.total - last.total) * now.cpus
+    share = (now.busy - last.busy) / (now.total - last.total)
+    return min(max(share, 0.0), 1.0) * now.cpus  # tick sums can round past the edges
 
 
 def disk_use(root: str | Path) -> int:
