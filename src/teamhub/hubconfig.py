@@ -390,6 +390,11 @@ def update_gpus(c: Config, s: Settings, paths: Paths, trial: bool = False) -> No
     c.LocalSpawner.gpu_cover = str(paths.private_runtime / "no-device")
 
 
+def update_console(c: Config, s: Settings) -> None:
+    """The console's usage sampler (teamhub.console.sampler), in the hub process."""
+    c.UsageSampler.sample_seconds = s["console.sample_seconds"]
+
+
 def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     """Apply every teamhub setting to C (a JupyterHub config object)."""
     paths = Paths.from_settings(settings)
@@ -408,6 +413,7 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_limits(c, settings, paths)
     update_gpus(c, settings, paths, trial)
     update_docker(c, settings, paths)
+    update_console(c, settings)
     if paths.accounts_db.exists():
         store = AccountStore(paths.accounts_db)
         update_groups(c, GroupStore(store).list())

@@ -195,6 +195,10 @@ def _gpus_table(value: dict[str, str]) -> str | None:
     return gpu_model.check_table(value)
 
 
+def _sample_seconds(value: int) -> str | None:
+    return None if 2 <= value <= 300 else "a whole number of seconds from 2 to 300"
+
+
 def _docker_images(value: dict[str, Any]) -> str | None:
     return image_choice.check_table(value)
 
@@ -413,6 +417,10 @@ SCHEMA: tuple[Setting, ...] = (
             "add|passwd`, signup, the change-password page and reset links (at least 8). "
             "Common passwords and passwords containing the user name are always refused.",
             check=_min_password),
+    Setting("console.sample_seconds", int, 10, "How often, in seconds, the hub samples each "
+            "running server's CPU and memory use (from its cgroup, or its processes where it "
+            "has none) for the console's System page and usage columns. The last hour is "
+            "kept in the hub's memory. From 2 to 300.", check=_sample_seconds),
 )
 
 # When a changed setting takes effect. Read from the code that uses each one: almost
@@ -508,6 +516,7 @@ APPLIES: dict[str, Applies] = {
     "auth.signup": _RESTART,
     "auth.open_signup": _RESTART,
     "auth.min_password_length": _RESTART,  # `teamhub user add|passwd` use it at once
+    "console.sample_seconds": _RESTART,
 }
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SCHEMA}

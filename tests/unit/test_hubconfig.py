@@ -267,3 +267,12 @@ def test_configure_sets_and_never_appends_so_applying_it_again_changes_nothing(t
     # The trial's servers run unprivileged: no ipc kernels (no private socket folder).
     assert "--KernelManager.transport=ipc" not in once.Spawner.args
     assert once.Spawner.args[0] == "--HubOAuth.cache_max_age=10"
+
+
+def test_console_sampler_interval_comes_from_its_setting(settings):
+    c = Config()
+    hubconfig.update_console(c, settings("[console]\nsample_seconds = 5\n"))
+    assert c.UsageSampler.sample_seconds == 5
+    c = Config()
+    hubconfig.update_console(c, settings())
+    assert c.UsageSampler.sample_seconds == 10

@@ -95,7 +95,7 @@ class GuardedAuthenticator(Authenticator):
         return self._throttle
 
     def get_handlers(self, app: Any) -> list[Any]:
-        return [*sessions.handlers(), *console.handlers()]
+        return [*sessions.handlers(), *console.handlers(app)]
 
     def login_name(self, username: str) -> str | None:
         """The name failures are counted under, or None when it cannot be an account."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import base, groups, me, users
+from . import base, groups, me, system, usage, users
 
 
-def handlers() -> list[tuple[str, Any, dict[str, Any]] | tuple[str, Any]]:
-    return [*base.handlers(), *me.handlers(), *users.handlers(),
-            *groups.handlers()]
+def handlers(app: Any) -> list[tuple[str, Any, dict[str, Any]] | tuple[str, Any]]:
+    """Every console handler; APP (the JupyterHub application) is what the usage sampler
+    watches (console.sampler)."""
+    return [*base.handlers(), *me.handlers(), *users.handlers(), *groups.handlers(),
+            *system.handlers(), *usage.handlers(app)]

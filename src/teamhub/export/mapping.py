@@ -159,6 +159,9 @@ MAPPING: dict[str, Rule] = {
                          loss=_gpus),
     "gpus.groups": Rule(to="custom.teamhub.gpus.groups"),
     "gpus.users": Rule(to="custom.teamhub.gpus.users"),
+    "console.sample_seconds": Rule(reason="the console's usage sampler reads this machine's "
+                                   "cgroups and /proc; in the cluster, use its metrics "
+                                   "(e.g. the kubelet's, with Prometheus)"),
 }
 
 
