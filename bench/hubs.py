@@ -308,10 +308,18 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "fa
         self.proxy_token = (self.state / "proxy_auth_token").read_text().strip()
 
     def add_users(self, names: list[str]) -> None:
+        from teamhub.system.users import ensure_system_user
+
         for name in names:
             password = secrets.token_urlsafe(12)
             self.teamhub("user", "add", name, "--password-stdin", input=password + "\n")
             self.users[name] = password
+            # Their Linux accounts too, as vanilla's are (PAM needs them before a login):
+            # both hubs then time logins and starts of a team that exists, not teamhub's
+            # one-time `useradd` at a user's very first start (~0.26 s each, one at a
+            # time; README, "Benchmarks").
+            ensure_system_user(self.system_name(name), registry=self.state / "system_users.json",
+                               home_root=self.home_root, shell="/bin/bash")
 
     def cleanup(self) -> None:
         from teamhub.system.users import lookup, remove_system_user

@@ -495,10 +495,15 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         if self.proc is not None:
             return self.proc.poll()
         if self._forked:
+            # /proc first: the fork server (one thread, busy forking everyone else's servers
+            # in a burst) is asked only about a server that has ended, for its exit code.
+            # Asked at every poll, a burst of 100 sent it hundreds of requests a second.
+            if process_uids(self.pid):
+                return None
             try:
                 running, code = await forkserver.status(Path(self.fork_server_socket), self.pid)
             except ForkServerUnavailable:
-                running, code = await self._signal(0), None
+                running, code = False, None
             if not running:
                 return code if code is not None else -1
         return None
