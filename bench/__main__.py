@@ -234,20 +234,22 @@ def measure_docker(args: argparse.Namespace, prefix: Path, proxy_cmd: Path,
             ["docker", "info"], capture_output=True, timeout=60).returncode != 0:
         raise RuntimeError("--backend docker needs a running Docker engine (`docker info` "
                            "failed); start dockerd, or measure the local backend")
-    results: dict[str, dict] = {"teamhub": {}, "vanilla": {}}
     # Images and venv first (cached), so that a failing build stops before any hub runs.
     base = docker_images.teamhub_image(prefix / "runtime", args.image, echo)
     venv = image = None
     if args.only != "teamhub":
         image = docker_images.vanilla_singleuser(base, versions, echo, args.cache_dir)
         venv = ensure_vanilla_docker_venv(versions["jupyterhub"], echo, args.cache_dir)
-    if args.only != "vanilla":
-        results["teamhub"] = measure(TeamhubHub(prefix, proxy_cmd, echo, image=args.image),
-                                     args.sizes, add_first=False, logs=args.logs)
+    teamhub = (lambda: measure(TeamhubHub(prefix, proxy_cmd, echo, image=args.image),
+                               args.sizes, add_first=False, logs=args.logs)) \
+        if args.only != "vanilla" else None
+    vanilla = (lambda: measure(VanillaDockerHub(venv, image, proxy_cmd, echo),
+                               args.sizes, add_first=False, logs=args.logs)) \
+        if venv is not None and image is not None else None
+    results = paired(teamhub, vanilla, args.pairs)
+    if results["teamhub"]:
         results["teamhub"] |= {"backend": "docker", "image": base}
-    if venv is not None and image is not None:
-        results["vanilla"] = measure(VanillaDockerHub(venv, image, proxy_cmd, echo),
-                                     args.sizes, add_first=False, logs=args.logs)
+    if venv is not None and results["vanilla"]:
         spawner_versions = runtime_versions(venv / "bin" / "python",
                                             ("jupyterhub", *SPAWNER_PACKAGES, "docker"))
         results["vanilla"] |= {"backend": "docker", "image": image,
