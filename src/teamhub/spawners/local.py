@@ -44,6 +44,19 @@ SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Every start in this hub takes its port here: servers that start at the same moment never
 # get one port twice (system/ports.py says how that made a burst's user open another's).
 SERVER_PORTS = PortPool()
+# Requests to the fork server in flight at once from this hub. It answers one at a time
+# and its socket queues 64 connections; beyond that connects fail (EAGAIN, or EINVAL from
+# asyncio) and starts fell back to fresh interpreters (~1.5 s of CPU each instead of
+# ~0.1 s), which in a burst of 100 made everyone slower still. Waiting here is cheap.
+FORK_REQUESTS_IN_FLIGHT = 16
+_fork_requests: asyncio.Semaphore | None = None
+
+
+def _fork_server_turn() -> asyncio.Semaphore:
+    global _fork_requests
+    if _fork_requests is None:
+        _fork_requests = asyncio.Semaphore(FORK_REQUESTS_IN_FLIGHT)
+    return _fork_requests
 
 
 class SpawnFailed(SpawnException):
@@ -439,7 +452,8 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         self._forked = False
         if self.fork_server and not self.single_user_trial and self.fork_server_socket:
             try:
-                self.pid = await forkserver.spawn(Path(self.fork_server_socket), spec)
+                async with _fork_server_turn():
+                    self.pid = await forkserver.spawn(Path(self.fork_server_socket), spec)
                 self._forked = True
             except ForkServerUnavailable as exc:
                 self.log.warning("Starting %s's server the normal way: %s", self.user.name, exc)
@@ -501,7 +515,9 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
             if process_uids(self.pid):
                 return None
             try:
-                running, code = await forkserver.status(Path(self.fork_server_socket), self.pid)
+                async with _fork_server_turn():
+                    running, code = await forkserver.status(Path(self.fork_server_socket),
+                                                            self.pid)
             except ForkServerUnavailable:
                 running, code = False, None
             if not running:
