@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from teamhub.system.ports import NoFreePort, PortPool, candidate_ranges, ephemeral_range
+from teamhub.errors import NoFreePort
+from teamhub.system.ports import PortPool, candidate_ranges, ephemeral_range
 
 
 def test_the_ephemeral_range_is_left_out() -> None:

@@ -34,7 +34,7 @@ from tornado import web
 from traitlets import Dict, Integer, Unicode, default
 
 from .. import image_choice, images
-from ..errors import ContainerEnterError, DockerError, ImageError
+from ..errors import ContainerEnterError, DockerError, ImageError, NoFreePort
 from ..projects.apply import Layout, Projects
 from ..system import nsenter
 from ..system.containers import (
@@ -48,7 +48,6 @@ from ..system.containers import (
     ensure_home_volume,
 )
 from ..system.docker import Engine
-from ..system.ports import NoFreePort
 from ..system.sandbox import LaunchSpec
 from ..system.users import SystemUser
 from ..system.users import lookup as users_lookup
@@ -297,7 +296,7 @@ class DockerSpawner(LocalSpawner):
         try:
             self.port = SERVER_PORTS.take()
         except NoFreePort as exc:
-            raise SpawnFailed(f"No port is free for your server ({exc}); ask your admin",
+            raise SpawnFailed(f"No port is free for your server ({exc.message}); ask your admin",
                               reason="port") from None
         try:
             return await self._start_on_port(user, began)

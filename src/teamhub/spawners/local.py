@@ -28,11 +28,11 @@ from traitlets import Bool, Dict, Integer, List, Unicode
 
 from .. import limits as limits_model
 from ..accounts.pam import account_problem
-from ..errors import ForkServerUnavailable, TeamhubError
+from ..errors import ForkServerUnavailable, NoFreePort, TeamhubError
 from ..projects.apply import Layout, Projects
 from ..system import login_profile, namespaces, sockets, systemd
 from ..system.names import system_name
-from ..system.ports import NoFreePort, PortPool
+from ..system.ports import PortPool
 from ..system.processes import process_uids
 from ..system.sandbox import LaunchSpec, current_rlimits
 from ..system.users import SystemUser, check_usable, ensure_system_user
@@ -428,7 +428,7 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
             # The configured (or last) port if it is still free, else a fresh one.
             self.port = SERVER_PORTS.take(preferred=self.port)
         except NoFreePort as exc:
-            raise SpawnFailed(f"No port is free for your server ({exc}); ask your admin",
+            raise SpawnFailed(f"No port is free for your server ({exc.message}); ask your admin",
                               reason="port") from None
         try:
             return await self._launch(user, began, prepared)

@@ -21,6 +21,8 @@ import socket
 import threading
 from pathlib import Path
 
+from ..errors import NoFreePort
+
 EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 # Below this: well-known and commonly configured service ports (8000, 8080, 8888...).
 LOWEST = 10000
@@ -56,10 +58,6 @@ def is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-class NoFreePort(OSError):
-    pass
-
-
 class PortPool:
     """Ports handed to starts in progress; thread-safe (starts prepare on executor threads)."""
 
@@ -84,7 +82,9 @@ class PortPool:
                     self._held.add(port)
                     return port
         raise NoFreePort(f"no free TCP port on {self.host} after {tries} tries in "
-                         + ", ".join(f"{r.start}-{r.stop - 1}" for r in self.ranges))
+                         + ", ".join(f"{r.start}-{r.stop - 1}" for r in self.ranges),
+                         "stop servers or programs that hold many ports, or widen the "
+                         "range by narrowing net.ipv4.ip_local_port_range")
 
     def release(self, port: int) -> None:
         with self._lock:
