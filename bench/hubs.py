@@ -138,6 +138,37 @@ class Hub:
         return self.session().request(method, f"{self.hub_api}{path}", timeout=60,
                                       headers={"Authorization": f"token {self.api_token}"}, **kw)
 
+    def proxy_pid_file(self) -> Path:
+        return self.work / "jupyterhub-proxy.pid"  # where JupyterHub writes it
+
+    def service_pids(self) -> list[int]:
+        """The hub's own processes: the hub and every root process below it (users' servers
+        run as their accounts), and the proxy, wherever it was started from."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        parents: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if os.stat(f"/proc/{entry}").st_uid != 0:
+                    continue
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        ours = {self.proc.pid}
+        grew = True
+        while grew:
+            below = {pid for pid, ppid in parents.items() if ppid in ours} - ours
+            grew = bool(below)
+            ours |= below
+        try:
+            ours.add(int(self.proxy_pid_file().read_text().strip()))
+        except (OSError, ValueError):
+            pass
+        return sorted(ours)
+
     def _launch(self, cmd: list[str], env: dict[str, str], cwd: Path) -> None:
         env = {**env, "CONFIGPROXY_AUTH_TOKEN": self.proxy_token}
         with open(self.log, "ab") as logf:
@@ -228,6 +259,9 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "fa
     def system_name(self, name: str) -> str:
         return self.prefix + name
 
+    def proxy_pid_file(self) -> Path:
+        return self.state / "proxy.pid"
+
     def footprint(self) -> str:
         if self.image:
             return f"Linux accounts {self.prefix}*, containers teamhub-{self.name_tag}*"
@@ -274,10 +308,18 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "fa
         self.proxy_token = (self.state / "proxy_auth_token").read_text().strip()
 
     def add_users(self, names: list[str]) -> None:
+        from teamhub.system.users import ensure_system_user
+
         for name in names:
             password = secrets.token_urlsafe(12)
             self.teamhub("user", "add", name, "--password-stdin", input=password + "\n")
             self.users[name] = password
+            # Their Linux accounts too, as vanilla's are (PAM needs them before a login):
+            # both hubs then time logins and starts of a team that exists, not teamhub's
+            # one-time `useradd` at a user's very first start (~0.26 s each, one at a
+            # time; README, "Benchmarks").
+            ensure_system_user(self.system_name(name), registry=self.state / "system_users.json",
+                               home_root=self.home_root, shell="/bin/bash")
 
     def cleanup(self) -> None:
         from teamhub.system.users import lookup, remove_system_user
@@ -288,7 +330,7 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "fa
         except Exception as exc:  # cleanup goes on regardless
             self.echo(f"{self.label}: stopping servers failed ({exc}); ending processes")
         self._stop_hub()
-        kill_pidfile(self.state / "proxy.pid", "configurable-http-proxy")
+        kill_pidfile(self.proxy_pid_file(), "configurable-http-proxy")
         if self.image:  # servers stopped through the API are gone; anything left goes
             remove_tagged(f"teamhub-{self.name_tag}", None, self.echo)
         registry = self.state / "system_users.json"

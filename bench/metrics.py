@@ -29,6 +29,7 @@ class Sizes:
     requests: int = 200       # small requests through the proxy and directly, each
     routes: int = 100         # proxy route add/remove pairs
     spawn_timeout: float = 180
+    idle_seconds: float = 60  # window of the idle hub + proxy CPU measurement
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -231,3 +232,30 @@ def spawn_timeline(hub: Hub, users: list[User], echo: Echo) -> dict:
     echo(f"{hub.label}: where a spawn's time goes (p50): " + ", ".join(
         f"{k} {v}" for k, v in result.items()))
     return result
+
+
+def _cpu_ticks(pid: int) -> int:
+    """CPU time of PID and of its children it has waited for, in clock ticks (0 if gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    # utime, stime, cutime, cstime: fields 14-17 (1-based), 11-14 after the name.
+    return sum(int(x) for x in fields[11:15])
+
+
+def idle_cpu(hub: Hub, echo: Echo, seconds: float = 60.0) -> dict:
+    """Share of one core the hub and its proxy (and their helpers running as root: fork
+    server, culler) used over SECONDS while the users' servers sit idle."""
+    before = {pid: _cpu_ticks(pid) for pid in hub.service_pids()}
+    time.sleep(seconds)
+    after = {pid: _cpu_ticks(pid) for pid in hub.service_pids()}
+    # A process gone meanwhile is lost (its parent's cutime has it once reaped); a new one
+    # counts from zero.
+    ticks = sum(max(after[p] - before.get(p, 0), 0) for p in after)
+    used = ticks / os.sysconf("SC_CLK_TCK")
+    share = 100 * used / seconds
+    echo(f"{hub.label}: idle hub + proxy CPU {used:.2f}s over {seconds:.0f}s "
+         f"({share:.2f}% of one core, {len(after)} processes)")
+    return {"idle_cpu_pct": round(share, 2), "idle_cpu_window_s": seconds}

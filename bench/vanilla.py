@@ -132,7 +132,7 @@ class VanillaHub(Hub):
 
     def cleanup(self) -> None:
         self._stop_hub()  # cleanup_servers (default True) stops the servers and the proxy
-        kill_pidfile(self.work / "jupyterhub-proxy.pid", "configurable-http-proxy")
+        kill_pidfile(self.proxy_pid_file(), "configurable-http-proxy")
         for name in self.created:
             try:
                 end_processes(pwd.getpwnam(name).pw_uid)

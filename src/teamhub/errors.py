@@ -176,6 +176,10 @@ class NamespaceError(TeamhubError):
     """A private /tmp or /dev/shm could not be set up."""
 
 
+class NoFreePort(TeamhubError):
+    """No TCP port outside the ephemeral range was free for a user's server."""
+
+
 class InvalidLink(AccountError):
     """The reset link is unknown, used or expired (deliberately not saying which)."""
 

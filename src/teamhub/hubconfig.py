@@ -23,6 +23,7 @@ from . import gpus as gpu_model
 from .accounts.groups import GroupStore
 from .accounts.store import AccountStore
 from .browser_isolation import ISOLATION_HEADERS
+from .hubdb_connection import TunedConnection
 from .limits import from_settings, parse_shm_size
 from .paths import Paths
 from .proxy import chp_library
@@ -77,6 +78,9 @@ def update_proxy(c: Config, s: Settings, paths: Paths) -> None:
 
 def update_state(c: Config, paths: Paths) -> None:
     c.JupyterHub.db_url = f"sqlite:///{paths.hub_db}"
+    # WAL, synchronous=NORMAL: a commit no longer waits for the disk (hubdb_connection).
+    c.JupyterHub.db_kwargs = {"connect_args": {"check_same_thread": False,
+                                               "factory": TunedConnection}}
     c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
     c.JupyterHub.pid_file = str(paths.hub_pid_file)
 

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 REQUIRED = ["spawn_p50_s", "spawn_p95_s", "burst_all_ready_s", "idle_pss_mb",
             "proxy_overhead_ms", "route_add_ms", "kernel_first_exec_s", "login_p50_s", "stop_all_s",
             "spawn_ready_p50_s", "lab_open_p50_s"]
-TINY = ["--users", "2", "--burst", "2", "--kernels", "1", "--requests", "20", "--routes", "10"]
+TINY = ["--users", "2", "--burst", "2", "--kernels", "1", "--requests", "20", "--routes", "10",
+        "--idle-seconds", "5", "--pairs", "1"]
 
 
 def bench_cmd(*args: str) -> list[str]:
@@ -66,6 +67,9 @@ def test_bench_tiny_run_measures_everything_for_both(tmp_path: Path) -> None:
             assert isinstance(value, int | float) and value > 0, (hub, key, value)
         assert values["burst_failures"] == 0, (hub, proc.stderr[-3000:])
         assert values["burst_size"] == 2 and values["idle_servers"] == 2
+        # Idle servers cost the hub little, but never nothing it could not measure.
+        assert isinstance(values["idle_cpu_pct"], int | float) and values["idle_cpu_pct"] >= 0
+        assert values["pairs_measured"] == 1 and values["load_moved"] >= 0
         # Proxy overhead is a difference of p50s: sanity, not speed, is checked here.
         assert values["proxy_p50_ms"] > values["direct_p50_ms"] > 0
     assert "spawn, sequential, p50" in proc.stdout  # the readable table

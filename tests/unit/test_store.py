@@ -144,6 +144,30 @@ def test_rehash_on_verify(db: Path, store: AccountStore) -> None:
     assert not store_mod._hasher.check_needs_rehash(stored)
 
 
+def test_hashes_use_owasps_argon2id_parameters(db: Path, store: AccountStore) -> None:
+    store.add("ada", PW)
+    with sqlite3.connect(db) as conn:
+        (stored,) = conn.execute("SELECT password_hash FROM accounts").fetchone()
+    conn.close()
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+def test_hash_of_the_earlier_default_still_verifies_and_is_upgraded(
+        db: Path, store: AccountStore) -> None:
+    # argon2-cffi's default (64 MiB, 3 passes, 4 lanes): what earlier versions stored.
+    earlier = PasswordHasher()
+    store.add("ada", PW)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE accounts SET password_hash = ?", (earlier.hash(PW),))
+    conn.close()
+    assert store.verify("ada", PW + "x") is None
+    assert store.verify("ada", PW) is not None
+    with sqlite3.connect(db) as conn:
+        (stored,) = conn.execute("SELECT password_hash FROM accounts").fetchone()
+    conn.close()
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
 def test_newer_schema_refused(db: Path, store: AccountStore) -> None:
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO schema_version VALUES (99)")

@@ -30,12 +30,11 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from jupyterhub.utils import random_port
 from tornado import web
 from traitlets import Dict, Integer, Unicode, default
 
 from .. import image_choice, images
-from ..errors import ContainerEnterError, DockerError, ImageError
+from ..errors import ContainerEnterError, DockerError, ImageError, NoFreePort
 from ..projects.apply import Layout, Projects
 from ..system import nsenter
 from ..system.containers import (
@@ -53,7 +52,7 @@ from ..system.sandbox import LaunchSpec
 from ..system.users import SystemUser
 from ..system.users import lookup as users_lookup
 from . import forkserver
-from .local import LocalSpawner, SpawnFailed
+from .local import SERVER_PORTS, LocalSpawner, SpawnFailed
 
 # The holder's keep-alive FIFO, in the server's private runtime folder (mounted inside).
 KEEPALIVE = ".teamhub-keepalive"
@@ -292,8 +291,19 @@ class DockerSpawner(LocalSpawner):
             raise
 
     async def _start_container(self, user: SystemUser, began: float) -> tuple[str, int]:
-        # A fresh port at every start: the last one may be taken by now.
-        self.port = random_port()
+        # A fresh port at every start (the last one may be taken by now), never one another
+        # start in progress holds (system/ports.py).
+        try:
+            self.port = SERVER_PORTS.take()
+        except NoFreePort as exc:
+            raise SpawnFailed(f"No port is free for your server ({exc.message}); ask your admin",
+                              reason="port") from None
+        try:
+            return await self._start_on_port(user, began)
+        finally:
+            SERVER_PORTS.release(self.port)
+
+    async def _start_on_port(self, user: SystemUser, began: float) -> tuple[str, int]:
         spec = await asyncio.to_thread(self._launch_spec, user, self._log_path())
         prepared = time.monotonic()
         # Resolved here, on the hub's thread: it reads the user's groups from the hub DB.

@@ -24,15 +24,16 @@ from subprocess import PIPE, STDOUT, Popen
 from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner, SpawnException
-from jupyterhub.utils import random_port
 from traitlets import Bool, Dict, Integer, List, Unicode
 
 from .. import limits as limits_model
 from ..accounts.pam import account_problem
-from ..errors import ForkServerUnavailable, TeamhubError
+from ..errors import ForkServerUnavailable, NoFreePort, TeamhubError
 from ..projects.apply import Layout, Projects
-from ..system import login_profile, namespaces, systemd
+from ..system import login_profile, namespaces, sockets, systemd
 from ..system.names import system_name
+from ..system.ports import PortPool
+from ..system.processes import process_uids
 from ..system.sandbox import LaunchSpec, current_rlimits
 from ..system.users import SystemUser, check_usable, ensure_system_user
 from ..system.users import lookup as users_lookup
@@ -40,6 +41,22 @@ from . import forkserver, lsp
 from .gpu import GpuSupport
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Every start in this hub takes its port here: servers that start at the same moment never
+# get one port twice (system/ports.py says how that made a burst's user open another's).
+SERVER_PORTS = PortPool()
+# Requests to the fork server in flight at once from this hub. It answers one at a time
+# and its socket queues 64 connections; beyond that connects fail (EAGAIN, or EINVAL from
+# asyncio) and starts fell back to fresh interpreters (~1.5 s of CPU each instead of
+# ~0.1 s), which in a burst of 100 made everyone slower still. Waiting here is cheap.
+FORK_REQUESTS_IN_FLIGHT = 16
+_fork_requests: asyncio.Semaphore | None = None
+
+
+def _fork_server_turn() -> asyncio.Semaphore:
+    global _fork_requests
+    if _fork_requests is None:
+        _fork_requests = asyncio.Semaphore(FORK_REQUESTS_IN_FLIGHT)
+    return _fork_requests
 
 
 class SpawnFailed(SpawnException):
@@ -407,8 +424,19 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
 
     async def _start_as(self, user: SystemUser | None, began: float) -> tuple[str, int]:
         prepared = time.monotonic()
-        if self.port == 0:
-            self.port = random_port()
+        try:
+            # The configured (or last) port if it is still free, else a fresh one.
+            self.port = SERVER_PORTS.take(preferred=self.port)
+        except NoFreePort as exc:
+            raise SpawnFailed(f"No port is free for your server ({exc.message}); ask your admin",
+                              reason="port") from None
+        try:
+            return await self._launch(user, began, prepared)
+        finally:
+            SERVER_PORTS.release(self.port)
+
+    async def _launch(self, user: SystemUser | None, began: float,
+                      prepared: float) -> tuple[str, int]:
         log_path = self._log_path()
         spec = await asyncio.to_thread(self._launch_spec, user, log_path)
         try:
@@ -424,7 +452,8 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         self._forked = False
         if self.fork_server and not self.single_user_trial and self.fork_server_socket:
             try:
-                self.pid = await forkserver.spawn(Path(self.fork_server_socket), spec)
+                async with _fork_server_turn():
+                    self.pid = await forkserver.spawn(Path(self.fork_server_socket), spec)
                 self._forked = True
             except ForkServerUnavailable as exc:
                 self.log.warning("Starting %s's server the normal way: %s", self.user.name, exc)
@@ -480,13 +509,35 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         if self.proc is not None:
             return self.proc.poll()
         if self._forked:
+            # /proc first: the fork server (one thread, busy forking everyone else's servers
+            # in a burst) is asked only about a server that has ended, for its exit code.
+            # Asked at every poll, a burst of 100 sent it hundreds of requests a second.
+            if process_uids(self.pid):
+                return None
             try:
-                running, code = await forkserver.status(Path(self.fork_server_socket), self.pid)
+                async with _fork_server_turn():
+                    running, code = await forkserver.status(Path(self.fork_server_socket),
+                                                            self.pid)
             except ForkServerUnavailable:
-                running, code = await self._signal(0), None
+                running, code = False, None
             if not running:
                 return code if code is not None else -1
         return None
+
+    def _listener_is_ours(self, sock: socket.socket) -> bool:
+        """Whether what took connection SOCK is this user's server: a port that answers is
+        not proof, another process may hold it (the server then exits, `address already in
+        use`, and is reported as failed instead of another's server passing for it)."""
+        conn = sockets.connection(sock)
+        if conn is None:
+            return False
+        if any(sockets.holds(self.pid, listener.inode) for listener in conn.listeners):
+            return True
+        if os.geteuid() == 0 or self.single_user_trial:
+            return False
+        # A hub without root cannot read another account's open files: the listener's
+        # owner (which the kernel records) must then be the server's account.
+        return any(listener.uid in process_uids(self.pid) for listener in conn.listeners)
 
     async def _wait_listening(self, log_path: Path) -> None:
         """Return once the port accepts connections; fail fast if the server exits first."""
@@ -507,8 +558,10 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
                     f"Its last output: {tail or '(none)'}", reason="exited"
                 )
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    if await asyncio.to_thread(self._listener_is_ours, sock):
+                        return
             except OSError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 0.1)
+                pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
