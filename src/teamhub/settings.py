@@ -300,6 +300,12 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("envs.keep_revisions", int, 3, "How many builds (revisions) of each shared "
             "environment are kept for `teamhub env rollback`; older ones are deleted.",
             check=_positive),
+    Setting("envs.warm_kernels", bool, True, "Start kernels by forking a warm parent per "
+            "environment inside the user's own server (~0.05 s instead of ~0.4 s to the first "
+            "answer). The parent runs as the user with the kernel's own environment and is "
+            "replaced when its environment changes (a new revision, a `pip install`); any "
+            "failure falls back to the normal start. Costs one idle parent per server for "
+            "the default kernel, and one per environment used since the server started."),
     Setting("envs.lock_timeout", int, 600, "Seconds a `teamhub env` command waits for another "
             "one (which holds the root-only lock `<root>/.locks/envs.lock`) to finish before "
             "it gives up, changing nothing, and names the process holding it. 0: do not wait.",
@@ -478,6 +484,7 @@ APPLIES: dict[str, Applies] = {
     "envs.root": _RESTART_SERVERS,  # `teamhub env` uses it at once, servers' kernels later
     "envs.keep_revisions": Applies(LIVE),  # read by each `teamhub env` command
     "envs.lock_timeout": Applies(LIVE),
+    "envs.warm_kernels": _RESTART_SERVERS,
     "proxy.api_port": _RESTART,  # retired
     "proxy.command": _RESTART,
     "projects.root": _RESTART_SERVERS,  # `teamhub project` uses it at once

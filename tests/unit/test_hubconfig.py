@@ -147,6 +147,12 @@ def test_servers_list_environments_as_kernels(settings):
     assert "--TeamhubKernelSpecManager.envs_root=/srv/envs" in args
 
 
+def test_kernels_start_warm_unless_turned_off(settings):
+    flag = "--KernelProvisionerFactory.default_provisioner_name=teamhub-warm"
+    assert flag in hubconfig.server_args(settings())
+    assert flag not in hubconfig.server_args(settings(TEAMHUB_ENVS_WARM_KERNELS="false"))
+
+
 def test_fork_server_on_by_default_with_a_root_only_socket_in_the_state_dir(settings):
     s = settings()
     c = Config()
@@ -230,6 +236,7 @@ def test_configure_as_a_whole_sets_the_final_args_environment_and_spawner(tmp_pa
         "--HubOAuth.cache_max_age=10",
         "--ServerApp.kernel_spec_manager_class=teamhub.envs.kernels.TeamhubKernelSpecManager",
         "--TeamhubKernelSpecManager.envs_root=/srv/envs",
+        "--KernelProvisionerFactory.default_provisioner_name=teamhub-warm",
         "--ServerApp.jpserver_extensions=teamhub.serverext=True",
         "--ServerApp.authorizer_class=teamhub.serverext.IsolationAuthorizer",
         "--LabApp.extension_manager=readonly",
