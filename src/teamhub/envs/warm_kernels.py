@@ -126,7 +126,10 @@ class WarmProcess:
         if self.returncode is not None or self._conn is None:
             return self.returncode
         while select.select([self._conn], [], [], 0)[0]:
-            chunk = self._conn.recv(4096)
+            try:
+                chunk = self._conn.recv(4096)
+            except OSError:
+                chunk = b""
             if not chunk:  # the parent is gone: so is its kernel (PR_SET_PDEATHSIG)
                 if self._exited():
                     self._finish(-signal.SIGKILL)
@@ -246,6 +249,7 @@ class WarmParents:
     def __init__(self, runtime_dir: str | None = None) -> None:
         self.runtime_dir = runtime_dir or jupyter_runtime_dir()
         self.parents: dict[str, WarmParent] = {}
+        self.log: Any = log  # the server's own log, once it is known
         self.broken: set[str] = set()  # keys whose parent failed: normal starts only
 
     def _start(self, key: str, cmd: list[str], index: int, env: dict[str, str],
@@ -258,7 +262,7 @@ class WarmParents:
                                 cwd=env.get("HOME") or "/")
         parent = WarmParent(key, path, stamp, proc)
         self.parents[key] = parent
-        log.info("teamhub: warm kernel parent %s started for %s (pid %d)", key, cmd[0],
+        self.log.info("teamhub: warm kernel parent %s started for %s (pid %d)", key, cmd[0],
                  proc.pid)
         return parent
 
@@ -273,7 +277,7 @@ class WarmParents:
         stamp = fingerprint(cmd[0], env)
         parent = self.parents.get(key)
         if parent is not None and (parent.stamp != stamp or not parent.alive()):
-            log.info("teamhub: warm kernel parent %s retired (%s)", key,
+            self.log.info("teamhub: warm kernel parent %s retired (%s)", key,
                      "its environment changed" if parent.alive() else "it ended")
             parent.retire()
             parent = None
@@ -287,7 +291,7 @@ class WarmParents:
         if not await parent.ready(START_WAIT):
             if not parent.alive():
                 self.broken.add(parent.key)
-                log.warning("teamhub: warm kernel parent for %s exited (%s); its kernels "
+                self.log.warning("teamhub: warm kernel parent for %s exited (%s); its kernels "
                             "start the normal way", cmd[0], parent.proc.returncode)
             return None
         try:
@@ -295,7 +299,7 @@ class WarmParents:
         except (OSError, ValueError, KeyError) as exc:
             self.broken.add(parent.key)
             parent.retire()
-            log.warning("teamhub: warm kernel start failed (%s); kernels of %s start the "
+            self.log.warning("teamhub: warm kernel start failed (%s); kernels of %s start the "
                         "normal way", exc, cmd[0])
             return None
 
@@ -325,6 +329,7 @@ class WarmProvisioner(LocalProvisioner):
         env["JPY_PARENT_PID"] = str(os.getpid())  # as launch_kernel sets it
         cwd = str(kwargs.get("cwd") or os.getcwd())
         cmd = [os.path.expanduser(part) for part in cmd]
+        parents().log = self.log
         process = await parents().launch(cmd, env, cwd)
         if process is None:
             return await super().launch_kernel(cmd, **kwargs)
@@ -342,8 +347,13 @@ PYTHON_NAMES = ("python", f"python{sys.version_info[0]}",
 def prewarm_default(serverapp: Any) -> None:
     """Start the parent of the server's default kernel, with the program and environment
     jupyter_client will give that kernel (kernel.json's env applied as it applies it)."""
-    spec = serverapp.kernel_spec_manager.get_kernel_spec(
-        serverapp.kernel_manager.default_kernel_name)
+    parents().log = serverapp.log
+    try:
+        spec = serverapp.kernel_spec_manager.get_kernel_spec(
+            serverapp.kernel_manager.default_kernel_name)
+    except Exception as exc:  # noqa: BLE001 - its first kernel then starts the parent
+        serverapp.log.warning("teamhub: no warm parent for the default kernel yet: %s", exc)
+        return
     cmd = list(spec.argv)
     if cmd and cmd[0] in PYTHON_NAMES:
         cmd[0] = sys.executable  # what KernelManager.format_kernel_cmd does

@@ -173,6 +173,7 @@ def main(path):
         for key, _ in sel.select():
             if key.data == "listen":
                 conn, _ = listener.accept()
+                conn.settimeout(10)  # a client that says nothing does not stall the rest
                 try:
                     request, fds = _receive(conn)
                 except (OSError, ValueError):
