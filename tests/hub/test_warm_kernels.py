@@ -25,6 +25,7 @@ from test_forkserver import (
     stop_server,
 )
 
+from teamhub.system.processes import processes_of
 from teamhub.system.uv import SYSTEM_CA
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
@@ -49,7 +50,7 @@ print(json.dumps({"pid": os.getpid(), "env": dict(os.environ), "cwd": os.getcwd(
 @pytest.fixture(scope="module")
 def hub(hub_factory: HubFactory) -> HubProcess:
     envs_root = world_dir("teamhub-wkenvs-")
-    h = hub_factory(extra_toml=f'[envs]\nroot = "{envs_root}"\n')
+    h = hub_factory(extra_toml=f'[envs]\nroot = "{envs_root}"\nwarm_kernels = "prewarm"\n')
     h.scratch.append(envs_root)
     h.users = [unique("wa"), unique("wb")]
     for name in h.users:
@@ -119,7 +120,7 @@ def snapshot(hub: HubProcess, name: str, b: Browser, kernel_name: str) -> dict[s
 
 def set_warm(hub: HubProcess, on: bool) -> None:
     hub.stop()
-    hub.teamhub("config", "set", "envs.warm_kernels", "true" if on else "false")
+    hub.teamhub("config", "set", "envs.warm_kernels", "prewarm" if on else "off")
     hub.start()
 
 
@@ -185,6 +186,19 @@ def test_no_other_users_secret_in_a_warm_kernel(hub: HubProcess,
     assert secret not in readable_memory(parent_of(seen["pid"]))
     stop_server(hub, b1, first)
     stop_server(hub, b2, second)
+
+
+def test_prewarm_starts_the_default_kernels_parent_with_the_server(
+        hub: HubProcess, compared: dict[str, Any]) -> None:
+    name = hub.users[1]
+    b = browser(hub, name)
+    uid = pwd.getpwnam(hub.system_user(name)).pw_uid
+    deadline = time.monotonic() + 60
+    while not [pid for pid in processes_of(uid)
+               if b"warm_parent.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]:
+        assert time.monotonic() < deadline, "no warm parent was started with the server"
+        time.sleep(0.2)
+    stop_server(hub, b, name)
 
 
 def _kernel_sees(b: Browser, name: str, kernel_name: str, code: str) -> tuple[bool, str]:

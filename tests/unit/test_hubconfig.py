@@ -149,8 +149,13 @@ def test_servers_list_environments_as_kernels(settings):
 
 def test_kernels_start_warm_unless_turned_off(settings):
     flag = "--KernelProvisionerFactory.default_provisioner_name=teamhub-warm"
-    assert flag in hubconfig.server_args(settings())
-    assert flag not in hubconfig.server_args(settings(TEAMHUB_ENVS_WARM_KERNELS="false"))
+    prewarm = "--TeamhubWarmKernels.prewarm=True"
+    args = hubconfig.server_args(settings())
+    assert flag in args and prewarm not in args
+    args = hubconfig.server_args(settings(TEAMHUB_ENVS_WARM_KERNELS="prewarm"))
+    assert flag in args and prewarm in args
+    args = hubconfig.server_args(settings(TEAMHUB_ENVS_WARM_KERNELS="off"))
+    assert flag not in args and prewarm not in args
 
 
 def test_fork_server_on_by_default_with_a_root_only_socket_in_the_state_dir(settings):
