@@ -43,7 +43,10 @@ MAX_REQUEST = 1 << 20
 # What every kernel imports while it initializes, beyond ipykernel.kernelapp (the
 # debugger's debugpy alone is ~130 modules); none of it starts a thread at import.
 PRELOAD = ("ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
-           "IPython.core.history", "pdb")
+           "IPython.core.history", "IPython.core.completerlib", "IPython.core.debugger",
+           "IPython.core.logger", "IPython.core.oinspect", "IPython.extensions.storemagic",
+           "IPython.utils.wildcard", "jupyter_client.localinterfaces", "psutil", "pdb",
+           "sqlite3", "faulthandler", "tornado.platform.asyncio")
 _kept_buffers: list[ctypes.Array[ctypes.c_char]] = []
 
 
