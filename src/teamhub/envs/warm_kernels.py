@@ -327,7 +327,8 @@ class WarmProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
         extra = set(kwargs) - {"env", "cwd", "independent", "extra_arguments", "kernel_id"}
-        if extra or kwargs.get("independent"):
+        # A missing folder: Popen's own error says so, where a forked kernel would just die.
+        if extra or kwargs.get("independent") or not os.path.isdir(kwargs.get("cwd") or "."):
             return await super().launch_kernel(cmd, **kwargs)
         env = dict(kwargs.get("env") or os.environ)
         env["JPY_PARENT_PID"] = str(os.getpid())  # as launch_kernel sets it
