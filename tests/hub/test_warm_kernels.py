@@ -8,6 +8,8 @@ import os
 import pwd
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -198,6 +200,24 @@ def test_prewarm_starts_the_default_kernels_parent_with_the_server(
                if b"warm_parent.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]:
         assert time.monotonic() < deadline, "no warm parent was started with the server"
         time.sleep(0.2)
+    stop_server(hub, b, name)
+
+
+def test_another_local_user_cannot_reach_a_warm_parent(hub: HubProcess,
+                                                      compared: dict[str, Any]) -> None:
+    name = hub.users[0]
+    b = browser(hub, name)
+    seen = inside(b, name, b.new_kernel(name))
+    parent = parent_of(seen["pid"])
+    sock = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[-2].decode()
+    assert sock.startswith(os.path.dirname(seen["conn"][0]) + "/"), sock
+    nobody = pwd.getpwnam("nobody")
+    probe = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\n"
+             f"try:\n    s.connect({sock!r})\nexcept PermissionError:\n    sys.exit(3)\n")
+    other = subprocess.run([sys.executable, "-c", probe], user=nobody.pw_uid,
+                           group=nobody.pw_gid, extra_groups=[], capture_output=True,
+                           text=True, timeout=60)
+    assert other.returncode == 3, other.stderr
     stop_server(hub, b, name)
 
 
