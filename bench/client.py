@@ -125,13 +125,13 @@ class User:
             raise self._fail("stop", f"HTTP {resp.status_code}: {resp.text}")
 
     def kernel_first_exec(self, code: str = "5 * 4", expect: str = "20",
-                          timeout: float = 120) -> float:
+                          timeout: float = 120, kernel: str = "python3") -> float:
         """Seconds from asking for a new kernel to the execute_reply of CODE; the kernel
         is shut down afterwards so that idle memory is measured without kernels."""
         prefix = f"{self.base}/user/{self.name}"
         xsrf = {"X-XSRFToken": self._cookie("_xsrf", f"/user/{self.name}/")}
         t0 = time.perf_counter()
-        resp = self.http.post(f"{prefix}/api/kernels", json={"name": "python3"}, headers=xsrf,
+        resp = self.http.post(f"{prefix}/api/kernels", json={"name": kernel}, headers=xsrf,
                               timeout=timeout)
         if resp.status_code != 201:
             raise self._fail("new kernel", f"HTTP {resp.status_code}: {resp.text}")

@@ -102,6 +102,8 @@ class Hub:
         self.prefix = ""  # of every Linux account this hub's users get
         # Of every hub user name: with containers, names must not meet another run's.
         self.name_tag = ""
+        # A shared environment's kernel (teamhub's `env-<name>`); vanilla has none.
+        self.shared_env_kernel: str | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -306,6 +308,9 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "fa
                       "up"], self._env(), self.work)
         self.api_token = (self.state / "cli_api_token").read_text().strip()
         self.proxy_token = (self.state / "proxy_auth_token").read_text().strip()
+        # An environment with ipykernel alone: its kernels are timed beside the default's.
+        self.teamhub("env", "create", "bench")
+        self.shared_env_kernel = "env-bench"
 
     def add_users(self, names: list[str]) -> None:
         from teamhub.system.users import ensure_system_user

@@ -199,6 +199,8 @@ def update_fork_server(c: Config, s: Settings, paths: Paths, trial: bool = False
 
 
 KERNEL_SPEC_MANAGER = "teamhub.envs.kernels.TeamhubKernelSpecManager"
+WARM_PROVISIONER = "teamhub-warm"  # teamhub.envs.warm_kernels, an entry point
+WARM_CONFIG = "TeamhubWarmKernels"  # its config section, read by teamhub.serverext
 # Not TEAMHUB_*: nothing of the hub's own TEAMHUB_* settings reaches users' servers.
 HSTS_ENV = "JUPYTER_TEAMHUB_HSTS"
 BUSY_ENV = "JUPYTER_TEAMHUB_BUSY_INTERVAL"
@@ -219,6 +221,11 @@ def server_args(s: Settings, trial: bool = False) -> list[str]:
     # Every server lists shared and personal environments as kernels, found at each request.
     args += [f"--ServerApp.kernel_spec_manager_class={KERNEL_SPEC_MANAGER}",
              f"--TeamhubKernelSpecManager.envs_root={s['envs.root']}"]
+    if s["envs.warm_kernels"] != "off":
+        # Kernels forked from a warm parent per environment, inside the user's server.
+        args.append(f"--KernelProvisionerFactory.default_provisioner_name={WARM_PROVISIONER}")
+    if s["envs.warm_kernels"] == "prewarm":
+        args.append(f"--{WARM_CONFIG}.prewarm=True")
     # teamhub's extension: busy kernels count as activity, HSTS, browser isolation with
     # its authorizer.
     args += [f"--ServerApp.jpserver_extensions={SERVER_EXTENSION}=True",

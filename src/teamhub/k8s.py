@@ -72,9 +72,10 @@ def configure_hub(c: Any, data: dict[str, Any]) -> None:
     hubconfig.update_groups(c, _store_groups(data["storePath"]))
     # The same server options as on one machine, from the one setting they read
     # (envs.root; no hub.domain: the chart's hub.config carries subdomain_host). No ipc
-    # kernel transport: a pod is one user's alone.
+    # kernel transport: a pod is one user's alone. Kernels: warm parents on demand.
     settings = Settings(config_file=Path(data["storePath"]),
-                        values={"envs.root": data["envsRoot"], "hub.domain": ""})
+                        values={"envs.root": data["envsRoot"], "hub.domain": "",
+                                "envs.warm_kernels": "on-demand"})
     c.Spawner.args = [*_merged(c, "Spawner", "args", []),
                       *hubconfig.server_args(settings, trial=True)]
     hubconfig.update_browser_isolation(c, settings)

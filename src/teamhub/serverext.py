@@ -19,6 +19,8 @@
    teamhub's JupyterLab extension (src/teamhub/lab) asks for every 2 s while the page is
    visible, refreshing the launcher only when it changed (JupyterLab by itself asks for
    the kernel specs once a minute).
+5. Warm kernels (teamhub.envs.warm_kernels): with `envs.warm_kernels = "prewarm"` the
+   default kernel's warm parent is started as soon as the server runs.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
-from tornado.ioloop import PeriodicCallback
+from tornado.ioloop import IOLoop, PeriodicCallback
 
 from .browser_isolation import FRAME_ANCESTORS, ISOLATION_HEADERS, websocket_refusal
+from .envs.warm_kernels import WARM_CONFIG, WARM_PROVISIONER, prewarm_default
 
 ACTIVITY_KEY = "teamhub_busy_last_activity"  # *_last_activity settings count as activity
 DEFAULT_INTERVAL = 30.0
@@ -149,6 +152,12 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
 
     def check() -> None:
         mark_if_busy(serverapp)
+
+    if serverapp.config.KernelProvisionerFactory.get("default_provisioner_name") \
+            == WARM_PROVISIONER and serverapp.config[WARM_CONFIG].get("prewarm", False):
+        # Once the loop runs (the server answers first), in its thread: the parent's life
+        # is tied to that thread's.
+        IOLoop.current().add_callback(prewarm_default, serverapp)
 
     callback = PeriodicCallback(check, _interval() * 1000)
     callback.start()

@@ -303,6 +303,27 @@ def test_shared_env_is_a_kernel_inside_running_with_its_prefix(hub: HubProcess, 
     assert run(ada, hub.ada, kernel, probe).strip() in ("EROFS", "EACCES")
 
 
+def test_kernels_are_forked_warm_inside_the_container(hub: HubProcess, ada: Browser) -> None:
+    """envs.warm_kernels: the server starts the warm parent inside its container, so a
+    forked kernel is there like a normal one (same cgroup, same uid as the server)."""
+    probe = ("import json, os\n"
+             "def see(pid):\n"
+             "    cmd = open(f'/proc/{pid}/cmdline', 'rb').read().decode().split(chr(0))\n"
+             "    st = open(f'/proc/{pid}/status').read().split('Uid:')[1].split()[0]\n"
+             "    return [cmd, open(f'/proc/{pid}/cgroup').read(), st]\n"
+             "print(json.dumps([see('self'), see(os.getppid()),"
+             " see(os.environ['JPY_PARENT_PID'])]))")
+    for name in ("python3", "env-shared"):
+        ada.new_kernel(hub.ada, name)  # an env's first kernel may wait for its parent
+        kernel = ada.new_kernel(hub.ada, name)
+        ada.wait_kernel(hub.ada, kernel)
+        me, parent, server = json.loads(run(ada, hub.ada, kernel, probe))
+        assert any(part.endswith("warm_parent.py") for part in parent[0]), parent[0]
+        assert any(part.endswith("kernel_launcher.py") for part in me[0]), me[0]
+        assert me[1] == parent[1] == server[1]
+        assert me[2] == parent[2] == server[2]
+
+
 def test_personal_env_made_inside_is_a_kernel_for_its_owner_only(hub: HubProcess,
                                                                  ada: Browser, ada_kernel: str,
                                                                  bob: Browser) -> None:

@@ -147,6 +147,17 @@ def test_servers_list_environments_as_kernels(settings):
     assert "--TeamhubKernelSpecManager.envs_root=/srv/envs" in args
 
 
+def test_kernels_start_warm_unless_turned_off(settings):
+    flag = "--KernelProvisionerFactory.default_provisioner_name=teamhub-warm"
+    prewarm = "--TeamhubWarmKernels.prewarm=True"
+    args = hubconfig.server_args(settings())
+    assert flag in args and prewarm not in args
+    args = hubconfig.server_args(settings(TEAMHUB_ENVS_WARM_KERNELS="prewarm"))
+    assert flag in args and prewarm in args
+    args = hubconfig.server_args(settings(TEAMHUB_ENVS_WARM_KERNELS="off"))
+    assert flag not in args and prewarm not in args
+
+
 def test_fork_server_on_by_default_with_a_root_only_socket_in_the_state_dir(settings):
     s = settings()
     c = Config()
@@ -233,6 +244,7 @@ def test_configure_as_a_whole_sets_the_final_args_environment_and_spawner(tmp_pa
         "--HubOAuth.cache_max_age=10",
         "--ServerApp.kernel_spec_manager_class=teamhub.envs.kernels.TeamhubKernelSpecManager",
         "--TeamhubKernelSpecManager.envs_root=/srv/envs",
+        "--KernelProvisionerFactory.default_provisioner_name=teamhub-warm",
         "--ServerApp.jpserver_extensions=teamhub.serverext=True",
         "--ServerApp.authorizer_class=teamhub.serverext.IsolationAuthorizer",
         "--LabApp.extension_manager=readonly",

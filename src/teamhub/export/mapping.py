@@ -26,6 +26,13 @@ class Rule:
     loss: Callable[[Values], list[str]] | None = None
 
 
+def _warm_kernels(v: Values) -> list[str]:
+    if v["envs.warm_kernels"] == "on-demand":
+        return []
+    return [f"envs.warm_kernels = {v['envs.warm_kernels']}: the pods' servers start kernels "
+            "from warm parents on demand (the default) instead"]
+
+
 def _image_choice(v: Values) -> list[str]:
     if not v["docker.images"]:
         return []
@@ -118,6 +125,8 @@ MAPPING: dict[str, Rule] = {
     "envs.keep_revisions": Rule(reason="environments are built here; their folder is copied "
                                 "as it is"),
     "envs.lock_timeout": Rule(reason="environments are built here, not in the cluster"),
+    "envs.warm_kernels": Rule(reason="pods' servers get the same server options as here, with "
+                              "this setting's default (on-demand)", loss=_warm_kernels),
     "proxy.api_port": _RETIRED,
     "proxy.command": Rule(reason=_N + "the chart runs its own configurable-http-proxy pod "
                           "(proxy.chp)"),

@@ -1,0 +1,280 @@
+"""Kernels forked from a warm parent (envs.warm_kernels): indistinguishable from kernels
+started the normal way, and never from a parent whose environment has changed since."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.client import Browser
+from support.hub import PASSWORD, HubFactory, HubProcess, runtime_dir, unique, world_dir
+from test_forkserver import (
+    STATUS_FIELDS,
+    environ,
+    fd_targets,
+    parent_of,
+    readable_memory,
+    server_pid,
+    stop_server,
+)
+
+from teamhub.system.processes import processes_of
+from teamhub.system.uv import SYSTEM_CA
+
+pytestmark = [pytest.mark.hub, pytest.mark.system]
+
+# Values each start of a server gets anew (and so the kernels it starts).
+PER_START = {"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_SERVICE_URL", "JPY_PARENT_PID"}
+# What the kernel itself sees, printed as one JSON line.
+INSIDE = """
+import json, os, sys, ipykernel.connect as c
+cf = c.get_connection_file()
+st = os.stat(cf)
+um = os.umask(0); os.umask(um)
+print(json.dumps({"pid": os.getpid(), "env": dict(os.environ), "cwd": os.getcwd(),
+    "path": sys.path, "argv": sys.argv, "flags": repr(sys.flags),
+    "executable": sys.executable, "prefix": sys.prefix,
+    "ids": [os.getresuid(), os.getresgid(), sorted(os.getgroups())], "umask": um,
+    "conn": [cf, oct(st.st_mode), st.st_uid, st.st_gid,
+             oct(os.stat(os.path.dirname(cf)).st_mode)]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory: HubFactory) -> HubProcess:
+    envs_root = world_dir("teamhub-wkenvs-")
+    h = hub_factory(extra_toml=f'[envs]\nroot = "{envs_root}"\nwarm_kernels = "prewarm"\n')
+    h.scratch.append(envs_root)
+    h.users = [unique("wa"), unique("wb")]
+    for name in h.users:
+        h.add_user(name, PASSWORD)
+    h.teamhub("env", "create", "wk", "six")
+    h.start()
+    return h
+
+
+def browser(hub: HubProcess, name: str) -> Browser:
+    b = Browser(hub.url)
+    assert b.login(name, PASSWORD).status_code == 302
+    b.start_server(name)
+    assert b.open_lab(name).status_code == 200
+    return b
+
+
+def inside(b: Browser, name: str, kernel: str) -> dict[str, Any]:
+    b.wait_kernel(name, kernel)
+    out = b.execute(name, kernel, INSIDE)
+    assert out["stdout"], out
+    return json.loads(out["stdout"])
+
+
+def is_warm(pid: int) -> bool:
+    """Whether kernel PID was forked by a warm parent (not started by its server)."""
+    cmd = Path(f"/proc/{parent_of(pid)}/cmdline").read_bytes()
+    return b"warm_parent.py" in cmd
+
+
+def snapshot(hub: HubProcess, name: str, b: Browser, kernel_name: str) -> dict[str, Any]:
+    seen = inside(b, name, b.new_kernel(name, kernel_name))
+    pid = seen["pid"]
+    status = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    conn = seen["conn"][0]
+    cmdline = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+    server = server_pid(hub, name)
+    return {
+        "warm": is_warm(pid),
+        "server_is_jpy_parent": seen["env"]["JPY_PARENT_PID"] == str(server),
+        "status": {k: status[k].strip() for k in STATUS_FIELDS if k in status},
+        "threads": status["Threads"].strip(),
+        "env": {k: v for k, v in seen["env"].items() if k not in PER_START},
+        "proc_environ": {k: v for k, v in environ(pid).items() if k not in PER_START},
+        "limits": Path(f"/proc/{pid}/limits").read_text(),
+        # Every descriptor, sockets and pipes by kind: a warm parent's must not leak in.
+        "files": fd_targets(pid),
+        "stdio": [re.sub(r"\[\d+\]", "[N]", os.readlink(f"/proc/{pid}/fd/{fd}"))
+                  for fd in (0, 1, 2)],
+        "stdout_is_servers": os.readlink(f"/proc/{pid}/fd/1")
+        == os.readlink(f"/proc/{server}/fd/1"),
+        "cwd": os.readlink(f"/proc/{pid}/cwd"),
+        "in_kernel_cwd": seen["cwd"],
+        "session_leader": (int(stat[2]), int(stat[3])) == (pid, pid),
+        "cgroup": Path(f"/proc/{pid}/cgroup").read_text(),
+        "proc_owner": os.stat(f"/proc/{pid}").st_uid,
+        "cmdline": [a.replace(conn, "CONN") for a in cmdline],
+        "argv": [a.replace(conn, "CONN") for a in seen["argv"]],
+        "exe": os.readlink(f"/proc/{pid}/exe"),
+        "path": seen["path"], "flags": seen["flags"], "executable": seen["executable"],
+        "prefix": seen["prefix"], "ids": seen["ids"], "umask": seen["umask"],
+        "conn": [os.path.dirname(conn), *seen["conn"][1:]],
+    }
+
+
+def set_warm(hub: HubProcess, on: bool) -> None:
+    hub.stop()
+    hub.teamhub("config", "set", "envs.warm_kernels", "prewarm" if on else "off")
+    hub.start()
+
+
+@pytest.fixture(scope="module")
+def compared(hub: HubProcess) -> dict[str, Any]:
+    """The default and a shared-env kernel of one user, started both ways."""
+    name = hub.users[0]
+    result: dict[str, Any] = {}
+    for how in ("warm", "normal"):
+        if how == "normal":
+            set_warm(hub, False)
+        b = browser(hub, name)
+        for kernel in ("python3", "env-wk"):
+            # The second kernel of an environment: its parent is surely up by now.
+            b.new_kernel(name, kernel)
+            result[(how, kernel)] = snapshot(hub, name, b, kernel)
+        stop_server(hub, b, name)
+    set_warm(hub, True)
+    return result
+
+
+PARTS = ["status", "threads", "env", "proc_environ", "limits", "files", "stdio",
+         "stdout_is_servers", "cwd", "in_kernel_cwd", "session_leader", "cgroup",
+         "proc_owner", "cmdline", "argv", "exe", "path", "flags", "executable", "prefix",
+         "ids", "umask", "conn", "server_is_jpy_parent"]
+
+
+@pytest.mark.parametrize("kernel", ["python3", "env-wk"])
+def test_kernels_were_started_both_ways(compared: dict[str, Any], kernel: str) -> None:
+    assert compared[("warm", kernel)]["warm"]
+    assert not compared[("normal", kernel)]["warm"]
+
+
+@pytest.mark.parametrize("part", PARTS)
+@pytest.mark.parametrize("kernel", ["python3", "env-wk"])
+def test_warm_kernel_is_indistinguishable(compared: dict[str, Any], kernel: str,
+                                          part: str) -> None:
+    assert compared[("warm", kernel)][part] == compared[("normal", kernel)][part]
+
+
+def test_runs_as_the_user_with_private_connection_files(hub: HubProcess,
+                                                        compared: dict[str, Any]) -> None:
+    account = pwd.getpwnam(hub.system_user(hub.users[0]))
+    warm = compared[("warm", "python3")]
+    assert warm["ids"][0] == [account.pw_uid] * 3
+    assert warm["status"]["CapEff"] == "0000000000000000"
+    assert warm["umask"] == 0o077
+    _dir, mode, uid, _gid, dir_mode = warm["conn"]
+    assert (mode, uid) == ("0o100600", account.pw_uid)
+    assert int(dir_mode, 8) & 0o777 == 0o700
+    assert warm["session_leader"]
+
+
+def test_no_other_users_secret_in_a_warm_kernel(hub: HubProcess,
+                                                compared: dict[str, Any]) -> None:
+    first, second = hub.users
+    b1, b2 = browser(hub, first), browser(hub, second)
+    secret = environ(server_pid(hub, first))["JUPYTERHUB_API_TOKEN"].encode()
+    b2.new_kernel(second)
+    seen = inside(b2, second, b2.new_kernel(second))
+    assert is_warm(seen["pid"])
+    assert secret not in readable_memory(seen["pid"])
+    assert secret not in readable_memory(parent_of(seen["pid"]))
+    stop_server(hub, b1, first)
+    stop_server(hub, b2, second)
+
+
+def test_prewarm_starts_the_default_kernels_parent_with_the_server(
+        hub: HubProcess, compared: dict[str, Any]) -> None:
+    name = hub.users[1]
+    b = browser(hub, name)
+    uid = pwd.getpwnam(hub.system_user(name)).pw_uid
+    deadline = time.monotonic() + 60
+    while not [pid for pid in processes_of(uid)
+               if b"warm_parent.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]:
+        assert time.monotonic() < deadline, "no warm parent was started with the server"
+        time.sleep(0.2)
+    stop_server(hub, b, name)
+
+
+def test_another_local_user_cannot_reach_a_warm_parent(hub: HubProcess,
+                                                      compared: dict[str, Any]) -> None:
+    name = hub.users[0]
+    b = browser(hub, name)
+    seen = inside(b, name, b.new_kernel(name))
+    parent = parent_of(seen["pid"])
+    sock = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[-2].decode()
+    assert sock.startswith(os.path.dirname(seen["conn"][0]) + "/"), sock
+    nobody = pwd.getpwnam("nobody")
+    probe = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\n"
+             f"try:\n    s.connect({sock!r})\nexcept PermissionError:\n    sys.exit(3)\n")
+    other = subprocess.run([sys.executable, "-c", probe], user=nobody.pw_uid,
+                           group=nobody.pw_gid, extra_groups=[], capture_output=True,
+                           text=True, timeout=60)
+    assert other.returncode == 3, other.stderr
+    stop_server(hub, b, name)
+
+
+def _kernel_sees(b: Browser, name: str, kernel_name: str, code: str) -> tuple[bool, str]:
+    seen = inside(b, name, kernel := b.new_kernel(name, kernel_name))
+    return is_warm(seen["pid"]), b.execute(name, kernel, code)["stdout"]
+
+
+def test_env_install_reaches_the_next_kernel(hub: HubProcess,
+                                             compared: dict[str, Any]) -> None:
+    name = hub.users[0]
+    b = browser(hub, name)
+    warm, out = _kernel_sees(b, name, "env-wk", "import sys; print(sys.prefix)")
+    warm, out = _kernel_sees(b, name, "env-wk", "import sys; print(sys.prefix)")
+    assert warm, "the second kernel of an env should be forked"
+    before = os.path.realpath(out.strip())
+    hub.teamhub("env", "install", "wk", "idna")
+    warm, out = _kernel_sees(b, name, "env-wk",
+                             "import sys, idna; print(sys.prefix, idna.__name__)")
+    assert out.split()[1:] == ["idna"], out
+    assert os.path.realpath(out.split()[0]) != before
+    # The new revision's parent serves the kernels after it.
+    warm, out = _kernel_sees(b, name, "env-wk", "import idna; print(idna.__name__)")
+    assert (warm, out.strip()) == (True, "idna")
+    stop_server(hub, b, name)
+
+
+def test_pip_install_in_a_personal_env_reaches_the_next_kernel(
+        hub: HubProcess, compared: dict[str, Any]) -> None:
+    name = hub.users[1]
+    b = browser(hub, name)
+    kernel = b.new_kernel(name)
+    b.wait_kernel(name, kernel)
+    out = b.execute(name, kernel,
+                    "import subprocess; p = subprocess.run(['teamhub-env', 'create', "
+                    "'mine', 'six'], capture_output=True, text=True); "
+                    "print(p.returncode); print(p.stderr[-400:])", timeout=240)
+    assert out["stdout"].startswith("0"), out
+    deadline = time.monotonic() + 30
+    while "personal-mine" not in b.kernelspecs(name):
+        assert time.monotonic() < deadline, "personal env did not show up"
+        time.sleep(0.5)
+    probe = "import importlib.util as u; print(u.find_spec('idna') is not None)"
+    _kernel_sees(b, name, "personal-mine", probe)
+    warm, out = _kernel_sees(b, name, "personal-mine", probe)
+    assert (warm, out.strip()) == (True, "False")
+    uv = str(runtime_dir() / "bin" / "uv")
+    # uv as teamhub-env runs it (the system's certificates), `pip install` into the env.
+    out = b.execute(name, kernel,
+                    "import os, subprocess; p = subprocess.run([" + repr(uv) + ", 'pip', "
+                    "'install', '--python', os.path.expanduser('~/.venvs/mine/bin/python'), "
+                    "'idna'], capture_output=True, text=True, "
+                    f"env=dict(os.environ, SSL_CERT_FILE={SYSTEM_CA!r})); "
+                    "print(p.returncode); print(p.stderr[-400:])", timeout=240)
+    assert out["stdout"].startswith("0"), out
+    _warm, out = _kernel_sees(b, name, "personal-mine", probe)
+    assert out.strip() == "True"
+    stop_server(hub, b, name)
+    home = pwd.getpwnam(hub.system_user(name)).pw_dir
+    shutil.rmtree(os.path.join(home, ".venvs"), ignore_errors=True)
