@@ -39,6 +39,7 @@ from typing import Any
 from . import __version__, hubclient
 from . import settings as settings_mod
 from .accounts.store import SCHEMA_VERSION, AccountStore
+from .db.upgrade import known_revision
 from .envs.store import META, check_name
 from .errors import BackupError, TeamhubError
 from .paths import Paths
@@ -101,7 +102,8 @@ def collect(settings: Settings) -> dict[str, bytes]:
     return files
 
 
-def _account_schema(db: bytes) -> int:
+def _account_schema(db: bytes) -> str:
+    """The archived store's alembic revision, or `legacy-N` for a pre-alembic store."""
     with tempfile.NamedTemporaryFile(prefix="teamhub-restore-", suffix=".sqlite") as tmp:
         tmp.write(db)
         tmp.flush()
@@ -110,14 +112,19 @@ def _account_schema(db: bytes) -> int:
             ok = conn.execute("PRAGMA integrity_check").fetchone()[0]
             if ok != "ok":
                 raise BackupError(f"the archive's account store is damaged ({ok})")
-            version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if "alembic_version" in tables:
+                version = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+            else:
+                legacy = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+                version = f"legacy-{legacy}"
             conn.execute("SELECT name, password_hash, admin FROM accounts LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             raise BackupError(f"the archive's account store is not a teamhub account store "
                               f"({exc})") from None
         finally:
             conn.close()
-    return int(version or 0)
+    return str(version)
 
 
 def write_archive(target: Path, settings: Settings) -> dict[str, Any]:
@@ -203,7 +210,8 @@ def read_archive(path: Path) -> Archive:
     if "state/accounts.sqlite" not in members:
         raise BackupError(f"{bad}: it holds no account store")
     schema = _account_schema(members["state/accounts.sqlite"])
-    if schema > SCHEMA_VERSION:
+    # Pre-alembic stores (legacy-1..6) are all older than any revision.
+    if not schema.startswith("legacy-") and not known_revision(schema):
         raise BackupError(f"{path} comes from a newer teamhub (account store schema {schema}, "
                           f"this one knows {SCHEMA_VERSION})", "upgrade teamhub first")
     if "settings/teamhub.toml" in members:

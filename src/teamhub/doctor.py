@@ -197,7 +197,9 @@ def account_store(p: Probe) -> Result:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
         try:
-            version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            version = (conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+                       if "alembic_version" in tables else "pre-alembic")
             count = conn.execute("SELECT COUNT(*) FROM accounts").fetchone()[0]
         finally:
             conn.close()
