@@ -141,6 +141,14 @@ class StoreConnection:
 class Result:
     def __init__(self, result: CursorResult[Any]) -> None:
         self._result = result
+        self._index: dict[str, int] | None = None
+
+    def _names(self) -> dict[str, int]:
+        # One name -> position map per result, shared by its rows: cheaper than
+        # SQLAlchemy's per-row mapping view on a `user list` of many rows.
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self._result.keys())}
+        return self._index
 
     @property
     def rowcount(self) -> int:
@@ -148,25 +156,28 @@ class Result:
 
     def fetchone(self) -> Record | None:
         row = self._result.fetchone()
-        return Record(row) if row is not None else None
+        return Record(row, self._names()) if row is not None else None
 
     def fetchall(self) -> list[Record]:
-        return [Record(r) for r in self._result.fetchall()]
+        names = self._names()
+        return [Record(r, names) for r in self._result.fetchall()]
 
     def __iter__(self) -> Iterator[Record]:
-        return (Record(r) for r in self._result)
+        names = self._names()
+        return (Record(r, names) for r in self._result)
 
 
 class Record:
     """A row that answers both row[0] and row["name"] (as sqlite3.Row did)."""
 
-    __slots__ = ("_row",)
+    __slots__ = ("_names", "_row")
 
-    def __init__(self, row: Row[Any]) -> None:
+    def __init__(self, row: Row[Any], names: dict[str, int]) -> None:
         self._row = row
+        self._names = names
 
     def __getitem__(self, key: int | str) -> Any:
-        return self._row._mapping[key] if isinstance(key, str) else self._row[key]
+        return self._row[self._names[key]] if isinstance(key, str) else self._row[key]
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._row)
@@ -175,4 +186,4 @@ class Record:
         return len(self._row)
 
     def keys(self) -> list[str]:
-        return list(self._row._fields)
+        return list(self._names)
