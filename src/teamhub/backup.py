@@ -79,7 +79,7 @@ def collect(settings: Settings) -> dict[str, bytes]:
     if paths.config_d.is_dir():
         for f in sorted(paths.config_d.glob("*.py")):
             files[f"settings/jupyterhub_config.d/{f.name}"] = f.read_bytes()
-    if not paths.accounts_db.is_file():
+    if not paths.store_exists:
         raise BackupError(f"no account store at {paths.accounts_db}: nothing to back up",
                           "is "
                           "--config (or TEAMHUB_CONFIG) pointing at the right settings?")
@@ -250,7 +250,7 @@ def live_reasons(settings: Settings) -> list[str]:
     reasons = []
     if hubclient.hub_may_run(paths) or listen.socket_answers(paths.hub_socket):
         reasons.append(f"a hub is running (it answers on {paths.hub_socket})")
-    if paths.accounts_db.exists():
+    if paths.store_exists:
         reasons.append(f"an account store exists at {paths.accounts_db}")
     return reasons
 
@@ -298,9 +298,10 @@ def restore(archive: Archive, config_file: Path) -> dict[str, Any]:
         os.replace(tmp, paths.system_users)
     _restore_sqlite(archive.files["state/accounts.sqlite"], paths.accounts_db)
     # Bring an older store's schema up to date (and set its file mode) in one go.
-    AccountStore(paths.accounts_db)
+    AccountStore(paths.accounts_db, paths.db_url)
 
     projects = Projects(Layout(root=paths.projects_root, store_path=paths.accounts_db,
+                               store_url=paths.db_url,
                                prefix=settings["users.system_prefix"],
                                registry=paths.system_users))
     repaired = projects.repair()

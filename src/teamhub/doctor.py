@@ -235,8 +235,8 @@ def _users_out_of_step(p: Probe) -> tuple[list[str], list[str]] | None:
     hub = _hub_user_names(p)
     if hub is None:
         return None
-    accounts = {a.name for a in AccountStore(p.paths.accounts_db).list() if not a.pending} \
-        if p.paths.accounts_db.exists() else set()
+    store = AccountStore(p.paths.accounts_db, p.paths.db_url) if p.paths.store_exists else None
+    accounts = {a.name for a in store.list() if not a.pending} if store else set()
     return sorted(hub - accounts), sorted(accounts - hub)
 
 
@@ -727,8 +727,8 @@ def docker_engine(p: Probe) -> Result:
     except DockerError as exc:
         return Result(name, False, exc.message,
                       exc.hint or "start the Docker engine, then `teamhub up`")
-    known = {a.name for a in AccountStore(p.paths.accounts_db).list()} \
-        if p.paths.accounts_db.exists() else set()
+    known = {a.name for a in AccountStore(p.paths.accounts_db, p.paths.db_url).list()} \
+        if p.paths.store_exists else set()
     orphans = sorted(c["Names"][0].lstrip("/") for c in containers
                      if (c.get("Labels") or {}).get(LABEL_USER) not in known)
     kept = sorted(v["Name"] for v in volumes

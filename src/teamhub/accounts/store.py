@@ -24,8 +24,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..db.engine import Record, StoreConnection, engine_for, is_postgresql, mask, transaction
+from ..db.engine import Record, StoreConnection, engine_for, transaction
 from ..db.upgrade import HEAD, ensure_schema
+from ..db.url import is_postgresql, mask
 from ..errors import AccountError
 from ..system.names import canonical_name
 from .policy import DEFAULT_MIN_LENGTH, MAX_LENGTH, check_password

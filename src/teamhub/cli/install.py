@@ -99,8 +99,8 @@ def migrate(paths: Paths) -> None:
             raise TeamhubError(f"jupyterhub upgrade-db failed: {' | '.join(tail)}",
                                "the "
                                f"database was backed up first, see {paths.state_dir / BACKUPS}")
-    if paths.accounts_db.exists():
-        AccountStore(paths.accounts_db)  # opening it applies pending migrations
+    if paths.store_exists:
+        AccountStore(paths.accounts_db, paths.db_url)  # opening it applies pending migrations
 
 
 def wait_for_hub(port: int, timeout: float = 120) -> bool:

@@ -34,6 +34,7 @@ def actor() -> str:
 
 def projects_of(ctx: Context) -> Projects:
     return Projects(Layout(root=ctx.paths.projects_root, store_path=ctx.paths.accounts_db,
+                           store_url=ctx.paths.db_url,
                            prefix=ctx.settings["users.system_prefix"],
                            registry=ctx.paths.system_users))
 

@@ -17,7 +17,7 @@ from .base import Context, cli
 
 
 def store_of(ctx: Context) -> AccountStore:
-    return AccountStore(ctx.paths.accounts_db)
+    return AccountStore(ctx.paths.accounts_db, ctx.paths.db_url)
 
 
 def existing_account(store: AccountStore, name: str) -> Account:

@@ -11,7 +11,6 @@ subset of both dialects (ON CONFLICT, no INSERT OR ...).
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from sqlalchemy.engine import URL, Connection, CursorResult, Engine, Row, make_u
 from sqlalchemy.exc import ArgumentError
 
 from ..errors import SettingsError
+from .url import mask
 
 # teamhub's tables share a PostgreSQL database with JupyterHub's, whose names
 # overlap (`groups`, `alembic_version`): they live in their own schema.
@@ -47,18 +47,6 @@ def parse_url(url: str) -> URL:
                             "use postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or leave it "
                             "empty for the embedded sqlite files")
     return parsed
-
-
-_PASSWORD_RE = re.compile(r"(://[^:/@]*:)([^@]*)(@)")
-
-
-def mask(url: str) -> str:
-    """URL with its password replaced by ***, for messages and logs (never the real one)."""
-    return _PASSWORD_RE.sub(r"\1***\3", str(url))
-
-
-def is_postgresql(url: str) -> bool:
-    return url.startswith(("postgresql:", "postgresql+", "postgres:"))
 
 
 def engine_for(url: str) -> Engine:
