@@ -19,6 +19,7 @@ import requests
 from support import unixsocket
 from support.client import Browser
 from support.hub import PASSWORD, HubFactory, HubProcess, unique
+from support.postgres import db_toml
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
@@ -26,10 +27,12 @@ XSS = '<script>alert("x")</script>'
 
 
 @pytest.fixture(scope="module")
-def hub(hub_factory: HubFactory) -> HubProcess:
+def hub(hub_factory: HubFactory, module_db_url: str) -> HubProcess:
+    # Run on each backend (db.url: the sqlite files, then PostgreSQL); the lock that
+    # outlasts a hub restart is kept in the store either way.
     h = hub_factory(extra_toml=(
         "[auth]\nlockout_failures = 3\nlockout_base_seconds = 300\n"
-        "client_max_failures = 100000\n"))
+        "client_max_failures = 100000\n" + db_toml(module_db_url)))
     h.u, h.v = unique("ls"), unique("lv")
     for name in (h.u, h.v):
         h.add_user(name, PASSWORD)
