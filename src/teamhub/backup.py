@@ -39,6 +39,7 @@ from typing import Any
 from . import __version__, hubclient
 from . import settings as settings_mod
 from .accounts.store import SCHEMA_VERSION, AccountStore
+from .db import snapshot
 from .db.upgrade import known_revision
 from .envs.store import META, check_name
 from .errors import BackupError, TeamhubError
@@ -83,10 +84,17 @@ def collect(settings: Settings) -> dict[str, bytes]:
         raise BackupError(f"no account store at {paths.accounts_db}: nothing to back up",
                           "is "
                           "--config (or TEAMHUB_CONFIG) pointing at the right settings?")
-    try:
-        files["state/accounts.sqlite"] = _sqlite_copy(paths.accounts_db)
-    except sqlite3.Error as exc:
-        raise BackupError(f"cannot copy the account store {paths.accounts_db} ({exc})") from None
+    if paths.db_url:
+        # Same archive format on both backends: a PostgreSQL store is archived as the
+        # sqlite store file it would be, so a backup restores onto either.
+        store = AccountStore(paths.accounts_db, paths.db_url)
+        files["state/accounts.sqlite"] = snapshot.to_sqlite_bytes(store)
+    else:
+        try:
+            files["state/accounts.sqlite"] = _sqlite_copy(paths.accounts_db)
+        except sqlite3.Error as exc:
+            raise BackupError(f"cannot copy the account store {paths.accounts_db} ({exc})") \
+                from None
     if paths.system_users.is_file():
         # Which Linux accounts (name and uid) teamhub made: restored on the same machine,
         # users keep their accounts and homes; elsewhere an entry whose uid differs is
@@ -296,9 +304,13 @@ def restore(archive: Archive, config_file: Path) -> dict[str, Any]:
         with os.fdopen(fd, "wb") as f:
             f.write(archive.files["state/system_users.json"])
         os.replace(tmp, paths.system_users)
-    _restore_sqlite(archive.files["state/accounts.sqlite"], paths.accounts_db)
-    # Bring an older store's schema up to date (and set its file mode) in one go.
-    AccountStore(paths.accounts_db, paths.db_url)
+    if paths.db_url:
+        snapshot.replace_from_sqlite(AccountStore(paths.accounts_db, paths.db_url),
+                                     archive.files["state/accounts.sqlite"])
+    else:
+        _restore_sqlite(archive.files["state/accounts.sqlite"], paths.accounts_db)
+        # Bring an older store's schema up to date (and set its file mode) in one go.
+        AccountStore(paths.accounts_db)
 
     projects = Projects(Layout(root=paths.projects_root, store_path=paths.accounts_db,
                                store_url=paths.db_url,

@@ -22,8 +22,9 @@ from typing import Any
 
 from . import hubaccounts, images, preflight
 from .accounts.store import SCHEMA_VERSION, AccountStore
+from .db.url import mask
 from .envs.store import META
-from .errors import DockerError, HubError, TeamhubError, TlsError
+from .errors import AccountError, DockerError, HubError, TeamhubError, TlsError
 from .gpu_report import gpus_status
 from .hubclient import HubClient
 from .hubconfig import HUB_CONFIG_FILE
@@ -165,15 +166,17 @@ def proxy_routes(p: Probe) -> Result:
 
 @check("hub database")
 def hub_database(p: Probe) -> Result:
-    db = p.paths.hub_db
-    if not db.exists():
+    db: Path | str = p.paths.hub_db
+    if p.paths.db_url:
+        db = mask(p.paths.db_url)
+    elif not p.paths.hub_db.exists():
         return Result("hub database", False, f"{db} does not exist",
                       "it is made at the first start: " + START_HINT)
     try:
         from jupyterhub import orm
         from sqlalchemy import create_engine
 
-        engine = create_engine(f"sqlite:///{db}")
+        engine = create_engine(p.paths.hub_db_url)
         try:
             orm.check_db_revision(engine)
             with engine.connect() as conn:
@@ -190,6 +193,8 @@ def hub_database(p: Probe) -> Result:
 
 @check("account store")
 def account_store(p: Probe) -> Result:
+    if p.paths.db_url:
+        return _server_store(p)
     db = p.paths.accounts_db
     if not db.exists():
         return Result("account store", False, f"{db} does not exist",
@@ -211,6 +216,17 @@ def account_store(p: Probe) -> Result:
                       f"teamhub uses {SCHEMA_VERSION}",
                       "run any `teamhub user list` to migrate it, or upgrade teamhub")
     return Result("account store", True, f"{count} account(s), schema version {version}")
+
+
+def _server_store(p: Probe) -> Result:
+    where = mask(p.paths.db_url)
+    try:
+        # Opening it also applies pending migrations, as any CLI command would.
+        count = AccountStore(p.paths.accounts_db, p.paths.db_url).count()
+    except AccountError as exc:
+        return Result("account store", False, exc.message, exc.hint)
+    return Result("account store", True,
+                  f"{count} account(s) in {where}, schema revision {SCHEMA_VERSION}")
 
 
 USERS_PAGE = 200  # JupyterHub's largest page of GET /users

@@ -12,10 +12,13 @@ from jupyterhub import orm
 from support.postgres import PostgresCluster
 
 import teamhub.cli
+from teamhub import doctor
 from teamhub.accounts.groups import GroupStore
 from teamhub.accounts.lockout import Lockout
 from teamhub.accounts.store import AccountStore
+from teamhub.paths import Paths
 from teamhub.projects.model import Principal, ProjectStore
+from teamhub.settings import load
 
 pytestmark = [pytest.mark.system]
 
@@ -122,3 +125,29 @@ def test_failure_midway_rolls_back(install: Path, postgres: PostgresCluster) -> 
     _refused(install, url, "already has JupyterHub tables", "empty database")
     assert postgres.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'teamhub'",
                          database).strip() == "0"
+
+
+def test_backup_restore_and_doctor_after_the_move(install: Path, postgres: PostgresCluster,
+                                                  tmp_path: Path) -> None:
+    url = postgres.new_database()
+    assert run(install, "db", "migrate", "--to", url).exit_code == 0
+    settings = load(install, environ={})
+    paths = Paths.from_settings(settings)
+    probe = doctor.Probe(settings, paths)
+    for result in (doctor.account_store(probe), doctor.hub_database(probe)):
+        assert result.ok, result
+        assert postgres.password not in str(result)
+    assert "2 account(s)" in doctor.account_store(probe).detail
+
+    archive = tmp_path / "backup.tar.gz"
+    result = run(install, "backup", str(archive))
+    assert result.exit_code == 0, result.output
+    store = AccountStore(paths.accounts_db, url)
+    store.remove("bob")
+    GroupStore(store).create("later")
+    result = run(install, "restore", str(archive), "--force")
+    assert result.exit_code == 0, result.output
+    assert [a.name for a in store.list()] == ["ada", "bob"]
+    assert GroupStore(store).list() == {"team": ["ada", "bob"]}
+    assert store.verify("bob", PW) is not None
+    ProjectStore(store).log("apollo", "ada", "after-restore")  # sequences still right
