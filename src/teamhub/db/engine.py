@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, Row, make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool
 
 from ..errors import SettingsError
 from .url import mask
@@ -63,7 +64,10 @@ def engine_for(url: str) -> Engine:
 def _make_engine(url: str) -> Engine:
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed, connect_args={"timeout": 30})
+        # A connection per operation, as the store always had: a pooled sqlite
+        # connection in a long-running hub kept a stale view of the file (logins
+        # missed accounts the CLI had added meanwhile); opening one costs ~0.1 ms.
+        engine = create_engine(parsed, poolclass=NullPool, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
