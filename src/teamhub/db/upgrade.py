@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 from ..errors import AccountError
@@ -24,7 +23,12 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 def current_revision(conn: StoreConnection) -> str | None:
     """The store's alembic revision; None for a store without alembic's table."""
-    if not inspect(conn.conn).has_table("alembic_version"):
+    if conn.conn.dialect.name == "sqlite":
+        found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                             "AND name = 'alembic_version'").fetchone()
+    else:
+        found = conn.execute("SELECT to_regclass('alembic_version')").fetchone()[0]
+    if not found:
         return None
     row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     return row[0] if row else None
@@ -32,7 +36,13 @@ def current_revision(conn: StoreConnection) -> str | None:
 
 def ensure_schema(engine: Engine, where: str) -> None:
     """Upgrade the store in ENGINE (WHERE names it in messages) to HEAD, if it is behind."""
-    if engine.dialect.name == "sqlite":
+    sqlite = engine.dialect.name == "sqlite"
+    # The usual case, a current store, in one connection and one read.
+    with transaction(engine, write=False) as conn:
+        wal = not sqlite or conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        if wal and current_revision(conn) == HEAD:
+            return
+    if sqlite:
         with engine.connect() as conn:
             # WAL lets logins read while the CLI writes.
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
@@ -40,9 +50,6 @@ def ensure_schema(engine: Engine, where: str) -> None:
         with engine.connect() as conn:
             conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
             conn.commit()
-    with transaction(engine, write=False) as conn:
-        if current_revision(conn) == HEAD:
-            return
     with transaction(engine, write=True) as conn:
         revision = current_revision(conn)
         if revision is None and engine.dialect.name == "sqlite":
