@@ -327,7 +327,7 @@ def test_malformed_requests_get_4xx_not_500(hub: HubProcess) -> None:
 def test_bad_cli_input_is_one_line_and_changes_nothing(hub: HubProcess) -> None:
     import json
 
-    before = set(json.loads(hub.teamhub("user", "locked", "--json").stdout))
+    before = json.loads(hub.teamhub("user", "locked", "--json").stdout)
     for args in (("user", "unlock", "../etc"), ("user", "unlock", "x" * 500),
                  ("user", "logout", "nobody-such"), ("user", "logout", "Bad Name")):
         proc = hub.teamhub(*args, check=False)
@@ -335,7 +335,11 @@ def test_bad_cli_input_is_one_line_and_changes_nothing(hub: HubProcess) -> None:
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("teamhub: error: "), proc.stderr
         assert "x" * 100 not in proc.stderr
-    assert set(json.loads(hub.teamhub("user", "locked", "--json").stdout)) == before
+    after = json.loads(hub.teamhub("user", "locked", "--json").stdout)
+    # Nothing locked or unlocked; a lock from an earlier test may run out meanwhile
+    # (this module takes minutes on a loaded machine, and runs on both backends).
+    assert set(after) <= set(before)
+    assert {name for name, left in before.items() if left > 120} <= set(after)
 
 
 def test_bad_percent_encoding_through_the_proxy(hub: HubProcess) -> None:
