@@ -146,7 +146,9 @@ class Result:
     def rowcount(self) -> int:
         return int(self._result.rowcount)
 
-    def fetchone(self) -> Record | None:
+    def fetchone(self) -> Any:
+        # A Record or None; typed Any like sqlite3's, since an aggregate (COUNT, MAX)
+        # always has its row and callers index it at once.
         row = self._result.fetchone()
         return Record(row, self._names()) if row is not None else None
 

@@ -28,7 +28,8 @@ def to_sqlite_bytes(store: AccountStore) -> bytes:
                 copy_tables(source, target, schema.TABLES)
                 problems = mismatches(source, target, schema.TABLES)
         except SQLAlchemyError as exc:
-            raise BackupError(f"cannot copy the account store {store.where} ({exc.orig or exc})",
+            raise BackupError(f"cannot copy the account store {store.where} "
+                              f"({getattr(exc, 'orig', None) or exc})",
                               "check that its database server runs (`teamhub doctor`)") from None
         finally:
             copy._engine.dispose()
@@ -55,7 +56,8 @@ def replace_from_sqlite(store: AccountStore, data: bytes) -> None:
                     raise BackupError(f"restoring into {store.where} would differ: "
                                       f"{'; '.join(problems)}", "nothing was changed")
         except SQLAlchemyError as exc:
-            raise BackupError(f"cannot restore into {store.where} ({exc.orig or exc})",
+            raise BackupError(f"cannot restore into {store.where} "
+                              f"({getattr(exc, 'orig', None) or exc})",
                               "check that its database server runs (`teamhub doctor`)") from None
         finally:
             source_store._engine.dispose()

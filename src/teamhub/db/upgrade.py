@@ -9,6 +9,7 @@ and a failed step leaves the store as it was.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -78,7 +79,7 @@ def _too_new(where: str, what: str) -> AccountError:
                         f"understands ({HEAD})", "upgrade teamhub")
 
 
-def _script_directory():  # type: ignore[no-untyped-def]
+def _script_directory() -> Any:
     # Deferred: alembic is only needed when a store is behind.
     from alembic.script import ScriptDirectory
     return ScriptDirectory(str(MIGRATIONS_DIR))
