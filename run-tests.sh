@@ -13,6 +13,8 @@ need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v dockerd >/dev/null || need+=(docker.io)
+# tests/support/postgres.py starts a private PostgreSQL cluster (initdb) for the db.url tests.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"

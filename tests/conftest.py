@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.docker_engine import DockerEngine
+from support.postgres import PostgresCluster
 
 from teamhub.settings import Settings, load
 from teamhub.system.docker import Engine
@@ -51,6 +52,33 @@ def settings(tmp_path: Path) -> Callable[..., Settings]:
         return load(cfg, environ=env)
 
     return load_settings
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One private PostgreSQL cluster for the session (made on first use, removed at the end);
+    each user takes databases of its own with `new_database()`."""
+    cluster = PostgresCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """db.url for each backend: "" (the embedded sqlite files) and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return ""
+    return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_db_url(request: pytest.FixtureRequest) -> str:
+    """db_url for a module's hub: the module's tests run once on each backend."""
+    if request.param == "sqlite":
+        return ""
+    return request.getfixturevalue("postgres").new_database()
 
 
 @pytest.fixture(scope="module")

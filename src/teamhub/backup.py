@@ -39,6 +39,8 @@ from typing import Any
 from . import __version__, hubclient
 from . import settings as settings_mod
 from .accounts.store import SCHEMA_VERSION, AccountStore
+from .db import snapshot
+from .db.upgrade import known_revision
 from .envs.store import META, check_name
 from .errors import BackupError, TeamhubError
 from .paths import Paths
@@ -78,14 +80,21 @@ def collect(settings: Settings) -> dict[str, bytes]:
     if paths.config_d.is_dir():
         for f in sorted(paths.config_d.glob("*.py")):
             files[f"settings/jupyterhub_config.d/{f.name}"] = f.read_bytes()
-    if not paths.accounts_db.is_file():
+    if not paths.store_exists:
         raise BackupError(f"no account store at {paths.accounts_db}: nothing to back up",
                           "is "
                           "--config (or TEAMHUB_CONFIG) pointing at the right settings?")
-    try:
-        files["state/accounts.sqlite"] = _sqlite_copy(paths.accounts_db)
-    except sqlite3.Error as exc:
-        raise BackupError(f"cannot copy the account store {paths.accounts_db} ({exc})") from None
+    if paths.db_url:
+        # Same archive format on both backends: a PostgreSQL store is archived as the
+        # sqlite store file it would be, so a backup restores onto either.
+        store = AccountStore(paths.accounts_db, paths.db_url)
+        files["state/accounts.sqlite"] = snapshot.to_sqlite_bytes(store)
+    else:
+        try:
+            files["state/accounts.sqlite"] = _sqlite_copy(paths.accounts_db)
+        except sqlite3.Error as exc:
+            raise BackupError(f"cannot copy the account store {paths.accounts_db} ({exc})") \
+                from None
     if paths.system_users.is_file():
         # Which Linux accounts (name and uid) teamhub made: restored on the same machine,
         # users keep their accounts and homes; elsewhere an entry whose uid differs is
@@ -101,7 +110,8 @@ def collect(settings: Settings) -> dict[str, bytes]:
     return files
 
 
-def _account_schema(db: bytes) -> int:
+def _account_schema(db: bytes) -> str:
+    """The archived store's alembic revision, or `legacy-N` for a pre-alembic store."""
     with tempfile.NamedTemporaryFile(prefix="teamhub-restore-", suffix=".sqlite") as tmp:
         tmp.write(db)
         tmp.flush()
@@ -110,14 +120,19 @@ def _account_schema(db: bytes) -> int:
             ok = conn.execute("PRAGMA integrity_check").fetchone()[0]
             if ok != "ok":
                 raise BackupError(f"the archive's account store is damaged ({ok})")
-            version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if "alembic_version" in tables:
+                version = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+            else:
+                legacy = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+                version = f"legacy-{legacy}"
             conn.execute("SELECT name, password_hash, admin FROM accounts LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             raise BackupError(f"the archive's account store is not a teamhub account store "
                               f"({exc})") from None
         finally:
             conn.close()
-    return int(version or 0)
+    return str(version)
 
 
 def write_archive(target: Path, settings: Settings) -> dict[str, Any]:
@@ -203,7 +218,8 @@ def read_archive(path: Path) -> Archive:
     if "state/accounts.sqlite" not in members:
         raise BackupError(f"{bad}: it holds no account store")
     schema = _account_schema(members["state/accounts.sqlite"])
-    if schema > SCHEMA_VERSION:
+    # Pre-alembic stores (legacy-1..6) are all older than any revision.
+    if not schema.startswith("legacy-") and not known_revision(schema):
         raise BackupError(f"{path} comes from a newer teamhub (account store schema {schema}, "
                           f"this one knows {SCHEMA_VERSION})", "upgrade teamhub first")
     if "settings/teamhub.toml" in members:
@@ -242,7 +258,7 @@ def live_reasons(settings: Settings) -> list[str]:
     reasons = []
     if hubclient.hub_may_run(paths) or listen.socket_answers(paths.hub_socket):
         reasons.append(f"a hub is running (it answers on {paths.hub_socket})")
-    if paths.accounts_db.exists():
+    if paths.store_exists:
         reasons.append(f"an account store exists at {paths.accounts_db}")
     return reasons
 
@@ -288,11 +304,16 @@ def restore(archive: Archive, config_file: Path) -> dict[str, Any]:
         with os.fdopen(fd, "wb") as f:
             f.write(archive.files["state/system_users.json"])
         os.replace(tmp, paths.system_users)
-    _restore_sqlite(archive.files["state/accounts.sqlite"], paths.accounts_db)
-    # Bring an older store's schema up to date (and set its file mode) in one go.
-    AccountStore(paths.accounts_db)
+    if paths.db_url:
+        snapshot.replace_from_sqlite(AccountStore(paths.accounts_db, paths.db_url),
+                                     archive.files["state/accounts.sqlite"])
+    else:
+        _restore_sqlite(archive.files["state/accounts.sqlite"], paths.accounts_db)
+        # Bring an older store's schema up to date (and set its file mode) in one go.
+        AccountStore(paths.accounts_db)
 
     projects = Projects(Layout(root=paths.projects_root, store_path=paths.accounts_db,
+                               store_url=paths.db_url,
                                prefix=settings["users.system_prefix"],
                                registry=paths.system_users))
     repaired = projects.repair()

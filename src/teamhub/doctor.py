@@ -22,8 +22,9 @@ from typing import Any
 
 from . import hubaccounts, images, preflight
 from .accounts.store import SCHEMA_VERSION, AccountStore
+from .db.url import mask
 from .envs.store import META
-from .errors import DockerError, HubError, TeamhubError, TlsError
+from .errors import AccountError, DockerError, HubError, TeamhubError, TlsError
 from .gpu_report import gpus_status
 from .hubclient import HubClient
 from .hubconfig import HUB_CONFIG_FILE
@@ -165,15 +166,17 @@ def proxy_routes(p: Probe) -> Result:
 
 @check("hub database")
 def hub_database(p: Probe) -> Result:
-    db = p.paths.hub_db
-    if not db.exists():
+    db: Path | str = p.paths.hub_db
+    if p.paths.db_url:
+        db = mask(p.paths.db_url)
+    elif not p.paths.hub_db.exists():
         return Result("hub database", False, f"{db} does not exist",
                       "it is made at the first start: " + START_HINT)
     try:
         from jupyterhub import orm
         from sqlalchemy import create_engine
 
-        engine = create_engine(f"sqlite:///{db}")
+        engine = create_engine(p.paths.hub_db_url)
         try:
             orm.check_db_revision(engine)
             with engine.connect() as conn:
@@ -190,6 +193,8 @@ def hub_database(p: Probe) -> Result:
 
 @check("account store")
 def account_store(p: Probe) -> Result:
+    if p.paths.db_url:
+        return _server_store(p)
     db = p.paths.accounts_db
     if not db.exists():
         return Result("account store", False, f"{db} does not exist",
@@ -197,7 +202,9 @@ def account_store(p: Probe) -> Result:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
         try:
-            version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            version = (conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+                       if "alembic_version" in tables else "pre-alembic")
             count = conn.execute("SELECT COUNT(*) FROM accounts").fetchone()[0]
         finally:
             conn.close()
@@ -209,6 +216,17 @@ def account_store(p: Probe) -> Result:
                       f"teamhub uses {SCHEMA_VERSION}",
                       "run any `teamhub user list` to migrate it, or upgrade teamhub")
     return Result("account store", True, f"{count} account(s), schema version {version}")
+
+
+def _server_store(p: Probe) -> Result:
+    where = mask(p.paths.db_url)
+    try:
+        # Opening it also applies pending migrations, as any CLI command would.
+        count = AccountStore(p.paths.accounts_db, p.paths.db_url).count()
+    except AccountError as exc:
+        return Result("account store", False, exc.message, exc.hint)
+    return Result("account store", True,
+                  f"{count} account(s) in {where}, schema revision {SCHEMA_VERSION}")
 
 
 USERS_PAGE = 200  # JupyterHub's largest page of GET /users
@@ -233,8 +251,8 @@ def _users_out_of_step(p: Probe) -> tuple[list[str], list[str]] | None:
     hub = _hub_user_names(p)
     if hub is None:
         return None
-    accounts = {a.name for a in AccountStore(p.paths.accounts_db).list() if not a.pending} \
-        if p.paths.accounts_db.exists() else set()
+    store = AccountStore(p.paths.accounts_db, p.paths.db_url) if p.paths.store_exists else None
+    accounts = {a.name for a in store.list() if not a.pending} if store else set()
     return sorted(hub - accounts), sorted(accounts - hub)
 
 
@@ -725,8 +743,8 @@ def docker_engine(p: Probe) -> Result:
     except DockerError as exc:
         return Result(name, False, exc.message,
                       exc.hint or "start the Docker engine, then `teamhub up`")
-    known = {a.name for a in AccountStore(p.paths.accounts_db).list()} \
-        if p.paths.accounts_db.exists() else set()
+    known = {a.name for a in AccountStore(p.paths.accounts_db, p.paths.db_url).list()} \
+        if p.paths.store_exists else set()
     orphans = sorted(c["Names"][0].lstrip("/") for c in containers
                      if (c.get("Labels") or {}).get(LABEL_USER) not in known)
     kept = sorted(v["Name"] for v in volumes

@@ -158,6 +158,12 @@ class BackupError(TeamhubError):
     """A backup cannot be made, or an archive cannot be restored."""
 
 
+class DatabaseMoveError(TeamhubError):
+    """`teamhub db migrate` cannot copy the sqlite files into the database it was given."""
+
+    exit_code = 11
+
+
 class TlsError(TeamhubError):
     """A TLS certificate or key cannot be made or used."""
 

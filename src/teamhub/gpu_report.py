@@ -26,8 +26,8 @@ def _known(settings: Settings, paths: Paths) -> tuple[list[str], list[str]]:
     """(hub groups, hub users) that `[gpus]` values may name."""
     groups: list[str] = []
     users: list[str] = []
-    if paths.accounts_db.exists():
-        store = AccountStore(paths.accounts_db)
+    if paths.store_exists:
+        store = AccountStore(paths.accounts_db, paths.db_url)
         groups = list(GroupStore(store).list())
         users = [a.name for a in store.list()]
     if settings["auth.mode"] == "pam":

@@ -77,10 +77,14 @@ def update_proxy(c: Config, s: Settings, paths: Paths) -> None:
 
 
 def update_state(c: Config, paths: Paths) -> None:
-    c.JupyterHub.db_url = f"sqlite:///{paths.hub_db}"
-    # WAL, synchronous=NORMAL: a commit no longer waits for the disk (hubdb_connection).
-    c.JupyterHub.db_kwargs = {"connect_args": {"check_same_thread": False,
-                                               "factory": TunedConnection}}
+    c.JupyterHub.db_url = paths.hub_db_url
+    if paths.db_url:
+        # A database server restarted under a running hub costs a reconnect, not an error page.
+        c.JupyterHub.db_kwargs = {"pool_pre_ping": True}
+    else:
+        # WAL, synchronous=NORMAL: a commit no longer waits for the disk (hubdb_connection).
+        c.JupyterHub.db_kwargs = {"connect_args": {"check_same_thread": False,
+                                                   "factory": TunedConnection}}
     c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
     c.JupyterHub.pid_file = str(paths.hub_pid_file)
 
@@ -104,6 +108,7 @@ def update_auth(c: Config, paths: Paths) -> None:
     c.JupyterHub.authenticator_class = "teamhub.accounts.authenticator.TeamhubAuthenticator"
     # On the shared base class: PAM mode's authenticator keeps its lockout there too.
     c.GuardedAuthenticator.store_path = str(paths.accounts_db)
+    c.GuardedAuthenticator.db_url = paths.db_url
 
 
 # How long a user's server trusts the hub's word on a token (JupyterHub: 300 s).
@@ -371,6 +376,7 @@ def update_projects(c: Config, s: Settings, paths: Paths) -> None:
     """What the spawner needs to give a starting user their project folders."""
     c.LocalSpawner.projects_root = s["projects.root"]
     c.LocalSpawner.accounts_db = str(paths.accounts_db)
+    c.LocalSpawner.db_url = paths.db_url
 
 
 def update_docker(c: Config, s: Settings, paths: Paths) -> None:
@@ -425,8 +431,8 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
     update_gpus(c, settings, paths, trial)
     update_docker(c, settings, paths)
     update_console(c, settings)
-    if paths.accounts_db.exists():
-        store = AccountStore(paths.accounts_db)
+    if paths.store_exists:
+        store = AccountStore(paths.accounts_db, paths.db_url)
         update_groups(c, GroupStore(store).list())
         if settings["auth.mode"] == "builtin":
             update_users(c, [a.name for a in store.list() if not a.pending])

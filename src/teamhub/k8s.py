@@ -43,17 +43,17 @@ from .settings import Settings
 from .spawners.local import SpawnFailed
 
 
-def _store_groups(store_path: str) -> dict[str, list[str]]:
-    if not Path(store_path).is_file():
+def _store_groups(store_path: str, db_url: str = "") -> dict[str, list[str]]:
+    if not (db_url or Path(store_path).is_file()):
         return {}
-    return GroupStore(AccountStore(Path(store_path))).list()
+    return GroupStore(AccountStore(Path(store_path), db_url)).list()
 
 
-def granted(store_path: str, user: str) -> dict[str, str]:
+def granted(store_path: str, user: str, db_url: str = "") -> dict[str, str]:
     """{project: "read" | "write"} for USER (who may log in, so is not blocked)."""
-    if not Path(store_path).is_file():
+    if not (db_url or Path(store_path).is_file()):
         return {}
-    store = AccountStore(Path(store_path))
+    store = AccountStore(Path(store_path), db_url)
     groups = GroupStore(store).list()
     found = {}
     for project in ProjectStore(store).list():
@@ -69,7 +69,7 @@ def _merged(c: Any, section: str, trait: str, default: Any) -> Any:
 
 def configure_hub(c: Any, data: dict[str, Any]) -> None:
     """Apply custom.teamhub (DATA) to the chart's hub configuration C."""
-    hubconfig.update_groups(c, _store_groups(data["storePath"]))
+    hubconfig.update_groups(c, _store_groups(data["storePath"], data.get("dbUrl", "")))
     # The same server options as on one machine, from the one setting they read
     # (envs.root; no hub.domain: the chart's hub.config carries subdomain_host). No ipc
     # kernel transport: a pod is one user's alone. Kernels: warm parents on demand.
@@ -128,7 +128,7 @@ async def prepare_spawn(spawner: Any, data: dict[str, Any]) -> None:
             extra[gpus["resource"]] = str(devices)
         spawner.extra_resource_limits = extra
     if data.get("projectsVolume"):
-        access = await asyncio.to_thread(granted, data["storePath"], name)
+        access = await asyncio.to_thread(granted, data["storePath"], name, data.get("dbUrl", ""))
         mounts = dict(spawner.volume_mounts)
         for project, level in sorted(access.items()):
             mounts[f"teamhub-project-{project}"] = {

@@ -20,6 +20,8 @@ class Paths:
     runtime_dir: Path
     home_root: Path
     projects_root: Path = Path("/srv/teamhub/projects")
+    # db.url: empty for the embedded sqlite files (hub_db, accounts_db), else PostgreSQL.
+    db_url: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Paths:
@@ -29,6 +31,7 @@ class Paths:
             runtime_dir=Path(settings["paths.runtime_dir"]),
             home_root=Path(settings["paths.home_root"]),
             projects_root=Path(settings["projects.root"]),
+            db_url=settings["db.url"],
         )
 
     @property
@@ -39,6 +42,11 @@ class Paths:
     @property
     def hub_db(self) -> Path:
         return self.state_dir / "jupyterhub.sqlite"
+
+    @property
+    def hub_db_url(self) -> str:
+        """JupyterHub's database: db.url, or the sqlite file hub_db."""
+        return self.db_url or f"sqlite:///{self.hub_db}"
 
     @property
     def cookie_secret(self) -> Path:
@@ -104,6 +112,11 @@ class Paths:
     @property
     def accounts_db(self) -> Path:
         return self.state_dir / "accounts.sqlite"
+
+    @property
+    def store_exists(self) -> bool:
+        """Whether there is an account store to read (a server database always counts)."""
+        return bool(self.db_url) or self.accounts_db.exists()
 
     @property
     def system_users(self) -> Path:

@@ -21,6 +21,7 @@ import tomli_w
 
 from . import gpus as gpu_model
 from . import image_choice
+from .db import url as db_url
 from .errors import SettingsError
 from .limits import check_groups, check_value, parse_shm_size
 
@@ -49,6 +50,12 @@ class Setting:
     # A string setting (or table of strings) that also takes a TOML integer, kept as its
     # text: `gpus.default = 1` means the same as `gpus.default = "1"`.
     int_as_text: bool = False
+    # A URL that may hold a password: shown (config show/get/set, errors) masked.
+    secret_url: bool = False
+
+    def shown(self, value: Any) -> Any:
+        """VALUE as teamhub prints it: a secret URL's password replaced by ***."""
+        return db_url.mask(value) if self.secret_url and isinstance(value, str) else value
 
     @property
     def section(self) -> str:
@@ -138,6 +145,10 @@ def _domain(value: str) -> str | None:
                          and len(value) <= 200)
     return None if ok else ("empty, or a lower-case DNS name with a dot and no port, "
                             "e.g. hub.example.org")
+
+
+def _db_url(value: str) -> str | None:
+    return db_url.problem(value)
 
 
 def _abs_path(value: str) -> str | None:
@@ -238,6 +249,15 @@ SCHEMA: tuple[Setting, ...] = (
             check=_not_negative),
     Setting("paths.state_dir", str, "/var/lib/teamhub", "Root-only (0700) folder for the hub "
             "database, cookie secret, proxy token and account store.", check=_abs_path),
+    Setting("db.url", str, "", "Where the hub's database and the account store (accounts, "
+            "groups, project grants, audit log, signups, lockouts) live. Empty: the embedded "
+            "sqlite files in paths.state_dir (`jupyterhub.sqlite`, `accounts.sqlite`). "
+            "`postgresql://USER:PASSWORD@HOST:5432/DATABASE`: both in that PostgreSQL "
+            "database (teamhub's tables in its own schema `teamhub`), one database to back up "
+            "and to share with a hub in a cluster; the user needs the right to create a "
+            "schema there. Move an existing hub with `teamhub db migrate --to URL` rather than "
+            "setting this by hand. teamhub never prints the password.", check=_db_url,
+            secret_url=True),
     Setting("paths.runtime_dir", str, "/opt/teamhub/runtime", "The Python environment users' "
             "servers run from. It must be root-owned and readable by every user; "
             "`install.sh` builds it from the system's Python.", check=_abs_path),
@@ -476,6 +496,7 @@ APPLIES: dict[str, Applies] = {
     "hub.concurrent_spawn_limit": _RESTART,
     "hub.active_server_limit": _RESTART,
     "paths.state_dir": _RESTART,
+    "db.url": _RESTART,
     "paths.runtime_dir": _RESTART_SERVERS,
     "paths.home_root": _RESTART,  # for Linux accounts made afterwards
     "users.system_prefix": _RESTART,
@@ -569,7 +590,7 @@ def coerce(setting: Setting, value: Any, origin: str) -> Any:
         ok = all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     if not ok:
         raise SettingsError(
-            f"{origin}: {setting.key} = {value!r} is not {setting.a_type_name()}",
+            f"{origin}: {setting.key} = {setting.shown(value)!r} is not {setting.a_type_name()}",
             f"expected e.g. {setting.key} = {toml_literal(setting.default)}"
         )
     if setting.choices and value not in setting.choices:
@@ -581,7 +602,8 @@ def coerce(setting: Setting, value: Any, origin: str) -> Any:
         problem = setting.check(value)
         if problem:
             raise SettingsError(
-                f"{origin}: {setting.key} = {value!r} is invalid", f"it must be {problem}"
+                f"{origin}: {setting.key} = {setting.shown(value)!r} is invalid",
+                f"it must be {problem}"
             )
     return value
 

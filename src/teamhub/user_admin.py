@@ -56,8 +56,9 @@ def existing_account(store: AccountStore, name: str) -> Account:
 
 
 def projects_for(settings: Any, paths: Paths) -> Projects:
+    """The project folders and grants as the settings place them (CLI and pages alike)."""
     return Projects(Layout(root=paths.projects_root, store_path=paths.accounts_db,
-                           prefix=settings["users.system_prefix"],
+                           store_url=paths.db_url, prefix=settings["users.system_prefix"],
                            registry=paths.system_users))
 
 

@@ -15,6 +15,8 @@ import pytest
 from support.client import Browser
 from support.hub import PASSWORD, HubFactory, HubProcess, unique, world_dir
 
+from teamhub.db.upgrade import HEAD
+
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
 
@@ -56,7 +58,7 @@ def test_backup_while_running_and_restore_refused_over_live_install(hub: HubProc
     out = hub.teamhub("backup", str(tmp_path / "b.tar.gz"), "--json").stdout
     manifest = json.loads(out)
     assert {"settings/teamhub.toml", "state/accounts.sqlite"} <= set(manifest["files"])
-    assert manifest["accounts_schema"] >= 4 and manifest["teamhub_version"]
+    assert manifest["accounts_schema"] == HEAD and manifest["teamhub_version"]
     assert oct((tmp_path / "b.tar.gz").stat().st_mode & 0o777) == "0o600"
     before = _snapshot(hub)
     proc = hub.teamhub("restore", str(tmp_path / "b.tar.gz"), check=False)

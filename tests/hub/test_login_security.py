@@ -19,6 +19,7 @@ import requests
 from support import unixsocket
 from support.client import Browser
 from support.hub import PASSWORD, HubFactory, HubProcess, unique
+from support.postgres import db_toml
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
@@ -26,10 +27,12 @@ XSS = '<script>alert("x")</script>'
 
 
 @pytest.fixture(scope="module")
-def hub(hub_factory: HubFactory) -> HubProcess:
+def hub(hub_factory: HubFactory, module_db_url: str) -> HubProcess:
+    # Run on each backend (db.url: the sqlite files, then PostgreSQL); the lock that
+    # outlasts a hub restart is kept in the store either way.
     h = hub_factory(extra_toml=(
         "[auth]\nlockout_failures = 3\nlockout_base_seconds = 300\n"
-        "client_max_failures = 100000\n"))
+        "client_max_failures = 100000\n" + db_toml(module_db_url)))
     h.u, h.v = unique("ls"), unique("lv")
     for name in (h.u, h.v):
         h.add_user(name, PASSWORD)
@@ -324,7 +327,7 @@ def test_malformed_requests_get_4xx_not_500(hub: HubProcess) -> None:
 def test_bad_cli_input_is_one_line_and_changes_nothing(hub: HubProcess) -> None:
     import json
 
-    before = set(json.loads(hub.teamhub("user", "locked", "--json").stdout))
+    before = json.loads(hub.teamhub("user", "locked", "--json").stdout)
     for args in (("user", "unlock", "../etc"), ("user", "unlock", "x" * 500),
                  ("user", "logout", "nobody-such"), ("user", "logout", "Bad Name")):
         proc = hub.teamhub(*args, check=False)
@@ -332,7 +335,11 @@ def test_bad_cli_input_is_one_line_and_changes_nothing(hub: HubProcess) -> None:
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("teamhub: error: "), proc.stderr
         assert "x" * 100 not in proc.stderr
-    assert set(json.loads(hub.teamhub("user", "locked", "--json").stdout)) == before
+    after = json.loads(hub.teamhub("user", "locked", "--json").stdout)
+    # Nothing locked or unlocked; a lock from an earlier test may run out meanwhile
+    # (this module takes minutes on a loaded machine, and runs on both backends).
+    assert set(after) <= set(before)
+    assert {name for name, left in before.items() if left > 120} <= set(after)
 
 
 def test_bad_percent_encoding_through_the_proxy(hub: HubProcess) -> None:

@@ -12,6 +12,7 @@ import pytest
 from support import unixsocket
 from support.client import Browser
 from support.hub import PASSWORD, HubFactory, HubProcess, unique, world_dir
+from support.postgres import db_toml
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
@@ -19,9 +20,10 @@ NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
 @pytest.fixture(scope="module")
-def hub(hub_factory: HubFactory) -> HubProcess:
+def hub(hub_factory: HubFactory, module_db_url: str) -> HubProcess:
+    # Run on each backend (db.url: the sqlite files, then PostgreSQL).
     root = world_dir("teamhub-projroot-")
-    h = hub_factory(extra_toml=f'[projects]\nroot = "{root}"\n')
+    h = hub_factory(extra_toml=f'[projects]\nroot = "{root}"\n' + db_toml(module_db_url))
     h.scratch.append(root)
     h.projects_root = root
     h.a, h.b, h.r, h.o = unique("wa"), unique("wb"), unique("rd"), unique("out")

@@ -39,7 +39,21 @@ def test_state_lives_in_state_dir(tmp_path, settings):
     c = Config()
     hubconfig.update_state(c, Paths.from_settings(s))
     assert c.JupyterHub.db_url == f"sqlite:///{tmp_path}/st/jupyterhub.sqlite"
+    assert c.JupyterHub.db_kwargs == {}
     assert c.JupyterHub.cookie_secret_file == f"{tmp_path}/st/jupyterhub_cookie_secret"
+
+
+def test_db_url_moves_hub_and_store_to_postgresql(settings):
+    url = "postgresql://hub:s3cret@127.0.0.1:5432/team"
+    s = settings(f'[db]\nurl = "{url}"\n')
+    c = Config()
+    paths = Paths.from_settings(s)
+    hubconfig.update_state(c, paths)
+    hubconfig.update_auth(c, paths)
+    hubconfig.update_projects(c, s, paths)
+    assert c.JupyterHub.db_url == url
+    assert c.JupyterHub.db_kwargs == {"pool_pre_ping": True}
+    assert c.GuardedAuthenticator.db_url == url and c.LocalSpawner.db_url == url
 
 
 def test_servers_survive_hub_shutdown_by_default(settings):
@@ -70,6 +84,7 @@ def test_auth_uses_account_store(tmp_path, settings):
     hubconfig.update_auth(c, Paths.from_settings(s))
     assert c.JupyterHub.authenticator_class.endswith("TeamhubAuthenticator")
     assert c.GuardedAuthenticator.store_path == f"{tmp_path}/accounts.sqlite"
+    assert c.GuardedAuthenticator.db_url == ""
 
 
 def test_proxy_command_prefers_setting_then_bundled(tmp_path, settings):

@@ -12,6 +12,7 @@ from argon2 import PasswordHasher
 
 from teamhub.accounts import store as store_mod
 from teamhub.accounts.store import AccountStore, check_password
+from teamhub.db import legacy
 from teamhub.errors import AccountError
 
 PW = "correct horse battery"
@@ -123,11 +124,11 @@ def test_hash_is_argon2id(db: Path, store: AccountStore) -> None:
     store.add("ada", PW)
     with sqlite3.connect(db) as conn:
         (stored,) = conn.execute("SELECT password_hash FROM accounts").fetchone()
-        (version,) = conn.execute("SELECT version FROM schema_version").fetchone()
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     conn.close()
     assert stored.startswith("$argon2id$")
     assert PW not in stored
-    assert version == 1
+    assert version == store_mod.SCHEMA_VERSION
     assert PW.encode() not in db.read_bytes()
 
 
@@ -170,7 +171,7 @@ def test_hash_of_the_earlier_default_still_verifies_and_is_upgraded(
 
 def test_newer_schema_refused(db: Path, store: AccountStore) -> None:
     with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO schema_version VALUES (99)")
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
     conn.close()
     with pytest.raises(AccountError, match="upgrade teamhub"):
         AccountStore(db)
@@ -210,14 +211,13 @@ def test_store_in_unwritable_place(tmp_path: Path) -> None:
         AccountStore(blocker / "accounts.sqlite")
 
 
-def test_v3_store_migrates_to_v4_keeping_accounts(db: Path) -> None:
+def test_v3_store_migrates_keeping_accounts(db: Path) -> None:
     # A store as teamhub with schema 3 left it: the v1..v3 statements, no `blocked`.
     db.parent.mkdir(mode=0o700)
     weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        conn.execute(store_mod._SCHEMA_V1)
-        for statement in (*store_mod._SCHEMA_V2, *store_mod._SCHEMA_V3):
+        for statement in (legacy._SCHEMA_V1, *legacy._SCHEMA_V2, *legacy._SCHEMA_V3):
             conn.execute(statement)
         conn.executemany("INSERT INTO schema_version VALUES (?)", [(1,), (2,), (3,)])
         conn.execute("INSERT INTO accounts VALUES ('ada', ?, 1, '2024-01-01T00:00:00Z')",
@@ -231,11 +231,12 @@ def test_v3_store_migrates_to_v4_keeping_accounts(db: Path) -> None:
     assert account.created == "2024-01-01T00:00:00Z"
     assert store.verify("ada", PW) is not None
     with sqlite3.connect(db) as conn:
-        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+        versions = [r[0] for r in conn.execute("SELECT version_num FROM alembic_version")]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         members = conn.execute("SELECT * FROM memberships").fetchall()
     conn.close()
-    assert versions == list(range(1, store_mod.SCHEMA_VERSION + 1))
-    assert store_mod.SCHEMA_VERSION >= 5 and account.pending is False
+    assert versions == [store_mod.SCHEMA_VERSION]
+    assert "schema_version" not in tables and account.pending is False
     assert members == [("team", "ada")]
     AccountStore(db)  # opening again migrates nothing twice
 

@@ -38,6 +38,11 @@ class GuardedAuthenticator(Authenticator):
         in the state directory. Login failures and locks are kept there too.""",
     ).tag(config=True)
 
+    db_url = Unicode(
+        help="""teamhub's db.url: empty when the account store is the sqlite file
+        `store_path`, else the PostgreSQL database that holds it.""",
+    ).tag(config=True)
+
     lockout_failures = Integer(
         5, help="""Failed logins for one name after which that name is locked."""
     ).tag(config=True)
@@ -80,7 +85,7 @@ class GuardedAuthenticator(Authenticator):
         store, opened once; each operation on it is its own short connection."""
         with self._store_lock:
             if self._account_store is None:
-                self._account_store = AccountStore(Path(self.store_path))
+                self._account_store = AccountStore(Path(self.store_path), self.db_url)
             return self._account_store
 
     def lockout(self) -> Lockout:

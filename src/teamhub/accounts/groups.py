@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import builtins
 import re
-import sqlite3
 
+from ..db.engine import StoreConnection
 from ..errors import AccountError
 from ..system.names import canonical_name
 from .store import AccountStore, _now
@@ -31,7 +31,7 @@ def canonical_group(raw: str) -> str:
 
 
 class GroupStore:
-    """Groups in the same sqlite file as the accounts."""
+    """Groups in the same store as the accounts."""
 
     def __init__(self, store: AccountStore) -> None:
         self.store = store
@@ -39,10 +39,10 @@ class GroupStore:
     def create(self, group: str) -> str:
         group = canonical_group(group)
         with self.store._connect() as conn:
-            try:
-                conn.execute("INSERT INTO groups (name, created) VALUES (?, ?)", (group, _now()))
-            except sqlite3.IntegrityError:
-                raise AccountError(f"group {group!r} already exists") from None
+            cur = conn.execute("INSERT INTO groups (name, created) VALUES (?, ?) "
+                               "ON CONFLICT DO NOTHING", (group, _now()))
+            if cur.rowcount == 0:
+                raise AccountError(f"group {group!r} already exists")
         return group
 
     def delete(self, group: str) -> None:
@@ -64,7 +64,8 @@ class GroupStore:
             added = []
             for name in names:
                 cur = conn.execute(
-                    "INSERT OR IGNORE INTO memberships (group_name, user_name) VALUES (?, ?)",
+                    "INSERT INTO memberships (group_name, user_name) VALUES (?, ?) "
+                    "ON CONFLICT DO NOTHING",
                     (group, name),
                 )
                 if cur.rowcount:
@@ -124,6 +125,6 @@ def _unknown_group(group: str) -> AccountError:
     return AccountError(f"group {group!r} does not exist", "see `teamhub group list`")
 
 
-def _require_group(conn: sqlite3.Connection, group: str) -> None:
+def _require_group(conn: StoreConnection, group: str) -> None:
     if conn.execute("SELECT 1 FROM groups WHERE name = ?", (group,)).fetchone() is None:
         raise _unknown_group(group)

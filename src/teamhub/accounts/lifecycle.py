@@ -17,11 +17,11 @@ import builtins
 import hashlib
 import re
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ..db.engine import Record, StoreConnection
 from ..errors import AccountError, InvalidLink
 from ..system import users
 from ..system.names import canonical_name, system_name
@@ -67,8 +67,9 @@ def request_signup(store: AccountStore, raw_name: str, password: str, *, open_si
                 raise AccountError("signup is not taking new requests right now",
                                    "please ask an administrator")
         cur = conn.execute(
-            "INSERT OR IGNORE INTO accounts (name, password_hash, admin, created, pending) "
-            "VALUES (?, ?, 0, ?, ?)", (name, password_hash, _now(), int(pending)))
+            "INSERT INTO accounts (name, password_hash, admin, created, pending) "
+            "VALUES (?, ?, 0, ?, ?) ON CONFLICT DO NOTHING",
+            (name, password_hash, _now(), int(pending)))
     return SignupOutcome(name=name, created=cur.rowcount == 1, pending=pending)
 
 
@@ -80,7 +81,7 @@ def pending(store: AccountStore) -> builtins.list[Account]:
     return [_row(r) for r in rows]
 
 
-def _not_pending(conn: sqlite3.Connection, name: str) -> AccountError:
+def _not_pending(conn: StoreConnection, name: str) -> AccountError:
     exists = conn.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone()
     if exists:
         return AccountError(f"user {name!r} is not waiting for approval (already approved)",
@@ -147,7 +148,7 @@ def create_reset_link(store: AccountStore, raw_name: str, seconds: int) -> tuple
     return token, expires
 
 
-def _valid_link(conn: sqlite3.Connection, token: str) -> sqlite3.Row | None:
+def _valid_link(conn: StoreConnection, token: str) -> Record | None:
     if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
         return None
     return conn.execute(

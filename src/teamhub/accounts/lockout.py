@@ -104,8 +104,10 @@ class Lockout:
                     lockouts += 1
                     failures = 0
             conn.execute(
-                "INSERT OR REPLACE INTO login_failures (name, failures, lockouts, locked_until,"
-                " last_failure) VALUES (?,?,?,?,?)", (name, failures, lockouts, until, now))
+                "INSERT INTO login_failures (name, failures, lockouts, locked_until, last_failure)"
+                " VALUES (?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET failures = excluded.failures,"
+                " lockouts = excluded.lockouts, locked_until = excluded.locked_until,"
+                " last_failure = excluded.last_failure", (name, failures, lockouts, until, now))
             # Keep the table small: names nobody tried for a day are forgotten.
             conn.execute("DELETE FROM login_failures WHERE locked_until < ? AND last_failure < ?",
                          (now, now - _FORGET_AFTER))

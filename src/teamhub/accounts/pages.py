@@ -42,7 +42,7 @@ class AccountPage(BaseHandler):
 
     @property
     def store(self) -> AccountStore:
-        return AccountStore(self.authenticator.store_path)
+        return AccountStore(self.authenticator.store_path, self.authenticator.db_url)
 
     def field(self, name: str) -> str:
         """Form field NAME as text ('' if absent); 400 if oversized or not UTF-8."""

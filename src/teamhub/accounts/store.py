@@ -1,8 +1,10 @@
 """The account store: hub user names, argon2id password hashes and the admin flag.
 
-One sqlite file in the root-only state dir, shared by the hub (logins) and the
-CLI (`teamhub user ...`). Each operation opens its own short-lived connection
-so neither process holds the file (or a stale view of it) between operations.
+One database shared by the hub (logins) and the CLI (`teamhub user ...`): by
+default a sqlite file in the root-only state dir, or PostgreSQL (`db.url`). Each
+operation is one short transaction on a pooled connection, so neither process
+holds a lock (or a stale view) between operations. Groups, projects, signups and
+lockouts keep their tables here too (teamhub.db.schema).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import builtins
 import os
 import secrets
-import sqlite3
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,11 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy.exc import SQLAlchemyError
 
+from ..db.engine import Record, StoreConnection, engine_for, transaction
+from ..db.upgrade import HEAD, ensure_schema
+from ..db.url import is_postgresql, mask
 from ..errors import AccountError
 from ..system.names import canonical_name
 from .policy import DEFAULT_MIN_LENGTH, MAX_LENGTH, check_password
@@ -31,97 +36,9 @@ __all__ = ["Account", "AccountStore", "check_password"]
 MIN_PASSWORD = DEFAULT_MIN_LENGTH
 MAX_PASSWORD = MAX_LENGTH
 
-_SCHEMA_V1 = """
-CREATE TABLE IF NOT EXISTS accounts (
-    name TEXT PRIMARY KEY,
-    password_hash TEXT NOT NULL,
-    admin INTEGER NOT NULL DEFAULT 0,
-    created TEXT NOT NULL
-);
-"""
-
-# Groups (v2): hub groups live here too, so the CLI can manage them with no hub running.
-_SCHEMA_V2 = (
-    """CREATE TABLE IF NOT EXISTS groups (
-        name TEXT PRIMARY KEY,
-        created TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS memberships (
-        group_name TEXT NOT NULL REFERENCES groups(name) ON DELETE CASCADE,
-        user_name TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
-        PRIMARY KEY (group_name, user_name)
-    )""",
-)
-
-# Projects (v3): grants live beside the accounts and groups they name, so one
-# transaction can check that a user or group exists and record the grant; the
-# ACLs on disk are always recomputed from here (`teamhub project repair`).
-# Grants name a principal by kind ('user' or 'group') rather than by foreign
-# key, because removing a user or group must also strip ACLs on disk, which
-# the CLI does explicitly. The audit log has no foreign key on purpose: it
-# outlives the projects it describes.
-_SCHEMA_V3 = (
-    """CREATE TABLE IF NOT EXISTS projects (
-        name TEXT PRIMARY KEY,
-        description TEXT NOT NULL DEFAULT '',
-        archived INTEGER NOT NULL DEFAULT 0,
-        created TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS project_grants (
-        project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
-        kind TEXT NOT NULL CHECK (kind IN ('user', 'group')),
-        principal TEXT NOT NULL,
-        access TEXT NOT NULL CHECK (access IN ('read', 'write')),
-        PRIMARY KEY (project, kind, principal)
-    )""",
-    """CREATE TABLE IF NOT EXISTS project_log (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        project TEXT NOT NULL,
-        action TEXT NOT NULL,
-        detail TEXT NOT NULL DEFAULT ''
-    )""",
-)
-
-# Blocking (v4): a blocked account keeps its name, files and grants but cannot
-# log in, and counts for no project access until it is unblocked.
-_SCHEMA_V4 = ("ALTER TABLE accounts ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0",)
-
-# Signup and reset links (v5): a signed-up account waits, `pending`, until an
-# admin approves it; it cannot log in meanwhile. Reset links are stored only
-# as the SHA-256 of their token, so the store never holds a usable link.
-_SCHEMA_V5 = (
-    "ALTER TABLE accounts ADD COLUMN pending INTEGER NOT NULL DEFAULT 0",
-    """CREATE TABLE IF NOT EXISTS reset_links (
-        token_hash TEXT PRIMARY KEY,
-        name TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
-        created TEXT NOT NULL,
-        expires TEXT NOT NULL,
-        used TEXT
-    )""",
-)
-
-# Login failures (v6; v5 is signup/reset): per-name failure counts and lock
-# times, kept apart from `accounts` (no foreign key) because unknown names and
-# PAM-mode Linux accounts are counted too, so that locking reveals nothing and
-# survives hub restarts. See accounts/lockout.py.
-_SCHEMA_V6 = (
-    """CREATE TABLE IF NOT EXISTS login_failures (
-        name TEXT PRIMARY KEY,
-        failures INTEGER NOT NULL DEFAULT 0,
-        lockouts INTEGER NOT NULL DEFAULT 0,
-        locked_until REAL NOT NULL DEFAULT 0,
-        last_failure REAL NOT NULL DEFAULT 0
-    )""",
-)
-
-# Version N is reached by running _MIGRATIONS[N - 1]; append, never edit, to change the schema.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (_SCHEMA_V1,), _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6,
-)
-
-SCHEMA_VERSION = len(_MIGRATIONS)
+# The schema is teamhub.db.schema; this names its alembic revision (it was an integer
+# 1-6 before alembic, in the sqlite file's `schema_version` table).
+SCHEMA_VERSION = HEAD
 
 # OWASP's argon2id minimum (19 MiB, 2 passes, 1 lane) rather than argon2-cffi's default
 # (64 MiB, 3 passes, 4 lanes): ~0.03 s of CPU per login instead of ~0.23 s, which decides
@@ -151,7 +68,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _row(row: sqlite3.Row) -> Account:
+def _row(row: Record) -> Account:
     return Account(name=row["name"], admin=bool(row["admin"]), created=row["created"],
                    blocked=bool(row["blocked"]), pending=bool(row["pending"]))
 
@@ -161,11 +78,17 @@ def _unknown(name: str) -> AccountError:
 
 
 class AccountStore:
-    """The accounts in the sqlite file PATH (created, root-only, on first use)."""
+    """The accounts in the sqlite file PATH (created, root-only, on first use), or, with
+    URL (`db.url`, postgresql://...), in that PostgreSQL database (PATH then unused)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, url: str = "") -> None:
         self.path = Path(path)
-        self._secure_files()
+        self.url = url if is_postgresql(url) else f"sqlite:///{self.path}"
+        # What messages call the store: its file, or its URL without the password.
+        self.where = mask(self.url) if is_postgresql(url) else str(self.path)
+        if not is_postgresql(url):
+            self._secure_files()
+        self._engine = engine_for(self.url)
         self._migrate()
 
     def _secure_files(self) -> None:
@@ -196,60 +119,38 @@ class AccountStore:
             os.close(fd)
 
     @contextmanager
-    def _connect(self, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One connection, one transaction: committed on success, rolled back on error."""
-        try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise self._broken(exc) from None
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys = ON")
-        try:
-            # IMMEDIATE takes the write lock up front, so a read-then-write
-            # cannot interleave with another process's write.
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._broken(exc) from None
-        finally:
-            conn.close()
+    def _connect(self, write: bool = True) -> Iterator[StoreConnection]:
+        """One connection, one transaction: committed on success, rolled back on error.
 
-    def _broken(self, exc: sqlite3.Error) -> AccountError:
+        A write holds the store's write lock from the start, so a read-then-write
+        cannot interleave with another process's write.
+        """
+        try:
+            with transaction(self._engine, write) as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise self._broken(exc) from None
+
+    def _broken(self, exc: SQLAlchemyError) -> AccountError:
+        # The driver's own words without SQLAlchemy's SQL echo and link (and never
+        # the URL's password, which no driver message carries).
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        if is_postgresql(self.url):
+            return AccountError(
+                f"the account store {self.where} cannot be used ({detail[0] if detail else exc})",
+                "check that the PostgreSQL server runs and that db.url's user, password "
+                "and database are right (`teamhub doctor`)")
         return AccountError(
-            f"the account store {self.path} cannot be used ({exc})",
+            f"the account store {self.where} cannot be used ({detail[0] if detail else exc})",
             "check that it is a "
             "teamhub account store and that no other program holds it locked"
         )
 
     def _migrate(self) -> None:
         try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            try:
-                # WAL lets logins read while the CLI writes.
-                conn.execute("PRAGMA journal_mode=WAL")
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
+            ensure_schema(self._engine, self.where)
+        except SQLAlchemyError as exc:
             raise self._broken(exc) from None
-        with self._connect() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            version = row[0] or 0
-            if version > SCHEMA_VERSION:
-                raise AccountError(
-                    f"the account store {self.path} has schema version {version}, newer than "
-                    f"this teamhub understands ({SCHEMA_VERSION})", "upgrade teamhub"
-                )
-            for number, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
 
     def add(self, name: str, password: str, *, admin: bool = False, pending: bool = False,
             min_length: int = MIN_PASSWORD) -> Account:
@@ -262,13 +163,14 @@ class AccountStore:
         account = Account(name=name, admin=admin, created=_now(), pending=pending)
         password_hash = _hasher.hash(password)
         with self._connect() as conn:
-            try:
-                conn.execute(
-                    "INSERT INTO accounts (name, password_hash, admin, created, pending) "
-                    "VALUES (?,?,?,?,?)",
-                    (name, password_hash, int(admin), account.created, int(pending)),
-                )
-            except sqlite3.IntegrityError:
+            # ON CONFLICT rather than catching the IntegrityError: on PostgreSQL a
+            # failed statement ends the transaction, and the check below reads on.
+            cur = conn.execute(
+                "INSERT INTO accounts (name, password_hash, admin, created, pending) "
+                "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (name, password_hash, int(admin), account.created, int(pending)),
+            )
+            if cur.rowcount == 0:
                 row = conn.execute("SELECT pending FROM accounts WHERE name = ?",
                                    (name,)).fetchone()
                 if row is not None and row["pending"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import (  # noqa: F401  (imported for the commands they add)
     backup,
     config,
+    db,
     doctor,
     env,
     export,

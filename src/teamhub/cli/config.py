@@ -97,7 +97,7 @@ def show(ctx: Context, as_json: bool) -> None:
     grouped: dict[str, dict[str, tuple[Any, str]]] = {}
     for setting in settings_mod.SCHEMA:
         grouped.setdefault(setting.section, {})[setting.name] = (
-            s.values[setting.key], s.origins[setting.key])
+            setting.shown(s.values[setting.key]), s.origins[setting.key])
     if as_json:
         echo_json({
             section: {name: {"value": v, "origin": o} for name, (v, o) in table.items()}
@@ -121,8 +121,8 @@ def get(ctx: Context, key: str) -> None:
     """
     # Checked before loading, so a typo is reported as such even when the
     # file or the environment has a problem of its own.
-    settings_mod.lookup(key)
-    click.echo(plain(ctx.settings[key]))
+    setting = settings_mod.lookup(key)
+    click.echo(plain(setting.shown(ctx.settings[key])))
 
 
 @config.command("set")
@@ -145,7 +145,7 @@ def set_(ctx: Context, key: str, value: str) -> None:
         stored = settings_mod.set_value(path, key, value)
     except OSError as exc:
         raise _write_problem(path, exc) from None
-    click.echo(f"set {key} = {toml_literal(stored)} in {path}")
+    click.echo(f"set {key} = {toml_literal(setting.shown(stored))} in {path}")
     _when_note(setting, hub_paths)
     _env_override_note(setting)
 

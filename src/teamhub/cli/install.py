@@ -21,6 +21,7 @@ import click
 
 from .. import preflight
 from ..accounts.store import AccountStore
+from ..db.url import mask
 from ..errors import TeamhubError
 from ..hubclient import HubClient
 from ..paths import Paths
@@ -88,7 +89,9 @@ def backup_state(paths: Paths, stamp: str | None = None) -> Path | None:
 
 def migrate(paths: Paths) -> None:
     """Bring the hub DB (jupyterhub upgrade-db) and the account store to this version."""
-    if paths.hub_db.exists():
+    if paths.db_url:
+        _upgrade_server_hub_db(paths)
+    elif paths.hub_db.exists():
         jupyterhub = paths.runtime_dir / "bin" / "jupyterhub"
         proc = subprocess.run(
             [str(jupyterhub), "upgrade-db", f"--JupyterHub.db_url=sqlite:///{paths.hub_db}"],
@@ -99,8 +102,29 @@ def migrate(paths: Paths) -> None:
             raise TeamhubError(f"jupyterhub upgrade-db failed: {' | '.join(tail)}",
                                "the "
                                f"database was backed up first, see {paths.state_dir / BACKUPS}")
-    if paths.accounts_db.exists():
-        AccountStore(paths.accounts_db)  # opening it applies pending migrations
+    if paths.store_exists:
+        AccountStore(paths.accounts_db, paths.db_url)  # opening it applies pending migrations
+
+
+def _upgrade_server_hub_db(paths: Paths) -> None:
+    """JupyterHub's own upgrade of a PostgreSQL hub database (its alembic, run with an ini
+    file that holds the URL: the password never appears on a command line)."""
+    # Deferred: JupyterHub's database helpers are needed only here.
+    from jupyterhub import dbutil
+
+    env_path = f"{paths.runtime_dir / 'bin'}:{os.environ.get('PATH', '')}"
+    old_path = os.environ.get("PATH")
+    os.environ["PATH"] = env_path  # dbutil runs `alembic` from PATH: the runtime's own
+    try:
+        dbutil.upgrade(paths.hub_db_url)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        raise TeamhubError(f"upgrading the hub database in {mask(paths.db_url)} failed ({exc})",
+                           "back the database up (pg_dump), then see `teamhub doctor`") from None
+    finally:
+        if old_path is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = old_path
 
 
 def wait_for_hub(port: int, timeout: float = 120) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ..errors import DockerError
-from ..projects.apply import Layout, Projects
+from ..projects.apply import Projects
 from ..projects.model import (
     Project,
     ProjectError,
@@ -24,6 +24,7 @@ from ..projects.model import (
 )
 from ..system.containers import running_users
 from ..system.docker import Engine
+from ..user_admin import projects_for
 from .base import Context, cli, echo_json, echo_listing, pass_ctx
 
 
@@ -33,9 +34,7 @@ def actor() -> str:
 
 
 def projects_of(ctx: Context) -> Projects:
-    return Projects(Layout(root=ctx.paths.projects_root, store_path=ctx.paths.accounts_db,
-                           prefix=ctx.settings["users.system_prefix"],
-                           registry=ctx.paths.system_users))
+    return projects_for(ctx.settings, ctx.paths)
 
 
 def _describe(p: Projects, project: Project) -> dict[str, Any]:

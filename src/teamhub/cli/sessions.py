@@ -30,7 +30,7 @@ def login_name(ctx: Context, raw: str) -> str:
 
 
 def _lockout(ctx: Context) -> Lockout:
-    return Lockout(AccountStore(ctx.paths.accounts_db))
+    return Lockout(AccountStore(ctx.paths.accounts_db, ctx.paths.db_url))
 
 
 @user.command()
@@ -73,7 +73,7 @@ def logout(ctx: Context, name: str, api_tokens: bool) -> None:
     """
     canonical = login_name(ctx, name)
     if ctx.settings["auth.mode"] == "builtin" and AccountStore(
-            ctx.paths.accounts_db).get(canonical) is None:
+            ctx.paths.accounts_db, ctx.paths.db_url).get(canonical) is None:
         raise AccountError(f"user {canonical!r} does not exist", "see `teamhub user list`")
     how, counts = hubaccounts.end_sessions(ctx.paths, canonical, api_tokens=api_tokens)
     report_ended(canonical, how, counts)

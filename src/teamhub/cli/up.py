@@ -68,7 +68,7 @@ def rotate_api_token(paths: Paths) -> str:
 
 def ensure_admin(paths: Paths, name: str) -> str | None:
     """Make NAME an admin; a new account gets a generated password, which is returned."""
-    store = AccountStore(paths.accounts_db)
+    store = AccountStore(paths.accounts_db, paths.db_url)
     account = store.get(name)
     if account is not None:
         store.set_admin(account.name, True)

@@ -19,7 +19,7 @@ __all__ = ["existing_account", "list_in_hub", "report_ended", "store_of", "user"
 
 
 def store_of(ctx: Context) -> AccountStore:
-    return AccountStore(ctx.paths.accounts_db)
+    return AccountStore(ctx.paths.accounts_db, ctx.paths.db_url)
 
 
 @cli.group()

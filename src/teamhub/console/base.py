@@ -110,7 +110,7 @@ class ConsoleAccess:
                               urlencode({"next": self.request.uri or ""}))
                 return False
             raise web.HTTPError(403, "log in first")
-        store = AccountStore(self.authenticator.store_path)
+        store = AccountStore(self.authenticator.store_path, self.authenticator.db_url)
         self.is_admin = await asyncio.get_running_loop().run_in_executor(
             None, _store_admin, store, self.current_user.name)
         if self.admin_only and not self.is_admin:

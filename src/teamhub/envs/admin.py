@@ -31,9 +31,9 @@ def shared_envs(settings: Settings) -> SharedEnvs:
 
 def group_members(settings: Settings) -> dict[str, list[str]]:
     paths = Paths.from_settings(settings)
-    if not paths.accounts_db.exists():
+    if not paths.store_exists:
         return {}
-    return GroupStore(AccountStore(paths.accounts_db)).list()
+    return GroupStore(AccountStore(paths.accounts_db, paths.db_url)).list()
 
 
 def check_groups(settings: Settings, groups: list[str]) -> None:

@@ -99,6 +99,8 @@ MAPPING: dict[str, Rule] = {
     "hub.active_server_limit": Rule(to="hub.activeServerLimit"),
     "paths.state_dir": Rule(reason=_N + "the hub's state is its volume (hub.db); the "
                             "account store is copied there (MIGRATION.md)"),
+    "db.url": Rule(to="hub.db (type postgres, url without the password, hub.db.password; "
+                   "the account store in the same database), else sqlite-pvc"),
     "paths.runtime_dir": Rule(to="the single-user image (runtime at the same path), "
                               "singleuser.cmd"),
     "paths.home_root": Rule(to="singleuser.storage.homeMountPath"),

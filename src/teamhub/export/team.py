@@ -112,9 +112,9 @@ def read_team(settings: Settings) -> Team:
     """The team SETTINGS' install holds (an empty team when there is no account store)."""
     paths = Paths.from_settings(settings)
     team = Team(envs=shared_envs(Path(settings["envs.root"])))
-    if not paths.accounts_db.is_file():
+    if not paths.store_exists:
         return team
-    store = AccountStore(paths.accounts_db)
+    store = AccountStore(paths.accounts_db, paths.db_url)
     team.accounts = {a.name: {"admin": a.admin, "blocked": a.blocked, "pending": a.pending}
                      for a in store.list()}
     team.groups = GroupStore(store).list()

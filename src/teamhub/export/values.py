@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .. import __version__
 from ..errors import ExportError
@@ -80,20 +81,36 @@ def home_volume(name: str) -> str:
     return f"home-{name.replace('_', '-')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
-def hub_database(settings: Settings) -> dict[str, Any]:
-    """hub.db. Today the hub database is sqlite on the hub's volume (`sqlite-pvc`).
+def store_url(settings: Settings) -> str:
+    """db.url without its password (the chart hands that to the hub as PGPASSWORD)."""
+    url = settings["db.url"]
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    return urlunsplit(("postgresql", netloc, parts.path, parts.query, ""))
 
-    Hook for PostgreSQL (issue 15, item 1): when `db.url` is a postgresql:// URL, this
-    is where it becomes `{"type": "postgres", "url": ...}` with the password in
-    `hub.db.password`, and the account store moves into the same database.
+
+def hub_database(settings: Settings) -> dict[str, Any]:
+    """hub.db: sqlite on the hub's volume (`sqlite-pvc`), or db.url's PostgreSQL.
+
+    With PostgreSQL the account store is in the same database (schema `teamhub`), so
+    the hub pod reaches both with the URL and the password the chart gives it.
     """
-    url = settings.values.get("db.url", "")
-    if url and not url.startswith("sqlite"):
-        raise ExportError(f"db.url = {url.split('@')[-1]!r}: the export does not carry a "
-                          "database server yet",
-                          "export from the sqlite hub, or set hub.db by "
-                          "hand in values.yaml")
-    return {"type": "sqlite-pvc"}
+    url = settings["db.url"]
+    if not url:
+        return {"type": "sqlite-pvc"}
+    db: dict[str, Any] = {"type": "postgres", "url": store_url(settings)}
+    password = urlsplit(url).password
+    if password:
+        db["password"] = unquote(password)
+    return db
 
 
 def _limits(settings: Settings, opts: Options, notes: list[str]) -> dict[str, Any]:
@@ -233,6 +250,7 @@ def _hub_config(settings: Settings) -> dict[str, Any]:
         "JupyterHub": jupyterhub,
         "GuardedAuthenticator": {
             "store_path": STORE_PATH,
+            "db_url": store_url(settings),
             "lockout_failures": settings["auth.lockout_failures"],
             "lockout_base_seconds": settings["auth.lockout_base_seconds"],
             "lockout_max_seconds": max(settings["auth.lockout_max_seconds"],
@@ -265,6 +283,7 @@ def _team_data(settings: Settings, team: Team, limits: dict[str, Any] | None) ->
     return {
         "version": 1,
         "storePath": STORE_PATH,
+        "dbUrl": store_url(settings),
         "homeRoot": settings["paths.home_root"],
         "users": users,
         "limits": limits,

@@ -35,6 +35,7 @@ class Layout:
     store_path: Path
     prefix: str
     registry: Path
+    store_url: str = ""  # db.url: empty for the sqlite file store_path
 
     def folder(self, name: str) -> Path:
         return self.root / name
@@ -53,7 +54,7 @@ class Projects:
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
-        self.accounts = AccountStore(layout.store_path)
+        self.accounts = AccountStore(layout.store_path, layout.store_url)
         self.groups = GroupStore(self.accounts)
         self.store = ProjectStore(self.accounts)
 

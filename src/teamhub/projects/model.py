@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import builtins
 import re
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..accounts.groups import canonical_group
 from ..accounts.store import AccountStore, _now
+from ..db.engine import StoreConnection
 from ..errors import ProjectError
 from ..system.names import canonical_name
 
@@ -101,16 +101,16 @@ def effective(project: Project, groups: Mapping[str, Iterable[str]],
 
 
 class ProjectStore:
-    """Projects in the same sqlite file as the accounts and groups."""
+    """Projects in the same store as the accounts and groups."""
 
     def __init__(self, store: AccountStore) -> None:
         self.store = store
 
-    def _require(self, conn: sqlite3.Connection, name: str) -> None:
+    def _require(self, conn: StoreConnection, name: str) -> None:
         if conn.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone() is None:
             raise ProjectError(f"project {name!r} does not exist", "see `teamhub project list`")
 
-    def _check_principals(self, conn: sqlite3.Connection, principals: list[Principal]) -> None:
+    def _check_principals(self, conn: StoreConnection, principals: list[Principal]) -> None:
         for p in principals:
             table = "accounts" if p.kind == "user" else "groups"
             if conn.execute(f"SELECT 1 FROM {table} WHERE name = ?", (p.name,)).fetchone() is None:
@@ -122,13 +122,13 @@ class ProjectStore:
         name = check_project_name(name)
         with self.store._connect() as conn:
             self._check_principals(conn, list(grants))
-            try:
-                conn.execute("INSERT INTO projects (name, description, created) VALUES (?,?,?)",
-                             (name, description, _now()))
-            except sqlite3.IntegrityError:
+            cur = conn.execute("INSERT INTO projects (name, description, created) "
+                               "VALUES (?,?,?) ON CONFLICT DO NOTHING",
+                               (name, description, _now()))
+            if cur.rowcount == 0:
                 raise ProjectError(f"project {name!r} already exists",
                                    "see "
-                                   f"`teamhub project show {name}`") from None
+                                   f"`teamhub project show {name}`")
             for p, access in grants.items():
                 conn.execute("INSERT INTO project_grants VALUES (?,?,?,?)",
                              (name, p.kind, p.name, access))
@@ -147,7 +147,7 @@ class ProjectStore:
             names = [r[0] for r in conn.execute("SELECT name FROM projects ORDER BY name")]
             return self._load(conn, names)
 
-    def _load(self, conn: sqlite3.Connection, names: builtins.list[str]) -> builtins.list[Project]:
+    def _load(self, conn: StoreConnection, names: builtins.list[str]) -> builtins.list[Project]:
         out = []
         for name in names:
             row = conn.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
@@ -166,7 +166,8 @@ class ProjectStore:
         with self.store._connect() as conn:
             self._require(conn, name)
             self._check_principals(conn, [principal])
-            conn.execute("INSERT OR REPLACE INTO project_grants VALUES (?,?,?,?)",
+            conn.execute("INSERT INTO project_grants VALUES (?,?,?,?) ON CONFLICT "
+                         "(project, kind, principal) DO UPDATE SET access = excluded.access",
                          (name, principal.kind, principal.name, access))
             _log(conn, actor, name, "grant", f"{principal}={access}")
 
@@ -219,7 +220,7 @@ class ProjectStore:
         return [dict(r) for r in rows]
 
 
-def _log(conn: sqlite3.Connection, actor: str, project: str, action: str,
+def _log(conn: StoreConnection, actor: str, project: str, action: str,
          detail: str = "") -> None:
     conn.execute("INSERT INTO project_log (at, actor, project, action, detail) "
                  "VALUES (?,?,?,?,?)", (_now(), actor, project, action, detail))

@@ -207,9 +207,11 @@ class DockerSpawner(LocalSpawner):
         """Each project folder the user may use, at its own path (so ~/projects links work):
         read-only for readers. The folders' ACLs still decide (same uid, same inodes), so a
         revoke bites at the next file open; a new grant or read → write needs a restart."""
-        if not (self.projects_root and self.accounts_db and Path(self.accounts_db).exists()):
+        if not (self.projects_root and self.accounts_db
+                and (self.db_url or Path(self.accounts_db).exists())):
             return []
         layout = Layout(root=Path(self.projects_root), store_path=Path(self.accounts_db),
+                        store_url=self.db_url,
                         prefix=self.system_prefix, registry=Path(self.registry_path))
         mounts = []
         for name, access in sorted(Projects(layout).accessible(self.user.name).items()):

@@ -173,6 +173,11 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         "", help="""The account store, where project grants are kept."""
     ).tag(config=True)
 
+    db_url = Unicode(
+        "", help="""teamhub's db.url: empty when the account store is the sqlite file
+        accounts_db, else the PostgreSQL database that holds it."""
+    ).tag(config=True)
+
     single_user_trial = Bool(
         False,
         help="""Run every server as the account running the hub, with no isolation between
@@ -318,9 +323,11 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
 
     def _apply_projects(self) -> None:
         """Give a (possibly brand-new) account its project ACLs and ~/projects links."""
-        if not (self.projects_root and self.accounts_db and Path(self.accounts_db).exists()):
+        if not (self.projects_root and self.accounts_db
+                and (self.db_url or Path(self.accounts_db).exists())):
             return
         layout = Layout(root=Path(self.projects_root), store_path=Path(self.accounts_db),
+                        store_url=self.db_url,
                         prefix=self.system_prefix, registry=Path(self.registry_path))
         try:
             Projects(layout).apply_for_user(self.user.name)

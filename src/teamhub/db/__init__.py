@@ -1,0 +1,1 @@
+"""teamhub's own database: the store's tables, engines for sqlite and PostgreSQL, migrations."""

@@ -1,0 +1,1 @@
+"""alembic's script folder for the account store (env.py and versions/)."""
