@@ -141,6 +141,11 @@ class GpusBusy(GpuError):
         self.holders = holders or {}
 
 
+class HelperRefused(TeamhubError):
+    """The root helper will not do what a peer asked (teamhub.spawners.rootdoor); the
+    reason goes to the helper's log, with the peer's pid, and back to the peer."""
+
+
 class ContainerEnterError(TeamhubError):
     """A server could not be started inside its running container the fast way (docker
     backend); the spawner starts it as the container's own command instead."""
