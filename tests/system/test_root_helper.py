@@ -369,3 +369,39 @@ def test_policy_round_trips() -> None:
     policy = Policy(hub_uid=5, args=["--a=1"], allowed_groups=["g"])
     assert Policy.from_json(policy.to_json()) == policy
     assert json.loads(policy.to_json()) == asdict(policy)
+
+
+def test_pam_mode_checks_passwords_and_refuses_system_accounts(helper: Helper) -> None:
+    """PAM mode: the helper checks a password for the hub (which cannot read /etc/shadow),
+    and serves only eligible accounts: never root, never one below UID_MIN."""
+    root = Path(tempfile.mkdtemp(prefix="teamhub-pam-helper-"))
+    os.chmod(root, 0o711)
+    person, password = _name("p"), "a fine pam password"
+    subprocess.run(["useradd", "--no-create-home", person], check=True, capture_output=True)
+    subprocess.run(["chpasswd"], input=f"{person}:{password}\n", text=True, check=True)
+    policy = replace(helper.policy, existing_accounts=True, min_uid=1000)
+    pam = Helper(root / "helper.sock", root / "helper.log", policy, helper.hub, person,
+                 users.lookup(person), "", forkserver.start(root / "helper.sock",
+                                                            sys.executable,
+                                                            root / "helper.log", policy))
+    try:
+        pam.logged("ready on", timeout=180)
+        _, answers = pam.ask({"op": "check_password", "user": person, "password": password},
+                             {"op": "check_password", "user": person, "password": "wrong"})
+        assert [a["answer"] for a in answers] == [{"ok": True}, {"ok": False}]
+        for user, reason in [("root", "may not run a server"), ("daemon", "system account")]:
+            pid, answers = pam.ask({"op": "check_password", "user": user, "password": "x"})
+            _refused(pam, pid, answers[0]["answer"], reason)
+            pid, answers = pam.ask({"op": "ensure_account", "user": user})
+            _refused(pam, pid, answers[0]["answer"], reason)
+        good = pam.good_spec()
+        spec = replace(good, env={**good.env, "JUPYTERHUB_USER": "daemon",
+                                  "JUPYTERHUB_SERVICE_PREFIX": "/user/daemon/"},
+                       username="daemon", uid=1, gid=1)
+        pid, answer = pam.spawn(spec)
+        _refused(pam, pid, answer["answer"], "system account")
+    finally:
+        pam.proc.terminate()
+        pam.proc.wait(timeout=60)
+        _userdel(person)
+        shutil.rmtree(root, ignore_errors=True)

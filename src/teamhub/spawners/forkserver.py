@@ -513,6 +513,21 @@ async def status(socket_path: Path, pid: int) -> tuple[bool, int | None]:
     return bool(answer["running"]), answer["exit"]
 
 
+def ping(socket_path: Path, timeout: float = 10) -> None:
+    """Whether the helper at SOCKET_PATH answers (blocking: for the CLI, never the hub);
+    ForkServerUnavailable with the reason otherwise."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(str(socket_path))
+            conn.sendall(json.dumps({"op": "status", "pid": 0}).encode() + b"\n")
+            answer = json.loads(_recv_line(conn))
+    except (OSError, ValueError, HelperRefused) as exc:
+        raise ForkServerUnavailable(f"no root helper answers at {socket_path} ({exc})") from None
+    if "known" not in answer:
+        raise ForkServerUnavailable(f"the root helper at {socket_path} answered {answer}")
+
+
 class RootHelper:
     """The hub's side of the helper's door: one method per verb (teamhub.spawners.rootdoor).
     Every refusal arrives as ForkServerUnavailable carrying the helper's reason."""
