@@ -141,6 +141,10 @@ class GpusBusy(GpuError):
         self.holders = holders or {}
 
 
+class PrivateFolderError(TeamhubError):
+    """A folder or file root makes for one account's server is not safe to make there."""
+
+
 class HelperRefused(TeamhubError):
     """The root helper will not do what a peer asked (teamhub.spawners.rootdoor); the
     reason goes to the helper's log, with the peer's pid, and back to the peer."""

@@ -167,9 +167,6 @@ def helper() -> Iterator[Helper]:
     registry = state / "system_users.json"
     account = users.ensure_system_user(PREFIX + user, registry=registry,
                                        home_root=root / "home", shell="/bin/sh")
-    runtime = root / "run" / str(account.uid)
-    runtime.mkdir(parents=True, mode=0o700)
-    os.chown(runtime, account.uid, account.gid)
     policy = Policy(hub_uid=pwd.getpwnam(hub_name).pw_uid,
                     program=str(Path(sys.executable).parent / "jupyterhub-singleuser"),
                     args=["--KernelManager.transport=ipc"], registry=str(registry),
@@ -318,6 +315,11 @@ def test_the_hub_starts_and_signals_its_users_server(helper: Helper) -> None:
         time.sleep(0.05)
         status = Path(f"/proc/{server}/status").read_text()
     assert f"Uid:\t{helper.account.uid}\t{helper.account.uid}" in status
+    # What the hub's account could not make, the helper made: a fresh runtime folder
+    # only the user can enter, and the server's log.
+    runtime = os.stat(Path(helper.policy.private_runtime_root) / str(helper.account.uid))
+    assert (runtime.st_uid, stat.S_IMODE(runtime.st_mode)) == (helper.account.uid, 0o700)
+    assert (Path(helper.policy.server_log_dir) / f"{helper.user}.log").is_file()
     _, answers = helper.ask({"op": "signal", "user": helper.user, "pid": server,
                              "signal": int(signal.SIGKILL)})
     assert answers[0]["answer"] == {"ok": True}
@@ -405,3 +407,23 @@ def test_pam_mode_checks_passwords_and_refuses_system_accounts(helper: Helper) -
         pam.proc.wait(timeout=60)
         _userdel(person)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_helper_never_writes_a_server_log_through_a_link(helper: Helper) -> None:
+    """Once the hub's account owns the logs folder it could put a link where a user's log
+    goes: the helper, which opens that log as root, refuses instead of following it."""
+    log = Path(helper.policy.server_log_dir) / f"{helper.user}.log"
+    target = Path(tempfile.mkdtemp(prefix="teamhub-victim-")) / "shadow"
+    target.write_text("precious\n")
+    log.unlink(missing_ok=True)
+    log.symlink_to(target)
+    try:
+        _, answer = helper.spawn(helper.good_spec())
+        assert "not a plain file" in answer["answer"]["error"] or \
+            "Too many levels of symbolic links" in answer["answer"]["error"], answer
+        assert target.read_text() == "precious\n"
+        helper.logged(f"could not prepare {helper.account.name}'s server")
+        _still_serving(helper)
+    finally:
+        log.unlink()
+        shutil.rmtree(target.parent)

@@ -37,7 +37,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from ..errors import ContainerEnterError, ForkServerUnavailable, HelperRefused, SandboxError
+from ..errors import (
+    ContainerEnterError,
+    ForkServerUnavailable,
+    HelperRefused,
+    SandboxError,
+    TeamhubError,
+)
 from ..system import nsenter, systemd
 from ..system.sandbox import LaunchSpec, become, show_as_exec
 from . import identity, rootdoor
@@ -178,6 +184,13 @@ def _child(conn: socket.socket, listener: socket.socket, peer: Peer, trusted: bo
         except (HelperRefused, SandboxError, TypeError, ValueError) as exc:
             _refuse(conn, peer, f"spawn: {exc}")
             os._exit(1)
+        if not trusted:
+            try:
+                spec = rootdoor.place(spec, policy)
+            except (TeamhubError, OSError) as exc:
+                _log(f"could not prepare {spec.username}'s server for {peer}: {exc}")
+                conn.sendall(json.dumps({"error": f"spawn: {exc}"}).encode() + b"\n")
+                os._exit(1)
         keep: tuple[int, ...] = ()
         filters: list[bytes] = []
         if spec.container:
@@ -315,15 +328,18 @@ class ForkServer:
             self.children.add(pid)
             self._reply(conn, {"pid": pid})
         elif op == "signal":
-            pid, sig = rootdoor.check_signal(request, policy)
-            os.kill(pid, sig)
+            pid, sig = rootdoor.signal_process(request, policy)
             _log(f"{peer}: signal {sig} to pid {pid} of {request['user']}")
             self._reply(conn, {"ok": True})
         elif op == "stop_scope":
             unit = rootdoor.scope_unit(rootdoor.hub_user(request.get("user")),
                                        request.get("server", ""))
-            _answer_in_child(conn, listener, peer,
-                             lambda: (systemd.stop_unit(unit), {"ok": True})[1])
+
+            def stop() -> dict[str, Any]:
+                systemd.stop_unit(unit)
+                return {"ok": True}
+
+            _answer_in_child(conn, listener, peer, stop)
         elif op == "ensure_account":
             user = rootdoor.hub_user(request.get("user"))
 

@@ -27,8 +27,10 @@ uid 0 nor below UID_MIN from /etc/login.defs):
      int in 1024-65535, user the same name; the API token is the one secret passed), and
      the resource placement (scope properties from a closed list, private /tmp, /dev/shm
      size, GPU devices). argv is the policy's program and arguments; uid, gid, cwd
-     (the home), umask, log file, runtime folder and rlimits are the helper's own.
-     Container specs (docker backend's fast start) are root's only.
+     (the home), umask, log file, runtime folder and rlimits are the helper's own; it
+     makes the fresh runtime folder and private /tmp itself and opens the log without
+     following links (`place`). Container specs (docker backend's fast start) are
+     root's only.
   `{"op": "status", "pid": N}` → `{"running", "known", "exit"}` of the helper's own
      children only.
   `{"op": "signal", "user": U, "pid": N, "signal": S}` → `{"ok": true}`: S one of
@@ -56,7 +58,7 @@ from typing import Any
 
 from ..accounts.pam import account_problem
 from ..errors import HelperRefused, SystemUserError, TeamhubError
-from ..system import systemd
+from ..system import namespaces, private_dirs, systemd
 from ..system.names import canonical_name, system_name
 from ..system.sandbox import RLIMITS, LaunchSpec
 from ..system.users import SystemUser, check_usable, ensure_system_user, lookup, uid_min
@@ -224,8 +226,8 @@ def _in_scope_of(pid: int, user: str) -> bool:
     return False
 
 
-def check_signal(request: dict[str, Any], policy: Policy) -> tuple[int, int]:
-    """(pid, signal) of a `signal` request, if that pid is USER's to signal."""
+def signal_process(request: dict[str, Any], policy: Policy) -> tuple[int, int]:
+    """Carry out a `signal` request if its pid is its user's to signal: (pid, signal)."""
     user = hub_user(request.get("user"))
     pid, sig = request.get("pid"), request.get("signal")
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
@@ -233,11 +235,19 @@ def check_signal(request: dict[str, Any], policy: Policy) -> tuple[int, int]:
     if not isinstance(sig, int) or sig not in SIGNALS:
         raise HelperRefused(f"signal {str(sig)[:20]!r} is not one of {sorted(SIGNALS)}")
     account = account_of(user, policy)
-    uids = _real_uids(pid)
-    if uids != {account.uid}:
-        raise HelperRefused(f"pid {pid} is not a process of {account.name!r}")
-    if systemd.booted() and not _in_scope_of(pid, user):
-        raise HelperRefused(f"pid {pid} is not in {user!r}'s server scope")
+    # Through a pidfd opened before the checks: a pid reused after them is never signalled.
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        raise HelperRefused(f"pid {pid} is not running") from None
+    try:
+        if _real_uids(pid) != {account.uid}:
+            raise HelperRefused(f"pid {pid} is not a process of {account.name!r}")
+        if systemd.booted() and not _in_scope_of(pid, user):
+            raise HelperRefused(f"pid {pid} is not in {user!r}'s server scope")
+        signal.pidfd_send_signal(pidfd, sig)
+    finally:
+        os.close(pidfd)
     return pid, sig
 
 
@@ -373,6 +383,29 @@ def check_spec(spec: LaunchSpec, policy: Policy) -> LaunchSpec:
                    log_fd=None, rlimits=_check_rlimits(spec.rlimits),
                    scope=_check_scope(spec.scope, user, server), private_tmp=private_tmp,
                    devices=_check_devices(spec.devices))
+
+
+def place(spec: LaunchSpec, policy: Policy) -> LaunchSpec:
+    """Make what a checked SPEC's server needs before `become()`, which the hub's account
+    cannot make itself: its fresh runtime folder and private /tmp, the GPU cover file, no
+    scope left by an earlier server; its log opened here (no link followed), so the spec
+    carries the descriptor. Returns the spec to become."""
+    assert spec.uid is not None and spec.gid is not None  # check_spec set them
+    runtime_root = Path(policy.private_runtime_root)
+    private_dirs.root_only_folder(runtime_root)
+    os.chmod(runtime_root, 0o755)  # users pass through to their own folder
+    private_dirs.fresh_folder(runtime_root / str(spec.uid), spec.uid, spec.gid)
+    if spec.private_tmp is not None:
+        tmp = Path(spec.private_tmp)
+        private_dirs.root_only_folder(tmp.parent, mode=0o711)
+        private_dirs.fresh_folder(tmp, spec.uid, spec.gid)
+    if spec.devices and spec.devices.get("cover"):
+        namespaces.ensure_cover(spec.devices["cover"])
+    if spec.scope:
+        systemd.stop_unit(spec.scope["unit"])
+    if spec.log_path is None:
+        return spec
+    return replace(spec, log_path=None, log_fd=private_dirs.open_log(Path(spec.log_path)))
 
 
 def check_password(user: str, password: Any, policy: Policy) -> bool:
