@@ -46,7 +46,7 @@ from ..errors import (
 )
 from ..system import nsenter, systemd
 from ..system.sandbox import LaunchSpec, become, show_as_exec
-from . import identity, rootdoor
+from . import helper_spec, identity, rootdoor
 from .rootdoor import Peer, Policy
 
 PR_SET_PDEATHSIG = 1
@@ -180,13 +180,13 @@ def _child(conn: socket.socket, listener: socket.socket, peer: Peer, trusted: bo
         try:
             spec = LaunchSpec.from_json(b"".join(chunks))
             if not trusted:
-                spec = rootdoor.check_spec(spec, policy)
+                spec = helper_spec.check_spec(spec, policy)
         except (HelperRefused, SandboxError, TypeError, ValueError) as exc:
             _refuse(conn, peer, f"spawn: {exc}")
             os._exit(1)
         if not trusted:
             try:
-                spec = rootdoor.place(spec, policy)
+                spec = helper_spec.place(spec, policy)
             except (TeamhubError, OSError) as exc:
                 _log(f"could not prepare {spec.username}'s server for {peer}: {exc}")
                 conn.sendall(json.dumps({"error": f"spawn: {exc}"}).encode() + b"\n")
