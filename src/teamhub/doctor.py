@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import sqlite3
 import stat
@@ -24,7 +25,14 @@ from . import hubaccounts, images, preflight
 from .accounts.store import SCHEMA_VERSION, AccountStore
 from .db.url import mask
 from .envs.store import META
-from .errors import AccountError, DockerError, HubError, TeamhubError, TlsError
+from .errors import (
+    AccountError,
+    DockerError,
+    ForkServerUnavailable,
+    HubError,
+    TeamhubError,
+    TlsError,
+)
 from .gpu_report import gpus_status
 from .hubclient import HubClient
 from .hubconfig import HUB_CONFIG_FILE
@@ -33,6 +41,7 @@ from .limits import limits_status
 from .paths import Paths
 from .proxy import read_record
 from .settings import Settings
+from .spawners import forkserver
 from .system import listen
 from .system.containers import LABEL_USER
 from .system.docker import Engine
@@ -765,6 +774,37 @@ def docker_engine(p: Probe) -> Result:
                   f"(cgroup driver {info.get('CgroupDriver', '?')}, "
                   f"v{info.get('CgroupVersion', '?')}); image {images.reference(image)} "
                   f"present{extra}; {running} user container(s) running")
+
+
+def _process_account(pid_file: Path) -> str | None:
+    """'NAME (uid N, CapEff X)' of the process whose pid PID_FILE holds, None if none runs."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except (OSError, ValueError):
+        return None
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    uid = int(fields["Uid"].split()[1])
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    return f"{name} (uid {uid}, CapEff {fields['CapEff'].strip()})"
+
+
+@check("root helper")
+def root_helper(p: Probe) -> Result:
+    """The fork server, the one root process the hub talks to, answers; who the hub runs as."""
+    name = "root helper"
+    if not p.settings["spawner.fork_server"]:
+        return Result(name, True, "not used (spawner.fork_server = false)")
+    try:
+        forkserver.ping(p.paths.fork_server_socket)
+    except ForkServerUnavailable as exc:
+        return Result(name, False, str(exc), START_HINT)
+    hub = _process_account(p.paths.hub_pid_file)
+    runs = f"; the hub runs as {hub}" if hub else ""
+    return Result(name, True, f"answers at {p.paths.fork_server_socket}{runs}")
 
 
 def run_checks(settings: Settings, only: list[str] | None = None) -> list[Result]:

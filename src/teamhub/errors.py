@@ -141,6 +141,15 @@ class GpusBusy(GpuError):
         self.holders = holders or {}
 
 
+class PrivateFolderError(TeamhubError):
+    """A folder or file root makes for one account's server is not safe to make there."""
+
+
+class HelperRefused(TeamhubError):
+    """The root helper will not do what a peer asked (teamhub.spawners.rootdoor); the
+    reason goes to the helper's log, with the peer's pid, and back to the peer."""
+
+
 class ContainerEnterError(TeamhubError):
     """A server could not be started inside its running container the fast way (docker
     backend); the spawner starts it as the container's own command instead."""

@@ -24,6 +24,7 @@ from . import image_choice
 from .db import url as db_url
 from .errors import SettingsError
 from .limits import check_groups, check_value, parse_shm_size
+from .system.names import LINUX_NAME_RE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -210,6 +211,12 @@ def _sample_seconds(value: int) -> str | None:
     return None if 2 <= value <= 300 else "a whole number of seconds from 2 to 300"
 
 
+def _linux_account(value: str) -> str | None:
+    if LINUX_NAME_RE.fullmatch(value) and value != "root":
+        return None
+    return "must be a Linux account name (a-z, 0-9, '_', '-'), not root"
+
+
 def _docker_images(value: dict[str, Any]) -> str | None:
     return image_choice.check_table(value)
 
@@ -247,6 +254,10 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("hub.active_server_limit", int, 0, "How many users' servers may run at once; "
             "starting one more is refused until another stops. 0: no limit.",
             check=_not_negative),
+    Setting("hub.account", str, "teamhub", "The unprivileged Linux system account the hub is "
+            "meant to run as (README \"What runs as root\"). The root helper (the fork "
+            "server) serves root and this account only, and its socket belongs to it once "
+            "the account exists.", check=_linux_account),
     Setting("paths.state_dir", str, "/var/lib/teamhub", "Root-only (0700) folder for the hub "
             "database, cookie secret, proxy token and account store.", check=_abs_path),
     Setting("db.url", str, "", "Where the hub's database and the account store (accounts, "
@@ -488,6 +499,7 @@ _RESTART_SERVERS = Applies(HUB_RESTART, servers=True)
 APPLIES: dict[str, Applies] = {
     "hub.ip": _RESTART,  # the proxy's options change: a new proxy is started
     "hub.port": _RESTART,
+    "hub.account": _RESTART,  # the helper is started with it
     "hub.internal_port": _RESTART,  # retired: only `teamhub up`'s note changes
     "hub.domain": _RESTART_SERVERS,
     "hub.default_url": _RESTART_SERVERS,

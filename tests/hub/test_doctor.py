@@ -59,6 +59,28 @@ def test_healthy_hub_passes_every_check(hub: HubProcess) -> None:
     assert "0 failed" in human.stdout
 
 
+def test_root_helper_answers_and_the_hubs_account_is_named(hub: HubProcess) -> None:
+    code, checks = doctor(hub, "root helper")
+    result = checks["root helper"]
+    assert code == 0 and result["ok"], result
+    assert f"answers at {hub.state / 'forkserver.sock'}" in result["detail"]
+    assert "the hub runs as root (uid 0, CapEff" in result["detail"]
+
+
+def test_a_root_helper_that_does_not_answer_fails(hub: HubProcess) -> None:
+    sock = hub.state / "forkserver.sock"
+    aside = hub.state / "forkserver.sock.aside"
+    sock.rename(aside)  # as if the helper had ended: nothing listens at its path
+    try:
+        code, checks = doctor(hub, "root helper")
+    finally:
+        aside.rename(sock)
+    result = checks["root helper"]
+    assert code == 1 and not result["ok"]
+    assert f"no root helper answers at {sock}" in result["detail"]
+    assert doctor(hub, "root helper")[0] == 0
+
+
 def test_state_dir_0755_fails_permissions(hub: HubProcess) -> None:
     hub.state.chmod(0o755)
     try:

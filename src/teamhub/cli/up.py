@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .. import hubdb, preflight
+from .. import helper_policy, hubdb, preflight
 from ..accounts.store import AccountStore
 from ..envs.admin import refresh_visibility
 from ..errors import PreflightError
@@ -223,7 +223,8 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
         # Started here, before the hub reads any secret, as a fresh program; it ends with us.
         paths.fork_server_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fork_server = forkserver.start(paths.fork_server_socket, sys.executable,
-                                       paths.fork_server_log)
+                                       paths.fork_server_log,
+                                       helper_policy.build(settings, paths))
     from jupyterhub.app import main as jupyterhub_main
 
     jupyterhub_main(argv=["-f", str(HUB_CONFIG_FILE)])

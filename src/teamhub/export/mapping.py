@@ -91,6 +91,8 @@ MAPPING: dict[str, Rule] = {
                    "reachable", loss=_loopback_ip),
     "hub.port": Rule(reason=_N + "the proxy-public Service listens on 80 and 443"),
     "hub.internal_port": _RETIRED,
+    "hub.account": Rule(reason=_N + "the chart's hub pod runs unprivileged already and has "
+                        "no root helper"),
     "hub.domain": Rule(to="hub.config.JupyterHub.subdomain_host, proxy.https.hosts"),
     "hub.default_url": Rule(to="singleuser.defaultUrl"),
     "hub.log_level": Rule(to="hub.config.JupyterHub.log_level (DEBUG: debug.enabled)"),

@@ -10,15 +10,12 @@ its launch spec (which carries the user's API token) from the hub, runs
 holds any user's secret, and every later child is a copy of a parent that holds
 none.
 
-Protocol, over a root-only unix socket, one request per connection (JSON lines):
-  hub → `{"op": "spawn"}`; server → `{"pid": N}`; hub → the spec, then end of data
-  (read by the child alone: the parent has closed the connection by then).
-  A spec with `container` set (docker backend) is started inside that running
-  container: the child enters it (teamhub.system.nsenter), forks the server there
-  and, before ending, answers `{"pid": N}` (the server's host pid) or
-  `{"error": "..."}` on the same connection.
-  hub → `{"op": "status", "pid": N}`; server → `{"running": bool, "known": bool,
-  "exit": int | null}` (known: N is one of its children, running or reaped).
+Protocol and who may use it: teamhub.spawners.rootdoor (the spec of the helper's door).
+How a granted `spawn` is carried out: the server answers `{"pid": N}` (the child) and
+closes; the child reads the spec (then end of data), has it checked (for the hub's
+account), and answers `{"pid": N}` once it is accepted (for a spec with `container` set,
+the docker backend's fast start: the server's host pid once it runs inside that
+container, teamhub.system.nsenter) or `{"error": "..."}`.
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -41,10 +37,17 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from ..errors import ContainerEnterError, ForkServerUnavailable
-from ..system import nsenter
+from ..errors import (
+    ContainerEnterError,
+    ForkServerUnavailable,
+    HelperRefused,
+    SandboxError,
+    TeamhubError,
+)
+from ..system import nsenter, systemd
 from ..system.sandbox import LaunchSpec, become, show_as_exec
-from . import identity
+from . import helper_spec, identity, rootdoor
+from .rootdoor import Peer, Policy
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -160,8 +163,10 @@ def _enter_container(spec: LaunchSpec,
     return inside, keepalive, filters
 
 
-def _child(conn: socket.socket, listener: socket.socket) -> None:
-    """In the forked child: read our own spec, become the user, run the server. Never returns."""
+def _child(conn: socket.socket, listener: socket.socket, peer: Peer, trusted: bool,
+           policy: Policy) -> None:
+    """In the forked child: read our own spec, have it checked unless the peer is root,
+    become the user, run the server. Never returns."""
     code: Any = 1
     try:
         listener.close()
@@ -172,13 +177,27 @@ def _child(conn: socket.socket, listener: socket.socket) -> None:
             size += len(chunk)
             if size > MAX_SPEC:
                 raise ValueError("launch spec too large")
-        spec = LaunchSpec.from_json(b"".join(chunks))
+        try:
+            spec = LaunchSpec.from_json(b"".join(chunks))
+            if not trusted:
+                spec = helper_spec.check_spec(spec, policy)
+        except (HelperRefused, SandboxError, TypeError, ValueError) as exc:
+            _refuse(conn, peer, f"spawn: {exc}")
+            os._exit(1)
+        if not trusted:
+            try:
+                spec = helper_spec.place(spec, policy)
+            except (TeamhubError, OSError) as exc:
+                _log(f"could not prepare {spec.username}'s server for {peer}: {exc}")
+                conn.sendall(json.dumps({"error": f"spawn: {exc}"}).encode() + b"\n")
+                os._exit(1)
         keep: tuple[int, ...] = ()
         filters: list[bytes] = []
         if spec.container:
             spec, keepalive, filters = _enter_container(spec, conn)
             keep = (keepalive,)
         else:
+            conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
             conn.close()
         if any(k in spec.env for k in IMPORT_TIME_ENV):
             become(spec, keep_fds=keep)
@@ -211,16 +230,52 @@ def _recv_line(conn: socket.socket) -> bytes:
     # Not conn.makefile(): its reference would keep the descriptor open past close().
     data = b""
     while not data.endswith(b"\n"):
-        chunk = conn.recv(4096)
-        if not chunk or len(data) > 4096:
-            raise ValueError("incomplete request")
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise HelperRefused("incomplete request")
         data += chunk
+        if len(data) > rootdoor.MAX_REQUEST:
+            raise HelperRefused(f"request over {rootdoor.MAX_REQUEST} bytes")
     return data
 
 
+def _refuse(conn: socket.socket, peer: Peer, reason: str) -> None:
+    _log(f"refused {peer}: {reason}")
+    try:
+        conn.sendall(json.dumps({"error": reason}).encode() + b"\n")
+    except OSError:
+        pass
+
+
+def _answer_in_child(conn: socket.socket, listener: socket.socket, peer: Peer, work: Any) -> int:
+    """Run WORK (slow: useradd, systemctl, PAM) in a child that answers CONN, so that the
+    helper keeps serving meanwhile; the child's pid."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        listener.close()
+        conn.settimeout(120)
+        answer = work()
+        conn.sendall(json.dumps(answer).encode() + b"\n")
+    except HelperRefused as exc:
+        _refuse(conn, peer, str(exc))
+        code = 1
+    except BaseException:  # noqa: BLE001 - never return into the parent's loop
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
 class ForkServer:
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(self, socket_path: Path, policy: Policy | None = None) -> None:
         self.socket_path = socket_path
+        self.policy = policy or Policy()
         # pid → exit code of children that ended; bounded, newest kept.
         self.exits: OrderedDict[int, int] = OrderedDict()
         self.children: set[int] = set()
@@ -242,32 +297,62 @@ class ForkServer:
         conn.sendall(json.dumps(obj).encode() + b"\n")
 
     def handle(self, conn: socket.socket, listener: socket.socket) -> None:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _, uid, _ = struct.unpack("3i", creds)
-        if uid != 0:
-            _log(f"refused a connection from uid {uid}")
-            return
-        conn.settimeout(5)
-        request = json.loads(_recv_line(conn))
-        if request.get("op") == "status":
-            pid = int(request["pid"])
+        peer = rootdoor.peer_of(conn)
+        try:
+            trusted = rootdoor.admit(peer, self.policy)
+            conn.settimeout(5)
+            request = rootdoor.parse_request(_recv_line(conn))
+            self._dispatch(request, conn, listener, peer, trusted)
+        except HelperRefused as exc:
+            _refuse(conn, peer, str(exc))
+
+    def _dispatch(self, request: dict[str, Any], conn: socket.socket, listener: socket.socket,
+                  peer: Peer, trusted: bool) -> None:
+        op, policy = request["op"], self.policy
+        if op == "status":
+            pid = request.get("pid")
+            if not isinstance(pid, int) or isinstance(pid, bool):
+                raise HelperRefused("status: pid is not a number")
             self.reap()
             known = pid in self.children or pid in self.exits
             self._reply(conn, {"running": pid in self.children, "known": known,
                                "exit": self.exits.get(pid)})
-        elif request.get("op") == "spawn":
+        elif op == "spawn":
             if _threads() != 1:
-                self._reply(conn, {"error": "fork server is not single-threaded"})
-                return
+                raise HelperRefused("fork server is not single-threaded")
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _child(conn, listener)
+                _child(conn, listener, peer, trusted, policy)
             self.children.add(pid)
             self._reply(conn, {"pid": pid})
-        else:
-            self._reply(conn, {"error": "unknown request"})
+        elif op == "signal":
+            pid, sig = rootdoor.signal_process(request, policy)
+            _log(f"{peer}: signal {sig} to pid {pid} of {request['user']}")
+            self._reply(conn, {"ok": True})
+        elif op == "stop_scope":
+            unit = rootdoor.scope_unit(rootdoor.hub_user(request.get("user")),
+                                       request.get("server", ""))
+
+            def stop() -> dict[str, Any]:
+                systemd.stop_unit(unit)
+                return {"ok": True}
+
+            _answer_in_child(conn, listener, peer, stop)
+        elif op == "ensure_account":
+            user = rootdoor.hub_user(request.get("user"))
+
+            def ensure() -> dict[str, Any]:
+                account = rootdoor.ensure_account(user, policy)
+                return {"uid": account.uid, "home": account.home}
+
+            _answer_in_child(conn, listener, peer, ensure)
+        elif op == "check_password":
+            user = rootdoor.hub_user(request.get("user"))
+            password = request.get("password")
+            _answer_in_child(conn, listener, peer, lambda: {
+                "ok": rootdoor.check_password(user, password, policy)})
 
     def serve(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -275,6 +360,8 @@ class ForkServer:
         old = os.umask(0o077)
         listener.bind(str(self.socket_path))
         os.umask(old)
+        # Only root and the hub's account can connect at all; the peer check is per request.
+        os.chown(self.socket_path, rootdoor.socket_owner(self.policy), 0)
         os.chmod(self.socket_path, 0o600)
         listener.listen(64)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -303,8 +390,8 @@ class ForkServer:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m teamhub.spawners.forkserver SOCKET")
+    if len(sys.argv) not in (2, 3):
+        raise SystemExit("usage: python -m teamhub.spawners.forkserver SOCKET [POLICY_JSON]")
     if os.geteuid() != 0:
         raise SystemExit("teamhub-forkserver: must run as root")
     # Die with whoever started us (the hub); running servers are not our children's
@@ -322,7 +409,8 @@ def main() -> None:
     loaded = preload()
     _self_test()
     _log(f"preloaded {len(loaded)} modules in {time.monotonic() - started:.2f}s")
-    ForkServer(Path(sys.argv[1])).serve()
+    policy = Policy.from_json(sys.argv[2]) if len(sys.argv) == 3 else None
+    ForkServer(Path(sys.argv[1]), policy).serve()
 
 
 # ---------------------------------------------------------------- hub side
@@ -330,20 +418,24 @@ def main() -> None:
 _started: dict[str, subprocess.Popen[bytes]] = {}
 
 
-def start(socket_path: Path, python: str, log_path: Path) -> subprocess.Popen[bytes]:
+def start(socket_path: Path, python: str, log_path: Path,
+          policy: Policy | None = None) -> subprocess.Popen[bytes]:
     """Run a fork server as a fresh program with a minimal environment (never the hub's).
+    Without POLICY it serves root alone.
 
     Call from the main thread: it dies with the thread that started it.
     """
     old = _started.get(str(socket_path))
     if old is not None and old.poll() is None:
         return old
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8"),
-           "HOME": "/nonexistent"}
+    # Root's tools (useradd, setfacl) for the verbs it runs itself; servers get their own.
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "LANG": os.environ.get("LANG", "C.UTF-8"), "HOME": "/nonexistent"}
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         proc = subprocess.Popen(
-            [python, "-m", "teamhub.spawners.forkserver", str(socket_path)],
+            [python, "-m", "teamhub.spawners.forkserver", str(socket_path),
+             *([policy.to_json()] if policy is not None else [])],
             env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
             close_fds=True, start_new_session=True,
         )
@@ -404,17 +496,27 @@ async def spawn(socket_path: Path, spec: LaunchSpec, timeout: float = 30) -> int
         writer.write(spec.to_json())
         await writer.drain()
         writer.write_eof()
-        if spec.container:
-            line = await asyncio.wait_for(reader.readline(), timeout)
-            answer = json.loads(line) if line.strip() else {"error": "the child ended silently"}
-            if "pid" not in answer:
-                raise ContainerEnterError(str(answer.get("error")))
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        answer = json.loads(line) if line.strip() else {"error": "the child ended silently"}
+        if "pid" not in answer and spec.container:
+            raise ContainerEnterError(str(answer.get("error")))
+        if "pid" not in answer:
+            raise ForkServerUnavailable(f"fork server refused the spec: {answer.get('error')}")
     except (OSError, asyncio.TimeoutError, ValueError) as exc:
         what = "enter the container" if spec.container else "hand the spec to the child"
         raise ForkServerUnavailable(f"could not {what}: {exc!r}") from None
     finally:
         writer.close()
     return int(answer["pid"])
+
+
+async def ask(socket_path: Path, request: dict[str, Any], timeout: float = 120
+              ) -> dict[str, Any]:
+    """One request of the helper's other verbs (teamhub.spawners.rootdoor); its answer.
+    ForkServerUnavailable with the helper's reason when it refused."""
+    answer, _, writer = await _request(socket_path, request, timeout)
+    writer.close()
+    return answer
 
 
 async def status(socket_path: Path, pid: int) -> tuple[bool, int | None]:
@@ -425,6 +527,51 @@ async def status(socket_path: Path, pid: int) -> tuple[bool, int | None]:
         # Forked by an earlier fork server (restarted meanwhile): not ours to tell.
         raise ForkServerUnavailable(f"fork server does not know pid {pid}")
     return bool(answer["running"]), answer["exit"]
+
+
+def ping(socket_path: Path, timeout: float = 10) -> None:
+    """Whether the helper at SOCKET_PATH answers (blocking: for the CLI, never the hub);
+    ForkServerUnavailable with the reason otherwise."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(str(socket_path))
+            conn.sendall(json.dumps({"op": "status", "pid": 0}).encode() + b"\n")
+            answer = json.loads(_recv_line(conn))
+    except (OSError, ValueError, HelperRefused) as exc:
+        raise ForkServerUnavailable(f"no root helper answers at {socket_path} ({exc})") from None
+    if "known" not in answer:
+        raise ForkServerUnavailable(f"the root helper at {socket_path} answered {answer}")
+
+
+class RootHelper:
+    """The hub's side of the helper's door: one method per verb (teamhub.spawners.rootdoor).
+    Every refusal arrives as ForkServerUnavailable carrying the helper's reason."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+
+    async def spawn(self, spec: LaunchSpec) -> int:
+        return await spawn(self.socket_path, spec)
+
+    async def status(self, pid: int) -> tuple[bool, int | None]:
+        return await status(self.socket_path, pid)
+
+    async def signal(self, user: str, pid: int, sig: int) -> None:
+        await ask(self.socket_path, {"op": "signal", "user": user, "pid": pid, "signal": sig})
+
+    async def stop_scope(self, user: str, server: str = "") -> None:
+        await ask(self.socket_path, {"op": "stop_scope", "user": user, "server": server})
+
+    async def ensure_account(self, user: str) -> tuple[int, str]:
+        """USER's Linux account (made on first need): (uid, home)."""
+        answer = await ask(self.socket_path, {"op": "ensure_account", "user": user})
+        return int(answer["uid"]), str(answer["home"])
+
+    async def check_password(self, user: str, password: str) -> bool:
+        answer = await ask(self.socket_path,
+                           {"op": "check_password", "user": user, "password": password})
+        return bool(answer.get("ok"))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import os
 import pwd
 import shutil
 import socket
-import stat
 import sys
 import time
 from pathlib import Path
@@ -28,9 +27,9 @@ from traitlets import Bool, Dict, Integer, List, Unicode
 
 from .. import limits as limits_model
 from ..accounts.pam import account_problem
-from ..errors import ForkServerUnavailable, NoFreePort, TeamhubError
+from ..errors import ForkServerUnavailable, NoFreePort, PrivateFolderError, TeamhubError
 from ..projects.apply import Layout, Projects
-from ..system import login_profile, namespaces, sockets, systemd
+from ..system import login_profile, namespaces, private_dirs, sockets, systemd
 from ..system.names import system_name
 from ..system.ports import PortPool
 from ..system.processes import process_uids
@@ -83,23 +82,14 @@ def _log_tail(path: Path, lines: int = 6) -> str:
 
 
 def _root_only_folder(root: Path, mode: int = 0o777) -> None:
-    """ROOT as a folder (made with MODE if missing) that only root can write: users' private
-    folders are made in it, and a user who could write there could swap them for links."""
-    root.mkdir(mode=mode, parents=True, exist_ok=True)
-    info = os.lstat(root)
-    if info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o022 or not stat.S_ISDIR(info.st_mode):
-        raise SpawnFailed(f"{root} must be a root-owned folder that only root can write")
+    try:
+        private_dirs.root_only_folder(root, mode)
+    except PrivateFolderError as exc:
+        raise SpawnFailed(exc.message) from None
 
 
 def _fresh_folder(folder: Path, user: SystemUser) -> None:
-    """FOLDER as an empty folder only USER can enter (nothing left from an earlier owner)."""
-    if folder.is_symlink() or folder.is_file():
-        folder.unlink()
-    elif folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(mode=0o700)
-    os.chown(folder, user.uid, user.gid)
-    os.chmod(folder, 0o700)
+    private_dirs.fresh_folder(folder, user.uid, user.gid)
 
 
 def merge_path(ours: str, admin: Any) -> str:
