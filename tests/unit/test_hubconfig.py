@@ -39,7 +39,8 @@ def test_state_lives_in_state_dir(tmp_path, settings):
     c = Config()
     hubconfig.update_state(c, Paths.from_settings(s))
     assert c.JupyterHub.db_url == f"sqlite:///{tmp_path}/st/jupyterhub.sqlite"
-    assert c.JupyterHub.db_kwargs == {}
+    # sqlite: WAL and synchronous=NORMAL through the tuned connection (hubdb_connection).
+    assert c.JupyterHub.db_kwargs["connect_args"]["factory"].__name__ == "TunedConnection"
     assert c.JupyterHub.cookie_secret_file == f"{tmp_path}/st/jupyterhub_cookie_secret"
 
 
