@@ -279,6 +279,10 @@ def test_my_account_shows_my_projects_usage_cells_and_changes_my_password(
         fields = page.locator(f'#me-usage [data-usage-user="{name}"]').evaluate_all(
             "els => els.map(e => e.dataset.usageField)")
         assert sorted(fields) == ["cpu", "cpu_limit", "home", "memory", "memory_limit"]
+        # The sampler's usage-cells.js fills them from /api/usage/now (no server runs yet).
+        memory = f'#me-usage [data-usage-user="{name}"][data-usage-field="memory"]'
+        page.wait_for_function(f"() => document.querySelector('{memory}').textContent"
+                               ".trim() === 'not running'", timeout=60_000)
         assert serious_violations(page) == []
         screenshots(page, output_dir("console"), "me-projects")
         page.fill("#current_input", PASSWORD)
