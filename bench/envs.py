@@ -77,9 +77,10 @@ def phase_times(start: float, stamps: list[tuple[float, str]], end: float) -> di
                 opened.append((t, key))
                 break
     times = {"setup_s": round((opened[0][0] if opened else end) - start, 2)}
-    for (t, key), (t_next, _) in zip(opened, [*opened[1:], (end, None)], strict=True):
+    bounds = [t for t, _ in opened] + [end]
+    for i, (t, key) in enumerate(opened):
         if key is not None:
-            times[key] = round(t_next - t, 2)
+            times[key] = round(bounds[i + 1] - t, 2)
     return times
 
 
