@@ -43,7 +43,8 @@ LOAD_MOVED = 1.0
 
 # teamhub's progress lines that open each phase, in order, and the phase each opens.
 PHASES = [("creating venv", "venv_s"), ("installing", "install_s"),
-          ("checking that users can import", "check_s"), ("is now current", None)]
+          ("compiling bytecode", "compile_s"), ("checking that users can import", "check_s"),
+          ("is now current", None)]
 
 
 def du_kib(*paths: Path) -> int:

@@ -279,3 +279,33 @@ def test_killed_create_leaves_no_env_and_can_be_run_again(envs: SharedEnvs) -> N
     envs.create("half", ["six"], echo=lambda _: None)
     assert envs.meta("half")["current"] == 1 and _imports(envs, "half", "six")
     envs.delete("half")
+
+
+def test_a_second_env_reuses_the_first_s_bytecode_and_it_stays_valid(envs: SharedEnvs) -> None:
+    if "sx" not in envs.names():
+        envs.create("sx", ["six"], echo=lambda _: None)
+    lines: list[str] = []
+    envs.create("twin", ["six"], echo=lines.append)
+    try:
+        assert any("compiling bytecode" in line for line in lines)
+        reused = next(int(line.split()[0]) for line in lines if "modules reused" in line)
+        assert reused > 100  # ipykernel and its dependencies at least
+
+        def kernelapp_pyc(name: str) -> os.stat_result:
+            return next((envs.root / name / "current").glob(
+                "lib/python3*/site-packages/ipykernel/__pycache__/kernelapp.*.pyc")).stat()
+
+        assert kernelapp_pyc("twin").st_ino == kernelapp_pyc("sx").st_ino
+        # Valid for the twin's source: importing as root would rewrite a stale one
+        # (a new inode); the code names the twin's file, not the donor's.
+        proc = subprocess.run([str(envs.current_python("twin")), "-c",
+                               "import ipykernel.kernelapp as k; "
+                               "print(k.IPKernelApp.init_sockets.__code__.co_filename)"],
+                              capture_output=True, text=True, check=True, cwd="/")
+        twin = os.path.realpath(envs.root / "twin" / "current")
+        assert os.path.realpath(proc.stdout.strip()) == os.path.join(
+            twin, str(next(Path(twin).glob("lib/python3*/site-packages/ipykernel/kernelapp.py"))
+                      .relative_to(twin))), (proc.stdout, twin)
+        assert kernelapp_pyc("twin").st_ino == kernelapp_pyc("sx").st_ino
+    finally:
+        envs.delete("twin")

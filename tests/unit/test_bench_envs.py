@@ -10,10 +10,11 @@ def test_phases_come_from_teamhub_s_progress_lines() -> None:
               (1.2, "Using CPython 3.11.2"),
               (1.5, "==> [x rev 1] installing numpy"),
               (1.6, "Resolved 3 packages"),
+              (4.0, "==> [x rev 1] compiling bytecode"),
               (9.5, "==> [x rev 1] checking that users can import ipykernel"),
               (10.0, "==> [x] revision 1 is now current")]
     assert phase_times(0.5, stamps, 10.25) == {
-        "setup_s": 0.5, "venv_s": 0.5, "install_s": 8.0, "check_s": 0.5}
+        "setup_s": 0.5, "venv_s": 0.5, "install_s": 2.5, "compile_s": 5.5, "check_s": 0.5}
 
 
 def test_a_build_without_progress_is_all_setup() -> None:

@@ -8,14 +8,12 @@ revision gets an IPython extension (loaded by the kernel spec) that replaces
 
 from __future__ import annotations
 
-import glob
 import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import EnvError
+from .bytecode import site_packages
 
 MESSAGE = (
     "This is the shared environment {name!r}; it is read-only for you, so nothing was "
@@ -56,38 +54,17 @@ exit 1
 MODULE = "teamhub_pip_guard"
 
 
-def _site_packages(python: Path) -> Path:
-    """PYTHON's site-packages: from a venv's layout, else asked of the interpreter."""
-    found = glob.glob(str(python.parent.parent / "lib" / "python3.*" / "site-packages"))
-    if len(found) == 1:
-        return Path(found[0])
-    return Path(subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout.strip())
-
-
 @contextmanager
-def guard_installed(python: Path, name: str) -> Iterator[None]:
-    """Give the env of PYTHON the extension and `pip` stubs around the body (uv's install).
+def guard_installed(python: Path, name: str) -> Iterator[Path]:
+    """Give the env of PYTHON the extension before the body (uv's install), `pip` stubs after.
 
-    The extension is written first and byte-compiled while the body runs (uv
-    compiles only the files it installs); the stubs come after it, so that a
-    real pip installed by the body stays.
+    Yields the env's site-packages. The extension is there before the body so
+    that the bytecode pass after it compiles it with the rest; the stubs come
+    after it, so that a real pip installed by the body stays.
     """
-    module = _site_packages(python) / f"{MODULE}.py"
-    module.write_text(EXTENSION.format(name=name, message=MESSAGE))
-    compiling = subprocess.Popen([str(python), "-m", "py_compile", str(module)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        yield
-    except BaseException:
-        compiling.kill()
-        compiling.wait()
-        raise
-    _, err = compiling.communicate(timeout=60)
-    if compiling.returncode != 0:
-        raise EnvError(f"cannot byte-compile {module}: {err.strip()[-300:]}")
+    site = site_packages(python)
+    (site / f"{MODULE}.py").write_text(EXTENSION.format(name=name, message=MESSAGE))
+    yield site
     bindir = python.parent
     for stub in ("pip", "pip3"):
         path = bindir / stub

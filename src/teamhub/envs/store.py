@@ -11,6 +11,8 @@ Every change builds a complete new revision from the recorded package list;
 `current` is switched (os.replace of a new symlink, atomic) only after the
 build succeeded and the new env imports ipykernel as an ordinary user. A
 failed or interrupted build is deleted and `current` is left as it was.
+Bytecode that the current revisions already have is reused (see bytecode.py):
+most of a build's time is compiling, and most files are in an env already.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..errors import EnvError, LockError
 from ..system import locks
 from ..system.modes import share_read_only
 from ..system.uv import Uv, world_usable
+from .bytecode import compile_site
 from .guard import guard_installed
 
 META = "teamhub-env.json"
@@ -230,6 +233,11 @@ class SharedEnvs:
             (envdir / META).unlink()
             shutil.rmtree(envdir)
 
+    def _compiled_sites(self, site: Path) -> list[Path]:
+        """The site-packages of every env's current revision like SITE (same lib/pythonX.Y)."""
+        return [self.root / n / "current" / site.relative_to(site.parents[2])
+                for n in self.names()]
+
     def _switch(self, envdir: Path, rev: int) -> None:
         tmp = envdir / ".current.tmp"
         if tmp.is_symlink() or tmp.exists():
@@ -264,9 +272,12 @@ class SharedEnvs:
                     raise EnvError(f"the interpreter {os.path.realpath(python)} cannot be run by "
                                    "ordinary users", "use a system-wide Python")
                 echo(f"==> [{name} rev {rev}] installing {', '.join(packages) or '(base only)'}")
-                with guard_installed(python, name):
+                with guard_installed(python, name) as site:
                     self._build_uv.install(python, [*BASE_PACKAGES, *packages], log=log,
-                                           echo=echo)
+                                           echo=echo, compile_bytecode=False)
+                echo(f"==> [{name} rev {rev}] compiling bytecode")
+                reused = compile_site(python, site, self._compiled_sites(site))
+                echo(f"{reused} compiled modules reused from the current revisions")
                 share_read_only(target)
                 if (target / ".lock").is_file():
                     os.chmod(target / ".lock", 0o600)  # uv's; readable, anyone could flock it

@@ -93,8 +93,10 @@ class Uv:
         self.run(["venv", "--python", python, "--no-config", str(path)], **kw)  # type: ignore[arg-type]
 
     def install(self, python: Path, packages: Sequence[str], requirement_files: Sequence[Path] = (),
-                **kw: object) -> None:
-        args = ["pip", "install", "--python", str(python), "--compile-bytecode"]
+                compile_bytecode: bool = True, **kw: object) -> None:
+        args = ["pip", "install", "--python", str(python)]
+        if compile_bytecode:
+            args.append("--compile-bytecode")
         for f in requirement_files:
             args += ["-r", str(f)]
         self.run([*args, *packages], **kw)  # type: ignore[arg-type]
