@@ -309,3 +309,30 @@ def test_a_second_env_reuses_the_first_s_bytecode_and_it_stays_valid(envs: Share
         assert kernelapp_pyc("twin").st_ino == kernelapp_pyc("sx").st_ino
     finally:
         envs.delete("twin")
+
+
+def test_personal_env_reuses_the_user_s_other_env_bytecode(tmp_path: Path) -> None:
+    home = world_dir("teamhub-home-")
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("XDG_CACHE_HOME", None)
+    env.pop("UV_CACHE_DIR", None)
+    cli = str(runtime_dir() / "bin" / "teamhub-env")
+    try:
+        for name in ("first", "second"):
+            proc = subprocess.run([cli, "create", name, "six"], env=env, capture_output=True,
+                                  text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr + proc.stdout
+        assert "reused from your other envs" in proc.stdout
+
+        def pyc(name: str, module: str) -> os.stat_result:
+            return next((home / ".venvs" / name).glob(
+                f"lib/python3*/site-packages/**/__pycache__/{module}.*.pyc")).stat()
+
+        assert pyc("second", "six").st_ino == pyc("first", "six").st_ino
+        assert pyc("second", "kernelapp").st_ino == pyc("first", "kernelapp").st_ino
+        python = home / ".venvs" / "second" / "bin" / "python"
+        assert subprocess.run([str(python), "-c", "import six, ipykernel"],
+                              env=env).returncode == 0
+        assert pyc("second", "six").st_ino == pyc("first", "six").st_ino  # valid: kept
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
