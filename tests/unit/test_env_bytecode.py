@@ -7,7 +7,13 @@ import py_compile
 import sys
 from pathlib import Path
 
-from teamhub.envs.bytecode import cache_tag, compile_site, index_compiled, link_compiled
+from teamhub.envs.bytecode import (
+    cache_tag,
+    compile_site,
+    index_compiled,
+    link_compiled,
+    reusable,
+)
 
 TAG = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
 LIB = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -46,7 +52,7 @@ def test_compile_site_compiles_the_rest_and_keeps_reused_ones(tmp_path: Path) ->
     os.link(old / "pkg" / "shared.py", new / "pkg" / "shared.py")
     (new / "pkg" / "own.py").write_text("Y = 2\n")
     (new / "pkg" / "broken.py").write_text("def (:\n")  # swallowed, as uv does
-    assert compile_site(Path(sys.executable), new, [old, tmp_path / "gone"]) == 1
+    assert compile_site(Path(sys.executable), new, reusable(new, [old, tmp_path / "gone"])) == 1
     cache = new / "pkg" / "__pycache__"
     assert (cache / f"own.{TAG}.pyc").is_file() and not (cache / f"broken.{TAG}.pyc").exists()
     donor = old / "pkg" / "__pycache__" / f"shared.{TAG}.pyc"

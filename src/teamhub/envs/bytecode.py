@@ -94,16 +94,21 @@ def link_compiled(site: Path, index: Index, tag: str) -> int:
     return linked
 
 
-def compile_site(python: Path, site: Path, donors: list[Path]) -> int:
-    """Give every module in SITE its .pyc, reusing DONORS' where they share the source.
+def reusable(site: Path, donors: list[Path]) -> Index:
+    """What DONORS (other envs' site-packages) have compiled that SITE could reuse."""
+    tag = cache_tag(site)
+    if tag is None:
+        return {}
+    return index_compiled([d for d in donors if d.is_dir() and d != site], tag)
+
+
+def compile_site(python: Path, site: Path, index: Index) -> int:
+    """Give every module in SITE its .pyc, linking INDEX's (see `reusable`) where it can.
 
     Returns how many were reused.
     """
     tag = cache_tag(site)
-    linked = 0
-    if tag is not None:
-        sites = [d for d in donors if d.is_dir() and d != site]
-        linked = link_compiled(site, index_compiled(sites, tag), tag)
+    linked = link_compiled(site, index, tag) if index and tag else 0
     _compile(python, site)
     return linked
 

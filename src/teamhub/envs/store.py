@@ -34,7 +34,7 @@ from ..errors import EnvError, LockError
 from ..system import locks
 from ..system.modes import share_read_only
 from ..system.uv import Uv, world_usable
-from .bytecode import compile_site
+from .bytecode import compile_site, reusable
 from .guard import guard_installed
 
 META = "teamhub-env.json"
@@ -273,10 +273,12 @@ class SharedEnvs:
                                    "ordinary users", "use a system-wide Python")
                 echo(f"==> [{name} rev {rev}] installing {', '.join(packages) or '(base only)'}")
                 with guard_installed(python, name) as site:
+                    # Nothing to reuse (the first env): uv compiles, as plain uv would.
+                    index = reusable(site, self._compiled_sites(site))
                     self._build_uv.install(python, [*BASE_PACKAGES, *packages], log=log,
-                                           echo=echo, compile_bytecode=False)
+                                           echo=echo, compile_bytecode=not index)
                 echo(f"==> [{name} rev {rev}] compiling bytecode")
-                reused = compile_site(python, site, self._compiled_sites(site))
+                reused = compile_site(python, site, index)
                 echo(f"{reused} compiled modules reused from the current revisions")
                 share_read_only(target)
                 if (target / ".lock").is_file():
