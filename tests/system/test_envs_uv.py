@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -171,3 +174,165 @@ def test_env_command_gives_up_on_a_held_lock_and_names_the_holder(
     assert "Nothing was changed" in message and "envs.lock_timeout" in message
     assert 2 <= took < 30
     assert (envs.meta("sx"), sorted(os.listdir(envs.root / "sx" / "revs"))) == before
+
+
+def test_new_revision_has_a_compiled_guard_and_nothing_users_can_write(
+        envs: SharedEnvs) -> None:
+    if "sx" not in envs.names():
+        envs.create("sx", ["six"], echo=lambda _: None)
+    rev = Path(os.path.realpath(envs.root / "sx" / "current"))
+    site = next(rev.glob("lib/python3*/site-packages"))
+    assert list((site / "__pycache__").glob("teamhub_pip_guard.*.pyc"))
+    assert (rev / "bin" / "pip").read_text().startswith("#!/bin/sh")
+    writable = [p for p in [rev, *rev.rglob("*")]
+                if not p.is_symlink() and p.lstat().st_mode & 0o022]
+    unreadable = [p for p in [rev, *rev.rglob("*")] if not p.is_symlink()
+                  and p.name != ".lock" and (p.lstat().st_mode & 0o444) != 0o444]
+    assert not writable and not unreadable, (writable[:5], unreadable[:5])
+    assert envs.meta("sx")["revisions"][-1]["python_version"].startswith("3.")
+
+
+def _blocking_wheel(folder: Path) -> Path:
+    """A wheel whose .pth makes `import ipykernel` fail: uv installs it, the check must not pass."""
+    wheel = folder / "teamhub_test_blocker-1.0-py3-none-any.whl"
+    info = "teamhub_test_blocker-1.0.dist-info"
+    files = {"teamhub_test_blocker.pth": "import sys; sys.modules['ipykernel'] = None\n",
+             f"{info}/METADATA": "Metadata-Version: 2.1\nName: teamhub-test-blocker\n"
+                                 "Version: 1.0\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: teamhub-tests\n"
+                              "Root-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return wheel
+
+
+def test_failed_import_check_leaves_current_untouched(envs: SharedEnvs, tmp_path: Path) -> None:
+    if "sx" not in envs.names():
+        envs.create("sx", ["six"], echo=lambda _: None)
+    before = (envs.meta("sx"), sorted(os.listdir(envs.root / "sx" / "revs")),
+              os.readlink(envs.root / "sx" / "current"))
+    spec = envs.current_spec(envs.meta("sx"))
+    with pytest.raises(EnvError) as info:
+        envs.change("sx", [*spec, str(_blocking_wheel(tmp_path))], "install blocker",
+                    echo=lambda _: None)
+    assert "cannot import ipykernel" in str(info.value) and "unchanged" in str(info.value)
+    assert (envs.meta("sx"), sorted(os.listdir(envs.root / "sx" / "revs")),
+            os.readlink(envs.root / "sx" / "current")) == before
+    assert _imports(envs, "sx", "ipykernel")
+
+
+# Runs one change in its own process (and session), so that the test can kill it and uv.
+BUILD = """import sys
+from pathlib import Path
+from teamhub.envs.store import SharedEnvs
+from teamhub.system.uv import Uv
+root, uv, python, how, name = sys.argv[1:6]
+envs = SharedEnvs(Path(root), Uv(Path(uv), Path(root) / ".cache"), python)
+if how == "create":
+    envs.create(name, ["six", "idna", "packaging"], echo=print)
+else:
+    envs.change(name, [*envs.current_spec(envs.meta(name)), "idna", "packaging"],
+                "install idna packaging", echo=print)
+"""
+
+
+def _kill_while_installing(envs: SharedEnvs, how: str, name: str, rev: int) -> None:
+    log = envs.root / name / "logs" / f"{rev}.log"
+    log.unlink(missing_ok=True)  # a failed build's log: its number is used again
+    proc = subprocess.Popen([sys.executable, "-c", BUILD, str(envs.root), str(envs.uv.binary),
+                             envs.base_python, how, name],
+                            stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (log.is_file() and "pip install" in log.read_text()):
+            assert proc.poll() is None, "the build ended before it could be killed"
+            assert time.monotonic() < deadline, "the build never reached uv's install"
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the command and its uv, as a crash would
+        proc.wait()
+
+
+def test_killed_build_leaves_nothing_half_switched(envs: SharedEnvs) -> None:
+    if "sx" not in envs.names():
+        envs.create("sx", ["six"], echo=lambda _: None)
+    meta = envs.meta("sx")
+    current = os.readlink(envs.root / "sx" / "current")
+    killed = max(int(p.name) for p in (envs.root / "sx" / "revs").iterdir()) + 1
+    _kill_while_installing(envs, "change", "sx", killed)
+    assert os.readlink(envs.root / "sx" / "current") == current
+    assert envs.meta("sx") == meta and _imports(envs, "sx", "ipykernel")
+    assert not (envs.root / "sx" / ".current.tmp").is_symlink()
+    # The next change removes the remains and builds past them.
+    envs.change("sx", envs.current_spec(meta), "rebuild", echo=lambda _: None)
+    assert not (envs.root / "sx" / "revs" / str(killed)).exists()
+    assert envs.meta("sx")["current"] == killed + 1
+
+
+def test_killed_create_leaves_no_env_and_can_be_run_again(envs: SharedEnvs) -> None:
+    _kill_while_installing(envs, "create", "half", 1)
+    assert "half" not in envs.names()
+    with pytest.raises(EnvError, match="does not exist"):
+        envs.meta("half")
+    envs.create("half", ["six"], echo=lambda _: None)
+    assert envs.meta("half")["current"] == 1 and _imports(envs, "half", "six")
+    envs.delete("half")
+
+
+def test_a_second_env_reuses_the_first_s_bytecode_and_it_stays_valid(envs: SharedEnvs) -> None:
+    if "sx" not in envs.names():
+        envs.create("sx", ["six"], echo=lambda _: None)
+    lines: list[str] = []
+    envs.create("twin", ["six"], echo=lines.append)
+    try:
+        assert any("compiling bytecode" in line for line in lines)
+        reused = next(int(line.split()[0]) for line in lines if "modules reused" in line)
+        assert reused > 100  # ipykernel and its dependencies at least
+
+        def kernelapp_pyc(name: str) -> os.stat_result:
+            return next((envs.root / name / "current").glob(
+                "lib/python3*/site-packages/ipykernel/__pycache__/kernelapp.*.pyc")).stat()
+
+        assert kernelapp_pyc("twin").st_ino == kernelapp_pyc("sx").st_ino
+        # Valid for the twin's source: importing as root would rewrite a stale one
+        # (a new inode); the code names the twin's file, not the donor's.
+        proc = subprocess.run([str(envs.current_python("twin")), "-c",
+                               "import ipykernel.kernelapp as k; "
+                               "print(k.IPKernelApp.init_sockets.__code__.co_filename)"],
+                              capture_output=True, text=True, check=True, cwd="/")
+        twin = os.path.realpath(envs.root / "twin" / "current")
+        assert os.path.realpath(proc.stdout.strip()) == os.path.join(
+            twin, str(next(Path(twin).glob("lib/python3*/site-packages/ipykernel/kernelapp.py"))
+                      .relative_to(twin))), (proc.stdout, twin)
+        assert kernelapp_pyc("twin").st_ino == kernelapp_pyc("sx").st_ino
+    finally:
+        envs.delete("twin")
+
+
+def test_personal_env_reuses_the_user_s_other_env_bytecode(tmp_path: Path) -> None:
+    home = world_dir("teamhub-home-")
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("XDG_CACHE_HOME", None)
+    env.pop("UV_CACHE_DIR", None)
+    cli = str(runtime_dir() / "bin" / "teamhub-env")
+    try:
+        for name in ("first", "second"):
+            proc = subprocess.run([cli, "create", name, "six"], env=env, capture_output=True,
+                                  text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr + proc.stdout
+        assert "reused from your other envs" in proc.stdout
+
+        def pyc(name: str, module: str) -> os.stat_result:
+            return next((home / ".venvs" / name).glob(
+                f"lib/python3*/site-packages/**/__pycache__/{module}.*.pyc")).stat()
+
+        assert pyc("second", "six").st_ino == pyc("first", "six").st_ino
+        assert pyc("second", "kernelapp").st_ino == pyc("first", "kernelapp").st_ino
+        python = home / ".venvs" / "second" / "bin" / "python"
+        assert subprocess.run([str(python), "-c", "import six, ipykernel"],
+                              env=env).returncode == 0
+        assert pyc("second", "six").st_ino == pyc("first", "six").st_ino  # valid: kept
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -9,8 +9,11 @@ revision gets an IPython extension (loaded by the kernel spec) that replaces
 from __future__ import annotations
 
 import os
-import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from .bytecode import site_packages
 
 MESSAGE = (
     "This is the shared environment {name!r}; it is read-only for you, so nothing was "
@@ -51,15 +54,17 @@ exit 1
 MODULE = "teamhub_pip_guard"
 
 
-def install_guard(python: Path, name: str) -> None:
-    """Put the extension into the env of PYTHON and `pip` stubs into its bin/."""
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout.strip()
-    module = Path(purelib) / f"{MODULE}.py"
-    module.write_text(EXTENSION.format(name=name, message=MESSAGE))
-    subprocess.run([str(python), "-m", "py_compile", str(module)], check=True, timeout=60)
+@contextmanager
+def guard_installed(python: Path, name: str) -> Iterator[Path]:
+    """Give the env of PYTHON the extension before the body (uv's install), `pip` stubs after.
+
+    Yields the env's site-packages. The extension is there before the body so
+    that the bytecode pass after it compiles it with the rest; the stubs come
+    after it, so that a real pip installed by the body stays.
+    """
+    site = site_packages(python)
+    (site / f"{MODULE}.py").write_text(EXTENSION.format(name=name, message=MESSAGE))
+    yield site
     bindir = python.parent
     for stub in ("pip", "pip3"):
         path = bindir / stub

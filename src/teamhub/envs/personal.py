@@ -16,6 +16,7 @@ import click
 
 from ..errors import TeamhubError
 from ..system.uv import Uv
+from .bytecode import compile_site, reusable, site_packages
 from .kernels import has_ipykernel
 from .store import check_name
 
@@ -53,7 +54,18 @@ def create(name: str, packages: tuple[str, ...], python: str | None) -> None:
         uv = _uv()
         try:
             uv.venv(target, python or sys.executable, echo=click.echo)
-            uv.install(target / "bin" / "python", ["ipykernel", *packages], echo=click.echo)
+            env_python = target / "bin" / "python"
+            site = site_packages(env_python)
+            # The user's other envs share files with this one (hard links from
+            # their uv cache): their bytecode is reused, the rest compiled; with
+            # nothing to reuse, uv compiles, as it always did.
+            rel = site.relative_to(target) if site.is_relative_to(target) else None
+            index = reusable(site, [env / rel for env in venvs_dir().iterdir()
+                                    if rel is not None and env != target])
+            uv.install(env_python, ["ipykernel", *packages], echo=click.echo,
+                       compile_bytecode=not index)
+            reused = compile_site(env_python, site, index)
+            click.echo(f"Bytecode: {reused} compiled modules reused from your other envs")
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise

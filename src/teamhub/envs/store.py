@@ -11,10 +11,13 @@ Every change builds a complete new revision from the recorded package list;
 `current` is switched (os.replace of a new symlink, atomic) only after the
 build succeeded and the new env imports ipykernel as an ordinary user. A
 failed or interrupted build is deleted and `current` is left as it was.
+Bytecode that the current revisions already have is reused (see bytecode.py):
+most of a build's time is compiling, and most files are in an env already.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -29,12 +32,17 @@ from typing import Any
 
 from ..errors import EnvError, LockError
 from ..system import locks
-from ..system.uv import Uv, python_version, world_usable
-from .guard import install_guard
+from ..system.modes import share_read_only
+from ..system.uv import Uv, world_usable
+from .bytecode import compile_site, reusable
+from .guard import guard_installed
 
 META = "teamhub-env.json"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 BASE_PACKAGES = ("ipykernel",)
+# uv builds under this umask, so a new revision (and the cache files it links)
+# is go-w from the start and the mode pass after it finds next to nothing to change.
+BUILD_UMASK = 0o022
 LOCK = Path(".locks") / "envs.lock"
 OLD_LOCK = ".lock"  # world-readable lock of earlier versions: anyone could hold it
 
@@ -112,6 +120,7 @@ class SharedEnvs:
                  lock_timeout: float = 600) -> None:
         self.root = root
         self.uv = uv
+        self._build_uv = dataclasses.replace(uv, umask=BUILD_UMASK)
         self.base_python = base_python
         self.keep = keep
         self.lock_timeout = lock_timeout
@@ -224,6 +233,11 @@ class SharedEnvs:
             (envdir / META).unlink()
             shutil.rmtree(envdir)
 
+    def _compiled_sites(self, site: Path) -> list[Path]:
+        """The site-packages of every env's current revision like SITE (same lib/pythonX.Y)."""
+        return [self.root / n / "current" / site.relative_to(site.parents[2])
+                for n in self.names()]
+
     def _switch(self, envdir: Path, rev: int) -> None:
         tmp = envdir / ".current.tmp"
         if tmp.is_symlink() or tmp.exists():
@@ -252,19 +266,25 @@ class SharedEnvs:
                 echo(f"==> [{name} rev {rev}] creating venv from {meta['python']}")
                 # Root-only until built: uv's own lock file in it is 0666.
                 target.mkdir(mode=0o700)
-                self.uv.venv(target, meta["python"], log=log, echo=echo)
+                self._build_uv.venv(target, meta["python"], log=log, echo=echo)
                 python = target / "bin" / "python"
                 if not world_usable(python):
                     raise EnvError(f"the interpreter {os.path.realpath(python)} cannot be run by "
                                    "ordinary users", "use a system-wide Python")
                 echo(f"==> [{name} rev {rev}] installing {', '.join(packages) or '(base only)'}")
-                self.uv.install(python, [*BASE_PACKAGES, *packages], log=log, echo=echo)
-                install_guard(python, name)
-                subprocess.run(["chmod", "-R", "u+rwX,go+rX,go-w", str(target)], check=True)
+                with guard_installed(python, name) as site:
+                    # Nothing to reuse (the first env): uv compiles, as plain uv would.
+                    index = reusable(site, self._compiled_sites(site))
+                    self._build_uv.install(python, [*BASE_PACKAGES, *packages], log=log,
+                                           echo=echo, compile_bytecode=not index)
+                echo(f"==> [{name} rev {rev}] compiling bytecode")
+                reused = compile_site(python, site, index)
+                echo(f"{reused} compiled modules reused from the current revisions")
+                share_read_only(target)
                 if (target / ".lock").is_file():
                     os.chmod(target / ".lock", 0o600)  # uv's; readable, anyone could flock it
                 echo(f"==> [{name} rev {rev}] checking that users can import ipykernel")
-                _check_kernel(python, log)
+                version = _check_kernel(python, log)
             except BaseException as exc:
                 log.write(f"\nbuild failed: {exc!r}\n")
                 shutil.rmtree(target, ignore_errors=True)
@@ -274,7 +294,7 @@ class SharedEnvs:
                 raise
         meta["revisions"].append({"rev": rev, "packages": list(packages), "action": action,
                                   "created": time.time(),
-                                  "python_version": python_version(python)})
+                                  "python_version": version})
         self._switch(envdir, rev)
         meta["current"] = rev
         for old in prune_plan([r["rev"] for r in meta["revisions"]], rev, self.keep):
@@ -285,9 +305,12 @@ class SharedEnvs:
         return meta
 
 
-def _check_kernel(python: Path, log: Any) -> None:
-    """The env must import ipykernel; as root, checked as `nobody` (proves it is readable)."""
-    cmd = [str(python), "-c", "import ipykernel"]
+def _check_kernel(python: Path, log: Any) -> str:
+    """The env must import ipykernel; as root, checked as `nobody` (proves it is readable).
+
+    Returns the env's Python version, which the same run prints.
+    """
+    cmd = [str(python), "-c", "import sys, ipykernel; print(sys.version.split()[0])"]
     if os.geteuid() == 0 and shutil.which("setpriv"):
         cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
@@ -295,3 +318,4 @@ def _check_kernel(python: Path, log: Any) -> None:
     if proc.returncode != 0:
         raise EnvError("the new environment cannot import ipykernel: "
                        + (proc.stderr.strip().splitlines() or ["?"])[-1])
+    return (proc.stdout.strip().splitlines() or [""])[-1]

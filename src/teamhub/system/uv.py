@@ -26,10 +26,15 @@ Echo = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Uv:
-    """One uv binary with its cache folder (keep it on the envs' filesystem: hard links)."""
+    """One uv binary with its cache folder (keep it on the envs' filesystem: hard links).
+
+    UMASK, when set, is uv's umask: what it creates (and the cache files an env
+    shares as hard links) then needs no mode fixing afterwards.
+    """
 
     binary: Path
     cache_dir: Path | None = None
+    umask: int | None = None
 
     def environ(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -57,6 +62,7 @@ class Uv:
                 cmd, env=self.environ(), text=True, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE if capture else subprocess.STDOUT,
+                umask=-1 if self.umask is None else self.umask,
             )
         except OSError as exc:
             raise EnvError(f"cannot run uv ({self.binary}): {exc.strerror}") from None
@@ -87,8 +93,10 @@ class Uv:
         self.run(["venv", "--python", python, "--no-config", str(path)], **kw)  # type: ignore[arg-type]
 
     def install(self, python: Path, packages: Sequence[str], requirement_files: Sequence[Path] = (),
-                **kw: object) -> None:
-        args = ["pip", "install", "--python", str(python), "--compile-bytecode"]
+                compile_bytecode: bool = True, **kw: object) -> None:
+        args = ["pip", "install", "--python", str(python)]
+        if compile_bytecode:
+            args.append("--compile-bytecode")
         for f in requirement_files:
             args += ["-r", str(f)]
         self.run([*args, *packages], **kw)  # type: ignore[arg-type]
@@ -109,12 +117,6 @@ class Uv:
         """PINNED (`name==version` lines) resolved again with every file's hash."""
         return self.run(["pip", "compile", "-", "--python", str(python), "--generate-hashes",
                          "--no-header", "--quiet"], stdin=pinned, capture=True)
-
-
-def python_version(python: Path) -> str:
-    proc = subprocess.run([str(python), "-c", "import sys; print(sys.version.split()[0])"],
-                          capture_output=True, text=True, timeout=60)
-    return proc.stdout.strip()
 
 
 def world_usable(path: Path) -> bool:
