@@ -171,3 +171,17 @@ def test_env_command_gives_up_on_a_held_lock_and_names_the_holder(
     assert "Nothing was changed" in message and "envs.lock_timeout" in message
     assert 2 <= took < 30
     assert (envs.meta("sx"), sorted(os.listdir(envs.root / "sx" / "revs"))) == before
+
+
+def test_a_build_under_the_hubs_umask_is_usable_by_everyone(envs: SharedEnvs) -> None:
+    """The hub runs with umask 077 (its secrets) and builds envs for the console: folders
+    the store makes must not take their mode from the caller's umask."""
+    old = os.umask(0o077)
+    try:
+        envs.create("um", [], echo=lambda _: None)
+    finally:
+        os.umask(old)
+    for folder in (envs.root / "um", envs.root / "um" / "revs"):
+        assert folder.stat().st_mode & 0o755 == 0o755, folder
+    assert _imports(envs, "um", "ipykernel")
+    envs.delete("um")
