@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import base, me
+from . import base, envs, me, myenvs, projects
 
 
 def handlers() -> list[tuple[str, Any, dict[str, Any]] | tuple[str, Any]]:
-    return [*base.handlers(), *me.handlers()]
+    return [*base.handlers(), *me.handlers(), *projects.handlers(), *envs.handlers(),
+            *myenvs.handlers()]
