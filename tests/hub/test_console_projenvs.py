@@ -174,15 +174,39 @@ def test_projects_page_create_grant_revoke_reach_a_running_kernel(
     assert not (hub.projects_root / name).exists()
 
 
-def watch_build(page) -> None:
-    """Count lines that reach the log while the page still says the build runs."""
-    page.evaluate("""() => {
-        window.linesWhileRunning = 0;
-        new MutationObserver(() => {
-            if (document.body.dataset.build === 'running') window.linesWhileRunning += 1;
-        }).observe(document.getElementById('build-log'), {childList: true, characterData: true,
-                                                          subtree: true});
-    }""")
+def held_package(folder: Path, owner: int = 0) -> tuple[Path, Path]:
+    """A local package whose build waits until the returned file exists: a build that
+    installs it cannot end before the test lets it (FOLDER must be readable by whoever
+    builds; OWNER owns the package folder, where its build writes). (package folder, the
+    file that lets it go)."""
+    go = folder / "go"
+    pkg = folder / "heldpkg"
+    pkg.mkdir()
+    (pkg / "setup.py").write_text(
+        "import os, time\nfrom setuptools import setup\n"
+        f"deadline = time.time() + 900\nwhile not os.path.exists({str(go)!r}) "
+        "and time.time() < deadline:\n    time.sleep(0.2)\n"
+        "setup(name='heldpkg', version='1.0', py_modules=[])\n")
+    for path in (folder, pkg):
+        path.chmod(0o755)
+    (pkg / "setup.py").chmod(0o644)
+    os.chown(pkg, owner, owner)
+    return pkg, go
+
+
+def first_lines_arrive_while_held(page, form: str, go: Path, done: Path | None) -> None:
+    """Submit FORM (its build installs the held package); its first lines must be in the
+    page while the build is held (the build cannot end before GO exists; DONE, what it
+    makes at its end, is still absent), then let it go. Output buffered to the end of the
+    build would never show here."""
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_function("() => document.getElementById('build-log').textContent.length > 0"
+                           " || document.body.dataset.build !== 'running'",
+                           timeout=BUILD_WAIT)
+    assert page.evaluate("() => document.body.dataset.build") == "running", \
+        page.text_content("#build-status")
+    assert done is None or not done.exists()
+    go.touch()
 
 
 def build(page, form: str) -> str:
@@ -195,16 +219,23 @@ def build(page, form: str) -> str:
 
 def test_envs_page_streams_a_build_and_the_user_gets_the_kernel(
         hub: HubProcess, member: Client, page) -> None:
-    name = unique("e")
+    name, held = unique("e"), unique("h")
     login(page, hub.url, hub.admin, PASSWORD, f"{CONSOLE}/envs")
-    watch_build(page)
+    # The build's lines reach the page while it runs, not at its end.
+    pkg, go = held_package(Path(world_dir("teamhub-cheld-")))
+    hub.scratch.append(pkg.parent)
+    page.fill("#env-create-name", held)
+    page.fill("#env-create-packages", str(pkg))
+    first_lines_arrive_while_held(page, "#env-create", go, hub.envs_root / held / "current")
+    page.wait_for_function("() => document.body.dataset.build !== 'running'", timeout=BUILD_WAIT)
+    assert page.evaluate("() => document.body.dataset.build") == "ok", \
+        page.text_content("#build-status")
+
     page.fill("#env-create-name", name)
     page.fill("#env-create-packages", "six")
     assert build(page, "#env-create") == "ok", page.text_content("#build-status")
     log = page.text_content("#build-log")
     assert f"==> [{name} rev 1] creating venv" in log and "installing six" in log
-    # The lines came while the build still ran: streamed, not delivered at its end.
-    assert page.evaluate("() => window.linesWhileRunning") >= 2
     assert f"created environment {name}" in page.text_content("#build-status")
     assert f"env-{name}" in member.kernelspecs(hub.member)
 
@@ -259,14 +290,18 @@ def test_env_names_with_html_are_refused_as_text(hub: HubProcess, page) -> None:
 def test_a_user_makes_and_deletes_a_personal_env_as_themselves(
         hub: HubProcess, member: Client, page) -> None:
     login(page, hub.url, hub.member, PASSWORD, f"{CONSOLE}/myenvs")
-    watch_build(page)
-    page.fill("#myenv-name", "mine")
-    page.fill("#myenv-packages", "six")
-    assert build(page, "#myenv-create") == "ok", page.text_content("#build-status")
-    assert page.evaluate("() => window.linesWhileRunning") >= 1
-    assert "Python (mine, personal)" in page.text_content("#build-status")
     account = pwd.getpwnam(hub.system_user(hub.member))
     venv = os.path.join(account.pw_dir, ".venvs", "mine")
+    pkg, go = held_package(Path(world_dir("teamhub-cheld-")), account.pw_uid)
+    hub.scratch.append(pkg.parent)
+    page.fill("#myenv-name", "mine")
+    page.fill("#myenv-packages", f"six {pkg}")
+    # Lines come while the build is held: teamhub-env's output is not buffered to its end.
+    first_lines_arrive_while_held(page, "#myenv-create", go, None)
+    page.wait_for_function("() => document.body.dataset.build !== 'running'", timeout=BUILD_WAIT)
+    assert page.evaluate("() => document.body.dataset.build") == "ok", \
+        page.text_content("#build-status")
+    assert "Python (mine, personal)" in page.text_content("#build-status")
     assert os.stat(venv).st_uid == account.pw_uid  # made by the user, not by root
     assert os.lstat(os.path.join(venv, "bin", "python")).st_uid == account.pw_uid
     six = list(Path(venv).glob("lib/python*/site-packages/six.py"))

@@ -6,7 +6,9 @@ The answer is newline-delimited JSON, one object per line, flushed one by one:
 "message": TEXT}` or `{"done": true, "ok": false, "error": TEXT}` (a `TeamhubError`'s
 "message; hint"). `static/console.js`'s `streamLines` reads it line by line.
 
-The build runs on an executor thread; its lines cross to the event loop through a queue.
+The build runs on a thread of its own pool (builds last minutes, or wait minutes for the
+envs lock: on the loop's default executor a few of them would starve the hub's other
+off-loop work); its lines cross to the event loop through a queue.
 If the browser goes away the build still runs to its end (builds are all-or-nothing:
 stopping one half-way would gain nothing).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tornado import web
@@ -26,6 +29,7 @@ from .base import ConsoleData
 
 Echo = Callable[[str], None]
 MAX_BODY = 64 * 1024
+_builds = ThreadPoolExecutor(max_workers=4, thread_name_prefix="console-build")
 
 
 class StreamingData(ConsoleData):
@@ -55,7 +59,7 @@ class StreamingData(ConsoleData):
         self.set_header("Content-Type", "application/x-ndjson; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")  # no proxy holds the lines back
-        work = loop.run_in_executor(None, job, echo)
+        work = loop.run_in_executor(_builds, job, echo)
         connected = True
         while True:
             getter = asyncio.ensure_future(queue.get())

@@ -59,16 +59,18 @@ def _run(user: users.SystemUser, paths: Paths, args: list[str], echo: Echo | Non
     proc = subprocess.Popen(argv, env=env, cwd=user.home, text=True, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: list[str] = []
+    error: list[str] = []  # teamhub-env's error: its "error:" line and what follows
     assert proc.stdout is not None
     for raw in proc.stdout:
         line = raw.rstrip("\n")
         lines.append(line)
-        if echo is not None and not line.startswith(ERROR_PREFIX):
+        if line.startswith(ERROR_PREFIX) or error:
+            error.append(line.removeprefix(ERROR_PREFIX))
+        elif echo is not None:
             echo(line)
     if proc.wait() != 0:
-        said = [ln[len(ERROR_PREFIX):] for ln in lines if ln.startswith(ERROR_PREFIX)]
-        raise EnvError(said[-1] if said else "\n".join(lines[-12:]) or
-                       f"teamhub-env {args[0]} failed (exit {proc.returncode})")
+        raise EnvError("\n".join(error[:13] if error else lines[-12:])
+                       or f"teamhub-env {args[0]} failed (exit {proc.returncode})")
     return "\n".join(lines)
 
 
