@@ -20,10 +20,10 @@ from .envs.store import SharedEnvs
 from .errors import AccountError
 from .hubaccounts import hub_step
 from .paths import Paths
+from .projects.actions import projects_of
 from .projects.model import Principal
 from .system.names import canonical_name
 from .system.uv import Uv
-from .user_admin import projects_for
 
 Say = Callable[[str], None]
 
@@ -49,7 +49,7 @@ def member_names(users: Iterable[str]) -> list[str]:
 
 def _reapply(settings: Any, paths: Paths, group: str, changed: list[str], say: Say) -> None:
     """Re-apply projects granted to @GROUP and refresh the links of the CHANGED users."""
-    p = projects_for(settings, paths)
+    p = projects_of(settings, paths)
     touched = [pr for pr in p.store.list() if Principal("group", group) in pr.grants]
     for project in touched:
         p.apply_project(project)
@@ -61,7 +61,7 @@ def _reapply(settings: Any, paths: Paths, group: str, changed: list[str], say: S
 def create(settings: Any, paths: Paths, name: str, *, say: Say) -> str:
     """Create the empty group NAME; its canonical name."""
     hubclient.hub_running(paths)  # a busy hub or an impostor stops it before any change
-    groups = projects_for(settings, paths).groups
+    groups = projects_of(settings, paths).groups
     made = groups.create(name)
     say(f"created group {made}")
     _sync_hub(settings, paths, groups, say)
@@ -71,7 +71,7 @@ def create(settings: Any, paths: Paths, name: str, *, say: Say) -> str:
 def delete(settings: Any, paths: Paths, name: str, *, actor: str, say: Say) -> None:
     """Delete group NAME; its project grants go too (members lose that access)."""
     hubclient.hub_running(paths)
-    p = projects_for(settings, paths)
+    p = projects_of(settings, paths)
     name = canonical_group(name)
     members = p.groups.members(name)  # fails for an unknown group, before any change
     touched = p.store.forget_principal(Principal("group", name), actor)
@@ -88,7 +88,7 @@ def add_members(settings: Any, paths: Paths, name: str, users: Iterable[str], *,
                 say: Say) -> None:
     """Add USERS to group NAME (all or none)."""
     hubclient.hub_running(paths)
-    groups = projects_for(settings, paths).groups
+    groups = projects_of(settings, paths).groups
     name, names = canonical_group(name), member_names(users)
     already = sorted(set(names) & set(groups.members(name)))
     if already:
@@ -103,7 +103,7 @@ def remove_members(settings: Any, paths: Paths, name: str, users: Iterable[str],
                    say: Say) -> None:
     """Remove USERS from group NAME (all or none)."""
     hubclient.hub_running(paths)
-    groups = projects_for(settings, paths).groups
+    groups = projects_of(settings, paths).groups
     name, names = canonical_group(name), member_names(users)
     missing = sorted(set(names) - set(groups.members(name)))
     if missing:
@@ -126,7 +126,7 @@ class Grants:
 
 def grants(settings: Any, paths: Paths) -> dict[str, Grants]:
     """Every group's grants, from the store and the settings in effect."""
-    p = projects_for(settings, paths)
+    p = projects_of(settings, paths)
     out = {name: Grants() for name in p.groups.list()}
     for project in p.store.list():
         for principal, level in project.grants.items():

@@ -19,7 +19,8 @@ from .accounts.store import Account, AccountStore
 from .errors import AccountError
 from .hubaccounts import hub_step
 from .paths import Paths
-from .projects.apply import Layout, Projects
+from .projects.actions import projects_of
+from .projects.apply import Projects
 from .projects.model import Project
 from .system import acl, processes, users
 from .system.containers import home_volume, remove_user_containers, remove_user_volume
@@ -53,13 +54,6 @@ def existing_account(store: AccountStore, name: str) -> Account:
     if account is None:
         raise AccountError(f"user {name!r} does not exist", "see `teamhub user list`")
     return account
-
-
-def projects_for(settings: Any, paths: Paths) -> Projects:
-    """The project folders and grants as the settings place them (CLI and pages alike)."""
-    return Projects(Layout(root=paths.projects_root, store_path=paths.accounts_db,
-                           store_url=paths.db_url, prefix=settings["users.system_prefix"],
-                           registry=paths.system_users))
 
 
 def ended_text(name: str, how: str, counts: dict[str, int]) -> str:
@@ -121,7 +115,7 @@ def remove(settings: Any, paths: Paths, store: AccountStore, plan: Removal, *, a
         elif any(v["Name"] == home_volume(account.name) for v in engine.volumes()):
             say(f"kept volume {home_volume(account.name)} (their files); remove it with "
                 f"`docker volume rm {home_volume(account.name)}`")
-    projects_for(settings, paths).forget_user(account.name, actor)
+    projects_of(settings, paths).forget_user(account.name, actor)
     if managed:
         account_before = users.lookup(sysname)
         users.remove_system_user(sysname, registry=paths.system_users, keep_home=keep_home)
@@ -169,7 +163,7 @@ def block(settings: Any, paths: Paths, store: AccountStore, name: str, *, actor:
         count = len(processes.processes_of(linux.uid))
         processes.end_processes(linux.uid)
         say(f"ended {count} process(es) of Linux account {sysname}")
-    p = projects_for(settings, paths)
+    p = projects_of(settings, paths)
     touched = _projects_with_acl(p, sysname) if linux is not None else []
     for project in touched:
         p.apply_project(project)
@@ -186,7 +180,7 @@ def unblock(settings: Any, paths: Paths, store: AccountStore, name: str, *, acto
     already = store.set_blocked(account.name, False)
     say(f"user {account.name} was not blocked" if already
         else f"unblocked user {account.name}: logins work again")
-    p = projects_for(settings, paths)
+    p = projects_of(settings, paths)
     p.apply_for_user(account.name)
     mine = p.accessible(account.name)
     if not already:

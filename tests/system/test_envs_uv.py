@@ -336,3 +336,17 @@ def test_personal_env_reuses_the_user_s_other_env_bytecode(tmp_path: Path) -> No
         assert pyc("second", "six").st_ino == pyc("first", "six").st_ino  # valid: kept
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_build_under_the_hubs_umask_is_usable_by_everyone(envs: SharedEnvs) -> None:
+    """The hub runs with umask 077 (its secrets) and builds envs for the console: folders
+    the store makes must not take their mode from the caller's umask."""
+    old = os.umask(0o077)
+    try:
+        envs.create("um", [], echo=lambda _: None)
+    finally:
+        os.umask(old)
+    for folder in (envs.root / "um", envs.root / "um" / "revs"):
+        assert folder.stat().st_mode & 0o755 == 0o755, folder
+    assert _imports(envs, "um", "ipykernel")
+    envs.delete("um")

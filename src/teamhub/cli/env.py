@@ -9,16 +9,12 @@ from pathlib import Path
 import click
 
 from ..envs import admin
-from ..envs.store import SharedEnvs, merge_packages, read_requirements, remove_packages
+from ..envs.store import SharedEnvs, merge_packages, read_requirements
 from .base import Context, cli, echo_json, echo_listing, pass_ctx
 
 
 def _envs(ctx: Context) -> SharedEnvs:
     return admin.shared_envs(ctx.settings)
-
-
-def _groups(text: str | None) -> list[str]:
-    return sorted({g.strip() for g in (text or "").split(",") if g.strip()})
 
 
 def _when(ts: float) -> str:
@@ -50,13 +46,11 @@ def env() -> None:
 def create(ctx: Context, name: str, packages: tuple[str, ...], python: str | None,
            req_files: tuple[Path, ...], groups: str | None) -> None:
     """Create shared environment NAME with PACKAGES (ipykernel is always added)."""
-    group_list = _groups(groups)
-    admin.check_groups(ctx.settings, group_list)
     spec = list(packages)
     for f in req_files:
         spec = merge_packages(spec, read_requirements(f))
-    _envs(ctx).create(name, spec, python=python, groups=group_list, echo=click.echo)
-    admin.refresh_visibility(ctx.settings)
+    admin.create(ctx.settings, name, spec, python=python, groups=admin.parse_groups(groups),
+                 echo=click.echo)
 
 
 @env.command()
@@ -65,10 +59,7 @@ def create(ctx: Context, name: str, packages: tuple[str, ...], python: str | Non
 @pass_ctx
 def install(ctx: Context, name: str, packages: tuple[str, ...]) -> None:
     """Add PACKAGES to NAME (a new revision)."""
-    envs = _envs(ctx)
-    meta = envs.meta(name)
-    spec = merge_packages(envs.current_spec(meta), list(packages))
-    envs.change(name, spec, "install " + " ".join(packages), echo=click.echo)
+    admin.install(ctx.settings, name, list(packages), echo=click.echo)
 
 
 @env.command()
@@ -77,9 +68,7 @@ def install(ctx: Context, name: str, packages: tuple[str, ...]) -> None:
 @pass_ctx
 def uninstall(ctx: Context, name: str, packages: tuple[str, ...]) -> None:
     """Remove PACKAGES from NAME (a new revision built without them)."""
-    envs = _envs(ctx)
-    spec = remove_packages(envs.current_spec(envs.meta(name)), list(packages))
-    envs.change(name, spec, "uninstall " + " ".join(packages), echo=click.echo)
+    admin.uninstall(ctx.settings, name, list(packages), echo=click.echo)
 
 
 @env.command(name="list")
@@ -87,13 +76,7 @@ def uninstall(ctx: Context, name: str, packages: tuple[str, ...]) -> None:
 @pass_ctx
 def list_envs(ctx: Context, as_json: bool) -> None:
     """List shared environments: current revision, packages asked for, groups."""
-    envs = _envs(ctx)
-    rows = []
-    for name in envs.names():
-        meta = envs.meta(name)
-        rows.append({"name": name, "revision": meta["current"],
-                     "packages": envs.current_spec(meta), "groups": meta["groups"],
-                     "kernel": f"Python ({name})"})
+    rows = admin.rows(_envs(ctx))
     echo_listing(rows, as_json,
                  (f"{r['name']}\trev {r['revision']}\t{','.join(r['groups']) or 'everyone'}"
                   f"\t{' '.join(r['packages'])}" for r in rows))
@@ -188,11 +171,7 @@ def rollback(ctx: Context, name: str, rev: int | None) -> None:
 @pass_ctx
 def access(ctx: Context, name: str, groups: str) -> None:
     """Set which groups see NAME (takes effect at users' next launcher refresh)."""
-    group_list = _groups(groups)
-    admin.check_groups(ctx.settings, group_list)
-    _envs(ctx).set_groups(name, group_list)
-    admin.refresh_visibility(ctx.settings)
-    click.echo(f"environment {name}: visible to {', '.join(group_list) or 'everyone'}")
+    click.echo(admin.set_access(ctx.settings, name, admin.parse_groups(groups)))
 
 
 @env.command()

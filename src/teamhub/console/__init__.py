@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import base, groups, me, system, usage, users
+from . import base, envs, groups, me, myenvs, projects, system, usage, users
 
 
 def handlers(app: Any) -> list[tuple[str, Any, dict[str, Any]] | tuple[str, Any]]:
     """Every console handler; APP (the JupyterHub application) is what the usage sampler
     watches (console.sampler)."""
     return [*base.handlers(), *me.handlers(), *users.handlers(), *groups.handlers(),
+            *projects.handlers(), *envs.handlers(), *myenvs.handlers(),
             *system.handlers(), *usage.handlers(app)]

@@ -66,6 +66,7 @@ TABS = (
     Tab("envs", "Environments", f"{PREFIX}/envs"),
     Tab("system", "System", f"{PREFIX}/system"),
     Tab("me", "My account", f"{PREFIX}/me", admin_only=False),
+    Tab("myenvs", "My environments", f"{PREFIX}/myenvs", admin_only=False),
 )
 
 

@@ -18,7 +18,7 @@ ACTIONS = ("create", "delete", "add", "remove")
 
 def _overview(settings: Any, paths: Any) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """(Blocking.) Group → members, and group → its grants."""
-    groups = group_admin.projects_for(settings, paths).groups.list()
+    groups = group_admin.projects_of(settings, paths).groups.list()
     grants = group_admin.grants(settings, paths)
     # A group made between the two reads has no grants yet.
     return groups, {name: grants.get(name) or group_admin.Grants() for name in groups}

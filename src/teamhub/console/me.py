@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..paths import Paths
-from ..user_admin import projects_for
+from ..projects.actions import projects_of
 from .base import PREFIX, ConsolePage
 
 
 def _mine(settings: Any, paths: Paths, name: str) -> tuple[dict[str, str], list[str]]:
     """(Blocking.) NAME's projects (project → read | write) and groups."""
-    p = projects_for(settings, paths)
+    p = projects_of(settings, paths)
     return p.accessible(name), p.groups.groups_of(name)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..accounts.groups import GroupStore
 from ..accounts.store import AccountStore
@@ -11,7 +12,7 @@ from ..paths import Paths
 from ..settings import Settings
 from ..system.uv import Uv
 from . import visibility
-from .store import SharedEnvs
+from .store import Echo, SharedEnvs, merge_packages, remove_packages
 
 CACHE = ".cache"  # uv's cache, inside envs.root
 
@@ -57,3 +58,53 @@ def refresh_visibility(settings: Settings) -> dict[str, object]:
         # has them made so before any env command runs.
         envs.make_private(envs.root / CACHE)
     return index
+
+
+def parse_groups(text: str | None) -> list[str]:
+    """`ml, data` → ["data", "ml"]; empty parts are dropped ('' = everyone)."""
+    return sorted({g.strip() for g in (text or "").split(",") if g.strip()})
+
+
+def create(settings: Settings, name: str, packages: list[str], *, python: str | None = None,
+           groups: list[str] | None = None, echo: Echo = print) -> dict[str, Any]:
+    """`teamhub env create`: build NAME from PACKAGES, then publish who may see it."""
+    check_groups(settings, groups or [])
+    meta = shared_envs(settings).create(name, packages, python=python, groups=groups,
+                                        echo=echo)
+    refresh_visibility(settings)
+    return meta
+
+
+def install(settings: Settings, name: str, packages: list[str],
+            echo: Echo = print) -> dict[str, Any]:
+    """`teamhub env install`: a new revision of NAME with PACKAGES added."""
+    envs = shared_envs(settings)
+    spec = merge_packages(envs.current_spec(envs.meta(name)), packages)
+    return envs.change(name, spec, "install " + " ".join(packages), echo=echo)
+
+
+def uninstall(settings: Settings, name: str, packages: list[str],
+              echo: Echo = print) -> dict[str, Any]:
+    """`teamhub env uninstall`: a new revision of NAME built without PACKAGES."""
+    envs = shared_envs(settings)
+    spec = remove_packages(envs.current_spec(envs.meta(name)), packages)
+    return envs.change(name, spec, "uninstall " + " ".join(packages), echo=echo)
+
+
+def set_access(settings: Settings, name: str, groups: list[str]) -> str:
+    """`teamhub env access`: only members of GROUPS see NAME ([] = everyone)."""
+    check_groups(settings, groups)
+    shared_envs(settings).set_groups(name, groups)
+    refresh_visibility(settings)
+    return f"environment {name}: visible to {', '.join(groups) or 'everyone'}"
+
+
+def rows(envs: SharedEnvs) -> list[dict[str, Any]]:
+    """`teamhub env list`: each env's current revision, packages asked for, groups."""
+    out = []
+    for name in envs.names():
+        meta = envs.meta(name)
+        out.append({"name": name, "revision": meta["current"],
+                    "packages": envs.current_spec(meta), "groups": meta["groups"],
+                    "kernel": f"Python ({name})"})
+    return out

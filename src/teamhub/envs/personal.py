@@ -7,6 +7,7 @@ copy, from the runtime's base Python) and ipykernel; it shows up as the kernel
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -76,10 +77,16 @@ def create(name: str, packages: tuple[str, ...], python: str | None) -> None:
 
 
 @main.command(name="list")
-def list_envs() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def list_envs(as_json: bool) -> None:
     """List personal environments and whether they are kernels (have ipykernel)."""
     base = venvs_dir()
-    for env in sorted(base.iterdir()) if base.is_dir() else []:
+    envs = sorted(base.iterdir()) if base.is_dir() else []
+    if as_json:
+        click.echo(json.dumps([{"name": env.name, "kernel": has_ipykernel(env),
+                                "path": str(env)} for env in envs]))
+        return
+    for env in envs:
         state = "kernel" if has_ipykernel(env) else "no ipykernel: not a kernel"
         click.echo(f"{env.name}\t{state}\t{env}")
 

@@ -196,7 +196,10 @@ class SharedEnvs:
             meta = {"name": name, "groups": sorted(groups or []),
                     "python": python or self.base_python, "created": time.time(),
                     "current": None, "revisions": []}
-            envdir.mkdir(mode=0o755)
+            envdir.mkdir()
+            # Explicit, not through mkdir's mode: the hub (the console's builds) runs with
+            # umask 077, and users' kernels must pass through.
+            os.chmod(envdir, 0o755)
             try:
                 return self._build(meta, packages, f"create {' '.join(packages)}".strip(), echo)
             except BaseException:
@@ -251,7 +254,8 @@ class SharedEnvs:
         envdir = self.root / name
         revs = envdir / "revs"
         logs = envdir / "logs"
-        revs.mkdir(mode=0o755, exist_ok=True)
+        revs.mkdir(exist_ok=True)
+        os.chmod(revs, 0o755)  # whatever the caller's umask (see create)
         logs.mkdir(mode=0o700, exist_ok=True)
         on_disk = [int(p.name) for p in revs.iterdir() if p.name.isdigit()]
         known = [r["rev"] for r in meta["revisions"]]

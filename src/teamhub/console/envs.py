@@ -1,0 +1,159 @@
+"""`/hub/teamhub/console/envs`: the Environments page (admins), and `.../envs/build`, which
+streams a build's output into it.
+
+The list shows each shared environment's revision, size, groups and history; rollback,
+visibility groups, export and delete are forms; create, install and uninstall stream the
+build's lines live (console/stream.py) from the same functions as `teamhub env ...`
+(envs.admin). A failed build leaves `current` as it was (envs.store guarantees it)."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from tornado import web
+
+from ..envs import admin
+from ..errors import EnvError, TeamhubError
+from .base import PREFIX, ConsolePage
+from .stream import Echo, StreamingData
+
+# Bytes of each built revision, by (env, revision): a revision never changes once built.
+_sizes: dict[tuple[str, int], int] = {}
+
+
+def tree_size(path: str) -> int:
+    """Bytes of the files under PATH (links not followed, each inode once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def packages_of(text: Any) -> list[str]:
+    """Package requirements from a form field: separated by spaces, commas or lines."""
+    if not isinstance(text, str):
+        raise EnvError("packages must be text", "e.g. `six idna>=3`")
+    pkgs = [p for p in re.split(r"[\s,]+", text) if p]
+    for pkg in pkgs:
+        if pkg.startswith("-"):
+            raise EnvError(f"{pkg!r} is not a package requirement",
+                           "give package names only, e.g. `six idna>=3`")
+    return pkgs
+
+
+class EnvsPage(ConsolePage):
+    tab = "envs"
+    scripts = ("build.js",)
+
+    def _listing(self) -> list[dict[str, Any]]:
+        settings, _paths = self.teamhub_settings()
+        envs = admin.shared_envs(settings)
+        rows = admin.rows(envs)
+        for row in rows:
+            meta = envs.meta(row["name"])
+            row["history"] = list(reversed(meta["revisions"]))
+            key = (row["name"], row["revision"])
+            if key not in _sizes:
+                _sizes[key] = tree_size(str(envs.root / row["name"] / "revs"
+                                            / str(row["revision"])))
+            row["size"] = _sizes[key]
+        return rows
+
+    async def _show(self, status: int = 200, **ns: Any) -> None:
+        try:
+            envs = await self.blocking(self._listing)
+        except TeamhubError as exc:
+            envs, ns["error"] = [], str(exc)
+        await self.render_console("envs.html", status=status, envs=envs,
+                                  build_url=f"{self.hub.base_url}{PREFIX}/envs/build", **ns)
+
+    async def get(self) -> None:
+        await self._show()
+
+    async def post(self) -> None:
+        action, name = self.field("action"), self.field("name").strip()
+        ns: dict[str, Any] = {}
+        try:
+            if action == "rollback":
+                rev = self.field("rev")
+                target = await self.blocking(self._rollback, name, int(rev) if rev.isdigit()
+                                             else None)
+                ns["message"] = (f"environment {name}: revision {target} is now current "
+                                 "(new kernels use it; running ones keep theirs until "
+                                 "restarted)")
+            elif action == "access":
+                ns["message"] = await self.blocking(self._access, name, self.field("groups"))
+            elif action == "export":
+                ns["export"] = (name, await self.blocking(self._export, name))
+                ns["message"] = f"requirements of {name}, with hashes"
+            elif action == "delete":
+                await self.blocking(self._delete, name)
+                ns["message"] = (f"deleted environment {name} (running kernels of it keep "
+                                 "running until stopped)")
+            else:
+                raise web.HTTPError(400, f"unknown action {action[:40]!r}")
+        except TeamhubError as exc:
+            await self._show(400, error=str(exc))
+            return
+        await self._show(**ns)
+
+    # The same calls as `teamhub env rollback / access / export / delete`.
+    def _rollback(self, name: str, rev: int | None) -> int:
+        return admin.shared_envs(self.teamhub_settings()[0]).rollback(name, rev)
+
+    def _access(self, name: str, groups: str) -> str:
+        return admin.set_access(self.teamhub_settings()[0], name, admin.parse_groups(groups))
+
+    def _export(self, name: str) -> str:
+        envs = admin.shared_envs(self.teamhub_settings()[0])
+        envs.meta(name)
+        python = envs.current_python(name)
+        return envs.uv.lock_with_hashes(python, envs.uv.freeze(python))
+
+    def _delete(self, name: str) -> None:
+        settings = self.teamhub_settings()[0]
+        envs = admin.shared_envs(settings)
+        envs.meta(name)
+        envs.delete(name)
+        admin.refresh_visibility(settings)
+
+
+class EnvBuild(StreamingData):
+    """POST {"action": "create"|"install"|"uninstall", "name", "packages", "groups"}:
+    the build's output, line by line, then how it ended."""
+
+    async def post(self) -> None:
+        body = self.body_json()
+        action, name = body.get("action"), str(body.get("name", "")).strip()
+        if action not in ("create", "install", "uninstall"):
+            raise web.HTTPError(400, f"unknown action {str(action)[:40]!r}")
+
+        def build(echo: Echo) -> str:
+            settings = self.teamhub_settings()[0]
+            packages = packages_of(body.get("packages", ""))
+            if action == "create":
+                groups = admin.parse_groups(str(body.get("groups", "")))
+                meta = admin.create(settings, name, packages, groups=groups, echo=echo)
+                return (f"created environment {name} (revision {meta['current']}): the kernel "
+                        f"\"Python ({name})\" appears in launchers")
+            if not packages:
+                raise EnvError(f"say which packages to {action}", "e.g. `six idna`")
+            fn = admin.install if action == "install" else admin.uninstall
+            meta = fn(settings, name, packages, echo=echo)
+            return f"environment {name}: revision {meta['current']} is now current"
+
+        await self.stream(build)
+
+
+def handlers() -> list[tuple[str, Any]]:
+    return [(rf"/{PREFIX}/envs", EnvsPage), (rf"/{PREFIX}/envs/build", EnvBuild)]
