@@ -181,3 +181,19 @@ def _undeferred(name: str, found: list[tuple[int, str, bool]]) -> list[str]:
         if not any("defer" in text for text in above):
             bad.append(f"{MODULES[name].relative_to(SRC)}:{line} imports {target}")
     return bad
+
+
+def test_the_cli_does_not_load_jupyterhubs_web_parts() -> None:
+    """Every `teamhub` command imports teamhub.cli; JupyterHub's handlers, authenticators and
+    ORM cost over half a second to import and only the hub process needs them (an import of
+    accounts.pam from the root helper's door once tripled the CLI's start)."""
+    import subprocess
+    import sys
+
+    heavy = ("jupyterhub.auth", "jupyterhub.orm", "jupyterhub.handlers", "jupyterhub.app")
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, teamhub.cli; "
+         f"print([m for m in {heavy!r} if m in sys.modules])"],
+        capture_output=True, text=True, env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+        check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

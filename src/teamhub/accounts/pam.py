@@ -9,9 +9,6 @@ throttle as for built-in accounts apply (GuardedAuthenticator).
 from __future__ import annotations
 
 import asyncio
-import grp
-import os
-import pwd
 import unicodedata
 from typing import Any
 
@@ -21,32 +18,8 @@ from jupyterhub.utils import maybe_future
 from traitlets import Integer, default
 
 from ..system.names import LINUX_NAME_RE
+from ..system.users import account_problem
 from .authenticator import GuardedAuthenticator
-
-_LINUX_NAME = LINUX_NAME_RE
-
-
-def account_problem(name: str, *, min_uid: int, allowed_groups: set[str]) -> str | None:
-    """Why Linux account NAME may not use teamhub, or None if it may."""
-    if not _LINUX_NAME.fullmatch(name):
-        return "not a Linux user name"
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        return "no such Linux account"
-    if entry.pw_uid == 0 or entry.pw_uid < min_uid:
-        return f"uid {entry.pw_uid} is a system account (below {min_uid})"
-    if allowed_groups:
-        gids = set(os.getgrouplist(name, entry.pw_gid))
-        names = set()
-        for gid in gids:
-            try:
-                names.add(grp.getgrgid(gid).gr_name)
-            except KeyError:
-                pass
-        if not names & allowed_groups:
-            return "in none of the allowed groups"
-    return None
 
 
 class TeamhubPAMAuthenticator(GuardedAuthenticator, PAMAuthenticator):
@@ -71,7 +44,7 @@ class TeamhubPAMAuthenticator(GuardedAuthenticator, PAMAuthenticator):
         return unicodedata.normalize("NFKC", username).strip().lower()
 
     def validate_username(self, username: str) -> bool:
-        return _LINUX_NAME.fullmatch(username) is not None
+        return LINUX_NAME_RE.fullmatch(username) is not None
 
     def login_name(self, username: str) -> str | None:
         name = self.normalize_username(username)

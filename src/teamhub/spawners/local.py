@@ -26,7 +26,6 @@ from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from traitlets import Bool, Dict, Integer, List, Unicode
 
 from .. import limits as limits_model
-from ..accounts.pam import account_problem
 from ..errors import ForkServerUnavailable, NoFreePort, PrivateFolderError, TeamhubError
 from ..projects.apply import Layout, Projects
 from ..system import login_profile, namespaces, private_dirs, sockets, systemd
@@ -34,7 +33,7 @@ from ..system.names import system_name
 from ..system.ports import PortPool
 from ..system.processes import process_uids
 from ..system.sandbox import LaunchSpec, current_rlimits
-from ..system.users import SystemUser, check_usable, ensure_system_user
+from ..system.users import SystemUser, account_problem, check_usable, ensure_system_user
 from ..system.users import lookup as users_lookup
 from . import forkserver, lsp
 from .gpu import GpuSupport

@@ -55,11 +55,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..accounts.pam import account_problem
 from ..errors import HelperRefused, SystemUserError, TeamhubError
 from ..system import systemd
 from ..system.names import canonical_name, system_name
-from ..system.users import SystemUser, check_usable, ensure_system_user, lookup, uid_min
+from ..system.users import (
+    SystemUser,
+    account_problem,
+    check_usable,
+    ensure_system_user,
+    lookup,
+    uid_min,
+)
 
 MAX_REQUEST = 64 * 1024
 VERBS = ("spawn", "status", "signal", "stop_scope", "ensure_account", "check_password")

@@ -10,10 +10,10 @@ an account that is not in the registry with the same uid.
 from __future__ import annotations
 
 import fcntl
+import grp
 import json
 import os
 import pwd
-import re
 import stat
 import subprocess
 import tempfile
@@ -25,14 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SystemUserError
+from .names import LINUX_NAME_RE
 from .processes import end_processes
 
 LOGIN_DEFS = Path("/etc/login.defs")
 DEFAULT_UID_MIN = 1000
 _USERADD_NAME_IN_USE = 9  # useradd(8): "username or group name already in use"
-
-# What useradd itself accepts, minus anything that could be read as an option.
-_LINUX_NAME_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -151,7 +149,7 @@ def is_managed(name: str, *, registry: Path) -> bool:
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _LINUX_NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not LINUX_NAME_RE.fullmatch(name):
         raise SystemUserError(
             f"{str(name)[:40]!r} is not a valid Linux account name",
             "use up to 32 of "
@@ -332,3 +330,27 @@ def remove_system_user(name: str, *, registry: Path, keep_home: bool = False) ->
             f"Linux account {name!r} was removed but its home {user.home} was not "
             f"({reason})", "remove it by hand"
         )
+
+
+def account_problem(name: str, *, min_uid: int, allowed_groups: set[str]) -> str | None:
+    """Why Linux account NAME may not use teamhub in PAM mode, or None if it may: an
+    ordinary account (uid at least MIN_UID) in one of ALLOWED_GROUPS when any are set."""
+    if not LINUX_NAME_RE.fullmatch(name):
+        return "not a Linux user name"
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return "no such Linux account"
+    if entry.pw_uid == 0 or entry.pw_uid < min_uid:
+        return f"uid {entry.pw_uid} is a system account (below {min_uid})"
+    if allowed_groups:
+        gids = set(os.getgrouplist(name, entry.pw_gid))
+        names = set()
+        for gid in gids:
+            try:
+                names.add(grp.getgrgid(gid).gr_name)
+            except KeyError:
+                pass
+        if not names & allowed_groups:
+            return "in none of the allowed groups"
+    return None
