@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 
 import pytest
 import requests
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 from support.client import Browser
 from support.hub import HubFactory, HubProcess, unique
+from support.postgres import db_toml
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
@@ -30,8 +32,10 @@ USERS = "/hub/teamhub/console/users"
 
 
 @pytest.fixture(scope="module")
-def hub(hub_factory: HubFactory) -> HubProcess:
-    h = hub_factory(extra_toml="[auth]\nsignup = true\n")
+def hub(hub_factory: HubFactory, module_db_url: str) -> HubProcess:
+    # Once on each backend (db.url: the sqlite files, then PostgreSQL).
+    h = hub_factory(extra_toml="[auth]\nsignup = true\n" + db_toml(module_db_url))
+    h.db_url = module_db_url
     h.admin = unique("adm")
     h.add_user(h.admin, ADMIN_PW, "--admin")
     h.start()
@@ -65,12 +69,19 @@ def pending(hub: HubProcess) -> list[str]:
 
 
 def accounts_rows(hub: HubProcess) -> list[tuple]:
-    with sqlite3.connect(hub.state / "accounts.sqlite") as conn:
-        rows = [*conn.execute("SELECT name, password_hash, admin, pending FROM accounts "
-                              "ORDER BY name"),
-                *conn.execute("SELECT * FROM reset_links ORDER BY token_hash")]
-    conn.close()
-    return rows
+    """The store's accounts and reset links, read past teamhub (on either backend)."""
+    url = getattr(hub, "db_url", "")
+    engine = create_engine(url or f"sqlite:///{hub.state / 'accounts.sqlite'}",
+                           poolclass=NullPool)
+    schema = "teamhub." if url else ""  # PostgreSQL: the store's own schema
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for sql in (
+                f"SELECT name, password_hash, admin, pending FROM {schema}accounts ORDER BY name",
+                f"SELECT * FROM {schema}reset_links ORDER BY token_hash")
+                for row in conn.exec_driver_sql(sql)]
+    finally:
+        engine.dispose()
 
 
 def login_answer(resp: requests.Response) -> tuple[int, str]:
