@@ -314,7 +314,8 @@ def _take_over_own_port(h: HubProcess, attacker, page: str) -> None:
         "import os, subprocess, sys, urllib.parse\n"
         "port = urllib.parse.urlparse(os.environ['JUPYTERHUB_SERVICE_URL']).port\n"
         f"subprocess.Popen([sys.executable, '-c', {HELPER!r}, str(port), {str(page_file)!r},"
-        f" str(os.getppid()), {str(ready)!r}], start_new_session=True,"
+        # The server's pid: a kernel's parent may be its env's warm parent (envs.warm_kernels).
+        f" os.environ['JPY_PARENT_PID'], {str(ready)!r}], start_new_session=True,"
         " stdout=subprocess.DEVNULL,"
         " stderr=subprocess.DEVNULL)\n"
     )
