@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -172,3 +173,27 @@ def test_a_pid_file_names_its_writer_not_a_later_process(tmp_path: Path) -> None
     assert sockets.pid_file_process(pid_file, os.getuid()) is None
     assert sockets.pid_file_process(tmp_path / "missing.pid", os.getuid()) is None
 
+
+
+def test_root_without_ptrace_cannot_list_another_accounts_open_files() -> None:
+    """In a container with Docker's default capabilities root lacks CAP_SYS_PTRACE: it may
+    not list another account's open files, and the spawner must know (it then checks the
+    listener's owner instead: a server counted as never listening hung every spawn)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    other = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              "sleep", "60"])
+    try:
+        probe = ("import sys; from teamhub.system import sockets; "
+                 f"print(sockets.open_files_readable({other.pid}))")
+        env = {**os.environ, "PYTHONPATH": str(Path(sockets.__file__).parents[2])}
+        with_caps = subprocess.run([sys.executable, "-c", probe], env=env,
+                                   capture_output=True, text=True, check=True)
+        without = subprocess.run(["setpriv", "--inh-caps=-sys_ptrace",
+                                  "--bounding-set=-sys_ptrace", sys.executable, "-c", probe],
+                                 env=env, capture_output=True, text=True, check=True)
+        assert (with_caps.stdout.strip(), without.stdout.strip()) == ("True", "False")
+        assert sockets.open_files_readable(2**22 + 1)  # no such process: holds nothing
+    finally:
+        other.kill()
+        other.wait()

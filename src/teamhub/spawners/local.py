@@ -529,10 +529,11 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
             return False
         if any(sockets.holds(self.pid, listener.inode) for listener in conn.listeners):
             return True
-        if os.geteuid() == 0 or self.single_user_trial:
+        if self.single_user_trial or sockets.open_files_readable(self.pid):
             return False
-        # A hub without root cannot read another account's open files: the listener's
-        # owner (which the kernel records) must then be the server's account.
+        # A hub that cannot read another account's open files (not root, or root without
+        # CAP_SYS_PTRACE, as in a container with Docker's default capabilities): the
+        # listener's owner (which the kernel records) must then be the server's account.
         return any(listener.uid in process_uids(self.pid) for listener in conn.listeners)
 
     async def _wait_listening(self, log_path: Path) -> None:

@@ -110,6 +110,23 @@ def holds(pid: int, inode: int) -> bool:
     return inode > 0 and _holds(pid, f"socket:[{inode}]")
 
 
+def open_files_readable(pid: int) -> bool:
+    """Whether this process may list PID's open files. Root may not without CAP_SYS_PTRACE
+    for another account's process (e.g. in a container started with Docker's default
+    capabilities); a process that is gone counts as readable (it holds nothing)."""
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        # Listing may pass on DAC overrides alone; reading a link needs ptrace access.
+        for name in os.listdir(fd_dir):
+            os.readlink(f"{fd_dir}/{name}")
+            return True
+    except PermissionError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def holders(inode: int) -> list[int]:
     """Every pid with socket INODE open (a scan of /proc: for messages, not hot paths)."""
     if not inode:
