@@ -160,3 +160,30 @@ def test_disk_use_counts_blocks_once_per_file_and_never_follows_links(tmp_path: 
     total = usage.disk_use(tmp_path)
     assert 1 << 20 <= total < (1 << 20) + 64 * 1024
     assert usage.disk_use(tmp_path / "missing") == 0
+
+
+GROW = "import sys, time\nsys.stdin.readline()\nx = bytearray(64 << 20)\nprint(1, flush=True)\n" \
+       "time.sleep(600)\n"
+
+
+def test_memory_is_read_again_only_once_the_cache_says_it_is_old() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", GROW], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        kept, fresh = usage.MemoryCache(max_age=3600), usage.MemoryCache(max_age=0)
+        before = usage.processes_reading([proc.pid], kept).memory
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        proc.stdout.readline()  # the 64 MiB are touched now
+        grown = usage.processes_reading([proc.pid], fresh).memory
+        assert grown >= before + (60 << 20)
+        assert usage.processes_reading([proc.pid], kept).memory == before
+        kept.forget_unseen()  # it was asked about since: still kept
+        assert usage.processes_reading([proc.pid], kept).memory == before
+        kept.forget_unseen()
+        kept.forget_unseen()  # not asked about in between: forgotten, so read anew
+        assert usage.processes_reading([proc.pid], kept).memory >= before + (60 << 20)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -91,15 +91,16 @@ class SpawnerSettings:
         return limits_model.resolve(self.limits, [g.name for g in user.groups])
 
 
-def _read_all(targets: dict[str, list[usage.Target]]) -> tuple[dict[str, usage.Reading],
-                                                                  usage.Machine]:
+def _read_all(targets: dict[str, list[usage.Target]], memory: usage.MemoryCache
+              ) -> tuple[dict[str, usage.Reading], usage.Machine]:
     readings = {}
     by_uid = usage.processes_by_uid() if targets else {}
     for name, mine in targets.items():
         total = usage.Reading()
         for target in mine:
-            total.add(usage.read_target(target, by_uid))
+            total.add(usage.read_target(target, by_uid, memory))
         readings[name] = total
+    memory.forget_unseen()
     return readings, usage.machine_reading()
 
 
@@ -132,6 +133,12 @@ class UsageSampler(LoggingConfigurable):
         10, help="""Seconds between two samples (setting `console.sample_seconds`)."""
     ).tag(config=True)
 
+    memory_seconds = Integer(
+        60, help="""Seconds a process's memory (PSS) is kept before it is read again, where
+        a server is counted by its processes (no cgroup of its own): reading it costs the
+        kernel a walk of the process's page tables, CPU time is read at every sample."""
+    ).tag(config=True)
+
     home_seconds = Integer(
         600, help="""Seconds between two walks of every home (their disk use)."""
     ).tag(config=True)
@@ -141,6 +148,7 @@ class UsageSampler(LoggingConfigurable):
         self.app = app
         self.spawners = SpawnerSettings.of(app.config)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="teamhub-usage")
+        self._memory = usage.MemoryCache(self.memory_seconds)
         self._walker = ThreadPoolExecutor(1, thread_name_prefix="teamhub-du")
         self._tasks: list[asyncio.Task[None]] = []
         self._meters: dict[str, usage.CpuMeter] = {}
@@ -189,7 +197,7 @@ class UsageSampler(LoggingConfigurable):
             if target is not None:
                 targets.setdefault(name, []).append(target)
         readings, machine = await asyncio.get_running_loop().run_in_executor(
-            self._pool, _read_all, targets)
+            self._pool, _read_all, targets, self._memory)
         self.record(time.time(), time.monotonic(), readings, machine)
         unmeasured = set(targets) - set(self.homes) - self._tried
         if unmeasured and not self._walking:
