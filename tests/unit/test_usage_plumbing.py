@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -164,26 +165,48 @@ def test_disk_use_counts_blocks_once_per_file_and_never_follows_links(tmp_path: 
 
 GROW = "import sys, time\nsys.stdin.readline()\nx = bytearray(64 << 20)\nprint(1, flush=True)\n" \
        "time.sleep(600)\n"
+SPIN = "import sys, time\nsys.stdin.readline()\nx = bytearray(64 << 20)\nprint(1, flush=True)\n" \
+       "end = time.process_time() + 0.5\nwhile time.process_time() < end: pass\n" \
+       "print(2, flush=True)\ntime.sleep(600)\n"
 
 
-def test_memory_is_read_again_only_once_the_cache_says_it_is_old() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", GROW], stdin=subprocess.PIPE,
+@contextlib.contextmanager
+def _grow(program: str) -> Iterator[tuple[subprocess.Popen[bytes], Callable[[], bytes]]]:
+    proc = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    def go() -> bytes:
+        stdin.write(b"\n")
+        stdin.flush()
+        return stdout.readline()
+
     try:
+        yield proc, go
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_an_idle_processs_memory_is_kept_until_it_is_old() -> None:
+    with _grow(GROW) as (proc, go):
         kept, fresh = usage.MemoryCache(max_age=3600), usage.MemoryCache(max_age=0)
         before = usage.processes_reading([proc.pid], kept).memory
-        proc.stdin.write(b"\n")
-        proc.stdin.flush()
-        proc.stdout.readline()  # the 64 MiB are touched now
-        grown = usage.processes_reading([proc.pid], fresh).memory
-        assert grown >= before + (60 << 20)
+        go()  # the 64 MiB are touched now, with little CPU
+        assert usage.processes_reading([proc.pid], fresh).memory >= before + (60 << 20)
         assert usage.processes_reading([proc.pid], kept).memory == before
         kept.forget_unseen()  # it was asked about since: still kept
         assert usage.processes_reading([proc.pid], kept).memory == before
         kept.forget_unseen()
         kept.forget_unseen()  # not asked about in between: forgotten, so read anew
         assert usage.processes_reading([proc.pid], kept).memory >= before + (60 << 20)
-    finally:
-        proc.kill()
-        proc.wait()
+
+
+def test_a_process_that_ran_since_is_read_again() -> None:
+    with _grow(SPIN) as (proc, go):
+        kept = usage.MemoryCache(max_age=3600, cpu_step=0.1)
+        before = usage.processes_reading([proc.pid], kept).memory
+        go()
+        assert proc.stdout is not None and proc.stdout.readline() == b"2\n"  # 0.5 s of CPU
+        assert usage.processes_reading([proc.pid], kept).memory >= before + (60 << 20)

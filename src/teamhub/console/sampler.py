@@ -134,9 +134,10 @@ class UsageSampler(LoggingConfigurable):
     ).tag(config=True)
 
     memory_seconds = Integer(
-        60, help="""Seconds a process's memory (PSS) is kept before it is read again, where
-        a server is counted by its processes (no cgroup of its own): reading it costs the
-        kernel a walk of the process's page tables, CPU time is read at every sample."""
+        600, help="""Where a server is counted by its processes (no cgroup of its own): a
+        process's memory (PSS) is read again at a sample only when it used CPU since (0.1 s)
+        or its last value is this many seconds old. Reading it costs the kernel a walk of the
+        process's page tables; CPU time is read at every sample."""
     ).tag(config=True)
 
     home_seconds = Integer(

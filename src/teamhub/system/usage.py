@@ -183,27 +183,31 @@ def tree_pids(root: int) -> list[int]:
 
 
 class MemoryCache:
-    """PSS per process, read from /proc again only once it is MAX_AGE seconds old.
+    """PSS per process, read from /proc again only when the process has run since (used
+    CPU_STEP seconds of CPU) or its value is MAX_AGE seconds old.
 
     Reading smaps_rollup makes the kernel walk the process's page tables: 1–6 ms of CPU
     per server process here, so with 100 idle servers sampled every 10 s it was most of an
-    idle hub's CPU. Memory changes slowly; CPU time (/proc/PID/stat) is cheap and read at
-    every sample. A process is known by pid and start time, so a reused pid is read anew.
+    idle hub's CPU. An idle process's memory barely changes; one that runs is read at every
+    sample. CPU time (/proc/PID/stat) is cheap and always read. A process is known by pid
+    and start time, so a reused pid is read anew.
     """
 
-    def __init__(self, max_age: float) -> None:
+    def __init__(self, max_age: float, cpu_step: float = 0.1) -> None:
         self.max_age = max_age
-        self._known: dict[tuple[int, int], tuple[float, int]] = {}
+        self.cpu_step = cpu_step
+        self._known: dict[tuple[int, int], tuple[float, float, int]] = {}
         self._seen: set[tuple[int, int]] = set()
 
-    def pss(self, pid: int, started: int) -> int:
+    def pss(self, pid: int, started: int, cpu_seconds: float) -> int:
         key, now = (pid, started), time.monotonic()
         self._seen.add(key)
         known = self._known.get(key)
-        if known is not None and now - known[0] < self.max_age:
-            return known[1]
+        if (known is not None and now - known[0] < self.max_age
+                and cpu_seconds - known[1] < self.cpu_step):
+            return known[2]
         value = _proc_memory(pid)
-        self._known[key] = (now, value)
+        self._known[key] = (now, cpu_seconds, value)
         return value
 
     def forget_unseen(self) -> None:
@@ -221,7 +225,7 @@ def processes_reading(pids: Iterable[int], memory: MemoryCache | None = None) ->
         if stat is None:
             continue
         reading.counters[f"pid:{pid}:{stat[1]}"] = stat[2]
-        reading.memory += memory.pss(pid, stat[1]) if memory else _proc_memory(pid)
+        reading.memory += memory.pss(pid, stat[1], stat[2]) if memory else _proc_memory(pid)
     return reading
 
 
