@@ -197,3 +197,28 @@ def test_root_without_ptrace_cannot_list_another_accounts_open_files() -> None:
     finally:
         other.kill()
         other.wait()
+
+
+def _families() -> list[object]:
+    found = [pytest.param(socket.AF_INET, "127.0.0.1", id="ipv4")]
+    if socket.has_ipv6 and Path("/proc/net/tcp6").exists():
+        found.append(pytest.param(socket.AF_INET6, "::1", id="ipv6"))
+    return found
+
+
+@pytest.mark.parametrize("family,address", _families())
+def test_sock_diag_and_the_proc_tables_agree(as_nobody, family, address) -> None:  # noqa: ANN001
+    """The kernel's sock_diag answer (what connection() uses) is the /proc tables' answer,
+    for a connection taken by root's listener and one queued at nobody's."""
+    port = free_port()
+    as_nobody("6" if family == socket.AF_INET6 else "4", address, str(port))
+    with socket.socket(family) as server:
+        server.bind((address, 0))
+        server.listen()
+        for where in (server.getsockname()[:2], (address, port)):
+            with socket.create_connection(where) as client:
+                ours = sockets._address_of(client.getsockname())
+                theirs = sockets._address_of(client.getpeername())
+                diag = sockets._diag_connection(family, ours, theirs)
+                assert diag is not None and diag.listeners
+                assert diag == sockets._proc_connection(family, ours, theirs)

@@ -4,7 +4,8 @@ The CLI uses this before it sends a secret to a listener on this machine: any
 user can listen on a free unprivileged port, so a port number alone says
 nothing about who answers.
 
-For TCP on this machine both ends of a connection are in /proc/net/tcp{,6}.
+For TCP on this machine both ends of a connection are in the kernel's socket tables
+(asked through sock_diag, system/sockdiag.py; /proc/net/tcp{,6} where that is missing).
 The server's end carries the uid of whoever created the listening socket
 (the kernel copies it into every connection the listener takes, accepted or
 still in the queue), so it tells who took the connection even if the listener
@@ -23,6 +24,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import sockdiag
 from .processes import process_uids
 
 TCP_LISTEN = 0x0A
@@ -90,18 +92,46 @@ def connection(sock: socket.socket) -> Connection | None:
     else, none such, to the wildcard address of that port); None if the far end is not
     on this machine (or gone)."""
     ours, theirs = _address_of(sock.getsockname()), _address_of(sock.getpeername())
+    try:
+        return _diag_connection(sock.family, ours, theirs)
+    except OSError:  # a kernel without sock_diag for TCP: the tables in /proc say the same
+        return _proc_connection(sock.family, ours, theirs)
+
+
+def _candidates(end: TcpSocket, listening: list[TcpSocket], ip: IPAddress) -> Connection:
+    exact = [r for r in listening if r.local[0] == ip]
+    wildcard = [r for r in listening if r.local[0].is_unspecified]
+    return Connection(end, exact or wildcard)
+
+
+def _proc_connection(family: int, ours: tuple[IPAddress, int], theirs: tuple[IPAddress, int]
+                     ) -> Connection | None:
     # An IPv4 connection is in /proc/net/tcp, unless a dual-stack IPv6 listener took it.
-    tables = _TABLES if sock.family == socket.AF_INET else _TABLES[1:]
+    tables = _TABLES if family == socket.AF_INET else _TABLES[1:]
     for path in tables:
         rows = _table(path, theirs[1])
         end = next((r for r in rows if r.local == theirs and r.remote == ours
                     and r.state != TCP_LISTEN), None)
-        if end is None:
-            continue
-        listening = [r for r in rows if r.state == TCP_LISTEN]
-        exact = [r for r in listening if r.local[0] == theirs[0]]
-        wildcard = [r for r in listening if r.local[0].is_unspecified]
-        return Connection(end, exact or wildcard)
+        if end is not None:
+            return _candidates(end, [r for r in rows if r.state == TCP_LISTEN], theirs[0])
+    return None
+
+
+def _row(found: sockdiag.DiagSocket) -> TcpSocket:
+    return TcpSocket(found.local, found.remote, found.state, found.uid, found.inode)
+
+
+def _diag_connection(family: int, ours: tuple[IPAddress, int], theirs: tuple[IPAddress, int]
+                     ) -> Connection | None:
+    families = ((socket.AF_INET, socket.AF_INET6) if family == socket.AF_INET
+                else (socket.AF_INET6,))
+    for table in families:
+        end = sockdiag.connection_end(theirs, ours, table)
+        if end is not None:
+            # The listener's table is the family of the socket it made (a dual-stack
+            # IPv6 listener makes IPv6 sockets for IPv4 connections too).
+            listening = [_row(s) for s in sockdiag.listeners(end.family, theirs[1])]
+            return _candidates(_row(end), listening, theirs[0])
     return None
 
 
