@@ -458,7 +458,7 @@ SCHEMA: tuple[Setting, ...] = (
             "add|passwd`, signup, the change-password page and reset links (at least 8). "
             "Common passwords and passwords containing the user name are always refused.",
             check=_min_password),
-    Setting("console.sample_seconds", int, 10, "How often, in seconds, the hub samples each "
+    Setting("console.sample_seconds", int, 30, "How often, in seconds, the hub samples each "
             "running server's CPU and memory use (from its cgroup, or its processes where it "
             "has none) for the console's System page and usage columns. The last hour is "
             "kept in the hub's memory. From 2 to 300.", check=_sample_seconds),

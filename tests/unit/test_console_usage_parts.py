@@ -22,7 +22,7 @@ def machine(busy: float, total: float) -> Machine:
 
 
 def test_the_sampler_keeps_cpus_in_use_and_memory_per_user_for_an_hour() -> None:
-    sampler = UsageSampler(LoggingConfigurable())
+    sampler = UsageSampler(LoggingConfigurable(), sample_seconds=10)
     t0 = 1_000_000.0
     sampler.record(t0, 0.0, {"ada": Reading(100, {"a": 5.0}, CGROUP)}, machine(10, 20))
     assert sampler.current["ada"] == {"cpu": None, "memory": 100, "source": CGROUP}

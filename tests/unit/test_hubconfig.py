@@ -303,4 +303,4 @@ def test_console_sampler_interval_comes_from_its_setting(settings):
     assert c.UsageSampler.sample_seconds == 5
     c = Config()
     hubconfig.update_console(c, settings())
-    assert c.UsageSampler.sample_seconds == 10
+    assert c.UsageSampler.sample_seconds == 30

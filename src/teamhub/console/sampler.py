@@ -7,7 +7,7 @@ JupyterHub asks its authenticator for handlers while it initialises, on its even
 Reading /proc, cgroups, the Docker engine and walking homes happen on threads of their own,
 never on the event loop; pages read only what is already here.
 
-Per user a ring of (time, CPUs in use, memory bytes): at 10 s, 360 points an hour.
+Per user a ring of (time, CPUs in use, memory bytes): at 30 s, 120 points an hour.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class UsageSampler(LoggingConfigurable):
     """Samples in the background; `now`, `history` and `home` answer from memory."""
 
     sample_seconds = Integer(
-        10, help="""Seconds between two samples (setting `console.sample_seconds`)."""
+        30, help="""Seconds between two samples (setting `console.sample_seconds`)."""
     ).tag(config=True)
 
     memory_seconds = Integer(
