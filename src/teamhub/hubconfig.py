@@ -239,6 +239,11 @@ def server_args(s: Settings, trial: bool = False) -> list[str]:
     # start) to offer installs into the runtime, which users cannot write to anyway:
     # the read-only manager still lists the installed extensions.
     args.append("--LabApp.extension_manager=readonly")
+    # jupyter-resource-usage's Prometheus gauges are refreshed every second by listing the
+    # server's child processes, for which psutil reads the stat file of every process on
+    # the machine: with 100 idle servers, 100 scans of ~1000 processes a second (~0.3 s CPU
+    # a minute per server). Lab's status bar asks /api/metrics/v1, computed per request.
+    args.append("--ResourceUseDisplay.enable_prometheus_metrics=False")
     return args
 
 

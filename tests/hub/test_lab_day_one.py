@@ -256,6 +256,16 @@ def test_no_jupyter_news_prompt_by_default(hub: HubProcess) -> None:
     assert defaults["checkForUpdates"] is False, defaults
 
 
+def test_status_bar_memory_is_answered(hub: HubProcess) -> None:
+    """jupyter-resource-usage's API answers (servers run without its Prometheus gauges)."""
+    b = Browser(hub.url)
+    assert b.login(hub.user, PASSWORD).status_code == 302
+    b.open_lab(hub.user)
+    resp = b.get(f"/user/{hub.user}/api/metrics/v1")
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.json()["rss"] > 0, resp.json()
+
+
 def test_system_wide_non_python_kernel_runs_with_the_environment(hub: HubProcess) -> None:
     b = Browser(hub.url)
     assert b.login(hub.user, PASSWORD).status_code == 302

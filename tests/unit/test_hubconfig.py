@@ -197,6 +197,12 @@ def test_fork_server_off_by_setting_and_always_in_the_trial(settings):
 
 def test_servers_start_with_the_read_only_extension_manager(settings):
     assert "--LabApp.extension_manager=readonly" in hubconfig.server_args(settings())
+
+
+def test_servers_do_not_refresh_prometheus_gauges_every_second(settings):
+    assert "--ResourceUseDisplay.enable_prometheus_metrics=False" in hubconfig.server_args(
+        settings())
+
 def test_update_accounts(settings) -> None:
     from teamhub.accounts.pages import TEMPLATES
     from teamhub.console.base import TEMPLATES as CONSOLE_TEMPLATES
@@ -264,6 +270,7 @@ def test_configure_as_a_whole_sets_the_final_args_environment_and_spawner(tmp_pa
         "--ServerApp.jpserver_extensions=teamhub.serverext=True",
         "--ServerApp.authorizer_class=teamhub.serverext.IsolationAuthorizer",
         "--LabApp.extension_manager=readonly",
+        "--ResourceUseDisplay.enable_prometheus_metrics=False",
     ]
     assert c.Spawner.environment == {"A": "1", "JUPYTERHUB_ACTIVITY_INTERVAL": "5",
                                      "JUPYTER_TEAMHUB_BUSY_INTERVAL": "5",
