@@ -21,6 +21,8 @@
    the kernel specs once a minute).
 5. Warm kernels (teamhub.envs.warm_kernels): with `envs.warm_kernels = "prewarm"` the
    default kernel's warm parent is started as soon as the server runs.
+6. The server's client of the hub (jupyterhub.httpclient, aiohttp) resolves host names
+   with the standard library instead of c-ares (`hub_client_without_dns_threads`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from collections.abc import Awaitable
 from datetime import datetime, timezone
 from typing import Any
 
+from aiohttp import connector as aiohttp_connector
+from aiohttp.resolver import ThreadedResolver
 from jupyter_server.auth.authorizer import Authorizer
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -138,6 +142,20 @@ def isolate(settings: dict[str, Any]) -> None:
     # JupyterLab then puts ?token= on its websockets (PageConfig appendToken), which
     # IsolationAuthorizer requires; the same dict is JupyterLab's page config.
     settings.setdefault("page_config_data", {})["appendToken"] = "true"
+
+
+def hub_client_without_dns_threads() -> None:
+    """With aiodns installed, aiohttp's default resolver is c-ares, which starts two threads
+    (and their stacks and malloc arena) in every server at its first request to the hub:
+    ~1 MB of each idle server's own memory. The hub is reached at a unix socket or an IP
+    address, which need no lookup; the threaded resolver asks getaddrinfo (in a worker
+    thread) only when a name must be resolved. Before the hub client's first connector,
+    which jupyterhub's own extension makes while it loads, before this one loads."""
+    aiohttp_connector.DefaultResolver = ThreadedResolver  # type: ignore[misc]
+
+
+# At import: jupyter_server imports every enabled extension before it loads any.
+hub_client_without_dns_threads()
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
