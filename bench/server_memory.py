@@ -19,8 +19,10 @@ Lab page through the proxy, as bench/run's burst does), waits until they are idl
 - threads (their names).
 
 With --probe each server also loads a config file (bench/memprobe_config.py) that starts
-tracemalloc while the server reads its configuration and, on SIGUSR2, writes what was
-allocated since (by file and by line), the modules imported, the threads and
+tracemalloc and a profile hook while the server reads its configuration and, on SIGUSR2,
+writes its private memory then and now, what was allocated since (by file and by line),
+the code objects run since (per package: count and size), the modules imported, the
+threads and
 sys.getallocatedblocks() to ~/.memprobe.json; compared here with the fork server's modules
 (teamhub.spawners.forkserver.preload in a fresh interpreter). The probe's own tracing
 inflates memory: read sizes without --probe.
@@ -221,6 +223,8 @@ def probe_results(hub: TeamhubHub, names: list[str], python: Path) -> dict:
     return {
         "after_fork_modules": sorted(set(first["modules"]) - forked),
         "after_config_modules": first["new_modules"],
+        "private_mb_at_config": statistics.fmean(p["private_kib_at_config"] for p in found) / MIB,
+        "private_mb_idle": statistics.fmean(p["private_kib_idle"] for p in found) / MIB,
         "blocks_at_config": statistics.fmean(p["blocks_at_config"] for p in found),
         "blocks_idle": statistics.fmean(p["blocks_idle"] for p in found),
         "traced_mb": statistics.fmean(p["traced_kib"] for p in found) / MIB,
@@ -228,6 +232,7 @@ def probe_results(hub: TeamhubHub, names: list[str], python: Path) -> dict:
         "top_lines": first["top_lines"],
         "threads": first["threads"],
         "gc": first["gc"],
+        "code_run": first["code_run"],
     }
 
 
@@ -241,6 +246,7 @@ def main() -> int:
                         help="tracemalloc, imports and threads inside each server (sizes "
                              "are then inflated by the tracing)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--logs", type=Path, help="Copy the servers' logs here before cleaning up.")
     args = parser.parse_args()
     if os.geteuid() != 0:
         echo("bench.server_memory: run as root")
@@ -267,6 +273,8 @@ def main() -> int:
         for user in users:
             user.close()
     finally:
+        if args.logs and (hub.state / "logs").is_dir():
+            shutil.copytree(hub.state / "logs", args.logs, dirs_exist_ok=True)
         hub.cleanup()
     if args.json:
         print(json.dumps(result))
