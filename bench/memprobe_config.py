@@ -11,6 +11,7 @@ import sys
 import threading
 import tracemalloc
 
+
 def _memprobe_private_kib():
     with open("/proc/self/smaps_rollup") as f:
         fields = dict(line.split(":", 1) for line in f if ":" in line and "-" not in line[:20])
