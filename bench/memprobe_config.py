@@ -1,8 +1,10 @@
 # A jupyter_server config file that bench/server_memory.py --probe gives each server: it
 # runs while the server reads its configuration (after the fork and `become`, before
-# extensions load and the web app is made), starts tracemalloc there, and on SIGUSR2
-# writes what Python allocated since, the modules imported, the threads and the block
-# count to ~/.memprobe.json. For measuring only: tracing makes every allocation bigger.
+# extensions load and the web app is made), starts tracemalloc and a profile hook there,
+# and on SIGUSR2 writes its private memory then and now, what Python allocated since, the
+# code objects run since (per package), the modules imported, the threads and the block
+# count to ~/.memprobe.json. For measuring only: tracing and profiling make every
+# allocation bigger and touch more pages.
 import gc
 import json
 import os
