@@ -66,6 +66,16 @@ PRELOAD = (
     "terminado", "jupyter_server_terminals.app", "ipykernel.kernelspec",
     # The runtime's other server extensions (Notebook 7, the status bar's memory use).
     "notebook.app", "jupyter_resource_usage",
+    # What every server still imported after the fork (`bench/server_memory.py --probe`):
+    # imported here they are shared pages, not each server's own.
+    "jupyter_server.services.api.handlers", "jupyter_server.services.config.handlers",
+    "jupyter_server.services.contents.handlers", "jupyter_server.services.events.handlers",
+    "jupyter_server.services.kernels.handlers", "jupyter_server.services.kernelspecs.handlers",
+    "jupyter_server.services.nbconvert.handlers", "jupyter_server.services.security.handlers",
+    "jupyter_server.services.sessions.handlers", "jupyter_server.services.shutdown",
+    "jupyter_server.kernelspecs.handlers", "jupyter_server.nbconvert.handlers",
+    "jupyter_server.view.handlers", "jupyter_lsp.virtual_documents_shadow", "jupyter_core.migrate",
+    "jinja2.ext", "tornado.platform.asyncio", "runpy", "teamhub.serverext",
 )
 # Settings that jupyterhub.singleuser reads once at import: a spec that sets them
 # gets a freshly exec'd server instead of the preloaded one.

@@ -7,7 +7,6 @@ freshly forked server process while it is still root, before it drops privileges
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import stat
 from typing import Any
@@ -27,7 +26,9 @@ SHM = "/dev/shm"
 
 
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The interpreter's own C library: ctypes.util.find_library runs `ldconfig -p` in a
+    # subprocess, in every server being started (~1 MB of its memory, and a fork).
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _check(result: int, what: str) -> None:
