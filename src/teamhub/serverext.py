@@ -21,6 +21,7 @@
    the kernel specs once a minute).
 5. Warm kernels (teamhub.envs.warm_kernels): with `envs.warm_kernels = "prewarm"` the
    default kernel's warm parent is started as soon as the server runs.
+6. Kernel websockets send each message at once (teamhub.kernel_ws: TCP_NODELAY).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
 
+from . import kernel_ws
 from .browser_isolation import FRAME_ANCESTORS, ISOLATION_HEADERS, websocket_refusal
 from .envs.warm_kernels import WARM_CONFIG, WARM_PROVISIONER, prewarm_default
 
@@ -143,6 +145,7 @@ def isolate(settings: dict[str, Any]) -> None:
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     settings = serverapp.web_app.settings
     isolate(settings)
+    kernel_ws.install(settings)
     hsts = os.environ.get("JUPYTER_TEAMHUB_HSTS", "")
     if hsts:
         settings["headers"]["Strict-Transport-Security"] = hsts
