@@ -11,7 +11,6 @@ connection class sets it when the websocket opens, and changes nothing else.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
@@ -20,7 +19,7 @@ from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebso
 class PromptKernelConnection(ZMQChannelsWebsocketConnection):
     """jupyter_server's kernel websocket connection, with TCP_NODELAY on its socket."""
 
-    def connect(self) -> asyncio.Future[None] | None:
+    def connect(self) -> Any:  # jupyter_server's own says Coroutine, returns a Future
         self.websocket_handler.set_nodelay(True)
         return super().connect()
 

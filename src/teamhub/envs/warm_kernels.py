@@ -139,7 +139,12 @@ class WarmProcess:
             return False
         loop = asyncio.get_running_loop()
         said: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(fd, lambda: said.done() or said.set_result(None))
+
+        def heard() -> None:
+            if not said.done():
+                said.set_result(None)
+
+        loop.add_reader(fd, heard)
         try:
             await asyncio.wait_for(said, timeout)
             return os.read(fd, 1) == b"1"  # nothing: it ended before it listened
