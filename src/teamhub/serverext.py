@@ -25,6 +25,7 @@
    host names with the standard library instead of c-ares (`hub_client_without_dns_threads`),
    and the start-up's garbage goes back to the system once the server has settled
    (`release_startup_garbage`).
+7. Kernel websockets send each message at once (teamhub.kernel_ws: TCP_NODELAY).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
 
+from . import kernel_ws
 from .browser_isolation import FRAME_ANCESTORS, ISOLATION_HEADERS, websocket_refusal
 from .envs.warm_kernels import WARM_CONFIG, WARM_PROVISIONER, prewarm_default
 
@@ -179,6 +181,7 @@ def release_startup_garbage() -> None:
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     settings = serverapp.web_app.settings
     isolate(settings)
+    kernel_ws.install(settings)
     hsts = os.environ.get("JUPYTER_TEAMHUB_HSTS", "")
     if hsts:
         settings["headers"]["Strict-Transport-Security"] = hsts

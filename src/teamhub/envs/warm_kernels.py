@@ -7,7 +7,10 @@ has started kernels of, one warm parent (warm_parent.py): that environment's own
 interpreter, started by the server exactly as a kernel would be (same program, same
 environment, as the user, inside the server's scope or container, so inside the
 user's limits), with ipykernel imported. A new kernel is a fork of it that runs
-teamhub's kernel launcher in-process: ~0.05 s instead of ~0.4 s.
+teamhub's kernel launcher in-process: it listens after ~0.04 s of CPU (its own
+IPKernelApp: config and arguments, sockets, shell) instead of ~0.4 s. The provisioner
+returns only once it listens (see warm_parent.py for why that matters: it is what made
+such a kernel answer its first websocket in ~0.1 s instead of ~0.6 s).
 
 What makes it safe and indistinguishable from a normal start:
 - Only this server's own processes can reach a warm parent: its socket is in the
@@ -117,7 +120,8 @@ class WarmProcess:
     """The part of Popen that LocalProvisioner uses, for a kernel forked by a parent:
     its end comes as a message from the parent, signals go through its pidfd."""
 
-    def __init__(self, pid: int, pidfd: int, conn: socket.socket, stdin: Any) -> None:
+    def __init__(self, pid: int, pidfd: int, conn: socket.socket, stdin: Any,
+                 listening: int | None = None) -> None:
         self.pid = pid
         self.stdin = stdin
         self.stdout = self.stderr = None
@@ -125,6 +129,30 @@ class WarmProcess:
         self._pidfd: int | None = pidfd
         self._conn: socket.socket | None = conn
         self._buffer = b""
+        self._listening = listening  # the pipe the kernel closes once it listens
+
+    async def listening(self, timeout: float) -> bool:
+        """Wait until the kernel has initialized: its sockets are bound, so the server's
+        connections to them succeed at once. False if it ended first or took too long."""
+        fd, self._listening = self._listening, None
+        if fd is None:
+            return False
+        loop = asyncio.get_running_loop()
+        said: asyncio.Future[None] = loop.create_future()
+
+        def heard() -> None:
+            if not said.done():
+                said.set_result(None)
+
+        loop.add_reader(fd, heard)
+        try:
+            await asyncio.wait_for(said, timeout)
+            return os.read(fd, 1) == b"1"  # nothing: it ended before it listened
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
 
     def poll(self) -> int | None:
         if self.returncode is not None or self._conn is None:
@@ -154,6 +182,9 @@ class WarmProcess:
 
     def _finish(self, code: int) -> None:
         self.returncode = code
+        if self._listening is not None:
+            os.close(self._listening)
+            self._listening = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -207,13 +238,14 @@ class WarmParent:
         """Ask the parent for a kernel (a few milliseconds: local socket, one fork)."""
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         read_end, write_end = os.pipe()  # the kernel's stdin, as Popen(stdin=PIPE) makes
+        heard, said = os.pipe()  # the kernel closes `said` once it listens
         try:
             conn.settimeout(10)
             conn.connect(self.socket_path)
             request = {"argv": cmd, "env": env, "cwd": cwd, "launcher": LAUNCHER}
             conn.sendmsg([json.dumps(request).encode() + b"\n"],
                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                            array.array("i", [read_end, 1, 2]))])
+                            array.array("i", [read_end, 1, 2, said]))])
             fds = array.array("i")
             data, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
             for level, kind, payload in ancdata:
@@ -227,11 +259,13 @@ class WarmParent:
         except BaseException:
             conn.close()
             os.close(write_end)
+            os.close(heard)
             raise
         finally:
             os.close(read_end)
+            os.close(said)
         conn.setblocking(False)
-        return WarmProcess(pid, fds[0], conn, os.fdopen(write_end, "wb", buffering=0))
+        return WarmProcess(pid, fds[0], conn, os.fdopen(write_end, "wb", buffering=0), heard)
 
     def retire(self) -> None:
         """No more kernels from this parent; it exits once its running kernels have."""
@@ -342,6 +376,9 @@ class WarmProvisioner(LocalProvisioner):
         self.pid = process.pid
         self.pgid = process.pid  # a session leader: its own process group
         self.cwd = cwd
+        # Returning before the kernel listens costs more than the wait: the server then
+        # connects to sockets not yet bound (see warm_parent.py).
+        await process.listening(START_WAIT)
         return self.connection_info
 
 

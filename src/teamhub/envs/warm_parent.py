@@ -13,10 +13,19 @@ imports only the standard library and ipykernel. It is started as
 runtime folder, 0700, so only the user's own processes can connect).
 
 Protocol, one request per connection: the server sends one JSON line
-`{"argv": [...], "env": {...}, "cwd": "..."}` with three descriptors (the kernel's
-stdin, stdout, stderr) attached; this process answers `{"pid": N}` with the kernel's
-pidfd attached, and, when the kernel ends, `{"exit": CODE}` on the same connection.
-`{"op": "retire"}` stops it from taking requests: it exits once its kernels have.
+`{"argv": [...], "env": {...}, "cwd": "..."}` with four descriptors (the kernel's
+stdin, stdout, stderr, and the write end of a pipe the kernel closes once it listens)
+attached; this process answers `{"pid": N}` with the kernel's pidfd attached, and, when
+the kernel ends, `{"exit": CODE}` on the same connection. `{"op": "retire"}` stops it
+from taking requests: it exits once its kernels have.
+
+The kernel writes one byte to that pipe and closes it once it has initialized (its
+sockets bound, its shell made), and the server's provisioner returns only then: the
+server connects its own sockets (the activity watcher, the websocket's) right after,
+and ZeroMQ retries a connection to a socket that is not bound yet only 100 ms later,
+long enough for the server to miss the kernel's first status messages and wait for
+the next ones (half a second, jupyter_server's nudge). (A request with three
+descriptors, from a server of an older teamhub, is served without the pipe.)
 
 The kernel process is a session leader with the requested environment, working
 folder and standard streams and no other descriptor, exactly as jupyter_client's
@@ -83,6 +92,14 @@ def _show_as_exec(argv, env):
                 ctypes.c_ulong(ctypes.sizeof(mm)), ctypes.c_ulong(0))
 
 
+def _set_aside(fd):
+    """FD moved to a high number, not inherited: the kernel's own descriptors get the
+    numbers they get in a kernel started the normal way."""
+    high = min(os.sysconf("SC_OPEN_MAX"), 1024) - 1
+    os.dup2(fd, high, inheritable=False)
+    return high
+
+
 def _kernel(request, fds, keep_open, set_at_import):
     """In the forked child: become the kernel REQUEST describes; never returns."""
     code = 1
@@ -91,9 +108,14 @@ def _kernel(request, fds, keep_open, set_at_import):
             closable.close()
         os.setsid()
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        for target, fd in enumerate(fds):
+        listening = _set_aside(fds[3]) if len(fds) > 3 else None
+        for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)  # dup2 makes 0-2 inheritable, as Popen leaves them
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        if listening is None:
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        else:
+            os.closerange(3, listening)
+            os.closerange(listening + 1, os.sysconf("SC_OPEN_MAX"))
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
@@ -106,6 +128,9 @@ def _kernel(request, fds, keep_open, set_at_import):
 
         app = IPKernelApp.instance()
         app.initialize([*sys.argv[1:], "--IPKernelApp.ignore_cwd=True"])
+        if listening is not None:
+            os.write(listening, b"1")
+            os.close(listening)
         sys.path.append("")
         app.start()
         code = 0
@@ -129,7 +154,7 @@ def _receive(conn):
     fds: list[int] = []
     while not data.endswith(b"\n"):
         fdarray = array.array("i")
-        msg, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(3 * fdarray.itemsize))
+        msg, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(4 * fdarray.itemsize))
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fdarray.frombytes(payload[:len(payload) - len(payload) % fdarray.itemsize])
@@ -182,7 +207,7 @@ def main(path):
                 except (OSError, ValueError):
                     conn.close()
                     continue
-                if request is None or request.get("op") == "retire" or len(fds) != 3:
+                if request is None or request.get("op") == "retire" or len(fds) not in (3, 4):
                     for fd in fds:
                         os.close(fd)
                     if request is not None and request.get("op") == "retire":
