@@ -518,11 +518,13 @@ def _open_lab(page, site: Site, name: str) -> None:
 CONFIG_TOKEN = "JSON.parse(document.getElementById('jupyter-config-data').textContent).token"
 
 
-def _evaluate_in_lab(page, script: str):
-    """SCRIPT in an open Lab page; once more if the page was still navigating (a loaded
-    machine: "Execution context was destroyed")."""
+def _evaluate_in_lab(page, script: str, script_tag: str | None = None):
+    """SCRIPT in an open Lab page (after adding SCRIPT_TAG to it); once more if the page
+    was still navigating (a loaded machine: "Execution context was destroyed")."""
     for attempt in range(3):
         try:
+            if script_tag is not None:
+                page.add_script_tag(content=script_tag)
             return page.evaluate(script)
         except Exception as exc:  # noqa: BLE001 - Playwright's Error, re-raised unless that
             if "Execution context was destroyed" not in str(exc) or attempt == 2:
@@ -654,11 +656,12 @@ def test_positive_control_same_functions_work_from_b_own_pages(setup: HubProcess
         "victim": json.dumps(h.victim), "a_xsrf": "null"})
     assert page.evaluate("makeToken(window.jhdata.xsrf_token)") == 201
     _open_lab(page, h.site, h.victim)
-    page.add_script_tag(content=ATTACK_JS % {
-        "hub": json.dumps(h.site.hub), "bsrv": json.dumps(h.site.server(h.victim)),
-        "victim": json.dumps(h.victim), "a_xsrf": "null"})
-    page.evaluate(f"driveServer('own lab', {{token: {CONFIG_TOKEN}}})")
-    served = page.evaluate("window.results.server")
+    served = _evaluate_in_lab(
+        page, f"""async () => {{ await driveServer('own lab', {{token: {CONFIG_TOKEN}}});
+                                return window.results.server; }}""",
+        script_tag=ATTACK_JS % {"hub": json.dumps(h.site.hub),
+                                "bsrv": json.dumps(h.site.server(h.victim)),
+                                "victim": json.dumps(h.victim), "a_xsrf": "null"})
     assert ["own lab read", 200, "SECRET"] in served, served
     assert ["own lab kernel", 201, "KERNEL"] in served, served
     _close(page)
