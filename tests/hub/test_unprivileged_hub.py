@@ -98,6 +98,8 @@ def hub() -> Iterator[HubProcess]:
         h.teamhub("config", "set", "hub.unprivileged", "true")
         h.start()
         h.add_user(h.alice, PASSWORD)
+        h.admin = unique("adm")
+        h.add_user(h.admin, PASSWORD, "--admin")
         yield h
     finally:
         try:
@@ -231,6 +233,32 @@ def test_doctor_says_the_hub_runs_unprivileged(hub: HubProcess) -> None:
     assert checks["root helper"]["ok"], checks["root helper"]
     secrets = checks["secrets and state permissions"]
     assert secrets["ok"] and f"0600 {hub.account}" in secrets["detail"], secrets
+
+
+@pytest.mark.parametrize("page,data,command", [
+    ("users", {"action": "remove"}, "teamhub user remove"),
+    ("projects", {"action": "create", "name": "p1", "writers": "", "readers": "",
+                  "description": ""}, "teamhub project create"),
+    ("envs", {"action": "delete", "name": "e1"}, "teamhub env delete e1"),
+])
+def test_console_refuses_what_changes_the_machine(hub: HubProcess, page: str,
+                                                  data: dict[str, str], command: str) -> None:
+    import re
+
+    admin = _login(hub, hub.admin)
+    path = f"/hub/teamhub/console/{page}"
+    form = admin.get(path)
+    assert form.status_code == 200, form.text[-2000:]
+    found = re.search(r'name="_xsrf" value="([^"]+)"', form.text)
+    fields = {**data, "_xsrf": found.group(1) if found else admin._xsrf("/hub/")}
+    if page == "users":
+        fields["name"] = hub.old
+    resp = admin.http.post(admin.base + path, data=fields, allow_redirects=False, timeout=120)
+    assert resp.status_code == 400, resp.text[-2000:]
+    assert "hub.unprivileged" in resp.text and command in resp.text
+    # Nothing changed: the user is still there, with their Linux account.
+    assert hub.old in hub.teamhub("user", "list").stdout
+    pwd.getpwnam(hub.system_user(hub.old))
 
 
 def test_restart_adopts_the_helper_and_keeps_servers(hub: HubProcess, alice: Browser) -> None:
