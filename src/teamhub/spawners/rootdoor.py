@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HelperRefused, SystemUserError, TeamhubError
+from ..projects.apply import Layout, Projects  # loaded once: the verbs' children share it
 from ..system import systemd
 from ..system.names import canonical_name, system_name
 from ..system.users import (
@@ -194,9 +195,6 @@ def apply_projects(user: str, policy: Policy) -> None:
     if policy.existing_accounts or not (policy.projects_root and policy.accounts_db and (
             policy.db_url or Path(policy.accounts_db).exists())):
         return
-    # Deferred: the store (SQLAlchemy) is loaded only in the child that answers this verb.
-    from ..projects.apply import Layout, Projects
-
     layout = Layout(root=Path(policy.projects_root), store_path=Path(policy.accounts_db),
                     store_url=policy.db_url, prefix=policy.prefix,
                     registry=Path(policy.registry))
