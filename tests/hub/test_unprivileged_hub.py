@@ -402,3 +402,17 @@ def test_tls_proxy_reads_a_copy_of_roots_key(tls_hub: HubProcess) -> None:
     assert (copy.st_uid, stat.S_IMODE(copy.st_mode)) == (uid, 0o600)
     original = (tls_hub.pair / "key.pem").stat()
     assert original.st_uid == 0 and stat.S_IMODE(original.st_mode) == 0o600
+
+
+def test_first_account_added_while_the_hub_runs(tls_hub: HubProcess) -> None:
+    """A fresh unprivileged hub has no account store yet: root's CLI makes it, the hub's."""
+    name = unique("first")
+    tls_hub.add_user(name, PASSWORD)
+    info = (tls_hub.state / "accounts.sqlite").stat()
+    assert info.st_uid == pwd.getpwnam(tls_hub.account).pw_uid
+    b = _login(tls_hub, name)
+    b.start_server(name)
+    registry = (tls_hub.state / "system_users.json").stat()
+    assert registry.st_uid == 0 and stat.S_IMODE(registry.st_mode) == 0o640
+    assert registry.st_gid == pwd.getpwnam(tls_hub.account).pw_gid
+    _stop_server(tls_hub, b, name)

@@ -130,7 +130,9 @@ def _write(registry: Path, data: dict[str, dict[str, Any]]) -> None:
         old = os.lstat(registry)
         group, mode = old.st_gid, stat.S_IMODE(old.st_mode) & 0o640
     except FileNotFoundError:
-        group, mode = -1, 0o600
+        # In the folder of an unprivileged hub (hub.unprivileged): its group reads it.
+        folder = os.stat(registry.parent)
+        group, mode = (folder.st_gid, 0o640) if folder.st_uid != 0 else (-1, 0o600)
     fd, tmp = tempfile.mkstemp(prefix=f".{registry.name}.", dir=registry.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
