@@ -195,6 +195,8 @@ def apply_projects(user: str, policy: Policy) -> None:
     if policy.existing_accounts or not (policy.projects_root and policy.accounts_db and (
             policy.db_url or Path(policy.accounts_db).exists())):
         return
+    if not Path(policy.projects_root).is_dir():
+        return  # no project folder yet, so no ACL or link to apply (and no store to open)
     layout = Layout(root=Path(policy.projects_root), store_path=Path(policy.accounts_db),
                     store_url=policy.db_url, prefix=policy.prefix,
                     registry=Path(policy.registry))
