@@ -33,7 +33,13 @@ from ..system.names import system_name
 from ..system.ports import PortPool
 from ..system.processes import process_uids
 from ..system.sandbox import LaunchSpec, current_rlimits
-from ..system.users import SystemUser, account_problem, check_usable, ensure_system_user
+from ..system.users import (
+    SystemUser,
+    account_problem,
+    check_usable,
+    ensure_system_user,
+    is_managed,
+)
 from ..system.users import lookup as users_lookup
 from . import forkserver, lsp, roothelper
 from .gpu import GpuSupport
@@ -310,8 +316,26 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         self._apply_projects()
         return user
 
+    def _ready_account(self) -> SystemUser | None:
+        """(Blocking.) The account when nothing of root's is left to do for it: PAM mode's
+        own (only checked), or one teamhub made already while there are no project folders
+        to apply; None: ask the helper. The helper checks it again at the spawn."""
+        if self.existing_accounts:
+            return self._existing_account()
+        if self.projects_root and Path(self.projects_root).is_dir():
+            return None
+        try:
+            if not is_managed(self.system_user_name, registry=Path(self.registry_path)):
+                return None
+            return check_usable(self.system_user_name, registry=Path(self.registry_path))
+        except TeamhubError:
+            return None
+
     async def _account_from_helper(self) -> SystemUser:
         """The helper makes the account and applies its project folders (from the store)."""
+        ready = await asyncio.to_thread(self._ready_account)
+        if ready is not None:
+            return ready
         try:
             _, _, warning = await self.root_helper.ensure_account(self.user.name)
         except ForkServerUnavailable as exc:
