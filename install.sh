@@ -103,6 +103,13 @@ say "Installed: $("$RUNTIME/bin/teamhub" --version)"
 
 [ "$START" = 1 ] || exit 0
 
+# The hub's own unprivileged system account (hub.unprivileged runs hub, proxy and culler as
+# it), home = the state folder, no login shell. Not with --no-start (test runtimes are
+# built so): `teamhub up` makes it too when it is missing.
+"$RUNTIME/bin/python" -m teamhub.system.hub_account \
+  "$("$RUNTIME/bin/teamhub" config get hub.account)" \
+  "$("$RUNTIME/bin/teamhub" config get paths.state_dir)"
+
 # A runtime outside the default place is the one this hub runs users' servers from.
 [ "$PREFIX" = /opt/teamhub ] || export TEAMHUB_PATHS_RUNTIME_DIR=${TEAMHUB_PATHS_RUNTIME_DIR:-$RUNTIME}
 # The links teamhub prints (reset links) name this machine; some minimal images cannot

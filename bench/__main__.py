@@ -209,6 +209,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="with --backend docker: the `teamhub image build` name teamhub's "
                          "servers run from (built or found by its recipe hash; default "
                          "bench); the vanilla single-user image is built from it")
+    ap.add_argument("--unprivileged", action="store_true",
+                    help="teamhub with hub.unprivileged (its hub, proxy and culler as an "
+                         "account of their own, everything root's through the helper)")
     ap.add_argument("--only", choices=["teamhub", "vanilla"],
                     help="measure one hub only (the other's object in the JSON is empty)")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON "
@@ -319,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             # Built (or found in the cache) before anything runs, so a failing pip stops early.
             venv = ensure_vanilla_venv(versions, echo, args.cache_dir) \
                 if args.only != "teamhub" else None
-            teamhub = (lambda: measure(TeamhubHub(prefix, proxy_cmd, echo), args.sizes,
+            teamhub = (lambda: measure(TeamhubHub(prefix, proxy_cmd, echo,
+                                                  unprivileged=args.unprivileged), args.sizes,
                                        add_first=False, logs=args.logs)) \
                 if args.only != "vanilla" else None
             vanilla = (lambda: measure(VanillaHub(venv, proxy_cmd, echo), args.sizes,

@@ -212,14 +212,16 @@ class TeamhubHub(Hub):
     label = "teamhub"
 
     def __init__(self, prefix: Path, proxy_cmd: Path, echo: Echo,
-                 image: str | None = None) -> None:
-        """With IMAGE (a `teamhub image build` name), the docker backend runs from it."""
+                 image: str | None = None, unprivileged: bool = False) -> None:
+        """With IMAGE (a `teamhub image build` name), the docker backend runs from it; with
+        UNPRIVILEGED, hub.unprivileged (a hub account of its own, removed at the end)."""
         super().__init__(proxy_cmd, echo)
         self.runtime = prefix / "runtime"
         self.prefix = "thb" + secrets.token_hex(2) + "-"
         self.image = image
         if image:
             self.name_tag = "t" + secrets.token_hex(3) + "-"
+        self.hub_account = "thbh" + secrets.token_hex(3) if unprivileged else ""
         self.state = self.work / "state"
         self.config = self.work / "teamhub.toml"
         self.home_root = self.work / "homes"
@@ -230,6 +232,7 @@ class TeamhubHub(Hub):
 [hub]
 ip = "127.0.0.1"
 port = {self.port}
+{f'account = "{self.hub_account}"{chr(10)}unprivileged = true' if unprivileged else ""}
 
 [paths]
 state_dir = "{self.state}"
@@ -350,4 +353,6 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "fa
                     shutil.rmtree(f"/run/teamhub/{account.uid}", ignore_errors=True)
         if self.config.exists():
             shutil.rmtree(self._paths().socket_dir, ignore_errors=True)
+        if self.hub_account:
+            subprocess.run(["userdel", self.hub_account], capture_output=True)
         shutil.rmtree(self.work, ignore_errors=True)

@@ -42,9 +42,10 @@ from .paths import Paths
 from .proxy import read_record
 from .settings import Settings
 from .spawners import forkserver
-from .system import listen
+from .system import hub_account, listen
 from .system.containers import LABEL_USER
 from .system.docker import Engine
+from .system.processes import process_uids
 from .tls import EXPIRY_WARNING_DAYS, covers, inspect
 
 NOBODY = "nobody"
@@ -311,13 +312,14 @@ def fix_hub_users(p: Probe) -> str:
 FIXES: dict[str, Callable[[Probe], str]] = {"hub users": fix_hub_users}
 
 
-def _root_only(path: Path, mode: int) -> str | None:
+def _root_only(path: Path, mode: int, owner: int = 0) -> str | None:
+    """Whether PATH is OWNER's alone (root; or with hub.unprivileged, the hub's account)."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
         return None
     problems = []
-    if info.st_uid != 0:
+    if info.st_uid != owner:
         problems.append(f"owned by uid {info.st_uid}")
     if stat.S_IMODE(info.st_mode) & ~mode:
         problems.append(f"mode {stat.S_IMODE(info.st_mode):04o}")
@@ -332,16 +334,24 @@ def secrets_permissions(p: Probe) -> Result:
         return Result(name, False, f"state folder {state} does not exist", START_HINT)
     files = [p.paths.cookie_secret, p.paths.hub_db, p.paths.accounts_db, p.paths.api_token,
              p.paths.proxy_token, p.paths.initial_password]
+    # With hub.unprivileged the state folder is the hub's account's (once it has one).
+    account = hub_account.lookup(p.settings["hub.account"])
+    owner = account.uid if p.settings["hub.unprivileged"] and account else 0
+    who = p.settings["hub.account"] if owner else "root"
+    problems = [x for x in [_root_only(state, 0o700, owner),
+                            *(_root_only(f, 0o600, owner) for f in files)] if x]
     if p.settings["tls.key"]:
-        files.append(Path(p.settings["tls.key"]))
-    problems = [x for x in [_root_only(state, 0o700), *(_root_only(f, 0o600) for f in files)]
-                if x]
+        # The key in the state folder (`teamhub tls self-signed`) is the hub's account's too.
+        key = Path(p.settings["tls.key"])
+        mine = key.resolve().is_relative_to(state.resolve())
+        problems += [x for x in [_root_only(key, 0o600, owner if mine else 0)] if x]
     if problems:
         return Result(name, False, "; ".join(problems),
-                      f"chown root:root and chmod 0700 {state}, chmod 0600 the files in it "
-                      "(and tls.key), then rotate the cookie secret if others could read it "
-                      f"(delete {p.paths.cookie_secret} and restart: everyone logs in again)")
-    return Result(name, True, f"{state} is 0700 root; secrets are 0600 root")
+                      f"chown {who}: and chmod 0700 {state}, chmod 0600 the files in it "
+                      "(and tls.key, root's), then rotate the cookie secret if others could "
+                      f"read it (delete {p.paths.cookie_secret} and restart: everyone logs in "
+                      "again)")
+    return Result(name, True, f"{state} is 0700 {who}; secrets are 0600 {who}")
 
 
 @check("runtime usable by users")
@@ -679,24 +689,27 @@ def free_disk(p: Probe) -> Result:
 
 
 def _socket_problems(paths: Paths) -> list[str]:
-    """The sockets' folder must be root's alone, the proxy's API socket root-only."""
+    """The sockets' folder must be the hub's account's alone (root, or hub.account with
+    hub.unprivileged: the state folder's owner), the proxy's API socket its only."""
     problems = []
     folder = paths.socket_dir
     try:
         info = os.lstat(folder)
+        owner = paths.state_dir.stat().st_uid
     except FileNotFoundError:
         return []  # made at the first start
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
-        problems.append(f"{folder} is not a root-owned folder only root can write "
-                        f"(mode {stat.S_IMODE(info.st_mode):04o}, uid {info.st_uid})")
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != owner or info.st_mode & 0o022:
+        problems.append(f"{folder} is not a folder only the hub's account (uid {owner}) can "
+                        f"write (mode {stat.S_IMODE(info.st_mode):04o}, uid {info.st_uid})")
     for sock, mode in ((paths.hub_socket, 0o666), (paths.proxy_api_socket, 0o600)):
         try:
             info = os.lstat(sock)
         except FileNotFoundError:
             continue
-        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != 0 or \
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != owner or \
                 stat.S_IMODE(info.st_mode) & ~mode:
-            problems.append(f"{sock} is not a root-owned socket of mode {mode:04o} or less")
+            problems.append(f"{sock} is not a socket of the hub's account (uid {owner}) of "
+                            f"mode {mode:04o} or less")
     return problems
 
 
@@ -805,6 +818,27 @@ def root_helper(p: Probe) -> Result:
     hub = _process_account(p.paths.hub_pid_file)
     runs = f"; the hub runs as {hub}" if hub else ""
     return Result(name, True, f"answers at {p.paths.fork_server_socket}{runs}")
+
+
+@check("unprivileged hub")
+def unprivileged_hub(p: Probe) -> Result:
+    """With hub.unprivileged on, the running hub is not root and holds no capabilities."""
+    name = "unprivileged hub"
+    if not p.settings["hub.unprivileged"]:
+        return Result(name, True, "off (hub.unprivileged = false): the hub runs as root")
+    try:
+        pid = int(p.paths.hub_pid_file.read_text().strip())
+        caps = hub_account.capabilities(pid)
+        uids = process_uids(pid)
+    except (OSError, ValueError):
+        return Result(name, True, "no hub runs now; `teamhub up` as root drops to "
+                      f"{p.settings['hub.account']!r}")
+    if not uids or 0 in uids or caps.get("CapEff") or caps.get("CapPrm"):
+        return Result(name, False, f"hub.unprivileged is on but the hub (pid {pid}) runs with "
+                      f"uids {sorted(uids)}, CapEff {caps.get('CapEff', 0):x}",
+                      "restart it (`teamhub restart`) so that it drops root")
+    return Result(name, True, f"the hub (pid {pid}) runs as "
+                  f"{_process_account(p.paths.hub_pid_file)}, no capabilities")
 
 
 def run_checks(settings: Settings, only: list[str] | None = None) -> list[Result]:

@@ -42,4 +42,8 @@ def build(settings: Settings, paths: Paths) -> Policy:
         private_tmp_root=str(paths.private_tmp_root),
         server_log_dir=str(paths.state_dir / "logs"),
         extra_env_keys=sorted({*server_environment(settings), *settings["spawner.env_keep"]}),
+        projects_root=str(paths.projects_root),
+        accounts_db=str(paths.accounts_db),
+        db_url=settings["db.url"],
+        pam_service=settings["auth.pam_service"],
     )

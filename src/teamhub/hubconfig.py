@@ -109,6 +109,8 @@ def update_auth(c: Config, paths: Paths) -> None:
     # On the shared base class: PAM mode's authenticator keeps its lockout there too.
     c.GuardedAuthenticator.store_path = str(paths.accounts_db)
     c.GuardedAuthenticator.db_url = paths.db_url
+    # PAM mode's password check goes through the root helper when the hub is not root.
+    c.TeamhubPAMAuthenticator.helper_socket = str(paths.fork_server_socket)
 
 
 # How long a user's server trusts the hub's word on a token (JupyterHub: 300 s).

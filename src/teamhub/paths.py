@@ -12,6 +12,10 @@ from pathlib import Path
 
 from .settings import Settings
 
+# Set by root `teamhub up` before it drops to hub.account (hub.unprivileged), for the hub
+# and a `teamhub up` it re-executes on `teamhub restart`.
+ENV_UNPRIVILEGED = "TEAMHUB_UNPRIVILEGED_HUB"
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -77,8 +81,9 @@ class Paths:
         """Folder of the hub's and the proxy's unix sockets: root-owned, 0755, so that users'
         servers reach the hub's socket while nobody else can create anything in it. Named
         after the state folder, so hubs with different state never share one. Without root
-        (the single-user trial) it is inside the state folder."""
-        if os.geteuid() != 0:
+        (the single-user trial) it is inside the state folder; a hub that root started and
+        that dropped to `hub.account` (ENV_UNPRIVILEGED) keeps root's."""
+        if os.geteuid() != 0 and not os.environ.get(ENV_UNPRIVILEGED):
             return self.state_dir / "sockets"
         tag = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
         return Path("/run/teamhub") / f"hub-{tag}"

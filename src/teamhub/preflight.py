@@ -80,21 +80,52 @@ def check_no_hub_answers(hub_socket: Path) -> None:
                          "first (`systemctl stop teamhub`, or end its `teamhub up`)")
 
 
-def ensure_socket_dir(path: Path) -> None:
-    """The folder of the hub's and proxy's sockets: root-owned and writable by root only
-    (0755), in a root-owned parent, so that no user can put a socket of their own there."""
+def ensure_socket_dir(path: Path, hub_uid: int | None = None,
+                      previous_uid: int | None = None) -> None:
+    """The folder of the hub's and proxy's sockets: writable by its owner only (0755), in a
+    root-owned parent, so that no user can put a socket of their own there. Its owner is
+    root, or HUB_UID (`hub.unprivileged`: the hub binds its sockets as that account); one
+    that root, HUB_UID or PREVIOUS_UID (the hub's account before a switch back) owns is
+    taken over."""
     if os.geteuid() != 0:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return
     for folder in (path.parent, path):
         folder.mkdir(mode=0o755, exist_ok=True)
         info = os.lstat(folder)
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
+        owners = {0} if folder == path.parent else {0, hub_uid, previous_uid}
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in owners:
             raise PreflightError(
                 f"{folder} must be a folder owned by root (it holds the hub's sockets)",
                 f"remove it (`rm -rf {folder}`) and start again"
             )
         os.chmod(folder, 0o755)
+    os.chown(path, hub_uid or 0, -1, follow_symlinks=False)
+
+
+def check_unprivileged(settings: Settings, trial: bool) -> None:
+    """`hub.unprivileged` works with the local backend's fork server only (for now)."""
+    if not settings["hub.unprivileged"]:
+        return
+    why = None
+    if trial:
+        why = "the single-user trial runs everything as you already"
+    elif settings["spawner.backend"] != "local":
+        why = (f"spawner.backend is {settings['spawner.backend']!r}: only the local backend "
+               "starts servers through the root helper so far")
+    elif not settings["spawner.fork_server"]:
+        why = "spawner.fork_server is off, and servers start through the fork server (the " \
+              "root helper) only"
+    elif settings["hub.port"] < 1024:
+        why = (f"hub.port is {settings['hub.port']}: the proxy cannot bind a port below 1024 "
+               "without root yet")
+    elif settings["tls.cert"] and 0 < settings["tls.http_port"] < 1024:
+        why = (f"tls.http_port is {settings['tls.http_port']}: the proxy cannot bind a port "
+               "below 1024 without root yet (0: no redirect)")
+    if why:
+        raise PreflightError(f"hub.unprivileged is on but {why}",
+                             "turn it off (`teamhub config set hub.unprivileged false`) or "
+                             "use the local backend with the fork server")
 
 
 def _first_closed_dir(path: Path) -> Path | None:

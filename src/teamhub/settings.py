@@ -258,6 +258,18 @@ SCHEMA: tuple[Setting, ...] = (
             "meant to run as (README \"What runs as root\"). The root helper (the fork "
             "server) serves root and this account only, and its socket belongs to it once "
             "the account exists.", check=_linux_account),
+    Setting("hub.unprivileged", bool, False, "Run the hub, its proxy and the idle culler as "
+            "`hub.account` instead of root: root `teamhub up` makes the account if missing, "
+            "gives it the state folder (0700/0600), starts the root helper and then drops "
+            "root for good (no capabilities at all). The running hub then does what needs "
+            "root through the helper only. Refused at start (not done yet) with "
+            "`spawner.backend` other than `local`, `spawner.fork_server` off, the "
+            "single-user trial, or a `hub.port` (with TLS a `tls.http_port`) below 1024; "
+            "a TLS pair outside the state folder is copied into it for the proxy (a renewed "
+            "one takes a root restart); console actions "
+            "that change the system (removing a user's Linux account, applying project "
+            "grants, building environments) fail: use the CLI for them (README \"What runs "
+            "as root\")."),
     Setting("paths.state_dir", str, "/var/lib/teamhub", "Root-only (0700) folder for the hub "
             "database, cookie secret, proxy token and account store.", check=_abs_path),
     Setting("db.url", str, "", "Where the hub's database and the account store (accounts, "
@@ -500,6 +512,7 @@ APPLIES: dict[str, Applies] = {
     "hub.ip": _RESTART,  # the proxy's options change: a new proxy is started
     "hub.port": _RESTART,
     "hub.account": _RESTART,  # the helper is started with it
+    "hub.unprivileged": _RESTART,  # root `teamhub up` drops to hub.account at start
     "hub.internal_port": _RESTART,  # retired: only `teamhub up`'s note changes
     "hub.domain": _RESTART_SERVERS,
     "hub.default_url": _RESTART_SERVERS,

@@ -4,6 +4,7 @@ prints how to log in; the printed admin password gets a working JupyterLab kerne
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -22,6 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_install_sh_starts_a_hub_a_user_can_work_in(tmp_path: Path) -> None:
     hub = HubProcess(tmp_path)
     admin = unique("root-ish")
+    # The hub's own account, by a name of this test's (another hub may run meanwhile).
+    account = unique("thub")
+    hub.config.write_text(hub.config.read_text().replace(
+        "[hub]\n", f'[hub]\naccount = "{account}"\n', 1))
     pid_file, log = tmp_path / "teamhub.pid", tmp_path / "teamhub.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
     env["TEAMHUB_CONFIG"] = str(hub.config)
@@ -34,6 +39,9 @@ def test_install_sh_starts_a_hub_a_user_can_work_in(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert "teamhub is up" in proc.stdout
+        made = pwd.getpwnam(account)
+        assert made.pw_uid < 1000 and made.pw_dir == str(hub.state)
+        assert made.pw_shell.endswith("nologin")
         password = re.search(rf"log in as '{admin}' with password: (\S+)", proc.stdout).group(1)
         b = Browser(hub.url)
         assert b.login(admin, password).status_code == 302
@@ -52,3 +60,4 @@ def test_install_sh_starts_a_hub_a_user_can_work_in(tmp_path: Path) -> None:
                     break
                 time.sleep(0.1)
         hub.cleanup()
+        subprocess.run(["userdel", account], capture_output=True)

@@ -15,8 +15,10 @@ from typing import Any
 import pamela
 from jupyterhub.auth import Authenticator, PAMAuthenticator
 from jupyterhub.utils import maybe_future
-from traitlets import Integer, default
+from traitlets import Integer, Unicode, default
 
+from ..errors import ForkServerUnavailable
+from ..spawners import roothelper
 from ..system.names import LINUX_NAME_RE
 from ..system.users import account_problem
 from .authenticator import GuardedAuthenticator
@@ -53,9 +55,16 @@ class TeamhubPAMAuthenticator(GuardedAuthenticator, PAMAuthenticator):
     def problem(self, name: str) -> str | None:
         return account_problem(name, min_uid=self.min_uid, allowed_groups=set(self.allowed_groups))
 
+    helper_socket = Unicode(
+        "", help="""The root helper's socket: an unprivileged hub (hub.unprivileged) cannot
+        read /etc/shadow, so the helper checks passwords for it."""
+    ).tag(config=True)
+
     def check_password(self, name: str | None, password: str) -> dict[str, Any] | None:
         # PAM runs for every name (an unknown one fails inside PAM, as a wrong
         # password does); who may use teamhub is decided only after that.
+        if not roothelper.direct():
+            return self._check_through_helper(name, password)
         try:
             pamela.authenticate(name or "nobody-invalid", password, service=self.service,
                                 encoding=self.encoding)
@@ -68,6 +77,20 @@ class TeamhubPAMAuthenticator(GuardedAuthenticator, PAMAuthenticator):
         problem = self.problem(name)
         if problem:
             self.log.warning("Refusing Linux account %r: %s", name, problem)
+            return None
+        return {"name": name}
+
+    def _check_through_helper(self, name: str | None, password: str) -> dict[str, Any] | None:
+        """The helper runs PAM (service `login`) and refuses accounts that may not use
+        teamhub; the same rules are checked here again."""
+        if name is None:
+            return None
+        try:
+            ok = roothelper.client(self.helper_socket).check_password_blocking(name, password)
+        except ForkServerUnavailable as exc:
+            self.log.error("Cannot check %r's password: %s", name, exc)
+            return None
+        if not ok or self.problem(name):
             return None
         return {"name": name}
 

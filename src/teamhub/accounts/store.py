@@ -111,10 +111,21 @@ class AccountStore:
         if not parent.is_dir():
             parent.mkdir(parents=True, mode=0o700, exist_ok=True)
             os.chmod(parent, 0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            created = True
+        except FileExistsError:
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            created = False
         try:
             if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
                 os.fchmod(fd, 0o600)
+            folder = os.stat(parent)
+            if created and os.geteuid() == 0 and folder.st_uid != 0:
+                # Root (the CLI) making the store in the folder of an unprivileged hub
+                # (hub.unprivileged): the hub's, like the rest of it (sqlite gives its WAL
+                # and journal files the same owner).
+                os.fchown(fd, folder.st_uid, folder.st_gid)
         finally:
             os.close(fd)
 

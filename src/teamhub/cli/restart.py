@@ -109,6 +109,8 @@ def restart(ctx: Context) -> None:
                             "process)", "start it with `teamhub up`")
     # Root-only state folder: nobody else can ask a hub to restart.
     paths.restart_request.write_text(f"{pid}\n")
+    # An unprivileged hub (hub.unprivileged) reads and removes it as the state folder's owner.
+    os.chown(paths.restart_request, paths.state_dir.stat().st_uid, -1)
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:

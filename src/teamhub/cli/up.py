@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .. import helper_policy, hubdb, preflight
+from .. import helper_policy, hubdb, preflight, unprivileged
 from ..accounts.store import AccountStore
 from ..envs.admin import refresh_visibility
 from ..errors import PreflightError
@@ -29,7 +29,7 @@ from ..paths import Paths
 from ..proxy import read_record
 from ..settings import Settings, load
 from ..spawners import forkserver
-from ..system import listen, login_profile
+from ..system import hub_account, listen, login_profile
 from .base import Context, cli, pass_ctx
 
 
@@ -126,9 +126,10 @@ def write_login_profile(settings: Settings, paths: Paths) -> None:
                    "terminal shells will lack teamhub-env and spawner.environment", err=True)
 
 
-def run_preflight(settings: Settings, paths: Paths, trial: bool) -> None:
+def run_preflight(settings: Settings, paths: Paths, trial: bool,
+                  hub_uid: int | None = None, previous_uid: int | None = None) -> None:
     preflight.ensure_state_dir(paths.state_dir)
-    preflight.ensure_socket_dir(paths.socket_dir)
+    preflight.ensure_socket_dir(paths.socket_dir, hub_uid, previous_uid)
     preflight.check_no_hub_answers(paths.hub_socket)
     ip, port = listen.listen_address(settings["hub.ip"]), settings["hub.port"]
     # The proxy the previous hub left running holds the ports; it is adopted, not a conflict.
@@ -170,7 +171,11 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     the proxy) and refuses to start, with a hint, when one fails. Servers keep
     running when the hub stops, and are picked up again at the next start.
     """
-    preflight.check_root(single_user_trial)
+    # `teamhub restart` of a hub that dropped root re-executes this command as hub.account:
+    # all it may then do is adopt the root helper that still runs (teamhub.unprivileged).
+    resumed = unprivileged.resumed()
+    if not resumed:
+        preflight.check_root(single_user_trial)
     os.environ["TEAMHUB_CONFIG"] = str(ctx.config_file)
     if ip is not None:
         os.environ["TEAMHUB_HUB_IP"] = ip
@@ -183,7 +188,19 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
         os.environ.pop(ENV_TRIAL, None)
     settings = load(ctx.config_option)
     paths = Paths.from_settings(settings)
-    run_preflight(settings, paths, single_user_trial)
+    preflight.check_unprivileged(settings, single_user_trial)
+    drop_root = settings["hub.unprivileged"] and not single_user_trial
+    account = None
+    previous = paths.state_dir.stat().st_uid if paths.state_dir.is_dir() else 0
+    if resumed:
+        unprivileged.check_resumed(settings)
+    elif drop_root and not check:
+        account = hub_account.ensure(settings["hub.account"], paths.state_dir)
+    elif previous and not single_user_trial and not check:
+        # hub.unprivileged turned off again: the state is root's again, as it was before.
+        unprivileged.take_back(paths)
+    run_preflight(settings, paths, single_user_trial, account.uid if account else None,
+                  previous or None)
     if check:
         click.echo("teamhub: all start-up checks passed")
         return
@@ -208,23 +225,29 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
             click.echo(f"Admin account {admin!r} created with password: {password}\n"
                        f"(also saved in {paths.initial_password}, readable by root only; "
                        "change it with `teamhub user passwd`)")
-    # Group membership may have changed while the hub was down: re-derive who sees which env.
-    refresh_visibility(settings)
+    if not resumed:
+        # Group membership may have changed while the hub was down: re-derive who sees which
+        # env (root's work: an unprivileged restart leaves it to the next root start).
+        refresh_visibility(settings)
     host = "localhost" if listen.all_addresses(settings["hub.ip"]) else settings["hub.ip"]
     paths.public_url_file.write_text(public_base_url(settings) + "\n")
     click.echo(f"teamhub starting on http://{host}:{settings['hub.port']}/", err=True)
     sys.stdout.flush()
     # Everything the hub writes (database, cookie secret, logs) is for root's eyes only.
     started_umask = os.umask(0o077)
-    if not single_user_trial and settings["spawner.backend"] == "local":
+    if not single_user_trial and settings["spawner.backend"] == "local" and not resumed:
         write_login_profile(settings, paths)
     fork_server = None
-    if settings["spawner.fork_server"] and not single_user_trial:
+    if resumed:
+        unprivileged.adopt_helper(paths)
+    elif settings["spawner.fork_server"] and not single_user_trial:
         # Started here, before the hub reads any secret, as a fresh program; it ends with us.
         paths.fork_server_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fork_server = forkserver.start(paths.fork_server_socket, sys.executable,
                                        paths.fork_server_log,
                                        helper_policy.build(settings, paths))
+    if account is not None:
+        unprivileged.hand_over(settings, paths, account)
     from jupyterhub.app import main as jupyterhub_main
 
     jupyterhub_main(argv=["-f", str(HUB_CONFIG_FILE)])
@@ -249,8 +272,9 @@ def start_again(fork_server: subprocess.Popen[bytes] | None) -> None:
     terminal and log, and the settings read anew. The hub has stopped, leaving users'
     servers and the proxy running (unless hub.stop_servers_on_shutdown); the new hub
     adopts both."""
-    if fork_server is not None and fork_server.poll() is None:
-        # The new process starts its own; servers it forked are not its children.
+    if fork_server is not None and fork_server.poll() is None and os.geteuid() == 0:
+        # The new process starts its own; servers it forked are not its children. A hub
+        # that dropped root leaves it running: the new process adopts it.
         fork_server.terminate()
         fork_server.wait(timeout=30)
     click.echo("teamhub: restarting (`teamhub restart`)", err=True)

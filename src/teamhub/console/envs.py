@@ -16,7 +16,7 @@ from tornado import web
 
 from ..envs import admin
 from ..errors import EnvError, TeamhubError
-from .base import PREFIX, ConsolePage
+from .base import PREFIX, ConsolePage, needs_root
 from .stream import Echo, StreamingData
 
 # Bytes of each built revision, by (env, revision): a revision never changes once built.
@@ -84,6 +84,8 @@ class EnvsPage(ConsolePage):
         action, name = self.field("action"), self.field("name").strip()
         ns: dict[str, Any] = {}
         try:
+            if action in ("rollback", "access", "delete"):
+                needs_root("Changing environments", f"teamhub env {action} {name}")
             if action == "rollback":
                 rev = self.field("rev")
                 target = await self.blocking(self._rollback, name, int(rev) if rev.isdigit()
@@ -139,6 +141,7 @@ class EnvBuild(StreamingData):
             raise web.HTTPError(400, f"unknown action {str(action)[:40]!r}")
 
         def build(echo: Echo) -> str:
+            needs_root("Building environments", f"teamhub env {action} {name} ...")
             settings = self.teamhub_settings()[0]
             packages = packages_of(body.get("packages", ""))
             if action == "create":

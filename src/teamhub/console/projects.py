@@ -14,7 +14,7 @@ from tornado import web
 from ..errors import TeamhubError
 from ..projects import actions
 from ..projects.apply import Projects
-from .base import PREFIX, ConsolePage
+from .base import PREFIX, ConsolePage, needs_root
 
 
 class ProjectsPage(ConsolePage):
@@ -47,6 +47,7 @@ class ProjectsPage(ConsolePage):
         if work is None:
             raise web.HTTPError(400, f"unknown action {action[:40]!r}")
         try:
+            needs_root("Changing projects", f"teamhub project {action} ...")
             lines = await self.blocking(work)
         except TeamhubError as exc:
             await self._show(400, error=str(exc))

@@ -26,7 +26,7 @@ from ..gpu_allocations import Allocations
 from ..paths import Paths
 from ..system import users
 from ..system.names import system_name
-from .base import PREFIX, ConsolePage
+from .base import PREFIX, ConsolePage, needs_root
 
 PAGE_SIZE = 25
 RESET_LINK_LIFETIME = "24h"  # the CLI's default for `teamhub user reset-link`
@@ -171,6 +171,7 @@ class UsersPage(ConsolePage):
         actor = self.current_user.name
         if action in ("block", "unblock", "remove"):
             user_admin.check_builtin(settings, action)
+            needs_root(f"{action.capitalize()} of a user", f"teamhub user {action} {name}")
         if action == "block":
             user_admin.block(settings, paths, self.store, name, actor=actor, say=say)
         elif action == "unblock":

@@ -93,6 +93,7 @@ MAPPING: dict[str, Rule] = {
     "hub.internal_port": _RETIRED,
     "hub.account": Rule(reason=_N + "the chart's hub pod runs unprivileged already and has "
                         "no root helper"),
+    "hub.unprivileged": Rule(reason=_N + "the chart's hub pod runs unprivileged already"),
     "hub.domain": Rule(to="hub.config.JupyterHub.subdomain_host, proxy.https.hosts"),
     "hub.default_url": Rule(to="singleuser.defaultUrl"),
     "hub.log_level": Rule(to="hub.config.JupyterHub.log_level (DEBUG: debug.enabled)"),

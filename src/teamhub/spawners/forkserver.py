@@ -355,7 +355,14 @@ class ForkServer:
 
             def ensure() -> dict[str, Any]:
                 account = rootdoor.ensure_account(user, policy)
-                return {"uid": account.uid, "home": account.home}
+                answer: dict[str, Any] = {"uid": account.uid, "home": account.home}
+                try:
+                    rootdoor.apply_projects(user, policy)
+                except (TeamhubError, OSError) as exc:
+                    # Not worth refusing a server over; `teamhub project repair` fixes it.
+                    _log(f"could not apply {user}'s project folders: {exc}")
+                    answer["warning"] = f"project folders not applied: {exc}"
+                return answer
 
             _answer_in_child(conn, listener, peer, ensure)
         elif op == "check_password":
@@ -367,12 +374,13 @@ class ForkServer:
     def serve(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.socket_path.unlink(missing_ok=True)
-        old = os.umask(0o077)
+        old = os.umask(0o177)  # 0600 from the start
         listener.bind(str(self.socket_path))
         os.umask(old)
         # Only root and the hub's account can connect at all; the peer check is per request.
-        os.chown(self.socket_path, rootdoor.socket_owner(self.policy), 0)
-        os.chmod(self.socket_path, 0o600)
+        # Never through a link: the folder may be the hub's account's (hub.unprivileged).
+        os.chown(self.socket_path, rootdoor.socket_owner(self.policy), 0,
+                 follow_symlinks=False)
         listener.listen(64)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
@@ -441,7 +449,8 @@ def start(socket_path: Path, python: str, log_path: Path,
     # Root's tools (useradd, setfacl) for the verbs it runs itself; servers get their own.
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "LANG": os.environ.get("LANG", "C.UTF-8"), "HOME": "/nonexistent"}
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # No link followed: with hub.unprivileged the folder is the hub's account's.
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
         proc = subprocess.Popen(
             [python, "-m", "teamhub.spawners.forkserver", str(socket_path),
@@ -573,10 +582,11 @@ class RootHelper:
     async def stop_scope(self, user: str, server: str = "") -> None:
         await ask(self.socket_path, {"op": "stop_scope", "user": user, "server": server})
 
-    async def ensure_account(self, user: str) -> tuple[int, str]:
-        """USER's Linux account (made on first need): (uid, home)."""
+    async def ensure_account(self, user: str) -> tuple[int, str, str | None]:
+        """USER's Linux account (made on first need) with its project folders applied:
+        (uid, home, why the project folders could not be applied or None)."""
         answer = await ask(self.socket_path, {"op": "ensure_account", "user": user})
-        return int(answer["uid"]), str(answer["home"])
+        return int(answer["uid"]), str(answer["home"]), answer.get("warning")
 
     async def check_password(self, user: str, password: str) -> bool:
         answer = await ask(self.socket_path,

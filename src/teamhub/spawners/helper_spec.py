@@ -185,6 +185,10 @@ def place(spec: LaunchSpec, policy: Policy) -> LaunchSpec:
         systemd.stop_unit(spec.scope["unit"])
     if spec.log_path is None:
         return spec
-    return replace(spec, log_path=None, log_fd=private_dirs.open_log(Path(spec.log_path)))
+    log_fd = private_dirs.open_log(Path(spec.log_path))
+    if policy.hub_uid is not None:
+        # The hub's account shows its tail when a start fails (its log folder anyway).
+        os.fchown(log_fd, policy.hub_uid, -1)
+    return replace(spec, log_path=None, log_fd=log_fd)
 
 

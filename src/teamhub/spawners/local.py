@@ -33,9 +33,15 @@ from ..system.names import system_name
 from ..system.ports import PortPool
 from ..system.processes import process_uids
 from ..system.sandbox import LaunchSpec, current_rlimits
-from ..system.users import SystemUser, account_problem, check_usable, ensure_system_user
+from ..system.users import (
+    SystemUser,
+    account_problem,
+    check_usable,
+    ensure_system_user,
+    is_managed,
+)
 from ..system.users import lookup as users_lookup
-from . import forkserver, lsp
+from . import forkserver, lsp, roothelper
 from .gpu import GpuSupport
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -310,6 +316,38 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         self._apply_projects()
         return user
 
+    def _ready_account(self) -> SystemUser | None:
+        """(Blocking.) The account when nothing of root's is left to do for it: PAM mode's
+        own (only checked), or one teamhub made already while there are no project folders
+        to apply; None: ask the helper. The helper checks it again at the spawn."""
+        if self.existing_accounts:
+            return self._existing_account()
+        if self.projects_root and Path(self.projects_root).is_dir():
+            return None
+        try:
+            if not is_managed(self.system_user_name, registry=Path(self.registry_path)):
+                return None
+            return check_usable(self.system_user_name, registry=Path(self.registry_path))
+        except TeamhubError:
+            return None
+
+    async def _account_from_helper(self) -> SystemUser:
+        """The helper makes the account and applies its project folders (from the store)."""
+        ready = await asyncio.to_thread(self._ready_account)
+        if ready is not None:
+            return ready
+        try:
+            _, _, warning = await self.root_helper.ensure_account(self.user.name)
+        except ForkServerUnavailable as exc:
+            raise TeamhubError(str(exc).removeprefix("fork server refused: ")) from None
+        if warning:
+            self.log.warning("Could not apply project folders for %s: %s", self.user.name,
+                             warning)
+        account = await asyncio.to_thread(users_lookup, self.system_user_name)
+        if account is None:
+            raise TeamhubError(f"Linux account {self.system_user_name!r} is missing")
+        return account
+
     def _apply_projects(self) -> None:
         """Give a (possibly brand-new) account its project ACLs and ~/projects links."""
         if not (self.projects_root and self.accounts_db
@@ -343,17 +381,49 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         return env
 
     def _private_runtime_dir(self, user: SystemUser) -> str:
-        """A fresh, empty folder only USER can enter (nothing left from an earlier uid owner)."""
+        """A fresh, empty folder only USER can enter (nothing left from an earlier uid owner);
+        the helper makes it for an unprivileged hub."""
         root = Path(self.private_runtime_root)
+        if not roothelper.direct():
+            return str(root / str(user.uid))
         _root_only_folder(root)
         os.chmod(root, 0o755)  # explicit: the hub's umask is 077, and users must pass through
         folder = root / str(user.uid)
         _fresh_folder(folder, user)
         return str(folder)
 
+    @property
+    def root_helper(self) -> roothelper.HelperClient:
+        return roothelper.client(self.fork_server_socket)
+
+    async def _signal(self, sig: int) -> bool:
+        """JupyterHub's: whether the server's process still exists, after sending SIG. An
+        unprivileged hub looks in /proc for 0 and asks the helper for the others."""
+        if roothelper.direct() or self.single_user_trial:
+            return await super()._signal(sig)
+        account = users_lookup(self.system_user_name)
+        if account is None or process_uids(self.pid) != {account.uid}:
+            return False  # gone (or the pid is someone else's by now)
+        if sig == 0:
+            return True
+        try:
+            await self.root_helper.signal(self.user.name, self.pid, sig)
+        except ForkServerUnavailable as exc:
+            self.log.warning("Could not signal %s's server (pid %s): %s", self.user.name,
+                             self.pid, exc)
+            return bool(process_uids(self.pid))
+        return True
+
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)
-        if not self.single_user_trial:
+        if not self.single_user_trial and not roothelper.direct():
+            # The helper stops the scope; it makes the runtime and /tmp folders afresh at
+            # the next start.
+            try:
+                await self.root_helper.stop_scope(self.user.name, self.name or "")
+            except ForkServerUnavailable as exc:
+                self.log.warning("Could not stop %s's scope: %s", self.user.name, exc)
+        elif not self.single_user_trial:
             # Whatever the server left behind in its scope (stray processes) ends with it.
             await asyncio.to_thread(systemd.stop_unit, self.scope_unit)
             account = users_lookup(self.system_user_name)
@@ -402,7 +472,9 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
     async def _prepared_account(self) -> SystemUser | None:
         """The user's Linux account, made on first need (None in the single-user trial)."""
         try:
-            return await asyncio.to_thread(self._system_user)
+            if self.single_user_trial or roothelper.direct():
+                return await asyncio.to_thread(self._system_user)
+            return await self._account_from_helper()
         except TeamhubError as exc:
             self.log.error("Cannot prepare Linux account for %s: %s", self.user.name, exc)
             raise SpawnFailed(f"Your Linux account could not be prepared: {exc}",
@@ -436,7 +508,8 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         log_path = self._log_path()
         spec = await asyncio.to_thread(self._launch_spec, user, log_path)
         try:
-            await asyncio.to_thread(self._prepare_placement, spec, user)
+            if roothelper.direct():  # else the helper does it (helper_spec.place)
+                await asyncio.to_thread(self._prepare_placement, spec, user)
         except (TeamhubError, OSError, SpawnFailed) as exc:
             self.log.error("Cannot set up limits for %s: %s", self.user.name, exc)
             raise SpawnFailed(f"Your server's limits could not be set up: {exc}",
@@ -452,6 +525,12 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
                     self.pid = await forkserver.spawn(Path(self.fork_server_socket), spec)
                 self._forked = True
             except ForkServerUnavailable as exc:
+                if not roothelper.direct():
+                    self.log.error("Cannot start %s's server: %s. %s", self.user.name, exc,
+                                   roothelper.HELPER_GONE)
+                    raise SpawnFailed("Your server could not be started: teamhub's root "
+                                      f"helper refused or is gone ({exc}); ask your admin to "
+                                      "run `teamhub doctor`", reason="helper") from None
                 self.log.warning("Starting %s's server the normal way: %s", self.user.name, exc)
                 self._restart_fork_server()
         if not self._forked:

@@ -39,7 +39,9 @@ uid 0 nor below UID_MIN from /etc/login.defs):
   `{"op": "stop_scope", "user": U, "server": S}` → `{"ok": true}`: stops
      `teamhub-user-U[-S].scope`.
   `{"op": "ensure_account", "user": U}` → `{"uid": N, "home": H}`: creates the Linux
-     account on first need (never in PAM mode, where it must exist and be eligible).
+     account on first need (never in PAM mode, where it must exist and be eligible) and
+     applies U's project ACLs and links from the store's grants (`"warning"` in the
+     answer when that failed: the account is there all the same).
   `{"op": "check_password", "user": U, "password": P}` → `{"ok": bool}` (PAM mode only).
 """
 
@@ -56,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HelperRefused, SystemUserError, TeamhubError
+from ..projects.apply import Layout, Projects  # loaded once: the verbs' children share it
 from ..system import systemd
 from ..system.names import canonical_name, system_name
 from ..system.users import (
@@ -108,6 +111,11 @@ class Policy:
     private_tmp_root: str = "/var/tmp/teamhub"
     server_log_dir: str = ""
     extra_env_keys: list[str] = field(default_factory=list)
+    # Where ensure_account reads the user's project grants from (the store, not the hub).
+    projects_root: str = ""
+    accounts_db: str = ""
+    db_url: str = ""
+    pam_service: str = "login"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -181,6 +189,20 @@ def ensure_account(user: str, policy: Policy) -> SystemUser:
     return account_of(user, policy)
 
 
+def apply_projects(user: str, policy: Policy) -> None:
+    """USER's project ACLs and ~/projects links, recomputed from the store's grants (what
+    the spawner does for a root hub); a teamhub account's only, never in PAM mode."""
+    if policy.existing_accounts or not (policy.projects_root and policy.accounts_db and (
+            policy.db_url or Path(policy.accounts_db).exists())):
+        return
+    if not Path(policy.projects_root).is_dir():
+        return  # no project folder yet, so no ACL or link to apply (and no store to open)
+    layout = Layout(root=Path(policy.projects_root), store_path=Path(policy.accounts_db),
+                    store_url=policy.db_url, prefix=policy.prefix,
+                    registry=Path(policy.registry))
+    Projects(layout).apply_for_user(user)
+
+
 def scope_unit(user: str, server: Any) -> str:
     """The systemd scope of USER's server SERVER ("" for the default one)."""
     if server in ("", None):
@@ -248,7 +270,7 @@ def check_password(user: str, password: Any, policy: Policy) -> bool:
     import pamela  # deferred: only PAM mode's helper children need it
 
     try:
-        pamela.authenticate(user, password, service="login")
+        pamela.authenticate(user, password, service=policy.pam_service)
     except pamela.PAMError:
         return False
     return True

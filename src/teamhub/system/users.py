@@ -100,8 +100,9 @@ def _read(registry: Path) -> dict[str, dict[str, Any]]:
             "run this as root"
         ) from None
     # Whoever can write the registry can make teamhub adopt, kill or delete an
-    # account, so a file others could have written is not believed.
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+    # account, so a file others could have written is not believed. Root's is believed by
+    # an unprivileged hub too (it reads it through its group: see `share_with_group`).
+    if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
         raise SystemUserError(
             f"the teamhub account registry {registry} is writable by other users or not "
             f"owned by uid {os.geteuid()}",
@@ -125,10 +126,19 @@ def _read(registry: Path) -> dict[str, dict[str, Any]]:
 def _write(registry: Path, data: dict[str, dict[str, Any]]) -> None:
     """Replace the registry atomically, so a crash leaves the old or the new file."""
     _make_parent(registry)
+    try:
+        old = os.lstat(registry)
+        group, mode = old.st_gid, stat.S_IMODE(old.st_mode) & 0o640
+    except FileNotFoundError:
+        # In the folder of an unprivileged hub (hub.unprivileged): its group reads it.
+        folder = os.stat(registry.parent)
+        group, mode = (folder.st_gid, 0o640) if folder.st_uid != 0 else (-1, 0o600)
     fd, tmp = tempfile.mkstemp(prefix=f".{registry.name}.", dir=registry.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o600)
+            # Kept as share_with_group left it (readable by the hub's group, never writable).
+            os.fchown(f.fileno(), -1, group)
+            os.fchmod(f.fileno(), mode | 0o600)
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
             f.flush()
@@ -138,6 +148,21 @@ def _write(registry: Path, data: dict[str, dict[str, Any]]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def share_with_group(registry: Path, gid: int) -> None:
+    """Let group GID read the registry (an unprivileged hub's own group: its pages ask
+    whether teamhub made an account); it stays root's to write."""
+    try:
+        # Never through a link: the folder is the hub's account's.
+        fd = os.open(registry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.fchown(fd, 0, gid)
+        os.fchmod(fd, 0o640)
+    finally:
+        os.close(fd)
 
 
 def is_managed(name: str, *, registry: Path) -> bool:

@@ -1,0 +1,106 @@
+"""`teamhub up` with hub.unprivileged: root hands the hub's state to `hub.account` and
+drops to it for good; a re-executed `up` (`teamhub restart`) runs as that account and can
+only adopt the root helper that still runs (README "What runs as root")."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .errors import ForkServerUnavailable, PreflightError
+from .paths import ENV_UNPRIVILEGED, Paths
+from .proxy import read_record
+from .settings import BY_KEY, Settings
+from .spawners import forkserver
+from .system import hub_account, users
+from .system.processes import process_uids
+
+
+def resumed() -> bool:
+    """Whether this `up` is one that a hub which dropped root re-executed."""
+    return os.geteuid() != 0 and bool(os.environ.get(ENV_UNPRIVILEGED))
+
+
+def check_resumed(settings: Settings) -> None:
+    """A re-executed unprivileged `up` runs as hub.account, with hub.unprivileged on."""
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    if not settings["hub.unprivileged"] or me != settings["hub.account"]:
+        raise PreflightError(
+            f"this hub runs as {me!r}, and hub.unprivileged or hub.account changed since root "
+            "started it: a restart cannot change who the hub runs as",
+            "stop teamhub and start it again as root (`systemctl restart teamhub`, or "
+            "`teamhub up`)")
+
+
+def adopt_helper(paths: Paths) -> None:
+    """Use the root helper root started (it outlived the exec); never start one: without
+    root there is none to start."""
+    try:
+        forkserver.ping(paths.fork_server_socket)
+    except ForkServerUnavailable as exc:
+        raise PreflightError(f"the hub runs unprivileged and its root helper is gone ({exc})",
+                             "stop teamhub and start it again as root (`systemctl restart "
+                             "teamhub`, or `teamhub up`)") from None
+
+
+def _tls_for_the_account(settings: Settings, paths: Paths) -> None:
+    """The proxy runs as the account and reads the certificate and key: a pair kept outside
+    the state folder (e.g. /etc/letsencrypt) is copied into it (made the account's 0600 by
+    give_tree) and the hub pointed at the copy; the admin's files stay as they are."""
+    state = paths.state_dir.resolve()
+    for key in ("tls.cert", "tls.key"):
+        value = settings[key]
+        if not value or Path(value).resolve().is_relative_to(state):
+            continue
+        copy = paths.state_dir / "tls" / f"unprivileged-{key.split('.')[1]}.pem"
+        copy.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = copy.with_name(copy.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(Path(value).read_bytes())
+        os.replace(tmp, copy)
+        os.environ[BY_KEY[key].env_var] = str(copy)
+
+
+def hand_over(settings: Settings, paths: Paths, account: hub_account.HubAccount) -> None:
+    """Give ACCOUNT what the hub writes, then become it for good (hub.unprivileged)."""
+    _tls_for_the_account(settings, paths)
+    # What root keeps there: the registry of the accounts teamhub made (the helper trusts it)
+    # and the helper's own log; the helper's socket is the account's already.
+    keep = [paths.system_users, paths.system_users.with_name(paths.system_users.name + ".lock"),
+            paths.fork_server_log, paths.fork_server_socket]
+    hub_account.give_tree(paths.state_dir, account.uid, account.gid, keep)
+    users.share_with_group(paths.system_users, account.gid)
+    _retire_root_proxy(paths, account.uid)
+    os.environ[ENV_UNPRIVILEGED] = "1"
+    hub_account.drop_to(account)
+
+
+def _retire_root_proxy(paths: Paths, uid: int) -> None:
+    """A proxy a root hub left running would be adopted by the unprivileged hub, which could
+    then neither stop nor replace it: end it here; the hub starts its own."""
+    record = read_record(paths.proxy_record)
+    if record is None or process_uids(int(record["pid"])) == {uid}:
+        return
+    pid = int(record["pid"])
+    print(f"teamhub: replacing the proxy (pid {pid}) that ran as root", file=sys.stderr)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 10
+    while read_record(paths.proxy_record) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def take_back(paths: Paths) -> None:
+    """The state folder root's again (hub.unprivileged turned off): a root hub in a folder
+    another account owns would not be recognised as the hub by the CLI."""
+    print(f"teamhub: hub.unprivileged is off: {paths.state_dir} is root's again",
+          file=sys.stderr)
+    hub_account.give_tree(paths.state_dir, 0, 0)

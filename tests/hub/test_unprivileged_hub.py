@@ -1,0 +1,418 @@
+"""hub.unprivileged: root `teamhub up` hands the state folder to the hub's own account,
+starts the root helper and drops root; the hub, proxy and culler then run as that account
+with no capabilities, and everything that needs root goes through the helper.
+
+One hub for the module, first run as root (an install of the previous version: root-owned
+state, an account, a running server), then switched to hub.unprivileged: the upgrade.
+The hub's account gets a random name (another test's hub may run at the same time).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.client import Browser
+from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
+
+from teamhub.system import hub_account
+from teamhub.system.processes import process_uids, processes_of
+
+pytestmark = [pytest.mark.hub, pytest.mark.system]
+
+
+def _status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def _pid(path: Path) -> int:
+    return int(path.read_text().strip())
+
+
+def _server_pid(hub: HubProcess, name: str) -> int:
+    """The user's server: the oldest process of its account."""
+    uid = pwd.getpwnam(hub.system_user(name)).pw_uid
+    pids = processes_of(uid)
+    assert pids, f"no process of {name}"
+    return min(pids, key=lambda p: int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1]
+                                       .split()[19]))
+
+
+def _wait(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout}s")
+
+
+def _login(hub: HubProcess, name: str) -> Browser:
+    b = Browser(hub.url)
+    resp = b.login(name, PASSWORD)
+    assert resp.status_code == 302, resp.text[:500]
+    return b
+
+
+def _stop_server(hub: HubProcess, b: Browser, name: str) -> None:
+    resp = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
+                         headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    assert resp.status_code in (202, 204), resp.text
+    _wait(lambda: "" not in b.get(f"/hub/api/users/{name}").json().get("servers", {}),
+          f"{name}'s server did not stop")
+
+
+def _as_hub_account(account: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+    """CMD run as the hub's account, the way a remote code execution in the hub would run."""
+    return subprocess.run(["setpriv", f"--reuid={account}", f"--regid={account}",
+                           "--init-groups", "--inh-caps=-all", "--", *cmd],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[HubProcess]:
+    # Not pytest's tmp_path: the hub's account must reach its state folder (root-only 0700).
+    root = world_dir("teamhub-unpriv-")
+    h = HubProcess(root)
+    h.account = unique("thub")
+    text = h.config.read_text()
+    h.config.write_text(text.replace("[hub]\n", f'[hub]\naccount = "{h.account}"\n', 1))
+    h.old, h.alice = unique("old"), unique("alice")
+    try:
+        # The previous version: the hub runs as root and leaves root-owned state behind.
+        h.add_user(h.old, PASSWORD)
+        h.start()
+        h.old_browser = _login(h, h.old)
+        h.old_browser.start_server(h.old)
+        h.old_pid = _server_pid(h, h.old)
+        h.stop()
+        assert h.state.stat().st_uid == 0
+        h.teamhub("config", "set", "hub.unprivileged", "true")
+        h.start()
+        h.add_user(h.alice, PASSWORD)
+        h.admin = unique("adm")
+        h.add_user(h.admin, PASSWORD, "--admin")
+        yield h
+    finally:
+        try:
+            h.cleanup()
+        finally:
+            account = hub_account.lookup(h.account)
+            if account is not None:
+                for pid in processes_of(account.uid):
+                    try:
+                        os.kill(pid, 9)
+                    except ProcessLookupError:
+                        pass
+                subprocess.run(["userdel", h.account], capture_output=True)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def alice(hub: HubProcess) -> Browser:
+    b = _login(hub, hub.alice)
+    b.start_server(hub.alice)
+    return b
+
+
+def test_the_hub_account_is_a_system_account_homed_in_the_state_folder(hub: HubProcess) -> None:
+    pw = pwd.getpwnam(hub.account)
+    assert 0 < pw.pw_uid < 1000
+    assert pw.pw_dir == str(hub.state)
+    assert pw.pw_shell.endswith("nologin")
+    assert not Path("/home", hub.account).exists()
+    assert os.getgrouplist(hub.account, pw.pw_gid) == [pw.pw_gid]
+
+
+def test_state_folder_moved_to_the_hub_account(hub: HubProcess) -> None:
+    uid = pwd.getpwnam(hub.account).pw_uid
+    for name in ("jupyterhub.sqlite", "jupyterhub_cookie_secret", "accounts.sqlite",
+                 "proxy_auth_token", "cli_api_token"):
+        info = (hub.state / name).stat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (uid, 0o600), name
+    info = hub.state.stat()
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (uid, 0o700)
+    # What the helper trusts stays root's: the registry of the accounts teamhub made.
+    registry = (hub.state / "system_users.json").stat()
+    assert registry.st_uid == 0 and not registry.st_mode & 0o022
+    assert hub.paths.socket_dir.stat().st_uid == uid
+
+
+def test_old_account_logs_in_and_its_server_survived(hub: HubProcess) -> None:
+    assert process_uids(hub.old_pid), "the server started by the root hub is gone"
+    b = _login(hub, hub.old)
+    assert b.open_lab(hub.old).status_code == 200
+    kernel = b.new_kernel(hub.old)
+    assert b.execute(hub.old, kernel, "5 * 4")["result"] == "20"
+
+
+@pytest.mark.parametrize("what", ["hub", "proxy"])
+def test_runs_as_the_hub_account_without_capabilities(hub: HubProcess, what: str) -> None:
+    pid = _pid(hub.state / ("jupyterhub.pid" if what == "hub" else "proxy.pid"))
+    status = _status(pid)
+    uid = pwd.getpwnam(hub.account).pw_uid
+    assert {int(x) for x in status["Uid"].split()} == {uid}
+    assert status["Groups"].split() == [str(pwd.getpwnam(hub.account).pw_gid)]
+    for caps in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert int(status[caps], 16) == 0, (caps, status[caps])
+    if what == "hub":
+        assert int(status["CapBnd"], 16) == 0
+        assert status["NoNewPrivs"] == "1"
+
+
+def test_spawn_kernel_and_stop_through_the_helper(hub: HubProcess, alice: Browser) -> None:
+    assert alice.open_lab(hub.alice).status_code == 200
+    kernel = alice.new_kernel(hub.alice)
+    assert alice.execute(hub.alice, kernel, "import os; os.getuid()")["result"] == str(
+        pwd.getpwnam(hub.system_user(hub.alice)).pw_uid)
+    pid = _server_pid(hub, hub.alice)
+    # The helper opened the server's log for the hub's account to read.
+    log = hub.state / "logs" / f"{hub.alice}.log"
+    assert log.stat().st_uid == pwd.getpwnam(hub.account).pw_uid
+    _stop_server(hub, alice, hub.alice)
+    _wait(lambda: not process_uids(pid), "the stopped server's process did not end")
+    alice.start_server(hub.alice)
+
+
+def test_only_the_helper_runs_as_root(hub: HubProcess, alice: Browser) -> None:
+    """`ps -o user,comm`: of the hub's processes and the users' servers, only the helper
+    (the fork server) is root."""
+    hub_pid = _pid(hub.state / "jupyterhub.pid")
+    tree, parents = {hub_pid, _pid(hub.state / "proxy.pid")}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(_status(int(entry))["PPid"])
+            except (OSError, KeyError):
+                pass
+    grew = True
+    while grew:
+        more = {p for p, parent in parents.items() if parent in tree} - tree
+        grew, tree = bool(more), tree | more
+    ps = subprocess.run(["ps", "-ww", "-o", "pid=,user:32=,args=", "-p", ",".join(map(str, tree))],
+                        capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in ps.splitlines() if line.strip()]
+    root = [r for r in rows if r[1] == "root"]
+    assert len(root) == 1 and "teamhub.spawners.forkserver" in root[0][2], ps
+    owners = {r[1] for r in rows}
+    assert owners <= {"root", hub.account, hub.system_user(hub.alice),
+                      hub.system_user(hub.old)}, ps
+    assert hub.system_user(hub.alice) in owners, ps
+
+
+@pytest.mark.parametrize("attempt", ["read shadow", "write runtime", "read a home",
+                                     "signal a server"])
+def test_compromised_hub_cannot(hub: HubProcess, alice: Browser, attempt: str) -> None:
+    home = pwd.getpwnam(hub.system_user(hub.alice)).pw_dir
+    cmd = {
+        "read shadow": ["cat", "/etc/shadow"],
+        "write runtime": ["touch", str(runtime_dir() / "bin" / "planted")],
+        "read a home": ["ls", home],
+        "signal a server": ["kill", "-0", str(_server_pid(hub, hub.alice))],
+    }[attempt]
+    proc = _as_hub_account(hub.account, *cmd)
+    assert proc.returncode != 0, proc.stdout
+    assert "denied" in proc.stderr.lower() or "not permitted" in proc.stderr.lower(), proc.stderr
+
+
+def test_doctor_says_the_hub_runs_unprivileged(hub: HubProcess) -> None:
+    import json
+
+    proc = hub.teamhub("doctor", "--json", check=False)
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["unprivileged hub"]["ok"], checks["unprivileged hub"]
+    assert f"runs as {hub.account}" in checks["unprivileged hub"]["detail"]
+    assert checks["root helper"]["ok"], checks["root helper"]
+    secrets = checks["secrets and state permissions"]
+    assert secrets["ok"] and f"0600 {hub.account}" in secrets["detail"], secrets
+
+
+@pytest.mark.parametrize("page,data,command", [
+    ("users", {"action": "remove"}, "teamhub user remove"),
+    ("projects", {"action": "create", "name": "p1", "writers": "", "readers": "",
+                  "description": ""}, "teamhub project create"),
+    ("envs", {"action": "delete", "name": "e1"}, "teamhub env delete e1"),
+])
+def test_console_refuses_what_changes_the_machine(hub: HubProcess, page: str,
+                                                  data: dict[str, str], command: str) -> None:
+    import re
+
+    admin = _login(hub, hub.admin)
+    path = f"/hub/teamhub/console/{page}"
+    form = admin.get(path)
+    assert form.status_code == 200, form.text[-2000:]
+    found = re.search(r'name="_xsrf" value="([^"]+)"', form.text)
+    fields = {**data, "_xsrf": found.group(1) if found else admin._xsrf("/hub/")}
+    if page == "users":
+        fields["name"] = hub.old
+    resp = admin.http.post(admin.base + path, data=fields, allow_redirects=False, timeout=120)
+    assert resp.status_code == 400, resp.text[-2000:]
+    assert "hub.unprivileged" in resp.text and command in resp.text
+    # Nothing changed: the user is still there, with their Linux account.
+    assert hub.old in hub.teamhub("user", "list").stdout
+    pwd.getpwnam(hub.system_user(hub.old))
+
+
+def test_restart_adopts_the_helper_and_keeps_servers(hub: HubProcess, alice: Browser) -> None:
+    pid = _server_pid(hub, hub.alice)
+    helper = [p for p in processes_of(0)
+              if b"teamhub.spawners.forkserver" in Path(f"/proc/{p}/cmdline").read_bytes()
+              and int(_status(p)["PPid"]) == hub.proc.pid]
+    assert len(helper) == 1
+    hub.teamhub("restart")
+    assert _status(hub.proc.pid)["Uid"].split()[0] == str(pwd.getpwnam(hub.account).pw_uid)
+    assert os.path.exists(f"/proc/{helper[0]}"), "the helper did not outlive the restart"
+    assert process_uids(pid)
+    assert alice.open_lab(hub.alice).status_code == 200
+    kernel = alice.new_kernel(hub.alice)
+    assert alice.execute(hub.alice, kernel, "5 * 4")["result"] == "20"
+    # A spawn after the restart goes through the adopted helper.
+    _stop_server(hub, alice, hub.alice)
+    alice.start_server(hub.alice)
+    assert alice.open_lab(hub.alice).status_code == 200
+
+
+def test_turning_it_off_gives_the_state_back_to_root(hub: HubProcess, alice: Browser) -> None:
+    hub.stop()
+    hub.teamhub("config", "set", "hub.unprivileged", "false")
+    hub.start()
+    assert _status(hub.proc.pid)["Uid"].split()[0] == "0"
+    for path in (hub.state, hub.state / "jupyterhub.sqlite", hub.state / "accounts.sqlite"):
+        assert path.stat().st_uid == 0, path
+    assert hub.paths.socket_dir.stat().st_uid == 0
+    b = _login(hub, hub.alice)
+    assert b.open_lab(hub.alice).status_code == 200
+    assert hub.teamhub("status").returncode == 0
+
+
+@pytest.mark.parametrize("setting,value", [("spawner.fork_server", "false"),
+                                           ("spawner.backend", "docker"),
+                                           ("hub.port", "80")])
+def test_up_refuses_what_the_helper_cannot_do_yet(tmp_path: Path, setting: str,
+                                                  value: str) -> None:
+    config = tmp_path / "teamhub.toml"
+    config.write_text(f'[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+    teamhub = [str(runtime_dir() / "bin" / "teamhub"), "--config", str(config)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAMHUB_")}
+    for args in (("hub.unprivileged", "true"), (setting, value)):
+        subprocess.run([*teamhub, "config", "set", *args], check=True, env=env,
+                       capture_output=True)
+    proc = subprocess.run([*teamhub, "up", "--check"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode != 0
+    assert "hub.unprivileged" in proc.stderr and setting in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def pam_hub() -> Iterator[HubProcess]:
+    """PAM mode, unprivileged from the first start: the helper checks passwords."""
+    root = world_dir("teamhub-unpriv-pam-")
+    group = unique("thg")
+    h = HubProcess(root, extra_toml=f'[auth]\nmode = "pam"\nallowed_groups = ["{group}"]\n')
+    h.account, h.person = unique("thub"), unique("pp")
+    h.config.write_text(h.config.read_text().replace(
+        "[hub]\n", f'[hub]\naccount = "{h.account}"\nunprivileged = true\n', 1))
+    try:
+        subprocess.run(["groupadd", group], check=True, capture_output=True)
+        subprocess.run(["useradd", "-m", "-G", group, h.person], check=True, capture_output=True)
+        subprocess.run(["chpasswd"], input=f"{h.person}:{PASSWORD}\n", text=True, check=True,
+                       capture_output=True)
+        h.start()
+        yield h
+    finally:
+        try:
+            h.cleanup()
+        finally:
+            for name in (h.person, h.account):
+                account = hub_account.lookup(name)
+                if account is not None:
+                    for pid in processes_of(account.uid):
+                        try:
+                            os.kill(pid, 9)
+                        except ProcessLookupError:
+                            pass
+                subprocess.run(["userdel", "-r", name], capture_output=True)
+            subprocess.run(["groupdel", group], capture_output=True)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def test_pam_login_through_the_helper(pam_hub: HubProcess) -> None:
+    assert _status(_pid(pam_hub.state / "jupyterhub.pid"))["Uid"].split()[0] != "0"
+    wrong = Browser(pam_hub.url)
+    assert wrong.login(pam_hub.person, PASSWORD + "x").status_code == 403
+    b = _login(pam_hub, pam_hub.person)
+    b.start_server(pam_hub.person)
+    kernel = (b.open_lab(pam_hub.person), b.new_kernel(pam_hub.person))[1]
+    assert b.execute(pam_hub.person, kernel, "import os; os.getuid()")["result"] == str(
+        pwd.getpwnam(pam_hub.person).pw_uid)
+    _stop_server(pam_hub, b, pam_hub.person)
+
+
+class _TlsHub(HubProcess):
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def tls_hub() -> Iterator[HubProcess]:
+    """TLS with the pair outside the state folder, root's only (as /etc/letsencrypt is)."""
+    root = world_dir("teamhub-unpriv-tls-")
+    h = _TlsHub(root, extra_toml="\n[tls]\nhttp_port = 0\n")
+    h.account = unique("thub")
+    h.config.write_text(h.config.read_text().replace(
+        "[hub]\n", f'[hub]\naccount = "{h.account}"\nunprivileged = true\n', 1))
+    h.pair = root / "admins-tls"
+    try:
+        h.teamhub("tls", "self-signed", "--hostname", "localhost", "--days", "30")
+        h.pair.mkdir(mode=0o700)
+        for name in ("cert", "key"):
+            shutil.move(h.state / "tls" / f"{name}.pem", h.pair / f"{name}.pem")
+            h.teamhub("config", "set", f"tls.{name}", str(h.pair / f"{name}.pem"))
+        os.environ["REQUESTS_CA_BUNDLE"] = str(h.pair / "cert.pem")
+        h.start()
+        yield h
+    finally:
+        os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        try:
+            h.cleanup()
+        finally:
+            subprocess.run(["userdel", h.account], capture_output=True)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def test_tls_proxy_reads_a_copy_of_roots_key(tls_hub: HubProcess) -> None:
+    import requests
+
+    resp = requests.get(f"https://localhost:{tls_hub.port}/hub/login", timeout=30,
+                        verify=str(tls_hub.pair / "cert.pem"))
+    assert resp.status_code == 200
+    uid = pwd.getpwnam(tls_hub.account).pw_uid
+    assert _status(_pid(tls_hub.state / "proxy.pid"))["Uid"].split()[0] == str(uid)
+    copy = (tls_hub.state / "tls" / "unprivileged-key.pem").stat()
+    assert (copy.st_uid, stat.S_IMODE(copy.st_mode)) == (uid, 0o600)
+    original = (tls_hub.pair / "key.pem").stat()
+    assert original.st_uid == 0 and stat.S_IMODE(original.st_mode) == 0o600
+
+
+def test_first_account_added_while_the_hub_runs(tls_hub: HubProcess) -> None:
+    """A fresh unprivileged hub has no account store yet: root's CLI makes it, the hub's."""
+    name = unique("first")
+    tls_hub.add_user(name, PASSWORD)
+    info = (tls_hub.state / "accounts.sqlite").stat()
+    assert info.st_uid == pwd.getpwnam(tls_hub.account).pw_uid
+    b = _login(tls_hub, name)
+    b.start_server(name)
+    registry = (tls_hub.state / "system_users.json").stat()
+    assert registry.st_uid == 0 and stat.S_IMODE(registry.st_mode) == 0o640
+    assert registry.st_gid == pwd.getpwnam(tls_hub.account).pw_gid
+    _stop_server(tls_hub, b, name)

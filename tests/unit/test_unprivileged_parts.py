@@ -1,0 +1,56 @@
+"""hub.unprivileged's decisions that need no hub: what `teamhub up` refuses, where the PAM
+check goes, and who decides between doing root's work and asking the helper."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from traitlets.config import Config
+
+from teamhub import hubconfig, preflight
+from teamhub.errors import PreflightError
+from teamhub.paths import Paths
+from teamhub.spawners import roothelper
+
+
+@pytest.mark.parametrize("toml,trial,named", [
+    ('[spawner]\nbackend = "docker"\n', False, "spawner.backend"),
+    ("[spawner]\nfork_server = false\n", False, "spawner.fork_server"),
+    ("", True, "single-user trial"),
+    ("[hub]\nport = 443\n", False, "hub.port"),
+])
+def test_up_refuses_what_the_helper_cannot_do_yet(settings, toml: str, trial: bool,
+                                                  named: str) -> None:
+    s = settings(toml, TEAMHUB_HUB_UNPRIVILEGED="true")
+    with pytest.raises(PreflightError) as caught:
+        preflight.check_unprivileged(s, trial)
+    assert "hub.unprivileged" in caught.value.message and named in caught.value.message
+    assert "teamhub config set hub.unprivileged false" in caught.value.hint
+
+
+def test_up_accepts_the_local_backend_and_ignores_the_rest_when_off(settings) -> None:
+    preflight.check_unprivileged(settings("", TEAMHUB_HUB_UNPRIVILEGED="true"), False)
+    preflight.check_unprivileged(settings('[spawner]\nbackend = "docker"\n'), True)
+
+
+def test_pam_check_knows_the_helpers_socket(settings, tmp_path) -> None:
+    c = Config()
+    s = settings(f'[paths]\nstate_dir = "{tmp_path}/st"\n')
+    hubconfig.update_auth(c, Paths.from_settings(s))
+    assert c.TeamhubPAMAuthenticator.helper_socket == f"{tmp_path}/st/forkserver.sock"
+
+
+def test_one_place_decides_root_or_helper() -> None:
+    assert roothelper.direct() is (os.geteuid() == 0)
+
+
+def test_tls_redirect_below_1024_is_refused_too(settings, tmp_path) -> None:
+    (tmp_path / "c.pem").write_text("")
+    s = settings(f'[tls]\ncert = "{tmp_path}/c.pem"\nkey = "{tmp_path}/c.pem"\n',
+                 TEAMHUB_HUB_UNPRIVILEGED="true")
+    with pytest.raises(PreflightError, match="tls.http_port is 80"):
+        preflight.check_unprivileged(s, False)
+    s = settings(f'[tls]\ncert = "{tmp_path}/c.pem"\nkey = "{tmp_path}/c.pem"\nhttp_port = 0\n',
+                 TEAMHUB_HUB_UNPRIVILEGED="true")
+    preflight.check_unprivileged(s, False)
