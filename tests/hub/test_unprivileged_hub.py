@@ -261,11 +261,16 @@ def test_console_refuses_what_changes_the_machine(hub: HubProcess, page: str,
     pwd.getpwnam(hub.system_user(hub.old))
 
 
+def _helpers_of(hub: HubProcess) -> list[int]:
+    assert hub.proc is not None
+    return [p for p in processes_of(0)
+            if b"teamhub.spawners.forkserver" in Path(f"/proc/{p}/cmdline").read_bytes()
+            and int(_status(p)["PPid"]) == hub.proc.pid]
+
+
 def test_restart_adopts_the_helper_and_keeps_servers(hub: HubProcess, alice: Browser) -> None:
     pid = _server_pid(hub, hub.alice)
-    helper = [p for p in processes_of(0)
-              if b"teamhub.spawners.forkserver" in Path(f"/proc/{p}/cmdline").read_bytes()
-              and int(_status(p)["PPid"]) == hub.proc.pid]
+    helper = _helpers_of(hub)
     assert len(helper) == 1
     hub.teamhub("restart")
     assert _status(hub.proc.pid)["Uid"].split()[0] == str(pwd.getpwnam(hub.account).pw_uid)
@@ -281,7 +286,14 @@ def test_restart_adopts_the_helper_and_keeps_servers(hub: HubProcess, alice: Bro
 
 
 def test_turning_it_off_gives_the_state_back_to_root(hub: HubProcess, alice: Browser) -> None:
+    [helper] = _helpers_of(hub)
     hub.stop()
+    # The kernel sends no parent-death signal across the hub's change of uid: the helper
+    # must notice by itself that the hub is gone, and end.
+    deadline = time.monotonic() + 30
+    while process_uids(helper) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process_uids(helper), f"root helper {helper} outlived its hub"
     hub.teamhub("config", "set", "hub.unprivileged", "false")
     hub.start()
     assert _status(hub.proc.pid)["Uid"].split()[0] == "0"

@@ -289,6 +289,7 @@ class ForkServer:
         # pid → exit code of children that ended; bounded, newest kept.
         self.exits: OrderedDict[int, int] = OrderedDict()
         self.children: set[int] = set()
+        self.parent = os.getppid()  # the hub (or root `teamhub up`) that started us
 
     def reap(self) -> None:
         while True:
@@ -389,7 +390,13 @@ class ForkServer:
         gc.freeze()  # keep the preloaded objects' pages shared with every child
         _log(f"ready on {self.socket_path} ({_threads()} thread)")
         while True:
-            readable, _, _ = select.select([listener.fileno(), wake_r], [], [], 5)
+            readable, _, _ = select.select([listener.fileno(), wake_r], [], [], 1)
+            if os.getppid() != self.parent:
+                # The parent-death signal does not come when the hub dropped root
+                # (hub.unprivileged) before it ended: the kernel skips it across a change
+                # of uid. Running servers are not ours to end; they keep running.
+                _log("the hub that started this helper has ended: stopping")
+                return
             if wake_r in readable:
                 try:
                     while os.read(wake_r, 512):
