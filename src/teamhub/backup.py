@@ -22,6 +22,7 @@ rebuilds the shared environments.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -32,6 +33,7 @@ import sqlite3
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,12 +112,21 @@ def collect(settings: Settings) -> dict[str, bytes]:
     return files
 
 
+@contextlib.contextmanager
+def _sqlite_file(data: bytes) -> Iterator[str]:
+    """DATA as a sqlite file in a folder of its own, removed afterwards with what sqlite
+    made beside it (a database in WAL mode gets -wal and -shm files even when read)."""
+    with tempfile.TemporaryDirectory(prefix="teamhub-restore-") as folder:
+        path = os.path.join(folder, "copy.sqlite")
+        with open(path, "xb") as f:
+            f.write(data)
+        yield path
+
+
 def _account_schema(db: bytes) -> str:
     """The archived store's alembic revision, or `legacy-N` for a pre-alembic store."""
-    with tempfile.NamedTemporaryFile(prefix="teamhub-restore-", suffix=".sqlite") as tmp:
-        tmp.write(db)
-        tmp.flush()
-        conn = sqlite3.connect(f"file:{tmp.name}?mode=ro", uri=True)
+    with _sqlite_file(db) as copy:
+        conn = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
         try:
             ok = conn.execute("PRAGMA integrity_check").fetchone()[0]
             if ok != "ok":
@@ -331,10 +342,8 @@ def restore(archive: Archive, config_file: Path) -> dict[str, Any]:
 
 def _restore_sqlite(data: bytes, target: Path) -> None:
     """Replace TARGET's content with DATA in one sqlite transaction (backup API)."""
-    with tempfile.NamedTemporaryFile(prefix="teamhub-restore-", suffix=".sqlite") as tmp:
-        tmp.write(data)
-        tmp.flush()
-        source = sqlite3.connect(f"file:{tmp.name}?mode=ro", uri=True)
+    with _sqlite_file(data) as copy:
+        source = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
         fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         dest = sqlite3.connect(target, timeout=30)
