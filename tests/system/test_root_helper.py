@@ -20,6 +20,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -323,6 +324,59 @@ def test_the_hub_starts_and_signals_its_users_server(helper: Helper) -> None:
     _, answers = helper.ask({"op": "signal", "user": helper.user, "pid": server,
                              "signal": int(signal.SIGKILL)})
     assert answers[0]["answer"] == {"ok": True}
+
+
+def _descendants_running(root: int, marker: bytes) -> list[str]:
+    """Command lines containing MARKER of processes below ROOT, now."""
+    parents, lines = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat_line = Path(f"/proc/{entry}/stat").read_text()
+            lines[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        parents[int(entry)] = int(stat_line.rsplit(")", 1)[1].split()[1])
+    found = []
+    for pid, cmdline in lines.items():
+        if marker not in cmdline:
+            continue
+        up, seen = pid, set()
+        while up in parents and up not in seen and up > 1:
+            seen.add(up)
+            up = parents[up]
+            if up == root:
+                found.append(cmdline.decode(errors="replace"))
+                break
+    return found
+
+
+def test_a_spawns_checks_start_no_program(helper: Helper) -> None:
+    """The checks of a spawn run in a fresh child of the helper: what they need of npm
+    (the language servers' roots) the helper worked out before forking; asked in each
+    child, every start of an unprivileged hub ran `npm prefix -g` (~0.14 s)."""
+    if lsp.npm_global_prefix() is None:
+        pytest.skip("no npm on this machine: nothing to ask it")
+    seen: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.extend(_descendants_running(helper.proc.pid, b"npm"))
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        _, answer = helper.spawn(helper.good_spec())
+    finally:
+        done.set()
+        watcher.join()
+    server = answer["answer"]["pid"]
+    helper.ask({"op": "signal", "user": helper.user, "pid": server,
+                "signal": int(signal.SIGKILL)})
+    assert not seen, seen
 
 
 def test_compromised_hub_cannot_signal_outside_a_users_scope(helper: Helper) -> None:

@@ -125,6 +125,12 @@ def _check_rlimits(rlimits: Any) -> dict[str, list[int]]:
     return checked
 
 
+def warm() -> None:
+    """Work out, before the helper forks, what `check_spec` computes alike for every
+    spawn: the language servers' npm prefix (a Node.js start, cached per process)."""
+    lsp.npm_global_prefix()
+
+
 def check_spec(spec: LaunchSpec, policy: Policy) -> LaunchSpec:
     """SPEC as the hub's account may have it run: its user's account, the policy's
     program, the helper's own paths; HelperRefused otherwise."""
