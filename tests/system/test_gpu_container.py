@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-from support.docker_engine import DockerEngine
 
 from teamhub.system import gpus as discovery
 from teamhub.system.containers import CgroupLimits, Mount, container_config
@@ -43,9 +42,7 @@ print(json.dumps(out))
 '''
 
 
-def test_container_gets_only_its_gpu_node() -> None:
-    DockerEngine().ensure()
-    engine = Engine()
+def test_container_gets_only_its_gpu_node(engine: Engine) -> None:
     if engine.image(IMAGE) is None:
         pytest.skip(f"{IMAGE} is built by tests/hub/test_docker_backend.py")
     root = Path(tempfile.mkdtemp(prefix="teamhub-gpuctr-"))
