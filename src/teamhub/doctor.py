@@ -42,7 +42,7 @@ from .paths import Paths
 from .proxy import read_record
 from .settings import Settings
 from .spawners import forkserver
-from .system import hub_account, listen
+from .system import hub_account, listen, users
 from .system.containers import LABEL_USER
 from .system.docker import Engine
 from .system.processes import process_uids
@@ -335,7 +335,7 @@ def secrets_permissions(p: Probe) -> Result:
     files = [p.paths.cookie_secret, p.paths.hub_db, p.paths.accounts_db, p.paths.api_token,
              p.paths.proxy_token, p.paths.initial_password]
     # With hub.unprivileged the state folder is the hub's account's (once it has one).
-    account = hub_account.lookup(p.settings["hub.account"])
+    account = users.lookup(p.settings["hub.account"])
     owner = account.uid if p.settings["hub.unprivileged"] and account else 0
     who = p.settings["hub.account"] if owner else "root"
     problems = [x for x in [_root_only(state, 0o700, owner),

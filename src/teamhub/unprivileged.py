@@ -67,7 +67,7 @@ def _tls_for_the_account(settings: Settings, paths: Paths) -> None:
         os.environ[BY_KEY[key].env_var] = str(copy)
 
 
-def hand_over(settings: Settings, paths: Paths, account: hub_account.HubAccount) -> None:
+def hand_over(settings: Settings, paths: Paths, account: users.SystemUser) -> None:
     """Give ACCOUNT what the hub writes, then become it for good (hub.unprivileged)."""
     _tls_for_the_account(settings, paths)
     # What root keeps there: the registry of the accounts teamhub made (the helper trusts it)

@@ -22,7 +22,7 @@ import pytest
 from support.client import Browser
 from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
 
-from teamhub.system import hub_account
+from teamhub.system import users
 from teamhub.system.processes import process_uids, processes_of
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
@@ -77,6 +77,18 @@ def _as_hub_account(account: str, *cmd: str) -> subprocess.CompletedProcess[str]
                           capture_output=True, text=True, timeout=60)
 
 
+def _remove_account(name: str, *userdel: str) -> None:
+    """End every process of account NAME (if it exists), then run USERDEL on it."""
+    account = users.lookup(name)
+    if account is not None:
+        for pid in processes_of(account.uid):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+    subprocess.run([*userdel, name], capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def hub() -> Iterator[HubProcess]:
     # Not pytest's tmp_path: the hub's account must reach its state folder (root-only 0700).
@@ -105,14 +117,7 @@ def hub() -> Iterator[HubProcess]:
         try:
             h.cleanup()
         finally:
-            account = hub_account.lookup(h.account)
-            if account is not None:
-                for pid in processes_of(account.uid):
-                    try:
-                        os.kill(pid, 9)
-                    except ProcessLookupError:
-                        pass
-                subprocess.run(["userdel", h.account], capture_output=True)
+            _remove_account(h.account, "userdel")
             shutil.rmtree(root, ignore_errors=True)
 
 
@@ -345,14 +350,7 @@ def pam_hub() -> Iterator[HubProcess]:
             h.cleanup()
         finally:
             for name in (h.person, h.account):
-                account = hub_account.lookup(name)
-                if account is not None:
-                    for pid in processes_of(account.uid):
-                        try:
-                            os.kill(pid, 9)
-                        except ProcessLookupError:
-                            pass
-                subprocess.run(["userdel", "-r", name], capture_output=True)
+                _remove_account(name, "userdel", "-r")
             subprocess.run(["groupdel", group], capture_output=True)
             shutil.rmtree(root, ignore_errors=True)
 

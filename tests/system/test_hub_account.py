@@ -17,7 +17,7 @@ import pytest
 from support.hub import unique
 
 from teamhub.errors import SystemUserError
-from teamhub.system import hub_account
+from teamhub.system import hub_account, users
 
 pytestmark = [
     pytest.mark.system,
@@ -74,7 +74,7 @@ def test_give_tree_owns_modes_and_keeps_roots_files(tmp_path: Path) -> None:
 
 
 def test_drop_to_leaves_no_capability_and_no_way_back() -> None:
-    account = hub_account.HubAccount("nobody", 65534, 65534, "/nonexistent")
+    account = users.SystemUser("nobody", 65534, 65534, "/nonexistent", "/usr/sbin/nologin")
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import ctypes
 import os
-import pwd
 import stat
 import subprocess
 import sys
 from collections.abc import Collection
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SystemUserError
+from . import users
+from .users import SystemUser
 
 NOLOGIN = next((p for p in ("/usr/sbin/nologin", "/sbin/nologin") if os.path.exists(p)),
                "/bin/false")
@@ -28,33 +28,17 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 CAP_NET_BIND_SERVICE = 10
 
 
-@dataclass(frozen=True)
-class HubAccount:
-    name: str
-    uid: int
-    gid: int
-    home: str
-
-
-def lookup(name: str) -> HubAccount | None:
-    try:
-        pw = pwd.getpwnam(name)
-    except KeyError:
-        return None
-    return HubAccount(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
-
-
-def ensure(name: str, home: Path) -> HubAccount:
+def ensure(name: str, home: Path) -> SystemUser:
     """The system account NAME (system uid, its own group, no login shell, home HOME, which
     is not made here: it is the state folder), made if missing. An account of that name
     that is root or a person's (uid at or above 1000) is refused, never taken over."""
-    account = lookup(name)
+    account = users.lookup(name)
     if account is None:
         proc = subprocess.run(
             ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
              str(home), "--shell", NOLOGIN, "--comment", "teamhub hub", name],
             capture_output=True, text=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-        account = lookup(name)
+        account = users.lookup(name)
         if account is None:
             raise SystemUserError(
                 f"useradd could not create the hub's account {name!r}: "
@@ -125,7 +109,7 @@ def _clear_inheritable() -> None:
         raise OSError(errno, os.strerror(errno))
 
 
-def drop_to(account: HubAccount) -> None:
+def drop_to(account: SystemUser) -> None:
     """Become ACCOUNT for good: only its own group, its gid and uid (real, effective and
     saved), no capabilities in any set (the bounding set emptied first, so no program
     run later can regain one), no_new_privs (no setuid program either)."""
