@@ -77,10 +77,12 @@ def _as_hub_account(account: str, *cmd: str) -> subprocess.CompletedProcess[str]
                           capture_output=True, text=True, timeout=60)
 
 
-def _remove_account(name: str, *userdel: str) -> None:
-    """End every process of account NAME (if it exists), then run USERDEL on it."""
+def _remove_account(hub: HubProcess, name: str, *userdel: str) -> None:
+    """End every process of account NAME (if it exists), remove the runtime folder the
+    helper made it (the hub's cleanup knows teamhub's accounts only), run USERDEL on it."""
     account = users.lookup(name)
     if account is not None:
+        shutil.rmtree(hub.paths.private_runtime / str(account.uid), ignore_errors=True)
         for pid in processes_of(account.uid):
             try:
                 os.kill(pid, 9)
@@ -117,7 +119,7 @@ def hub() -> Iterator[HubProcess]:
         try:
             h.cleanup()
         finally:
-            _remove_account(h.account, "userdel")
+            _remove_account(h, h.account, "userdel")
             shutil.rmtree(root, ignore_errors=True)
 
 
@@ -350,7 +352,7 @@ def pam_hub() -> Iterator[HubProcess]:
             h.cleanup()
         finally:
             for name in (h.person, h.account):
-                _remove_account(name, "userdel", "-r")
+                _remove_account(h, name, "userdel", "-r")
             subprocess.run(["groupdel", group], capture_output=True)
             shutil.rmtree(root, ignore_errors=True)
 
