@@ -299,6 +299,50 @@ def test_failed_upgrade_leaves_the_service_running(hub: Hub) -> None:
     assert hub.run("bob", "survivor")["result"] == "'bob-42'"
 
 
+def _status_of(m: SystemdMachine, pid: str) -> dict[str, str]:
+    lines = m.exec(f"cat /proc/{pid}/status").stdout.splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def test_switch_of_a_root_run_install_to_an_unprivileged_hub(hub: Hub) -> None:
+    """The upgrade from today's root-run layout: the service's hub drops to the `teamhub`
+    account; accounts, grants and running servers (with their kernels' state) survive, and
+    the rest of this module runs against the unprivileged hub."""
+    m = hub.machine
+    m.exec("mkdir -p /srv/teamhub/projects && chmod 0755 /srv/teamhub /srv/teamhub/projects")
+    hub.teamhub("project create lab --writers bob")
+    bob_pid = hub.run("bob", "import os; os.getpid()")["result"]
+    hub.teamhub("config set hub.unprivileged true")
+    assert "restarted teamhub.service; the hub answers" in hub.teamhub("restart")
+    hub.wait_until_up()
+    main = m.exec("systemctl show -p MainPID --value teamhub").stdout.strip()
+    account = m.exec("id -u teamhub").stdout.strip()
+    status = _status_of(m, main)
+    assert status["Uid"].split() == [account] * 4, status["Uid"]
+    assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0, status
+    proxy = m.exec("cat /var/lib/teamhub/proxy.pid").stdout.strip()
+    assert _status_of(m, proxy)["Uid"].split()[0] == account
+    # Root keeps only the helper: every other root process of the service's cgroup is gone.
+    helper = m.exec("pgrep -u root -f 'teamhub.spawners.forkserver'").stdout.split()
+    assert helper, m.exec("ps -eo user,pid,args").stdout
+    owners = m.exec(f"stat -c %U /var/lib/teamhub /var/lib/teamhub/jupyterhub.sqlite "
+                    f"/var/lib/teamhub/accounts.sqlite").stdout.split()
+    assert owners == ["teamhub"] * 3
+    assert m.exec("stat -c %U /var/lib/teamhub/system_users.json").stdout.strip() == "root"
+    # Servers survive, kernel state included; new starts go through the helper.
+    assert hub.run("bob", "survivor")["result"] == "'bob-42'"
+    assert hub.run("bob", "os.getpid()")["result"] == bob_pid
+    hub.login("cy")
+    assert hub.run("cy", "import os; os.getuid()")["result"] == \
+        m.exec("id -u jupyter-cy").stdout.strip()
+    scope = m.exec("systemctl is-active teamhub-user-cy.scope", check=False).stdout.strip()
+    assert scope == "active"
+    acl = m.exec("getfacl -p /srv/teamhub/projects/lab").stdout
+    assert "user:jupyter-bob:rwx" in acl, acl
+    assert hub.run("bob", "import os; os.path.isdir(os.path.expanduser('~/projects/lab'))"
+                   )["result"] == "True"
+
+
 def test_stopping_a_server_ends_its_strays_and_private_tmp(hub: Hub) -> None:
     m = hub.machine
     # A process that left the server's session and process group still is in its scope.
