@@ -21,7 +21,7 @@ from ..accounts.store import AccountStore
 from ..errors import ProjectError
 from ..system import acl, users
 from ..system.names import system_name
-from .model import Principal, Project, ProjectStore, effective
+from .model import Project, ProjectStore, effective
 
 LINKS_DIR = "projects"  # ~/projects/NAME in every home
 TRASH_DIR = ".trash"  # project names start with a letter, so this never clashes
@@ -142,8 +142,9 @@ class Projects:
                 acl.revoke(folder, account.name)
         sync_links(self.layout.root, account, mine)
 
-    def forget_user(self, hub_name: str, actor: str) -> None:
-        """Before HUB_NAME's account goes: strip its ACL entries everywhere and its grants.
+    def strip_user(self, hub_name: str) -> None:
+        """Before HUB_NAME's account goes: strip its ACL entries and files off every
+        project folder (its grants stay in the store until the caller forgets them).
 
         Entries name a uid; left behind, they would hand the project to whoever
         gets that uid next.
@@ -155,7 +156,6 @@ class Projects:
                 if folder.is_dir():
                     acl.disown(folder, account.name)
                     acl.revoke(folder, account.name)
-        self.store.forget_principal(Principal("user", hub_name), actor)
 
     def repair(self, names: Iterable[str] | None = None) -> list[str]:
         """Re-apply ACLs of NAMES (default: all projects) and every user's links."""
