@@ -21,7 +21,7 @@ from ..accounts.store import AccountStore
 from ..errors import ProjectError
 from ..system import acl, users
 from ..system.names import system_name
-from .model import Project, ProjectStore, effective
+from .model import Project, ProjectStore, check_project_name, effective
 
 LINKS_DIR = "projects"  # ~/projects/NAME in every home
 TRASH_DIR = ".trash"  # project names start with a letter, so this never clashes
@@ -38,7 +38,7 @@ class Layout:
     store_url: str = ""  # db.url: empty for the sqlite file store_path
 
     def folder(self, name: str) -> Path:
-        return self.root / name
+        return self.root / check_project_name(name)  # never a path: root works in there
 
     def account(self, hub_name: str) -> users.SystemUser | None:
         """HUB_NAME's Linux account if it exists and is teamhub's (else: no ACLs yet)."""
