@@ -97,10 +97,11 @@ def _remove_account(hub: HubProcess, name: str, *userdel: str) -> None:
 def hub() -> Iterator[HubProcess]:
     # Not pytest's tmp_path: the hub's account must reach its state folder (root-only 0700).
     root = world_dir("teamhub-unpriv-")
-    projects = world_dir("teamhub-unpriv-projects-")
-    h = HubProcess(root, extra_toml=f'[projects]\nroot = "{projects}"\n')
-    h.scratch.append(projects)
-    h.projects_root = projects
+    projects, envs = world_dir("teamhub-unpriv-projects-"), world_dir("teamhub-unpriv-envs-")
+    h = HubProcess(root, extra_toml=f'[projects]\nroot = "{projects}"\n\n'
+                                    f'[envs]\nroot = "{envs}"\n')
+    h.scratch += [projects, envs]
+    h.projects_root, h.envs_root = projects, envs
     h.account = unique("thub")
     text = h.config.read_text()
     h.config.write_text(text.replace("[hub]\n", f'[hub]\naccount = "{h.account}"\n', 1))
@@ -257,12 +258,43 @@ def _console(hub: HubProcess, b: Browser, page: str, **data: str) -> requests.Re
     return b.http.post(b.base + path, data=fields, allow_redirects=False, timeout=120)
 
 
-def test_console_refuses_environment_changes(hub: HubProcess) -> None:
-    """Env builds would run a package's build code as root: still the CLI's."""
+def test_console_refuses_environment_builds(hub: HubProcess) -> None:
+    """A build would run a package's build code as root: still the CLI's."""
     admin = _login(hub, hub.admin)
-    resp = _console(hub, admin, "envs", action="delete", name="e1")
-    assert resp.status_code == 400, resp.text[-2000:]
-    assert "hub.unprivileged" in resp.text and "teamhub env delete e1" in resp.text
+    admin.get("/hub/teamhub/console/envs")
+    resp = admin.http.post(f"{hub.url}/hub/teamhub/console/envs/build", timeout=60,
+                           headers={"X-XSRFToken": admin._xsrf("/hub/")},
+                           json={"action": "create", "name": "e1", "packages": "six"})
+    assert resp.status_code == 200, resp.text[-2000:]
+    assert "hub.unprivileged" in resp.text and "teamhub env create e1" in resp.text
+    assert not (hub.envs_root / "e1").exists()
+
+
+def test_console_env_access_rollback_delete_through_the_helper(hub: HubProcess) -> None:
+    import json
+
+    env, group = unique("env"), unique("g")
+    hub.teamhub("env", "create", env, "six")
+    hub.teamhub("env", "install", env, "idna")
+    hub.teamhub("group", "create", group)
+    folder = hub.envs_root / env
+    assert os.readlink(folder / "current") == "revs/2"
+    admin = _login(hub, hub.admin)
+    resp = _console(hub, admin, "envs", action="access", name=env, groups=group)
+    assert f"environment {env}: visible to {group}" in resp.text, resp.text[-2000:]
+    assert json.loads((folder / "teamhub-env.json").read_text())["groups"] == [group]
+    assert env in (hub.envs_root / "visibility.json").read_text()
+    resp = _console(hub, admin, "envs", action="access", name=env, groups="nosuchgroupx")
+    assert resp.status_code == 400 and "unknown group" in resp.text
+    resp = _console(hub, admin, "envs", action="rollback", name=env, rev="1")
+    assert f"environment {env}: revision 1 is now current" in resp.text, resp.text[-2000:]
+    assert os.readlink(folder / "current") == "revs/1"
+    assert (folder / "current").stat().st_uid == 0  # still root's tree
+    resp = _console(hub, admin, "envs", action="delete", name=env)
+    assert f"deleted environment {env}" in resp.text, resp.text[-2000:]
+    assert not folder.exists()
+    assert env not in (hub.envs_root / "visibility.json").read_text()
+    hub.teamhub("group", "delete", group)
 
 
 def _acl(folder: Path) -> str:
@@ -399,6 +431,9 @@ def test_compromised_hub_cannot_misuse_the_console_verbs(hub: HubProcess, alice:
          "bad project name"),
         ({"op": "delete_project", "project": "../../etc", "force": True}, "bad project name"),
         ({"op": "sync_links", "users": ["Alice"]}, "canonical"),
+        ({"op": "env_delete", "env": "../envs"}, "bad environment name"),
+        ({"op": "env_rollback", "env": "e1", "rev": 1, "path": "/"}, "unexpected field"),
+        ({"op": "env_delete", "env": "nosuchenv"}, "does not exist"),
     ]
     proc = _as_hub_account(hub.account, str(runtime_dir() / "bin" / "python"), "-c", _ASK,
                            str(hub.paths.fork_server_socket),

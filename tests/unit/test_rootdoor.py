@@ -67,6 +67,8 @@ def test_policy_is_built_from_the_hubs_own_settings(settings: Callable[..., Sett
     assert policy.private_tmp_root == c.LocalSpawner.private_tmp_root
     assert set(c.Spawner.environment) <= set(policy.extra_env_keys)
     assert "FOO" in policy.extra_env_keys
+    assert (policy.envs_root, policy.envs_lock_timeout) == (s["envs.root"],
+                                                            s["envs.lock_timeout"])
     assert Policy.from_json(policy.to_json()) == policy
 
 
@@ -155,3 +157,24 @@ def test_block_needs_the_store_to_say_blocked_and_remove_a_stored_user(tmp_path)
     with pytest.raises(HelperRefused, match="no account store"):
         rootdoor.machine_work({"op": "sync_links", "users": ["ada"]},
                               Policy(accounts_db=str(tmp_path / "none.sqlite")))[1]()
+
+
+@pytest.mark.parametrize("request_, reason", [
+    ({"op": "env_delete", "env": "../opt"}, "bad environment name"),
+    ({"op": "env_delete", "env": None}, "bad environment name"),
+    ({"op": "env_rollback", "env": "e1", "rev": "1"}, "bad revision"),
+    ({"op": "env_rollback", "env": "e1", "rev": True}, "bad revision"),
+    ({"op": "env_access", "env": "e1", "groups": "ml"}, "list of group names"),
+    ({"op": "env_access", "env": "e1", "groups": ["../ml"]}, "bad group name"),
+    ({"op": "env_access", "env": "e1", "groups": ["ML"]}, "canonical form"),
+])
+def test_env_verbs_check_their_arguments_before_any_work(request_: dict[str, object],
+                                                         reason: str) -> None:
+    with pytest.raises(HelperRefused, match=reason):
+        rootdoor.machine_work(request_, Policy(envs_root="/nonexistent-envs"))
+
+
+def test_env_verbs_need_envs_root_and_never_build() -> None:
+    with pytest.raises(HelperRefused, match="no envs.root"):
+        rootdoor.machine_work({"op": "env_delete", "env": "e1"}, Policy())
+    assert not {"env_create", "env_install", "env_uninstall", "env_build"} & set(rootdoor.VERBS)

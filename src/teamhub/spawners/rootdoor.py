@@ -45,10 +45,11 @@ uid 0 nor below UID_MIN from /etc/login.defs):
   `{"op": "check_password", "user": U, "password": P}` → `{"ok": bool}` (PAM mode only).
 
 The console's actions that change the machine (hub account; root's part of them only,
-teamhub.rootwork, the same code the CLI runs; the hub keeps its database, the account
-store and the audit log itself). Every Linux account acted on is one teamhub made (the
-registry), never root nor below UID_MIN; in PAM mode (the machine's own accounts) the
-three user verbs are refused. Each reads what it needs from the store, not the hub:
+the same code the CLI runs: teamhub.rootwork, and envs.store for environments; the hub
+keeps its database, the account store and the audit log itself). Every Linux account
+acted on is one teamhub made (the registry), never root nor below UID_MIN; in PAM mode
+(the machine's own accounts) the three user verbs are refused. Each reads what it
+needs from the store, not the hub:
   `{"op": "block_user", "user": U}` → `{"ended": N or null, "projects": [...]}`: U must be
      blocked in the account store; ends every process of U's account and takes U's
      project ACL entries and ~/projects links away (recomputed from the store).
@@ -64,6 +65,14 @@ three user verbs are refused. Each reads what it needs from the store, not the h
   `{"op": "delete_project", "project": P, "force": bool}` → `{"trash": where or ""}`: P in
      the store; removes its folder, refused unless it is empty or FORCE, which moves it
      into the root-only trash.
+  `{"op": "env_rollback", "env": E, "rev": N or null}` → `{"rev": N}`: makes kept
+     revision N (null: the one before) of shared environment E current.
+  `{"op": "env_access", "env": E, "groups": [G, ...]}` → `{"ok": true}`: only members of
+     those groups (each in the store; [] = everyone) see E; visibility rewritten from the
+     store's members.
+  `{"op": "env_delete", "env": E}` → `{"ok": true}`: deletes E and rewrites visibility.
+  (Env names by the env name rule. Builds, create, install, uninstall, are never done
+  for the hub: a package's build code would run as root.)
 A request with a field its verb does not take is refused.
 """
 
@@ -79,6 +88,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..accounts.groups import canonical_group
+from ..envs import admin as envs_admin
+from ..envs.store import check_name as check_env_name
 from ..errors import HelperRefused, SystemUserError, TeamhubError
 from ..projects.apply import Layout, Projects  # loaded once: the verbs' children share it
 from ..projects.model import check_project_name
@@ -110,11 +122,14 @@ FIELDS: dict[str, frozenset[str]] = {
     "apply_project": frozenset({"project", "users"}),
     "sync_links": frozenset({"users"}),
     "delete_project": frozenset({"project", "force"}),
+    "env_rollback": frozenset({"env", "rev"}),
+    "env_access": frozenset({"env", "groups"}),
+    "env_delete": frozenset({"env"}),
 }
 VERBS = tuple(FIELDS)
 # The console's machine-changing actions (done in a child of the helper: slow OS work).
 MACHINE_VERBS = ("block_user", "unblock_user", "remove_user", "apply_project", "sync_links",
-                 "delete_project")
+                 "delete_project", "env_rollback", "env_access", "env_delete")
 MAX_USERS = 5000  # user names in one request
 SIGNALS = {0: 0, int(signal.SIGINT): signal.SIGINT, int(signal.SIGTERM): signal.SIGTERM,
            int(signal.SIGKILL): signal.SIGKILL, int(signal.SIGHUP): signal.SIGHUP}
@@ -160,6 +175,9 @@ class Policy:
     accounts_db: str = ""
     db_url: str = ""
     pam_service: str = "login"
+    # The shared environments (envs.root, envs.lock_timeout) for env_* verbs.
+    envs_root: str = ""
+    envs_lock_timeout: float = 600
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -370,6 +388,8 @@ def machine_work(request: dict[str, Any], policy: Policy) -> tuple[str, Any]:
     about, for the log, and the work, to run in a child (it reads the store, and refuses
     what the store does not allow)."""
     op = request["op"]
+    if op.startswith("env_"):
+        return _env_work(request, policy)
     if op in ("block_user", "unblock_user", "remove_user"):
         user = hub_user(request.get("user"))
         return user, lambda: _user_work(op, user, policy)
@@ -433,3 +453,51 @@ def _user_work(op: str, user: str, policy: Policy) -> dict[str, Any]:
         return {"ok": True}
 
     return _guarded(work)
+
+
+def _env_work(request: dict[str, Any], policy: Policy) -> tuple[str, Any]:
+    op = request["op"]
+    env = request.get("env")
+    if not isinstance(env, str):
+        raise HelperRefused("bad environment name: not text")
+    try:
+        check_env_name(env)
+    except TeamhubError as exc:
+        raise HelperRefused(f"bad environment name: {exc.message}") from None
+    if not policy.envs_root:
+        raise HelperRefused("the helper was given no envs.root")
+    rev = request.get("rev")
+    if op == "env_rollback" and rev is not None and (
+            not isinstance(rev, int) or isinstance(rev, bool) or rev < 0):
+        raise HelperRefused(f"bad revision {str(rev)[:20]!r}")
+    groups: list[str] = []
+    if op == "env_access":
+        raw = request.get("groups")
+        if not isinstance(raw, list) or len(raw) > 1000:
+            raise HelperRefused("groups must be a list of group names")
+        try:
+            groups = sorted({canonical_group(g) for g in raw})
+        except TeamhubError as exc:
+            raise HelperRefused(f"bad group name: {exc.message}") from None
+        if groups != sorted(raw):
+            raise HelperRefused("group names must be given in their canonical form, once each")
+    root = Path(policy.envs_root)
+
+    def work() -> dict[str, Any]:
+        envs = envs_admin.locked_envs(root, policy.envs_lock_timeout)
+        envs.meta(env)  # an existing environment only
+        members = projects(policy).groups.list()
+        answer: dict[str, Any] = {"ok": True}
+        if op == "env_rollback":
+            answer = {"rev": envs.rollback(env, rev)}
+        elif op == "env_access":
+            missing = [g for g in groups if g not in members]
+            if missing:
+                raise HelperRefused(f"unknown group(s): {', '.join(missing)}")
+            envs.set_groups(env, groups)
+        else:
+            envs.delete(env)
+        envs_admin.publish_visibility(root, members, policy.prefix)
+        return answer
+
+    return env, lambda: _guarded(work)

@@ -126,10 +126,24 @@ class HelperWork:
         return str(self._ask({"op": "delete_project", "project": name, "force": force})
                    .get("trash") or "")
 
+    # Shared environments: what builds nothing (a build is never the helper's).
+    def env_rollback(self, name: str, rev: int | None) -> int:
+        return int(self._ask({"op": "env_rollback", "env": name, "rev": rev})["rev"])
+
+    def env_access(self, name: str, groups: list[str]) -> None:
+        self._ask({"op": "env_access", "env": name, "groups": groups})
+
+    def env_delete(self, name: str) -> None:
+        self._ask({"op": "env_delete", "env": name})
+
+
+def helper_work(paths: Paths) -> HelperWork:
+    return HelperWork(client(paths.fork_server_socket))
+
 
 def work(p: Projects, paths: Paths) -> RootWork:
     """Root's part of the user and project actions: done here by a root process, through
     the helper by an unprivileged hub."""
     if direct():
         return Direct(p, paths.private_runtime)
-    return HelperWork(client(paths.fork_server_socket))
+    return helper_work(paths)
