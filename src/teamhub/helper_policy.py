@@ -46,4 +46,6 @@ def build(settings: Settings, paths: Paths) -> Policy:
         accounts_db=str(paths.accounts_db),
         db_url=settings["db.url"],
         pam_service=settings["auth.pam_service"],
+        envs_root=settings["envs.root"],
+        envs_lock_timeout=settings["envs.lock_timeout"],
     )

@@ -266,10 +266,10 @@ SCHEMA: tuple[Setting, ...] = (
             "`spawner.backend` other than `local`, `spawner.fork_server` off, the "
             "single-user trial, or a `hub.port` (with TLS a `tls.http_port`) below 1024; "
             "a TLS pair outside the state folder is copied into it for the proxy (a renewed "
-            "one takes a root restart); console actions "
-            "that change the system (removing a user's Linux account, applying project "
-            "grants, building environments) fail: use the CLI for them (README \"What runs "
-            "as root\")."),
+            "one takes a root restart); the console's user block/unblock/remove, project and "
+            "environment rollback/access/delete actions go through the helper, but its "
+            "environment builds fail: use `teamhub env` for them (README \"What runs as "
+            "root\")."),
     Setting("paths.state_dir", str, "/var/lib/teamhub", "Root-only (0700) folder for the hub "
             "database, cookie secret, proxy token and account store.", check=_abs_path),
     Setting("db.url", str, "", "Where the hub's database and the account store (accounts, "

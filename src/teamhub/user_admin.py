@@ -9,7 +9,6 @@ hub process: the page runs these functions off the event loop, which stays free 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +19,9 @@ from .errors import AccountError
 from .hubaccounts import hub_step
 from .paths import Paths
 from .projects.actions import projects_of
-from .projects.apply import Projects
-from .projects.model import Project
-from .system import acl, processes, users
+from .projects.model import Principal
+from .rootwork import Direct, RootWork
+from .system import users
 from .system.containers import home_volume, remove_user_containers, remove_user_volume
 from .system.docker import Engine
 from .system.names import canonical_name, system_name
@@ -92,10 +91,16 @@ def plan_removal(settings: Any, paths: Paths, store: AccountStore, name: str) ->
     return Removal(account, sysname, managed)
 
 
+def direct(settings: Any, paths: Paths) -> Direct:
+    """Root's part of these commands done by this process (the CLI, a root hub)."""
+    return Direct(projects_of(settings, paths), paths.private_runtime)
+
+
 def remove(settings: Any, paths: Paths, store: AccountStore, plan: Removal, *, actor: str,
-           keep_home: bool, purge: bool, say: Say) -> None:
+           keep_home: bool, purge: bool, say: Say, root: RootWork | None = None) -> None:
     """Stop NAME's servers, delete their Linux account (if teamhub created it; with its
-    home unless KEEP_HOME) and their account."""
+    home unless KEEP_HOME) and their account. ROOT does the machine's part (default: this
+    process, as root)."""
     account, sysname, managed = plan.account, plan.sysname, plan.managed
     # Order: hub, then Linux account, then the store last. Each step is
     # idempotent (hub: 404 is fine; Linux: gone from the registry is skipped),
@@ -115,31 +120,23 @@ def remove(settings: Any, paths: Paths, store: AccountStore, plan: Removal, *, a
         elif any(v["Name"] == home_volume(account.name) for v in engine.volumes()):
             say(f"kept volume {home_volume(account.name)} (their files); remove it with "
                 f"`docker volume rm {home_volume(account.name)}`")
-    projects_of(settings, paths).forget_user(account.name, actor)
+    p = projects_of(settings, paths)
+    # The ACL entries go before the account (they name its uid, which a later account
+    # would get), the grants after it: a failed userdel leaves them for the next try.
     if managed:
-        account_before = users.lookup(sysname)
-        users.remove_system_user(sysname, registry=paths.system_users, keep_home=keep_home)
-        if account_before is not None:
-            shutil.rmtree(paths.private_runtime / str(account_before.uid), ignore_errors=True)
+        (root or direct(settings, paths)).remove_account(account.name, keep_home)
+    # (An account teamhub did not make has no ACL entries: projects name teamhub's only.)
+    p.store.forget_principal(Principal("user", account.name), actor)
     store.remove(account.name)
     say(f"removed user {account.name}" + (f" and Linux account {sysname}" if managed else ""))
     if not managed and users.lookup(sysname) is not None:
         say(f"Linux account {sysname} was not created by teamhub and was left alone")
 
 
-def _projects_with_acl(p: Projects, sysname: str) -> list[Project]:
-    """The projects whose folder ACL names Linux account SYSNAME (what is on disk)."""
-    out = []
-    for project in p.store.list():
-        folder = p.layout.folder(project.name)
-        if folder.is_dir() and sysname in acl.named_users(folder):
-            out.append(project)
-    return out
-
-
 def block(settings: Any, paths: Paths, store: AccountStore, name: str, *, actor: str,
-          say: Say) -> None:
-    """Block NAME at once (see `teamhub user block --help`)."""
+          say: Say, root: RootWork | None = None) -> None:
+    """Block NAME at once (see `teamhub user block --help`); ROOT ends their processes and
+    takes their project access away (default: this process, as root)."""
     account = existing_account(store, name)
     sysname = system_name(account.name, settings["users.system_prefix"])
     # A busy hub or an impostor on its port stops it before anything changes.
@@ -158,30 +155,26 @@ def block(settings: Any, paths: Paths, store: AccountStore, name: str, *, actor:
                 "API token(s)")
         say(ended_text(account.name,
                        *hubaccounts.end_sessions(paths, account.name, api_tokens=True)))
-    linux = users.lookup(sysname)
-    if linux is not None and linux.uid != 0:
-        count = len(processes.processes_of(linux.uid))
-        processes.end_processes(linux.uid)
-        say(f"ended {count} process(es) of Linux account {sysname}")
+    ended, touched = (root or direct(settings, paths)).cut_off(account.name)
+    if ended is not None:
+        say(f"ended {ended} process(es) of Linux account {sysname}")
     p = projects_of(settings, paths)
-    touched = _projects_with_acl(p, sysname) if linux is not None else []
     for project in touched:
-        p.apply_project(project)
-        p.store.log(project.name, actor, "block", account.name)
-    p.sync_links([account.name])
-    say("removed access to projects: " + ", ".join(x.name for x in touched)
+        p.store.log(project, actor, "block", account.name)
+    say("removed access to projects: " + ", ".join(touched)
         if touched else "no project access to remove")
 
 
 def unblock(settings: Any, paths: Paths, store: AccountStore, name: str, *, actor: str,
-            say: Say) -> None:
-    """Unblock NAME: they can log in again and get their project access back."""
+            say: Say, root: RootWork | None = None) -> None:
+    """Unblock NAME: they can log in again and get their project access back (ROOT gives
+    it, default: this process, as root)."""
     account = existing_account(store, name)
     already = store.set_blocked(account.name, False)
     say(f"user {account.name} was not blocked" if already
         else f"unblocked user {account.name}: logins work again")
     p = projects_of(settings, paths)
-    p.apply_for_user(account.name)
+    (root or direct(settings, paths)).restore(account.name)
     mine = p.accessible(account.name)
     if not already:
         for project in mine:

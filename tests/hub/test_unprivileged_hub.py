@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from support.client import Browser
 from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
 
@@ -95,7 +97,11 @@ def _remove_account(hub: HubProcess, name: str, *userdel: str) -> None:
 def hub() -> Iterator[HubProcess]:
     # Not pytest's tmp_path: the hub's account must reach its state folder (root-only 0700).
     root = world_dir("teamhub-unpriv-")
-    h = HubProcess(root)
+    projects, envs = world_dir("teamhub-unpriv-projects-"), world_dir("teamhub-unpriv-envs-")
+    h = HubProcess(root, extra_toml=f'[projects]\nroot = "{projects}"\n\n'
+                                    f'[envs]\nroot = "{envs}"\n')
+    h.scratch += [projects, envs]
+    h.projects_root, h.envs_root = projects, envs
     h.account = unique("thub")
     text = h.config.read_text()
     h.config.write_text(text.replace("[hub]\n", f'[hub]\naccount = "{h.account}"\n', 1))
@@ -242,30 +248,208 @@ def test_doctor_says_the_hub_runs_unprivileged(hub: HubProcess) -> None:
     assert secrets["ok"] and f"0600 {hub.account}" in secrets["detail"], secrets
 
 
-@pytest.mark.parametrize("page,data,command", [
-    ("users", {"action": "remove"}, "teamhub user remove"),
-    ("projects", {"action": "create", "name": "p1", "writers": "", "readers": "",
-                  "description": ""}, "teamhub project create"),
-    ("envs", {"action": "delete", "name": "e1"}, "teamhub env delete e1"),
-])
-def test_console_refuses_what_changes_the_machine(hub: HubProcess, page: str,
-                                                  data: dict[str, str], command: str) -> None:
-    import re
-
-    admin = _login(hub, hub.admin)
+def _console(hub: HubProcess, b: Browser, page: str, **data: str) -> requests.Response:
+    """POST a console form of PAGE (users, projects, envs) as browser B."""
     path = f"/hub/teamhub/console/{page}"
-    form = admin.get(path)
+    form = b.get(path)
     assert form.status_code == 200, form.text[-2000:]
     found = re.search(r'name="_xsrf" value="([^"]+)"', form.text)
-    fields = {**data, "_xsrf": found.group(1) if found else admin._xsrf("/hub/")}
-    if page == "users":
-        fields["name"] = hub.old
-    resp = admin.http.post(admin.base + path, data=fields, allow_redirects=False, timeout=120)
-    assert resp.status_code == 400, resp.text[-2000:]
-    assert "hub.unprivileged" in resp.text and command in resp.text
-    # Nothing changed: the user is still there, with their Linux account.
-    assert hub.old in hub.teamhub("user", "list").stdout
-    pwd.getpwnam(hub.system_user(hub.old))
+    fields = {**data, "_xsrf": found.group(1) if found else b._xsrf("/hub/")}
+    return b.http.post(b.base + path, data=fields, allow_redirects=False, timeout=120)
+
+
+def test_console_refuses_environment_builds(hub: HubProcess) -> None:
+    """A build would run a package's build code as root: still the CLI's."""
+    admin = _login(hub, hub.admin)
+    admin.get("/hub/teamhub/console/envs")
+    resp = admin.http.post(f"{hub.url}/hub/teamhub/console/envs/build", timeout=60,
+                           headers={"X-XSRFToken": admin._xsrf("/hub/")},
+                           json={"action": "create", "name": "e1", "packages": "six"})
+    assert resp.status_code == 200, resp.text[-2000:]
+    assert "hub.unprivileged" in resp.text and "teamhub env create e1" in resp.text
+    assert not (hub.envs_root / "e1").exists()
+
+
+def test_console_env_access_rollback_delete_through_the_helper(hub: HubProcess) -> None:
+    import json
+
+    env, group = unique("env"), unique("g")
+    hub.teamhub("env", "create", env, "six")
+    hub.teamhub("env", "install", env, "idna")
+    hub.teamhub("group", "create", group)
+    folder = hub.envs_root / env
+    assert os.readlink(folder / "current") == "revs/2"
+    admin = _login(hub, hub.admin)
+    resp = _console(hub, admin, "envs", action="access", name=env, groups=group)
+    assert f"environment {env}: visible to {group}" in resp.text, resp.text[-2000:]
+    assert json.loads((folder / "teamhub-env.json").read_text())["groups"] == [group]
+    assert env in (hub.envs_root / "visibility.json").read_text()
+    resp = _console(hub, admin, "envs", action="access", name=env, groups="nosuchgroupx")
+    assert resp.status_code == 400 and "unknown group" in resp.text
+    resp = _console(hub, admin, "envs", action="rollback", name=env, rev="1")
+    assert f"environment {env}: revision 1 is now current" in resp.text, resp.text[-2000:]
+    assert os.readlink(folder / "current") == "revs/1"
+    assert (folder / "current").stat().st_uid == 0  # still root's tree
+    resp = _console(hub, admin, "envs", action="delete", name=env)
+    assert f"deleted environment {env}" in resp.text, resp.text[-2000:]
+    assert not folder.exists()
+    assert env not in (hub.envs_root / "visibility.json").read_text()
+    hub.teamhub("group", "delete", group)
+
+
+def _acl(folder: Path) -> str:
+    return subprocess.run(["getfacl", "-cp", str(folder)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _link(hub: HubProcess, name: str, project: str) -> Path:
+    return Path(pwd.getpwnam(hub.system_user(name)).pw_dir, "projects", project)
+
+
+@pytest.fixture(scope="module")
+def bob(hub: HubProcess) -> Browser:
+    """A user with a running server (so a Linux account), for the console's actions."""
+    hub.bob = unique("bob")
+    hub.add_user(hub.bob, PASSWORD)
+    b = _login(hub, hub.bob)
+    b.start_server(hub.bob)
+    return b
+
+
+def test_console_projects_through_the_helper(hub: HubProcess, alice: Browser,
+                                             bob: Browser) -> None:
+    admin = _login(hub, hub.admin)
+    hub.project = name = unique("proj")
+    folder = hub.projects_root / name
+    resp = _console(hub, admin, "projects", action="create", name=name, writers=hub.bob,
+                    readers="", description="")
+    assert resp.status_code == 200 and f"created project {name}" in resp.text, resp.text[-2000:]
+    assert f"user:{hub.system_user(hub.bob)}:rwx" in _acl(folder)
+    assert os.readlink(_link(hub, hub.bob, name)) == str(folder)
+    resp = _console(hub, admin, "projects", action="grant", name=name, who=hub.alice,
+                    access="read")
+    assert f"granted read on {name} to {hub.alice}" in resp.text, resp.text[-2000:]
+    assert f"user:{hub.system_user(hub.alice)}:r-x" in _acl(folder)
+    assert os.readlink(_link(hub, hub.alice, name)) == str(folder)
+    resp = _console(hub, admin, "projects", action="revoke", name=name, who=hub.alice)
+    assert f"revoked {hub.alice} on {name}" in resp.text, resp.text[-2000:]
+    assert hub.system_user(hub.alice) not in _acl(folder)
+    assert not os.path.lexists(_link(hub, hub.alice, name))
+    # Not empty: refused, as by the CLI, and nothing is deleted.
+    (folder / "kept.txt").write_text("x")
+    resp = _console(hub, admin, "projects", action="delete", name=name)
+    assert resp.status_code == 400 and "is not empty" in resp.text, resp.text[-2000:]
+    assert (folder / "kept.txt").exists()
+    assert name in hub.teamhub("project", "list").stdout
+
+
+def test_console_block_unblock_remove_through_the_helper(hub: HubProcess, bob: Browser) -> None:
+    admin = _login(hub, hub.admin)
+    sysname = hub.system_user(hub.bob)
+    folder = hub.projects_root / hub.project
+    server = _server_pid(hub, hub.bob)
+    resp = _console(hub, admin, "users", action="block", name=hub.bob)
+    assert resp.status_code == 200, resp.text[-2000:]
+    assert f"blocked user {hub.bob}" in resp.text and f"of Linux account {sysname}" in resp.text
+    assert f"removed access to projects: {hub.project}" in resp.text
+    _wait(lambda: not processes_of(pwd.getpwnam(sysname).pw_uid),
+          "the blocked user's processes did not end")
+    assert not process_uids(server)
+    assert sysname not in _acl(folder)
+    assert not os.path.lexists(_link(hub, hub.bob, hub.project))
+    assert Browser(hub.url).login(hub.bob, PASSWORD).status_code != 302
+
+    resp = _console(hub, admin, "users", action="unblock", name=hub.bob)
+    assert f"unblocked user {hub.bob}" in resp.text, resp.text[-2000:]
+    assert f"project access: {hub.project} (write)" in resp.text
+    assert f"user:{sysname}:rwx" in _acl(folder)
+    assert os.readlink(_link(hub, hub.bob, hub.project)) == str(folder)
+    _login(hub, hub.bob)
+
+    uid = pwd.getpwnam(sysname).pw_uid
+    resp = _console(hub, admin, "users", action="remove", name=hub.bob)
+    assert f"removed user {hub.bob} and Linux account {sysname}" in resp.text, resp.text[-2000:]
+    assert users.lookup(sysname) is None
+    assert not (hub.paths.private_runtime / str(uid)).exists()
+    assert sysname not in _acl(folder) and f"user:{uid}:" not in _acl(folder)
+    assert hub.bob not in hub.teamhub("user", "list").stdout
+
+    resp = _console(hub, admin, "projects", action="delete", name=hub.project, force="yes")
+    assert f"deleted project {hub.project}; its files are in" in resp.text, resp.text[-2000:]
+    assert not folder.exists()
+
+
+_ASK = """
+import json, socket, sys
+out = []
+for request in json.loads(sys.argv[2]):
+    conn = socket.socket(socket.AF_UNIX)
+    conn.connect(sys.argv[1])
+    conn.sendall(json.dumps(request).encode() + b"\\n")
+    data = b""
+    while not data.endswith(b"\\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    out.append(json.loads(data or b"{}"))
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def strangers(hub: HubProcess) -> Iterator[dict[str, str]]:
+    """Hub user names whose Linux accounts teamhub did not make: a system account, a
+    person's account (each named as the hub user's would be)."""
+    found = {"system": unique("sys"), "foreign": unique("forn")}
+    try:
+        subprocess.run(["useradd", "-r", hub.system_user(found["system"])], check=True,
+                       capture_output=True)
+        subprocess.run(["useradd", "-m", hub.system_user(found["foreign"])], check=True,
+                       capture_output=True)
+        yield found
+    finally:
+        for name in found.values():
+            _remove_account(hub, hub.system_user(name), "userdel", "-r")
+
+
+def test_compromised_hub_cannot_misuse_the_console_verbs(hub: HubProcess, alice: Browser,
+                                                         strangers: dict[str, str]) -> None:
+    import json
+
+    server = _server_pid(hub, hub.alice)
+    attempts = [
+        ({"op": "remove_user", "user": "root"}, "not in the account store"),
+        ({"op": "block_user", "user": "../root"}, "bad user name"),
+        ({"op": "unblock_user", "user": strangers["system"]}, "root or a system account"),
+        ({"op": "remove_user", "user": strangers["system"]}, "root or a system account"),
+        ({"op": "unblock_user", "user": strangers["foreign"]}, "not created by teamhub"),
+        ({"op": "remove_user", "user": strangers["foreign"]}, "not created by teamhub"),
+        ({"op": "block_user", "user": hub.alice}, "is not blocked in the account store"),
+        ({"op": "remove_user", "user": hub.alice, "keep_home": True}, "unexpected field"),
+        ({"op": "apply_project", "project": str(hub.projects_root / "x"), "users": []},
+         "bad project name"),
+        ({"op": "delete_project", "project": "../../etc", "force": True}, "bad project name"),
+        ({"op": "sync_links", "users": ["Alice"]}, "canonical"),
+        ({"op": "env_delete", "env": "../envs"}, "bad environment name"),
+        ({"op": "env_rollback", "env": "e1", "rev": 1, "path": "/"}, "unexpected field"),
+        ({"op": "env_delete", "env": "nosuchenv"}, "does not exist"),
+    ]
+    proc = _as_hub_account(hub.account, str(runtime_dir() / "bin" / "python"), "-c", _ASK,
+                           str(hub.paths.fork_server_socket),
+                           json.dumps([a for a, _ in attempts]))
+    assert proc.returncode == 0, proc.stderr
+    answers = json.loads(proc.stdout)
+    log = (hub.state / "logs" / "forkserver.log").read_text()
+    for (request, reason), answer in zip(attempts, answers, strict=True):
+        assert reason in answer.get("error", ""), (request, answer)
+        assert re.search(rf"refused pid \d+ uid {pwd.getpwnam(hub.account).pw_uid}: .*"
+                         f"{re.escape(reason)}", log), (reason, log[-3000:])
+    for name in strangers.values():
+        assert users.lookup(hub.system_user(name)) is not None  # nothing was removed
+    # The helper goes on serving: alice's server runs, and a new start works.
+    assert process_uids(server)
+    assert alice.open_lab(hub.alice).status_code == 200
 
 
 def _helpers_of(hub: HubProcess) -> list[int]:

@@ -122,3 +122,22 @@ def test_log_outlives_a_deleted_project(stores) -> None:
     projects.delete("data", "root", "was empty")
     assert projects.list() == []
     assert [r["action"] for r in projects.history("data")] == ["create", "delete"]
+
+
+def test_a_name_written_around_the_rule_never_becomes_a_folder(stores, tmp_path: Path) -> None:
+    """With hub.unprivileged the store is the hub's account's and root's helper reads it: a
+    project row put there directly (a compromised hub) must not steer root to a path."""
+    from teamhub.projects.apply import Layout
+
+    projects, _ = stores
+    projects.create("data", "", {}, "root")
+    with projects.store._connect() as conn:
+        for bad in ("../../home/jupyter-ada", "/etc", "x/y"):
+            conn.execute("INSERT INTO projects (name, description, created) VALUES (?,?,?)",
+                         (bad, "", "2026-01-01 00:00:00"))
+    assert [p.name for p in projects.list()] == ["data"]
+    layout = Layout(root=tmp_path / "projects", store_path=tmp_path / "accounts.sqlite",
+                    prefix="jupyter-", registry=tmp_path / "system_users.json")
+    assert layout.folder("data") == tmp_path / "projects" / "data"
+    with pytest.raises(ProjectError):
+        layout.folder("../../etc")

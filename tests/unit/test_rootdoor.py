@@ -67,9 +67,114 @@ def test_policy_is_built_from_the_hubs_own_settings(settings: Callable[..., Sett
     assert policy.private_tmp_root == c.LocalSpawner.private_tmp_root
     assert set(c.Spawner.environment) <= set(policy.extra_env_keys)
     assert "FOO" in policy.extra_env_keys
+    assert (policy.envs_root, policy.envs_lock_timeout) == (s["envs.root"],
+                                                            s["envs.lock_timeout"])
     assert Policy.from_json(policy.to_json()) == policy
 
 
 def test_hub_account_setting_refuses_root(settings: Callable[..., Settings]) -> None:
     with pytest.raises(Exception, match="not root"):
         settings('[hub]\naccount = "root"\n')
+
+
+# --- the console's actions that change the machine (rootdoor.MACHINE_VERBS) -------------
+
+
+@pytest.mark.parametrize("op", sorted(rootdoor.FIELDS))
+def test_every_verb_refuses_a_field_it_does_not_take(op: str) -> None:
+    fields = {f: None for f in rootdoor.FIELDS[op]}
+    import json
+
+    assert rootdoor.parse_request(json.dumps({"op": op, **fields}).encode())["op"] == op
+    for extra in ("path", "argv", "keep_home"):
+        with pytest.raises(HelperRefused, match=f"unexpected field.*{extra}"):
+            rootdoor.parse_request(json.dumps({"op": op, **fields, extra: "/"}).encode())
+
+
+@pytest.mark.parametrize("bad", ["/srv/teamhub/projects/p1", "../p1", "p1/../../etc", ".trash",
+                                 "P1", "", 5, None, ["p1"]])
+def test_a_project_is_a_name_never_a_path(bad: object) -> None:
+    with pytest.raises(HelperRefused, match="bad project name"):
+        rootdoor.project_name(bad)
+    for op in ("apply_project", "delete_project"):
+        with pytest.raises(HelperRefused, match="bad project name"):
+            rootdoor.machine_work({"op": op, "project": bad}, Policy())
+    assert rootdoor.project_name("p1") == "p1"
+
+
+@pytest.mark.parametrize("request_, reason", [
+    ({"op": "block_user", "user": "../root"}, "bad user name"),
+    ({"op": "remove_user", "user": "Ada"}, "canonical"),
+    ({"op": "unblock_user"}, "bad user name"),
+    ({"op": "sync_links", "users": "ada"}, "must be a list"),
+    ({"op": "sync_links", "users": ["ada"] * (rootdoor.MAX_USERS + 1)}, "must be a list"),
+    ({"op": "apply_project", "project": "p1", "users": ["ada", "x y"]}, "bad user name"),
+    ({"op": "delete_project", "project": "p1", "force": "yes"}, "force must be"),
+])
+def test_machine_verbs_check_their_arguments_before_any_work(request_: dict[str, object],
+                                                              reason: str) -> None:
+    # Policy() has no account store: a request that got past the checks would fail there.
+    with pytest.raises(HelperRefused, match=reason):
+        rootdoor.machine_work(request_, Policy())
+
+
+def test_user_verbs_refuse_root_system_foreign_accounts_and_pam_mode(tmp_path) -> None:
+    registry = tmp_path / "system_users.json"
+    policy = Policy(prefix="", registry=str(registry))
+    for system in ("root", "daemon"):
+        with pytest.raises(HelperRefused, match="root or a system account"):
+            rootdoor.teamhub_account(system, policy)
+    with pytest.raises(HelperRefused, match="not created by teamhub"):
+        rootdoor.teamhub_account("nobody", policy)  # uid 65534: a person's range, not ours
+    assert rootdoor.teamhub_account("nosuchaccountxyz", policy) is None
+    with pytest.raises(HelperRefused, match="PAM mode"):
+        rootdoor.teamhub_account("nosuchaccountxyz", Policy(existing_accounts=True))
+    # The refusal comes from the work, before the store is read (there is none here).
+    with pytest.raises(HelperRefused, match="root or a system account"):
+        rootdoor.machine_work({"op": "remove_user", "user": "root"}, policy)[1]()
+
+
+def test_block_needs_the_store_to_say_blocked_and_remove_a_stored_user(tmp_path) -> None:
+    from teamhub.accounts.store import AccountStore
+
+    db = tmp_path / "accounts.sqlite"
+    store = AccountStore(db)
+    store.add("ada", "a long enough password")
+    policy = Policy(prefix="thtestx-", registry=str(tmp_path / "system_users.json"),
+                    accounts_db=str(db), projects_root=str(tmp_path / "projects"))
+    with pytest.raises(HelperRefused, match="'ada' is not blocked"):
+        rootdoor.machine_work({"op": "block_user", "user": "ada"}, policy)[1]()
+    with pytest.raises(HelperRefused, match="'bob' is not in the account store"):
+        rootdoor.machine_work({"op": "remove_user", "user": "bob"}, policy)[1]()
+    with pytest.raises(HelperRefused, match="was not created by teamhub"):
+        rootdoor.machine_work({"op": "remove_user", "user": "ada"}, policy)[1]()
+    store.set_blocked("ada", True)
+    # Blocked, no Linux account: nothing to end, no project to take away.
+    assert rootdoor.machine_work({"op": "block_user", "user": "ada"}, policy)[1]() == {
+        "ended": None, "projects": []}
+    with pytest.raises(HelperRefused, match="project 'p1' does not exist|no project"):
+        rootdoor.machine_work({"op": "apply_project", "project": "p1", "users": []}, policy)[1]()
+    with pytest.raises(HelperRefused, match="no account store"):
+        rootdoor.machine_work({"op": "sync_links", "users": ["ada"]},
+                              Policy(accounts_db=str(tmp_path / "none.sqlite")))[1]()
+
+
+@pytest.mark.parametrize("request_, reason", [
+    ({"op": "env_delete", "env": "../opt"}, "bad environment name"),
+    ({"op": "env_delete", "env": None}, "bad environment name"),
+    ({"op": "env_rollback", "env": "e1", "rev": "1"}, "bad revision"),
+    ({"op": "env_rollback", "env": "e1", "rev": True}, "bad revision"),
+    ({"op": "env_access", "env": "e1", "groups": "ml"}, "list of group names"),
+    ({"op": "env_access", "env": "e1", "groups": ["../ml"]}, "bad group name"),
+    ({"op": "env_access", "env": "e1", "groups": ["ML"]}, "canonical form"),
+])
+def test_env_verbs_check_their_arguments_before_any_work(request_: dict[str, object],
+                                                         reason: str) -> None:
+    with pytest.raises(HelperRefused, match=reason):
+        rootdoor.machine_work(request_, Policy(envs_root="/nonexistent-envs"))
+
+
+def test_env_verbs_need_envs_root_and_never_build() -> None:
+    with pytest.raises(HelperRefused, match="no envs.root"):
+        rootdoor.machine_work({"op": "env_delete", "env": "e1"}, Policy())
+    assert not {"env_create", "env_install", "env_uninstall", "env_build"} & set(rootdoor.VERBS)

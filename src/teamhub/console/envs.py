@@ -4,7 +4,11 @@ streams a build's output into it.
 The list shows each shared environment's revision, size, groups and history; rollback,
 visibility groups, export and delete are forms; create, install and uninstall stream the
 build's lines live (console/stream.py) from the same functions as `teamhub env ...`
-(envs.admin). A failed build leaves `current` as it was (envs.store guarantees it)."""
+(envs.admin). A failed build leaves `current` as it was (envs.store guarantees it).
+
+An unprivileged hub (hub.unprivileged) has the root helper do rollback, access and delete
+(`/opt/teamhub/envs` is root's) and refuses builds with the CLI command: a package's build
+code must never run as root on the hub's say-so."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from tornado import web
 
 from ..envs import admin
 from ..errors import EnvError, TeamhubError
+from ..spawners import roothelper
 from .base import PREFIX, ConsolePage, needs_root
 from .stream import Echo, StreamingData
 
@@ -84,8 +89,6 @@ class EnvsPage(ConsolePage):
         action, name = self.field("action"), self.field("name").strip()
         ns: dict[str, Any] = {}
         try:
-            if action in ("rollback", "access", "delete"):
-                needs_root("Changing environments", f"teamhub env {action} {name}")
             if action == "rollback":
                 rev = self.field("rev")
                 target = await self.blocking(self._rollback, name, int(rev) if rev.isdigit()
@@ -109,12 +112,22 @@ class EnvsPage(ConsolePage):
             return
         await self._show(**ns)
 
-    # The same calls as `teamhub env rollback / access / export / delete`.
+    # The same calls as `teamhub env rollback / access / export / delete`; through the
+    # helper when this hub is not root.
     def _rollback(self, name: str, rev: int | None) -> int:
-        return admin.shared_envs(self.teamhub_settings()[0]).rollback(name, rev)
+        settings, paths = self.teamhub_settings()
+        if not roothelper.direct():
+            return roothelper.helper_work(paths).env_rollback(name, rev)
+        return admin.shared_envs(settings).rollback(name, rev)
 
     def _access(self, name: str, groups: str) -> str:
-        return admin.set_access(self.teamhub_settings()[0], name, admin.parse_groups(groups))
+        settings, paths = self.teamhub_settings()
+        wanted = admin.parse_groups(groups)
+        if not roothelper.direct():
+            admin.check_groups(settings, wanted)  # the helper checks too; this says it better
+            roothelper.helper_work(paths).env_access(name, wanted)
+            return admin.access_text(name, wanted)
+        return admin.set_access(settings, name, wanted)
 
     def _export(self, name: str) -> str:
         envs = admin.shared_envs(self.teamhub_settings()[0])
@@ -123,7 +136,10 @@ class EnvsPage(ConsolePage):
         return envs.uv.lock_with_hashes(python, envs.uv.freeze(python))
 
     def _delete(self, name: str) -> None:
-        settings = self.teamhub_settings()[0]
+        settings, paths = self.teamhub_settings()
+        if not roothelper.direct():
+            roothelper.helper_work(paths).env_delete(name)
+            return
         envs = admin.shared_envs(settings)
         envs.meta(name)
         envs.delete(name)

@@ -2,7 +2,8 @@
 and revoke read or write for users and @groups, see each user's effective access,
 archive, delete (refused when not empty, as `teamhub project delete` without --force),
 the audit log. Every action is `teamhub project ...` through the same functions
-(projects.actions); applying ACLs is OS work, so it runs on an executor."""
+(projects.actions); applying ACLs is OS work, so it runs on an executor, and root's: an
+unprivileged hub (hub.unprivileged) has the root helper do it (roothelper.work)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from tornado import web
 from ..errors import TeamhubError
 from ..projects import actions
 from ..projects.apply import Projects
-from .base import PREFIX, ConsolePage, needs_root
+from ..rootwork import RootWork
+from ..spawners import roothelper
+from .base import PREFIX, ConsolePage
 
 
 class ProjectsPage(ConsolePage):
@@ -23,6 +26,9 @@ class ProjectsPage(ConsolePage):
     def _projects(self) -> Projects:
         settings, paths = self.teamhub_settings()
         return actions.projects_of(settings, paths)
+
+    def _root(self, p: Projects) -> RootWork:
+        return roothelper.work(p, self.teamhub_settings()[1])
 
     def _listing(self) -> list[dict[str, Any]]:
         p = self._projects()
@@ -47,7 +53,6 @@ class ProjectsPage(ConsolePage):
         if work is None:
             raise web.HTTPError(400, f"unknown action {action[:40]!r}")
         try:
-            needs_root("Changing projects", f"teamhub project {action} ...")
             lines = await self.blocking(work)
         except TeamhubError as exc:
             await self._show(400, error=str(exc))
@@ -61,25 +66,33 @@ class ProjectsPage(ConsolePage):
 
         def create() -> list[str]:
             settings, paths = self.teamhub_settings()
-            return actions.create(settings, actions.projects_of(settings, paths), name,
-                                  self.field("writers"), self.field("readers"),
-                                  self.field("description").strip(), actor)
+            p = actions.projects_of(settings, paths)
+            return actions.create(settings, p, name, self.field("writers"),
+                                  self.field("readers"), self.field("description").strip(),
+                                  actor, self._root(p))
 
         def grant() -> list[str]:
             settings, paths = self.teamhub_settings()
+            p = actions.projects_of(settings, paths)
             access = self.field("access")
-            return actions.grant(settings, actions.projects_of(settings, paths), name,
-                                 self.field("who"), access if access in ("read", "write")
-                                 else None, actor)
+            return actions.grant(settings, p, name, self.field("who"),
+                                 access if access in ("read", "write") else None, actor,
+                                 self._root(p))
 
-        return {
-            "create": create,
-            "grant": grant,
-            "revoke": lambda: actions.revoke(self._projects(), name, self.field("who"), actor),
-            "archive": lambda: actions.archive(self._projects(), name, actor),
-            "delete": lambda: actions.delete(self._projects(), name,
-                                             self.field("force") == "yes", actor),
-        }
+        def revoke() -> list[str]:
+            p = self._projects()
+            return actions.revoke(p, name, self.field("who"), actor, self._root(p))
+
+        def archive() -> list[str]:
+            p = self._projects()
+            return actions.archive(p, name, actor, self._root(p))
+
+        def delete() -> list[str]:
+            p = self._projects()
+            return actions.delete(p, name, self.field("force") == "yes", actor, self._root(p))
+
+        return {"create": create, "grant": grant, "revoke": revoke, "archive": archive,
+                "delete": delete}
 
 
 def handlers() -> list[tuple[str, Any]]:

@@ -24,9 +24,11 @@ from ..accounts.store import Account, AccountStore
 from ..errors import AccountError, TeamhubError
 from ..gpu_allocations import Allocations
 from ..paths import Paths
+from ..projects.actions import projects_of
+from ..spawners import roothelper
 from ..system import users
 from ..system.names import system_name
-from .base import PREFIX, ConsolePage, needs_root
+from .base import PREFIX, ConsolePage
 
 PAGE_SIZE = 25
 RESET_LINK_LIFETIME = "24h"  # the CLI's default for `teamhub user reset-link`
@@ -169,13 +171,15 @@ class UsersPage(ConsolePage):
     def _change(self, settings: Any, paths: Paths, action: str, name: str, say: Any) -> None:
         """(Blocking.) The actions that are CLI functions as they are."""
         actor = self.current_user.name
+        # What these do to the machine: this hub itself when it is root, else the helper.
+        root = roothelper.work(projects_of(settings, paths), paths)
         if action in ("block", "unblock", "remove"):
             user_admin.check_builtin(settings, action)
-            needs_root(f"{action.capitalize()} of a user", f"teamhub user {action} {name}")
         if action == "block":
-            user_admin.block(settings, paths, self.store, name, actor=actor, say=say)
+            user_admin.block(settings, paths, self.store, name, actor=actor, say=say, root=root)
         elif action == "unblock":
-            user_admin.unblock(settings, paths, self.store, name, actor=actor, say=say)
+            user_admin.unblock(settings, paths, self.store, name, actor=actor, say=say,
+                               root=root)
         elif action in ("admin-on", "admin-off"):
             user_admin.set_admin(paths, self.store, name, action == "admin-on", say=say)
         elif action == "logout":
@@ -185,7 +189,7 @@ class UsersPage(ConsolePage):
         elif action == "remove":
             plan = user_admin.plan_removal(settings, paths, self.store, name)
             user_admin.remove(settings, paths, self.store, plan, actor=actor, keep_home=False,
-                              purge=False, say=say)
+                              purge=False, say=say, root=root)
 
     def _link(self, token: str) -> str:
         return f"{self.request.protocol}://{self.request.host}{self.hub.base_url}reset/{token}"

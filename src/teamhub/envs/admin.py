@@ -49,9 +49,23 @@ def refresh_visibility(settings: Settings) -> dict[str, object]:
 
     Call after anything that changes envs or group membership.
     """
-    envs = SharedEnvs(Path(settings["envs.root"]), Uv(Path("uv")), "")
+    return publish_visibility(Path(settings["envs.root"]), group_members(settings),
+                              settings["users.system_prefix"])
+
+
+def locked_envs(root: Path, lock_timeout: float) -> SharedEnvs:
+    """The shared envs under ROOT for what builds nothing (rollback, access, delete): the
+    root helper's, which has no settings, only its policy."""
+    return SharedEnvs(root, Uv(Path("uv"), root / CACHE), "", lock_timeout=lock_timeout)
+
+
+def publish_visibility(root: Path, members: dict[str, list[str]],
+                       prefix: str) -> dict[str, object]:
+    """refresh_visibility from its inputs: the envs under ROOT, the groups' MEMBERS, the
+    Linux accounts' PREFIX."""
+    envs = SharedEnvs(root, Uv(Path("uv")), "")
     index = visibility.compute({n: envs.meta(n).get("groups", []) for n in envs.names()},
-                               group_members(settings), settings["users.system_prefix"])
+                               members, prefix)
     if envs.root.is_dir():
         visibility.write(envs.root, index)
         # Also run by `teamhub up`: an install from before the locks were root-only
@@ -96,6 +110,10 @@ def set_access(settings: Settings, name: str, groups: list[str]) -> str:
     check_groups(settings, groups)
     shared_envs(settings).set_groups(name, groups)
     refresh_visibility(settings)
+    return access_text(name, groups)
+
+
+def access_text(name: str, groups: list[str]) -> str:
     return f"environment {name}: visible to {', '.join(groups) or 'everyone'}"
 
 

@@ -4,16 +4,17 @@ both call these, so both validate and answer the same way.
 Each change writes the grants to the account store first, then re-applies the project's
 ACLs from there and refreshes the users' ~/projects links (the store is what counts;
 `project repair` can redo the disk part). Each returns the lines to show the person.
-Blocking: store and OS work.
+The disk part is root's (teamhub.rootwork): ROOT, by default this process; an
+unprivileged hub's console passes the root helper's. Blocking: store and OS work.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ..errors import DockerError
 from ..paths import Paths
+from ..rootwork import Direct, RootWork
 from ..settings import Settings
 from ..system.containers import running_users
 from ..system.docker import Engine
@@ -41,11 +42,12 @@ def describe(p: Projects, project: Project) -> dict[str, Any]:
     }
 
 
-def _change(p: Projects, name: str, before: dict[str, str]) -> dict[str, str]:
+def _change(p: Projects, name: str, before: dict[str, str], root: RootWork | None
+            ) -> dict[str, str]:
     """Re-apply project NAME and refresh links of everyone whose access may have changed;
     the effective access after."""
-    after = p.apply_project(p.store.get(name))
-    p.sync_links(set(before) | set(after))
+    after = p.effective(p.store.get(name))
+    (root or Direct(p)).apply_project(name, sorted(set(before) | set(after)))
     return after
 
 
@@ -78,7 +80,8 @@ def _with_note(settings: Settings, line: str, name: str, before: dict[str, str],
 
 
 def create(settings: Settings, p: Projects, name: str, writers: str | None,
-           readers: str | None, description: str, actor: str) -> list[str]:
+           readers: str | None, description: str, actor: str,
+           root: RootWork | None = None) -> list[str]:
     """Create project NAME with WRITERS and READERS (`ada,@team`; write wins)."""
     name = check_project_name(name)
     grants = dict.fromkeys(parse_principals(readers), "read")
@@ -87,53 +90,48 @@ def create(settings: Settings, p: Projects, name: str, writers: str | None,
         raise ProjectError(f"{p.layout.folder(name)} already exists but is no project",
                            "move it away or choose another name")
     p.store.create(name, description, grants, actor)
-    after = _change(p, name, {})
+    after = _change(p, name, {}, root)
     return _with_note(settings, f"created project {name} at {p.layout.folder(name)}",
                       name, {}, after)
 
 
 def grant(settings: Settings, p: Projects, name: str, who: str, access: str | None,
-          actor: str) -> list[str]:
+          actor: str, root: RootWork | None = None) -> list[str]:
     """Give WHO (a user, or @group) ACCESS ("read" or "write") to project NAME."""
     if access is None:
         raise ProjectError("say which access to grant: --write or --read")
     before = p.effective(p.store.get(name))
     principal = parse_principal(who)
     p.store.grant(name, principal, access, actor)
-    after = _change(p, name, before)
+    after = _change(p, name, before, root)
     return _with_note(settings, f"granted {access} on {name} to {principal}",
                       name, before, after)
 
 
-def revoke(p: Projects, name: str, who: str, actor: str) -> list[str]:
+def revoke(p: Projects, name: str, who: str, actor: str, root: RootWork | None = None
+           ) -> list[str]:
     """Take WHO's grant on NAME away; effective at once, even for running kernels."""
     before = p.effective(p.store.get(name))
     principal = parse_principal(who)
     p.store.revoke(name, principal, actor)
-    _change(p, name, before)
+    _change(p, name, before, root)
     return [f"revoked {principal} on {name}"]
 
 
-def archive(p: Projects, name: str, actor: str) -> list[str]:
+def archive(p: Projects, name: str, actor: str, root: RootWork | None = None) -> list[str]:
     before = p.effective(p.store.get(name))
     p.store.archive(name, actor)
-    _change(p, name, before)
+    _change(p, name, before, root)
     return [f"archived project {name}: everyone with access can now only read it"]
 
 
-def delete(p: Projects, name: str, force: bool, actor: str) -> list[str]:
+def delete(p: Projects, name: str, force: bool, actor: str, root: RootWork | None = None
+           ) -> list[str]:
     """Delete NAME; refused unless its folder is empty (FORCE: move it to the trash)."""
     project = p.store.get(name)
     before = p.effective(project)
-    folder = p.layout.folder(project.name)
-    present = folder.is_dir() and not folder.is_symlink()
-    if present and any(os.scandir(folder)) and not force:
-        raise ProjectError(f"project {name!r} is not empty",
-                           "nothing was deleted. Empty "
-                           f"{folder} first, or use --force to move it to the trash")
-    where = str(p.trash(project.name)) if present and force else ""
-    if present and not where:
-        folder.rmdir()
+    root = root or Direct(p)
+    where = root.remove_folder(project.name, force)
     p.store.delete(project.name, actor, f"moved to {where}" if where else "was empty")
-    p.sync_links(before)
+    root.sync_links(sorted(before))
     return [f"deleted project {name}" + (f"; its files are in {where}" if where else "")]

@@ -21,7 +21,7 @@ from ..accounts.store import AccountStore
 from ..errors import ProjectError
 from ..system import acl, users
 from ..system.names import system_name
-from .model import Principal, Project, ProjectStore, effective
+from .model import Project, ProjectStore, check_project_name, effective
 
 LINKS_DIR = "projects"  # ~/projects/NAME in every home
 TRASH_DIR = ".trash"  # project names start with a letter, so this never clashes
@@ -38,7 +38,7 @@ class Layout:
     store_url: str = ""  # db.url: empty for the sqlite file store_path
 
     def folder(self, name: str) -> Path:
-        return self.root / name
+        return self.root / check_project_name(name)  # never a path: root works in there
 
     def account(self, hub_name: str) -> users.SystemUser | None:
         """HUB_NAME's Linux account if it exists and is teamhub's (else: no ACLs yet)."""
@@ -142,8 +142,9 @@ class Projects:
                 acl.revoke(folder, account.name)
         sync_links(self.layout.root, account, mine)
 
-    def forget_user(self, hub_name: str, actor: str) -> None:
-        """Before HUB_NAME's account goes: strip its ACL entries everywhere and its grants.
+    def strip_user(self, hub_name: str) -> None:
+        """Before HUB_NAME's account goes: strip its ACL entries and files off every
+        project folder (its grants stay in the store until the caller forgets them).
 
         Entries name a uid; left behind, they would hand the project to whoever
         gets that uid next.
@@ -155,7 +156,6 @@ class Projects:
                 if folder.is_dir():
                     acl.disown(folder, account.name)
                     acl.revoke(folder, account.name)
-        self.store.forget_principal(Principal("user", hub_name), actor)
 
     def repair(self, names: Iterable[str] | None = None) -> list[str]:
         """Re-apply ACLs of NAMES (default: all projects) and every user's links."""

@@ -47,6 +47,14 @@ def check_project_name(raw: str) -> str:
     raise ProjectError(f"invalid project name {shown}", f"use {PROJECT_RULE}")
 
 
+def _follows_rule(name: str) -> bool:
+    try:
+        check_project_name(name)
+    except ProjectError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Principal:
     """A grantee: a hub user, or a group written `@name`."""
@@ -143,8 +151,12 @@ class ProjectStore:
             return self._load(conn, [name])[0]
 
     def list(self) -> builtins.list[Project]:
+        """Every project. A name that fails the name rule (only a store written around
+        `create` holds one: with hub.unprivileged the store is the hub's account's, and
+        root's helper reads it) is left out: root never makes a folder or link of it."""
         with self.store._connect(write=False) as conn:
-            names = [r[0] for r in conn.execute("SELECT name FROM projects ORDER BY name")]
+            names = [r[0] for r in conn.execute("SELECT name FROM projects ORDER BY name")
+                     if _follows_rule(r[0])]
             return self._load(conn, names)
 
     def _load(self, conn: StoreConnection, names: builtins.list[str]) -> builtins.list[Project]:

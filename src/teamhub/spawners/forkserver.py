@@ -366,6 +366,10 @@ class ForkServer:
                 return answer
 
             _answer_in_child(conn, listener, peer, ensure)
+        elif op in rootdoor.MACHINE_VERBS:
+            about, work = rootdoor.machine_work(request, policy)
+            _log(f"{peer}: {op} {about}")
+            _answer_in_child(conn, listener, peer, work)
         elif op == "check_password":
             user = rootdoor.hub_user(request.get("user"))
             password = request.get("password")

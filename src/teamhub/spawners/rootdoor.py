@@ -43,6 +43,37 @@ uid 0 nor below UID_MIN from /etc/login.defs):
      applies U's project ACLs and links from the store's grants (`"warning"` in the
      answer when that failed: the account is there all the same).
   `{"op": "check_password", "user": U, "password": P}` → `{"ok": bool}` (PAM mode only).
+
+The console's actions that change the machine (hub account; root's part of them only,
+the same code the CLI runs: teamhub.rootwork, and envs.store for environments; the hub
+keeps its database, the account store and the audit log itself). Every Linux account
+acted on is one teamhub made (the registry), never root nor below UID_MIN; in PAM mode
+(the machine's own accounts) the three user verbs are refused. Each reads what it
+needs from the store, not the hub:
+  `{"op": "block_user", "user": U}` → `{"ended": N or null, "projects": [...]}`: U must be
+     blocked in the account store; ends every process of U's account and takes U's
+     project ACL entries and ~/projects links away (recomputed from the store).
+  `{"op": "unblock_user", "user": U}` → `{"ok": true}`: U's project ACLs and links as the
+     store says (nothing for a blocked user).
+  `{"op": "remove_user", "user": U}` → `{"ok": true}`: U must be in the account store and
+     its Linux account in the registry; strips the account's ACL entries off every project
+     folder, then deletes the account with its home, and its runtime folder.
+  `{"op": "apply_project", "project": P, "users": [U, ...]}` → `{"ok": true}`: P a project
+     name (the name rule: never a path) in the store; makes its folder and ACLs what the
+     store's grants say, and the listed users' ~/projects links.
+  `{"op": "sync_links", "users": [U, ...]}` → `{"ok": true}`: those users' links.
+  `{"op": "delete_project", "project": P, "force": bool}` → `{"trash": where or ""}`: P in
+     the store; removes its folder, refused unless it is empty or FORCE, which moves it
+     into the root-only trash.
+  `{"op": "env_rollback", "env": E, "rev": N or null}` → `{"rev": N}`: makes kept
+     revision N (null: the one before) of shared environment E current.
+  `{"op": "env_access", "env": E, "groups": [G, ...]}` → `{"ok": true}`: only members of
+     those groups (each in the store; [] = everyone) see E; visibility rewritten from the
+     store's members.
+  `{"op": "env_delete", "env": E}` → `{"ok": true}`: deletes E and rewrites visibility.
+  (Env names by the env name rule. Builds, create, install, uninstall, are never done
+  for the hub: a package's build code would run as root.)
+A request with a field its verb does not take is refused.
 """
 
 from __future__ import annotations
@@ -57,8 +88,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..accounts.groups import canonical_group
+from ..envs import admin as envs_admin
+from ..envs.store import check_name as check_env_name
 from ..errors import HelperRefused, SystemUserError, TeamhubError
 from ..projects.apply import Layout, Projects  # loaded once: the verbs' children share it
+from ..projects.model import check_project_name
+from ..rootwork import Direct
 from ..system import systemd
 from ..system.names import canonical_name, system_name
 from ..system.users import (
@@ -66,12 +102,35 @@ from ..system.users import (
     account_problem,
     check_usable,
     ensure_system_user,
+    is_managed,
     lookup,
     uid_min,
 )
 
 MAX_REQUEST = 64 * 1024
-VERBS = ("spawn", "status", "signal", "stop_scope", "ensure_account", "check_password")
+# Each verb and the fields it takes besides "op"; any other field is refused.
+FIELDS: dict[str, frozenset[str]] = {
+    "spawn": frozenset(),
+    "status": frozenset({"pid"}),
+    "signal": frozenset({"user", "pid", "signal"}),
+    "stop_scope": frozenset({"user", "server"}),
+    "ensure_account": frozenset({"user"}),
+    "check_password": frozenset({"user", "password"}),
+    "block_user": frozenset({"user"}),
+    "unblock_user": frozenset({"user"}),
+    "remove_user": frozenset({"user"}),
+    "apply_project": frozenset({"project", "users"}),
+    "sync_links": frozenset({"users"}),
+    "delete_project": frozenset({"project", "force"}),
+    "env_rollback": frozenset({"env", "rev"}),
+    "env_access": frozenset({"env", "groups"}),
+    "env_delete": frozenset({"env"}),
+}
+VERBS = tuple(FIELDS)
+# The console's machine-changing actions (done in a child of the helper: slow OS work).
+MACHINE_VERBS = ("block_user", "unblock_user", "remove_user", "apply_project", "sync_links",
+                 "delete_project", "env_rollback", "env_access", "env_delete")
+MAX_USERS = 5000  # user names in one request
 SIGNALS = {0: 0, int(signal.SIGINT): signal.SIGINT, int(signal.SIGTERM): signal.SIGTERM,
            int(signal.SIGKILL): signal.SIGKILL, int(signal.SIGHUP): signal.SIGHUP}
 # Named servers as the scope's unit name can carry them.
@@ -116,6 +175,9 @@ class Policy:
     accounts_db: str = ""
     db_url: str = ""
     pam_service: str = "login"
+    # The shared environments (envs.root, envs.lock_timeout) for env_* verbs.
+    envs_root: str = ""
+    envs_lock_timeout: float = 600
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -146,6 +208,9 @@ def parse_request(line: bytes) -> dict[str, Any]:
     op = request.get("op")
     if op not in VERBS:
         raise HelperRefused(f"unknown verb {str(op)[:40]!r}")
+    extra = sorted(set(request) - {"op"} - FIELDS[op])
+    if extra:
+        raise HelperRefused(f"{op}: unexpected field(s) {', '.join(extra)[:80]}")
     return request
 
 
@@ -279,3 +344,160 @@ def check_password(user: str, password: Any, policy: Policy) -> bool:
 def socket_owner(policy: Policy) -> int:
     """Who owns the socket: the hub's account once it has one, root before."""
     return policy.hub_uid if policy.hub_uid is not None else os.geteuid()
+
+
+# --- the console's actions that change the machine (MACHINE_VERBS) ---------------------
+
+
+def project_name(value: Any) -> str:
+    """VALUE if it is a project name (the name rule: never a path), else HelperRefused."""
+    try:
+        return check_project_name(value)
+    except TeamhubError as exc:
+        raise HelperRefused(f"bad project name: {exc.message}") from None
+
+
+def user_names(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_USERS:
+        raise HelperRefused(f"users must be a list of at most {MAX_USERS} user names")
+    return [hub_user(v) for v in value]
+
+
+def teamhub_account(user: str, policy: Policy) -> SystemUser | None:
+    """USER's Linux account if it exists (None if not) and teamhub made it; HelperRefused in
+    PAM mode, for an account teamhub did not make, root or a system account."""
+    if policy.existing_accounts:
+        raise HelperRefused("in PAM mode the Linux accounts are the machine's own: teamhub "
+                            "does not block, unblock or remove them")
+    if lookup(system_name(user, policy.prefix)) is None:
+        return None
+    return account_of(user, policy)
+
+
+def projects(policy: Policy) -> Projects:
+    """The projects and account store, as the helper's policy (not the hub) locates them."""
+    if not policy.accounts_db or not (policy.db_url or Path(policy.accounts_db).exists()):
+        raise HelperRefused("there is no account store yet")
+    return Projects(Layout(root=Path(policy.projects_root), store_path=Path(policy.accounts_db),
+                           store_url=policy.db_url, prefix=policy.prefix,
+                           registry=Path(policy.registry)))
+
+
+def machine_work(request: dict[str, Any], policy: Policy) -> tuple[str, Any]:
+    """A MACHINE_VERBS request's arguments checked (HelperRefused otherwise): what it is
+    about, for the log, and the work, to run in a child (it reads the store, and refuses
+    what the store does not allow)."""
+    op = request["op"]
+    if op.startswith("env_"):
+        return _env_work(request, policy)
+    if op in ("block_user", "unblock_user", "remove_user"):
+        user = hub_user(request.get("user"))
+        return user, lambda: _user_work(op, user, policy)
+    names = user_names(request.get("users", []))
+    if op == "sync_links":
+        def sync() -> dict[str, Any]:
+            Direct(projects(policy)).sync_links(names)
+            return {"ok": True}
+
+        return f"{len(names)} user(s)", lambda: _guarded(sync)
+    name = project_name(request.get("project"))
+    if op == "apply_project":
+        def apply() -> dict[str, Any]:
+            Direct(projects(policy)).apply_project(name, names)
+            return {"ok": True}
+
+        return name, lambda: _guarded(apply)
+    force = request.get("force", False)
+    if not isinstance(force, bool):
+        raise HelperRefused("delete_project: force must be true or false")
+
+    def delete() -> dict[str, Any]:
+        p = projects(policy)
+        p.store.get(name)  # a project of the store's only
+        return {"trash": Direct(p).remove_folder(name, force)}
+
+    return name, lambda: _guarded(delete)
+
+
+def _guarded(work: Any) -> dict[str, Any]:
+    """WORK's answer; its failure (a project that is not there, not empty...) a refusal."""
+    try:
+        answer: dict[str, Any] = work()
+        return answer
+    except (TeamhubError, OSError) as exc:
+        if isinstance(exc, HelperRefused):
+            raise
+        raise HelperRefused(str(exc)) from None
+
+
+def _user_work(op: str, user: str, policy: Policy) -> dict[str, Any]:
+    account = teamhub_account(user, policy)
+
+    def work() -> dict[str, Any]:
+        p = projects(policy)
+        stored = p.accounts.get(user)
+        if op == "block_user":
+            if stored is None or not stored.blocked:
+                raise HelperRefused(f"user {user!r} is not blocked in the account store")
+            ended, touched = Direct(p).cut_off(user)
+            return {"ended": ended, "projects": touched}
+        if op == "unblock_user":
+            Direct(p).restore(user)
+            return {"ok": True}
+        if stored is None:
+            raise HelperRefused(f"user {user!r} is not in the account store")
+        sysname = system_name(user, policy.prefix)
+        if account is None and not is_managed(sysname, registry=Path(policy.registry)):
+            raise HelperRefused(f"Linux account {sysname!r} was not created by teamhub")
+        Direct(p, Path(policy.private_runtime_root)).remove_account(user, keep_home=False)
+        return {"ok": True}
+
+    return _guarded(work)
+
+
+def _env_work(request: dict[str, Any], policy: Policy) -> tuple[str, Any]:
+    op = request["op"]
+    env = request.get("env")
+    if not isinstance(env, str):
+        raise HelperRefused("bad environment name: not text")
+    try:
+        check_env_name(env)
+    except TeamhubError as exc:
+        raise HelperRefused(f"bad environment name: {exc.message}") from None
+    if not policy.envs_root:
+        raise HelperRefused("the helper was given no envs.root")
+    rev = request.get("rev")
+    if op == "env_rollback" and rev is not None and (
+            not isinstance(rev, int) or isinstance(rev, bool) or rev < 0):
+        raise HelperRefused(f"bad revision {str(rev)[:20]!r}")
+    groups: list[str] = []
+    if op == "env_access":
+        raw = request.get("groups")
+        if not isinstance(raw, list) or len(raw) > 1000:
+            raise HelperRefused("groups must be a list of group names")
+        try:
+            groups = sorted({canonical_group(g) for g in raw})
+        except TeamhubError as exc:
+            raise HelperRefused(f"bad group name: {exc.message}") from None
+        if groups != sorted(raw):
+            raise HelperRefused("group names must be given in their canonical form, once each")
+    root = Path(policy.envs_root)
+
+    def work() -> dict[str, Any]:
+        envs = envs_admin.locked_envs(root, policy.envs_lock_timeout)
+        envs.meta(env)  # an existing environment only
+        members = projects(policy).groups.list()
+        answer: dict[str, Any] = {"ok": True}
+        if op == "env_rollback":
+            answer = {"rev": envs.rollback(env, rev)}
+        elif op == "env_access":
+            missing = [g for g in groups if g not in members]
+            if missing:
+                raise HelperRefused(f"unknown group(s): {', '.join(missing)}")
+            envs.set_groups(env, groups)
+        else:
+            envs.delete(env)
+        envs_admin.publish_visibility(root, members, policy.prefix)
+        return answer
+
+    return env, lambda: _guarded(work)

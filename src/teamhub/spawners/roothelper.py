@@ -1,6 +1,7 @@
 """How the hub gets done what needs root: itself while it is root, else through the root
 helper's verbs (teamhub.spawners.rootdoor). The one place that decides (`direct`); the
-spawner and the PAM authenticator ask here.
+spawner, the PAM authenticator and the console (`work`: root's part of the user and
+project actions, teamhub.rootwork) ask here.
 
 An unprivileged hub (`hub.unprivileged`) cannot restart a helper that is gone: a spawn
 then fails with a message for the user, and the hub log says to start teamhub again as
@@ -13,9 +14,14 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ..errors import ForkServerUnavailable, HelperRefused
+from ..paths import Paths
+from ..projects.apply import Projects
+from ..rootwork import Direct, RootWork
 from .forkserver import STARTUP_WAIT_SECONDS, RootHelper, _recv_line
 
 HELPER_GONE = ("the hub runs unprivileged (hub.unprivileged) and its root helper does not "
@@ -70,3 +76,74 @@ class HelperClient(RootHelper):
 
 def client(socket_path: str | Path) -> HelperClient:
     return HelperClient(Path(socket_path))
+
+
+class HelperWork:
+    """RootWork (teamhub.rootwork) through the helper, for an unprivileged hub's console
+    (blocking: the console runs it off the event loop). A refusal is HelperRefused with
+    the helper's reason; nothing of the request was done."""
+
+    def __init__(self, helper: HelperClient) -> None:
+        self.helper = helper
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            with self.helper._connected(120) as conn:
+                conn.sendall(json.dumps(request).encode() + b"\n")
+                answer = json.loads(_recv_line(conn))
+        except (OSError, ValueError, HelperRefused) as exc:
+            raise HelperRefused(f"{HELPER_GONE} ({exc})") from None
+        if not isinstance(answer, dict):
+            raise HelperRefused(f"{HELPER_GONE} (it answered {str(answer)[:80]})")
+        if "error" in answer:
+            raise HelperRefused(f"the root helper refused: {answer['error']}",
+                                "nothing else was changed on the machine; see the helper's "
+                                "log, logs/forkserver.log")
+        return answer
+
+    def cut_off(self, user: str) -> tuple[int | None, list[str]]:
+        answer = self._ask({"op": "block_user", "user": user})
+        ended = answer.get("ended")
+        return (int(ended) if ended is not None else None,
+                [str(x) for x in answer.get("projects", [])])
+
+    def restore(self, user: str) -> None:
+        self._ask({"op": "unblock_user", "user": user})
+
+    def remove_account(self, user: str, keep_home: bool) -> None:
+        if keep_home:
+            raise HelperRefused("the root helper removes a Linux account with its home only",
+                                f"run `teamhub user remove {user} --keep-home` as root")
+        self._ask({"op": "remove_user", "user": user})
+
+    def apply_project(self, name: str, users: Iterable[str]) -> None:
+        self._ask({"op": "apply_project", "project": name, "users": sorted(set(users))})
+
+    def sync_links(self, users: Iterable[str]) -> None:
+        self._ask({"op": "sync_links", "users": sorted(set(users))})
+
+    def remove_folder(self, name: str, force: bool) -> str:
+        return str(self._ask({"op": "delete_project", "project": name, "force": force})
+                   .get("trash") or "")
+
+    # Shared environments: what builds nothing (a build is never the helper's).
+    def env_rollback(self, name: str, rev: int | None) -> int:
+        return int(self._ask({"op": "env_rollback", "env": name, "rev": rev})["rev"])
+
+    def env_access(self, name: str, groups: list[str]) -> None:
+        self._ask({"op": "env_access", "env": name, "groups": groups})
+
+    def env_delete(self, name: str) -> None:
+        self._ask({"op": "env_delete", "env": name})
+
+
+def helper_work(paths: Paths) -> HelperWork:
+    return HelperWork(client(paths.fork_server_socket))
+
+
+def work(p: Projects, paths: Paths) -> RootWork:
+    """Root's part of the user and project actions: done here by a root process, through
+    the helper by an unprivileged hub."""
+    if direct():
+        return Direct(p, paths.private_runtime)
+    return helper_work(paths)
