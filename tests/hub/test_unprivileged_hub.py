@@ -190,8 +190,12 @@ def test_spawn_kernel_and_stop_through_the_helper(hub: HubProcess, alice: Browse
     # The helper opened the server's log for the hub's account to read.
     log = hub.state / "logs" / f"{hub.alice}.log"
     assert log.stat().st_uid == pwd.getpwnam(hub.account).pw_uid
+    runtime = hub.paths.private_runtime / str(pwd.getpwnam(hub.system_user(hub.alice)).pw_uid)
+    assert runtime.is_dir()
     _stop_server(hub, alice, hub.alice)
     _wait(lambda: not process_uids(pid), "the stopped server's process did not end")
+    # Its kernels' sockets and keys go with it, as when a root hub stops a server.
+    _wait(lambda: not runtime.exists(), f"{runtime} was left after the stop")
     alice.start_server(hub.alice)
 
 

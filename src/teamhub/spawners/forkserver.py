@@ -343,11 +343,12 @@ class ForkServer:
             _log(f"{peer}: signal {sig} to pid {pid} of {request['user']}")
             self._reply(conn, {"ok": True})
         elif op == "stop_scope":
-            unit = rootdoor.scope_unit(rootdoor.hub_user(request.get("user")),
-                                       request.get("server", ""))
+            user = rootdoor.hub_user(request.get("user"))
+            unit = rootdoor.scope_unit(user, request.get("server", ""))
 
             def stop() -> dict[str, Any]:
                 systemd.stop_unit(unit)
+                rootdoor.remove_server_folders(user, policy)
                 return {"ok": True}
 
             _answer_in_child(conn, listener, peer, stop)

@@ -37,7 +37,8 @@ uid 0 nor below UID_MIN from /etc/login.defs):
      0/SIGINT/SIGTERM/SIGKILL/SIGHUP, N a process of U's account inside U's scope
      (`teamhub-user-U[-server].scope`) when systemd runs.
   `{"op": "stop_scope", "user": U, "server": S}` → `{"ok": true}`: stops
-     `teamhub-user-U[-S].scope`.
+     `teamhub-user-U[-S].scope` and removes the runtime folder and private /tmp of U's
+     account, as a root hub does when it stops a server.
   `{"op": "ensure_account", "user": U}` → `{"uid": N, "home": H}`: creates the Linux
      account on first need (never in PAM mode, where it must exist and be eligible) and
      applies U's project ACLs and links from the store's grants (`"warning"` in the
@@ -81,6 +82,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -313,6 +315,18 @@ def signal_process(request: dict[str, Any], policy: Policy) -> tuple[int, int]:
     finally:
         os.close(pidfd)
     return pid, sig
+
+
+def remove_server_folders(user: str, policy: Policy) -> None:
+    """What a stopped server of USER leaves behind goes with it, as when a root hub stops
+    it: the runtime folder (kernels' sockets and keys) and the private /tmp of USER's
+    account (nothing when the helper may not use that account)."""
+    try:
+        account = account_of(user, policy)
+    except HelperRefused:
+        return
+    for root in (policy.private_runtime_root, policy.private_tmp_root):
+        shutil.rmtree(Path(root) / str(account.uid), ignore_errors=True)
 
 
 def _real_uids(pid: int) -> set[int]:
