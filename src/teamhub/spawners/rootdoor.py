@@ -71,7 +71,8 @@ from ..system.users import (
 )
 
 MAX_REQUEST = 64 * 1024
-VERBS = ("spawn", "status", "signal", "stop_scope", "ensure_account", "check_password")
+VERBS = ("spawn", "status", "signal", "stop_scope", "ensure_account", "check_password",
+         "container_start", "container_state", "container_stop", "container_logs")
 SIGNALS = {0: 0, int(signal.SIGINT): signal.SIGINT, int(signal.SIGTERM): signal.SIGTERM,
            int(signal.SIGKILL): signal.SIGKILL, int(signal.SIGHUP): signal.SIGHUP}
 # Named servers as the scope's unit name can carry them.
@@ -116,6 +117,15 @@ class Policy:
     accounts_db: str = ""
     db_url: str = ""
     pam_service: str = "login"
+    # The docker backend (teamhub.spawners.helper_container): the images a server may run
+    # (docker.image and docker.images; empty: no container verbs) and what containers
+    # mount besides the user's own folders.
+    docker_images: list[str] = field(default_factory=list)
+    docker_home: str = "bind"
+    runtime_dir: str = ""
+    envs_root: str = ""
+    hub_socket_dir: str = ""
+    gpu_allocations: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
