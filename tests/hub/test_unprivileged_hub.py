@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from support.client import Browser
 from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
+from support.unprivileged import as_hub_account, remove_account
 
-from teamhub.system import users
 from teamhub.system.processes import process_uids, processes_of
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
@@ -70,27 +70,6 @@ def _stop_server(hub: HubProcess, b: Browser, name: str) -> None:
           f"{name}'s server did not stop")
 
 
-def _as_hub_account(account: str, *cmd: str) -> subprocess.CompletedProcess[str]:
-    """CMD run as the hub's account, the way a remote code execution in the hub would run."""
-    return subprocess.run(["setpriv", f"--reuid={account}", f"--regid={account}",
-                           "--init-groups", "--inh-caps=-all", "--", *cmd],
-                          capture_output=True, text=True, timeout=60)
-
-
-def _remove_account(hub: HubProcess, name: str, *userdel: str) -> None:
-    """End every process of account NAME (if it exists), remove the runtime folder the
-    helper made it (the hub's cleanup knows teamhub's accounts only), run USERDEL on it."""
-    account = users.lookup(name)
-    if account is not None:
-        shutil.rmtree(hub.paths.private_runtime / str(account.uid), ignore_errors=True)
-        for pid in processes_of(account.uid):
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-    subprocess.run([*userdel, name], capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def hub() -> Iterator[HubProcess]:
     # Not pytest's tmp_path: the hub's account must reach its state folder (root-only 0700).
@@ -119,7 +98,7 @@ def hub() -> Iterator[HubProcess]:
         try:
             h.cleanup()
         finally:
-            _remove_account(h, h.account, "userdel")
+            remove_account(h, h.account, "userdel")
             shutil.rmtree(root, ignore_errors=True)
 
 
@@ -225,7 +204,7 @@ def test_compromised_hub_cannot(hub: HubProcess, alice: Browser, attempt: str) -
         "read a home": ["ls", home],
         "signal a server": ["kill", "-0", str(_server_pid(hub, hub.alice))],
     }[attempt]
-    proc = _as_hub_account(hub.account, *cmd)
+    proc = as_hub_account(hub.account, *cmd)
     assert proc.returncode != 0, proc.stdout
     assert "denied" in proc.stderr.lower() or "not permitted" in proc.stderr.lower(), proc.stderr
 
@@ -352,7 +331,7 @@ def pam_hub() -> Iterator[HubProcess]:
             h.cleanup()
         finally:
             for name in (h.person, h.account):
-                _remove_account(h, name, "userdel", "-r")
+                remove_account(h, name, "userdel", "-r")
             subprocess.run(["groupdel", group], capture_output=True)
             shutil.rmtree(root, ignore_errors=True)
 
