@@ -509,7 +509,8 @@ def test_the_hub_cannot_use_the_docker_socket(hub: HubProcess, ada: Browser) -> 
 
 
 def start_body(hub: HubProcess, user: str, **changes: object) -> dict:
-    """A container_start as a compromised hub might send it for USER."""
+    """A container_start as a compromised hub might send it for USER (CHANGES: its fields
+    replaced or added)."""
     account = pwd.getpwnam(hub.system_user(user)) if user in hub.users else None
     spec = {"argv": [str(runtime_dir() / "bin" / "jupyterhub-singleuser")],
             "cwd": account.pw_dir if account else "/root",
@@ -544,7 +545,7 @@ def test_the_helper_refuses_a_compromised_hubs_container_starts(hub: HubProcess,
                                         "argv": ["/bin/sh", "-c", "id"]}), "argv is not"),
         (start_body(hub, "root"), "tht-root"),
         (start_body(hub, "nobodymade"), "tht-nobodymade"),
-        (start_body(hub, hub.ada, user=hub.bob), "not the request's user"),
+        ({**start_body(hub, hub.ada), "user": hub.bob}, "not the request's user"),
     ]
     for body, reason in refused:
         answer = ask_helper_as_hub(hub, "container_start", body)

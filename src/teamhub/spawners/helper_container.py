@@ -138,6 +138,11 @@ def check_start(body: Any, policy: Policy) -> ContainerStart:
     if not isinstance(image, str) or image not in policy.docker_images:
         raise HelperRefused(f"image {str(image)[:60]!r} is not one of the configured "
                             f"images {policy.docker_images}")
+    limits = check_limits(body.get("limits"))
+    gpus = check_gpus(body.get("gpus"), policy, user, server)
+    fast = body.get("fast", True)
+    if not isinstance(fast, bool):
+        raise HelperRefused("fast is not true or false")
     raw = body.get("spec")
     if not isinstance(raw, dict) or not isinstance(raw.get("argv"), list):
         raise HelperRefused("spec is not a launch spec")
@@ -153,12 +158,8 @@ def check_start(body: Any, policy: Policy) -> ContainerStart:
         raise HelperRefused("a container's placement is Docker's (no scope, /tmp or devices)")
     spec = helper_spec.check_spec(spec, policy)
     port = int(spec.env["JUPYTERHUB_SERVICE_URL"].split(":")[2].split("/")[0])  # checked
-    fast = body.get("fast", True)
-    if not isinstance(fast, bool):
-        raise HelperRefused("fast is not true or false")
     return ContainerStart(spec=spec, user=user, server=server, port=port, image=image,
-                          limits=check_limits(body.get("limits")),
-                          gpus=check_gpus(body.get("gpus"), policy, user, server), fast=fast)
+                          limits=limits, gpus=gpus, fast=fast)
 
 
 def start(request: ContainerStart, policy: Policy) -> tuple[str, dict[str, Any] | None]:
