@@ -7,10 +7,13 @@ options, limits resolved from `limits.*` and the user's groups, a private runtim
 kernel sockets); only the last step differs: the LaunchSpec becomes a container
 (teamhub.system.containers) instead of a process.
 
-Docker calls go straight to the Engine API (teamhub.system.docker), each on a worker
-thread of its own, so many users can start at once; the hub's event loop never waits on
-Docker. The container id is kept in the hub's state: a hub restart leaves containers
-running and re-adopts them.
+A root hub's Docker calls go straight to the Engine API (teamhub.system.docker), each on
+a worker thread of its own, so many users can start at once; the hub's event loop never
+waits on Docker. An unprivileged hub (hub.unprivileged) has no Docker socket: the root
+helper's container verbs (teamhub.spawners.helper_container) make, inspect, stop and
+read its containers; `roothelper.direct()` decides which. Either way the container is
+built by the same code (teamhub.spawners.container_launch). The container id is kept in
+the hub's state: a hub restart leaves containers running and re-adopts them.
 
 Fast start (with the fork server on, the default): the container's command only holds
 the container open, and the server is forked from the warm fork server into it
