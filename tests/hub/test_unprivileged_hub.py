@@ -291,8 +291,9 @@ def test_turning_it_off_gives_the_state_back_to_root(hub: HubProcess, alice: Bro
     assert hub.teamhub("status").returncode == 0
 
 
+# The docker backend is not refused any more: tests/hub/test_docker_backend.py runs its hub
+# unprivileged.
 @pytest.mark.parametrize("setting,value", [("spawner.fork_server", "false"),
-                                           ("spawner.backend", "docker"),
                                            ("hub.port", "80")])
 def test_up_refuses_what_the_helper_cannot_do_yet(tmp_path: Path, setting: str,
                                                   value: str) -> None:
