@@ -47,8 +47,6 @@ from . import container_launch, forkserver, roothelper
 from .container_launch import KEEPALIVE
 from .local import SERVER_PORTS, LocalSpawner, SpawnFailed
 
-__all__ = ["KEEPALIVE", "DockerSpawner", "unix_socket_path"]
-
 
 def unix_socket_path(url: str) -> str | None:
     """The socket of an `http+unix://<percent-encoded path>/...` URL (None for TCP URLs)."""
@@ -151,8 +149,7 @@ class DockerSpawner(LocalSpawner):
 
     @property
     def container_name(self) -> str:
-        suffix = f"-{self.name}" if self.name else ""
-        return f"teamhub-{self.user.name}{suffix}"
+        return container_launch.container_name(self.user.name, self.name or "")
 
     def launch_extras(self) -> dict:
         # Docker's cgroups enforce the limits and the container has its own /tmp:
