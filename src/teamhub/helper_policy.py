@@ -9,6 +9,7 @@ change them (teamhub.spawners.rootdoor).
 from __future__ import annotations
 
 import pwd
+from typing import Any
 
 from .hubconfig import server_args, server_environment
 from .paths import Paths
@@ -48,4 +49,19 @@ def build(settings: Settings, paths: Paths) -> Policy:
         pam_service=settings["auth.pam_service"],
         envs_root=settings["envs.root"],
         envs_lock_timeout=settings["envs.lock_timeout"],
+        **docker(settings, paths),
     )
+
+
+def docker(settings: Settings, paths: Paths) -> dict[str, Any]:
+    """The container verbs' part (teamhub.spawners.helper_container): the images servers may
+    run from, what their containers mount, the GPU record; nothing without the backend."""
+    if settings["spawner.backend"] != "docker":
+        return {}
+    return {
+        "docker_images": sorted({settings["docker.image"], *settings["docker.images"]}),
+        "docker_home": settings["docker.home"],
+        "runtime_dir": str(paths.runtime_dir),
+        "hub_socket_dir": str(paths.socket_dir),
+        "gpu_allocations": str(paths.gpu_allocations),
+    }

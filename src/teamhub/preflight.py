@@ -104,15 +104,13 @@ def ensure_socket_dir(path: Path, hub_uid: int | None = None,
 
 
 def check_unprivileged(settings: Settings, trial: bool) -> None:
-    """`hub.unprivileged` works with the local backend's fork server only (for now)."""
+    """`hub.unprivileged` needs the root helper (the fork server): both backends start
+    servers through it (the docker backend's containers too: the Docker socket is root's)."""
     if not settings["hub.unprivileged"]:
         return
     why = None
     if trial:
         why = "the single-user trial runs everything as you already"
-    elif settings["spawner.backend"] != "local":
-        why = (f"spawner.backend is {settings['spawner.backend']!r}: only the local backend "
-               "starts servers through the root helper so far")
     elif not settings["spawner.fork_server"]:
         why = "spawner.fork_server is off, and servers start through the fork server (the " \
               "root helper) only"
@@ -125,7 +123,7 @@ def check_unprivileged(settings: Settings, trial: bool) -> None:
     if why:
         raise PreflightError(f"hub.unprivileged is on but {why}",
                              "turn it off (`teamhub config set hub.unprivileged false`) or "
-                             "use the local backend with the fork server")
+                             "turn the fork server back on")
 
 
 def _first_closed_dir(path: Path) -> Path | None:

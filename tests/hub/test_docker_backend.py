@@ -1,6 +1,12 @@
 """spawner.backend = "docker": each user's server in its own container on a real Docker
 engine, as their own Linux account, hardened, with the same limits, surviving hub restarts.
 
+The module's hub runs unprivileged (hub.unprivileged, its own random account): every
+container is made, watched and removed by the root helper's container verbs, and a
+compromised hub (its account) can neither use the Docker socket nor get the helper to run
+anything but a checked server. The second hub (`volume_hub`) runs as root: the spawner's
+own Docker calls, the fast start through the root-only fork server, and the slow fallback.
+
 The engine is the machine's own, started here without any bridge network if it is not
 running (tests/support/docker_engine.py). The image is built once with the real
 `teamhub image build` and kept between sessions (cached by its recipe hash, like the
@@ -23,11 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from support.client import Browser
 from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
+from support.unprivileged import as_hub_account, remove_account
 
 from teamhub.spawners.docker import KEEPALIVE
 from teamhub.system import nsenter
 from teamhub.system.containers import LABEL_USER
-from teamhub.system.docker import Engine
+from teamhub.system.docker import Engine, socket_path
 
 pytestmark = [pytest.mark.hub, pytest.mark.system, pytest.mark.docker]
 
@@ -57,8 +64,7 @@ def image(engine: Engine) -> str:
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
-        image: str) -> Iterator[HubProcess]:
+def hub(engine: Engine, image: str) -> Iterator[HubProcess]:
     # Per-run names for the same image: the default (the missing-image test takes it away),
     # one more everyone may choose, and one for the members of a group only.
     run_image, other_image, group_image = unique("thd"), unique("thdo"), unique("thdg")
@@ -67,7 +73,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
     group = unique("ml")
     projects = world_dir("teamhub-projroot-")
     envs = world_dir("teamhub-envs-")
-    h = HubProcess(tmp_path_factory.mktemp("hub"), extra_toml=f"""
+    # Not pytest's tmp_path: the hub's account must reach its state folder (root-only 0700).
+    root = world_dir("teamhub-dockhub-")
+    h = HubProcess(root, extra_toml=f"""
 [spawner]
 backend = "docker"
 
@@ -87,6 +95,10 @@ root = "{projects}"
 [envs]
 root = "{envs}"
 """)
+    h.account = unique("thub")
+    text = h.config.read_text()
+    h.config.write_text(text.replace(
+        "[hub]\n", f'[hub]\naccount = "{h.account}"\nunprivileged = true\n', 1))
     h.image, h.other_image, h.group_image, h.group = run_image, other_image, group_image, group
     h.projects_root = projects
     # A server dying at start is made here by the user's own ~/.jupyter config, which
@@ -112,11 +124,15 @@ root = "{envs}"
         h.stop()
         for name in h.users:
             engine.remove(f"teamhub-{name}")
-        h.cleanup()
-        shutil.rmtree(projects, ignore_errors=True)
-        shutil.rmtree(envs, ignore_errors=True)
-        for tag in (run_image, other_image, group_image):
-            engine.remove_image(f"teamhub/{tag}:latest")
+        try:
+            h.cleanup()
+        finally:
+            remove_account(h, h.account, "userdel")
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(projects, ignore_errors=True)
+            shutil.rmtree(envs, ignore_errors=True)
+            for tag in (run_image, other_image, group_image):
+                engine.remove_image(f"teamhub/{tag}:latest")
 
 
 def login(hub: HubProcess, name: str) -> Browser:
@@ -452,6 +468,132 @@ def test_doctor_checks_the_engine_and_names_orphan_containers(hub: HubProcess, e
         engine.remove(f"teamhub-{ghost}")
 
 
+# A compromised hub: its account, talking to the root helper's socket directly.
+HELPER_CLIENT = r"""
+import json, socket, sys
+path, op, body = sys.argv[1], sys.argv[2], sys.stdin.read()
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+f = s.makefile("rb")
+if op == "container_start":
+    s.sendall(b'{"op": "container_start"}\n')
+    first = f.readline()
+    if b'"pid"' in first:
+        s.sendall(body.encode())
+        s.shutdown(socket.SHUT_WR)
+        first = f.readline()
+    print(first.decode().strip())
+else:
+    s.sendall(json.dumps(dict(json.loads(body), op=op)).encode() + b"\n")
+    print(f.readline().decode().strip())
+"""
+
+
+def ask_helper_as_hub(hub: HubProcess, op: str, body: dict) -> dict:
+    done = as_hub_account(hub.account, "/usr/bin/python3", "-c", HELPER_CLIENT,
+                          str(hub.paths.fork_server_socket), op, input=json.dumps(body))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_hub_cannot_use_the_docker_socket(hub: HubProcess, ada: Browser) -> None:
+    sock = socket_path()
+    assert os.path.exists(sock)
+    probe = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect(" + repr(sock) + ")")
+    done = as_hub_account(hub.account, "/usr/bin/python3", "-c", probe)
+    assert done.returncode != 0 and "PermissionError" in done.stderr, done.stderr
+    # The hub itself runs as that account, and its servers still run (through the helper).
+    hub_pid = int(hub.paths.hub_pid_file.read_text().strip())
+    assert os.stat(f"/proc/{hub_pid}").st_uid == pwd.getpwnam(hub.account).pw_uid
+    assert ada.open_lab(hub.ada).status_code == 200
+
+
+def start_body(hub: HubProcess, user: str, **changes: object) -> dict:
+    """A container_start as a compromised hub might send it for USER (CHANGES: its fields
+    replaced or added)."""
+    account = pwd.getpwnam(hub.system_user(user)) if user in hub.users else None
+    spec = {"argv": [str(runtime_dir() / "bin" / "jupyterhub-singleuser")],
+            "cwd": account.pw_dir if account else "/root",
+            "username": account.pw_name if account else user,
+            "uid": account.pw_uid if account else 0, "gid": account.pw_gid if account else 0,
+            "env": {"JUPYTERHUB_USER": user, "JUPYTERHUB_SERVER_NAME": ""}}
+    body = {"spec": spec, "user": user, "server": "", "image": hub.image, "limits": None,
+            "gpus": [], "fast": True}
+    body.update(changes)
+    return body
+
+
+def test_the_helper_refuses_a_compromised_hubs_container_starts(hub: HubProcess,
+                                                                engine: Engine,
+                                                                ada: Browser) -> None:
+    hub_uid = pwd.getpwnam(hub.account).pw_uid
+    bob_volume = f"teamhub-user-{hub.bob}"
+    refused = [
+        (start_body(hub, hub.ada, image="alpine"), "not one of the configured images"),
+        (start_body(hub, hub.ada, image=f"teamhub/{hub.image}:latest"), "configured images"),
+        (start_body(hub, hub.ada, mounts=[{"Type": "bind", "Source": "/", "Target": "/h"}]),
+         "takes no 'mounts'"),
+        (start_body(hub, hub.ada, privileged=True), "takes no 'privileged'"),
+        (start_body(hub, hub.ada, binds=["/etc:/host-etc"]), "takes no 'binds'"),
+        (start_body(hub, hub.ada, cap_add=["SYS_ADMIN"]), "takes no 'cap_add'"),
+        (start_body(hub, hub.ada, devices=["/dev/sda"]), "takes no 'devices'"),
+        (start_body(hub, hub.ada, volume=bob_volume), "takes no 'volume'"),
+        (start_body(hub, hub.ada, gpus=["GPU-00000000-0000-0000-0000-000000000000"]),
+         "allocation record"),
+        # The right fields, but a server teamhub would not run: a shell, as ada.
+        (start_body(hub, hub.ada, spec={**start_body(hub, hub.ada)["spec"],
+                                        "argv": ["/bin/sh", "-c", "id"]}), "argv is not"),
+        (start_body(hub, "root"), "tht-root"),
+        (start_body(hub, "nobodymade"), "tht-nobodymade"),
+        ({**start_body(hub, hub.ada), "user": hub.bob}, "not the request's user"),
+    ]
+    for body, reason in refused:
+        answer = ask_helper_as_hub(hub, "container_start", body)
+        assert reason in answer.get("error", ""), (reason, answer)
+    log = hub.paths.fork_server_log.read_text(errors="replace")
+    lines = [ln for ln in log.splitlines() if f"uid {hub_uid}: container_start:" in ln
+             and "refused pid" in ln]
+    assert len(lines) >= len(refused), log[-3000:]
+    for name in ("root", "nobodymade"):
+        assert engine.container(f"teamhub-{name}") is None
+    # The helper keeps serving: the hub's own requests, and ada's server runs on.
+    assert "known" in ask_helper_as_hub(hub, "status", {"pid": 0})
+    assert ask_helper_as_hub(hub, "container_state", {"user": hub.ada})["running"] is True
+    assert ada.open_lab(hub.ada).status_code == 200
+
+
+def test_the_helper_stops_and_tells_only_that_users_teamhub_container(hub: HubProcess,
+                                                                      engine: Engine,
+                                                                      ada: Browser) -> None:
+    hub_uid = pwd.getpwnam(hub.account).pw_uid
+    ghost = unique("gst")
+    # Named like a teamhub container, but labelled for another user (or not at all).
+    for name, labels in ((ghost, {LABEL_USER: hub.ada}), (f"{hub.bob}-x", {})):
+        engine.create(f"teamhub-{name}", {"Image": f"teamhub/{hub.image}:latest",
+                                          "Cmd": ["true"], "Labels": labels,
+                                          "HostConfig": {"NetworkMode": "none"}})
+    try:
+        for op, body in (("container_stop", {"user": ghost}),
+                         ("container_state", {"user": ghost}),
+                         ("container_logs", {"user": ghost}),
+                         ("container_stop", {"user": hub.bob, "server": "x"})):
+            answer = ask_helper_as_hub(hub, op, body)
+            assert "is not teamhub's container" in answer.get("error", ""), (op, answer)
+        assert engine.container(f"teamhub-{ghost}") is not None
+        assert engine.container(f"teamhub-{hub.bob}-x") is not None
+        for body in ({"user": "root"}, {"user": "../x"}, {"user": hub.ada, "timeout": 10**6}):
+            assert "error" in ask_helper_as_hub(hub, "container_stop", body), body
+        log = hub.paths.fork_server_log.read_text(errors="replace")
+        assert "refused pid" in log and f"uid {hub_uid}: container 'teamhub-{ghost}'" in log
+        # Ada's own container is the hub's to ask about.
+        state = ask_helper_as_hub(hub, "container_state", {"user": hub.ada})
+        assert state["id"] == engine.container(f"teamhub-{hub.ada}")["Id"]
+        assert ada.open_lab(hub.ada).status_code == 200
+    finally:
+        engine.remove(f"teamhub-{ghost}")
+        engine.remove(f"teamhub-{hub.bob}-x")
+
+
 def stop_server(hub: HubProcess, engine: Engine, b: Browser, name: str) -> None:
     stop = b.http.delete(f"{hub.url}/hub/api/users/{name}/server",
                          headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
@@ -616,35 +758,6 @@ def test_a_server_entered_into_its_container_dies_with_it(hub: HubProcess,
     assert all(gone(p) for p in processes), {p: processes[p] for p in processes if not gone(p)}
 
 
-def test_without_the_fork_server_the_server_is_its_containers_command(hub: HubProcess,
-                                                                     engine: Engine) -> None:
-    """The fallback: when the server cannot be entered into its container (here: no fork
-    server), it starts as the container's own command, and the hub log says why."""
-    sock = str(hub.paths.fork_server_socket)
-    servers = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if entry.isdigit() and f"teamhub.spawners.forkserver\0{sock}" in f.read().decode():
-                    servers.append(int(entry))
-        except OSError:
-            pass
-    assert len(servers) == 1, servers  # the fork server this test's hub started
-    os.kill(servers[0], signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while not gone(servers[0]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    name = unique("slo")
-    hub.users.append(name)
-    hub.add_user(name, PASSWORD)
-    b = login(hub, name)
-    b.start_server(name)
-    assert b.open_lab(name).status_code == 200
-    config = engine.container(f"teamhub-{name}")["Config"]
-    assert config["Entrypoint"][-1] == "teamhub-server"
-    assert "as its container's command (slow)" in hub.log.read_text(errors="replace")
-
-
 def test_burst_of_five_all_ready(hub: HubProcess, engine: Engine) -> None:
     names = [unique("bu") for _ in range(5)]
     hub.users.extend(names)
@@ -732,6 +845,8 @@ def test_volume_home_is_the_users_own_and_outlives_the_container(volume_hub: Hub
     b = login(hub, name)
     b.start_server(name)
     b.open_lab(name)
+    # A root hub's fast start: the fork server entered the server into its container.
+    assert engine.container(f"teamhub-{name}")["Config"]["Entrypoint"][-1].endswith(KEEPALIVE)
     kernel = b.new_kernel(name)
     b.wait_kernel(name, kernel)
     run(b, name, kernel, "open('kept.txt', 'w').write('in the volume')")
@@ -774,6 +889,36 @@ def test_user_remove_keeps_the_volume_unless_purged_and_doctor_names_it(
     done = hub.teamhub("doctor", "--json", "--check", "docker engine", check=False)
     result = json.loads(done.stdout)["checks"][0]
     assert not result["ok"] and f"teamhub-user-{kept}" in result["detail"], result
+
+
+def test_without_the_fork_server_the_server_is_its_containers_command(volume_hub: HubProcess,
+                                                                     engine: Engine) -> None:
+    """The fallback (root hub): when the server cannot be entered into its container (here:
+    no fork server), it starts as the container's own command, and the hub log says why."""
+    hub = volume_hub
+    sock = str(hub.paths.fork_server_socket)
+    servers = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if entry.isdigit() and f"teamhub.spawners.forkserver\0{sock}" in f.read().decode():
+                    servers.append(int(entry))
+        except OSError:
+            pass
+    assert len(servers) == 1, servers  # the fork server this test's hub started
+    os.kill(servers[0], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while not gone(servers[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    name = unique("slo")
+    hub.users.append(name)
+    hub.add_user(name, PASSWORD)
+    b = login(hub, name)
+    b.start_server(name)
+    assert b.open_lab(name).status_code == 200
+    config = engine.container(f"teamhub-{name}")["Config"]
+    assert config["Entrypoint"][-1] == "teamhub-server"
+    assert "as its container's command (slow)" in hub.log.read_text(errors="replace")
 
 
 @pytest.mark.parametrize(("images", "engine_socket", "says"), [

@@ -23,6 +23,7 @@ import pytest
 import requests
 from support.client import Browser
 from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
+from support.unprivileged import as_hub_account, remove_account
 
 from teamhub.system import users
 from teamhub.system.processes import process_uids, processes_of
@@ -72,27 +73,6 @@ def _stop_server(hub: HubProcess, b: Browser, name: str) -> None:
           f"{name}'s server did not stop")
 
 
-def _as_hub_account(account: str, *cmd: str) -> subprocess.CompletedProcess[str]:
-    """CMD run as the hub's account, the way a remote code execution in the hub would run."""
-    return subprocess.run(["setpriv", f"--reuid={account}", f"--regid={account}",
-                           "--init-groups", "--inh-caps=-all", "--", *cmd],
-                          capture_output=True, text=True, timeout=60)
-
-
-def _remove_account(hub: HubProcess, name: str, *userdel: str) -> None:
-    """End every process of account NAME (if it exists), remove the runtime folder the
-    helper made it (the hub's cleanup knows teamhub's accounts only), run USERDEL on it."""
-    account = users.lookup(name)
-    if account is not None:
-        shutil.rmtree(hub.paths.private_runtime / str(account.uid), ignore_errors=True)
-        for pid in processes_of(account.uid):
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-    subprocess.run([*userdel, name], capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def hub() -> Iterator[HubProcess]:
     # Not pytest's tmp_path: the hub's account must reach its state folder (root-only 0700).
@@ -125,7 +105,7 @@ def hub() -> Iterator[HubProcess]:
         try:
             h.cleanup()
         finally:
-            _remove_account(h, h.account, "userdel")
+            remove_account(h, h.account, "userdel")
             shutil.rmtree(root, ignore_errors=True)
 
 
@@ -235,7 +215,7 @@ def test_compromised_hub_cannot(hub: HubProcess, alice: Browser, attempt: str) -
         "read a home": ["ls", home],
         "signal a server": ["kill", "-0", str(_server_pid(hub, hub.alice))],
     }[attempt]
-    proc = _as_hub_account(hub.account, *cmd)
+    proc = as_hub_account(hub.account, *cmd)
     assert proc.returncode != 0, proc.stdout
     assert "denied" in proc.stderr.lower() or "not permitted" in proc.stderr.lower(), proc.stderr
 
@@ -414,7 +394,7 @@ def strangers(hub: HubProcess) -> Iterator[dict[str, str]]:
         yield found
     finally:
         for name in found.values():
-            _remove_account(hub, hub.system_user(name), "userdel", "-r")
+            remove_account(hub, hub.system_user(name), "userdel", "-r")
 
 
 def test_compromised_hub_cannot_misuse_the_console_verbs(hub: HubProcess, alice: Browser,
@@ -439,7 +419,7 @@ def test_compromised_hub_cannot_misuse_the_console_verbs(hub: HubProcess, alice:
         ({"op": "env_rollback", "env": "e1", "rev": 1, "path": "/"}, "unexpected field"),
         ({"op": "env_delete", "env": "nosuchenv"}, "does not exist"),
     ]
-    proc = _as_hub_account(hub.account, str(runtime_dir() / "bin" / "python"), "-c", _ASK,
+    proc = as_hub_account(hub.account, str(runtime_dir() / "bin" / "python"), "-c", _ASK,
                            str(hub.paths.fork_server_socket),
                            json.dumps([a for a, _ in attempts]))
     assert proc.returncode == 0, proc.stderr
@@ -500,8 +480,9 @@ def test_turning_it_off_gives_the_state_back_to_root(hub: HubProcess, alice: Bro
     assert hub.teamhub("status").returncode == 0
 
 
+# The docker backend is not refused any more: tests/hub/test_docker_backend.py runs its hub
+# unprivileged.
 @pytest.mark.parametrize("setting,value", [("spawner.fork_server", "false"),
-                                           ("spawner.backend", "docker"),
                                            ("hub.port", "80")])
 def test_up_refuses_what_the_helper_cannot_do_yet(tmp_path: Path, setting: str,
                                                   value: str) -> None:
@@ -540,7 +521,7 @@ def pam_hub() -> Iterator[HubProcess]:
             h.cleanup()
         finally:
             for name in (h.person, h.account):
-                _remove_account(h, name, "userdel", "-r")
+                remove_account(h, name, "userdel", "-r")
             subprocess.run(["groupdel", group], capture_output=True)
             shutil.rmtree(root, ignore_errors=True)
 

@@ -325,8 +325,8 @@ def test_switch_of_a_root_run_install_to_an_unprivileged_hub(hub: Hub) -> None:
     # Root keeps only the helper: every other root process of the service's cgroup is gone.
     helper = m.exec("pgrep -u root -f 'teamhub.spawners.forkserver'").stdout.split()
     assert helper, m.exec("ps -eo user,pid,args").stdout
-    owners = m.exec(f"stat -c %U /var/lib/teamhub /var/lib/teamhub/jupyterhub.sqlite "
-                    f"/var/lib/teamhub/accounts.sqlite").stdout.split()
+    owners = m.exec("stat -c %U /var/lib/teamhub /var/lib/teamhub/jupyterhub.sqlite "
+                    "/var/lib/teamhub/accounts.sqlite").stdout.split()
     assert owners == ["teamhub"] * 3
     assert m.exec("stat -c %U /var/lib/teamhub/system_users.json").stdout.strip() == "root"
     # Servers survive, kernel state included; new starts go through the helper.

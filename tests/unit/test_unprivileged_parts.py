@@ -15,7 +15,7 @@ from teamhub.spawners import roothelper
 
 
 @pytest.mark.parametrize("toml,trial,named", [
-    ('[spawner]\nbackend = "docker"\n', False, "spawner.backend"),
+    ('[spawner]\nbackend = "docker"\nfork_server = false\n', False, "spawner.fork_server"),
     ("[spawner]\nfork_server = false\n", False, "spawner.fork_server"),
     ("", True, "single-user trial"),
     ("[hub]\nport = 443\n", False, "hub.port"),
@@ -29,8 +29,10 @@ def test_up_refuses_what_the_helper_cannot_do_yet(settings, toml: str, trial: bo
     assert "teamhub config set hub.unprivileged false" in caught.value.hint
 
 
-def test_up_accepts_the_local_backend_and_ignores_the_rest_when_off(settings) -> None:
+def test_up_accepts_both_backends_and_ignores_the_rest_when_off(settings) -> None:
     preflight.check_unprivileged(settings("", TEAMHUB_HUB_UNPRIVILEGED="true"), False)
+    preflight.check_unprivileged(settings('[spawner]\nbackend = "docker"\n',
+                                          TEAMHUB_HUB_UNPRIVILEGED="true"), False)
     preflight.check_unprivileged(settings('[spawner]\nbackend = "docker"\n'), True)
 
 

@@ -7,10 +7,13 @@ options, limits resolved from `limits.*` and the user's groups, a private runtim
 kernel sockets); only the last step differs: the LaunchSpec becomes a container
 (teamhub.system.containers) instead of a process.
 
-Docker calls go straight to the Engine API (teamhub.system.docker), each on a worker
-thread of its own, so many users can start at once; the hub's event loop never waits on
-Docker. The container id is kept in the hub's state: a hub restart leaves containers
-running and re-adopts them.
+A root hub's Docker calls go straight to the Engine API (teamhub.system.docker), each on
+a worker thread of its own, so many users can start at once; the hub's event loop never
+waits on Docker. An unprivileged hub (hub.unprivileged) has no Docker socket: the root
+helper's container verbs (teamhub.spawners.helper_container) make, inspect, stop and
+read its containers; `roothelper.direct()` decides which. Either way the container is
+built by the same code (teamhub.spawners.container_launch). The container id is kept in
+the hub's state: a hub restart leaves containers running and re-adopts them.
 
 Fast start (with the fork server on, the default): the container's command only holds
 the container open, and the server is forked from the warm fork server into it
@@ -33,29 +36,16 @@ from urllib.parse import unquote, urlsplit
 from tornado import web
 from traitlets import Dict, Integer, Unicode, default
 
-from .. import image_choice, images
+from .. import image_choice
 from ..errors import ContainerEnterError, DockerError, ImageError, NoFreePort
-from ..projects.apply import Layout, Projects
-from ..system import nsenter
-from ..system.containers import (
-    LABEL_PORT,
-    LABEL_SERVER,
-    LABEL_USER,
-    CgroupLimits,
-    Mount,
-    container_config,
-    container_name_problem,
-    ensure_home_volume,
-)
+from ..system.containers import CgroupLimits, container_name_problem
 from ..system.docker import Engine
 from ..system.sandbox import LaunchSpec
 from ..system.users import SystemUser
 from ..system.users import lookup as users_lookup
-from . import forkserver
+from . import container_launch, forkserver, roothelper
+from .container_launch import KEEPALIVE
 from .local import SERVER_PORTS, LocalSpawner, SpawnFailed
-
-# The holder's keep-alive FIFO, in the server's private runtime folder (mounted inside).
-KEEPALIVE = ".teamhub-keepalive"
 
 
 def unix_socket_path(url: str) -> str | None:
@@ -159,8 +149,7 @@ class DockerSpawner(LocalSpawner):
 
     @property
     def container_name(self) -> str:
-        suffix = f"-{self.name}" if self.name else ""
-        return f"teamhub-{self.user.name}{suffix}"
+        return container_launch.container_name(self.user.name, self.name or "")
 
     def launch_extras(self) -> dict:
         # Docker's cgroups enforce the limits and the container has its own /tmp:
@@ -181,44 +170,14 @@ class DockerSpawner(LocalSpawner):
         super().clear_state()
         self.container_id = ""
 
-    def _mounts(self, spec: LaunchSpec, engine: Engine) -> list[Mount]:
-        if self.home_mode == "volume":
-            assert spec.uid is not None and spec.gid is not None
-            volume = ensure_home_volume(engine, self.user.name, spec.uid, spec.gid)
-            mounts = [Mount(volume, spec.cwd, read_only=False, kind="volume")]
-        else:
-            mounts = [Mount(spec.cwd, spec.cwd, read_only=False)]
-        runtime_dir = spec.env.get("JUPYTER_RUNTIME_DIR")
-        if runtime_dir:
-            mounts.append(Mount(runtime_dir, runtime_dir, read_only=False))
-        if self.runtime_dir:
-            mounts.append(Mount(self.runtime_dir, self.runtime_dir))
-        if self.envs_root and Path(self.envs_root).is_dir():
-            mounts.append(Mount(self.envs_root, self.envs_root))
+    def _site(self, spec: LaunchSpec) -> container_launch.Site:
+        """What this root hub's containers are built from (the helper has its own copy)."""
         hub_socket = unix_socket_path(spec.env.get("JUPYTERHUB_API_URL", ""))
-        if hub_socket:
-            # The hub's API is a unix socket: its folder (root's, new socket at each hub
-            # start) goes in read-only at its own path, so the server reaches the hub.
-            folder = str(Path(hub_socket).parent)
-            mounts.append(Mount(folder, folder))
-        return mounts + self._project_mounts()
-
-    def _project_mounts(self) -> list[Mount]:
-        """Each project folder the user may use, at its own path (so ~/projects links work):
-        read-only for readers. The folders' ACLs still decide (same uid, same inodes), so a
-        revoke bites at the next file open; a new grant or read → write needs a restart."""
-        if not (self.projects_root and self.accounts_db
-                and (self.db_url or Path(self.accounts_db).exists())):
-            return []
-        layout = Layout(root=Path(self.projects_root), store_path=Path(self.accounts_db),
-                        store_url=self.db_url,
-                        prefix=self.system_prefix, registry=Path(self.registry_path))
-        mounts = []
-        for name, access in sorted(Projects(layout).accessible(self.user.name).items()):
-            folder = str(layout.folder(name))
-            if Path(folder).is_dir():
-                mounts.append(Mount(folder, folder, read_only=access != "write"))
-        return mounts
+        return container_launch.Site(
+            home_mode=self.home_mode, runtime_dir=self.runtime_dir, envs_root=self.envs_root,
+            hub_socket_dir=str(Path(hub_socket).parent) if hub_socket else "",
+            projects_root=self.projects_root, accounts_db=self.accounts_db,
+            db_url=self.db_url, prefix=self.system_prefix, registry=self.registry_path)
 
     def _cgroup_limits(self) -> CgroupLimits:
         resolved = self.resolved_limits()
@@ -228,49 +187,45 @@ class DockerSpawner(LocalSpawner):
 
     def _create_and_start(self, spec: LaunchSpec, limits: CgroupLimits,
                           holder: str | None = None) -> str:
-        """The container for SPEC, started; nothing is left behind when this fails.
-
-        With HOLDER (its keep-alive FIFO, made here) the container only holds itself open
-        and the server is started into it afterwards; else the server is its command."""
-        engine = Engine()
-        ref = images.reference(self.image)
-        if engine.image(ref) is None:
-            raise SpawnFailed(images.missing_message(self.image))
-        if holder is not None:
-            assert spec.uid is not None and spec.gid is not None
-            nsenter.make_keepalive(holder, spec.uid, spec.gid)
-        config = container_config(
-            spec, image=ref, mounts=self._mounts(spec, engine), limits=limits,
-            labels={LABEL_USER: self.user.name, LABEL_SERVER: self.name or "",
-                    LABEL_PORT: str(self.port)}, holder=holder)
-        gpu = self.gpu_container_devices()
-        config["HostConfig"]["Mounts"] += [Mount(f, f).as_api() for f in gpu.pop("binds", [])]
-        config["HostConfig"].update(gpu)
-        # One left from a crash or a hub killed mid-start would block the name.
-        engine.remove(self.container_name)
-        ident = engine.create(self.container_name, config)
-        try:
-            engine.start(ident)
-        except DockerError:
-            engine.remove(ident)
-            raise
-        return ident
+        """(Root hub.) The container for SPEC, started; nothing is left behind when this
+        fails. With HOLDER the container only holds itself open (the fast start)."""
+        return container_launch.create_and_start(
+            Engine(), spec, user=self.user.name, server=self.name or "", port=self.port,
+            image=self.image, site=self._site(spec), limits=limits,
+            gpu=self.gpu_container_devices(), holder=holder)
 
     async def _container(self, spec: LaunchSpec, limits: CgroupLimits,
                          holder: str | None = None) -> None:
         """Create and start the container (self.container_id), or raise SpawnFailed."""
         try:
-            self.container_id = await asyncio.to_thread(self._create_and_start, spec, limits,
-                                                        holder)
-        except SpawnFailed:
-            raise
-        except (DockerError, ValueError, OSError) as exc:
+            if roothelper.direct():
+                self.container_id = await asyncio.to_thread(self._create_and_start, spec,
+                                                            limits, holder)
+            else:
+                self.container_id, _ = await self._helper_start(spec, limits, fast=False)
+        except ImageError as exc:
+            raise SpawnFailed(exc.message) from None
+        except (DockerError, ValueError, OSError, forkserver.ForkServerUnavailable) as exc:
             self.log.error("Cannot start a container for %s: %s", self.user.name, exc)
             raise SpawnFailed(f"Your server's container could not be started: {exc}") from None
+
+    async def _helper_start(self, spec: LaunchSpec, limits: CgroupLimits,
+                            fast: bool) -> tuple[str, int]:
+        """(Unprivileged hub.) The root helper makes the container (and, FAST, enters the
+        server into it): (container id, server's host pid or 0)."""
+        return await self.root_helper.container_start(
+            spec, user=self.user.name, server=self.name or "", image=self.image,
+            limits=limits, gpus=[d.uuid for d in self._gpu_devices], fast=fast)
 
     async def _start_entered(self, spec: LaunchSpec, limits: CgroupLimits) -> None:
         """The fast start: a container that only holds itself open, and the server forked
         from the warm fork server into it (teamhub.system.nsenter), imports already done."""
+        if not roothelper.direct():
+            try:
+                self.container_id, _ = await self._helper_start(spec, limits, fast=True)
+            except ImageError as exc:
+                raise SpawnFailed(exc.message) from None
+            return
         keepalive = str(Path(spec.env["JUPYTER_RUNTIME_DIR"]) / KEEPALIVE)
         await self._container(spec, limits, holder=keepalive)
         info = await asyncio.to_thread(Engine().container, self.container_id)
@@ -279,6 +234,48 @@ class DockerSpawner(LocalSpawner):
             raise ContainerEnterError("the container stopped before its server could start")
         target = {"pid": pid, "id": self.container_id, "keepalive": keepalive}
         await forkserver.spawn(Path(self.fork_server_socket), replace(spec, container=target))
+
+    # The container's state, output and removal: the engine's answers for a root hub, the
+    # helper's (for this user's teamhub container only) for an unprivileged one.
+
+    async def _state(self) -> dict | None:
+        """The container's State (Running, ExitCode, Pid); None when it is gone."""
+        if roothelper.direct():
+            info = await asyncio.to_thread(Engine().container, self.container_id)
+            return None if info is None else (info.get("State") or {})
+        try:
+            answer = await self.root_helper.container_state(self.user.name, self.name or "")
+        except forkserver.ForkServerUnavailable as exc:
+            raise DockerError(str(exc)) from None
+        if not answer.get("exists"):
+            return None
+        if self.container_id and answer.get("id") != self.container_id:
+            return None  # another start's container by that name: this one is gone
+        return {"Running": answer.get("running"), "ExitCode": answer.get("exit_code"),
+                "Pid": answer.get("pid")}
+
+    async def _remove(self, timeout: int | None = None) -> None:
+        """Stop (within TIMEOUT seconds; None: at once) and remove the container."""
+        if roothelper.direct():
+            engine = Engine()
+            ident = self.container_id or self.container_name
+            if timeout is not None:
+                await asyncio.to_thread(engine.stop, ident, timeout)
+            await asyncio.to_thread(engine.remove, ident)
+            return
+        try:
+            await self.root_helper.container_stop(self.user.name, self.name or "",
+                                                  timeout or 0)
+        except forkserver.ForkServerUnavailable as exc:
+            raise DockerError(str(exc)) from None
+
+    async def _logs(self, lines: int) -> str:
+        if roothelper.direct():
+            return await asyncio.to_thread(Engine().logs, self.container_id, lines)
+        try:
+            return await self.root_helper.container_logs(self.user.name, self.name or "", lines)
+        except forkserver.ForkServerUnavailable as exc:
+            return f"(no output: {exc})"
 
     async def start(self) -> tuple[str, int]:
         began = time.monotonic()
@@ -319,18 +316,23 @@ class DockerSpawner(LocalSpawner):
                 self.log.warning("Starting %s's server as its container's command (slow): %s",
                                  self.user.name, exc)
                 try:
-                    await asyncio.to_thread(Engine().remove, self.container_id
-                                            or self.container_name)
+                    await self._remove()
                 except DockerError as gone:
                     raise SpawnFailed(f"Your server's container could not be started: "
                                       f"{gone}") from None
                 self.container_id = ""
                 if isinstance(exc, forkserver.ForkServerUnavailable):
+                    if not roothelper.direct():
+                        self.log.error("Cannot start %s's server: %s. %s", self.user.name,
+                                       exc, roothelper.HELPER_GONE)
+                        raise SpawnFailed("Your server could not be started: teamhub's root "
+                                          f"helper refused or is gone ({exc}); ask your admin "
+                                          "to run `teamhub doctor`", reason="helper") from None
                     self._restart_fork_server()
         if how != "entered":
             await self._container(spec, limits)
         created = time.monotonic()
-        await self.attach_gpus(await asyncio.to_thread(self._container_pid))
+        await self.attach_gpus(await self._container_pid())
         await self._wait_container_listening()
         self.log.debug("Started %s's container %s (server %s): account+spec %.3fs, "
                        "container and server start %.3fs, until listening %.3fs",
@@ -347,9 +349,9 @@ class DockerSpawner(LocalSpawner):
             if time.monotonic() >= next_check:
                 code = await self.poll()
                 if code is not None:
-                    tail = await asyncio.to_thread(Engine().logs, self.container_id, 8)
+                    tail = await self._logs(8)
                     tail = " | ".join(line.strip() for line in tail.splitlines() if line.strip())
-                    await asyncio.to_thread(Engine().remove, self.container_id)
+                    await self._remove()
                     self.clear_state()
                     self.log.error("Container of %s exited with %s during start: %s",
                                    self.user.name, code, tail)
@@ -363,37 +365,34 @@ class DockerSpawner(LocalSpawner):
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.1)
 
-    def _container_pid(self) -> int | None:
+    async def _container_pid(self) -> int | None:
         """The host pid of the container's init: what witnesses its GPUs."""
-        info = Engine().container(self.container_id) or {}
-        return (info.get("State") or {}).get("Pid") or None
+        state = await self._state() or {}
+        return state.get("Pid") or None
 
     async def poll(self) -> int | None:
         """None while the container runs; its exit code (0 when it is gone) otherwise."""
         if not self.container_id:
             return 0
         try:
-            info = await asyncio.to_thread(Engine().container, self.container_id)
+            state = await self._state()
         except DockerError as exc:
-            # An engine restart is not a dead server: ask again at the next poll.
+            # An engine (or helper) restart is not a dead server: ask again at the next poll.
             self.log.warning("Cannot ask Docker about %s's container: %s", self.user.name, exc)
             return None
-        if info is None:
+        if state is None:
             return 0
-        state = info.get("State") or {}
         if state.get("Running"):
             return None
         return int(state.get("ExitCode") or 0)
 
     async def stop(self, now: bool = False) -> None:
-        engine = Engine()
-        ident = self.container_id or self.container_name
-        timeout = 0 if now else self.stop_timeout
-        await asyncio.to_thread(engine.stop, ident, timeout)
-        await asyncio.to_thread(engine.remove, ident)
-        account = users_lookup(self.system_user_name)
-        if account is not None:
-            # Kernels are gone with the server: their sockets and keys go too.
-            shutil.rmtree(Path(self.private_runtime_root) / str(account.uid), ignore_errors=True)
+        await self._remove(0 if now else self.stop_timeout)
+        if roothelper.direct():
+            account = users_lookup(self.system_user_name)
+            if account is not None:
+                # Kernels are gone with the server: their sockets and keys go too (the
+                # helper's container_stop does this for an unprivileged hub).
+                shutil.rmtree(Path(self.private_runtime_root) / str(account.uid),
+                              ignore_errors=True)
         self.clear_state()
-

@@ -41,12 +41,13 @@ from ..errors import (
     ContainerEnterError,
     ForkServerUnavailable,
     HelperRefused,
+    ImageError,
     SandboxError,
     TeamhubError,
 )
 from ..system import nsenter, systemd
 from ..system.sandbox import LaunchSpec, become, show_as_exec
-from . import helper_spec, identity, rootdoor
+from . import helper_container, helper_spec, identity, rootdoor
 from .rootdoor import Peer, Policy
 
 PR_SET_PDEATHSIG = 1
@@ -164,7 +165,7 @@ def _enter_container(spec: LaunchSpec,
         conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
         os._exit(1)
     if pid:
-        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        conn.sendall(json.dumps({"pid": pid, "id": str(target["id"])}).encode() + b"\n")
         os._exit(0)
     conn.close()
     nsenter.harden()
@@ -173,22 +174,27 @@ def _enter_container(spec: LaunchSpec,
     return inside, keepalive, filters
 
 
+def _read_body(conn: socket.socket) -> bytes:
+    """What the hub sends after the verb's first answer, up to its end of data."""
+    chunks, size = [], 0
+    while chunk := conn.recv(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_SPEC:
+            raise ValueError("launch spec too large")
+    return b"".join(chunks)
+
+
 def _child(conn: socket.socket, listener: socket.socket, peer: Peer, trusted: bool,
            policy: Policy) -> None:
     """In the forked child: read our own spec, have it checked unless the peer is root,
     become the user, run the server. Never returns."""
-    code: Any = 1
     try:
         listener.close()
         conn.settimeout(30)
-        chunks, size = [], 0
-        while chunk := conn.recv(65536):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_SPEC:
-                raise ValueError("launch spec too large")
+        data = _read_body(conn)
         try:
-            spec = LaunchSpec.from_json(b"".join(chunks))
+            spec = LaunchSpec.from_json(data)
             if not trusted:
                 spec = helper_spec.check_spec(spec, policy)
         except (HelperRefused, SandboxError, TypeError, ValueError) as exc:
@@ -201,6 +207,51 @@ def _child(conn: socket.socket, listener: socket.socket, peer: Peer, trusted: bo
                 _log(f"could not prepare {spec.username}'s server for {peer}: {exc}")
                 conn.sendall(json.dumps({"error": f"spawn: {exc}"}).encode() + b"\n")
                 os._exit(1)
+    except BaseException:  # noqa: BLE001 - whatever happens, never return into the parent's loop
+        traceback.print_exc()
+        os._exit(1)
+    _serve_as_user(spec, conn)
+
+
+def _container_child(conn: socket.socket, listener: socket.socket, peer: Peer,
+                     policy: Policy) -> None:
+    """In the forked child of a `container_start`: read the request's body, have it checked
+    (teamhub.spawners.helper_container), create and start the container, then (fast start)
+    enter the server into it; answers `{"id", "pid"}` (pid 0: the server is the container's
+    command) or `{"error"}`. Never returns."""
+    try:
+        listener.close()
+        conn.settimeout(30)
+        try:
+            request = helper_container.check_start(json.loads(_read_body(conn)), policy)
+        except (HelperRefused, SandboxError, TypeError, ValueError) as exc:
+            _refuse(conn, peer, f"container_start: {exc}")
+            os._exit(1)
+        conn.settimeout(120)
+        try:
+            ident, target = helper_container.start(request, policy)
+        except (TeamhubError, OSError, ValueError) as exc:
+            _log(f"could not start {request.user}'s container for {peer}: {exc}")
+            reply = {"error": f"container_start: {exc}"}
+            if isinstance(exc, ImageError):
+                reply["image_missing"] = exc.message
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+            os._exit(1)
+        _log(f"{peer}: started container {ident[:12]} of {request.user}")
+        if target is None:
+            conn.sendall(json.dumps({"id": ident, "pid": 0}).encode() + b"\n")
+            os._exit(0)
+    except BaseException:  # noqa: BLE001 - whatever happens, never return into the parent's loop
+        traceback.print_exc()
+        os._exit(1)
+    _serve_as_user(dataclasses.replace(request.spec, container=target), conn)
+
+
+def _serve_as_user(spec: LaunchSpec, conn: socket.socket) -> None:
+    """Answer the hub, become SPEC's user (inside its container when it has one), run the
+    server. Never returns."""
+    code: Any = 1
+    try:
         keep: tuple[int, ...] = ()
         filters: list[bytes] = []
         if spec.container:
@@ -274,6 +325,10 @@ def _answer_in_child(conn: socket.socket, listener: socket.socket, peer: Peer, w
     except HelperRefused as exc:
         _refuse(conn, peer, str(exc))
         code = 1
+    except TeamhubError as exc:  # e.g. Docker refused: not the peer's fault, still its answer
+        _log(f"could not serve {peer}: {exc}")
+        conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
+        code = 1
     except BaseException:  # noqa: BLE001 - never return into the parent's loop
         traceback.print_exc()
         code = 1
@@ -338,6 +393,23 @@ class ForkServer:
                 _child(conn, listener, peer, trusted, policy)
             self.children.add(pid)
             self._reply(conn, {"pid": pid})
+        elif op == "container_start":
+            if _threads() != 1:
+                raise HelperRefused("fork server is not single-threaded")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                _container_child(conn, listener, peer, policy)
+            self.children.add(pid)
+            self._reply(conn, {"pid": pid})
+        elif op == "container_state":
+            _answer_in_child(conn, listener, peer, lambda: helper_container.state(request))
+        elif op == "container_stop":
+            _answer_in_child(conn, listener, peer,
+                             lambda: helper_container.stop(request, policy))
+        elif op == "container_logs":
+            _answer_in_child(conn, listener, peer, lambda: helper_container.logs(request))
         elif op == "signal":
             pid, sig = rootdoor.signal_process(request, policy)
             _log(f"{peer}: signal {sig} to pid {pid} of {request['user']}")
@@ -520,27 +592,35 @@ async def _request(socket_path: Path, request: dict[str, Any], timeout: float = 
     return answer, reader, writer
 
 
+async def send(socket_path: Path, op: str, data: bytes, timeout: float = 30
+               ) -> dict[str, Any]:
+    """A verb whose child reads DATA after the first answer (`spawn`, `container_start`):
+    the child's answer (`{"error": ...}` included). ForkServerUnavailable when no helper
+    answers or the helper itself refused the verb."""
+    answer, reader, writer = await _request(socket_path, {"op": op})
+    try:
+        writer.write(data)
+        await writer.drain()
+        writer.write_eof()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        return json.loads(line) if line.strip() else {"error": "the child ended silently"}
+    except (OSError, asyncio.TimeoutError, ValueError) as exc:
+        raise ForkServerUnavailable(f"could not hand {op}'s request to the child: "
+                                    f"{exc!r}") from None
+    finally:
+        writer.close()
+
+
 async def spawn(socket_path: Path, spec: LaunchSpec, timeout: float = 30) -> int:
     """Start SPEC in a child of the fork server; its pid.
 
     A spec with `container` set: the server's host pid once it runs inside the container;
     ContainerEnterError (with the child's reason) when it could not get in."""
-    answer, reader, writer = await _request(socket_path, {"op": "spawn"})
-    try:
-        writer.write(spec.to_json())
-        await writer.drain()
-        writer.write_eof()
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        answer = json.loads(line) if line.strip() else {"error": "the child ended silently"}
-        if "pid" not in answer and spec.container:
-            raise ContainerEnterError(str(answer.get("error")))
-        if "pid" not in answer:
-            raise ForkServerUnavailable(f"fork server refused the spec: {answer.get('error')}")
-    except (OSError, asyncio.TimeoutError, ValueError) as exc:
-        what = "enter the container" if spec.container else "hand the spec to the child"
-        raise ForkServerUnavailable(f"could not {what}: {exc!r}") from None
-    finally:
-        writer.close()
+    answer = await send(socket_path, "spawn", spec.to_json(), timeout)
+    if "pid" not in answer and spec.container:
+        raise ContainerEnterError(str(answer.get("error")))
+    if "pid" not in answer:
+        raise ForkServerUnavailable(f"fork server refused the spec: {answer.get('error')}")
     return int(answer["pid"])
 
 

@@ -29,8 +29,9 @@ uid 0 nor below UID_MIN from /etc/login.defs):
      size, GPU devices). argv is the policy's program and arguments; uid, gid, cwd
      (the home), umask, log file, runtime folder and rlimits are the helper's own; it
      makes the fresh runtime folder and private /tmp itself and opens the log without
-     following links (the rules and `place`: teamhub.spawners.helper_spec). Container
-     specs (docker backend's fast start) are root's only.
+     following links (the rules and `place`: teamhub.spawners.helper_spec). A spec with
+     `container` set (the root hub's own fast start into a container it made) is root's
+     only: the hub's account asks for containers with `container_start`.
   `{"op": "status", "pid": N}` → `{"running", "known", "exit"}` of the helper's own
      children only.
   `{"op": "signal", "user": U, "pid": N, "signal": S}` → `{"ok": true}`: S one of
@@ -44,6 +45,27 @@ uid 0 nor below UID_MIN from /etc/login.defs):
      applies U's project ACLs and links from the store's grants (`"warning"` in the
      answer when that failed: the account is there all the same).
   `{"op": "check_password", "user": U, "password": P}` → `{"ok": bool}` (PAM mode only).
+
+Docker backend (teamhub.spawners.helper_container; refused unless the policy lists the
+configured images; the hub never gets the Docker socket):
+  `{"op": "container_start"}` → `{"pid": N}`, then the hub sends one JSON object
+     `{"spec", "user", "server", "image", "limits", "gpus", "fast"}` and ends its side;
+     nothing else is taken. The child checks the spec as `spawn` does (no scope, private
+     /tmp or devices: Docker places a container), the image against `docker.image` and
+     `docker.images`, the limits (`memory`, `cpu`, `tasks`: positive numbers), the GPU
+     UUIDs against the allocation record (held by that user's server); builds the
+     container itself (teamhub.spawners.container_launch: name, labels, mounts from the
+     policy and the store's grants, user and groups, hardening), starts it, and answers
+     `{"id": container id, "pid": the server's host pid}` once the server runs inside
+     (`fast`), or `{"id", "pid": 0}` with the server as the container's command, or
+     `{"error": ...}`.
+  `{"op": "container_state", "user": U, "server": S}` → `{"exists": false}` or
+     `{"exists", "id", "running", "exit_code", "pid"}`;
+  `{"op": "container_stop", "user": U, "server": S, "timeout": T}` → `{"ok", "removed"}`
+     (stop within T ≤ 300 s, remove, empty the runtime folder);
+  `{"op": "container_logs", "user": U, "server": S, "lines": L}` → `{"text"}` (L ≤ 200):
+     each for container `teamhub-U[-S]` only, refused when its labels do not say it is
+     U's server S.
 
 The console's actions that change the machine (hub account; root's part of them only,
 the same code the CLI runs: teamhub.rootwork, and envs.store for environments; the hub
@@ -127,6 +149,11 @@ FIELDS: dict[str, frozenset[str]] = {
     "env_rollback": frozenset({"env", "rev"}),
     "env_access": frozenset({"env", "groups"}),
     "env_delete": frozenset({"env"}),
+    # container_start: like spawn, the hub sends its request after the first answer.
+    "container_start": frozenset(),
+    "container_state": frozenset({"user", "server"}),
+    "container_stop": frozenset({"user", "server", "timeout"}),
+    "container_logs": frozenset({"user", "server", "lines"}),
 }
 VERBS = tuple(FIELDS)
 # The console's machine-changing actions (done in a child of the helper: slow OS work).
@@ -177,6 +204,14 @@ class Policy:
     accounts_db: str = ""
     db_url: str = ""
     pam_service: str = "login"
+    # The docker backend (teamhub.spawners.helper_container): the images a server may run
+    # (docker.image and docker.images; empty: no container verbs) and what containers
+    # mount besides the user's own folders.
+    docker_images: list[str] = field(default_factory=list)
+    docker_home: str = "bind"
+    runtime_dir: str = ""
+    hub_socket_dir: str = ""
+    gpu_allocations: str = ""
     # The shared environments (envs.root, envs.lock_timeout) for env_* verbs.
     envs_root: str = ""
     envs_lock_timeout: float = 600

@@ -15,13 +15,17 @@ import os
 import socket
 import time
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import ForkServerUnavailable, HelperRefused
+from ..errors import ContainerEnterError, ForkServerUnavailable, HelperRefused, ImageError
 from ..paths import Paths
 from ..projects.apply import Projects
 from ..rootwork import Direct, RootWork
+from ..system.containers import CgroupLimits
+from ..system.sandbox import LaunchSpec
+from . import forkserver
 from .forkserver import STARTUP_WAIT_SECONDS, RootHelper, _recv_line
 
 HELPER_GONE = ("the hub runs unprivileged (hub.unprivileged) and its root helper does not "
@@ -52,6 +56,43 @@ class HelperClient(RootHelper):
         # A refusal ({"error": ...}: an account that may not use teamhub) is a no.
         return answer.get("ok") is True
 
+    # The docker backend's verbs (teamhub.spawners.helper_container).
+
+    async def container_start(self, spec: LaunchSpec, *, user: str, server: str, image: str,
+                              limits: CgroupLimits, gpus: list[str], fast: bool
+                              ) -> tuple[str, int]:
+        """USER's container started by the helper: (its id, the server's host pid; 0 when
+        the server is the container's command). ContainerEnterError when the container ran
+        but the server could not be entered into it (it is left for container_stop),
+        ImageError when the image is not on the engine, ForkServerUnavailable otherwise."""
+        body = {"spec": asdict(spec), "user": user, "server": server, "image": image,
+                "limits": asdict(limits), "gpus": gpus, "fast": fast}
+        answer = await forkserver.send(self.socket_path, "container_start",
+                                       json.dumps(body).encode(), timeout=120)
+        if "image_missing" in answer:
+            raise ImageError(str(answer["image_missing"]))
+        if "pid" in answer and "id" in answer:
+            return str(answer["id"]), int(answer["pid"])
+        error = str(answer.get("error"))
+        if fast and not error.startswith("container_start:"):
+            raise ContainerEnterError(error)
+        raise ForkServerUnavailable(f"the root helper refused: {error}")
+
+    async def container_state(self, user: str, server: str) -> dict[str, Any]:
+        """`{"exists": false}` or `{"exists", "id", "running", "exit_code", "pid"}`."""
+        return await forkserver.ask(self.socket_path, {"op": "container_state", "user": user,
+                                                       "server": server}, timeout=60)
+
+    async def container_stop(self, user: str, server: str, timeout: int) -> None:
+        await forkserver.ask(self.socket_path, {"op": "container_stop", "user": user,
+                                                "server": server, "timeout": timeout},
+                             timeout=timeout + 60)
+
+    async def container_logs(self, user: str, server: str, lines: int) -> str:
+        answer = await forkserver.ask(self.socket_path, {"op": "container_logs", "user": user,
+                                                         "server": server, "lines": lines},
+                                      timeout=60)
+        return str(answer.get("text", ""))
 
     def _connected(self, timeout: float) -> socket.socket:
         """A connection to the helper; one that `teamhub up` has just started binds its
