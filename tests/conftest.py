@@ -6,6 +6,7 @@ Everything that touches the OS needs root; run the suite with ./run-tests.sh.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,9 +14,11 @@ import pytest
 from support.docker_engine import DockerEngine
 from support.postgres import PostgresCluster
 
-from teamhub.settings import Settings, load
+from teamhub.settings import BY_KEY, Settings, load
 from teamhub.system.docker import Engine
 from teamhub.system.login_profile import DEFAULT_PATH as LOGIN_PROFILE
+from teamhub.system.processes import processes_of
+from teamhub.system.users import lookup
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,6 +33,24 @@ def login_profile_kept() -> Iterator[None]:
         LOGIN_PROFILE.unlink(missing_ok=True)
     else:
         LOGIN_PROFILE.write_bytes(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hub_account_kept() -> Iterator[None]:
+    """Test hubs run unprivileged (hub.unprivileged, on by default) as the default account
+    `teamhub`, which the first one makes (`teamhub up`) if the machine has none: the suite
+    removes it at the end if it made it, and nothing it did not make."""
+    account = str(BY_KEY["hub.account"].default)
+    existed = os.geteuid() != 0 or lookup(account) is not None
+    yield
+    if existed or lookup(account) is None:
+        return
+    for pid in processes_of(lookup(account).uid):  # type: ignore[union-attr]
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    subprocess.run(["userdel", account], capture_output=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -121,9 +121,11 @@ def check_unprivileged(settings: Settings, trial: bool) -> None:
         why = (f"tls.http_port is {settings['tls.http_port']}: the proxy cannot bind a port "
                "below 1024 without root yet (0: no redirect)")
     if why:
-        raise PreflightError(f"hub.unprivileged is on but {why}",
-                             "turn it off (`teamhub config set hub.unprivileged false`) or "
-                             "turn the fork server back on")
+        on = " (the default)" if settings.origins["hub.unprivileged"] == "default" else ""
+        raise PreflightError(f"hub.unprivileged is on{on} but {why}",
+                             "turn it off (`teamhub config set hub.unprivileged false`: the "
+                             "hub runs as root) or turn the fork server back on (`teamhub "
+                             "config unset spawner.fork_server`)")
 
 
 def _first_closed_dir(path: Path) -> Path | None:
