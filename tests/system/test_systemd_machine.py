@@ -93,10 +93,13 @@ def hub() -> Iterator[Hub]:
         # a free port here instead of 8000, which may be taken (hub and proxy APIs are
         # unix sockets inside the machine).
         port = free_port()
+        # hub.unprivileged = false: the install of a previous version, whose hub ran as
+        # root; test_switch_of_a_root_run_install_to_an_unprivileged_hub upgrades it.
         machine.write("/etc/teamhub/teamhub.toml", f"""\
 [hub]
 ip = "127.0.0.1"
 port = {port}
+unprivileged = false
 
 [limits]
 memory = "{MEMORY // 1024**2}M"
