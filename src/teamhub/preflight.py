@@ -105,15 +105,24 @@ def ensure_socket_dir(path: Path, hub_uid: int | None = None,
 
 def check_unprivileged(settings: Settings, trial: bool) -> None:
     """`hub.unprivileged` needs the root helper (the fork server): both backends start
-    servers through it (the docker backend's containers too: the Docker socket is root's)."""
+    servers through it (the docker backend's containers too: the Docker socket is root's).
+    Its default (on) does not apply to the single-user trial, which runs as the invoking
+    user; an explicit `true` there is refused."""
     if not settings["hub.unprivileged"]:
         return
-    why = None
+    default = settings.origins["hub.unprivileged"] == "default"
+    if trial and default:
+        return
+    off = "turn it off (`teamhub config set hub.unprivileged false`: the hub runs as root)"
+    why, fix = None, off
     if trial:
         why = "the single-user trial runs everything as you already"
+        fix = "remove it for the trial (`teamhub config unset hub.unprivileged`)"
     elif not settings["spawner.fork_server"]:
         why = "spawner.fork_server is off, and servers start through the fork server (the " \
               "root helper) only"
+        fix = off + " or turn the fork server back on (`teamhub config unset " \
+                    "spawner.fork_server`)"
     elif settings["hub.port"] < 1024:
         why = (f"hub.port is {settings['hub.port']}: the proxy cannot bind a port below 1024 "
                "without root yet")
@@ -121,11 +130,8 @@ def check_unprivileged(settings: Settings, trial: bool) -> None:
         why = (f"tls.http_port is {settings['tls.http_port']}: the proxy cannot bind a port "
                "below 1024 without root yet (0: no redirect)")
     if why:
-        on = " (the default)" if settings.origins["hub.unprivileged"] == "default" else ""
-        raise PreflightError(f"hub.unprivileged is on{on} but {why}",
-                             "turn it off (`teamhub config set hub.unprivileged false`: the "
-                             "hub runs as root) or turn the fork server back on (`teamhub "
-                             "config unset spawner.fork_server`)")
+        on = " (the default)" if default else ""
+        raise PreflightError(f"hub.unprivileged is on{on} but {why}", fix)
 
 
 def _first_closed_dir(path: Path) -> Path | None:
