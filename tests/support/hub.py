@@ -162,11 +162,23 @@ enabled = false
                 raise AssertionError(f"teamhub up exited {self.proc.returncode}:\n{self.tail()}")
             try:
                 if requests.get(f"{self.url}/hub/login", timeout=2).status_code == 200:
+                    self._check_runs_as_set(self.proc.pid)
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"hub did not answer within {timeout}s:\n{self.tail()}")
+
+    def _check_runs_as_set(self, pid: int) -> None:
+        """The hub runs as hub.unprivileged says (its account by default, root when a test
+        sets it false): what the tests below then test is what they mean to."""
+        settings = load(self.config, environ={})
+        uids = Path(f"/proc/{pid}/status").read_text().split("\nUid:")[1].split()[:4]
+        if settings["hub.unprivileged"]:
+            expected = str(pwd.getpwnam(settings["hub.account"]).pw_uid)
+        else:
+            expected = "0"
+        assert uids == [expected] * 4, f"the hub runs with uids {uids}, not {expected}"
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
