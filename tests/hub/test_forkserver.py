@@ -364,3 +364,28 @@ def test_forked_server_dying_at_start_is_reported(hub: HubProcess) -> None:
     assert "stopped while starting" in message and "forked-config-says-no" in message
     assert time.monotonic() - started < 20
     os.unlink(conf)
+
+
+def test_an_unprivileged_hub_whose_helper_is_gone_says_so(hub: HubProcess) -> None:
+    """Last: the hub (unprivileged) cannot start a root helper again; a start fails with a
+    message, and the hub log says to start teamhub again as root."""
+    name = hub.users[0]
+    b = login(hub, name)
+    forker = fork_server_pid(hub)
+    os.kill(forker, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{forker}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    resp = b.http.post(f"{hub.url}/hub/api/users/{name}/server",
+                       headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    message = resp.text
+    deadline = time.monotonic() + 30
+    while "could not be" not in message and time.monotonic() < deadline:
+        message = b.get(f"/hub/api/users/{name}/server/progress", timeout=10).text
+        time.sleep(0.2)
+    assert "could not be" in message, message
+    log = hub.log.read_text(errors="replace")
+    assert "it cannot be restarted without root: start teamhub again as root" in log
+    assert not os.path.exists(f"/proc/{forker}")  # and no new one: root starts it
+    with pytest.raises(AssertionError):
+        fork_server_pid(hub, timeout=2)
