@@ -271,7 +271,8 @@ SCHEMA: tuple[Setting, ...] = (
             "a TLS pair outside the state folder is copied into it for the proxy (a renewed "
             "one takes a root restart); the console's user block/unblock/remove, project and "
             "environment rollback/access/delete actions go through the helper, but its "
-            "environment builds fail: use `teamhub env` for them (README \"What runs as "
+            "environment builds fail: use `teamhub env` for them, and \"My environments\" "
+            "sends users to `teamhub-env` in their server (README \"What runs as "
             "root\")."),
     Setting("paths.state_dir", str, "/var/lib/teamhub", "Root-only (0700) folder for the hub "
             "database, cookie secret, proxy token and account store.", check=_abs_path),
