@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -17,6 +18,8 @@ import pytest
 import requests
 from support.client import Browser
 from support.hub import PASSWORD, HubFactory, HubProcess, unique
+
+from teamhub.settings import load
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
@@ -255,6 +258,11 @@ def tls_hub(tmp_path_factory: pytest.TempPathFactory):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True)
+    # The proxy reads the pair as the hub's account (hub.unprivileged): a pair given to
+    # JupyterHub directly, past teamhub's tls settings, must be readable by it (README).
+    account = load(h.config, environ={})["hub.account"]
+    for path in (key, cert):
+        shutil.chown(path, account, account)
     (confd / "50-tls.py").write_text(f"c.JupyterHub.ssl_key = {str(key)!r}\n"
                                      f"c.JupyterHub.ssl_cert = {str(cert)!r}\n")
     h.tls_name = unique("st")
