@@ -103,8 +103,17 @@ def ensure_socket_dir(path: Path, hub_uid: int | None = None,
     os.chown(path, hub_uid or 0, -1, follow_symlinks=False)
 
 
+def _low_ports(settings: Settings) -> list[int]:
+    """The proxy's ports below 1024 (public, HTTPS redirect): only root may bind them."""
+    ports = [settings["hub.port"]]
+    if settings["tls.cert"]:
+        ports.append(settings["tls.http_port"])
+    return [p for p in ports if 0 < p < 1024]
+
+
 def check_unprivileged(settings: Settings, trial: bool) -> None:
-    """`hub.unprivileged` works with the local backend's fork server only (for now)."""
+    """`hub.unprivileged` works with the local backend's fork server only (for now); the
+    root helper starts the proxy, with CAP_NET_BIND_SERVICE for a port below 1024."""
     if not settings["hub.unprivileged"]:
         return
     why = None
@@ -116,16 +125,17 @@ def check_unprivileged(settings: Settings, trial: bool) -> None:
     elif not settings["spawner.fork_server"]:
         why = "spawner.fork_server is off, and servers start through the fork server (the " \
               "root helper) only"
-    elif settings["hub.port"] < 1024:
-        why = (f"hub.port is {settings['hub.port']}: the proxy cannot bind a port below 1024 "
-               "without root yet")
-    elif settings["tls.cert"] and 0 < settings["tls.http_port"] < 1024:
-        why = (f"tls.http_port is {settings['tls.http_port']}: the proxy cannot bind a port "
-               "below 1024 without root yet (0: no redirect)")
     if why:
         raise PreflightError(f"hub.unprivileged is on but {why}",
                              "turn it off (`teamhub config set hub.unprivileged false`) or "
                              "use the local backend with the fork server")
+    low = _low_ports(settings)
+    if low and shutil.which("setpriv") is None:
+        raise PreflightError(
+            f"hub.unprivileged is on and port {low[0]} is below 1024, but util-linux's "
+            "setpriv, with which the root helper lets the proxy alone bind it, is not "
+            "installed", "install it (`apt-get install util-linux`), or choose a port "
+            "from 1024 up")
 
 
 def _first_closed_dir(path: Path) -> Path | None:

@@ -241,6 +241,10 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     if resumed:
         unprivileged.adopt_helper(paths)
     elif settings["spawner.fork_server"] and not single_user_trial:
+        if account is not None:
+            # The proxy the helper starts reads the TLS pair as the hub's account.
+            unprivileged.copy_tls(settings, paths)
+            settings = load(ctx.config_option)
         # Started here, before the hub reads any secret, as a fresh program; it ends with us.
         paths.fork_server_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fork_server = forkserver.start(paths.fork_server_socket, sys.executable,

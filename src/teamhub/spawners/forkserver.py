@@ -44,6 +44,7 @@ from ..errors import (
     SandboxError,
     TeamhubError,
 )
+from ..proxy import start_time
 from ..system import nsenter, systemd
 from ..system.sandbox import LaunchSpec, become, show_as_exec
 from . import helper_spec, identity, rootdoor
@@ -282,6 +283,64 @@ def _answer_in_child(conn: socket.socket, listener: socket.socket, peer: Peer, w
         os._exit(code)
 
 
+def _open_as(path: str, uid: int, gid: int) -> int:
+    """PATH opened for appending as UID:GID (in a folder that account owns, so never as
+    root: a link or a swapped folder there gets no more than that account could write)."""
+    os.setgroups([])
+    os.setegid(gid)
+    os.seteuid(uid)
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def start_proxy(policy: Policy, token: str) -> dict[str, Any]:
+    """`start_proxy` (in a child of the helper): start the policy's proxy as the hub's
+    account (rootdoor.proxy_command), move it into a scope of its own under systemd; its
+    pid, start time and argv. It outlives this child: the helper (subreaper) reaps it."""
+    argv, env = rootdoor.proxy_command(policy), rootdoor.proxy_env(token)
+    assert policy.hub_uid is not None and policy.hub_gid is not None  # proxy_token checked
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            if policy.proxy_log:
+                try:
+                    out = _open_as(policy.proxy_log, policy.hub_uid, policy.hub_gid)
+                except OSError as exc:
+                    _log(f"proxy output stays in this log: cannot open {policy.proxy_log} "
+                         f"as the hub's account ({exc})")
+                else:
+                    os.dup2(out, 1)
+                    os.dup2(out, 2)
+            os.umask(0o077)
+            os.chdir("/")
+            os.execve(argv[0], argv, env)
+        except BaseException:  # noqa: BLE001 - never return into the helper's code
+            traceback.print_exc()
+        os._exit(127)
+    started = start_time(pid) or ""
+    answer: dict[str, Any] = {"pid": pid, "started": started, "argv": policy.proxy_argv}
+    caps = "CAP_NET_BIND_SERVICE" if rootdoor.proxy_needs_low_port(policy) else "no capability"
+    _log(f"started the proxy (pid {pid}, {caps})")
+    if policy.proxy_slice and systemd.booted():
+        unit = f"teamhub-proxy-{pid}.scope"
+        try:
+            systemd.place_in_scope(pid, unit, {"Description": "teamhub proxy",
+                                               "Slice": policy.proxy_slice,
+                                               "CollectMode": "inactive-or-failed"})
+        except TeamhubError as exc:
+            _log(f"the proxy (pid {pid}) stays in the helper's cgroup: {exc}")
+            answer["warning"] = f"the proxy stays in the helper's cgroup: {exc}"
+    return answer
+
+
 class ForkServer:
     def __init__(self, socket_path: Path, policy: Policy | None = None) -> None:
         self.socket_path = socket_path
@@ -371,6 +430,9 @@ class ForkServer:
             password = request.get("password")
             _answer_in_child(conn, listener, peer, lambda: {
                 "ok": rootdoor.check_password(user, password, policy)})
+        elif op == "start_proxy":
+            token = rootdoor.proxy_token(request, trusted, policy)
+            _answer_in_child(conn, listener, peer, lambda: start_proxy(policy, token))
 
     def serve(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -602,6 +664,11 @@ class RootHelper:
         answer = await ask(self.socket_path,
                            {"op": "check_password", "user": user, "password": password})
         return bool(answer.get("ok"))
+
+    async def start_proxy(self, token: str) -> dict[str, Any]:
+        """Have the helper start the public proxy (hub.unprivileged): `pid`, `started`
+        (its start time), `argv` (the policy's command line) and maybe `warning`."""
+        return await ask(self.socket_path, {"op": "start_proxy", "token": token}, timeout=30)
 
 
 if __name__ == "__main__":
