@@ -9,9 +9,13 @@ The hub's account gets a random name (another test's hub may run at the same tim
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import secrets
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import time
@@ -22,6 +26,7 @@ import pytest
 from support.client import Browser
 from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
 
+from teamhub.spawners import forkserver
 from teamhub.system import users
 from teamhub.system.processes import process_uids, processes_of
 
@@ -168,11 +173,13 @@ def test_runs_as_the_hub_account_without_capabilities(hub: HubProcess, what: str
     uid = pwd.getpwnam(hub.account).pw_uid
     assert {int(x) for x in status["Uid"].split()} == {uid}
     assert status["Groups"].split() == [str(pwd.getpwnam(hub.account).pw_gid)]
-    for caps in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+    for caps in ("CapInh", "CapPrm", "CapEff", "CapAmb", "CapBnd"):
         assert int(status[caps], 16) == 0, (caps, status[caps])
-    if what == "hub":
-        assert int(status["CapBnd"], 16) == 0
-        assert status["NoNewPrivs"] == "1"
+    assert status["NoNewPrivs"] == "1"
+    if what == "proxy":
+        # Started by the root helper (no port below 1024: no capability at all).
+        assert f"started the proxy (pid {pid}, no capability)" in (
+            hub.state / "logs" / "forkserver.log").read_text()
 
 
 def test_spawn_kernel_and_stop_through_the_helper(hub: HubProcess, alice: Browser) -> None:
@@ -313,8 +320,7 @@ def test_turning_it_off_gives_the_state_back_to_root(hub: HubProcess, alice: Bro
 
 
 @pytest.mark.parametrize("setting,value", [("spawner.fork_server", "false"),
-                                           ("spawner.backend", "docker"),
-                                           ("hub.port", "80")])
+                                           ("spawner.backend", "docker")])
 def test_up_refuses_what_the_helper_cannot_do_yet(tmp_path: Path, setting: str,
                                                   value: str) -> None:
     config = tmp_path / "teamhub.toml"
@@ -375,14 +381,37 @@ class _TlsHub(HubProcess):
         return f"https://localhost:{self.port}"
 
 
+def _low_ports(count: int) -> list[int]:
+    """COUNT ports below 1024 that nothing listens on now (from a random start: another
+    test run may be scanning too)."""
+    found: list[int] = []
+    start = secrets.randbelow(400)
+    for port in [*range(600 + start, 1000), *range(600, 600 + start)]:
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                s.bind(("::", port))
+        except OSError:
+            continue
+        found.append(port)
+        if len(found) == count:
+            return found
+    raise AssertionError("no free port between 600 and 1000")
+
+
 @pytest.fixture(scope="module")
 def tls_hub() -> Iterator[HubProcess]:
-    """TLS with the pair outside the state folder, root's only (as /etc/letsencrypt is)."""
+    """TLS with the pair outside the state folder, root's only (as /etc/letsencrypt is), on
+    ports below 1024 (public and HTTP redirect): the helper's proxy binds them."""
     root = world_dir("teamhub-unpriv-tls-")
-    h = _TlsHub(root, extra_toml="\n[tls]\nhttp_port = 0\n")
+    port, http_port = _low_ports(2)
+    h = _TlsHub(root, extra_toml=f"\n[tls]\nhttp_port = {http_port}\n")
+    h.http_port = http_port
     h.account = unique("thub")
-    h.config.write_text(h.config.read_text().replace(
+    text = h.config.read_text().replace(f"\nport = {h.port}\n", f"\nport = {port}\n", 1)
+    h.config.write_text(text.replace(
         "[hub]\n", f'[hub]\naccount = "{h.account}"\nunprivileged = true\n', 1))
+    h.port = port
     h.pair = root / "admins-tls"
     try:
         h.teamhub("tls", "self-signed", "--hostname", "localhost", "--days", "30")
@@ -428,3 +457,107 @@ def test_first_account_added_while_the_hub_runs(tls_hub: HubProcess) -> None:
     assert registry.st_uid == 0 and stat.S_IMODE(registry.st_mode) == 0o640
     assert registry.st_gid == pwd.getpwnam(tls_hub.account).pw_gid
     _stop_server(tls_hub, b, name)
+
+
+NET_BIND_SERVICE = 1 << 10
+
+
+def _proxy_is_low_port_capable(hub: HubProcess, pid: int) -> None:
+    """PID (the proxy) runs as the hub's account with CAP_NET_BIND_SERVICE alone."""
+    status = _status(pid)
+    account = pwd.getpwnam(hub.account)
+    assert {int(x) for x in status["Uid"].split()} == {account.pw_uid}
+    assert {int(x) for x in status["Gid"].split()} == {account.pw_gid}
+    assert status["Groups"].split() == [str(account.pw_gid)]
+    for caps in ("CapInh", "CapPrm", "CapEff", "CapAmb", "CapBnd"):
+        assert int(status[caps], 16) == NET_BIND_SERVICE, (caps, status[caps])
+    assert status["NoNewPrivs"] == "1"
+
+
+def test_low_ports_proxy_holds_net_bind_service_alone(tls_hub: HubProcess) -> None:
+    assert tls_hub.port < 1024 and tls_hub.http_port < 1024
+    proxy = _pid(tls_hub.state / "proxy.pid")
+    _proxy_is_low_port_capable(tls_hub, proxy)
+    hub = _status(_pid(tls_hub.state / "jupyterhub.pid"))
+    assert hub["Uid"].split()[0] == str(pwd.getpwnam(tls_hub.account).pw_uid)
+    for caps in ("CapPrm", "CapEff", "CapAmb", "CapBnd"):
+        assert int(hub[caps], 16) == 0, (caps, hub[caps])
+    assert f"started the proxy (pid {proxy}, CAP_NET_BIND_SERVICE)" in (
+        tls_hub.state / "logs" / "forkserver.log").read_text()
+    # The hub runs the proxy it would have started itself: no stale-settings warning.
+    assert "The proxy runs as root configured it" not in tls_hub.log.read_text()
+
+
+def test_login_through_the_form_on_a_low_port(tls_hub: HubProcess) -> None:
+    import requests
+
+    name = unique("low")
+    tls_hub.add_user(name, PASSWORD)
+    b = _login(tls_hub, name)
+    assert b.logged_in()
+    resp = requests.get(f"http://localhost:{tls_hub.http_port}/hub/login",
+                        allow_redirects=False, timeout=30)
+    assert resp.status_code == 301
+    assert resp.headers["Location"].startswith(f"https://localhost:{tls_hub.port}/")
+
+
+def test_a_proxy_that_dies_is_started_again_by_the_helper(tls_hub: HubProcess) -> None:
+    import requests
+
+    old = _pid(tls_hub.state / "proxy.pid")
+    os.kill(old, signal.SIGKILL)
+    _wait(lambda: _pid(tls_hub.state / "proxy.pid") != old, "no new proxy")
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"{tls_hub.url}/hub/login", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    _wait(answers, "the new proxy did not answer")
+    _proxy_is_low_port_capable(tls_hub, _pid(tls_hub.state / "proxy.pid"))
+
+
+# A compromised hub: raw requests on the helper's socket, as the hub's account.
+_ASK = r"""
+import json, os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(sys.argv[1])
+except OSError as exc:
+    print(json.dumps({"pid": os.getpid(), "connect": exc.errno}))
+    raise SystemExit(0)
+s.sendall(sys.argv[2].encode() + b"\n")
+print(json.dumps({"pid": os.getpid(), "answer": json.loads(s.makefile("rb").readline())}))
+"""
+
+
+@pytest.mark.parametrize("request_,reason", [
+    ({"op": "start_proxy", "token": "ab" * 32, "argv": ["/bin/sh", "-c", "id"]},
+     "takes a token only, not argv"),
+    ({"op": "start_proxy", "token": "ab" * 32, "port": 22}, "takes a token only, not port"),
+    ({"op": "start_proxy", "token": "x; rm -rf /"}, "not one the hub makes"),
+    ({"op": "start_proxy", "token": "ab" * 33}, "not one the hub makes"),
+    ({"op": "start_proxy"}, "not one the hub makes"),
+])
+def test_compromised_hub_cannot_start_another_proxy(tls_hub: HubProcess, request_: dict,
+                                                    reason: str) -> None:
+    proxy = _pid(tls_hub.state / "proxy.pid")
+    python = str(runtime_dir() / "bin" / "python")
+    proc = _as_hub_account(tls_hub.account, python, "-I", "-c", _ASK,
+                           str(tls_hub.paths.fork_server_socket), json.dumps(request_))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert reason in out["answer"]["error"], out
+    log = tls_hub.state / "logs" / "forkserver.log"
+    _wait(lambda: f"refused pid {out['pid']} uid {pwd.getpwnam(tls_hub.account).pw_uid}: "
+          in log.read_text(), "the refusal was not logged")
+    assert reason in [x for x in log.read_text().splitlines() if f"pid {out['pid']} " in x][-1]
+    # Nobody else can even connect; the helper keeps serving; the proxy is the same one.
+    nobody = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                             python, "-I", "-c", _ASK, str(tls_hub.paths.fork_server_socket),
+                             json.dumps({"op": "start_proxy", "token": "ab" * 32})],
+                            capture_output=True, text=True, timeout=60)
+    assert json.loads(nobody.stdout)["connect"] == 13, nobody.stdout + nobody.stderr
+    forkserver.ping(tls_hub.paths.fork_server_socket)
+    assert _pid(tls_hub.state / "proxy.pid") == proxy and process_uids(proxy)

@@ -421,6 +421,17 @@ def test_passwords_only_in_pam_mode(helper: Helper) -> None:
     _refused(helper, pid, answers[0]["answer"], "PAM mode only")
 
 
+def test_no_proxy_from_a_helper_root_started_without_one(helper: Helper) -> None:
+    """A helper started without hub.unprivileged has no proxy in its policy: `start_proxy`
+    is refused, for root (a root hub starts its own) and for the hub's account alike."""
+    request = {"op": "start_proxy", "token": "ab" * 32}
+    pid, answers = helper.ask(request)
+    _refused(helper, pid, answers[0]["answer"], "no proxy to start")
+    _, answers = helper.ask_as(0, [_line(request)])
+    assert "root starts its own" in answers[0]["answer"]["error"]
+    _still_serving(helper)
+
+
 def test_policy_round_trips() -> None:
     policy = Policy(hub_uid=5, args=["--a=1"], allowed_groups=["g"])
     assert Policy.from_json(policy.to_json()) == policy

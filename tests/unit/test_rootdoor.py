@@ -107,7 +107,7 @@ def test_start_proxy_takes_a_well_formed_token_and_nothing_else() -> None:
 
 def test_the_proxy_gets_net_bind_service_only_for_a_low_port() -> None:
     low = rootdoor.proxy_command(_proxy_policy([8443, 80]))
-    assert low[:4] == ["/usr/bin/setpriv", "--reuid=990", "--regid=991", "--clear-groups"]
+    assert low[:4] == ["/usr/bin/setpriv", "--reuid=990", "--regid=991", "--groups=991"]
     assert "--ambient-caps=+net_bind_service" in low
     assert "--bounding-set=-all,+net_bind_service" in low
     assert low[low.index("--") - 1] == "--no-new-privs"

@@ -436,15 +436,19 @@ class ForkServer:
 
     def serve(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.socket_path.unlink(missing_ok=True)
+        # Bound under another name and renamed into place once it is the hub's account's:
+        # the hub (which may connect at once, e.g. to have its proxy started) never meets
+        # it still root's.
+        binding = self.socket_path.with_name(f".{self.socket_path.name}.{os.getpid()}")
+        binding.unlink(missing_ok=True)
         old = os.umask(0o177)  # 0600 from the start
-        listener.bind(str(self.socket_path))
+        listener.bind(str(binding))
         os.umask(old)
         # Only root and the hub's account can connect at all; the peer check is per request.
         # Never through a link: the folder may be the hub's account's (hub.unprivileged).
-        os.chown(self.socket_path, rootdoor.socket_owner(self.policy), 0,
-                 follow_symlinks=False)
+        os.chown(binding, rootdoor.socket_owner(self.policy), 0, follow_symlinks=False)
         listener.listen(64)
+        os.rename(binding, self.socket_path)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -521,6 +525,9 @@ def start(socket_path: Path, python: str, log_path: Path,
     # Root's tools (useradd, setfacl) for the verbs it runs itself; servers get their own.
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "LANG": os.environ.get("LANG", "C.UTF-8"), "HOME": "/nonexistent"}
+    # A socket an earlier helper left (root's, or another account's) would answer a hub that
+    # connects before this one is ready with EACCES, not "not there yet".
+    socket_path.unlink(missing_ok=True)
     # No link followed: with hub.unprivileged the folder is the hub's account's.
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:

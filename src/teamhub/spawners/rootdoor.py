@@ -329,7 +329,7 @@ def proxy_command(policy: Policy) -> list[str]:
     else:
         caps = ["--inh-caps=-all", "--bounding-set=-all"]
     return [policy.setpriv, f"--reuid={policy.hub_uid}", f"--regid={policy.hub_gid}",
-            "--clear-groups", *caps, "--no-new-privs", "--", *policy.proxy_argv]
+            f"--groups={policy.hub_gid}", *caps, "--no-new-privs", "--", *policy.proxy_argv]
 
 
 def proxy_env(token: str) -> dict[str, str]:
