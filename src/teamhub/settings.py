@@ -266,8 +266,8 @@ SCHEMA: tuple[Setting, ...] = (
             "with CAP_NET_BIND_SERVICE alone when `hub.port` (with TLS `tls.http_port`) is "
             "below 1024. Refused at start (not done yet) with "
             "`spawner.backend` other than `local`, `spawner.fork_server` off, or the "
-            "single-user trial; a TLS pair outside the state folder is copied into it for the proxy (a renewed "
-            "one takes a root restart); console actions "
+            "single-user trial; a TLS pair outside the state folder is copied into it "
+            "for the proxy (a renewed one takes a root restart); console actions "
             "that change the system (removing a user's Linux account, applying project "
             "grants, building environments) fail: use the CLI for them (README \"What runs "
             "as root\")."),

@@ -342,13 +342,16 @@ def start_proxy(policy: Policy, token: str) -> dict[str, Any]:
 
 
 class ForkServer:
-    def __init__(self, socket_path: Path, policy: Policy | None = None) -> None:
+    def __init__(self, socket_path: Path, policy: Policy | None = None,
+                 parent: int | None = None) -> None:
         self.socket_path = socket_path
         self.policy = policy or Policy()
         # pid → exit code of children that ended; bounded, newest kept.
         self.exits: OrderedDict[int, int] = OrderedDict()
         self.children: set[int] = set()
-        self.parent = os.getppid()  # the hub (or root `teamhub up`) that started us
+        # The hub (or root `teamhub up`) that started us: PARENT, as main saw it before the
+        # preload (a hub that failed at start meanwhile must not leave us serving init).
+        self.parent = os.getppid() if parent is None else parent
 
     def reap(self) -> None:
         while True:
@@ -504,7 +507,7 @@ def main() -> None:
     _self_test()
     _log(f"preloaded {len(loaded)} modules in {time.monotonic() - started:.2f}s")
     policy = Policy.from_json(sys.argv[2]) if len(sys.argv) == 3 else None
-    ForkServer(Path(sys.argv[1]), policy).serve()
+    ForkServer(Path(sys.argv[1]), policy, parent).serve()
 
 
 # ---------------------------------------------------------------- hub side
