@@ -484,6 +484,12 @@ def test_low_ports_proxy_holds_net_bind_service_alone(tls_hub: HubProcess) -> No
         assert int(hub[caps], 16) == 0, (caps, hub[caps])
     assert f"started the proxy (pid {proxy}, CAP_NET_BIND_SERVICE)" in (
         tls_hub.state / "logs" / "forkserver.log").read_text()
+    # Its output goes to a log of the account's own, never to the helper's (root's) log.
+    log = tls_hub.state / "logs" / "proxy.log"
+    assert os.readlink(f"/proc/{proxy}/fd/1") == os.readlink(f"/proc/{proxy}/fd/2") == str(log)
+    assert log.stat().st_uid == pwd.getpwnam(tls_hub.account).pw_uid
+    assert "forkserver.log" not in " ".join(
+        os.readlink(f"/proc/{proxy}/fd/{fd}") for fd in os.listdir(f"/proc/{proxy}/fd"))
     # The hub runs the proxy it would have started itself: no stale-settings warning.
     assert "The proxy runs as root configured it" not in tls_hub.log.read_text()
 
@@ -504,9 +510,17 @@ def test_login_through_the_form_on_a_low_port(tls_hub: HubProcess) -> None:
 def test_a_proxy_that_dies_is_started_again_by_the_helper(tls_hub: HubProcess) -> None:
     import requests
 
-    old = _pid(tls_hub.state / "proxy.pid")
+    pid_file = tls_hub.state / "proxy.pid"
+    old = _pid(pid_file)
     os.kill(old, signal.SIGKILL)
-    _wait(lambda: _pid(tls_hub.state / "proxy.pid") != old, "no new proxy")
+
+    def new_proxy() -> bool:
+        try:  # the hub removes the file before it starts the new proxy
+            return _pid(pid_file) != old
+        except (OSError, ValueError):
+            return False
+
+    _wait(new_proxy, "no new proxy")
 
     def answers() -> bool:
         try:

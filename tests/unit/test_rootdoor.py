@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from teamhub import helper_policy, hubconfig, preflight
-from teamhub.errors import HelperRefused, PreflightError
+from teamhub import helper_policy, hubconfig
+from teamhub.errors import HelperRefused
 from teamhub.paths import Paths
 from teamhub.proxy import LAUNCHER
 from teamhub.settings import Settings
@@ -149,14 +149,3 @@ def test_the_helpers_proxy_is_the_one_the_hub_would_start(settings: Callable[...
     hubconfig.update_proxy(c, settings("[hub]\nport = 80\n"), paths)
     assert c.TeamhubProxy.helper_socket == ""
 
-
-def test_unprivileged_hub_may_listen_below_1024(settings: Callable[..., Settings],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    low = settings('[hub]\nunprivileged = true\nport = 80\n')
-    preflight.check_unprivileged(low, trial=False)  # no refusal: the helper starts the proxy
-    monkeypatch.setattr(preflight.shutil, "which", lambda name: None)
-    with pytest.raises(PreflightError, match="port 80 is below 1024.*setpriv") as err:
-        preflight.check_unprivileged(low, trial=False)
-    assert "util-linux" in (err.value.hint or "")
-    preflight.check_unprivileged(settings('[hub]\nunprivileged = true\nport = 8000\n'),
-                                 trial=False)

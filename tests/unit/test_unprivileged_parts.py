@@ -18,7 +18,6 @@ from teamhub.spawners import roothelper
     ('[spawner]\nbackend = "docker"\n', False, "spawner.backend"),
     ("[spawner]\nfork_server = false\n", False, "spawner.fork_server"),
     ("", True, "single-user trial"),
-    ("[hub]\nport = 443\n", False, "hub.port"),
 ])
 def test_up_refuses_what_the_helper_cannot_do_yet(settings, toml: str, trial: bool,
                                                   named: str) -> None:
@@ -45,12 +44,21 @@ def test_one_place_decides_root_or_helper() -> None:
     assert roothelper.direct() is (os.geteuid() == 0)
 
 
-def test_tls_redirect_below_1024_is_refused_too(settings, tmp_path) -> None:
+def test_ports_below_1024_need_only_setpriv(settings, tmp_path, monkeypatch) -> None:
+    """The root helper starts the proxy with CAP_NET_BIND_SERVICE: 443 and the redirect's 80
+    are fine; only without util-linux's setpriv is a port below 1024 refused."""
     (tmp_path / "c.pem").write_text("")
-    s = settings(f'[tls]\ncert = "{tmp_path}/c.pem"\nkey = "{tmp_path}/c.pem"\n',
-                 TEAMHUB_HUB_UNPRIVILEGED="true")
-    with pytest.raises(PreflightError, match="tls.http_port is 80"):
+    tls = f'[hub]\nport = 443\n[tls]\ncert = "{tmp_path}/c.pem"\nkey = "{tmp_path}/c.pem"\n'
+    s = settings(tls, TEAMHUB_HUB_UNPRIVILEGED="true")
+    preflight.check_unprivileged(s, False)
+    monkeypatch.setattr(preflight.shutil, "which", lambda name: None)
+    with pytest.raises(PreflightError, match="port 443 is below 1024.*setpriv") as caught:
         preflight.check_unprivileged(s, False)
-    s = settings(f'[tls]\ncert = "{tmp_path}/c.pem"\nkey = "{tmp_path}/c.pem"\nhttp_port = 0\n',
+    assert "util-linux" in caught.value.hint
+    # The redirect port alone (80, its default) needs it as well; no low port: no setpriv.
+    s = settings(tls.replace("port = 443", "port = 8443"), TEAMHUB_HUB_UNPRIVILEGED="true")
+    with pytest.raises(PreflightError, match="port 80 is below 1024"):
+        preflight.check_unprivileged(s, False)
+    s = settings(tls.replace("port = 443", "port = 8443") + "http_port = 0\n",
                  TEAMHUB_HUB_UNPRIVILEGED="true")
     preflight.check_unprivileged(s, False)

@@ -310,15 +310,16 @@ def start_proxy(policy: Policy, token: str) -> dict[str, Any]:
             os.setsid()
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, 0)
+            # Never the helper's own log (root's) in the account's hands.
+            out = null
             if policy.proxy_log:
                 try:
                     out = _open_as(policy.proxy_log, policy.hub_uid, policy.hub_gid)
                 except OSError as exc:
-                    _log(f"proxy output stays in this log: cannot open {policy.proxy_log} "
-                         f"as the hub's account ({exc})")
-                else:
-                    os.dup2(out, 1)
-                    os.dup2(out, 2)
+                    _log(f"the proxy's output is lost: cannot open {policy.proxy_log} as "
+                         f"the hub's account ({exc})")
+            os.dup2(out, 1)
+            os.dup2(out, 2)
             os.umask(0o077)
             os.chdir("/")
             os.execve(argv[0], argv, env)
@@ -439,19 +440,15 @@ class ForkServer:
 
     def serve(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # Bound under another name and renamed into place once it is the hub's account's:
-        # the hub (which may connect at once, e.g. to have its proxy started) never meets
-        # it still root's.
-        binding = self.socket_path.with_name(f".{self.socket_path.name}.{os.getpid()}")
-        binding.unlink(missing_ok=True)
+        self.socket_path.unlink(missing_ok=True)
         old = os.umask(0o177)  # 0600 from the start
-        listener.bind(str(binding))
+        listener.bind(str(self.socket_path))
         os.umask(old)
         # Only root and the hub's account can connect at all; the peer check is per request.
         # Never through a link: the folder may be the hub's account's (hub.unprivileged).
-        os.chown(binding, rootdoor.socket_owner(self.policy), 0, follow_symlinks=False)
+        os.chown(self.socket_path, rootdoor.socket_owner(self.policy), 0,
+                 follow_symlinks=False)
         listener.listen(64)
-        os.rename(binding, self.socket_path)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -561,7 +558,8 @@ async def _connect(socket_path: Path, timeout: float
         try:
             return await asyncio.wait_for(
                 asyncio.open_unix_connection(str(socket_path)), timeout)
-        except (FileNotFoundError, ConnectionRefusedError):
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError):
+            # PermissionError: bound, not yet the hub's account's (hub.unprivileged).
             loading = _started.get(str(socket_path))
             if loading is None or loading.poll() is not None or loop.time() > deadline:
                 raise
