@@ -49,13 +49,20 @@ def ensure_state_dir(path: Path) -> None:
         ) from None
 
 
-def check_port_free(ip: str, port: int, what: str, fix: str, ours: Set[int] = frozenset()
-                    ) -> None:
+def check_port_free(ip: str, port: int, what: str, fix: str, ours: Set[int] = frozenset(),
+                    helper_binds: bool = False) -> None:
     """Nothing but teamhub's own proxy (pids OURS) may listen on PORT, in either family and
     on any address: a socket another user holds on [::]:PORT would otherwise take every
-    IPv6 visitor while teamhub listens on IPv4 (or the reverse)."""
+    IPv6 visitor while teamhub listens on IPv4 (or the reverse). HELPER_BINDS: the root
+    helper starts the proxy (an unprivileged `teamhub restart`), so a port below 1024 that
+    this process may not bind is no fault of the port's."""
     found = listen.listeners(port) or []
     strangers = [x for x in found if x.pid not in ours]
+    if helper_binds and port < 1024 and ours:
+        # The helper's proxy holds CAP_NET_BIND_SERVICE, so this account may not look into
+        # it (ptrace rules) and `ss` names no program; below 1024 nobody unprivileged can
+        # listen at all, and our recorded proxy runs.
+        strangers = [x for x in strangers if x.pid is not None]
     if strangers:
         raise PreflightError(
             f"{what} port {port} is already in use: "
@@ -67,6 +74,8 @@ def check_port_free(ip: str, port: int, what: str, fix: str, ours: Set[int] = fr
     if listen.in_use(error):
         raise PreflightError(f"{what} port {port} on {ip} is already in use",
                              f"stop that program or {fix}")
+    if helper_binds and isinstance(error, PermissionError) and port < 1024:
+        return  # nobody listens there (above); the helper's proxy may bind it
     if error is not None:
         raise PreflightError(f"cannot listen on {ip}:{port} ({error.strerror})", f"{fix}")
 

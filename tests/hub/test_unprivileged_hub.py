@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from support.client import Browser
-from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
+from support.hub import PASSWORD, HubProcess, free_port, runtime_dir, unique, world_dir
 
 from teamhub.spawners import forkserver
 from teamhub.system import users
@@ -286,7 +286,11 @@ def test_restart_adopts_the_helper_and_keeps_servers(hub: HubProcess, alice: Bro
     pid = _server_pid(hub, hub.alice)
     helper = _helpers_of(hub)
     assert len(helper) == 1
+    proxy = _pid(hub.state / "proxy.pid")
     hub.teamhub("restart")
+    # The proxy the helper started is adopted as it runs.
+    assert _pid(hub.state / "proxy.pid") == proxy and process_uids(proxy)
+    assert f"Adopting the running proxy (pid {proxy})" in hub.log.read_text()
     assert _status(hub.proc.pid)["Uid"].split()[0] == str(pwd.getpwnam(hub.account).pw_uid)
     assert os.path.exists(f"/proc/{helper[0]}"), "the helper did not outlive the restart"
     assert process_uids(pid)
@@ -296,6 +300,29 @@ def test_restart_adopts_the_helper_and_keeps_servers(hub: HubProcess, alice: Bro
     # A spawn after the restart goes through the adopted helper.
     _stop_server(hub, alice, hub.alice)
     alice.start_server(hub.alice)
+    assert alice.open_lab(hub.alice).status_code == 200
+
+
+def test_a_restart_cannot_move_the_proxy(hub: HubProcess, alice: Browser) -> None:
+    """The proxy's command line is root's (the helper's policy): a port changed since root
+    started teamhub takes a root start; `teamhub restart` keeps the proxy where it was and
+    the hub's log says so."""
+    import requests
+
+    other = free_port()
+    hub.teamhub("config", "set", "hub.port", str(other))
+    try:
+        hub.teamhub("restart")
+        assert requests.get(f"{hub.url}/hub/login", timeout=30).status_code == 200
+        log = hub.log.read_text()
+        assert "The proxy runs as root configured it" in log and f"'{other}'" in log
+        proxy = _pid(hub.state / "proxy.pid")
+        assert not int(_status(proxy)["CapEff"], 16)  # still no low port: no capability
+    finally:
+        hub.teamhub("config", "set", "hub.port", str(hub.port))
+    hub.teamhub("restart")
+    # Back to what the helper runs: adopted, no replacement.
+    assert _pid(hub.state / "proxy.pid") == proxy
     assert alice.open_lab(hub.alice).status_code == 200
 
 
@@ -530,6 +557,19 @@ def test_a_proxy_that_dies_is_started_again_by_the_helper(tls_hub: HubProcess) -
 
     _wait(answers, "the new proxy did not answer")
     _proxy_is_low_port_capable(tls_hub, _pid(tls_hub.state / "proxy.pid"))
+
+
+def test_restart_keeps_the_low_port_proxy(tls_hub: HubProcess) -> None:
+    """`teamhub restart` runs as the hub's account, which cannot bind the ports itself: it
+    adopts the helper's proxy, capabilities and all."""
+    proxy = _pid(tls_hub.state / "proxy.pid")
+    tls_hub.teamhub("restart")
+    assert _pid(tls_hub.state / "proxy.pid") == proxy
+    _proxy_is_low_port_capable(tls_hub, proxy)
+    assert _status(tls_hub.proc.pid)["CapEff"] == "0000000000000000"
+    name = unique("rs")
+    tls_hub.add_user(name, PASSWORD)
+    assert _login(tls_hub, name).logged_in()
 
 
 # A compromised hub: raw requests on the helper's socket, as the hub's account.

@@ -12,6 +12,7 @@ from teamhub import hubconfig, preflight
 from teamhub.errors import PreflightError
 from teamhub.paths import Paths
 from teamhub.spawners import roothelper
+from teamhub.system.listen import Listener
 
 
 @pytest.mark.parametrize("toml,trial,named", [
@@ -62,3 +63,37 @@ def test_ports_below_1024_need_only_setpriv(settings, tmp_path, monkeypatch) -> 
     s = settings(tls.replace("port = 443", "port = 8443") + "http_port = 0\n",
                  TEAMHUB_HUB_UNPRIVILEGED="true")
     preflight.check_unprivileged(s, False)
+
+
+def test_a_restarted_unprivileged_hub_leaves_a_low_port_to_the_helper(monkeypatch) -> None:
+    """`teamhub restart` of an unprivileged hub runs the checks as the hub's account, which
+    may not bind a port below 1024 itself: the helper's proxy will."""
+    monkeypatch.setattr(preflight.listen, "listeners", lambda port: [])
+    monkeypatch.setattr(preflight.listen, "can_bind",
+                        lambda ip, port: PermissionError(13, "Permission denied"))
+    preflight.check_port_free("127.0.0.1", 443, "public", "fix", helper_binds=True)
+    with pytest.raises(PreflightError, match="Permission denied"):
+        preflight.check_port_free("127.0.0.1", 443, "public", "fix")
+    with pytest.raises(PreflightError, match="Permission denied"):  # not a low port's fault
+        preflight.check_port_free("127.0.0.1", 8443, "public", "fix", helper_binds=True)
+    monkeypatch.setattr(preflight.listen, "can_bind",
+                        lambda ip, port: OSError(98, "Address already in use"))
+    with pytest.raises(PreflightError, match="already in use"):
+        preflight.check_port_free("127.0.0.1", 443, "public", "fix", helper_binds=True)
+
+
+def test_a_restarted_unprivileged_hub_knows_its_low_port_proxy_unseen(monkeypatch) -> None:
+    """The hub's account cannot see which program holds a port for a proxy with a capability
+    (ptrace rules): on a low port with our proxy running, that one is not a stranger."""
+    unseen = [Listener("127.0.0.1:443", None, "", "")]
+    monkeypatch.setattr(preflight.listen, "listeners", lambda port: unseen)
+    preflight.check_port_free("127.0.0.1", 443, "public", "fix", {77}, helper_binds=True)
+    for ours, helper_binds, port in (({77}, False, 443), (set(), True, 443),
+                                     ({77}, True, 8443)):
+        with pytest.raises(PreflightError, match="already in use"):
+            preflight.check_port_free("127.0.0.1", port, "public", "fix", ours,
+                                      helper_binds=helper_binds)
+    monkeypatch.setattr(preflight.listen, "listeners",
+                        lambda port: [Listener("[::]:443", 5, "nc", "mallory")])
+    with pytest.raises(PreflightError, match="mallory"):
+        preflight.check_port_free("127.0.0.1", 443, "public", "fix", {77}, helper_binds=True)
