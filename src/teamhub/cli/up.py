@@ -129,6 +129,10 @@ def write_login_profile(settings: Settings, paths: Paths) -> None:
 def run_preflight(settings: Settings, paths: Paths, trial: bool,
                   hub_uid: int | None = None, previous_uid: int | None = None) -> None:
     preflight.ensure_state_dir(paths.state_dir)
+    if previous_uid is None:
+        # `teamhub install` of an unprivileged hub (or of one that was): the sockets'
+        # folder is the hub's account's, taken over rather than refused.
+        previous_uid = helper_policy.hub_uid(settings["hub.account"])
     preflight.ensure_socket_dir(paths.socket_dir, hub_uid, previous_uid)
     preflight.check_no_hub_answers(paths.hub_socket)
     ip, port = listen.listen_address(settings["hub.ip"]), settings["hub.port"]
