@@ -34,6 +34,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -435,6 +436,19 @@ class ForkServer:
         except HelperRefused as exc:
             _refuse(conn, peer, str(exc))
 
+    def _fork(self, conn: socket.socket, child: Callable[[], object]) -> None:
+        """Run CHILD (it never returns: it ends the process) in a fresh child of this
+        single-threaded helper, and answer with the child's pid."""
+        if _threads() != 1:
+            raise HelperRefused("fork server is not single-threaded")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            child()
+        self.children.add(pid)
+        self._reply(conn, {"pid": pid})
+
     def _dispatch(self, request: dict[str, Any], conn: socket.socket, listener: socket.socket,
                   peer: Peer, trusted: bool) -> None:
         op, policy = request["op"], self.policy
@@ -447,25 +461,9 @@ class ForkServer:
             self._reply(conn, {"running": pid in self.children, "known": known,
                                "exit": self.exits.get(pid)})
         elif op == "spawn":
-            if _threads() != 1:
-                raise HelperRefused("fork server is not single-threaded")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:
-                _child(conn, listener, peer, trusted, policy)
-            self.children.add(pid)
-            self._reply(conn, {"pid": pid})
+            self._fork(conn, lambda: _child(conn, listener, peer, trusted, policy))
         elif op == "container_start":
-            if _threads() != 1:
-                raise HelperRefused("fork server is not single-threaded")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:
-                _container_child(conn, listener, peer, policy)
-            self.children.add(pid)
-            self._reply(conn, {"pid": pid})
+            self._fork(conn, lambda: _container_child(conn, listener, peer, policy))
         elif op == "container_state":
             _answer_in_child(conn, listener, peer, lambda: helper_container.state(request))
         elif op == "container_stop":
