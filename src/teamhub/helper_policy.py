@@ -9,12 +9,16 @@ change them (teamhub.spawners.rootdoor).
 from __future__ import annotations
 
 import pwd
+import shutil
 from typing import Any
 
-from .hubconfig import server_args, server_environment
+from .hubconfig import proxy_command, server_args, server_environment, unix_url
 from .paths import Paths
+from .proxy import chp_library, launcher_argv
 from .settings import Settings
 from .spawners.rootdoor import Policy
+from .system import systemd
+from .system.listen import listen_address
 
 
 def hub_uid(account: str) -> int | None:
@@ -26,10 +30,48 @@ def hub_uid(account: str) -> int | None:
     return uid if uid != 0 else None
 
 
+def hub_gid(account: str) -> int | None:
+    try:
+        return pwd.getpwnam(account).pw_gid
+    except KeyError:
+        return None
+
+
+def proxy_ports(settings: Settings) -> list[int]:
+    """The ports the public proxy listens on: the public one, and the HTTPS redirect."""
+    redirect = settings["tls.http_port"] if settings["tls.cert"] else 0
+    return [settings["hub.port"], *([redirect] if redirect else [])]
+
+
+def proxy_argv(settings: Settings, paths: Paths) -> list[str]:
+    """The proxy the hub's TeamhubProxy would start (hubconfig.update_proxy, update_tls):
+    the same command line, from the same settings."""
+    tls = bool(settings["tls.cert"])
+    return launcher_argv(
+        node=shutil.which("node") or "node",
+        chp=str(chp_library(proxy_command(settings, paths)) or ""),
+        ip=listen_address(settings["hub.ip"]), port=settings["hub.port"],
+        api_socket=str(paths.proxy_api_socket),
+        # JupyterHub's hub.url: the connect URL with the hub's prefix.
+        error_target=unix_url(paths.hub_socket) + "/hub/error",
+        host_routing=bool(settings["hub.domain"]),
+        ssl_key=settings["tls.key"] if tls else "", ssl_cert=settings["tls.cert"] if tls else "",
+        redirect_port=settings["tls.http_port"] if tls else 0)
+
+
 def build(settings: Settings, paths: Paths) -> Policy:
+    """The helper's policy. With hub.unprivileged, the TLS pair must already be where the
+    hub's account reads it (unprivileged.copy_tls, before settings are loaded for this)."""
     pam = settings["auth.mode"] == "pam"
+    unprivileged = settings["hub.unprivileged"]
     return Policy(
         hub_uid=hub_uid(settings["hub.account"]),
+        hub_gid=hub_gid(settings["hub.account"]),
+        setpriv=shutil.which("setpriv") or "/usr/bin/setpriv",
+        proxy_argv=proxy_argv(settings, paths) if unprivileged else [],
+        proxy_ports=proxy_ports(settings) if unprivileged else [],
+        proxy_slice="teamhub.slice" if unprivileged and systemd.booted() else "",
+        proxy_log=str(paths.proxy_log) if unprivileged else "",
         program=str(paths.singleuser),
         args=server_args(settings),
         registry=str(paths.system_users),

@@ -74,6 +74,9 @@ def update_proxy(c: Config, s: Settings, paths: Paths) -> None:
     c.TeamhubProxy.token_file = str(paths.proxy_token)
     # Under systemd the proxy gets a scope of its own, outside teamhub.service's cgroup.
     c.TeamhubProxy.systemd_slice = "teamhub.slice" if systemd.booted() else ""
+    # An unprivileged hub has the root helper start it (low ports; the scope).
+    c.TeamhubProxy.helper_socket = str(paths.fork_server_socket) if s["hub.unprivileged"] \
+        else ""
 
 
 def update_state(c: Config, paths: Paths) -> None:

@@ -147,6 +147,11 @@ class Paths:
         return self.state_dir / "logs" / "forkserver.log"
 
     @property
+    def proxy_log(self) -> Path:
+        """The output of a proxy the root helper started (hub.unprivileged)."""
+        return self.state_dir / "logs" / "proxy.log"
+
+    @property
     def gpu_allocations(self) -> Path:
         """Who holds which GPU (teamhub.gpu_allocations); its lock is in `locks/`."""
         return self.state_dir / "gpu-allocations.json"

@@ -49,13 +49,20 @@ def ensure_state_dir(path: Path) -> None:
         ) from None
 
 
-def check_port_free(ip: str, port: int, what: str, fix: str, ours: Set[int] = frozenset()
-                    ) -> None:
+def check_port_free(ip: str, port: int, what: str, fix: str, ours: Set[int] = frozenset(),
+                    helper_binds: bool = False) -> None:
     """Nothing but teamhub's own proxy (pids OURS) may listen on PORT, in either family and
     on any address: a socket another user holds on [::]:PORT would otherwise take every
-    IPv6 visitor while teamhub listens on IPv4 (or the reverse)."""
+    IPv6 visitor while teamhub listens on IPv4 (or the reverse). HELPER_BINDS: the root
+    helper starts the proxy (an unprivileged `teamhub restart`), so a port below 1024 that
+    this process may not bind is no fault of the port's."""
     found = listen.listeners(port) or []
     strangers = [x for x in found if x.pid not in ours]
+    if helper_binds and port < 1024 and ours:
+        # The helper's proxy holds CAP_NET_BIND_SERVICE, so this account may not look into
+        # it (ptrace rules) and `ss` names no program; below 1024 nobody unprivileged can
+        # listen at all, and our recorded proxy runs.
+        strangers = [x for x in strangers if x.pid is not None]
     if strangers:
         raise PreflightError(
             f"{what} port {port} is already in use: "
@@ -67,6 +74,8 @@ def check_port_free(ip: str, port: int, what: str, fix: str, ours: Set[int] = fr
     if listen.in_use(error):
         raise PreflightError(f"{what} port {port} on {ip} is already in use",
                              f"stop that program or {fix}")
+    if helper_binds and isinstance(error, PermissionError) and port < 1024:
+        return  # nobody listens there (above); the helper's proxy may bind it
     if error is not None:
         raise PreflightError(f"cannot listen on {ip}:{port} ({error.strerror})", f"{fix}")
 
@@ -103,11 +112,20 @@ def ensure_socket_dir(path: Path, hub_uid: int | None = None,
     os.chown(path, hub_uid or 0, -1, follow_symlinks=False)
 
 
+def _low_ports(settings: Settings) -> list[int]:
+    """The proxy's ports below 1024 (public, HTTPS redirect): only root may bind them."""
+    ports = [settings["hub.port"]]
+    if settings["tls.cert"]:
+        ports.append(settings["tls.http_port"])
+    return [p for p in ports if 0 < p < 1024]
+
+
 def check_unprivileged(settings: Settings, trial: bool) -> None:
     """`hub.unprivileged` needs the root helper (the fork server): both backends start
-    servers through it (the docker backend's containers too: the Docker socket is root's).
-    Its default (on) does not apply to the single-user trial, which runs as the invoking
-    user; an explicit `true` there is refused."""
+    servers through it (the docker backend's containers too: the Docker socket is root's),
+    and it starts the proxy, with CAP_NET_BIND_SERVICE for a port below 1024. Its default
+    (on) does not apply to the single-user trial, which runs as the invoking user; an
+    explicit `true` there is refused."""
     if not settings["hub.unprivileged"]:
         return
     default = settings.origins["hub.unprivileged"] == "default"
@@ -123,15 +141,16 @@ def check_unprivileged(settings: Settings, trial: bool) -> None:
               "root helper) only"
         fix = off + " or turn the fork server back on (`teamhub config unset " \
                     "spawner.fork_server`)"
-    elif settings["hub.port"] < 1024:
-        why = (f"hub.port is {settings['hub.port']}: the proxy cannot bind a port below 1024 "
-               "without root yet")
-    elif settings["tls.cert"] and 0 < settings["tls.http_port"] < 1024:
-        why = (f"tls.http_port is {settings['tls.http_port']}: the proxy cannot bind a port "
-               "below 1024 without root yet (0: no redirect)")
     if why:
         on = " (the default)" if default else ""
         raise PreflightError(f"hub.unprivileged is on{on} but {why}", fix)
+    low = _low_ports(settings)
+    if low and shutil.which("setpriv") is None:
+        raise PreflightError(
+            f"hub.unprivileged is on and port {low[0]} is below 1024, but util-linux's "
+            "setpriv, with which the root helper lets the proxy alone bind it, is not "
+            "installed", "install it (`apt-get install util-linux`), or choose a port "
+            "from 1024 up")
 
 
 def _first_closed_dir(path: Path) -> Path | None:

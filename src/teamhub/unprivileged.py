@@ -48,10 +48,11 @@ def adopt_helper(paths: Paths) -> None:
                              "teamhub`, or `teamhub up`)") from None
 
 
-def _tls_for_the_account(settings: Settings, paths: Paths) -> None:
+def copy_tls(settings: Settings, paths: Paths) -> None:
     """The proxy runs as the account and reads the certificate and key: a pair kept outside
     the state folder (e.g. /etc/letsencrypt) is copied into it (made the account's 0600 by
-    give_tree) and the hub pointed at the copy; the admin's files stay as they are."""
+    give_tree) and the hub pointed at the copy (its setting's environment variable: load
+    the settings again for the helper's policy); the admin's files stay as they are."""
     state = paths.state_dir.resolve()
     for key in ("tls.cert", "tls.key"):
         value = settings[key]
@@ -69,8 +70,8 @@ def _tls_for_the_account(settings: Settings, paths: Paths) -> None:
 
 
 def hand_over(settings: Settings, paths: Paths, account: users.SystemUser) -> None:
-    """Give ACCOUNT what the hub writes, then become it for good (hub.unprivileged)."""
-    _tls_for_the_account(settings, paths)
+    """Give ACCOUNT what the hub writes, then become it for good (hub.unprivileged).
+    copy_tls has run (before the helper's policy was built)."""
     # What root keeps there: the registry of the accounts teamhub made (the helper trusts it)
     # and the helper's own log; the helper's socket is the account's already.
     # The first admin's generated password too: the hub never reads it, and it stays for

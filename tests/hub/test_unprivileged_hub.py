@@ -9,10 +9,14 @@ The hub's account gets a random name (another test's hub may run at the same tim
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
+import secrets
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import time
@@ -22,9 +26,10 @@ from pathlib import Path
 import pytest
 import requests
 from support.client import Browser
-from support.hub import PASSWORD, HubProcess, runtime_dir, unique, world_dir
+from support.hub import PASSWORD, HubProcess, free_port, runtime_dir, unique, world_dir
 from support.unprivileged import as_hub_account, remove_account
 
+from teamhub.spawners import forkserver
 from teamhub.system import users
 from teamhub.system.processes import process_uids, processes_of
 
@@ -156,11 +161,13 @@ def test_runs_as_the_hub_account_without_capabilities(hub: HubProcess, what: str
     uid = pwd.getpwnam(hub.account).pw_uid
     assert {int(x) for x in status["Uid"].split()} == {uid}
     assert status["Groups"].split() == [str(pwd.getpwnam(hub.account).pw_gid)]
-    for caps in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+    for caps in ("CapInh", "CapPrm", "CapEff", "CapAmb", "CapBnd"):
         assert int(status[caps], 16) == 0, (caps, status[caps])
-    if what == "hub":
-        assert int(status["CapBnd"], 16) == 0
-        assert status["NoNewPrivs"] == "1"
+    assert status["NoNewPrivs"] == "1"
+    if what == "proxy":
+        # Started by the root helper (no port below 1024: no capability at all).
+        assert f"started the proxy (pid {pid}, no capability)" in (
+            hub.state / "logs" / "forkserver.log").read_text()
 
 
 def test_spawn_kernel_and_stop_through_the_helper(hub: HubProcess, alice: Browser) -> None:
@@ -365,21 +372,22 @@ def test_console_block_unblock_remove_through_the_helper(hub: HubProcess, bob: B
     assert not folder.exists()
 
 
-_ASK = """
-import json, socket, sys
+# Requests to the helper as a compromised hub would send them: one connection each; prints
+# {"pid", "answers"} (this process's pid, as the helper logs it), or {"pid", "connect":
+# errno} when it cannot connect at all.
+_ASK = r"""
+import json, os, socket, sys
 out = []
 for request in json.loads(sys.argv[2]):
     conn = socket.socket(socket.AF_UNIX)
-    conn.connect(sys.argv[1])
-    conn.sendall(json.dumps(request).encode() + b"\\n")
-    data = b""
-    while not data.endswith(b"\\n"):
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    out.append(json.loads(data or b"{}"))
-print(json.dumps(out))
+    try:
+        conn.connect(sys.argv[1])
+    except OSError as exc:
+        print(json.dumps({"pid": os.getpid(), "connect": exc.errno}))
+        raise SystemExit(0)
+    conn.sendall(json.dumps(request).encode() + b"\n")
+    out.append(json.loads(conn.makefile("rb").readline() or b"{}"))
+print(json.dumps({"pid": os.getpid(), "answers": out}))
 """
 
 
@@ -425,7 +433,7 @@ def test_compromised_hub_cannot_misuse_the_console_verbs(hub: HubProcess, alice:
                            str(hub.paths.fork_server_socket),
                            json.dumps([a for a, _ in attempts]))
     assert proc.returncode == 0, proc.stderr
-    answers = json.loads(proc.stdout)
+    answers = json.loads(proc.stdout)["answers"]
     log = (hub.state / "logs" / "forkserver.log").read_text()
     for (request, reason), answer in zip(attempts, answers, strict=True):
         assert reason in answer.get("error", ""), (request, answer)
@@ -449,7 +457,11 @@ def test_restart_adopts_the_helper_and_keeps_servers(hub: HubProcess, alice: Bro
     pid = _server_pid(hub, hub.alice)
     helper = _helpers_of(hub)
     assert len(helper) == 1
+    proxy = _pid(hub.state / "proxy.pid")
     hub.teamhub("restart")
+    # The proxy the helper started is adopted as it runs.
+    assert _pid(hub.state / "proxy.pid") == proxy and process_uids(proxy)
+    assert f"Adopting the running proxy (pid {proxy})" in hub.log.read_text()
     assert _status(hub.proc.pid)["Uid"].split()[0] == str(pwd.getpwnam(hub.account).pw_uid)
     assert os.path.exists(f"/proc/{helper[0]}"), "the helper did not outlive the restart"
     assert process_uids(pid)
@@ -459,6 +471,29 @@ def test_restart_adopts_the_helper_and_keeps_servers(hub: HubProcess, alice: Bro
     # A spawn after the restart goes through the adopted helper.
     _stop_server(hub, alice, hub.alice)
     alice.start_server(hub.alice)
+    assert alice.open_lab(hub.alice).status_code == 200
+
+
+def test_a_restart_cannot_move_the_proxy(hub: HubProcess, alice: Browser) -> None:
+    """The proxy's command line is root's (the helper's policy): a port changed since root
+    started teamhub takes a root start; `teamhub restart` keeps the proxy where it was and
+    the hub's log says so."""
+    import requests
+
+    other = free_port()
+    hub.teamhub("config", "set", "hub.port", str(other))
+    try:
+        hub.teamhub("restart")
+        assert requests.get(f"{hub.url}/hub/login", timeout=30).status_code == 200
+        log = hub.log.read_text()
+        assert "The proxy runs as root configured it" in log and f"'{other}'" in log
+        proxy = _pid(hub.state / "proxy.pid")
+        assert not int(_status(proxy)["CapEff"], 16)  # still no low port: no capability
+    finally:
+        hub.teamhub("config", "set", "hub.port", str(hub.port))
+    hub.teamhub("restart")
+    # Back to what the helper runs: adopted, no replacement.
+    assert _pid(hub.state / "proxy.pid") == proxy
     assert alice.open_lab(hub.alice).status_code == 200
 
 
@@ -482,10 +517,10 @@ def test_turning_it_off_gives_the_state_back_to_root(hub: HubProcess, alice: Bro
     assert hub.teamhub("status").returncode == 0
 
 
-# The docker backend is not refused any more: tests/hub/test_docker_backend.py runs its hub
-# unprivileged.
-@pytest.mark.parametrize("setting,value", [("spawner.fork_server", "false"),
-                                           ("hub.port", "80")])
+# The docker backend and ports below 1024 are not refused any more:
+# tests/hub/test_docker_backend.py runs its hub unprivileged, and so does the TLS hub below on
+# low ports.
+@pytest.mark.parametrize("setting,value", [("spawner.fork_server", "false")])
 def test_up_refuses_what_the_helper_cannot_do_yet(tmp_path: Path, setting: str,
                                                   value: str) -> None:
     config = tmp_path / "teamhub.toml"
@@ -546,14 +581,37 @@ class _TlsHub(HubProcess):
         return f"https://localhost:{self.port}"
 
 
+def _low_ports(count: int) -> list[int]:
+    """COUNT ports below 1024 that nothing listens on now (from a random start: another
+    test run may be scanning too)."""
+    found: list[int] = []
+    start = secrets.randbelow(400)
+    for port in [*range(600 + start, 1000), *range(600, 600 + start)]:
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                s.bind(("::", port))
+        except OSError:
+            continue
+        found.append(port)
+        if len(found) == count:
+            return found
+    raise AssertionError("no free port between 600 and 1000")
+
+
 @pytest.fixture(scope="module")
 def tls_hub() -> Iterator[HubProcess]:
-    """TLS with the pair outside the state folder, root's only (as /etc/letsencrypt is)."""
+    """TLS with the pair outside the state folder, root's only (as /etc/letsencrypt is), on
+    ports below 1024 (public and HTTP redirect): the helper's proxy binds them."""
     root = world_dir("teamhub-unpriv-tls-")
-    h = _TlsHub(root, extra_toml="\n[tls]\nhttp_port = 0\n")
+    port, http_port = _low_ports(2)
+    h = _TlsHub(root, extra_toml=f"\n[tls]\nhttp_port = {http_port}\n")
+    h.http_port = http_port
     h.account = unique("thub")
-    h.config.write_text(h.config.read_text().replace(
+    text = h.config.read_text().replace(f"\nport = {h.port}\n", f"\nport = {port}\n", 1)
+    h.config.write_text(text.replace(
         "[hub]\n", f'[hub]\naccount = "{h.account}"\nunprivileged = true\n', 1))
+    h.port = port
     h.pair = root / "admins-tls"
     try:
         h.teamhub("tls", "self-signed", "--hostname", "localhost", "--days", "30")
@@ -599,3 +657,121 @@ def test_first_account_added_while_the_hub_runs(tls_hub: HubProcess) -> None:
     assert registry.st_uid == 0 and stat.S_IMODE(registry.st_mode) == 0o640
     assert registry.st_gid == pwd.getpwnam(tls_hub.account).pw_gid
     _stop_server(tls_hub, b, name)
+
+
+NET_BIND_SERVICE = 1 << 10
+
+
+def _proxy_is_low_port_capable(hub: HubProcess, pid: int) -> None:
+    """PID (the proxy) runs as the hub's account with CAP_NET_BIND_SERVICE alone."""
+    status = _status(pid)
+    account = pwd.getpwnam(hub.account)
+    assert {int(x) for x in status["Uid"].split()} == {account.pw_uid}
+    assert {int(x) for x in status["Gid"].split()} == {account.pw_gid}
+    assert status["Groups"].split() == [str(account.pw_gid)]
+    for caps in ("CapInh", "CapPrm", "CapEff", "CapAmb", "CapBnd"):
+        assert int(status[caps], 16) == NET_BIND_SERVICE, (caps, status[caps])
+    assert status["NoNewPrivs"] == "1"
+
+
+def test_low_ports_proxy_holds_net_bind_service_alone(tls_hub: HubProcess) -> None:
+    assert tls_hub.port < 1024 and tls_hub.http_port < 1024
+    proxy = _pid(tls_hub.state / "proxy.pid")
+    _proxy_is_low_port_capable(tls_hub, proxy)
+    hub = _status(_pid(tls_hub.state / "jupyterhub.pid"))
+    assert hub["Uid"].split()[0] == str(pwd.getpwnam(tls_hub.account).pw_uid)
+    for caps in ("CapPrm", "CapEff", "CapAmb", "CapBnd"):
+        assert int(hub[caps], 16) == 0, (caps, hub[caps])
+    assert f"started the proxy (pid {proxy}, CAP_NET_BIND_SERVICE)" in (
+        tls_hub.state / "logs" / "forkserver.log").read_text()
+    # Its output goes to a log of the account's own, never to the helper's (root's) log.
+    log = tls_hub.state / "logs" / "proxy.log"
+    assert os.readlink(f"/proc/{proxy}/fd/1") == os.readlink(f"/proc/{proxy}/fd/2") == str(log)
+    assert log.stat().st_uid == pwd.getpwnam(tls_hub.account).pw_uid
+    assert "forkserver.log" not in " ".join(
+        os.readlink(f"/proc/{proxy}/fd/{fd}") for fd in os.listdir(f"/proc/{proxy}/fd"))
+    # The hub runs the proxy it would have started itself: no stale-settings warning.
+    assert "The proxy runs as root configured it" not in tls_hub.log.read_text()
+
+
+def test_login_through_the_form_on_a_low_port(tls_hub: HubProcess) -> None:
+    import requests
+
+    name = unique("low")
+    tls_hub.add_user(name, PASSWORD)
+    b = _login(tls_hub, name)
+    assert b.logged_in()
+    resp = requests.get(f"http://localhost:{tls_hub.http_port}/hub/login",
+                        allow_redirects=False, timeout=30)
+    assert resp.status_code == 301
+    assert resp.headers["Location"].startswith(f"https://localhost:{tls_hub.port}/")
+
+
+def test_a_proxy_that_dies_is_started_again_by_the_helper(tls_hub: HubProcess) -> None:
+    import requests
+
+    pid_file = tls_hub.state / "proxy.pid"
+    old = _pid(pid_file)
+    os.kill(old, signal.SIGKILL)
+
+    def new_proxy() -> bool:
+        try:  # the hub removes the file before it starts the new proxy
+            return _pid(pid_file) != old
+        except (OSError, ValueError):
+            return False
+
+    _wait(new_proxy, "no new proxy")
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"{tls_hub.url}/hub/login", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    _wait(answers, "the new proxy did not answer")
+    _proxy_is_low_port_capable(tls_hub, _pid(tls_hub.state / "proxy.pid"))
+
+
+def test_restart_keeps_the_low_port_proxy(tls_hub: HubProcess) -> None:
+    """`teamhub restart` runs as the hub's account, which cannot bind the ports itself: it
+    adopts the helper's proxy, capabilities and all."""
+    proxy = _pid(tls_hub.state / "proxy.pid")
+    tls_hub.teamhub("restart")
+    assert _pid(tls_hub.state / "proxy.pid") == proxy
+    _proxy_is_low_port_capable(tls_hub, proxy)
+    assert _status(tls_hub.proc.pid)["CapEff"] == "0000000000000000"
+    name = unique("rs")
+    tls_hub.add_user(name, PASSWORD)
+    assert _login(tls_hub, name).logged_in()
+
+
+# A compromised hub: raw requests on the helper's socket, as the hub's account.
+@pytest.mark.parametrize("request_,reason", [
+    ({"op": "start_proxy", "token": "ab" * 32, "argv": ["/bin/sh", "-c", "id"]},
+     "unexpected field(s) argv"),
+    ({"op": "start_proxy", "token": "ab" * 32, "port": 22}, "unexpected field(s) port"),
+    ({"op": "start_proxy", "token": "x; rm -rf /"}, "not one the hub makes"),
+    ({"op": "start_proxy", "token": "ab" * 33}, "not one the hub makes"),
+    ({"op": "start_proxy"}, "not one the hub makes"),
+])
+def test_compromised_hub_cannot_start_another_proxy(tls_hub: HubProcess, request_: dict,
+                                                    reason: str) -> None:
+    proxy = _pid(tls_hub.state / "proxy.pid")
+    python = str(runtime_dir() / "bin" / "python")
+    proc = as_hub_account(tls_hub.account, python, "-I", "-c", _ASK,
+                           str(tls_hub.paths.fork_server_socket), json.dumps([request_]))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert reason in out["answers"][0]["error"], out
+    log = tls_hub.state / "logs" / "forkserver.log"
+    _wait(lambda: f"refused pid {out['pid']} uid {pwd.getpwnam(tls_hub.account).pw_uid}: "
+          in log.read_text(), "the refusal was not logged")
+    assert reason in [x for x in log.read_text().splitlines() if f"pid {out['pid']} " in x][-1]
+    # Nobody else can even connect; the helper keeps serving; the proxy is the same one.
+    nobody = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                             python, "-I", "-c", _ASK, str(tls_hub.paths.fork_server_socket),
+                             json.dumps([{"op": "start_proxy", "token": "ab" * 32}])],
+                            capture_output=True, text=True, timeout=60)
+    assert json.loads(nobody.stdout)["connect"] == 13, nobody.stdout + nobody.stderr
+    forkserver.ping(tls_hub.paths.fork_server_socket)
+    assert _pid(tls_hub.state / "proxy.pid") == proxy and process_uids(proxy)

@@ -72,8 +72,13 @@ class SystemdMachine:
 
     def start(self, timeout: float = 120, extra: tuple[str, ...] = ()) -> None:
         """Boot it; EXTRA are more `docker run` options (e.g. a device cgroup rule)."""
+        # SYS_PTRACE: a real machine's root sees every process's sockets (`ss -p`, which
+        # the doctor and `teamhub up` use to tell teamhub's proxy from a stranger on its
+        # port); Docker's default capabilities leave it out, so root in the container could
+        # not see those of a proxy that runs as the hub's account.
         _docker("run", "-d", "--name", self.name, *extra,
-                "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+                "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE",
+                "--security-opt", "seccomp=unconfined",
                 "--tmpfs", "/run", "--tmpfs", "/run/lock", "--cgroupns=host",
                 "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--network", "host",
                 "-e", "container=docker", "--stop-signal", "SIGRTMIN+3",

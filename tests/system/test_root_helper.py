@@ -421,6 +421,17 @@ def test_passwords_only_in_pam_mode(helper: Helper) -> None:
     _refused(helper, pid, answers[0]["answer"], "PAM mode only")
 
 
+def test_no_proxy_from_a_helper_root_started_without_one(helper: Helper) -> None:
+    """A helper started without hub.unprivileged has no proxy in its policy: `start_proxy`
+    is refused, for root (a root hub starts its own) and for the hub's account alike."""
+    request = {"op": "start_proxy", "token": "ab" * 32}
+    pid, answers = helper.ask(request)
+    _refused(helper, pid, answers[0]["answer"], "no proxy to start")
+    _, answers = helper.ask_as(0, [_line(request)])
+    assert "root starts its own" in answers[0]["answer"]["error"]
+    _still_serving(helper)
+
+
 def test_policy_round_trips() -> None:
     policy = Policy(hub_uid=5, args=["--a=1"], allowed_groups=["g"])
     assert Policy.from_json(policy.to_json()) == policy
@@ -481,3 +492,38 @@ def test_the_helper_never_writes_a_server_log_through_a_link(helper: Helper) -> 
     finally:
         log.unlink()
         shutil.rmtree(target.parent)
+
+
+# A "hub" that starts the helper, drops root (as hub.unprivileged does: the kernel then
+# sends the helper no parent-death signal) and fails a second later, while the helper
+# still preloads.
+_FAILING_HUB = r"""
+import os, subprocess, sys, time
+log = open(sys.argv[2], "wb")
+helper = subprocess.Popen([sys.executable, "-m", "teamhub.spawners.forkserver", sys.argv[1]],
+                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+print(helper.pid, flush=True)
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+time.sleep(1)
+os._exit(1)
+"""
+
+
+def test_a_helper_whose_hub_ended_while_it_loaded_stops(tmp_path: Path) -> None:
+    """The hub can fail at start (e.g. at its proxy) while the helper still preloads: the
+    helper must notice, once loaded, that its hub is gone and end, not serve on."""
+    log = tmp_path / "log"
+    proc = subprocess.run([sys.executable, "-c", _FAILING_HUB, str(tmp_path / "helper.sock"),
+                           str(log)], capture_output=True, text=True, timeout=60)
+    pid = int(proc.stdout.split()[0])
+    try:
+        deadline = time.monotonic() + 120
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not Path(f"/proc/{pid}").exists(), log.read_text()
+        assert "has ended: stopping" in log.read_text(), log.read_text()
+    finally:
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)

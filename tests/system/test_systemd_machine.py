@@ -2,8 +2,9 @@
 command installs teamhub as a service whose per-user limits really hold.
 
 One machine for the whole module (installing takes minutes); the tests run in order and
-build on each other: ada and bob log in, then one misbehaves, then the hub is restarted,
-its proxy killed, and teamhub upgraded, while bob's kernel keeps its state throughout.
+build on each other: ada and bob log in, then one misbehaves, then the root-run install is
+switched to an unprivileged hub, the hub is restarted, its proxy killed, and teamhub
+upgraded, while bob's kernel keeps its state throughout.
 """
 
 from __future__ import annotations
@@ -93,12 +94,12 @@ def hub() -> Iterator[Hub]:
         # a free port here instead of 8000, which may be taken (hub and proxy APIs are
         # unix sockets inside the machine).
         port = free_port()
-        # hub.unprivileged = false: the install of a previous version, whose hub ran as
-        # root; test_switch_of_a_root_run_install_to_an_unprivileged_hub upgrades it.
         machine.write("/etc/teamhub/teamhub.toml", f"""\
 [hub]
 ip = "127.0.0.1"
 port = {port}
+# The layout of the versions before hub.unprivileged: a root-run hub, until
+# test_switch_of_a_root_run_install_to_an_unprivileged_hub upgrades it.
 unprivileged = false
 
 [limits]
@@ -225,9 +226,58 @@ print(len(pids), err == errno.EAGAIN)
     assert hub.run("ada", "1 + 1")["result"] == "2"
 
 
+def _status_of(m: SystemdMachine, pid: str) -> dict[str, str]:
+    lines = m.exec(f"cat /proc/{pid}/status").stdout.splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def test_switch_of_a_root_run_install_to_an_unprivileged_hub(hub: Hub) -> None:
+    """The upgrade from today's root-run layout: the service's hub drops to the `teamhub`
+    account; accounts, grants and running servers (with their kernels' state) survive, and
+    the rest of this module (restart, a killed proxy, status, an upgrade by install.sh,
+    doctor, backup, uninstall, restore) runs against the unprivileged hub."""
+    m = hub.machine
+    m.exec("mkdir -p /srv/teamhub/projects && chmod 0755 /srv/teamhub /srv/teamhub/projects")
+    hub.teamhub("project create lab --writers bob")
+    bob_pid = hub.run("bob", "import os; os.getpid()")["result"]
+    hub.teamhub("config set hub.unprivileged true")
+    assert "restarted teamhub.service; the hub answers" in hub.teamhub("restart")
+    hub.wait_until_up()
+    main = m.exec("systemctl show -p MainPID --value teamhub").stdout.strip()
+    account = m.exec("id -u teamhub").stdout.strip()
+    status = _status_of(m, main)
+    assert status["Uid"].split() == [account] * 4, status["Uid"]
+    assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0, status
+    proxy = m.exec("cat /var/lib/teamhub/proxy.pid").stdout.strip()
+    assert _status_of(m, proxy)["Uid"].split()[0] == account
+    # The helper started it in a scope of its own: it outlives the service's restarts.
+    cgroup = m.exec(f"cat /proc/{proxy}/cgroup").stdout
+    assert f"teamhub-proxy-{proxy}.scope" in cgroup and "teamhub.service" not in cgroup
+    # Root keeps only the helper: every other root process of the service's cgroup is gone.
+    helper = m.exec("pgrep -u root -f 'teamhub.spawners.forkserver'").stdout.split()
+    assert helper, m.exec("ps -eo user,pid,args").stdout
+    owners = m.exec("stat -c %U /var/lib/teamhub /var/lib/teamhub/jupyterhub.sqlite "
+                    "/var/lib/teamhub/accounts.sqlite").stdout.split()
+    assert owners == ["teamhub"] * 3
+    assert m.exec("stat -c %U /var/lib/teamhub/system_users.json").stdout.strip() == "root"
+    # Servers survive, kernel state included; new starts go through the helper.
+    assert hub.run("bob", "survivor")["result"] == "'bob-42'"
+    assert hub.run("bob", "os.getpid()")["result"] == bob_pid
+    hub.login("cy")
+    assert hub.run("cy", "import os; os.getuid()")["result"] == \
+        m.exec("id -u jupyter-cy").stdout.strip()
+    scope = m.exec("systemctl is-active teamhub-user-cy.scope", check=False).stdout.strip()
+    assert scope == "active"
+    acl = m.exec("getfacl -p /srv/teamhub/projects/lab").stdout
+    assert "user:jupyter-bob:rwx" in acl, acl
+    assert hub.run("bob", "import os; os.path.isdir(os.path.expanduser('~/projects/lab'))"
+                   )["result"] == "True"
+
+
 def test_hub_restart_keeps_both_servers(hub: Hub) -> None:
     ada_pid = hub.run("ada", "import os; os.getpid()")["result"]
     before = hub.machine.exec("systemctl show -p MainPID --value teamhub").stdout.strip()
+    proxy = hub.machine.exec("cat /var/lib/teamhub/proxy.pid").stdout.strip()
     # What `teamhub config set` offers after a change: systemctl restart under the service.
     assert "restarted teamhub.service; the hub answers" in hub.teamhub("restart")
     assert hub.machine.exec("systemctl show -p MainPID --value teamhub").stdout.strip() \
@@ -235,6 +285,8 @@ def test_hub_restart_keeps_both_servers(hub: Hub) -> None:
     hub.wait_until_up()
     assert hub.run("bob", "survivor")["result"] == "'bob-42'"
     assert hub.run("ada", "os.getpid()")["result"] == ada_pid
+    # The proxy held the port throughout, and the new hub adopted it.
+    assert hub.machine.exec("cat /var/lib/teamhub/proxy.pid").stdout.strip() == proxy
 
 
 def test_killed_proxy_is_back_with_routes_within_seconds(hub: Hub) -> None:
@@ -300,50 +352,6 @@ def test_failed_upgrade_leaves_the_service_running(hub: Hub) -> None:
         m.exec("teamhub config unset proxy.command")
     hub.wait_until_up()
     assert hub.run("bob", "survivor")["result"] == "'bob-42'"
-
-
-def _status_of(m: SystemdMachine, pid: str) -> dict[str, str]:
-    lines = m.exec(f"cat /proc/{pid}/status").stdout.splitlines()
-    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
-
-
-def test_switch_of_a_root_run_install_to_an_unprivileged_hub(hub: Hub) -> None:
-    """The upgrade from today's root-run layout: the service's hub drops to the `teamhub`
-    account; accounts, grants and running servers (with their kernels' state) survive, and
-    the rest of this module runs against the unprivileged hub."""
-    m = hub.machine
-    m.exec("mkdir -p /srv/teamhub/projects && chmod 0755 /srv/teamhub /srv/teamhub/projects")
-    hub.teamhub("project create lab --writers bob")
-    bob_pid = hub.run("bob", "import os; os.getpid()")["result"]
-    hub.teamhub("config set hub.unprivileged true")
-    assert "restarted teamhub.service; the hub answers" in hub.teamhub("restart")
-    hub.wait_until_up()
-    main = m.exec("systemctl show -p MainPID --value teamhub").stdout.strip()
-    account = m.exec("id -u teamhub").stdout.strip()
-    status = _status_of(m, main)
-    assert status["Uid"].split() == [account] * 4, status["Uid"]
-    assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0, status
-    proxy = m.exec("cat /var/lib/teamhub/proxy.pid").stdout.strip()
-    assert _status_of(m, proxy)["Uid"].split()[0] == account
-    # Root keeps only the helper: every other root process of the service's cgroup is gone.
-    helper = m.exec("pgrep -u root -f 'teamhub.spawners.forkserver'").stdout.split()
-    assert helper, m.exec("ps -eo user,pid,args").stdout
-    owners = m.exec("stat -c %U /var/lib/teamhub /var/lib/teamhub/jupyterhub.sqlite "
-                    "/var/lib/teamhub/accounts.sqlite").stdout.split()
-    assert owners == ["teamhub"] * 3
-    assert m.exec("stat -c %U /var/lib/teamhub/system_users.json").stdout.strip() == "root"
-    # Servers survive, kernel state included; new starts go through the helper.
-    assert hub.run("bob", "survivor")["result"] == "'bob-42'"
-    assert hub.run("bob", "os.getpid()")["result"] == bob_pid
-    hub.login("cy")
-    assert hub.run("cy", "import os; os.getuid()")["result"] == \
-        m.exec("id -u jupyter-cy").stdout.strip()
-    scope = m.exec("systemctl is-active teamhub-user-cy.scope", check=False).stdout.strip()
-    assert scope == "active"
-    acl = m.exec("getfacl -p /srv/teamhub/projects/lab").stdout
-    assert "user:jupyter-bob:rwx" in acl, acl
-    assert hub.run("bob", "import os; os.path.isdir(os.path.expanduser('~/projects/lab'))"
-                   )["result"] == "True"
 
 
 def test_stopping_a_server_ends_its_strays_and_private_tmp(hub: Hub) -> None:

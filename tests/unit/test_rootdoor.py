@@ -3,7 +3,9 @@ tests/system/test_root_helper.py)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from traitlets.config import Config
@@ -11,6 +13,7 @@ from traitlets.config import Config
 from teamhub import helper_policy, hubconfig
 from teamhub.errors import HelperRefused
 from teamhub.paths import Paths
+from teamhub.proxy import LAUNCHER
 from teamhub.settings import Settings
 from teamhub.spawners import rootdoor
 from teamhub.spawners.rootdoor import Peer, Policy
@@ -83,7 +86,6 @@ def test_hub_account_setting_refuses_root(settings: Callable[..., Settings]) -> 
 @pytest.mark.parametrize("op", sorted(rootdoor.FIELDS))
 def test_every_verb_refuses_a_field_it_does_not_take(op: str) -> None:
     fields = {f: None for f in rootdoor.FIELDS[op]}
-    import json
 
     assert rootdoor.parse_request(json.dumps({"op": op, **fields}).encode())["op"] == op
     for extra in ("path", "argv", "keep_home"):
@@ -178,3 +180,78 @@ def test_env_verbs_need_envs_root_and_never_build() -> None:
     with pytest.raises(HelperRefused, match="no envs.root"):
         rootdoor.machine_work({"op": "env_delete", "env": "e1"}, Policy())
     assert not {"env_create", "env_install", "env_uninstall", "env_build"} & set(rootdoor.VERBS)
+
+
+TOKEN = "0123456789abcdef" * 4
+
+
+def _proxy_policy(ports: list[int]) -> Policy:
+    return Policy(hub_uid=990, hub_gid=991, setpriv="/usr/bin/setpriv",
+                  proxy_argv=["/usr/bin/node", "launch.mjs", "--port", str(ports[0])],
+                  proxy_ports=ports)
+
+
+def test_start_proxy_takes_a_well_formed_token_and_nothing_else() -> None:
+    policy = _proxy_policy([8000])
+    assert rootdoor.parse_request(
+        b'{"op": "start_proxy", "token": "' + TOKEN.encode() + b'"}')["op"] == "start_proxy"
+    assert rootdoor.proxy_token({"op": "start_proxy", "token": TOKEN}, False, policy) == TOKEN
+    for bad in (TOKEN[:-1], TOKEN + "0", TOKEN.upper(), "g" * 64, 5, None, [TOKEN],
+                TOKEN[:-1] + "\n"):
+        with pytest.raises(HelperRefused, match="not one the hub makes"):
+            rootdoor.proxy_token({"op": "start_proxy", "token": bad}, False, policy)
+    for extra in ({"argv": ["/bin/sh"]}, {"env": {"LD_PRELOAD": "x"}}, {"port": 22}):
+        line = json.dumps({"op": "start_proxy", "token": TOKEN, **extra}).encode()
+        with pytest.raises(HelperRefused, match="unexpected field"):
+            rootdoor.parse_request(line)
+    with pytest.raises(HelperRefused, match="root starts its own"):
+        rootdoor.proxy_token({"op": "start_proxy", "token": TOKEN}, True, policy)
+    # A helper root started without hub.unprivileged has no proxy to start.
+    with pytest.raises(HelperRefused, match="no proxy to start"):
+        rootdoor.proxy_token({"op": "start_proxy", "token": TOKEN}, False, Policy(hub_uid=990))
+
+
+def test_the_proxy_gets_net_bind_service_only_for_a_low_port() -> None:
+    low = rootdoor.proxy_command(_proxy_policy([8443, 80]))
+    assert low[:4] == ["/usr/bin/setpriv", "--reuid=990", "--regid=991", "--groups=991"]
+    assert "--ambient-caps=+net_bind_service" in low
+    assert "--bounding-set=-all,+net_bind_service" in low
+    assert low[low.index("--") - 1] == "--no-new-privs"
+    assert low[low.index("--") + 1:] == ["/usr/bin/node", "launch.mjs", "--port", "8443"]
+    high = rootdoor.proxy_command(_proxy_policy([8443, 8080]))
+    assert not any("net_bind_service" in arg for arg in high)
+    assert "--bounding-set=-all" in high and "--inh-caps=-all" in high
+    assert "--no-new-privs" in high
+    env = rootdoor.proxy_env(TOKEN)
+    assert env["CONFIGPROXY_AUTH_TOKEN"] == TOKEN and set(env) == {
+        "PATH", "LANG", "CONFIGPROXY_AUTH_TOKEN"}
+
+
+def test_the_helpers_proxy_is_the_one_the_hub_would_start(settings: Callable[..., Settings],
+                                                          tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    s = settings(f'[hub]\nunprivileged = true\nport = 443\nip = "127.0.0.1"\n'
+                 f'[tls]\ncert = "{cert}"\nkey = "{key}"\nhttp_port = 80\n')
+    paths = Paths.from_settings(s)
+    policy = helper_policy.build(s, paths)
+    assert policy.proxy_ports == [443, 80]
+    argv = policy.proxy_argv
+    assert argv[1] == str(LAUNCHER)
+    for flag, value in (("--ip", "127.0.0.1"), ("--port", "443"), ("--redirect-port", "80"),
+                        ("--redirect-to", "443"), ("--ssl-cert", str(cert)),
+                        ("--ssl-key", str(key)), ("--api-socket", str(paths.proxy_api_socket)),
+                        ("--log-level", "info")):
+        assert argv[argv.index(flag) + 1] == value, flag
+    c = Config()
+    hubconfig.update_proxy(c, s, paths)
+    assert argv[0] == c.TeamhubProxy.node and argv[argv.index("--chp") + 1] == \
+        c.TeamhubProxy.chp_library
+    assert c.TeamhubProxy.helper_socket == str(paths.fork_server_socket)
+    assert policy.proxy_log == str(paths.proxy_log)
+    # Without hub.unprivileged the root hub starts its own proxy: none in the policy.
+    off = helper_policy.build(settings("[hub]\nport = 80\nunprivileged = false\n"), paths)
+    assert off.proxy_argv == [] and off.proxy_ports == []
+    c = Config()
+    hubconfig.update_proxy(c, settings("[hub]\nport = 80\nunprivileged = false\n"), paths)
+    assert c.TeamhubProxy.helper_socket == ""
+

@@ -12,13 +12,13 @@ from teamhub import hubconfig, preflight
 from teamhub.errors import PreflightError
 from teamhub.paths import Paths
 from teamhub.spawners import roothelper
+from teamhub.system.listen import Listener
 
 
 @pytest.mark.parametrize("toml,trial,named", [
     ('[spawner]\nbackend = "docker"\nfork_server = false\n', False, "spawner.fork_server"),
     ("[spawner]\nfork_server = false\n", False, "spawner.fork_server"),
     ("", True, "single-user trial"),
-    ("[hub]\nport = 443\n", False, "hub.port"),
 ])
 def test_up_refuses_what_the_helper_cannot_do_yet(settings, toml: str, trial: bool,
                                                   named: str) -> None:
@@ -69,12 +69,55 @@ def test_one_place_decides_root_or_helper() -> None:
     assert roothelper.direct() is (os.geteuid() == 0)
 
 
-def test_tls_redirect_below_1024_is_refused_too(settings, tmp_path) -> None:
+def test_ports_below_1024_need_only_setpriv(settings, tmp_path, monkeypatch) -> None:
+    """The root helper starts the proxy with CAP_NET_BIND_SERVICE: 443 and the redirect's 80
+    are fine; only without util-linux's setpriv is a port below 1024 refused."""
     (tmp_path / "c.pem").write_text("")
-    s = settings(f'[tls]\ncert = "{tmp_path}/c.pem"\nkey = "{tmp_path}/c.pem"\n',
-                 TEAMHUB_HUB_UNPRIVILEGED="true")
-    with pytest.raises(PreflightError, match="tls.http_port is 80"):
+    tls = f'[hub]\nport = 443\n[tls]\ncert = "{tmp_path}/c.pem"\nkey = "{tmp_path}/c.pem"\n'
+    s = settings(tls, TEAMHUB_HUB_UNPRIVILEGED="true")
+    preflight.check_unprivileged(s, False)
+    monkeypatch.setattr(preflight.shutil, "which", lambda name: None)
+    with pytest.raises(PreflightError, match="port 443 is below 1024.*setpriv") as caught:
         preflight.check_unprivileged(s, False)
-    s = settings(f'[tls]\ncert = "{tmp_path}/c.pem"\nkey = "{tmp_path}/c.pem"\nhttp_port = 0\n',
+    assert "util-linux" in caught.value.hint
+    # The redirect port alone (80, its default) needs it as well; no low port: no setpriv.
+    s = settings(tls.replace("port = 443", "port = 8443"), TEAMHUB_HUB_UNPRIVILEGED="true")
+    with pytest.raises(PreflightError, match="port 80 is below 1024"):
+        preflight.check_unprivileged(s, False)
+    s = settings(tls.replace("port = 443", "port = 8443") + "http_port = 0\n",
                  TEAMHUB_HUB_UNPRIVILEGED="true")
     preflight.check_unprivileged(s, False)
+
+
+def test_a_restarted_unprivileged_hub_leaves_a_low_port_to_the_helper(monkeypatch) -> None:
+    """`teamhub restart` of an unprivileged hub runs the checks as the hub's account, which
+    may not bind a port below 1024 itself: the helper's proxy will."""
+    monkeypatch.setattr(preflight.listen, "listeners", lambda port: [])
+    monkeypatch.setattr(preflight.listen, "can_bind",
+                        lambda ip, port: PermissionError(13, "Permission denied"))
+    preflight.check_port_free("127.0.0.1", 443, "public", "fix", helper_binds=True)
+    with pytest.raises(PreflightError, match="Permission denied"):
+        preflight.check_port_free("127.0.0.1", 443, "public", "fix")
+    with pytest.raises(PreflightError, match="Permission denied"):  # not a low port's fault
+        preflight.check_port_free("127.0.0.1", 8443, "public", "fix", helper_binds=True)
+    monkeypatch.setattr(preflight.listen, "can_bind",
+                        lambda ip, port: OSError(98, "Address already in use"))
+    with pytest.raises(PreflightError, match="already in use"):
+        preflight.check_port_free("127.0.0.1", 443, "public", "fix", helper_binds=True)
+
+
+def test_a_restarted_unprivileged_hub_knows_its_low_port_proxy_unseen(monkeypatch) -> None:
+    """The hub's account cannot see which program holds a port for a proxy with a capability
+    (ptrace rules): on a low port with our proxy running, that one is not a stranger."""
+    unseen = [Listener("127.0.0.1:443", None, "", "")]
+    monkeypatch.setattr(preflight.listen, "listeners", lambda port: unseen)
+    preflight.check_port_free("127.0.0.1", 443, "public", "fix", {77}, helper_binds=True)
+    for ours, helper_binds, port in (({77}, False, 443), (set(), True, 443),
+                                     ({77}, True, 8443)):
+        with pytest.raises(PreflightError, match="already in use"):
+            preflight.check_port_free("127.0.0.1", port, "public", "fix", ours,
+                                      helper_binds=helper_binds)
+    monkeypatch.setattr(preflight.listen, "listeners",
+                        lambda port: [Listener("[::]:443", 5, "nc", "mallory")])
+    with pytest.raises(PreflightError, match="mallory"):
+        preflight.check_port_free("127.0.0.1", 443, "public", "fix", {77}, helper_binds=True)

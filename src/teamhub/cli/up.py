@@ -133,20 +133,26 @@ def write_login_profile(settings: Settings, paths: Paths) -> None:
 def run_preflight(settings: Settings, paths: Paths, trial: bool,
                   hub_uid: int | None = None, previous_uid: int | None = None) -> None:
     preflight.ensure_state_dir(paths.state_dir)
+    if previous_uid is None:
+        # `teamhub install` of an unprivileged hub (or of one that was): the sockets'
+        # folder is the hub's account's, taken over rather than refused.
+        previous_uid = helper_policy.hub_uid(settings["hub.account"])
     preflight.ensure_socket_dir(paths.socket_dir, hub_uid, previous_uid)
     preflight.check_no_hub_answers(paths.hub_socket)
     ip, port = listen.listen_address(settings["hub.ip"]), settings["hub.port"]
     # The proxy the previous hub left running holds the ports; it is adopted, not a conflict.
     record = read_record(paths.proxy_record)
     ours = {int(record["pid"])} if record else set()
+    # A hub that dropped root (`teamhub restart`) has the root helper start its proxy.
+    helper_binds = settings["hub.unprivileged"] and os.geteuid() != 0
     preflight.check_port_free(ip, port, "public", "choose another with `teamhub up --port N`",
-                              ours)
+                              ours, helper_binds)
     if settings["tls.cert"] or settings["tls.key"]:
         preflight.check_tls(settings["tls.cert"], settings["tls.key"])
         if settings["tls.http_port"]:
             preflight.check_port_free(ip, settings["tls.http_port"], "HTTP redirect",
                                       "set another with `teamhub config set tls.http_port N` "
-                                      "(0: no redirect)", ours)
+                                      "(0: no redirect)", ours, helper_binds)
     if not trial:
         preflight.check_runtime(paths.runtime_dir, paths.singleuser, paths.runtime_python)
     preflight.check_proxy(proxy_command(settings, paths))
@@ -245,6 +251,10 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     if resumed:
         unprivileged.adopt_helper(paths)
     elif settings["spawner.fork_server"] and not single_user_trial:
+        if account is not None:
+            # The proxy the helper starts reads the TLS pair as the hub's account.
+            unprivileged.copy_tls(settings, paths)
+            settings = load(ctx.config_option)
         # Started here, before the hub reads any secret, as a fresh program; it ends with us.
         paths.fork_server_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fork_server = forkserver.start(paths.fork_server_socket, sys.executable,

@@ -8,10 +8,31 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 LAUNCHER = Path(__file__).with_name("launch.mjs")
+# The API token chp.TeamhubProxy makes for each proxy it starts (secrets.token_hex(32)).
+TOKEN_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def launcher_argv(*, node: str, chp: str, ip: str, port: int, api_socket: str,
+                  error_target: str, log_level: str = "info", host_routing: bool = False,
+                  ssl_key: str = "", ssl_cert: str = "", redirect_port: int = 0) -> list[str]:
+    """The proxy's whole command line: node running the launcher on CHP's library. Built
+    the same way by the hub (chp.TeamhubProxy) and by the root helper, which starts the
+    proxy of a hub that runs unprivileged (teamhub.helper_policy, spawners.rootdoor)."""
+    argv = [node, str(LAUNCHER), "--chp", chp, "--ip", ip or "0.0.0.0", "--port", str(port),
+            "--api-socket", api_socket, "--error-target", error_target,
+            "--log-level", log_level]
+    if host_routing:
+        argv.append("--host-routing")
+    if ssl_key and ssl_cert:
+        argv += ["--ssl-key", ssl_key, "--ssl-cert", ssl_cert]
+        if redirect_port:
+            argv += ["--redirect-port", str(redirect_port), "--redirect-to", str(port)]
+    return argv
 
 
 def chp_library(command: str) -> Path | None:

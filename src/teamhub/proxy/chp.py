@@ -8,6 +8,11 @@ program, options, certificate: a fingerprint kept beside its pid) and answers on
 only otherwise is it replaced. Under systemd the proxy is moved into a scope of its own
 (in teamhub.slice), so stopping or restarting teamhub.service leaves it running too.
 
+With hub.unprivileged the hub cannot do either of what a proxy on port 80/443 needs (bind
+a port below 1024, make a scope): the root helper starts it instead (`start_proxy`,
+spawners.rootdoor), from root's own policy and the token alone, and the hub treats it as
+an adopted proxy; a proxy that dies is started again the same way.
+
 The proxy's API listens on a unix socket in a root-only folder, and its token is kept
 (root-only) in the state folder so that a restarted hub can still talk to it; a new token
 is made whenever a new proxy starts.
@@ -35,8 +40,9 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Integer, Unicode, default
 
 from ..errors import SystemdError
+from ..spawners.forkserver import RootHelper
 from ..system import systemd
-from . import LAUNCHER, start_time
+from . import LAUNCHER, launcher_argv, start_time
 
 READY_TIMEOUT = 15
 
@@ -75,6 +81,9 @@ class TeamhubProxy(ConfigurableHTTPProxy):
     redirect_port = Integer(0, config=True, help="Plain-HTTP port redirecting to HTTPS; 0: none.")
     systemd_slice = Unicode("", config=True, help="Move the proxy into a scope of its own in "
                             "this slice (so that it outlives teamhub.service); empty: stay.")
+    helper_socket = Unicode("", config=True, help="The root helper that starts the proxy "
+                            "(hub.unprivileged: the hub cannot bind a port below 1024 nor "
+                            "make scopes); empty: the hub starts it itself.")
 
     _watch = None
     # The adopted proxy, or the one this hub launched (JupyterHub's trait is untyped).
@@ -92,19 +101,12 @@ class TeamhubProxy(ConfigurableHTTPProxy):
         api = urlparse(self.api_url)
         if api.scheme != "http+unix":
             raise ValueError(f"the proxy API must be a unix socket, not {self.api_url}")
-        argv = [self.node, str(LAUNCHER), "--chp", self.chp_library,
-                "--ip", public.ip or "0.0.0.0", "--port", str(public.port),
-                "--api-socket", unquote(api.netloc),
-                "--error-target", url_path_join(self.hub.url, "error"),
-                "--log-level", self.log_level]
-        if self.host_routing:
-            argv.append("--host-routing")
-        if self.ssl_key and self.ssl_cert:
-            argv += ["--ssl-key", self.ssl_key, "--ssl-cert", self.ssl_cert]
-            if self.redirect_port:
-                argv += ["--redirect-port", str(self.redirect_port),
-                         "--redirect-to", str(public.port)]
-        return argv
+        return launcher_argv(node=self.node, chp=self.chp_library, ip=public.ip,
+                             port=public.port, api_socket=unquote(api.netloc),
+                             error_target=url_path_join(self.hub.url, "error"),
+                             log_level=self.log_level, host_routing=self.host_routing,
+                             ssl_key=self.ssl_key or "", ssl_cert=self.ssl_cert or "",
+                             redirect_port=self.redirect_port)
 
     def _fingerprint(self, argv: list[str]) -> str:
         """What makes a running proxy the one this hub would start: program, options, and the
@@ -173,28 +175,49 @@ class TeamhubProxy(ConfigurableHTTPProxy):
         self.auth_token = token
         api_socket = Path(unquote(urlparse(self.api_url).netloc))
         api_socket.unlink(missing_ok=True)
-        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-               "LANG": os.environ.get("LANG", "C.UTF-8"), "CONFIGPROXY_AUTH_TOKEN": token}
         self.log.info("Starting proxy @ %s", self.public_url)
         self.log.debug("Proxy cmd: %s", argv)
-        # Its own session: a hub stopping (or a terminal closing) does not end it.
-        proc = Popen(argv, env=env, start_new_session=True, umask=0o077, stdin=DEVNULL)
+        proc: RunningProxy | Popen[bytes]
+        if self.helper_socket:
+            proc, fingerprint = await self._launch_by_helper(argv, fingerprint, token)
+        else:
+            env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+                   "LANG": os.environ.get("LANG", "C.UTF-8"), "CONFIGPROXY_AUTH_TOKEN": token}
+            # Its own session: a hub stopping (or a terminal closing) does not end it.
+            proc = Popen(argv, env=env, start_new_session=True, umask=0o077, stdin=DEVNULL)
+            if self.systemd_slice:
+                await self._own_scope(proc.pid)
         self.proxy_process = proc
         started = start_time(proc.pid) or ""
-        if self.systemd_slice:
-            await self._own_scope(proc.pid)
         record = {"pid": proc.pid, "started": started, "fingerprint": fingerprint}
         Path(self.record_file).write_text(json.dumps(record) + "\n")
         Path(self.pid_file).write_text(str(proc.pid))
         deadline = time.monotonic() + READY_TIMEOUT
         while not await self._answers(token):
             if proc.poll() is not None:
-                raise RuntimeError(f"the proxy exited with code {proc.returncode} at start "
-                                   "(see its message above)")
+                where = " (see its message above)" if isinstance(proc, Popen) else \
+                    f" (see its log, {Path(self.record_file).parent / 'logs' / 'proxy.log'})"
+                raise RuntimeError(f"the proxy exited at start{where}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the proxy did not answer within {READY_TIMEOUT}s")
             await asyncio.sleep(0.05)
         self.log.info("Proxy (pid %i) is up", proc.pid)
+
+    async def _launch_by_helper(self, argv: list[str], fingerprint: str, token: str
+                                ) -> tuple[RunningProxy, str]:
+        """The root helper starts the proxy it was told of by root (spawners.rootdoor,
+        `start_proxy`): the proxy and the fingerprint of what it runs."""
+        answer = await RootHelper(Path(self.helper_socket)).start_proxy(token)
+        proc = RunningProxy(int(answer["pid"]), str(answer["started"]))
+        if answer.get("warning"):
+            self.log.warning("Root helper: %s", answer["warning"])
+        ran = [str(x) for x in answer.get("argv", [])]
+        if ran != argv:
+            self.log.warning("The proxy runs as root configured it when teamhub started, not "
+                             "with this hub's settings (changed since?): restart teamhub as "
+                             "root to apply them. It runs %s; this hub would run %s", ran, argv)
+            fingerprint = self._fingerprint(ran)
+        return proc, fingerprint
 
     async def _own_scope(self, pid: int) -> None:
         unit = f"teamhub-proxy-{pid}.scope"

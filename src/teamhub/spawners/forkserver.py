@@ -34,6 +34,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from ..errors import (
     SandboxError,
     TeamhubError,
 )
+from ..proxy import start_time
 from ..system import nsenter, systemd
 from ..system.sandbox import LaunchSpec, become, show_as_exec
 from . import helper_container, helper_spec, identity, rootdoor
@@ -337,14 +339,76 @@ def _answer_in_child(conn: socket.socket, listener: socket.socket, peer: Peer, w
         os._exit(code)
 
 
+def _open_as(path: str, uid: int, gid: int) -> int:
+    """PATH opened for appending as UID:GID (in a folder that account owns, so never as
+    root: a link or a swapped folder there gets no more than that account could write)."""
+    os.setgroups([])
+    os.setegid(gid)
+    os.seteuid(uid)
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def start_proxy(policy: Policy, token: str) -> dict[str, Any]:
+    """`start_proxy` (in a child of the helper): start the policy's proxy as the hub's
+    account (rootdoor.proxy_command), move it into a scope of its own under systemd; its
+    pid, start time and argv. It outlives this child: the helper (subreaper) reaps it."""
+    argv, env = rootdoor.proxy_command(policy), rootdoor.proxy_env(token)
+    assert policy.hub_uid is not None and policy.hub_gid is not None  # proxy_token checked
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            # Never the helper's own log (root's) in the account's hands.
+            out = null
+            if policy.proxy_log:
+                try:
+                    out = _open_as(policy.proxy_log, policy.hub_uid, policy.hub_gid)
+                except OSError as exc:
+                    _log(f"the proxy's output is lost: cannot open {policy.proxy_log} as "
+                         f"the hub's account ({exc})")
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.umask(0o077)
+            os.chdir("/")
+            os.execve(argv[0], argv, env)
+        except BaseException:  # noqa: BLE001 - never return into the helper's code
+            traceback.print_exc()
+        os._exit(127)
+    started = start_time(pid) or ""
+    answer: dict[str, Any] = {"pid": pid, "started": started, "argv": policy.proxy_argv}
+    caps = "CAP_NET_BIND_SERVICE" if rootdoor.proxy_needs_low_port(policy) else "no capability"
+    _log(f"started the proxy (pid {pid}, {caps})")
+    if policy.proxy_slice and systemd.booted():
+        unit = f"teamhub-proxy-{pid}.scope"
+        try:
+            systemd.place_in_scope(pid, unit, {"Description": "teamhub proxy",
+                                               "Slice": policy.proxy_slice,
+                                               "CollectMode": "inactive-or-failed"})
+        except TeamhubError as exc:
+            _log(f"the proxy (pid {pid}) stays in the helper's cgroup: {exc}")
+            answer["warning"] = f"the proxy stays in the helper's cgroup: {exc}"
+    return answer
+
+
 class ForkServer:
-    def __init__(self, socket_path: Path, policy: Policy | None = None) -> None:
+    def __init__(self, socket_path: Path, policy: Policy | None = None,
+                 parent: int | None = None) -> None:
         self.socket_path = socket_path
         self.policy = policy or Policy()
         # pid → exit code of children that ended; bounded, newest kept.
         self.exits: OrderedDict[int, int] = OrderedDict()
         self.children: set[int] = set()
-        self.parent = os.getppid()  # the hub (or root `teamhub up`) that started us
+        # The hub (or root `teamhub up`) that started us: PARENT, as main saw it before the
+        # preload (a hub that failed at start meanwhile must not leave us serving init).
+        self.parent = os.getppid() if parent is None else parent
 
     def reap(self) -> None:
         while True:
@@ -372,6 +436,19 @@ class ForkServer:
         except HelperRefused as exc:
             _refuse(conn, peer, str(exc))
 
+    def _fork(self, conn: socket.socket, child: Callable[[], object]) -> None:
+        """Run CHILD (it never returns: it ends the process) in a fresh child of this
+        single-threaded helper, and answer with the child's pid."""
+        if _threads() != 1:
+            raise HelperRefused("fork server is not single-threaded")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            child()
+        self.children.add(pid)
+        self._reply(conn, {"pid": pid})
+
     def _dispatch(self, request: dict[str, Any], conn: socket.socket, listener: socket.socket,
                   peer: Peer, trusted: bool) -> None:
         op, policy = request["op"], self.policy
@@ -384,25 +461,9 @@ class ForkServer:
             self._reply(conn, {"running": pid in self.children, "known": known,
                                "exit": self.exits.get(pid)})
         elif op == "spawn":
-            if _threads() != 1:
-                raise HelperRefused("fork server is not single-threaded")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:
-                _child(conn, listener, peer, trusted, policy)
-            self.children.add(pid)
-            self._reply(conn, {"pid": pid})
+            self._fork(conn, lambda: _child(conn, listener, peer, trusted, policy))
         elif op == "container_start":
-            if _threads() != 1:
-                raise HelperRefused("fork server is not single-threaded")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:
-                _container_child(conn, listener, peer, policy)
-            self.children.add(pid)
-            self._reply(conn, {"pid": pid})
+            self._fork(conn, lambda: _container_child(conn, listener, peer, policy))
         elif op == "container_state":
             _answer_in_child(conn, listener, peer, lambda: helper_container.state(request))
         elif op == "container_stop":
@@ -448,6 +509,9 @@ class ForkServer:
             password = request.get("password")
             _answer_in_child(conn, listener, peer, lambda: {
                 "ok": rootdoor.check_password(user, password, policy)})
+        elif op == "start_proxy":
+            token = rootdoor.proxy_token(request, trusted, policy)
+            _answer_in_child(conn, listener, peer, lambda: start_proxy(policy, token))
 
     def serve(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -515,7 +579,7 @@ def main() -> None:
     _self_test()
     _log(f"preloaded {len(loaded)} modules in {time.monotonic() - started:.2f}s")
     policy = Policy.from_json(sys.argv[2]) if len(sys.argv) == 3 else None
-    ForkServer(Path(sys.argv[1]), policy).serve()
+    ForkServer(Path(sys.argv[1]), policy, parent).serve()
 
 
 # ---------------------------------------------------------------- hub side
@@ -536,6 +600,9 @@ def start(socket_path: Path, python: str, log_path: Path,
     # Root's tools (useradd, setfacl) for the verbs it runs itself; servers get their own.
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "LANG": os.environ.get("LANG", "C.UTF-8"), "HOME": "/nonexistent"}
+    # A socket an earlier helper left (root's, or another account's) would answer a hub that
+    # connects before this one is ready with EACCES, not "not there yet".
+    socket_path.unlink(missing_ok=True)
     # No link followed: with hub.unprivileged the folder is the hub's account's.
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
@@ -566,7 +633,8 @@ async def _connect(socket_path: Path, timeout: float
         try:
             return await asyncio.wait_for(
                 asyncio.open_unix_connection(str(socket_path)), timeout)
-        except (FileNotFoundError, ConnectionRefusedError):
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError):
+            # PermissionError: bound, not yet the hub's account's (hub.unprivileged).
             loading = _started.get(str(socket_path))
             if loading is None or loading.poll() is not None or loop.time() > deadline:
                 raise
@@ -687,6 +755,11 @@ class RootHelper:
         answer = await ask(self.socket_path,
                            {"op": "check_password", "user": user, "password": password})
         return bool(answer.get("ok"))
+
+    async def start_proxy(self, token: str) -> dict[str, Any]:
+        """Have the helper start the public proxy (hub.unprivileged): `pid`, `started`
+        (its start time), `argv` (the policy's command line) and maybe `warning`."""
+        return await ask(self.socket_path, {"op": "start_proxy", "token": token}, timeout=30)
 
 
 if __name__ == "__main__":

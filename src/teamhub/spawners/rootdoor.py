@@ -45,6 +45,20 @@ uid 0 nor below UID_MIN from /etc/login.defs):
      applies U's project ACLs and links from the store's grants (`"warning"` in the
      answer when that failed: the account is there all the same).
   `{"op": "check_password", "user": U, "password": P}` → `{"ok": bool}` (PAM mode only).
+  `{"op": "start_proxy", "token": T}` → `{"pid": N, "started": S, "argv": [...]}`: starts
+     the public proxy (hub account only; root hubs start their own). T, the proxy's API
+     token (64 hex digits, as chp.TeamhubProxy makes it), is all the hub gives: the
+     proxy's whole command line comes from the policy (teamhub.helper_policy: node, the
+     launcher, CHP's library, address, ports, API socket, TLS pair, log level, host
+     routing, error target). It runs as the hub's account (its uid, its own group only,
+     umask 077, its own session, no_new_privs, stdin /dev/null, output appended to the
+     policy's proxy log opened as that account) with no capabilities, or, when a port is
+     below 1024, CAP_NET_BIND_SERVICE alone (inheritable, permitted, effective, ambient;
+     bounding set that one too), through util-linux `setpriv`. Under systemd it is moved
+     into `teamhub-proxy-<pid>.scope` in the policy's slice, so that it outlives
+     teamhub.service (`"warning"` in the answer when that failed). S is its start time
+     (a pid plus start time names one process); the hub records, adopts and ends it as
+     the proxy it started itself.
 
 Docker backend (teamhub.spawners.helper_container; refused unless the policy lists the
 configured images; the hub never gets the Docker socket):
@@ -118,6 +132,7 @@ from ..envs.store import check_name as check_env_name
 from ..errors import HelperRefused, SystemUserError, TeamhubError
 from ..projects.apply import Layout, Projects  # loaded once: the verbs' children share it
 from ..projects.model import check_project_name
+from ..proxy import TOKEN_RE
 from ..rootwork import Direct
 from ..system import systemd
 from ..system.names import canonical_name, system_name
@@ -154,6 +169,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "container_state": frozenset({"user", "server"}),
     "container_stop": frozenset({"user", "server", "timeout"}),
     "container_logs": frozenset({"user", "server", "lines"}),
+    "start_proxy": frozenset({"token"}),
 }
 VERBS = tuple(FIELDS)
 # The console's machine-changing actions (done in a child of the helper: slow OS work).
@@ -215,6 +231,13 @@ class Policy:
     # The shared environments (envs.root, envs.lock_timeout) for env_* verbs.
     envs_root: str = ""
     envs_lock_timeout: float = 600
+    # The public proxy of an unprivileged hub (`start_proxy`): empty argv, none to start.
+    hub_gid: int | None = None
+    setpriv: str = "/usr/bin/setpriv"
+    proxy_argv: list[str] = field(default_factory=list)
+    proxy_ports: list[int] = field(default_factory=list)
+    proxy_slice: str = ""
+    proxy_log: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -388,6 +411,42 @@ def check_password(user: str, password: Any, policy: Policy) -> bool:
     except pamela.PAMError:
         return False
     return True
+
+
+def proxy_token(request: dict[str, Any], trusted: bool, policy: Policy) -> str:
+    """The API token of a `start_proxy` request, if the helper may start the proxy for it."""
+    if trusted:
+        raise HelperRefused("start_proxy: a hub that runs as root starts its own proxy")
+    if not policy.proxy_argv or policy.hub_uid is None or policy.hub_gid is None:
+        raise HelperRefused("start_proxy: this helper has no proxy to start "
+                            "(hub.unprivileged was off when root started it)")
+    # Any field but the token was refused already (FIELDS, parse_request).
+    token = request.get("token")
+    if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
+        raise HelperRefused("start_proxy: the token is not one the hub makes (64 hex digits)")
+    return token
+
+
+def proxy_needs_low_port(policy: Policy) -> bool:
+    return any(0 < port < 1024 for port in policy.proxy_ports)
+
+
+def proxy_command(policy: Policy) -> list[str]:
+    """How the helper runs the policy's proxy: as the hub's account, its own group only,
+    no_new_privs; CAP_NET_BIND_SERVICE alone (ambient) when a port is below 1024, else no
+    capability at all."""
+    if proxy_needs_low_port(policy):
+        caps = ["--inh-caps=-all,+net_bind_service", "--ambient-caps=+net_bind_service",
+                "--bounding-set=-all,+net_bind_service"]
+    else:
+        caps = ["--inh-caps=-all", "--bounding-set=-all"]
+    return [policy.setpriv, f"--reuid={policy.hub_uid}", f"--regid={policy.hub_gid}",
+            f"--groups={policy.hub_gid}", *caps, "--no-new-privs", "--", *policy.proxy_argv]
+
+
+def proxy_env(token: str) -> dict[str, str]:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+            "CONFIGPROXY_AUTH_TOKEN": token}
 
 
 def socket_owner(policy: Policy) -> int:
