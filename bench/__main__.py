@@ -211,7 +211,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                          "bench); the vanilla single-user image is built from it")
     ap.add_argument("--unprivileged", action="store_true",
                     help="teamhub with hub.unprivileged (its hub, proxy and culler as an "
-                         "account of their own, everything root's through the helper)")
+                         "account of their own, everything root's through the helper; the "
+                         "default of an install); without it teamhub's hub runs as root "
+                         "(hub.unprivileged = false)")
     ap.add_argument("--only", choices=["teamhub", "vanilla"],
                     help="measure one hub only (the other's object in the JSON is empty)")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON "

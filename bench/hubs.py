@@ -214,7 +214,8 @@ class TeamhubHub(Hub):
     def __init__(self, prefix: Path, proxy_cmd: Path, echo: Echo,
                  image: str | None = None, unprivileged: bool = False) -> None:
         """With IMAGE (a `teamhub image build` name), the docker backend runs from it; with
-        UNPRIVILEGED, hub.unprivileged (a hub account of its own, removed at the end)."""
+        UNPRIVILEGED, hub.unprivileged (a hub account of its own, removed at the end); without
+        it a root hub (hub.unprivileged = false, set explicitly: the default is on)."""
         super().__init__(proxy_cmd, echo)
         self.runtime = prefix / "runtime"
         self.prefix = "thb" + secrets.token_hex(2) + "-"
@@ -232,7 +233,8 @@ class TeamhubHub(Hub):
 [hub]
 ip = "127.0.0.1"
 port = {self.port}
-{f'account = "{self.hub_account}"{chr(10)}unprivileged = true' if unprivileged else ""}
+{f'account = "{self.hub_account}"{chr(10)}unprivileged = true' if unprivileged
+ else "unprivileged = false"}
 
 [paths]
 state_dir = "{self.state}"

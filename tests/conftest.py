@@ -6,6 +6,9 @@ Everything that touches the OS needs root; run the suite with ./run-tests.sh.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,9 +16,12 @@ import pytest
 from support.docker_engine import DockerEngine
 from support.postgres import PostgresCluster
 
-from teamhub.settings import Settings, load
+from teamhub.settings import BY_KEY, Settings, load
+from teamhub.system import hub_account
 from teamhub.system.docker import Engine
 from teamhub.system.login_profile import DEFAULT_PATH as LOGIN_PROFILE
+from teamhub.system.processes import processes_of
+from teamhub.system.users import lookup
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,6 +36,36 @@ def login_profile_kept() -> Iterator[None]:
         LOGIN_PROFILE.unlink(missing_ok=True)
     else:
         LOGIN_PROFILE.write_bytes(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hub_account_kept(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Test hubs run unprivileged (hub.unprivileged, on by default) as the default account
+    `teamhub`. If the machine has none, the suite makes it here, as `teamhub up` would but
+    with a home of its own for the session (`up` makes the state folder its home, and test
+    hubs' state folders come and go: the hub's tools, e.g. npm, would make a removed one
+    again), and removes both at the end; an account it did not make stays as it is."""
+    account = str(BY_KEY["hub.account"].default)
+    hubs = any("hub" in item.keywords or "system" in item.keywords
+               for item in request.session.items)
+    if not hubs or os.geteuid() != 0 or lookup(account) is not None:
+        yield
+        return
+    home = Path(tempfile.mkdtemp(prefix="teamhub-account-", dir="/tmp"))
+    try:
+        made = hub_account.ensure(account, home)
+        os.chown(home, made.uid, made.gid)
+        yield
+    finally:
+        made_now = lookup(account)
+        if made_now is not None:
+            for pid in processes_of(made_now.uid):
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            subprocess.run(["userdel", account], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

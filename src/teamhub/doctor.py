@@ -333,13 +333,15 @@ def secrets_permissions(p: Probe) -> Result:
     if not state.is_dir():
         return Result(name, False, f"state folder {state} does not exist", START_HINT)
     files = [p.paths.cookie_secret, p.paths.hub_db, p.paths.accounts_db, p.paths.api_token,
-             p.paths.proxy_token, p.paths.initial_password]
+             p.paths.proxy_token]
     # With hub.unprivileged the state folder is the hub's account's (once it has one).
     account = users.lookup(p.settings["hub.account"])
     owner = account.uid if p.settings["hub.unprivileged"] and account else 0
     who = p.settings["hub.account"] if owner else "root"
     problems = [x for x in [_root_only(state, 0o700, owner),
-                            *(_root_only(f, 0o600, owner) for f in files)] if x]
+                            *(_root_only(f, 0o600, owner) for f in files),
+                            # The first admin's password is root's alone in either case.
+                            _root_only(p.paths.initial_password, 0o600)] if x]
     if p.settings["tls.key"]:
         # The key in the state folder (`teamhub tls self-signed`) is the hub's account's too.
         key = Path(p.settings["tls.key"])

@@ -81,6 +81,10 @@ class Allocations:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"holdings": [asdict(h) for h in holdings]}, indent=1))
         os.chmod(tmp, 0o600)
+        # The root CLI writing in an unprivileged hub's state folder: the hub's file still.
+        uid, gid = locks.owner(self.path.parent)
+        if os.geteuid() == 0 and uid != 0:
+            os.chown(tmp, uid, gid)
         os.replace(tmp, self.path)
 
     def holdings(self) -> list[Holding]:

@@ -123,19 +123,27 @@ def _low_ports(settings: Settings) -> list[int]:
 def check_unprivileged(settings: Settings, trial: bool) -> None:
     """`hub.unprivileged` needs the root helper (the fork server): both backends start
     servers through it (the docker backend's containers too: the Docker socket is root's),
-    and it starts the proxy, with CAP_NET_BIND_SERVICE for a port below 1024."""
+    and it starts the proxy, with CAP_NET_BIND_SERVICE for a port below 1024. Its default
+    (on) does not apply to the single-user trial, which runs as the invoking user; an
+    explicit `true` there is refused."""
     if not settings["hub.unprivileged"]:
         return
-    why = None
+    default = settings.origins["hub.unprivileged"] == "default"
+    if trial and default:
+        return
+    off = "turn it off (`teamhub config set hub.unprivileged false`: the hub runs as root)"
+    why, fix = None, off
     if trial:
         why = "the single-user trial runs everything as you already"
+        fix = "remove it for the trial (`teamhub config unset hub.unprivileged`)"
     elif not settings["spawner.fork_server"]:
         why = "spawner.fork_server is off, and servers start through the fork server (the " \
               "root helper) only"
+        fix = off + " or turn the fork server back on (`teamhub config unset " \
+                    "spawner.fork_server`)"
     if why:
-        raise PreflightError(f"hub.unprivileged is on but {why}",
-                             "turn it off (`teamhub config set hub.unprivileged false`) or "
-                             "turn the fork server back on")
+        on = " (the default)" if default else ""
+        raise PreflightError(f"hub.unprivileged is on{on} but {why}", fix)
     low = _low_ports(settings)
     if low and shutil.which("setpriv") is None:
         raise PreflightError(

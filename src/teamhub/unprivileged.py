@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pwd
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
@@ -73,13 +74,31 @@ def hand_over(settings: Settings, paths: Paths, account: users.SystemUser) -> No
     copy_tls has run (before the helper's policy was built)."""
     # What root keeps there: the registry of the accounts teamhub made (the helper trusts it)
     # and the helper's own log; the helper's socket is the account's already.
+    # The first admin's generated password too: the hub never reads it, and it stays for
+    # root's eyes only, as `up --admin` says.
     keep = [paths.system_users, paths.system_users.with_name(paths.system_users.name + ".lock"),
-            paths.fork_server_log, paths.fork_server_socket]
+            paths.fork_server_log, paths.fork_server_socket, paths.initial_password]
     hub_account.give_tree(paths.state_dir, account.uid, account.gid, keep)
+    _roots_alone(paths.initial_password)
     users.share_with_group(paths.system_users, account.gid)
     _retire_root_proxy(paths, account.uid)
     os.environ[ENV_UNPRIVILEGED] = "1"
     hub_account.drop_to(account)
+
+
+def _roots_alone(path: Path) -> None:
+    """PATH, a file of root's in the account's folder, root's and 0600 (one an earlier run
+    gave the account is taken back); never through a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return  # none (or a link: left alone)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchown(fd, 0, 0)
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _retire_root_proxy(paths: Paths, uid: int) -> None:

@@ -46,7 +46,12 @@ def mode(path) -> int:
 
 def test_admin_gets_generated_password_in_root_only_file(hub: HubProcess) -> None:
     secret = hub.state / "initial-admin-password"
+    # Root's alone even though the hub runs unprivileged and owns the rest of the folder;
+    # doctor expects it so.
     assert mode(secret) == 0o600 and os.stat(secret).st_uid == 0
+    assert hub.state.stat().st_uid != 0
+    assert hub.teamhub("doctor", "--check", "secrets and state permissions",
+                       check=False).returncode == 0
     name, password = secret.read_text().split()
     assert name == hub.admin
     assert "created with password" in hub.log.read_text()

@@ -816,7 +816,8 @@ def test_user_remove_while_the_hub_is_down_removes_the_container(hub: HubProcess
 @pytest.fixture(scope="module")
 def volume_hub(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
                image: str) -> Iterator[HubProcess]:
-    h = HubProcess(tmp_path_factory.mktemp("vhub"), extra_toml=f"""
+    # The root path of the docker backend (the hub talks to Docker itself): a root hub.
+    h = HubProcess(tmp_path_factory.mktemp("vhub"), unprivileged=False, extra_toml=f"""
 [spawner]
 backend = "docker"
 

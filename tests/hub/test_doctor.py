@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import pwd
 import shutil
 from pathlib import Path
 
@@ -64,7 +65,10 @@ def test_root_helper_answers_and_the_hubs_account_is_named(hub: HubProcess) -> N
     result = checks["root helper"]
     assert code == 0 and result["ok"], result
     assert f"answers at {hub.state / 'forkserver.sock'}" in result["detail"]
-    assert "the hub runs as root (uid 0, CapEff" in result["detail"]
+    # hub.unprivileged is on by default: the hub runs as its account, with no capability.
+    account = pwd.getpwnam("teamhub")
+    assert (f"the hub runs as teamhub (uid {account.pw_uid}, CapEff 0000000000000000)"
+            in result["detail"])
 
 
 def test_a_root_helper_that_does_not_answer_fails(hub: HubProcess) -> None:

@@ -1,5 +1,6 @@
 """Servers forked from the fork server: indistinguishable from normally started ones,
-carrying nothing of the fork server or of other users; fallback, restart and survival."""
+carrying nothing of the fork server or of other users; survival (an unprivileged hub, the
+default); fallback and the fork server's restart (a root hub: only root can start one)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,8 @@ STATUS_FIELDS = ("Umask", "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", 
                  "CapAmb", "NoNewPrivs", "Seccomp", "SigBlk", "SigIgn", "SigCgt")
 
 
-@pytest.fixture(scope="module")
-def hub(hub_factory: HubFactory) -> HubProcess:
-    h = hub_factory()
+def _make_hub(hub_factory: HubFactory, **kwargs: Any) -> HubProcess:
+    h = hub_factory(**kwargs)
     h.users = [unique("fa"), unique("fb"), unique("fc")]
     # A server dying at start is made here by the user's own ~/.jupyter config, which
     # teamhub ignores by default (README "Browser isolation"): read it in this hub.
@@ -39,6 +39,22 @@ def hub(hub_factory: HubFactory) -> HubProcess:
         h.add_user(name, PASSWORD)
     h.start()
     return h
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory: HubFactory) -> HubProcess:
+    """The default hub: unprivileged (hub.unprivileged), its servers forked by the root
+    helper."""
+    return _make_hub(hub_factory)
+
+
+@pytest.fixture(scope="module")
+def root_hub(hub, hub_factory: HubFactory) -> HubProcess:
+    """A root hub (hub.unprivileged = false), for what only a root hub does: start a
+    server the normal way when the fork server is gone (compared with a forked one here),
+    and start a new fork server. An unprivileged hub cannot start the root helper again:
+    its start fails with a message instead (tests/hub/test_unprivileged_hub.py)."""
+    return _make_hub(hub_factory, unprivileged=False)
 
 
 def fork_server_pid(hub: HubProcess, timeout: float = 30) -> int:
@@ -181,8 +197,9 @@ def lab_saves(hub: HubProcess, name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def compared(hub: HubProcess) -> dict[str, Any]:
+def compared(root_hub: HubProcess) -> dict[str, Any]:
     """One user's server started both ways: forked, then (fork server killed) normally."""
+    hub = root_hub
     name = hub.users[0]
     b = login(hub, name)
     forker = fork_server_pid(hub)
@@ -216,7 +233,9 @@ def test_forked_server_is_indistinguishable(compared: dict[str, Any], part: str)
     assert compared["forked"][part] == compared["normal"][part]
 
 
-def test_started_as_the_user_with_umask_077(hub: HubProcess, compared: dict[str, Any]) -> None:
+def test_started_as_the_user_with_umask_077(root_hub: HubProcess,
+                                            compared: dict[str, Any]) -> None:
+    hub = root_hub
     account = pwd.getpwnam(hub.system_user(hub.users[0]))
     status = compared["forked"]["status"]
     assert status["Uid"].split() == [str(account.pw_uid)] * 4
@@ -236,11 +255,13 @@ def test_lab_saves_layout_and_settings_in_the_home(compared: dict[str, Any], how
     assert saves["in_home"] == [True, True]
 
 
-def test_fallback_was_logged(hub: HubProcess, compared: dict[str, Any]) -> None:
-    assert "the normal way" in hub.log.read_text(errors="replace")
+def test_fallback_was_logged(root_hub: HubProcess, compared: dict[str, Any]) -> None:
+    assert "the normal way" in root_hub.log.read_text(errors="replace")
 
 
-def test_fork_server_restarted_and_forks_again(hub: HubProcess, compared: dict[str, Any]) -> None:
+def test_fork_server_restarted_and_forks_again(root_hub: HubProcess,
+                                               compared: dict[str, Any]) -> None:
+    hub = root_hub
     name = hub.users[1]
     forker = fork_server_pid(hub)
     assert forker != compared["forker"]
@@ -252,8 +273,7 @@ def test_fork_server_restarted_and_forks_again(hub: HubProcess, compared: dict[s
     assert b.execute(name, kernel, "5 * 4")["result"] == "20"
 
 
-def test_no_fork_server_descriptor_or_other_users_secret(hub: HubProcess,
-                                                         compared: dict[str, Any]) -> None:
+def test_no_fork_server_descriptor_or_other_users_secret(hub: HubProcess) -> None:
     """A later child is a copy of the fork server: nothing of it, nor of the user before."""
     first, second = hub.users[1], hub.users[2]
     b1 = login(hub, first)
@@ -312,6 +332,11 @@ def test_running_servers_survive_fork_server_and_hub_restart(hub: HubProcess) ->
         time.sleep(0.3)
     assert b.execute(name, kernel, "x + 1")["result"] == "20"
     stop_server(hub, b, name)
+    # Its fork server is gone: the server, dead now, is init's to reap (an unprivileged hub
+    # counts a zombie as stopped, as userdel does), which may take a moment.
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not os.path.exists(f"/proc/{pid}")
 
 
@@ -339,3 +364,28 @@ def test_forked_server_dying_at_start_is_reported(hub: HubProcess) -> None:
     assert "stopped while starting" in message and "forked-config-says-no" in message
     assert time.monotonic() - started < 20
     os.unlink(conf)
+
+
+def test_an_unprivileged_hub_whose_helper_is_gone_says_so(hub: HubProcess) -> None:
+    """Last: the hub (unprivileged) cannot start a root helper again; a start fails with a
+    message, and the hub log says to start teamhub again as root."""
+    name = hub.users[0]
+    b = login(hub, name)
+    forker = fork_server_pid(hub)
+    os.kill(forker, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{forker}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    resp = b.http.post(f"{hub.url}/hub/api/users/{name}/server",
+                       headers={"X-XSRFToken": b._xsrf("/hub/")}, timeout=60)
+    message = resp.text
+    deadline = time.monotonic() + 30
+    while "could not be" not in message and time.monotonic() < deadline:
+        message = b.get(f"/hub/api/users/{name}/server/progress", timeout=10).text
+        time.sleep(0.2)
+    assert "could not be" in message, message
+    log = hub.log.read_text(errors="replace")
+    assert "it cannot be restarted without root: start teamhub again as root" in log
+    assert not os.path.exists(f"/proc/{forker}")  # and no new one: root starts it
+    with pytest.raises(AssertionError):
+        fork_server_pid(hub, timeout=2)

@@ -41,7 +41,9 @@ def _host_shm_of(uid: int) -> list[str]:
 def hub(request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     forked = request.param
-    h = HubProcess(tmp_path_factory.mktemp("hub"),
+    # spawner.fork_server = false: the server starts from the hub itself, which only a root
+    # hub can do (an unprivileged hub refuses that setting).
+    h = HubProcess(tmp_path_factory.mktemp("hub"), unprivileged=None if forked else False,
                    extra_toml=f'[spawner]\nfork_server = {str(forked).lower()}\n'
                               f'shm_size = "{SHM_MB}M"\n')
     h.forked = forked

@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import pwd
 import threading
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pytest
 import websocket
 from support.hub import HubProcess
 
+from teamhub.settings import load
 from teamhub.system import unixhttp
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
@@ -107,10 +109,11 @@ def test_service_worker_allowed_passes_only_on_the_hub_route(hub: HubProcess) ->
     assert raw_get(hub, "/hub/login")[0] == 200
 
 
-def test_proxy_api_is_a_root_only_socket(hub: HubProcess) -> None:
+def test_proxy_api_is_the_hub_accounts_only_socket(hub: HubProcess) -> None:
+    """The hub's only: its account's (hub.unprivileged, the default), 0600."""
     sock = Path(hub.paths.proxy_api_socket)
     assert sock.is_socket() and oct(sock.stat().st_mode & 0o777) == "0o600"
-    assert sock.stat().st_uid == 0
+    assert sock.stat().st_uid == pwd.getpwnam(load(hub.config, environ={})["hub.account"]).pw_uid
 
 
 def test_posts_the_hub_refuses_get_the_hubs_answer_never_503(hub: HubProcess) -> None:

@@ -83,8 +83,10 @@ def hub() -> Iterator[HubProcess]:
     # Not pytest's tmp_path: the hub's account must reach its state folder (root-only 0700).
     root = world_dir("teamhub-unpriv-")
     projects, envs = world_dir("teamhub-unpriv-projects-"), world_dir("teamhub-unpriv-envs-")
-    h = HubProcess(root, extra_toml=f'[projects]\nroot = "{projects}"\n\n'
-                                    f'[envs]\nroot = "{envs}"\n')
+    # A root hub first (the previous version), then switched: unprivileged set explicitly.
+    h = HubProcess(root, unprivileged=False,
+                   extra_toml=f'[projects]\nroot = "{projects}"\n\n'
+                              f'[envs]\nroot = "{envs}"\n')
     h.scratch += [projects, envs]
     h.projects_root, h.envs_root = projects, envs
     h.account = unique("thub")

@@ -8,6 +8,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -54,21 +55,36 @@ def world_dir(prefix: str) -> Path:
     return path
 
 
+def _reachable(path: Path) -> bool:
+    """Whether every folder on PATH's real location lets other users through."""
+    real = Path(os.path.realpath(path))
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (*real.parents, real))
+
+
 def unique(prefix: str = "u") -> str:
     return prefix + secrets.token_hex(3)
 
 
 class HubProcess:
-    """A teamhub hub in its own temp state, config and home folders."""
+    """A teamhub hub in its own temp state, config and home folders.
 
-    def __init__(self, root: Path, *, system_prefix: str = "tht-", ip: str = "127.0.0.1",
-                 extra_toml: str = "") -> None:
-        self.root = root
+    Hubs run unprivileged by default (hub.unprivileged; all share the account `teamhub`,
+    which tests/conftest.py removes at the end if the suite made it): the hub's account
+    must reach its state and config, so a ROOT other users cannot enter (pytest's tmp_path,
+    under a 0700 folder) is replaced by a world-traversable folder of the hub's own,
+    removed in cleanup(). UNPRIVILEGED: hub.unprivileged set explicitly (false: a root hub,
+    for a test of root-hub behaviour)."""
+
+    def __init__(self, root: Path | None = None, *, system_prefix: str = "tht-",
+                 ip: str = "127.0.0.1", extra_toml: str = "",
+                 unprivileged: bool | None = None) -> None:
+        self.own_root = root is None or not _reachable(root)
+        self.root = world_dir("teamhub-hub-") if self.own_root else Path(root)
         self.home_root = world_dir("teamhub-homes-")
         self.port = free_port()
-        self.config = root / "teamhub.toml"
-        self.state = root / "state"
-        self.log = root / "hub.log"
+        self.config = self.root / "teamhub.toml"
+        self.state = self.root / "state"
+        self.log = self.root / "hub.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.system_prefix = system_prefix
         # The test's own folders (a projects root...), removed after the hub in cleanup().
@@ -79,6 +95,7 @@ class HubProcess:
 ip = "{ip}"
 port = {self.port}
 log_level = "DEBUG"
+{"" if unprivileged is None else f"unprivileged = {str(unprivileged).lower()}"}
 
 [paths]
 state_dir = "{self.state}"
@@ -145,11 +162,23 @@ enabled = false
                 raise AssertionError(f"teamhub up exited {self.proc.returncode}:\n{self.tail()}")
             try:
                 if requests.get(f"{self.url}/hub/login", timeout=2).status_code == 200:
+                    self._check_runs_as_set(self.proc.pid)
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"hub did not answer within {timeout}s:\n{self.tail()}")
+
+    def _check_runs_as_set(self, pid: int) -> None:
+        """The hub runs as hub.unprivileged says (its account by default, root when a test
+        sets it false): what the tests below then test is what they mean to."""
+        settings = load(self.config, environ={})
+        uids = Path(f"/proc/{pid}/status").read_text().split("\nUid:")[1].split()[:4]
+        if settings["hub.unprivileged"]:
+            expected = str(pwd.getpwnam(settings["hub.account"]).pw_uid)
+        else:
+            expected = "0"
+        assert uids == [expected] * 4, f"the hub runs with uids {uids}, not {expected}"
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -217,6 +246,8 @@ enabled = false
         shutil.rmtree(self.home_root, ignore_errors=True)
         for path in self.scratch:
             shutil.rmtree(path, ignore_errors=True)
+        if self.own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 # hub_factory (tests/hub/conftest.py): makes a HubProcess with these keyword arguments in a

@@ -167,6 +167,36 @@ def test_single_user_trial_runs_without_root(tmp_path: Path) -> None:
         shutil.rmtree(home)
 
 
+def test_the_trial_refuses_an_explicit_unprivileged_hub() -> None:
+    """hub.unprivileged is on by default and the trial (it runs as you) leaves the default
+    off (above); a `true` an admin wrote is refused, not silently ignored."""
+    home = Path(tempfile.mkdtemp(prefix="teamhub-trial-", dir="/tmp"))
+    try:
+        shutil.chown(home, "nobody", "nogroup")
+        cfg = home / "teamhub.toml"
+        cfg.write_text(f"[hub]\nport = {free_port()}\nunprivileged = true\n")
+        shutil.chown(cfg, "nobody", "nogroup")
+        line = one_error_line(run("--config", str(cfg), "up", "--single-user-trial",
+                                  "--check", user="nobody",
+                                  env={"HOME": str(home), "USER": "nobody"}))
+        assert "hub.unprivileged is on but the single-user trial" in line
+        assert "(the default)" not in line
+    finally:
+        shutil.rmtree(home)
+
+
+def test_no_fork_server_with_the_default_names_both_settings(hub: HubProcess) -> None:
+    hub.config.write_text(hub.config.read_text() + "\n[spawner]\nfork_server = false\n")
+    line = one_error_line(run("--config", str(hub.config), "up", "--check"))
+    assert "hub.unprivileged is on (the default) but spawner.fork_server is off" in line
+    assert "teamhub config set hub.unprivileged false" in line
+    assert "teamhub config unset spawner.fork_server" in line
+    hub.config.write_text(hub.config.read_text().replace("[hub]\n", "[hub]\nunprivileged = "
+                                                         "false\n", 1))
+    proc = run("--config", str(hub.config), "up", "--check")
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.parametrize("how", ["file", "env"])
 def test_gpus_without_a_driver_are_refused(hub: HubProcess, how: str) -> None:
     """This machine has no NVIDIA driver: asking for GPUs must stop `up`, not run unkept."""

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -187,3 +190,34 @@ def test_status_report_names_holders(tmp_path: Path) -> None:
     assert [[(h["user"], h["shared"]) for h in d["holders"]] for d in report] == [
         [("ada", False)], [("bob", True)]]
     assert report[0]["uuid"] == DEVICES[0].uuid and report[0]["holders"][0]["since"]
+
+
+def test_an_unprivileged_hubs_record_stays_its_own() -> None:
+    """In the state folder of an unprivileged hub (hub.unprivileged), the hub's account's:
+    the hub takes and reads the record as that account, and root (the CLI, e.g. `teamhub
+    gpu status`) writing it leaves record, lock and lock folder that account's."""
+    root = Path(tempfile.mkdtemp(prefix="teamhub-gpurec-", dir="/tmp"))
+    try:
+        root.chmod(0o755)  # the account must reach its state folder
+        state = root / "state"
+        state.mkdir(mode=0o700)
+        nobody = 65534
+        os.chown(state, nobody, nobody)
+        record = Allocations(state / "gpu_allocations.json")
+        take(record, "ann", "1")  # as root: the CLI
+        owned = [state / "gpu_allocations.json", state / "locks", state / "locks" / "gpus.lock"]
+        assert [(p.stat().st_uid, p.stat().st_mode & 0o777) for p in owned] == [
+            (nobody, 0o600), (nobody, 0o700), (nobody, 0o600)]
+        # The hub's account itself (a child that drops to it) reads, takes and releases.
+        script = (f"import os; os.setgroups([]); os.setgid({nobody}); os.setuid({nobody}); "
+                  "from pathlib import Path; from teamhub.gpu_allocations import Allocations; "
+                  f"r = Allocations(Path({str(state / 'gpu_allocations.json')!r})); "
+                  "print(sorted(h.holder for h in r.holdings())); r.release('ann')")
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                              cwd="/")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "['ann']"
+        assert record.holdings() == []
+    finally:
+        shutil.rmtree(root)

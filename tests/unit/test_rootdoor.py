@@ -249,9 +249,9 @@ def test_the_helpers_proxy_is_the_one_the_hub_would_start(settings: Callable[...
     assert c.TeamhubProxy.helper_socket == str(paths.fork_server_socket)
     assert policy.proxy_log == str(paths.proxy_log)
     # Without hub.unprivileged the root hub starts its own proxy: none in the policy.
-    off = helper_policy.build(settings("[hub]\nport = 80\n"), paths)
+    off = helper_policy.build(settings("[hub]\nport = 80\nunprivileged = false\n"), paths)
     assert off.proxy_argv == [] and off.proxy_ports == []
     c = Config()
-    hubconfig.update_proxy(c, settings("[hub]\nport = 80\n"), paths)
+    hubconfig.update_proxy(c, settings("[hub]\nport = 80\nunprivileged = false\n"), paths)
     assert c.TeamhubProxy.helper_socket == ""
 

@@ -26,14 +26,36 @@ def test_up_refuses_what_the_helper_cannot_do_yet(settings, toml: str, trial: bo
     with pytest.raises(PreflightError) as caught:
         preflight.check_unprivileged(s, trial)
     assert "hub.unprivileged" in caught.value.message and named in caught.value.message
-    assert "teamhub config set hub.unprivileged false" in caught.value.hint
+    if trial:  # the trial cannot have it at all
+        assert "teamhub config unset hub.unprivileged" in caught.value.hint
+    else:
+        assert "teamhub config set hub.unprivileged false" in caught.value.hint
+    if "fork_server" in named:
+        assert "teamhub config unset spawner.fork_server" in caught.value.hint
 
 
 def test_up_accepts_both_backends_and_ignores_the_rest_when_off(settings) -> None:
     preflight.check_unprivileged(settings("", TEAMHUB_HUB_UNPRIVILEGED="true"), False)
     preflight.check_unprivileged(settings('[spawner]\nbackend = "docker"\n',
                                           TEAMHUB_HUB_UNPRIVILEGED="true"), False)
-    preflight.check_unprivileged(settings('[spawner]\nbackend = "docker"\n'), True)
+    preflight.check_unprivileged(settings('[spawner]\nfork_server = false\n',
+                                          TEAMHUB_HUB_UNPRIVILEGED="false"), True)
+    preflight.check_unprivileged(settings('[spawner]\nfork_server = false\n',
+                                          TEAMHUB_HUB_UNPRIVILEGED="false"), False)
+
+
+def test_on_by_default_but_not_in_the_trial(settings) -> None:
+    """hub.unprivileged is on by default; the trial (it runs as you) leaves the default
+    alone, while an explicit `true` in it is refused (above)."""
+    s = settings("")
+    assert s["hub.unprivileged"] is True and s.origins["hub.unprivileged"] == "default"
+    preflight.check_unprivileged(s, True)
+    with pytest.raises(PreflightError) as caught:
+        preflight.check_unprivileged(settings("[spawner]\nfork_server = false\n"), False)
+    assert "hub.unprivileged is on (the default) but spawner.fork_server is off" in \
+        caught.value.message
+    with pytest.raises(PreflightError):
+        preflight.check_unprivileged(settings("[hub]\nunprivileged = true\n"), True)
 
 
 def test_pam_check_knows_the_helpers_socket(settings, tmp_path) -> None:

@@ -86,6 +86,10 @@ def _trial_defaults(ctx: Context) -> None:
         os.environ["TEAMHUB_PATHS_STATE_DIR"] = str(Path.home() / ".local/share/teamhub")
     if probe.origins["paths.runtime_dir"] == "default":
         os.environ["TEAMHUB_PATHS_RUNTIME_DIR"] = sys.prefix
+    if probe.origins["hub.unprivileged"] == "default":
+        # The trial runs everything as the invoking user already: the default (on) does not
+        # apply; an explicit `true` is still refused (preflight.check_unprivileged).
+        os.environ["TEAMHUB_HUB_UNPRIVILEGED"] = "false"
 
 
 def public_base_url(settings: Settings) -> str:

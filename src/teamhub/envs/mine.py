@@ -30,6 +30,12 @@ def account(settings: Settings, paths: Paths, hub_name: str) -> users.SystemUser
     if settings["spawner.backend"] != "local":
         raise EnvError("personal environments are made inside your server with this backend",
                        "open a terminal in your server and run `teamhub-env create NAME PKG`")
+    if os.geteuid() != 0:
+        # An unprivileged hub (hub.unprivileged) cannot run anything as the user: not
+        # through the root helper yet (README "What runs as root").
+        raise EnvError("this page cannot manage personal environments on this hub (it runs "
+                       "unprivileged)", "open a terminal in your server and run "
+                       "`teamhub-env create NAME PKG` (or `list`, `delete NAME`)")
     sysname = system_name(hub_name, settings["users.system_prefix"])
     found = users.lookup(sysname)
     if (found is None or not users.is_managed(sysname, registry=paths.system_users)

@@ -339,6 +339,10 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
         try:
             _, _, warning = await self.root_helper.ensure_account(self.user.name)
         except ForkServerUnavailable as exc:
+            if not str(exc).startswith("fork server refused: "):
+                # Gone, not a refusal: the hub log says what brings it back.
+                self.log.error("No root helper for %s's account: %s. %s", self.user.name, exc,
+                               roothelper.HELPER_GONE)
             raise TeamhubError(str(exc).removeprefix("fork server refused: ")) from None
         if warning:
             self.log.warning("Could not apply project folders for %s: %s", self.user.name,

@@ -3,8 +3,10 @@
 A lock file that an ordinary user can open is a lock they can take: flock()
 needs no write access, so a world-readable lock file lets anyone stall every
 program that waits on it. These live in a root-only folder (0700), are 0600,
-and are opened without following symlinks. Nothing here knows about
-JupyterHub or environments.
+and are opened without following symlinks. Root-only, or rather the owner's only:
+in the state folder of an unprivileged hub (hub.unprivileged), which belongs to the
+hub's account, the locks are that account's, so that the hub (not root) and the root
+CLI can both take them. Nothing here knows about JupyterHub or environments.
 """
 
 from __future__ import annotations
@@ -24,8 +26,19 @@ POLL_S = 0.2
 TELL_AFTER_S = 1.0
 
 
+def owner(folder: Path) -> tuple[int, int]:
+    """(uid, gid) the locks in FOLDER's lock folder belong to: this process's, except that
+    root's in another account's folder (the state folder of an unprivileged hub: the CLI)
+    are that account's, whose hub takes them too."""
+    if os.geteuid() != 0:
+        return os.geteuid(), os.getegid()
+    st = os.stat(folder)
+    return (st.st_uid, st.st_gid) if st.st_uid != 0 else (0, 0)
+
+
 def private_dir(path: Path) -> Path:
-    """Make PATH a real folder owned by root, mode 0700 (creating it if missing)."""
+    """Make PATH a real folder owned by root (or see `owner`), mode 0700 (creating it if
+    missing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.mkdir(path, 0o700)
@@ -34,8 +47,9 @@ def private_dir(path: Path) -> Path:
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise LockError(f"{path} is not a folder (a symlink?)", "move it away and try again")
-    if st.st_uid != 0 or st.st_gid != 0:
-        os.chown(path, 0, 0, follow_symlinks=False)
+    uid, gid = owner(path.parent)
+    if st.st_uid != uid or st.st_gid != gid:
+        os.chown(path, uid, gid, follow_symlinks=False)
     if stat.S_IMODE(st.st_mode) != 0o700:
         os.chmod(path, 0o700, follow_symlinks=False)
     return path
@@ -95,8 +109,9 @@ def exclusive(path: Path, timeout: float,
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise LockError(f"{path} is not a regular file", "move it away and try again")
-        if st.st_uid != 0 or stat.S_IMODE(st.st_mode) != 0o600:
-            os.fchown(fd, 0, 0)
+        uid, gid = owner(path.parent.parent)
+        if st.st_uid != uid or stat.S_IMODE(st.st_mode) != 0o600:
+            os.fchown(fd, uid, gid)
             os.fchmod(fd, 0o600)
         start = time.monotonic()
         told = False
