@@ -316,23 +316,6 @@ def test_env_names_with_html_are_refused_as_text(root_hub: HubProcess, page) -> 
     assert not [p for p in os.listdir(hub.envs_root) if "<" in p or "img" in p]
 
 
-def test_an_unprivileged_hub_sends_personal_envs_to_the_terminal(
-        hub: HubProcess, member: Client) -> None:
-    """My environments runs `teamhub-env` as the user, which an unprivileged hub cannot do
-    (not through the root helper yet): the page and its build say where to do it."""
-    page = member.get(f"{CONSOLE}/myenvs")
-    assert page.status_code == 200
-    assert "cannot manage personal environments on this hub" in page.text
-    assert "teamhub-env create NAME PKG" in page.text
-    reply = member.http.post(f"{hub.url}{CONSOLE}/myenvs/build", timeout=60,
-                             headers={"X-XSRFToken": hub_xsrf(member)},
-                             json={"name": "mine", "packages": "six"})
-    assert "cannot manage personal environments on this hub" in reply.text, reply.text
-    account = pwd.getpwnam(hub.system_user(hub.member))
-    assert not os.path.exists(os.path.join(account.pw_dir, ".venvs", "mine"))
-
-
-# On the root hub: an unprivileged one cannot run `teamhub-env` as the user (above).
 def test_a_user_makes_and_deletes_a_personal_env_as_themselves(
         root_hub: HubProcess, root_member: Client, page) -> None:
     hub, member = root_hub, root_member
@@ -354,6 +337,11 @@ def test_a_user_makes_and_deletes_a_personal_env_as_themselves(
     six = list(Path(venv).glob("lib/python*/site-packages/six.py"))
     assert six and six[0].stat().st_uid == account.pw_uid
     assert "personal-mine" in member.kernelspecs(hub.member)
+    # A kernel of it runs, the env's own python.
+    kernel = member.new_kernel(hub.member, "personal-mine")
+    member.wait_kernel(hub.member, kernel)
+    out = member.execute(hub.member, kernel, "import sys, six; print(sys.prefix)")
+    assert out["stdout"].strip() == venv, out
 
     page.click("#build-reload")
     page.wait_for_selector("#myenv-mine")

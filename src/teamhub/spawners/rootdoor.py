@@ -6,8 +6,10 @@ granted spawn is carried out.
 
 Protocol (unix socket, one request per connection, one JSON object per line, a request
 line at most MAX_REQUEST bytes). Every answer is one line, `{"error": REASON}` when
-refused; every refusal is logged with the peer's pid, uid and the reason, and the
-helper goes on serving others.
+refused, except that a streaming verb (`user_env`, `env_build`) first sends zero or more
+progress lines `{"line": TEXT}` (forkserver._stream_in_child; the hub's side reads them
+with roothelper.HelperWork._stream) and then its one answer line; every refusal is
+logged with the peer's pid, uid and the reason, and the helper goes on serving others.
 
 Who: the peer's credentials (SO_PEERCRED) on every connection. Root is served as before
 (the hub while it still runs as root). The hub's account (`hub.account`, its uid given
@@ -108,8 +110,16 @@ needs from the store, not the hub:
      those groups (each in the store; [] = everyone) see E; visibility rewritten from the
      store's members.
   `{"op": "env_delete", "env": E}` → `{"ok": true}`: deletes E and rewrites visibility.
-  (Env names by the env name rule. Builds, create, install, uninstall, are never done
-  for the hub: a package's build code would run as root.)
+  (Env names by the env name rule.)
+  `{"op": "user_env", "user": U, "args": [...]}` → `{"line"}`..., `{"exit": N}`: runs
+     `teamhub-env ARGS` as U's account (My environments; envs.mine.run_as: setpriv with
+     its uid, gid and groups, its home, a clean environment plus how `teamhub up`
+     reached the package index), streaming its output. U's account must be one teamhub
+     made (the registry), with its home, never root nor a system account; refused in
+     PAM mode and with the docker backend. ARGS only `["list", "--json"]`,
+     `["create", NAME, "--", PKG...]` or `["delete", NAME]` (envs.mine.check_args: NAME
+     by the env name rule, at most 100 packages, none empty, starting with `-`, over
+     400 characters or holding a newline).
 A request with a field its verb does not take is refused.
 """
 
@@ -128,8 +138,9 @@ from typing import Any
 
 from ..accounts.groups import canonical_group
 from ..envs import admin as envs_admin
+from ..envs import mine
 from ..envs.store import check_name as check_env_name
-from ..errors import HelperRefused, SystemUserError, TeamhubError
+from ..errors import EnvError, HelperRefused, SystemUserError, TeamhubError
 from ..projects.apply import Layout, Projects  # loaded once: the verbs' children share it
 from ..projects.model import check_project_name
 from ..proxy import TOKEN_RE
@@ -170,6 +181,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "container_stop": frozenset({"user", "server", "timeout"}),
     "container_logs": frozenset({"user", "server", "lines"}),
     "start_proxy": frozenset({"token"}),
+    "user_env": frozenset({"user", "args"}),
 }
 VERBS = tuple(FIELDS)
 # The console's machine-changing actions (done in a child of the helper: slow OS work).
@@ -238,6 +250,12 @@ class Policy:
     proxy_ports: list[int] = field(default_factory=list)
     proxy_slice: str = ""
     proxy_log: str = ""
+    # My environments (`user_env`): the runtime whose bin/teamhub-env runs as the user;
+    # empty (other backends): refused.
+    user_envs_runtime: str = ""
+    # How `teamhub up` reached the package index (envs.mine.INDEX_ENV from its environment):
+    # the helper's own environment is bare.
+    index_env: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -447,6 +465,35 @@ def proxy_command(policy: Policy) -> list[str]:
 def proxy_env(token: str) -> dict[str, str]:
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
             "CONFIGPROXY_AUTH_TOKEN": token}
+
+
+def user_env(request: dict[str, Any], policy: Policy) -> tuple[SystemUser, list[str]]:
+    """A `user_env` request checked (HelperRefused otherwise): the account teamhub made for
+    its user (in the registry, with its home; never root nor a system account, never in
+    PAM mode, local backend only, as envs.mine.account checks it for a root hub) and the
+    arguments (envs.mine.check_args: what the My environments page runs)."""
+    if not policy.user_envs_runtime:
+        raise HelperRefused("user_env: personal environments are made inside the server "
+                            "with this backend")
+    if policy.existing_accounts:
+        raise HelperRefused("user_env: in PAM mode the Linux accounts are the machine's own")
+    user = hub_user(request.get("user"))
+    account = account_of(user, policy)  # the registry's, not a system account
+    if not os.path.isdir(account.home):
+        raise HelperRefused(f"user_env: {user} has no home on this machine yet")
+    try:
+        args = mine.check_args(request.get("args"))
+    except EnvError as exc:
+        raise HelperRefused(f"user_env: {exc.message}") from None
+    return account, args
+
+
+def run_user_env(account: SystemUser, args: list[str], policy: Policy,
+                 echo: Any) -> dict[str, Any]:
+    """`teamhub-env ARGS` as ACCOUNT (envs.mine.run_as: setpriv, the user's uid, gid and
+    groups, a clean environment), each line to ECHO; `{"exit": code}`."""
+    return {"exit": mine.run_as(account, Path(policy.user_envs_runtime), args, echo,
+                                index=policy.index_env)}
 
 
 def socket_owner(policy: Policy) -> int:
