@@ -82,6 +82,11 @@ class EnvError(TeamhubError):
     exit_code = 6
 
 
+class TakeoverError(EnvError):
+    """A tree built by an unprivileged builder holds what root will not take over (a fifo,
+    a file of another owner, a hard link): the build fails, its tree is deleted."""
+
+
 class LabExtensionError(TeamhubError):
     """A JupyterLab extension cannot be added to or removed from the runtime."""
 
