@@ -150,11 +150,6 @@ class PrivateFolderError(TeamhubError):
     """A folder or file root makes for one account's server is not safe to make there."""
 
 
-class NeedsRoot(TeamhubError):
-    """A console action that changes the machine (Linux accounts, folder ACLs, /opt), asked
-    of a hub that runs unprivileged (hub.unprivileged): the hint names the CLI command."""
-
-
 class HelperRefused(TeamhubError):
     """The root helper will not do what a peer asked (teamhub.spawners.rootdoor); the
     reason goes to the helper's log, with the peer's pid, and back to the peer."""

@@ -95,6 +95,9 @@ def build(settings: Settings, paths: Paths) -> Policy:
         user_envs_runtime=(str(paths.runtime_dir) if settings["spawner.backend"] == "local"
                            else ""),
         index_env=mine.index_env(),
+        envs_uv=str(paths.runtime_dir / "bin" / "uv"),
+        envs_python=str(paths.runtime_python),
+        envs_keep=settings["envs.keep_revisions"],
         **docker(settings, paths),
     )
 

@@ -183,7 +183,9 @@ def helper() -> Iterator[Helper]:
                     prefix=PREFIX, home_root=str(root / "home"), shell="/bin/sh",
                     private_runtime_root=str(root / "run"), private_tmp_root=str(root / "tmp"),
                     server_log_dir=str(state / "logs"),
-                    user_envs_runtime=str(Path(sys.executable).parent.parent))
+                    user_envs_runtime=str(Path(sys.executable).parent.parent),
+                    envs_root=str(root / "envs"), envs_uv=str(Path(sys.executable).parent / "uv"),
+                    envs_python=sys.executable, hub_gid=pwd.getpwnam(hub_name).pw_gid)
     sock, log = root / "helper.sock", state / "helper.log"
     proc = forkserver.start(sock, sys.executable, log, policy)
     h = Helper(sock, log, policy, pwd.getpwnam(hub_name), user, account, foreign, proc)
@@ -610,4 +612,33 @@ def test_compromised_hub_cannot_run_other_commands_as_a_user(
     assert got["lines"] == [], got
     _refused(helper, pid, got["answer"], reason)
     assert not (Path(helper.account.home) / ".venvs" / "ok").exists()
+    _still_serving(helper)
+
+
+# --- shared environment builds (env_build) ----------------------------------------------
+
+
+@pytest.mark.parametrize("request_, reason", [
+    ({"action": "create", "env": "../etc", "packages": []}, "bad environment name"),
+    ({"action": "create", "env": "Upper", "packages": []}, "bad environment name"),
+    ({"action": "build", "env": "ok", "packages": []}, "unknown action"),
+    ({"action": "create", "env": "ok", "packages": ["--index-url=http://evil"]},
+     "not a package name"),
+    ({"action": "create", "env": "ok", "packages": ["six", "-e/tmp/x"]}, "not a package name"),
+    ({"action": "create", "env": "ok", "packages": ["six idna"]}, "not a package name"),
+    ({"action": "create", "env": "ok", "packages": "six"}, "must be a list"),
+    ({"action": "create", "env": "ok", "packages": [], "groups": ["Not A Group"]},
+     "bad group name"),
+    ({"action": "install", "env": "ok", "packages": ["six"], "groups": []}, "takes no groups"),
+    ({"action": "install", "env": "ok", "packages": []}, "needs packages"),
+    ({"action": "create", "env": "ok", "packages": [], "python": "/tmp/evil"},
+     "unexpected field"),
+])
+def test_compromised_hub_cannot_build_outside_the_rules(
+        helper: Helper, request_: dict[str, Any], reason: str) -> None:
+    request = {"op": "env_build", **request_}
+    pid, answers = helper.ask_as(helper.hub.pw_uid, [{**_line(request), "stream": "1"}])
+    assert answers[0]["lines"] == [], answers
+    _refused(helper, pid, answers[0]["answer"], reason)
+    assert not (Path(helper.policy.envs_root) / "ok").exists()
     _still_serving(helper)

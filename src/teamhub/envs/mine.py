@@ -87,15 +87,24 @@ def check_args(args: object) -> list[str]:
         return args
     if len(args) >= 3 and args[0] == "create" and args[2] == "--":
         check_name(args[1])
-        packages = args[3:]
-        if len(packages) > MAX_PACKAGES:
-            raise EnvError(f"at most {MAX_PACKAGES} packages at once")
-        for pkg in packages:
-            if not pkg or pkg.startswith("-") or len(pkg) > MAX_ARG or "\n" in pkg or "\0" in pkg:
-                raise EnvError(f"{pkg[:60]!r} is not a package name", "give package names only")
+        check_packages(args[3:])
         return args
     raise EnvError(f"teamhub-env {' '.join(args)[:60]!r} is not what this page runs",
                    "list --json, create NAME -- PKG..., delete NAME")
+
+
+def check_packages(packages: object) -> list[str]:
+    """PACKAGES if they are package requirements (no option, at most MAX_PACKAGES, none
+    empty, over MAX_ARG characters or with white space), else EnvError."""
+    if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
+        raise EnvError("packages must be a list of text")
+    if len(packages) > MAX_PACKAGES:
+        raise EnvError(f"at most {MAX_PACKAGES} packages at once")
+    for pkg in packages:
+        if (not pkg or pkg.startswith("-") or len(pkg) > MAX_ARG
+                or any(c.isspace() or c == "\0" for c in pkg)):
+            raise EnvError(f"{pkg[:60]!r} is not a package name", "give package names only")
+    return packages
 
 
 def run_as(user: users.SystemUser, runtime_dir: Path, args: list[str], echo: Echo,

@@ -538,6 +538,10 @@ class ForkServer:
             _log(f"{peer}: teamhub-env {args[0]} as {account.name}")
             _stream_in_child(conn, listener, peer,
                              lambda echo: rootdoor.run_user_env(account, args, policy, echo))
+        elif op == "env_build":
+            about, build = rootdoor.env_build(request, policy)
+            _log(f"{peer}: env_build {about}")
+            _stream_in_child(conn, listener, peer, build)
         elif op == "start_proxy":
             token = rootdoor.proxy_token(request, trusted, policy)
             _answer_in_child(conn, listener, peer, lambda: start_proxy(policy, token))

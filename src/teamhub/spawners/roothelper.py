@@ -19,7 +19,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import ContainerEnterError, ForkServerUnavailable, HelperRefused, ImageError
+from ..errors import (
+    ContainerEnterError,
+    EnvError,
+    ForkServerUnavailable,
+    HelperRefused,
+    ImageError,
+)
 from ..paths import Paths
 from ..projects.apply import Projects
 from ..rootwork import Direct, RootWork
@@ -209,6 +215,20 @@ class HelperWork:
 
     def env_delete(self, name: str) -> None:
         self._ask({"op": "env_delete", "env": name})
+
+    def env_build(self, action: str, name: str, packages: list[str], groups: list[str],
+                  echo: Callable[[str], None]) -> int:
+        """Build a new revision of shared environment NAME (create with GROUPS, install,
+        uninstall PACKAGES) by the helper, its lines to ECHO; the new current revision.
+        EnvError (the build's own message) when the build failed: `current` unchanged."""
+        request: dict[str, Any] = {"op": "env_build", "action": action, "env": name,
+                                   "packages": packages}
+        if action == "create":
+            request["groups"] = groups
+        answer = self._stream(request, echo)
+        if "failed" in answer:
+            raise EnvError(str(answer["failed"]))
+        return int(answer["rev"])
 
     # My environments (teamhub.envs.mine): `teamhub-env ARGS` as the user, by the helper.
     def user_env(self, user: str, args: list[str], echo: Callable[[str], None]) -> int:

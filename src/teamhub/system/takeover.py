@@ -58,7 +58,7 @@ def _take_dir(fd: int, where: str, builder_uid: int) -> int:
         raise _refuse(where, "not a directory")
     _owned(st, where, builder_uid)
     os.fchown(fd, 0, 0)
-    os.fchmod(fd, stat.S_IMODE(st.st_mode) & KEEP_BITS)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode) & KEEP_BITS | 0o555)  # shared: a+rx
     taken = 1
     with os.scandir(fd) as entries:
         names = [e.name for e in entries]
@@ -93,10 +93,37 @@ def _take_file(dir_fd: int, name: str, where: str, builder_uid: int) -> int:
         if st.st_nlink != 1:
             raise _refuse(where, f"a file with {st.st_nlink} hard links")
         os.fchown(fd, 0, 0)  # clears setuid/setgid too; the mode below makes sure
-        os.fchmod(fd, stat.S_IMODE(st.st_mode) & KEEP_BITS)
+        mode = stat.S_IMODE(st.st_mode) & KEEP_BITS | 0o444  # shared: a+r, a+x if u+x
+        os.fchmod(fd, mode | (0o111 if mode & 0o100 else 0))
     finally:
         os.close(fd)
     return 1
+
+
+def open_nofollow_dir(path: Path, relative: str = "") -> int:
+    """A descriptor of PATH/RELATIVE, a directory reached without following any link of
+    RELATIVE (nor PATH itself)."""
+    parts = [p for p in relative.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ValueError(f"bad relative path {relative!r}")
+    fd = os.open(path, DIR_FLAGS)
+    for part in parts:
+        try:
+            sub = os.open(part, DIR_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = sub
+    return fd
+
+
+def list_dir(top: Path, relative: str) -> list[str]:
+    """Names in TOP/RELATIVE, reached as open_nofollow_dir does."""
+    fd = open_nofollow_dir(top, relative)
+    try:
+        with os.scandir(fd) as entries:
+            return sorted(e.name for e in entries)
+    finally:
+        os.close(fd)
 
 
 def write_new(top: Path, relative: str, text: str, mode: int = 0o644) -> bool:
@@ -105,12 +132,8 @@ def write_new(top: Path, relative: str, text: str, mode: int = 0o644) -> bool:
     parts = [p for p in relative.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         raise ValueError(f"bad relative path {relative!r}")
-    fd = os.open(top, DIR_FLAGS)
+    fd = open_nofollow_dir(top, "/".join(parts[:-1]))
     try:
-        for part in parts[:-1]:
-            sub = os.open(part, DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = sub
         try:
             out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                           | os.O_CLOEXEC, mode, dir_fd=fd)
