@@ -82,6 +82,11 @@ class EnvError(TeamhubError):
     exit_code = 6
 
 
+class TakeoverError(EnvError):
+    """A tree built by an unprivileged builder holds what root will not take over (a fifo,
+    a file of another owner, a hard link): the build fails, its tree is deleted."""
+
+
 class LabExtensionError(TeamhubError):
     """A JupyterLab extension cannot be added to or removed from the runtime."""
 
@@ -143,11 +148,6 @@ class GpusBusy(GpuError):
 
 class PrivateFolderError(TeamhubError):
     """A folder or file root makes for one account's server is not safe to make there."""
-
-
-class NeedsRoot(TeamhubError):
-    """A console action that changes the machine (Linux accounts, folder ACLs, /opt), asked
-    of a hub that runs unprivileged (hub.unprivileged): the hint names the CLI command."""
 
 
 class HelperRefused(TeamhubError):

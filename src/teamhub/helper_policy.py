@@ -12,6 +12,7 @@ import pwd
 import shutil
 from typing import Any
 
+from .envs import mine
 from .hubconfig import proxy_command, server_args, server_environment, unix_url
 from .paths import Paths
 from .proxy import chp_library, launcher_argv
@@ -91,6 +92,12 @@ def build(settings: Settings, paths: Paths) -> Policy:
         pam_service=settings["auth.pam_service"],
         envs_root=settings["envs.root"],
         envs_lock_timeout=settings["envs.lock_timeout"],
+        user_envs_runtime=(str(paths.runtime_dir) if settings["spawner.backend"] == "local"
+                           else ""),
+        index_env=mine.index_env(),
+        envs_uv=str(paths.runtime_dir / "bin" / "uv"),
+        envs_python=str(paths.runtime_python),
+        envs_keep=settings["envs.keep_revisions"],
         **docker(settings, paths),
     )
 

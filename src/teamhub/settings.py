@@ -271,10 +271,9 @@ SCHEMA: tuple[Setting, ...] = (
             "default does not apply there: the trial runs as you); "
             "a TLS pair outside the state folder is copied into it for the proxy (a renewed "
             "one takes a root restart); the console's user block/unblock/remove, project and "
-            "environment rollback/access/delete actions go through the helper, but its "
-            "environment builds fail: use `teamhub env` for them, and \"My environments\" "
-            "sends users to `teamhub-env` in their server (README \"What runs as "
-            "root\")."),
+            "environment actions go through the helper: environment builds run uv as the "
+            "hub's account and root takes the built tree over, and \"My environments\" "
+            "runs `teamhub-env` as the user (README \"What runs as root\")."),
     Setting("paths.state_dir", str, "/var/lib/teamhub", "Root-only (0700) folder for the hub "
             "database, cookie secret, proxy token and account store.", check=_abs_path),
     Setting("db.url", str, "", "Where the hub's database and the account store (accounts, "

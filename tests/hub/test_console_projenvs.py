@@ -4,8 +4,9 @@ it runs and its kernel reaches the user, a failed build changes nothing, a user 
 deletes a personal env (as themselves), and who may do what.
 
 Env builds use the package index (small packages: six, idna), as the env tests do. The
-module's hub is unprivileged (the default); the Environments page's builds run on a root
-hub, since an unprivileged one refuses them."""
+module's hub is unprivileged (the default): the root helper builds (env_build: uv as the
+hub's account, the tree taken over by root) and runs `teamhub-env` as the user
+(user_env)."""
 
 from __future__ import annotations
 
@@ -49,15 +50,6 @@ def hub(hub_factory: HubFactory) -> HubProcess:
     return _make_hub(hub_factory)
 
 
-@pytest.fixture(scope="module")
-def root_hub(hub: HubProcess, hub_factory: HubFactory) -> HubProcess:
-    """A root hub (hub.unprivileged = false) for the Environments page's builds: an
-    unprivileged hub refuses them (not through the root helper yet: a build runs the
-    packages' own code, see README "What runs as root"; the refusal is tested in
-    tests/hub/test_unprivileged_hub.py)."""
-    return _make_hub(hub_factory, unprivileged=False)
-
-
 def client(hub: HubProcess, name: str) -> Client:
     c = Client(hub.url)
     assert c.login(name, PASSWORD).status_code == 302
@@ -77,12 +69,6 @@ def _member(hub: HubProcess) -> Client:
 def member(hub: HubProcess) -> Client:
     """The member with a running server and kernel (kernel id in .kernel)."""
     return _member(hub)
-
-
-@pytest.fixture(scope="module")
-def root_member(root_hub: HubProcess) -> Client:
-    """root_hub's member, the same way."""
-    return _member(root_hub)
 
 
 @pytest.fixture()
@@ -245,12 +231,12 @@ def build(page, form: str) -> str:
 
 
 def test_envs_page_streams_a_build_and_the_user_gets_the_kernel(
-        root_hub: HubProcess, root_member: Client, page) -> None:
-    hub, member = root_hub, root_member
+        hub: HubProcess, member: Client, page) -> None:
     name, held = unique("e"), unique("h")
+    builder = pwd.getpwnam("teamhub")  # the hub's account (hub.account): the builder
     login(page, hub.url, hub.admin, PASSWORD, f"{CONSOLE}/envs")
     # The build's lines reach the page while it runs, not at its end.
-    pkg, go = held_package(Path(world_dir("teamhub-cheld-")))
+    pkg, go = held_package(Path(world_dir("teamhub-cheld-")), builder.pw_uid)
     hub.scratch.append(pkg.parent)
     page.fill("#env-create-name", held)
     page.fill("#env-create-packages", str(pkg))
@@ -266,6 +252,16 @@ def test_envs_page_streams_a_build_and_the_user_gets_the_kernel(
     assert f"==> [{name} rev 1] creating venv" in log and "installing six" in log
     assert f"created environment {name}" in page.text_content("#build-status")
     assert f"env-{name}" in member.kernelspecs(hub.member)
+    # uv ran as the hub's account (its own cache); the revision is root's, nothing of it
+    # the hub's account's, nothing group/other may write, no setuid.
+    assert "taking over the built tree" in log
+    cache = hub.envs_root / ".cache-build"
+    assert os.stat(cache).st_uid == builder.pw_uid and os.stat(cache).st_mode & 0o777 == 0o700
+    rev = hub.envs_root / name / "revs" / "1"
+    odd = [f"{p} {oct(st.st_mode)} {st.st_uid}" for p in [rev, *rev.rglob("*")]
+           if (st := p.lstat()).st_uid != 0
+           or (not p.is_symlink() and st.st_mode & 0o7022)]
+    assert odd == []
 
     page.click("#build-reload")
     page.wait_for_selector(f"#env-{name}")
@@ -306,8 +302,7 @@ def test_envs_page_streams_a_build_and_the_user_gets_the_kernel(
     assert "six==" in export and "--hash=sha256:" in export
 
 
-def test_env_names_with_html_are_refused_as_text(root_hub: HubProcess, page) -> None:
-    hub = root_hub
+def test_env_names_with_html_are_refused_as_text(hub: HubProcess, page) -> None:
     login(page, hub.url, hub.admin, PASSWORD, f"{CONSOLE}/envs")
     page.fill("#env-create-name", "<img src=x>")
     assert build(page, "#env-create") == "failed"
@@ -316,26 +311,9 @@ def test_env_names_with_html_are_refused_as_text(root_hub: HubProcess, page) -> 
     assert not [p for p in os.listdir(hub.envs_root) if "<" in p or "img" in p]
 
 
-def test_an_unprivileged_hub_sends_personal_envs_to_the_terminal(
-        hub: HubProcess, member: Client) -> None:
-    """My environments runs `teamhub-env` as the user, which an unprivileged hub cannot do
-    (not through the root helper yet): the page and its build say where to do it."""
-    page = member.get(f"{CONSOLE}/myenvs")
-    assert page.status_code == 200
-    assert "cannot manage personal environments on this hub" in page.text
-    assert "teamhub-env create NAME PKG" in page.text
-    reply = member.http.post(f"{hub.url}{CONSOLE}/myenvs/build", timeout=60,
-                             headers={"X-XSRFToken": hub_xsrf(member)},
-                             json={"name": "mine", "packages": "six"})
-    assert "cannot manage personal environments on this hub" in reply.text, reply.text
-    account = pwd.getpwnam(hub.system_user(hub.member))
-    assert not os.path.exists(os.path.join(account.pw_dir, ".venvs", "mine"))
-
-
-# On the root hub: an unprivileged one cannot run `teamhub-env` as the user (above).
 def test_a_user_makes_and_deletes_a_personal_env_as_themselves(
-        root_hub: HubProcess, root_member: Client, page) -> None:
-    hub, member = root_hub, root_member
+        hub: HubProcess, member: Client, page) -> None:
+    """On the unprivileged hub: the root helper runs `teamhub-env` as the user (user_env)."""
     login(page, hub.url, hub.member, PASSWORD, f"{CONSOLE}/myenvs")
     account = pwd.getpwnam(hub.system_user(hub.member))
     venv = os.path.join(account.pw_dir, ".venvs", "mine")
@@ -354,6 +332,11 @@ def test_a_user_makes_and_deletes_a_personal_env_as_themselves(
     six = list(Path(venv).glob("lib/python*/site-packages/six.py"))
     assert six and six[0].stat().st_uid == account.pw_uid
     assert "personal-mine" in member.kernelspecs(hub.member)
+    # A kernel of it runs, the env's own python.
+    kernel = member.new_kernel(hub.member, "personal-mine")
+    member.wait_kernel(hub.member, kernel)
+    out = member.execute(hub.member, kernel, "import sys, six; print(sys.prefix)")
+    assert out["stdout"].strip() == venv, out
 
     page.click("#build-reload")
     page.wait_for_selector("#myenv-mine")

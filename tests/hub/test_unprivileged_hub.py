@@ -251,15 +251,17 @@ def _console(hub: HubProcess, b: Browser, page: str, **data: str) -> requests.Re
     return b.http.post(b.base + path, data=fields, allow_redirects=False, timeout=120)
 
 
-def test_console_refuses_environment_builds(hub: HubProcess) -> None:
-    """A build would run a package's build code as root: still the CLI's."""
+def test_console_env_build_with_an_unknown_group_changes_nothing(hub: HubProcess) -> None:
+    """Builds go through the helper (env_build; the builds themselves:
+    tests/hub/test_console_projenvs.py); an unknown group is refused before anything."""
     admin = _login(hub, hub.admin)
     admin.get("/hub/teamhub/console/envs")
     resp = admin.http.post(f"{hub.url}/hub/teamhub/console/envs/build", timeout=60,
                            headers={"X-XSRFToken": admin._xsrf("/hub/")},
-                           json={"action": "create", "name": "e1", "packages": "six"})
+                           json={"action": "create", "name": "e1", "packages": "six",
+                                 "groups": "nosuchgroupx"})
     assert resp.status_code == 200, resp.text[-2000:]
-    assert "hub.unprivileged" in resp.text and "teamhub env create e1" in resp.text
+    assert "unknown group(s): nosuchgroupx" in resp.text, resp.text[-2000:]
     assert not (hub.envs_root / "e1").exists()
 
 
@@ -428,6 +430,11 @@ def test_compromised_hub_cannot_misuse_the_console_verbs(hub: HubProcess, alice:
         ({"op": "env_delete", "env": "../envs"}, "bad environment name"),
         ({"op": "env_rollback", "env": "e1", "rev": 1, "path": "/"}, "unexpected field"),
         ({"op": "env_delete", "env": "nosuchenv"}, "does not exist"),
+        ({"op": "env_build", "action": "create", "env": "e2", "packages": [],
+          "groups": ["nosuchgroupx"]}, "unknown group(s): nosuchgroupx"),
+        ({"op": "env_build", "action": "wipe", "env": "e2", "packages": []}, "unknown action"),
+        ({"op": "env_build", "action": "create", "env": "e2", "packages": ["-rx"]},
+         "not a package name"),
     ]
     proc = as_hub_account(hub.account, str(runtime_dir() / "bin" / "python"), "-c", _ASK,
                            str(hub.paths.fork_server_socket),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from support.hub import runtime_dir, world_dir
 
-from teamhub.envs.store import SharedEnvs
+from teamhub.envs.store import Builder, SharedEnvs
 from teamhub.errors import EnvError
 from teamhub.system.uv import Uv
 
@@ -226,7 +226,7 @@ def test_failed_import_check_leaves_current_untouched(envs: SharedEnvs, tmp_path
 # Runs one change in its own process (and session), so that the test can kill it and uv.
 BUILD = """import sys
 from pathlib import Path
-from teamhub.envs.store import SharedEnvs
+from teamhub.envs.store import Builder, SharedEnvs
 from teamhub.system.uv import Uv
 root, uv, python, how, name = sys.argv[1:6]
 envs = SharedEnvs(Path(root), Uv(Path(uv), Path(root) / ".cache"), python)
@@ -350,3 +350,88 @@ def test_a_build_under_the_hubs_umask_is_usable_by_everyone(envs: SharedEnvs) ->
         assert folder.stat().st_mode & 0o755 == 0o755, folder
     assert _imports(envs, "um", "ipykernel")
     envs.delete("um")
+
+
+# --- builds by an unprivileged builder (the root helper's, for an unprivileged hub) ------
+
+BUILDER = 65534  # nobody / nogroup: stands for the hub's account
+
+
+def _owners_and_modes(top: Path) -> list[str]:
+    """Entries of TOP that are not root's, or that group/other may write, or setuid."""
+    bad = []
+    for folder, dirs, files in os.walk(top):
+        for name in [*dirs, *files]:
+            st = os.lstat(os.path.join(folder, name))
+            if st.st_uid != 0 or st.st_gid != 0:
+                bad.append(f"{folder}/{name} uid {st.st_uid}")
+            elif not os.path.islink(os.path.join(folder, name)) and st.st_mode & 0o7022:
+                bad.append(f"{folder}/{name} mode {oct(st.st_mode)}")
+    return bad
+
+
+@pytest.fixture(scope="module")
+def built(envs: SharedEnvs):
+    return SharedEnvs(envs.root, envs.uv, envs.base_python, keep=2,
+                      builder=Builder(BUILDER, BUILDER))
+
+
+def _trap_package(folder: Path, target: Path) -> Path:
+    """A local package whose build code, run by the builder, plants a fifo, a link to
+    /etc/shadow and a setuid file in TARGET (the revision being built)."""
+    pkg = folder / "trappkg"
+    pkg.mkdir(parents=True)
+    (pkg / "setup.py").write_text(
+        "import os\nfrom setuptools import setup\n"
+        f"t = {str(target)!r}\n"
+        "if os.path.isdir(t) and not os.path.lexists(t + '/fifo'):\n"
+        "    os.symlink('/etc/shadow', t + '/shadow')\n"
+        "    open(t + '/suid', 'w').close(); os.chmod(t + '/suid', 0o6777)\n"
+        "    os.mkfifo(t + '/fifo')\n"
+        "setup(name='trappkg', version='1.0', py_modules=[])\n")
+    for path in (folder, pkg):
+        path.chmod(0o777)
+    return pkg
+
+
+def test_a_builders_build_is_roots_with_nothing_the_builder_kept(built: SharedEnvs) -> None:
+    lines: list[str] = []
+    meta = built.create("bx", ["six"], echo=lines.append)
+    rev = built.root / "bx" / "revs" / str(meta["current"])
+    assert any("taking over the built tree" in line for line in lines), lines
+    assert _owners_and_modes(rev) == []
+    assert os.stat(rev).st_uid == 0 and os.stat(rev).st_mode & 0o777 == 0o755
+    # uv ran as the builder: its cache is the builder's, and what uv put there too.
+    cache = built.root / ".cache-build"
+    assert os.stat(cache).st_uid == BUILDER and os.stat(cache).st_mode & 0o777 == 0o700
+    assert {p.stat().st_uid for p in cache.rglob("*") if not p.is_symlink()} == {BUILDER}
+    assert _imports(built, "bx", "six") and _imports(built, "bx", "ipykernel")
+    assert list(rev.rglob("six*.pyc")), "uv compiled the bytecode as the builder"
+    # The %pip guard is there (written by root after the takeover) and the pip stubs.
+    assert list(rev.glob("lib/python3.*/site-packages/teamhub_pip_guard.py"))
+    assert "read-only" in (rev / "bin" / "pip").read_text()
+    # Install, as the builder too; a failed one leaves current.
+    built.change("bx", ["six", "idna"], "install idna", echo=lines.append)
+    assert os.readlink(built.root / "bx" / "current") == "revs/2"
+    assert _owners_and_modes(built.root / "bx" / "revs" / "2") == []
+    with pytest.raises(EnvError, match="unchanged"):
+        built.change("bx", ["six", BAD], f"install {BAD}", echo=lines.append)
+    assert os.readlink(built.root / "bx" / "current") == "revs/2"
+
+
+def test_a_build_whose_code_plants_a_fifo_fails_and_leaves_nothing(
+        built: SharedEnvs, tmp_path: Path) -> None:
+    built.create("by", [], echo=lambda _: None)
+    shadow = os.stat("/etc/shadow")
+    target = built.root / "by" / "revs" / "2"
+    pkg = _trap_package(Path(world_dir("teamhub-trap-")) / "src", target)
+    try:
+        with pytest.raises(EnvError, match="fifo|neither a directory"):
+            built.change("by", [str(pkg)], "install trap", echo=lambda _: None)
+    finally:
+        shutil.rmtree(pkg.parent.parent, ignore_errors=True)
+    assert not target.exists()
+    assert os.readlink(built.root / "by" / "current") == "revs/1"
+    after = os.stat("/etc/shadow")
+    assert (after.st_uid, after.st_gid, after.st_mode) == (shadow.st_uid, shadow.st_gid,
+                                                            shadow.st_mode)

@@ -64,6 +64,15 @@ for req in requests:
         answer = f.readline()
         answers.append({"first": json.loads(first or b"null"),
                         "answer": json.loads(answer or b"null")})
+    elif req.get("stream"):  # {"line"} objects, then the answer
+        lines, answer = [], None
+        for raw in f:
+            answer = json.loads(raw)
+            if set(answer) != {"line"}:
+                break
+            lines.append(answer["line"])
+            answer = None
+        answers.append({"lines": lines, "answer": answer})
     else:
         answers.append({"answer": json.loads(f.readline() or b"null")})
     s.close()
@@ -173,7 +182,10 @@ def helper() -> Iterator[Helper]:
                     args=["--KernelManager.transport=ipc"], registry=str(registry),
                     prefix=PREFIX, home_root=str(root / "home"), shell="/bin/sh",
                     private_runtime_root=str(root / "run"), private_tmp_root=str(root / "tmp"),
-                    server_log_dir=str(state / "logs"))
+                    server_log_dir=str(state / "logs"),
+                    user_envs_runtime=str(Path(sys.executable).parent.parent),
+                    envs_root=str(root / "envs"), envs_uv=str(Path(sys.executable).parent / "uv"),
+                    envs_python=sys.executable, hub_gid=pwd.getpwnam(hub_name).pw_gid)
     sock, log = root / "helper.sock", state / "helper.log"
     proc = forkserver.start(sock, sys.executable, log, policy)
     h = Helper(sock, log, policy, pwd.getpwnam(hub_name), user, account, foreign, proc)
@@ -527,3 +539,106 @@ def test_a_helper_whose_hub_ended_while_it_loaded_stops(tmp_path: Path) -> None:
     finally:
         if Path(f"/proc/{pid}").exists():
             os.kill(pid, signal.SIGKILL)
+
+
+# --- My environments: `teamhub-env` as a user (user_env) -------------------------------
+
+
+def _user_env(helper: Helper, user: str, args: Any, **extra: Any) -> tuple[int, dict[str, Any]]:
+    request = {"op": "user_env", "user": user, "args": args, **extra}
+    pid, answers = helper.ask_as(helper.hub.pw_uid, [{**_line(request), "stream": "1"}])
+    return pid, answers[0]
+
+
+def test_the_hub_runs_teamhub_env_as_the_user_through_the_helper(helper: Helper) -> None:
+    """Lines stream before the answer; the command ran as the user's account, in its home."""
+    _, got = _user_env(helper, helper.user, ["list", "--json"])
+    assert got["answer"] == {"exit": 0}, got
+    assert json.loads("\n".join(got["lines"])) == [], got
+    # A failing command: its error line streamed, its exit code the answer.
+    _, got = _user_env(helper, helper.user, ["delete", "nothere"])
+    assert got["answer"]["exit"] != 0, got
+    assert any("nothere" in line for line in got["lines"]), got
+    # As the account: a venv it makes is its own.
+    venv = Path(helper.account.home) / ".venvs" / "solo"
+    _, got = _user_env(helper, helper.user, ["create", "solo", "--"])
+    assert got["answer"] == {"exit": 0}, got
+    assert len(got["lines"]) > 1, got
+    assert venv.stat().st_uid == helper.account.uid, got
+    assert (venv / "bin" / "python").lstat().st_uid == helper.account.uid
+    _, got = _user_env(helper, helper.user, ["delete", "solo"])
+    assert got["answer"] == {"exit": 0} and not venv.exists(), got
+    _still_serving(helper)
+
+
+def test_a_system_account_in_a_forged_registry_gets_no_user_env(helper: Helper) -> None:
+    name = _name("s")
+    sysname = PREFIX + name
+    home = Path(helper.policy.home_root) / sysname
+    registry = Path(helper.policy.registry)
+    before = registry.read_text()
+    subprocess.run(["useradd", "--system", "--create-home", "--home-dir", str(home),
+                    "--shell", "/bin/sh", sysname], check=True, capture_output=True)
+    try:
+        entries = json.loads(before)
+        entries[sysname] = {"uid": pwd.getpwnam(sysname).pw_uid, "home": str(home)}
+        registry.write_text(json.dumps(entries))
+        pid, got = _user_env(helper, name, ["list", "--json"])
+        assert got["lines"] == [], got
+        _refused(helper, pid, got["answer"], "is root or a system account")
+    finally:
+        registry.write_text(before)
+        _userdel(sysname)
+    _still_serving(helper)
+
+
+@pytest.mark.parametrize("who, args, extra, reason", [
+    ("root", ["list", "--json"], {}, "root"),
+    ("foreign", ["list", "--json"], {}, "not created by teamhub"),
+    ("nobody", ["list", "--json"], {}, "nobody"),
+    ("user", ["create", "../x", "--", "six"], {}, "invalid environment name"),
+    ("user", ["create", "ok", "--", "--index-url=http://evil"], {}, "not a package name"),
+    ("user", ["create", "ok", "--", "six", "-e/tmp"], {}, "not a package name"),
+    ("user", ["run", "x"], {}, "is not what this page runs"),
+    ("user", ["list", "--json", "--path=/"], {}, "is not what this page runs"),
+    ("user", "list --json", {}, "must be a list"),
+    ("user", ["list", "--json"], {"env": {"UV_INDEX_URL": "http://evil"}}, "unexpected field"),
+    ("Root", ["list", "--json"], {}, "canonical form"),
+])
+def test_compromised_hub_cannot_run_other_commands_as_a_user(
+        helper: Helper, who: str, args: Any, extra: dict[str, Any], reason: str) -> None:
+    user = {"user": helper.user, "foreign": helper.foreign}.get(who, who)
+    pid, got = _user_env(helper, user, args, **extra)
+    assert got["lines"] == [], got
+    _refused(helper, pid, got["answer"], reason)
+    assert not (Path(helper.account.home) / ".venvs" / "ok").exists()
+    _still_serving(helper)
+
+
+# --- shared environment builds (env_build) ----------------------------------------------
+
+
+@pytest.mark.parametrize("request_, reason", [
+    ({"action": "create", "env": "../etc", "packages": []}, "bad environment name"),
+    ({"action": "create", "env": "Upper", "packages": []}, "bad environment name"),
+    ({"action": "build", "env": "ok", "packages": []}, "unknown action"),
+    ({"action": "create", "env": "ok", "packages": ["--index-url=http://evil"]},
+     "not a package name"),
+    ({"action": "create", "env": "ok", "packages": ["six", "-e/tmp/x"]}, "not a package name"),
+    ({"action": "create", "env": "ok", "packages": ["six idna"]}, "not a package name"),
+    ({"action": "create", "env": "ok", "packages": "six"}, "must be a list"),
+    ({"action": "create", "env": "ok", "packages": [], "groups": ["Not A Group"]},
+     "bad group name"),
+    ({"action": "install", "env": "ok", "packages": ["six"], "groups": []}, "takes no groups"),
+    ({"action": "install", "env": "ok", "packages": []}, "needs packages"),
+    ({"action": "create", "env": "ok", "packages": [], "python": "/tmp/evil"},
+     "unexpected field"),
+])
+def test_compromised_hub_cannot_build_outside_the_rules(
+        helper: Helper, request_: dict[str, Any], reason: str) -> None:
+    request = {"op": "env_build", **request_}
+    pid, answers = helper.ask_as(helper.hub.pw_uid, [{**_line(request), "stream": "1"}])
+    assert answers[0]["lines"] == [], answers
+    _refused(helper, pid, answers[0]["answer"], reason)
+    assert not (Path(helper.policy.envs_root) / "ok").exists()
+    _still_serving(helper)

@@ -41,7 +41,7 @@ def test_personal_env_commands_run_as_the_user_with_a_clean_environment(tmp_path
     user = SystemUser("tht-ada", 4242, 4343, "/home/tht-ada", "/bin/bash")
     paths = Paths(config_file=tmp_path / "t.toml", state_dir=tmp_path, runtime_dir=Path("/rt"),
                   home_root=tmp_path)
-    argv, env = mine.command(user, paths, "create", "x", "--", "six")
+    argv, env = mine.command(user, paths.runtime_dir, "create", "x", "--", "six")
     assert argv[:5] == ["setpriv", "--reuid=4242", "--regid=4343", "--init-groups", "--"]
     assert argv[5:] == ["/rt/bin/teamhub-env", "create", "x", "--", "six"]
     assert env["HOME"] == "/home/tht-ada" and env["USER"] == "tht-ada"
@@ -54,7 +54,33 @@ def test_personal_env_names_and_packages_are_checked_before_anything_runs(
     user = SystemUser("nobody-here", 1, 1, str(tmp_path), "/bin/sh")
     paths = Paths(config_file=tmp_path / "t.toml", state_dir=tmp_path,
                   runtime_dir=tmp_path / "missing", home_root=tmp_path)
+    ran: list[list[str]] = []
+    runner = mine.direct(user, paths)
+
+    def spy(args: list[str], echo: mine.Echo) -> int:
+        ran.append(args)
+        return runner(args, echo)
+
     with pytest.raises(EnvError, match="invalid environment name"):
-        mine.create(user, paths, "../x", [], print)
+        mine.create(spy, "../x", [], print)
     with pytest.raises(EnvError, match="not a package name"):
-        mine.create(user, paths, "ok", ["--index-url=http://evil"], print)
+        mine.create(spy, "ok", ["--index-url=http://evil"], print)
+    with pytest.raises(EnvError, match="invalid environment name"):
+        mine.delete(spy, "/etc")
+    assert ran == []
+
+
+@pytest.mark.parametrize("args", [
+    ["list"], ["list", "--json", "x"], ["create", "ok", "six"], ["create", "ok", "--", "-e."],
+    ["create", "ok", "--", ""], ["create", "../x", "--"], ["delete", "a b"], ["run", "x"],
+    ["delete", "ok", "--force"], "list --json", [["list"]], ["create", "ok", "--", *["p"] * 101],
+])
+def test_personal_env_arguments_outside_the_pages_commands_are_refused(args: object) -> None:
+    with pytest.raises(EnvError):
+        mine.check_args(args)
+
+
+def test_personal_env_arguments_the_page_runs_pass() -> None:
+    for args in (["list", "--json"], ["delete", "ok"], ["create", "ok", "--"],
+                 ["create", "ok", "--", "six", "idna==3.7"]):
+        assert mine.check_args(args) == args

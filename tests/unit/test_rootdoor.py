@@ -176,10 +176,22 @@ def test_env_verbs_check_their_arguments_before_any_work(request_: dict[str, obj
         rootdoor.machine_work(request_, Policy(envs_root="/nonexistent-envs"))
 
 
-def test_env_verbs_need_envs_root_and_never_build() -> None:
+def test_env_verbs_need_envs_root_and_builds_only_through_env_build() -> None:
     with pytest.raises(HelperRefused, match="no envs.root"):
         rootdoor.machine_work({"op": "env_delete", "env": "e1"}, Policy())
-    assert not {"env_create", "env_install", "env_uninstall", "env_build"} & set(rootdoor.VERBS)
+    assert not {"env_create", "env_install", "env_uninstall"} & set(rootdoor.VERBS)
+    with pytest.raises(HelperRefused, match="no envs.root"):
+        rootdoor.env_build({"op": "env_build", "action": "create", "env": "e1",
+                            "packages": []}, Policy())
+    # A builder is needed: a helper that serves root alone (no hub account) builds nothing.
+    with pytest.raises(HelperRefused, match="no builder"):
+        rootdoor.env_build({"op": "env_build", "action": "create", "env": "e1",
+                            "packages": []}, Policy(envs_root="/tmp/x", envs_uv="/uv"))
+    about, work = rootdoor.env_build({"op": "env_build", "action": "install", "env": "e1",
+                                      "packages": ["six"]},
+                                     Policy(envs_root="/tmp/x", envs_uv="/uv", hub_uid=990,
+                                            hub_gid=991))
+    assert about == "install e1" and callable(work)
 
 
 TOKEN = "0123456789abcdef" * 4

@@ -38,11 +38,9 @@ from tornado import web
 
 from ..accounts.pages import AccountPage
 from ..accounts.store import AccountStore
-from ..errors import NeedsRoot
 from ..hubguard import IsolatedStaticHandler
 from ..paths import Paths
 from ..settings import Settings, load
-from ..spawners import roothelper
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
@@ -193,12 +191,3 @@ def handlers() -> list[tuple[str, Any, dict[str, Any]] | tuple[str, Any]]:
         (rf"/{PREFIX}/?", HomeHandler),
         (rf"/{PREFIX}/static/(.*)", ConsoleStatic, {"path": str(STATIC)}),
     ]
-
-
-def needs_root(what: str, command: str) -> None:
-    """Refuse WHAT, which changes the machine, in a hub that is not root (hub.unprivileged):
-    the helper does not do it (yet), the CLI does."""
-    if not roothelper.direct():
-        raise NeedsRoot(f"{what} changes this machine (Linux accounts, folder ACLs or /opt), "
-                        "which this hub may not do: it runs unprivileged (hub.unprivileged)",
-                        f"run `{command}` on the server as root")

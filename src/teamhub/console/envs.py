@@ -6,22 +6,27 @@ visibility groups, export and delete are forms; create, install and uninstall st
 build's lines live (console/stream.py) from the same functions as `teamhub env ...`
 (envs.admin). A failed build leaves `current` as it was (envs.store guarantees it).
 
-An unprivileged hub (hub.unprivileged) has the root helper do rollback, access and delete
-(`/opt/teamhub/envs` is root's) and refuses builds with the CLI command: a package's build
-code must never run as root on the hub's say-so."""
+An unprivileged hub (hub.unprivileged) has the root helper do rollback, access, delete
+and builds (`/opt/teamhub/envs` is root's): the helper's `env_build` runs uv and the new
+revision's python as this hub's account and takes the finished tree over as root (a
+package's build code never runs as root), streaming the build's lines here."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from tornado import web
 
 from ..envs import admin
+from ..envs.store import check_name
 from ..errors import EnvError, TeamhubError
 from ..spawners import roothelper
-from .base import PREFIX, ConsolePage, needs_root
+from .base import PREFIX, ConsolePage
 from .stream import Echo, StreamingData
 
 # Bytes of each built revision, by (env, revision): a revision never changes once built.
@@ -133,7 +138,13 @@ class EnvsPage(ConsolePage):
         envs = admin.shared_envs(self.teamhub_settings()[0])
         envs.meta(name)
         python = envs.current_python(name)
-        return envs.uv.lock_with_hashes(python, envs.uv.freeze(python))
+        if roothelper.direct():
+            return envs.uv.lock_with_hashes(python, envs.uv.freeze(python))
+        # uv's cache under envs.root is root's only: this hub's account uses its own,
+        # for this export only.
+        with tempfile.TemporaryDirectory(prefix="teamhub-export-") as cache:
+            uv = dataclasses.replace(envs.uv, cache_dir=Path(cache))
+            return uv.lock_with_hashes(python, uv.freeze(python))
 
     def _delete(self, name: str) -> None:
         settings, paths = self.teamhub_settings()
@@ -157,19 +168,28 @@ class EnvBuild(StreamingData):
             raise web.HTTPError(400, f"unknown action {str(action)[:40]!r}")
 
         def build(echo: Echo) -> str:
-            needs_root("Building environments", f"teamhub env {action} {name} ...")
-            settings = self.teamhub_settings()[0]
+            settings, paths = self.teamhub_settings()
             packages = packages_of(body.get("packages", ""))
-            if action == "create":
-                groups = admin.parse_groups(str(body.get("groups", "")))
-                meta = admin.create(settings, name, packages, groups=groups, echo=echo)
-                return (f"created environment {name} (revision {meta['current']}): the kernel "
-                        f"\"Python ({name})\" appears in launchers")
-            if not packages:
+            groups = admin.parse_groups(str(body.get("groups", "")))
+            if action != "create" and not packages:
                 raise EnvError(f"say which packages to {action}", "e.g. `six idna`")
-            fn = admin.install if action == "install" else admin.uninstall
-            meta = fn(settings, name, packages, echo=echo)
-            return f"environment {name}: revision {meta['current']} is now current"
+            if not roothelper.direct():
+                # The helper builds as this hub's account and takes the tree over as root.
+                check_name(name)
+                if action == "create":
+                    admin.check_groups(settings, groups)  # the helper checks too
+                rev = roothelper.helper_work(paths).env_build(action, name, packages, groups,
+                                                              echo)
+            elif action == "create":
+                rev = admin.create(settings, name, packages, groups=groups,
+                                   echo=echo)["current"]
+            else:
+                fn = admin.install if action == "install" else admin.uninstall
+                rev = fn(settings, name, packages, echo=echo)["current"]
+            if action == "create":
+                return (f"created environment {name} (revision {rev}): the kernel "
+                        f"\"Python ({name})\" appears in launchers")
+            return f"environment {name}: revision {rev} is now current"
 
         await self.stream(build)
 

@@ -3,7 +3,8 @@ environments (~/.venvs/NAME, each the kernel "Python (NAME, personal)"), create 
 the build's output streamed live (`.../myenvs/build`), delete one.
 
 They are the user's own files: envs.mine runs `teamhub-env` as the user's Linux account,
-never as root in their home."""
+never as root in their home: itself on a root hub, through the root helper's `user_env`
+verb on an unprivileged one."""
 
 from __future__ import annotations
 
@@ -13,11 +14,21 @@ from tornado import web
 
 from ..envs import mine
 from ..errors import EnvError, TeamhubError
-from ..paths import Paths
-from ..system.users import SystemUser
+from ..spawners import roothelper
 from .base import PREFIX, ConsolePage
 from .envs import packages_of
 from .stream import Echo, StreamingData
+
+
+def runner_for(page: ConsolePage, hub_name: str) -> mine.Runner:
+    """How `teamhub-env` runs as HUB_NAME's account: here (a root hub) or by the root
+    helper (an unprivileged hub), which checks the account itself."""
+    settings, paths = page.teamhub_settings()
+    mine.check_backend(settings)
+    if roothelper.direct():
+        return mine.direct(mine.account(settings, paths, hub_name), paths)
+    helper = roothelper.helper_work(paths)
+    return lambda args, echo: helper.user_env(hub_name, args, echo)
 
 
 class MyEnvsPage(ConsolePage):
@@ -25,15 +36,14 @@ class MyEnvsPage(ConsolePage):
     tab = "myenvs"
     scripts = ("build.js",)
 
-    def _account(self) -> tuple[SystemUser, Paths]:
-        settings, paths = self.teamhub_settings()
-        return mine.account(settings, paths, self.current_user.name), paths
+    def _runner(self) -> mine.Runner:
+        return runner_for(self, self.current_user.name)
 
     def _listing(self) -> list[dict[str, Any]]:
-        return mine.list_envs(*self._account())
+        return mine.list_envs(self._runner())
 
     def _delete(self, name: str) -> str:
-        return mine.delete(*self._account(), name)
+        return mine.delete(self._runner(), name)
 
     async def _show(self, status: int = 200, **ns: Any) -> None:
         envs: list[dict[str, Any]] = []
@@ -70,12 +80,11 @@ class MyEnvBuild(StreamingData):
             raise web.HTTPError(400, "name must be text")
 
         def build(echo: Echo) -> str:
-            settings, paths = self.teamhub_settings()
-            user = mine.account(settings, paths, self.current_user.name)
+            runner = runner_for(self, self.current_user.name)
             packages = packages_of(body.get("packages", ""))
             if not name.strip():
                 raise EnvError("give the environment a name", "e.g. `analysis`")
-            return mine.create(user, paths, name.strip(), packages, echo)
+            return mine.create(runner, name.strip(), packages, echo)
 
         await self.stream(build)
 

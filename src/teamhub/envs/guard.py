@@ -54,6 +54,14 @@ exit 1
 MODULE = "teamhub_pip_guard"
 
 
+def extension(name: str) -> str:
+    return EXTENSION.format(name=name, message=MESSAGE)
+
+
+def stub(name: str) -> str:
+    return STUB.format(name=name)
+
+
 @contextmanager
 def guard_installed(python: Path, name: str) -> Iterator[Path]:
     """Give the env of PYTHON the extension before the body (uv's install), `pip` stubs after.
@@ -63,11 +71,11 @@ def guard_installed(python: Path, name: str) -> Iterator[Path]:
     after it, so that a real pip installed by the body stays.
     """
     site = site_packages(python)
-    (site / f"{MODULE}.py").write_text(EXTENSION.format(name=name, message=MESSAGE))
+    (site / f"{MODULE}.py").write_text(extension(name))
     yield site
     bindir = python.parent
-    for stub in ("pip", "pip3"):
-        path = bindir / stub
+    for tool in ("pip", "pip3"):
+        path = bindir / tool
         if not path.exists():
-            path.write_text(STUB.format(name=name))
+            path.write_text(stub(name))
             os.chmod(path, 0o755)

@@ -6,6 +6,7 @@
     <root>/<name>/logs/<n>.log       uv's output of each build (root only)
     <root>/.locks/envs.lock          held by every change (root only: see system/locks.py)
     <root>/.cache/                   uv's cache (root only: its lock files are 0666)
+    <root>/.cache-build/             the builder's uv cache (0700, the builder's; below)
 
 Every change builds a complete new revision from the recorded package list;
 `current` is switched (os.replace of a new symlink, atomic) only after the
@@ -13,6 +14,17 @@ build succeeded and the new env imports ipykernel as an ordinary user. A
 failed or interrupted build is deleted and `current` is left as it was.
 Bytecode that the current revisions already have is reused (see bytecode.py):
 most of a build's time is compiling, and most files are in an env already.
+
+Who builds: root itself (the CLI), or a `Builder` (the root helper's builds for an
+unprivileged hub: the hub's account). With a builder, root makes `revs/<n>` and hands it
+to the builder; every step that runs uv or the new revision's python runs as the builder
+(setpriv: its uid and gid, no other group, no_new_privs; umask 022; its own uv cache,
+package files copied, not linked); once those processes ended, root takes the tree over
+by file descriptors (system.takeover: nothing followed, fifos, foreign files and hard
+links refused) and adds the `%pip` guard without following any link. Root runs nothing
+of the tree: the import check runs as `nobody`. Bytecode is then all uv's (compiled as
+the builder), none reused from the current revisions: those are root's, and the
+builder could not hard-link them (protected_hardlinks).
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -33,9 +46,10 @@ from typing import Any
 from ..errors import EnvError, LockError
 from ..system import locks
 from ..system.modes import share_read_only
+from ..system.takeover import list_dir, open_nofollow_dir, take_over, write_new
 from ..system.uv import Uv, world_usable
 from .bytecode import compile_site, reusable
-from .guard import guard_installed
+from .guard import MODULE, extension, guard_installed, stub
 
 META = "teamhub-env.json"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -46,7 +60,22 @@ BUILD_UMASK = 0o022
 LOCK = Path(".locks") / "envs.lock"
 OLD_LOCK = ".lock"  # world-readable lock of earlier versions: anyone could hold it
 
+BUILD_CACHE = ".cache-build"  # a builder's uv cache, inside envs.root
+
 Echo = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Builder:
+    """An unprivileged account that runs uv and the new revision's python in a build."""
+
+    uid: int
+    gid: int
+    setpriv: str = "setpriv"
+
+    def command(self) -> tuple[str, ...]:
+        return (self.setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
+                "--no-new-privs", "--")
 
 
 def check_name(name: str) -> str:
@@ -117,10 +146,14 @@ class SharedEnvs:
     """The shared environments under ROOT, built with UV from BASE_PYTHON."""
 
     def __init__(self, root: Path, uv: Uv, base_python: str, keep: int = 3,
-                 lock_timeout: float = 600) -> None:
+                 lock_timeout: float = 600, builder: Builder | None = None) -> None:
         self.root = root
         self.uv = uv
+        self.builder = builder
         self._build_uv = dataclasses.replace(uv, umask=BUILD_UMASK)
+        if builder is not None:
+            self._build_uv = dataclasses.replace(self._build_uv, cache_dir=root / BUILD_CACHE,
+                                                 prefix=builder.command())
         self.base_python = base_python
         self.keep = keep
         self.lock_timeout = lock_timeout
@@ -241,6 +274,45 @@ class SharedEnvs:
         return [self.root / n / "current" / site.relative_to(site.parents[2])
                 for n in self.names()]
 
+    def _hand_to_builder(self, target: Path) -> None:
+        """TARGET (new, root's) and the builder's uv cache: the builder's."""
+        assert self.builder is not None
+        b = self.builder
+        cache = self.root / BUILD_CACHE
+        try:
+            cache.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(cache)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, b.uid):
+            raise EnvError(f"{cache} is not a folder of root's or the builder's",
+                           f"remove it (`rm -rf {cache}`); it is only a cache")
+        fd = open_nofollow_dir(cache)
+        try:
+            os.fchown(fd, b.uid, b.gid)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+        os.chown(target, b.uid, b.gid, follow_symlinks=False)
+
+    def _build_as_builder(self, target: Path, python: Path, name: str, packages: list[str],
+                          log: Any, echo: Echo) -> None:
+        """uv installs (and compiles) as the builder; root takes the tree over, then adds
+        the `%pip` guard (guard.py) without following any link of the tree."""
+        assert self.builder is not None
+        self._build_uv.install(python, [*BASE_PACKAGES, *packages], log=log, echo=echo,
+                               compile_bytecode=True)
+        rev = target.name
+        echo(f"==> [{name} rev {rev}] taking over the built tree (root's from here)")
+        taken = take_over(target, self.builder.uid)
+        log.write(f"taken over: {taken} entries\n")
+        versions = [v for v in list_dir(target, "lib") if re.fullmatch(r"python3\.\d+", v)]
+        if len(versions) != 1:
+            raise EnvError(f"the new revision has {len(versions)} lib/python3.* folders")
+        write_new(target, f"lib/{versions[0]}/site-packages/{MODULE}.py", extension(name))
+        for tool in ("pip", "pip3"):
+            write_new(target, f"bin/{tool}", stub(name), 0o755)
+
     def _switch(self, envdir: Path, rev: int) -> None:
         tmp = envdir / ".current.tmp"
         if tmp.is_symlink() or tmp.exists():
@@ -270,23 +342,27 @@ class SharedEnvs:
                 echo(f"==> [{name} rev {rev}] creating venv from {meta['python']}")
                 # Root-only until built: uv's own lock file in it is 0666.
                 target.mkdir(mode=0o700)
+                if self.builder is not None:
+                    self._hand_to_builder(target)
                 self._build_uv.venv(target, meta["python"], log=log, echo=echo)
                 python = target / "bin" / "python"
-                if not world_usable(python):
+                if self.builder is None and not world_usable(python):
                     raise EnvError(f"the interpreter {os.path.realpath(python)} cannot be run by "
                                    "ordinary users", "use a system-wide Python")
                 echo(f"==> [{name} rev {rev}] installing {', '.join(packages) or '(base only)'}")
-                with guard_installed(python, name) as site:
-                    # Nothing to reuse (the first env): uv compiles, as plain uv would.
-                    index = reusable(site, self._compiled_sites(site))
-                    self._build_uv.install(python, [*BASE_PACKAGES, *packages], log=log,
-                                           echo=echo, compile_bytecode=not index)
-                echo(f"==> [{name} rev {rev}] compiling bytecode")
-                reused = compile_site(python, site, index)
-                echo(f"{reused} compiled modules reused from the current revisions")
-                share_read_only(target)
-                if (target / ".lock").is_file():
-                    os.chmod(target / ".lock", 0o600)  # uv's; readable, anyone could flock it
+                if self.builder is not None:
+                    self._build_as_builder(target, python, name, packages, log, echo)
+                else:
+                    with guard_installed(python, name) as site:
+                        # Nothing to reuse (the first env): uv compiles, as plain uv would.
+                        index = reusable(site, self._compiled_sites(site))
+                        self._build_uv.install(python, [*BASE_PACKAGES, *packages], log=log,
+                                               echo=echo, compile_bytecode=not index)
+                    echo(f"==> [{name} rev {rev}] compiling bytecode")
+                    reused = compile_site(python, site, index)
+                    echo(f"{reused} compiled modules reused from the current revisions")
+                    share_read_only(target)
+                _private_lock(target)
                 echo(f"==> [{name} rev {rev}] checking that users can import ipykernel")
                 version = _check_kernel(python, log)
             except BaseException as exc:
@@ -307,6 +383,19 @@ class SharedEnvs:
         _write_json(envdir / META, meta)
         echo(f"==> [{name}] revision {rev} is now current")
         return meta
+
+
+def _private_lock(target: Path) -> None:
+    """uv's lock file in TARGET 0600 (readable, anyone could flock it); never a link's."""
+    try:
+        fd = os.open(target / ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return  # none, or not a plain file (a link: ELOOP)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _check_kernel(python: Path, log: Any) -> str:

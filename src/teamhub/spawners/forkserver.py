@@ -339,6 +339,30 @@ def _answer_in_child(conn: socket.socket, listener: socket.socket, peer: Peer, w
         os._exit(code)
 
 
+def _stream_in_child(conn: socket.socket, listener: socket.socket, peer: Peer,
+                     work: Callable[[Callable[[str], None]], dict[str, Any]]) -> int:
+    """`_answer_in_child` for a verb that streams its progress: WORK gets an echo that
+    sends each line as `{"line": ...}` before the final answer (roothelper's
+    HelperWork._stream reads them). A peer gone meanwhile does not stop WORK: its lines
+    are dropped, so a build is never left half-done by a closed page."""
+    gone = False
+
+    def echo(line: str) -> None:
+        nonlocal gone
+        if gone:
+            return
+        try:
+            conn.sendall(json.dumps({"line": line}).encode() + b"\n")
+        except OSError:
+            gone = True
+
+    def run() -> dict[str, Any]:
+        conn.settimeout(None)  # a build's lines may be far apart
+        return work(echo)
+
+    return _answer_in_child(conn, listener, peer, run)
+
+
 def _open_as(path: str, uid: int, gid: int) -> int:
     """PATH opened for appending as UID:GID (in a folder that account owns, so never as
     root: a link or a swapped folder there gets no more than that account could write)."""
@@ -509,6 +533,15 @@ class ForkServer:
             password = request.get("password")
             _answer_in_child(conn, listener, peer, lambda: {
                 "ok": rootdoor.check_password(user, password, policy)})
+        elif op == "user_env":
+            account, args = rootdoor.user_env(request, policy)
+            _log(f"{peer}: teamhub-env {args[0]} as {account.name}")
+            _stream_in_child(conn, listener, peer,
+                             lambda echo: rootdoor.run_user_env(account, args, policy, echo))
+        elif op == "env_build":
+            about, build = rootdoor.env_build(request, policy)
+            _log(f"{peer}: env_build {about}")
+            _stream_in_child(conn, listener, peer, build)
         elif op == "start_proxy":
             token = rootdoor.proxy_token(request, trusted, policy)
             _answer_in_child(conn, listener, peer, lambda: start_proxy(policy, token))

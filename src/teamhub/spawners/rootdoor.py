@@ -6,8 +6,10 @@ granted spawn is carried out.
 
 Protocol (unix socket, one request per connection, one JSON object per line, a request
 line at most MAX_REQUEST bytes). Every answer is one line, `{"error": REASON}` when
-refused; every refusal is logged with the peer's pid, uid and the reason, and the
-helper goes on serving others.
+refused, except that a streaming verb (`user_env`, `env_build`) first sends zero or more
+progress lines `{"line": TEXT}` (forkserver._stream_in_child; the hub's side reads them
+with roothelper.HelperWork._stream) and then its one answer line; every refusal is
+logged with the peer's pid, uid and the reason, and the helper goes on serving others.
 
 Who: the peer's credentials (SO_PEERCRED) on every connection. Root is served as before
 (the hub while it still runs as root). The hub's account (`hub.account`, its uid given
@@ -108,8 +110,28 @@ needs from the store, not the hub:
      those groups (each in the store; [] = everyone) see E; visibility rewritten from the
      store's members.
   `{"op": "env_delete", "env": E}` → `{"ok": true}`: deletes E and rewrites visibility.
-  (Env names by the env name rule. Builds, create, install, uninstall, are never done
-  for the hub: a package's build code would run as root.)
+  (Env names by the env name rule.)
+  `{"op": "env_build", "action": A, "env": E, "packages": [...], "groups": [...]}` →
+     `{"line"}`..., then `{"rev": N}` (the new current revision) or `{"failed": why}`
+     (the build failed; `current` unchanged): A `create` (with `groups`, each in the
+     store, canonical, once), `install` or `uninstall` (no `groups`; packages needed);
+     packages as envs.mine.check_packages takes them (no option, no white space, at
+     most 100). The envs lock is root's, as for the CLI; uv and the new revision's
+     python run as the hub's account (envs.store.Builder: setpriv, its uid and gid, no
+     other group, no_new_privs, umask 022, its own uv cache `<envs>/.cache-build`),
+     never as root; root then takes the tree over by file descriptors
+     (teamhub.system.takeover: no link followed, only the builder's directories, files
+     and symlinks, setuid and group/other write stripped), checks the import as
+     `nobody`, switches `current`, prunes, and rewrites visibility from the store.
+  `{"op": "user_env", "user": U, "args": [...]}` → `{"line"}`..., `{"exit": N}`: runs
+     `teamhub-env ARGS` as U's account (My environments; envs.mine.run_as: setpriv with
+     its uid, gid and groups, its home, a clean environment plus how `teamhub up`
+     reached the package index), streaming its output. U's account must be one teamhub
+     made (the registry), with its home, never root nor a system account; refused in
+     PAM mode and with the docker backend. ARGS only `["list", "--json"]`,
+     `["create", NAME, "--", PKG...]` or `["delete", NAME]` (envs.mine.check_args: NAME
+     by the env name rule, at most 100 packages, none empty, starting with `-`, over
+     400 characters or holding a newline).
 A request with a field its verb does not take is refused.
 """
 
@@ -128,8 +150,10 @@ from typing import Any
 
 from ..accounts.groups import canonical_group
 from ..envs import admin as envs_admin
+from ..envs import mine
+from ..envs.store import Builder, SharedEnvs, merge_packages, remove_packages
 from ..envs.store import check_name as check_env_name
-from ..errors import HelperRefused, SystemUserError, TeamhubError
+from ..errors import EnvError, HelperRefused, SystemUserError, TeamhubError
 from ..projects.apply import Layout, Projects  # loaded once: the verbs' children share it
 from ..projects.model import check_project_name
 from ..proxy import TOKEN_RE
@@ -145,6 +169,7 @@ from ..system.users import (
     lookup,
     uid_min,
 )
+from ..system.uv import Uv
 
 MAX_REQUEST = 64 * 1024
 # Each verb and the fields it takes besides "op"; any other field is refused.
@@ -170,6 +195,8 @@ FIELDS: dict[str, frozenset[str]] = {
     "container_stop": frozenset({"user", "server", "timeout"}),
     "container_logs": frozenset({"user", "server", "lines"}),
     "start_proxy": frozenset({"token"}),
+    "user_env": frozenset({"user", "args"}),
+    "env_build": frozenset({"action", "env", "packages", "groups"}),
 }
 VERBS = tuple(FIELDS)
 # The console's machine-changing actions (done in a child of the helper: slow OS work).
@@ -238,6 +265,16 @@ class Policy:
     proxy_ports: list[int] = field(default_factory=list)
     proxy_slice: str = ""
     proxy_log: str = ""
+    # My environments (`user_env`): the runtime whose bin/teamhub-env runs as the user;
+    # empty (other backends): refused.
+    user_envs_runtime: str = ""
+    # How `teamhub up` reached the package index (envs.mine.INDEX_ENV from its environment):
+    # the helper's own environment is bare.
+    index_env: dict[str, str] = field(default_factory=dict)
+    # Shared environment builds (`env_build`): the runtime's uv and Python, revisions kept.
+    envs_uv: str = ""
+    envs_python: str = ""
+    envs_keep: int = 3
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -449,6 +486,35 @@ def proxy_env(token: str) -> dict[str, str]:
             "CONFIGPROXY_AUTH_TOKEN": token}
 
 
+def user_env(request: dict[str, Any], policy: Policy) -> tuple[SystemUser, list[str]]:
+    """A `user_env` request checked (HelperRefused otherwise): the account teamhub made for
+    its user (in the registry, with its home; never root nor a system account, never in
+    PAM mode, local backend only, as envs.mine.account checks it for a root hub) and the
+    arguments (envs.mine.check_args: what the My environments page runs)."""
+    if not policy.user_envs_runtime:
+        raise HelperRefused("user_env: personal environments are made inside the server "
+                            "with this backend")
+    if policy.existing_accounts:
+        raise HelperRefused("user_env: in PAM mode the Linux accounts are the machine's own")
+    user = hub_user(request.get("user"))
+    account = account_of(user, policy)  # the registry's, not a system account
+    if not os.path.isdir(account.home):
+        raise HelperRefused(f"user_env: {user} has no home on this machine yet")
+    try:
+        args = mine.check_args(request.get("args"))
+    except EnvError as exc:
+        raise HelperRefused(f"user_env: {exc.message}") from None
+    return account, args
+
+
+def run_user_env(account: SystemUser, args: list[str], policy: Policy,
+                 echo: Any) -> dict[str, Any]:
+    """`teamhub-env ARGS` as ACCOUNT (envs.mine.run_as: setpriv, the user's uid, gid and
+    groups, a clean environment), each line to ECHO; `{"exit": code}`."""
+    return {"exit": mine.run_as(account, Path(policy.user_envs_runtime), args, echo,
+                                index=policy.index_env)}
+
+
 def socket_owner(policy: Policy) -> int:
     """Who owns the socket: the hub's account once it has one, root before."""
     return policy.hub_uid if policy.hub_uid is not None else os.geteuid()
@@ -563,8 +629,20 @@ def _user_work(op: str, user: str, policy: Policy) -> dict[str, Any]:
     return _guarded(work)
 
 
-def _env_work(request: dict[str, Any], policy: Policy) -> tuple[str, Any]:
-    op = request["op"]
+def group_names(raw: Any) -> list[str]:
+    """RAW if it is a list of canonical group names, each once; HelperRefused otherwise."""
+    if not isinstance(raw, list) or len(raw) > 1000:
+        raise HelperRefused("groups must be a list of group names")
+    try:
+        groups = sorted({canonical_group(g) for g in raw})
+    except TeamhubError as exc:
+        raise HelperRefused(f"bad group name: {exc.message}") from None
+    if groups != sorted(raw):
+        raise HelperRefused("group names must be given in their canonical form, once each")
+    return groups
+
+
+def env_name(request: dict[str, Any], policy: Policy) -> str:
     env = request.get("env")
     if not isinstance(env, str):
         raise HelperRefused("bad environment name: not text")
@@ -574,21 +652,17 @@ def _env_work(request: dict[str, Any], policy: Policy) -> tuple[str, Any]:
         raise HelperRefused(f"bad environment name: {exc.message}") from None
     if not policy.envs_root:
         raise HelperRefused("the helper was given no envs.root")
+    return env
+
+
+def _env_work(request: dict[str, Any], policy: Policy) -> tuple[str, Any]:
+    op = request["op"]
+    env = env_name(request, policy)
     rev = request.get("rev")
     if op == "env_rollback" and rev is not None and (
             not isinstance(rev, int) or isinstance(rev, bool) or rev < 0):
         raise HelperRefused(f"bad revision {str(rev)[:20]!r}")
-    groups: list[str] = []
-    if op == "env_access":
-        raw = request.get("groups")
-        if not isinstance(raw, list) or len(raw) > 1000:
-            raise HelperRefused("groups must be a list of group names")
-        try:
-            groups = sorted({canonical_group(g) for g in raw})
-        except TeamhubError as exc:
-            raise HelperRefused(f"bad group name: {exc.message}") from None
-        if groups != sorted(raw):
-            raise HelperRefused("group names must be given in their canonical form, once each")
+    groups = group_names(request.get("groups")) if op == "env_access" else []
     root = Path(policy.envs_root)
 
     def work() -> dict[str, Any]:
@@ -609,3 +683,56 @@ def _env_work(request: dict[str, Any], policy: Policy) -> tuple[str, Any]:
         return answer
 
     return env, lambda: _guarded(work)
+
+
+# --- shared environment builds (env_build, streaming) -----------------------------------
+
+BUILD_ACTIONS = ("create", "install", "uninstall")
+
+
+def env_build(request: dict[str, Any], policy: Policy) -> tuple[str, Any]:
+    """An `env_build` request checked (HelperRefused otherwise): what it is about, for the
+    log, and the work (given an echo) to stream in a child. The build runs uv and the new
+    revision's python as the hub's account (envs.store.Builder), never as root; root takes
+    the finished tree over (system.takeover). A build that fails answers `{"failed"}`."""
+    action = request.get("action")
+    if action not in BUILD_ACTIONS:
+        raise HelperRefused(f"env_build: unknown action {str(action)[:40]!r}")
+    env = env_name(request, policy)
+    try:
+        packages = mine.check_packages(request.get("packages"))
+    except EnvError as exc:
+        raise HelperRefused(f"env_build: {exc.message}") from None
+    if action != "create" and "groups" in request:
+        raise HelperRefused(f"env_build: {action} takes no groups")
+    if action != "create" and not packages:
+        raise HelperRefused(f"env_build: {action} needs packages")
+    groups = group_names(request.get("groups", []))
+    if policy.hub_uid is None or policy.hub_gid is None or not policy.envs_uv:
+        raise HelperRefused("env_build: the helper was given no builder (hub.account) or uv")
+    builder = Builder(policy.hub_uid, policy.hub_gid, policy.setpriv)
+    root = Path(policy.envs_root)
+
+    def work(echo: Any) -> dict[str, Any]:
+        members = projects(policy).groups.list()
+        missing = [g for g in groups if g not in members]
+        if missing:
+            raise HelperRefused(f"env_build: unknown group(s): {', '.join(missing)}")
+        os.environ.update(policy.index_env)  # this child's: how uv reaches the index
+        envs = SharedEnvs(root, Uv(Path(policy.envs_uv), root / envs_admin.CACHE),
+                          policy.envs_python, keep=policy.envs_keep,
+                          lock_timeout=policy.envs_lock_timeout, builder=builder)
+        try:
+            if action == "create":
+                meta = envs.create(env, packages, groups=groups, echo=echo)
+            else:
+                spec = envs.current_spec(envs.meta(env))
+                spec = (merge_packages(spec, packages) if action == "install"
+                        else remove_packages(spec, packages))
+                meta = envs.change(env, spec, f"{action} {' '.join(packages)}", echo=echo)
+        except EnvError as exc:
+            return {"failed": str(exc)}
+        envs_admin.publish_visibility(root, members, policy.prefix)
+        return {"rev": meta["current"]}
+
+    return f"{action} {env}", work

@@ -14,12 +14,18 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import ContainerEnterError, ForkServerUnavailable, HelperRefused, ImageError
+from ..errors import (
+    ContainerEnterError,
+    EnvError,
+    ForkServerUnavailable,
+    HelperRefused,
+    ImageError,
+)
 from ..paths import Paths
 from ..projects.apply import Projects
 from ..rootwork import Direct, RootWork
@@ -28,6 +34,8 @@ from ..system.sandbox import LaunchSpec
 from . import forkserver
 from .forkserver import STARTUP_WAIT_SECONDS, RootHelper, _recv_line
 
+STREAM_SILENCE = 3600.0  # s: the longest a streaming verb may stay silent
+MAX_STREAM_LINE = 1 << 20
 HELPER_GONE = ("the hub runs unprivileged (hub.unprivileged) and its root helper does not "
                "answer; it cannot be restarted without root: start teamhub again as root "
                "(`systemctl restart teamhub`, or `teamhub up`)")
@@ -134,6 +142,37 @@ class HelperWork:
                 answer = json.loads(_recv_line(conn))
         except (OSError, ValueError, HelperRefused) as exc:
             raise HelperRefused(f"{HELPER_GONE} ({exc})") from None
+        return self._final(answer)
+
+    def _stream(self, request: dict[str, Any], echo: Callable[[str], None],
+                timeout: float = STREAM_SILENCE) -> dict[str, Any]:
+        """A streaming verb (forkserver._stream_in_child): each `{"line": ...}` the helper
+        sends to ECHO as it comes, then its final answer, as `_ask` returns it. TIMEOUT:
+        the longest silence waited for (a build may wait for the envs lock)."""
+        try:
+            with self.helper._connected(120) as conn:
+                conn.sendall(json.dumps(request).encode() + b"\n")
+                conn.settimeout(timeout)
+                pending = b""
+                while True:
+                    while b"\n" not in pending:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            raise HelperRefused("the helper ended without an answer")
+                        pending += chunk
+                        if len(pending) > MAX_STREAM_LINE:
+                            raise HelperRefused(f"a line over {MAX_STREAM_LINE} bytes")
+                    raw, pending = pending.split(b"\n", 1)
+                    answer = json.loads(raw)
+                    if isinstance(answer, dict) and set(answer) == {"line"}:
+                        echo(str(answer["line"]))
+                        continue
+                    break
+        except (OSError, ValueError, HelperRefused) as exc:
+            raise HelperRefused(f"{HELPER_GONE} ({exc})") from None
+        return self._final(answer)
+
+    def _final(self, answer: Any) -> dict[str, Any]:
         if not isinstance(answer, dict):
             raise HelperRefused(f"{HELPER_GONE} (it answered {str(answer)[:80]})")
         if "error" in answer:
@@ -176,6 +215,26 @@ class HelperWork:
 
     def env_delete(self, name: str) -> None:
         self._ask({"op": "env_delete", "env": name})
+
+    def env_build(self, action: str, name: str, packages: list[str], groups: list[str],
+                  echo: Callable[[str], None]) -> int:
+        """Build a new revision of shared environment NAME (create with GROUPS, install,
+        uninstall PACKAGES) by the helper, its lines to ECHO; the new current revision.
+        EnvError (the build's own message) when the build failed: `current` unchanged."""
+        request: dict[str, Any] = {"op": "env_build", "action": action, "env": name,
+                                   "packages": packages}
+        if action == "create":
+            request["groups"] = groups
+        answer = self._stream(request, echo)
+        if "failed" in answer:
+            raise EnvError(str(answer["failed"]))
+        return int(answer["rev"])
+
+    # My environments (teamhub.envs.mine): `teamhub-env ARGS` as the user, by the helper.
+    def user_env(self, user: str, args: list[str], echo: Callable[[str], None]) -> int:
+        """Run `teamhub-env ARGS` as hub user USER's account; each of its output lines to
+        ECHO; its exit code (a mine.Runner)."""
+        return int(self._stream({"op": "user_env", "user": user, "args": args}, echo)["exit"])
 
 
 def helper_work(paths: Paths) -> HelperWork:

@@ -35,6 +35,9 @@ class Uv:
     binary: Path
     cache_dir: Path | None = None
     umask: int | None = None
+    # Run as another account: this command line before uv's (envs.store.Builder), with
+    # HOME the cache folder and package files copied, never hard-linked from the cache.
+    prefix: tuple[str, ...] = ()
 
     def environ(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -48,12 +51,15 @@ class Uv:
         env["UV_PYTHON_PREFERENCE"] = "only-system"
         env["UV_NO_PROGRESS"] = "1"
         env.pop("VIRTUAL_ENV", None)
+        if self.prefix:
+            env["HOME"] = str(self.cache_dir or "/nonexistent")
+            env["UV_LINK_MODE"] = "copy"
         return env
 
     def run(self, args: Sequence[str], *, log: IO[str] | None = None, echo: Echo | None = None,
             stdin: str | None = None, capture: bool = False) -> str:
         """Run `uv ARGS`; return its stdout when CAPTURE, else stream everything to ECHO/LOG."""
-        cmd = [str(self.binary), *args]
+        cmd = [*self.prefix, str(self.binary), *args]
         if log is not None:
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
