@@ -89,12 +89,11 @@ def copy_tls(settings: Settings, paths: Paths) -> None:
 def hand_over(settings: Settings, paths: Paths, account: users.SystemUser) -> None:
     """Give ACCOUNT what the hub writes, then become it for good (hub.unprivileged).
     copy_tls has run (before the helper's policy was built)."""
-    # What root keeps there: the registry of the accounts teamhub made (the helper trusts it)
-    # and the helper's own log; the helper's socket is the account's already.
-    # The first admin's generated password too: the hub never reads it, and it stays for
-    # root's eyes only, as `up --admin` says.
-    keep = [paths.system_users, paths.system_users.with_name(paths.system_users.name + ".lock"),
-            paths.fork_server_log, paths.fork_server_socket, paths.initial_password]
+    # What root keeps there: the first admin's generated password (the hub never reads it,
+    # and it stays for root's eyes only, as `up --admin` says); the helper's socket is the
+    # account's already. The registry of the accounts teamhub made (the helper trusts it)
+    # and the helper's log are root's, beside the state folder (Paths.root_dir, rootfiles).
+    keep = [paths.fork_server_socket, paths.initial_password]
     hub_account.give_tree(paths.state_dir, account.uid, account.gid, keep)
     _roots_alone(paths.initial_password)
     users.share_with_group(paths.system_users, account.gid)
