@@ -419,6 +419,7 @@ def test_uninstall_keeps_data_unless_purged(hub: Hub) -> None:
                   check=False).stdout.strip() != "active"
     m.exec("teamhub uninstall --purge")
     assert m.exec("test -e /var/lib/teamhub", check=False).returncode != 0
+    assert m.exec("test -e /var/lib/teamhub-root", check=False).returncode != 0
 
 
 def test_restore_after_purge_brings_accounts_and_grants_back(hub: Hub) -> None:
