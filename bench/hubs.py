@@ -328,8 +328,13 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "fa
             # both hubs then time logins and starts of a team that exists, not teamhub's
             # one-time `useradd` at a user's very first start (~0.26 s each, one at a
             # time; README, "Benchmarks").
-            ensure_system_user(self.system_name(name), registry=self.state / "system_users.json",
+            ensure_system_user(self.system_name(name), registry=self.registry,
                                home_root=self.home_root, shell="/bin/bash")
+
+    @property
+    def registry(self) -> Path:
+        """teamhub's account registry: root's, beside the state folder (Paths.root_dir)."""
+        return self.state.with_name(self.state.name + "-root") / "system_users.json"
 
     def cleanup(self) -> None:
         from teamhub.system.users import lookup, remove_system_user
@@ -343,7 +348,7 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "fa
         kill_pidfile(self.proxy_pid_file(), "configurable-http-proxy")
         if self.image:  # servers stopped through the API are gone; anything left goes
             remove_tagged(f"teamhub-{self.name_tag}", None, self.echo)
-        registry = self.state / "system_users.json"
+        registry = self.registry
         if registry.exists():
             for sysname in json.loads(registry.read_text()):
                 account = lookup(sysname)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, hubclient
+from . import __version__, hubclient, rootfiles
 from . import settings as settings_mod
 from .accounts.store import SCHEMA_VERSION, AccountStore
 from .db import snapshot
@@ -97,11 +97,12 @@ def collect(settings: Settings) -> dict[str, bytes]:
         except sqlite3.Error as exc:
             raise BackupError(f"cannot copy the account store {paths.accounts_db} ({exc})") \
                 from None
-    if paths.system_users.is_file():
+    registry = rootfiles.registry_bytes(paths)
+    if registry is not None:
         # Which Linux accounts (name and uid) teamhub made: restored on the same machine,
         # users keep their accounts and homes; elsewhere an entry whose uid differs is
-        # refused like any foreign account.
-        files["state/system_users.json"] = paths.system_users.read_bytes()
+        # refused like any foreign account. (Its archive name stays state/system_users.json.)
+        files["state/system_users.json"] = registry
     envs_root = Path(settings["envs.root"])
     if envs_root.is_dir():
         for envdir in sorted(envs_root.iterdir()):
@@ -310,8 +311,11 @@ def restore(archive: Archive, config_file: Path) -> dict[str, Any]:
 
     ensure_state_dir(paths.state_dir)
     if "state/system_users.json" in archive.files:
+        # Root's folder beside the state folder (an older install's registry moved there
+        # first: the archive's then replaces it, as before).
+        rootfiles.migrate(paths, rootfiles.hub_group(settings))
         tmp = paths.system_users.with_name(".system_users.json.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(archive.files["state/system_users.json"])
         os.replace(tmp, paths.system_users)

@@ -356,6 +356,27 @@ def secrets_permissions(p: Probe) -> Result:
     return Result(name, True, f"{state} is 0700 {who}; secrets are 0600 {who}")
 
 
+@check("root's files")
+def roots_files(p: Probe) -> Result:
+    """The account registry and the root helper's log: root's, in root's folder beside the
+    state folder (Paths.root_dir), which the hub's account may reach but never change."""
+    name = "root's files"
+    folder = p.paths.root_dir
+    problems = [x for x in [_root_only(folder, 0o710), _root_only(p.paths.system_users, 0o640),
+                            _root_only(p.paths.fork_server_log, 0o600)] if x]
+    if os.path.lexists(folder) and not stat.S_ISDIR(os.lstat(folder).st_mode):
+        problems.append(f"{folder} is not a folder")
+    if os.path.lexists(p.paths.old_system_users):
+        problems.append(f"an account registry is still in the state folder "
+                        f"({p.paths.old_system_users})")
+    if problems:
+        return Result(name, False, "; ".join(problems),
+                      "start teamhub as root (`systemctl restart teamhub`, or `teamhub up`): it "
+                      f"moves an old registry into {folder} and makes that folder root's; "
+                      f"else `chown -R root: {folder}` and `chmod go-w` the files in it")
+    return Result(name, True, f"{folder} (account registry, helper's log) is root's")
+
+
 @check("runtime usable by users")
 def runtime_usable(p: Probe) -> Result:
     try:

@@ -178,6 +178,11 @@ class DatabaseMoveError(TeamhubError):
     exit_code = 11
 
 
+class RootFilesError(TeamhubError):
+    """Root's own folder beside the state folder (Paths.root_dir: the account registry, the
+    root helper's log) is not one only root can change; the hint says how to make it so."""
+
+
 class TlsError(TeamhubError):
     """A TLS certificate or key cannot be made or used."""
 

@@ -12,14 +12,15 @@ import pwd
 import shutil
 from typing import Any
 
+from traitlets.config import Config
+
 from .envs import mine
-from .hubconfig import proxy_command, server_args, server_environment, unix_url
+from .hubconfig import hub_config, proxy_command, server_args, server_environment, unix_url
 from .paths import Paths
 from .proxy import chp_library, launcher_argv
 from .settings import Settings
 from .spawners.rootdoor import Policy
 from .system import systemd
-from .system.listen import listen_address
 
 
 def hub_uid(account: str) -> int | None:
@@ -38,39 +39,56 @@ def hub_gid(account: str) -> int | None:
         return None
 
 
-def proxy_ports(settings: Settings) -> list[int]:
+def public_proxy(hub: Config) -> dict[str, Any]:
+    """What of CHP's command line the hub's TeamhubProxy takes from its JupyterHub config, as
+    the hub will have it (hubconfig.hub_config: teamhub's settings, then the admin's
+    jupyterhub_config.d, which a root hub honoured and so does the helper): the public
+    address (JupyterHub.bind_url, or ip/port), the TLS pair (ssl_cert/ssl_key), the
+    redirect port (TeamhubProxy.redirect_port), host routing (subdomain_host). Nothing
+    else: the programs, the API socket and the error target stay teamhub's."""
+    # Deferred: JupyterHub's application (and all it imports) only for an unprivileged start.
+    from jupyterhub.app import JupyterHub
+    from jupyterhub.objects import Server
+
+    app = JupyterHub(config=hub)
+    public = Server.from_url(app.bind_url)
+    tls = bool(app.ssl_cert and app.ssl_key)
+    redirect = hub.TeamhubProxy.get("redirect_port", 0)
+    return {"ip": public.ip, "port": public.port, "ssl_cert": app.ssl_cert if tls else "",
+            "ssl_key": app.ssl_key if tls else "",
+            "redirect_port": int(redirect) if tls else 0,
+            "host_routing": bool(app.subdomain_host)}
+
+
+def proxy_ports(public: dict[str, Any]) -> list[int]:
     """The ports the public proxy listens on: the public one, and the HTTPS redirect."""
-    redirect = settings["tls.http_port"] if settings["tls.cert"] else 0
-    return [settings["hub.port"], *([redirect] if redirect else [])]
+    return [public["port"], *([public["redirect_port"]] if public["redirect_port"] else [])]
 
 
-def proxy_argv(settings: Settings, paths: Paths) -> list[str]:
-    """The proxy the hub's TeamhubProxy would start (hubconfig.update_proxy, update_tls):
-    the same command line, from the same settings."""
-    tls = bool(settings["tls.cert"])
+def proxy_argv(settings: Settings, paths: Paths, public: dict[str, Any]) -> list[str]:
+    """The proxy the hub's TeamhubProxy would start (hubconfig.update_proxy, update_tls,
+    and the admin's jupyterhub_config.d: PUBLIC, from public_proxy): the same command line."""
     return launcher_argv(
         node=shutil.which("node") or "node",
         chp=str(chp_library(proxy_command(settings, paths)) or ""),
-        ip=listen_address(settings["hub.ip"]), port=settings["hub.port"],
         api_socket=str(paths.proxy_api_socket),
         # JupyterHub's hub.url: the connect URL with the hub's prefix.
-        error_target=unix_url(paths.hub_socket) + "/hub/error",
-        host_routing=bool(settings["hub.domain"]),
-        ssl_key=settings["tls.key"] if tls else "", ssl_cert=settings["tls.cert"] if tls else "",
-        redirect_port=settings["tls.http_port"] if tls else 0)
+        error_target=unix_url(paths.hub_socket) + "/hub/error", **public)
 
 
 def build(settings: Settings, paths: Paths) -> Policy:
     """The helper's policy. With hub.unprivileged, the TLS pair must already be where the
-    hub's account reads it (unprivileged.copy_tls, before settings are loaded for this)."""
+    hub's account reads it (unprivileged.copy_tls, before settings are loaded for this),
+    and the hub's whole configuration is loaded for the proxy's part (public_proxy)."""
     pam = settings["auth.mode"] == "pam"
     unprivileged = settings["hub.unprivileged"]
+    public = public_proxy(hub_config(settings)) if unprivileged else {}
     return Policy(
         hub_uid=hub_uid(settings["hub.account"]),
         hub_gid=hub_gid(settings["hub.account"]),
         setpriv=shutil.which("setpriv") or "/usr/bin/setpriv",
-        proxy_argv=proxy_argv(settings, paths) if unprivileged else [],
-        proxy_ports=proxy_ports(settings) if unprivileged else [],
+        proxy_argv=proxy_argv(settings, paths, public) if unprivileged else [],
+        proxy_ports=proxy_ports(public) if unprivileged else [],
         proxy_slice="teamhub.slice" if unprivileged and systemd.booted() else "",
         proxy_log=str(paths.proxy_log) if unprivileged else "",
         program=str(paths.singleuser),

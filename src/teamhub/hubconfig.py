@@ -8,6 +8,7 @@ validated settings; `configure` applies them all. The file JupyterHub loads
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from jupyterhub import __version__ as jupyterhub_version
-from traitlets.config import Config
+from traitlets.config import Config, PyFileConfigLoader
 
 from . import __version__
 from . import gpus as gpu_model
@@ -33,6 +34,9 @@ from .system.listen import listen_address
 
 ENV_TRIAL = "TEAMHUB_SINGLE_USER_TRIAL"
 CLI_SERVICE = "teamhub-cli"
+# Set by root `teamhub up` (hub.unprivileged): {admin's TLS file: its copy the hub's account
+# reads}, for a pair root copied into the state folder (unprivileged.copy_tls).
+ENV_TLS_COPIES = "TEAMHUB_COPIED_TLS_FILES"  # not TEAMHUB_TLS_*: a section's prefix
 
 
 def unix_url(socket_path: Path) -> str:
@@ -457,6 +461,29 @@ def configure(c: Config, settings: Settings, trial: bool = False) -> Config:
 def config_d_files(settings: Settings) -> list[Path]:
     """The admin's raw JupyterHub config files, in the order they are loaded."""
     return sorted(Paths.from_settings(settings).config_d.glob("*.py"))
+
+
+def hub_config(settings: Settings) -> Config:
+    """The configuration the hub ends up with (for root, before it starts the hub's proxy):
+    `configure`, then each jupyterhub_config.d file read by traitlets' own loader into a
+    fresh config merged over it in order, which is what jupyterhub_config.py's
+    load_subconfig does in the hub; then the TLS copies (use_tls_copies)."""
+    c = configure(Config(), settings)
+    for path in config_d_files(settings):
+        c.merge(PyFileConfigLoader(path.name, path=str(path.parent)).load_config())
+    use_tls_copies(c)
+    return c
+
+
+def use_tls_copies(c: Config) -> None:
+    """A TLS file of the admin's that root copied for the hub's account (ENV_TLS_COPIES,
+    unprivileged.copy_tls) is read from its copy: the hub's proxy view (TeamhubProxy) and
+    the proxy the root helper starts then agree, after jupyterhub_config.d too."""
+    copies = json.loads(os.environ.get(ENV_TLS_COPIES) or "{}")
+    for trait in ("ssl_cert", "ssl_key"):
+        value = c.JupyterHub.get(trait)
+        if isinstance(value, str) and value in copies:
+            c.JupyterHub[trait] = copies[value]
 
 
 def from_environment(c: Config) -> list[Path]:

@@ -124,8 +124,28 @@ class Paths:
         return bool(self.db_url) or self.accounts_db.exists()
 
     @property
+    def root_dir(self) -> Path:
+        """Root's own folder beside the state folder (`/var/lib/teamhub-root` for
+        `/var/lib/teamhub`): what the root helper trusts and writes (the account registry,
+        its lock, the helper's log). Not inside the state folder: with hub.unprivileged that
+        is the hub's account's, which could rename, replace or link any name in it; a
+        sibling's name is in the state folder's parent, root's (like /var/lib), so only
+        root can change it. Root-owned, 0711: the hub's account reaches the registry
+        (shared with its group, users.share_with_group) but cannot list or change anything
+        (rootfiles.ensure_root_dir). Derived from the state folder, so every install and
+        every test's temporary state gets its own."""
+        return self.state_dir.with_name(self.state_dir.name + "-root")
+
+    @property
     def system_users(self) -> Path:
-        """Registry of the Linux accounts teamhub created (and may therefore use or remove)."""
+        """Registry of the Linux accounts teamhub created (and may therefore use or remove):
+        root's, in root_dir (before: `<state>/system_users.json`, moved by
+        rootfiles.migrate at a root start)."""
+        return self.root_dir / "system_users.json"
+
+    @property
+    def old_system_users(self) -> Path:
+        """Where the registry was before it moved to root_dir (rootfiles.migrate)."""
         return self.state_dir / "system_users.json"
 
     @property
@@ -144,6 +164,12 @@ class Paths:
 
     @property
     def fork_server_log(self) -> Path:
+        """The root helper's (fork server's) log: root's, in root_dir (before:
+        `<state>/logs/forkserver.log`, moved by rootfiles.migrate)."""
+        return self.root_dir / "forkserver.log"
+
+    @property
+    def old_fork_server_log(self) -> Path:
         return self.state_dir / "logs" / "forkserver.log"
 
     @property

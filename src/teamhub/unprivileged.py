@@ -4,6 +4,7 @@ only adopt the root helper that still runs (README "What runs as root")."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import signal
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from .errors import ForkServerUnavailable, PreflightError
+from .hubconfig import ENV_TLS_COPIES, hub_config
 from .paths import ENV_UNPRIVILEGED, Paths
 from .proxy import read_record
 from .settings import BY_KEY, Settings
@@ -51,12 +53,21 @@ def adopt_helper(paths: Paths) -> None:
 def copy_tls(settings: Settings, paths: Paths) -> None:
     """The proxy runs as the account and reads the certificate and key: a pair kept outside
     the state folder (e.g. /etc/letsencrypt) is copied into it (made the account's 0600 by
-    give_tree) and the hub pointed at the copy (its setting's environment variable: load
-    the settings again for the helper's policy); the admin's files stay as they are."""
+    give_tree) and the hub pointed at the copy: a `tls.*` pair by its setting's environment
+    variable (load the settings again for the helper's policy), and any pair, also one the
+    admin gave JupyterHub directly in jupyterhub_config.d, by ENV_TLS_COPIES
+    (hubconfig.use_tls_copies); the admin's files stay as they are.
+
+    The pair is the one the hub will end up with: root loads the hub's whole configuration
+    (hubconfig.hub_config), the admin's jupyterhub_config.d files included. Running those as
+    root is no new power: they are root's own admin files (in the root-owned config folder),
+    and a root hub ran them as root at every start anyway."""
     state = paths.state_dir.resolve()
-    for key in ("tls.cert", "tls.key"):
-        value = settings[key]
-        if not value or Path(value).resolve().is_relative_to(state):
+    hub = hub_config(settings)
+    copies: dict[str, str] = {}
+    for trait, key in (("ssl_cert", "tls.cert"), ("ssl_key", "tls.key")):
+        value = hub.JupyterHub.get(trait) or ""
+        if not isinstance(value, str) or not value or Path(value).resolve().is_relative_to(state):
             continue
         copy = paths.state_dir / "tls" / f"unprivileged-{key.split('.')[1]}.pem"
         copy.parent.mkdir(mode=0o700, exist_ok=True)
@@ -66,18 +77,23 @@ def copy_tls(settings: Settings, paths: Paths) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(Path(value).read_bytes())
         os.replace(tmp, copy)
-        os.environ[BY_KEY[key].env_var] = str(copy)
+        copies[value] = str(copy)
+        if settings[key] == value:
+            os.environ[BY_KEY[key].env_var] = str(copy)
+    if copies:
+        os.environ[ENV_TLS_COPIES] = json.dumps(copies)
+    else:
+        os.environ.pop(ENV_TLS_COPIES, None)
 
 
 def hand_over(settings: Settings, paths: Paths, account: users.SystemUser) -> None:
     """Give ACCOUNT what the hub writes, then become it for good (hub.unprivileged).
     copy_tls has run (before the helper's policy was built)."""
-    # What root keeps there: the registry of the accounts teamhub made (the helper trusts it)
-    # and the helper's own log; the helper's socket is the account's already.
-    # The first admin's generated password too: the hub never reads it, and it stays for
-    # root's eyes only, as `up --admin` says.
-    keep = [paths.system_users, paths.system_users.with_name(paths.system_users.name + ".lock"),
-            paths.fork_server_log, paths.fork_server_socket, paths.initial_password]
+    # What root keeps there: the first admin's generated password (the hub never reads it,
+    # and it stays for root's eyes only, as `up --admin` says); the helper's socket is the
+    # account's already. The registry of the accounts teamhub made (the helper trusts it)
+    # and the helper's log are root's, beside the state folder (Paths.root_dir, rootfiles).
+    keep = [paths.fork_server_socket, paths.initial_password]
     hub_account.give_tree(paths.state_dir, account.uid, account.gid, keep)
     _roots_alone(paths.initial_password)
     users.share_with_group(paths.system_users, account.gid)

@@ -42,8 +42,10 @@ def hub(hub_factory: HubFactory) -> HubProcess:
 
 def _snapshot(hub: HubProcess) -> dict[str, bytes]:
     """What a restore would replace (the hub's own DB changes by itself while it runs)."""
-    names = ("accounts.sqlite", "system_users.json")
+    names = ("accounts.sqlite",)
+    registry = hub.paths.system_users
     return {str(p): p.read_bytes() for p in sorted(hub.state.glob("*")) if p.name in names} | {
+        str(registry): registry.read_bytes() if registry.exists() else b"",
         "config": hub.config.read_bytes(),
         "state files": " ".join(sorted(p.name for p in hub.state.iterdir())).encode()}
 
@@ -117,19 +119,21 @@ def test_wipe_then_restore_brings_accounts_groups_grants_back(hub: HubProcess,
     project = hub.projects_root / "survey"
     acl_before = _acl(project)
     assert f"user:{hub.system_user(hub.ada)}:rwx" in acl_before
-    registry = (hub.state / "system_users.json").read_bytes()
+    registry_path = hub.paths.system_users
+    registry = registry_path.read_bytes()
     config = hub.config.read_bytes()
 
     hub.stop()
     hub._kill_pidfile("proxy.pid")
     shutil.rmtree(hub.state)
+    shutil.rmtree(registry_path.parent)  # root's folder beside it (Paths.root_dir)
     shutil.rmtree(project)
     hub.config.unlink()
     # A restore onto this (now empty) place needs no --force.
     proc = hub.teamhub("restore", str(archive))
     assert "project folders repaired: survey" in proc.stdout
     assert hub.config.read_bytes() == config
-    assert (hub.state / "system_users.json").read_bytes() == registry
+    assert registry_path.read_bytes() == registry
     assert oct(hub.state.stat().st_mode & 0o777) == "0o700"
     assert oct((hub.state / "accounts.sqlite").stat().st_mode & 0o777) == "0o600"
     assert _acl(project) == acl_before

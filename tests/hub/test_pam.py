@@ -85,7 +85,7 @@ def test_member_logs_in_and_the_server_runs_as_their_own_account(hub: HubProcess
     out = b.execute(member, kernel, "import os, pwd; print(pwd.getpwuid(os.getuid()).pw_name)")
     assert out["stdout"].strip() == member
     # teamhub created no Linux account and used no prefix.
-    registry = hub.state / "system_users.json"
+    registry = hub.paths.system_users
     assert not registry.exists() or member not in registry.read_text()
     assert subprocess.run(["id", hub.system_user(member)], capture_output=True).returncode != 0
 

@@ -8,10 +8,13 @@ this module succeeds, so each test fails if teamhub's rotation is removed.
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -248,16 +251,16 @@ class TLSHub(HubProcess):
 def tls_hub(tmp_path_factory: pytest.TempPathFactory):
     """A hub serving https through the proxy, with a self-signed certificate given
     to JupyterHub by a jupyterhub_config.d snippet (as an admin could)."""
-    # A root hub: an unprivileged hub's proxy is started by the root helper from teamhub's
-    # own tls.* settings, so a pair given to JupyterHub directly (c.JupyterHub.ssl_key in
-    # jupyterhub_config.d) does not reach it (not done yet; README "What runs as root").
-    h = TLSHub(tmp_path_factory.mktemp("tlshub"), unprivileged=False)
+    # Unprivileged (the default): root reads the pair from jupyterhub_config.d, copies it for
+    # the hub's account, and the root helper's proxy serves it (README "What runs as root").
+    h = TLSHub(tmp_path_factory.mktemp("tlshub"))
     confd = h.config.parent / "jupyterhub_config.d"
     confd.mkdir()
     key, cert = confd / "key.pem", confd / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True)
+    h.admin_cert = cert
     (confd / "50-tls.py").write_text(f"c.JupyterHub.ssl_key = {str(key)!r}\n"
                                      f"c.JupyterHub.ssl_cert = {str(cert)!r}\n")
     h.tls_name = unique("st")
@@ -273,6 +276,21 @@ def tls_hub(tmp_path_factory: pytest.TempPathFactory):
         else:
             os.environ["REQUESTS_CA_BUNDLE"] = before
         h.cleanup()
+
+
+def test_the_config_d_pair_reaches_the_unprivileged_hubs_proxy(tls_hub: HubProcess) -> None:
+    """The proxy the root helper started runs as the hub's account and serves the copy root
+    made of the config.d pair; the hub sees the same proxy (no "runs as root configured
+    it" warning: its own view of the pair is the copy too)."""
+    record = json.loads((tls_hub.state / "proxy.json").read_text())
+    status = Path(f"/proc/{record['pid']}/status").read_text()
+    uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+    assert uid == pwd.getpwnam("teamhub").pw_uid
+    argv = Path(f"/proc/{record['pid']}/cmdline").read_bytes().decode().split("\0")
+    copy = tls_hub.state / "tls" / "unprivileged-cert.pem"
+    assert argv[argv.index("--ssl-cert") + 1] == str(copy)
+    assert copy.read_bytes() == tls_hub.admin_cert.read_bytes()
+    assert "runs as root configured it" not in tls_hub.log.read_text(errors="replace")
 
 
 def test_cookies_are_secure_under_tls(tls_hub: HubProcess) -> None:

@@ -102,6 +102,15 @@ def hub() -> Iterator[HubProcess]:
         h.old_pid = _server_pid(h, h.old)
         h.stop()
         assert h.state.stat().st_uid == 0
+        # The previous version kept root's own files in the state folder: put them there,
+        # as its install would have them (the next root start moves them out again).
+        h.old_registry = json.loads(h.paths.system_users.read_text())
+        assert h.system_user(h.old) in h.old_registry
+        os.replace(h.paths.system_users, h.state / "system_users.json")
+        (h.state / "logs").mkdir(mode=0o700, exist_ok=True)
+        h.old_log = h.paths.fork_server_log.read_bytes()
+        os.replace(h.paths.fork_server_log, h.state / "logs" / "forkserver.log")
+        shutil.rmtree(h.paths.root_dir)
         h.teamhub("config", "set", "hub.unprivileged", "true")
         h.start()
         h.add_user(h.alice, PASSWORD)
@@ -140,10 +149,51 @@ def test_state_folder_moved_to_the_hub_account(hub: HubProcess) -> None:
         assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (uid, 0o600), name
     info = hub.state.stat()
     assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (uid, 0o700)
-    # What the helper trusts stays root's: the registry of the accounts teamhub made.
-    registry = (hub.state / "system_users.json").stat()
-    assert registry.st_uid == 0 and not registry.st_mode & 0o022
     assert hub.paths.socket_dir.stat().st_uid == uid
+
+
+def test_roots_files_moved_out_of_the_state_folder(hub: HubProcess) -> None:
+    """What the helper trusts (the account registry) and its log were in the state folder
+    (the previous version's layout): the root start moved them into root's folder beside it,
+    nothing lost, shared with the hub's account's group for reading only."""
+    account = pwd.getpwnam(hub.account)
+    assert not (hub.state / "system_users.json").exists()
+    assert not (hub.state / "logs" / "forkserver.log").exists()
+    folder = hub.paths.root_dir.stat()
+    assert (folder.st_uid, folder.st_gid, stat.S_IMODE(folder.st_mode)) == \
+        (0, account.pw_gid, 0o710)
+    registry = hub.paths.system_users
+    info = registry.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, account.pw_gid, 0o640)
+    entries = json.loads(registry.read_text())
+    assert {k: entries[k] for k in hub.old_registry} == hub.old_registry
+    assert hub.paths.fork_server_log.read_bytes().startswith(hub.old_log)
+    # The accounts are still known to the helper: the next tests log the old account in
+    # (its server survived) and start new servers through it.
+
+
+def test_compromised_hub_cannot_rename_or_replace_roots_files(hub: HubProcess) -> None:
+    """The hub's account reads the registry (its pages ask whether teamhub made an account)
+    but can neither rename, replace, remove nor link it, its lock or the helper's log, nor
+    list or move their folder."""
+    registry, log, folder = (hub.paths.system_users, hub.paths.fork_server_log,
+                             hub.paths.root_dir)
+    before = registry.read_bytes()
+    assert as_hub_account(hub.account, "cat", str(registry)).stdout.encode() == before
+    lock = registry.with_name(registry.name + ".lock")
+    for cmd in (["mv", str(registry), f"{registry}.x"],
+                ["ln", "-sfn", "/etc/shadow", str(registry)],
+                ["cp", "/dev/null", str(registry)],
+                ["rm", "-f", str(registry)],
+                ["rm", "-f", str(lock)],
+                ["ln", "-s", "/etc/shadow", str(folder / "new")],
+                ["sh", "-c", f"echo x >> {log}"],
+                ["ls", str(folder)],
+                ["mv", str(folder), f"{folder}.x"]):
+        proc = as_hub_account(hub.account, *cmd)
+        assert proc.returncode != 0, (cmd, proc.stdout, proc.stderr)
+    assert registry.read_bytes() == before and not registry.is_symlink()
+    assert folder.is_dir() and not folder.is_symlink() and not (folder / "new").exists()
 
 
 def test_old_account_logs_in_and_its_server_survived(hub: HubProcess) -> None:
@@ -167,7 +217,7 @@ def test_runs_as_the_hub_account_without_capabilities(hub: HubProcess, what: str
     if what == "proxy":
         # Started by the root helper (no port below 1024: no capability at all).
         assert f"started the proxy (pid {pid}, no capability)" in (
-            hub.state / "logs" / "forkserver.log").read_text()
+            hub.paths.fork_server_log).read_text()
 
 
 def test_spawn_kernel_and_stop_through_the_helper(hub: HubProcess, alice: Browser) -> None:
@@ -239,6 +289,16 @@ def test_doctor_says_the_hub_runs_unprivileged(hub: HubProcess) -> None:
     assert checks["root helper"]["ok"], checks["root helper"]
     secrets = checks["secrets and state permissions"]
     assert secrets["ok"] and f"0600 {hub.account}" in secrets["detail"], secrets
+    assert checks["root's files"]["ok"], checks["root's files"]
+    # A registry back at the old place (in the account's folder) is reported.
+    old = hub.state / "system_users.json"
+    old.write_text("{}\n")
+    try:
+        proc = hub.teamhub("doctor", "--json", check=False)
+        found = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}["root's files"]
+        assert not found["ok"] and str(old) in found["detail"], found
+    finally:
+        old.unlink()
 
 
 def _console(hub: HubProcess, b: Browser, page: str, **data: str) -> requests.Response:
@@ -441,7 +501,7 @@ def test_compromised_hub_cannot_misuse_the_console_verbs(hub: HubProcess, alice:
                            json.dumps([a for a, _ in attempts]))
     assert proc.returncode == 0, proc.stderr
     answers = json.loads(proc.stdout)["answers"]
-    log = (hub.state / "logs" / "forkserver.log").read_text()
+    log = hub.paths.fork_server_log.read_text()
     for (request, reason), answer in zip(attempts, answers, strict=True):
         assert reason in answer.get("error", ""), (request, answer)
         assert re.search(rf"refused pid \d+ uid {pwd.getpwnam(hub.account).pw_uid}: .*"
@@ -513,9 +573,18 @@ def test_turning_it_off_gives_the_state_back_to_root(hub: HubProcess, alice: Bro
     while process_uids(helper) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not process_uids(helper), f"root helper {helper} outlived its hub"
+    # A registry the account planted at the old place is not believed by the root start
+    # (set aside before the state folder is root's again, which would make it look root's).
+    planted = hub.state / "system_users.json"
+    assert as_hub_account(hub.account, "sh", "-c",
+                          f"echo '{{\"root\": {{\"uid\": 0}}}}' > {planted}").returncode == 0
     hub.teamhub("config", "set", "hub.unprivileged", "false")
     hub.start()
     assert _status(hub.proc.pid)["Uid"].split()[0] == "0"
+    assert not planted.exists() and planted.with_name(planted.name + ".untrusted").exists()
+    assert "root" not in json.loads(hub.paths.system_users.read_text())
+    folder = hub.paths.root_dir.stat()
+    assert (folder.st_uid, folder.st_gid, stat.S_IMODE(folder.st_mode)) == (0, 0, 0o700)
     for path in (hub.state, hub.state / "jupyterhub.sqlite", hub.state / "accounts.sqlite"):
         assert path.stat().st_uid == 0, path
     assert hub.paths.socket_dir.stat().st_uid == 0
@@ -660,7 +729,7 @@ def test_first_account_added_while_the_hub_runs(tls_hub: HubProcess) -> None:
     assert info.st_uid == pwd.getpwnam(tls_hub.account).pw_uid
     b = _login(tls_hub, name)
     b.start_server(name)
-    registry = (tls_hub.state / "system_users.json").stat()
+    registry = tls_hub.paths.system_users.stat()
     assert registry.st_uid == 0 and stat.S_IMODE(registry.st_mode) == 0o640
     assert registry.st_gid == pwd.getpwnam(tls_hub.account).pw_gid
     _stop_server(tls_hub, b, name)
@@ -690,7 +759,7 @@ def test_low_ports_proxy_holds_net_bind_service_alone(tls_hub: HubProcess) -> No
     for caps in ("CapPrm", "CapEff", "CapAmb", "CapBnd"):
         assert int(hub[caps], 16) == 0, (caps, hub[caps])
     assert f"started the proxy (pid {proxy}, CAP_NET_BIND_SERVICE)" in (
-        tls_hub.state / "logs" / "forkserver.log").read_text()
+        tls_hub.paths.fork_server_log).read_text()
     # Its output goes to a log of the account's own, never to the helper's (root's) log.
     log = tls_hub.state / "logs" / "proxy.log"
     assert os.readlink(f"/proc/{proxy}/fd/1") == os.readlink(f"/proc/{proxy}/fd/2") == str(log)
@@ -770,7 +839,7 @@ def test_compromised_hub_cannot_start_another_proxy(tls_hub: HubProcess, request
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert reason in out["answers"][0]["error"], out
-    log = tls_hub.state / "logs" / "forkserver.log"
+    log = tls_hub.paths.fork_server_log
     _wait(lambda: f"refused pid {out['pid']} uid {pwd.getpwnam(tls_hub.account).pw_uid}: "
           in log.read_text(), "the refusal was not logged")
     assert reason in [x for x in log.read_text().splitlines() if f"pid {out['pid']} " in x][-1]

@@ -234,8 +234,11 @@ enabled = false
         self.stop()
         self._kill_pidfile("proxy.pid")
         shutil.rmtree(self.paths.socket_dir, ignore_errors=True)
-        registry = self.state / "system_users.json"
-        if registry.exists():
+        # Root's folder beside the state folder (Paths.root_dir), or an old layout's state.
+        root_dir = self.state.with_name(self.state.name + "-root")
+        for registry in (root_dir / "system_users.json", self.state / "system_users.json"):
+            if not registry.exists():
+                continue
             import json
 
             for name in json.loads(registry.read_text()):
@@ -243,6 +246,7 @@ enabled = false
                 remove_system_user(name, registry=registry)
                 if account is not None:
                     shutil.rmtree(f"/run/teamhub/{account.uid}", ignore_errors=True)
+        shutil.rmtree(root_dir, ignore_errors=True)
         shutil.rmtree(self.home_root, ignore_errors=True)
         for path in self.scratch:
             shutil.rmtree(path, ignore_errors=True)

@@ -42,6 +42,11 @@ class Env:
     root: Path
     made: list[str]
 
+    @property
+    def registry(self) -> Path:
+        """Where teamhub keeps the account registry for this state folder (Paths.root_dir)."""
+        return self.state.with_name(self.state.name + "-root") / "system_users.json"
+
     def teamhub(self, *args: str, ok: bool = True) -> Result:
         result = CliRunner().invoke(cli, ["--config", str(self.config), *args])
         if ok:
@@ -53,7 +58,7 @@ class Env:
         name = "u" + secrets.token_hex(3)
         AccountStore(self.state / "accounts.sqlite").add(name, PW)
         self.made.append(PREFIX + name)
-        users.ensure_system_user(PREFIX + name, registry=self.state / "system_users.json",
+        users.ensure_system_user(PREFIX + name, registry=self.registry,
                                  home_root=self.homes, shell="/bin/sh")
         return name
 
@@ -207,10 +212,9 @@ def test_account_created_later_gets_access_and_removed_user_leaves_no_entry(env:
     from teamhub.projects.apply import Layout, Projects
 
     env.made.append(PREFIX + late)
-    users.ensure_system_user(PREFIX + late, registry=env.state / "system_users.json",
+    users.ensure_system_user(PREFIX + late, registry=env.registry,
                              home_root=env.homes, shell="/bin/sh")
-    layout = Layout(env.root, env.state / "accounts.sqlite", PREFIX, env.state /
-                    "system_users.json")
+    layout = Layout(env.root, env.state / "accounts.sqlite", PREFIX, env.registry)
     Projects(layout).apply_for_user(late)  # what the spawner does after creating the account
     assert env.ok_as(late, "touch", f"{env.root}/p/f") and env.links(late) == ["p"]
     env.teamhub("user", "remove", a, "--yes")
@@ -345,5 +349,5 @@ def test_repair_and_server_start_disown_readers(env: Env) -> None:
             env.teamhub("project", "repair", "p")
         else:
             Projects(Layout(env.root, env.state / "accounts.sqlite", PREFIX,
-                            env.state / "system_users.json")).apply_for_user(a)
+                            env.registry)).apply_for_user(a)
         _assert_read_only(env, a, f, d)

@@ -57,7 +57,9 @@ def new_name() -> Iterator[Callable[[], str]]:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "system_users.json"
+    # Where the CLI (_cli: state_dir = tmp_path/state) keeps it: root's folder beside the
+    # state folder (Paths.root_dir).
+    return tmp_path / "state-root" / "system_users.json"
 
 
 @pytest.fixture

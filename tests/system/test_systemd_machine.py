@@ -259,7 +259,10 @@ def test_switch_of_a_root_run_install_to_an_unprivileged_hub(hub: Hub) -> None:
     owners = m.exec("stat -c %U /var/lib/teamhub /var/lib/teamhub/jupyterhub.sqlite "
                     "/var/lib/teamhub/accounts.sqlite").stdout.split()
     assert owners == ["teamhub"] * 3
-    assert m.exec("stat -c %U /var/lib/teamhub/system_users.json").stdout.strip() == "root"
+    # The registry is root's, in root's folder beside the state folder (moved there).
+    assert m.exec("stat -c %U /var/lib/teamhub-root /var/lib/teamhub-root/system_users.json"
+                  ).stdout.split() == ["root", "root"]
+    assert m.exec("test -e /var/lib/teamhub/system_users.json", check=False).returncode != 0
     # Servers survive, kernel state included; new starts go through the helper.
     assert hub.run("bob", "survivor")["result"] == "'bob-42'"
     assert hub.run("bob", "os.getpid()")["result"] == bob_pid
@@ -416,6 +419,7 @@ def test_uninstall_keeps_data_unless_purged(hub: Hub) -> None:
                   check=False).stdout.strip() != "active"
     m.exec("teamhub uninstall --purge")
     assert m.exec("test -e /var/lib/teamhub", check=False).returncode != 0
+    assert m.exec("test -e /var/lib/teamhub-root", check=False).returncode != 0
 
 
 def test_restore_after_purge_brings_accounts_and_grants_back(hub: Hub) -> None:

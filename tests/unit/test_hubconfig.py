@@ -181,7 +181,9 @@ def test_fork_server_on_by_default_with_a_root_only_socket_in_the_state_dir(sett
     assert c.LocalSpawner.fork_server is True
     state = Paths.from_settings(s).state_dir
     assert c.LocalSpawner.fork_server_socket == str(state / "forkserver.sock")
-    assert c.LocalSpawner.fork_server_log == str(state / "logs" / "forkserver.log")
+    # The helper's log is root's, beside the state folder (Paths.root_dir), not in it.
+    assert c.LocalSpawner.fork_server_log == str(state.with_name(state.name + "-root") /
+                                                  "forkserver.log")
 
 
 def test_fork_server_off_by_setting_and_always_in_the_trial(settings):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from teamhub import helper_policy, hubconfig
+from teamhub import helper_policy, hubconfig, unprivileged
 from teamhub.errors import HelperRefused
 from teamhub.paths import Paths
 from teamhub.proxy import LAUNCHER
@@ -267,3 +267,44 @@ def test_the_helpers_proxy_is_the_one_the_hub_would_start(settings: Callable[...
     hubconfig.update_proxy(c, settings("[hub]\nport = 80\nunprivileged = false\n"), paths)
     assert c.TeamhubProxy.helper_socket == ""
 
+
+
+def test_a_pair_given_in_jupyterhub_config_d_reaches_the_helpers_proxy(
+        settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A TLS pair (and port) set only in jupyterhub_config.d, as a root hub honoured it: root
+    copies the pair for the hub's account and the helper's proxy serves it, on that port."""
+    monkeypatch.setenv(hubconfig.ENV_TLS_COPIES, "")  # copy_tls sets it; restored after
+    admin = tmp_path / "letsencrypt"
+    admin.mkdir()
+    cert, key = admin / "cert.pem", admin / "key.pem"
+    cert.write_text("CERT\n")
+    key.write_text("KEY\n")
+    confd = tmp_path / "jupyterhub_config.d"
+    confd.mkdir()
+    (confd / "50-tls.py").write_text(f"c.JupyterHub.ssl_cert = {str(cert)!r}\n"
+                                     f"c.JupyterHub.ssl_key = {str(key)!r}\n"
+                                     "c.JupyterHub.port = 8443\n")
+    s = settings(f'[hub]\nunprivileged = true\nport = 8000\nip = "127.0.0.1"\n'
+                 f'[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+    paths = Paths.from_settings(s)
+    paths.state_dir.mkdir()
+    # Without the config.d files the policy would have no TLS at all, on port 8000.
+    assert "--ssl-cert" not in helper_policy.proxy_argv(
+        s, paths, helper_policy.public_proxy(hubconfig.configure(Config(), s)))
+    unprivileged.copy_tls(s, paths)
+    copy_cert = paths.state_dir / "tls" / "unprivileged-cert.pem"
+    copy_key = paths.state_dir / "tls" / "unprivileged-key.pem"
+    assert copy_cert.read_text() == "CERT\n" and copy_key.read_text() == "KEY\n"
+    assert copy_key.stat().st_mode & 0o777 == 0o600
+    policy = helper_policy.build(s, paths)
+    argv = policy.proxy_argv
+    for flag, value in (("--ip", "127.0.0.1"), ("--port", "8443"),
+                        ("--ssl-cert", str(copy_cert)), ("--ssl-key", str(copy_key))):
+        assert argv[argv.index(flag) + 1] == value, flag
+    # A root hub had no redirect listener for such a pair (tls.http_port goes with tls.*).
+    assert "--redirect-port" not in argv and policy.proxy_ports == [8443]
+    # The hub's own view (jupyterhub_config.py: configure, config.d, the copies) agrees.
+    hub = hubconfig.hub_config(s)
+    assert (hub.JupyterHub.ssl_cert, hub.JupyterHub.ssl_key) == (str(copy_cert), str(copy_key))
+    assert cert.read_text() == "CERT\n"  # the admin's files stay as they are

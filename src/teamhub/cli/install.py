@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from .. import preflight
+from .. import preflight, rootfiles
 from ..accounts.store import AccountStore
 from ..db.url import mask
 from ..errors import TeamhubError
@@ -185,6 +185,8 @@ def install(ctx: Context, admin: str, port: int | None, no_start: bool) -> None:
         systemd.systemctl("stop", SERVICE)
 
     try:
+        # Root's own files beside the state folder (an older install's moved there).
+        rootfiles.migrate(paths, rootfiles.hub_group(settings))
         migrate(paths)
         # What `teamhub up` would refuse (ports, proxy, limits it cannot enforce) is said
         # here, once, instead of by a service that fails and restarts over and over.
@@ -222,8 +224,9 @@ def _host() -> str:
 
 @cli.command()
 @click.option("--purge", is_flag=True,
-              help="Also delete the state folder (hub DB, accounts, backups) and the settings "
-                   "file. Users' homes, project folders and Linux accounts are kept.")
+              help="Also delete the state folder (hub DB, accounts, backups), root's folder "
+                   "beside it (the registry of Linux accounts, the helper's log) and the "
+                   "settings file. Users' homes, project folders and Linux accounts are kept.")
 @pass_ctx
 def uninstall(ctx: Context, purge: bool) -> None:
     """Remove the teamhub service; keeps all data unless --purge.
@@ -240,10 +243,11 @@ def uninstall(ctx: Context, purge: bool) -> None:
     systemd.systemctl("reset-failed", check=False)
     click.echo(f"Removed {SERVICE}" if removed else f"{SERVICE} was not installed")
     if purge:
-        for path in (paths.state_dir,):
+        for path in (paths.state_dir, paths.root_dir):
             shutil.rmtree(path, ignore_errors=True)
         paths.config_file.unlink(missing_ok=True)
-        click.echo(f"Deleted {paths.state_dir} and {paths.config_file}")
+        click.echo(f"Deleted {paths.state_dir}, {paths.root_dir} and {paths.config_file}")
     else:
-        click.echo(f"Kept {paths.state_dir} and {paths.config_file} (--purge deletes them)")
+        click.echo(f"Kept {paths.state_dir}, {paths.root_dir} (the account registry) and "
+                   f"{paths.config_file} (--purge deletes them)")
     sys.stdout.flush()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .. import helper_policy, hubdb, preflight, unprivileged
+from .. import helper_policy, hubdb, preflight, rootfiles, unprivileged
 from ..accounts.store import AccountStore
 from ..envs.admin import refresh_visibility
 from ..errors import PreflightError
@@ -207,13 +207,19 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
     elif drop_root and not check:
         account = hub_account.ensure(settings["hub.account"], paths.state_dir)
     elif previous and not single_user_trial and not check:
-        # hub.unprivileged turned off again: the state is root's again, as it was before.
+        # hub.unprivileged turned off again: the state is root's again, as it was before
+        # (root's own files moved out first: what the account wrote there is not believed).
+        rootfiles.migrate(paths)
         unprivileged.take_back(paths)
     run_preflight(settings, paths, single_user_trial, account.uid if account else None,
                   previous or None)
     if check:
         click.echo("teamhub: all start-up checks passed")
         return
+    if not resumed and not single_user_trial and os.geteuid() == 0:
+        # Root's own files (account registry, helper's log) in root's folder beside the
+        # state folder; an older install's moved there from the state folder.
+        rootfiles.migrate(paths, account.gid if account else None)
     if not single_user_trial and not settings["limits.enabled"]:
         click.echo("WARNING: per-user limits are off (limits.enabled = false): one user can "
                    "take all memory, CPUs and processes of this machine.", err=True)
@@ -256,7 +262,8 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
             unprivileged.copy_tls(settings, paths)
             settings = load(ctx.config_option)
         # Started here, before the hub reads any secret, as a fresh program; it ends with us.
-        paths.fork_server_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Its log is root's (rootfiles); the proxy's and servers' logs go to <state>/logs.
+        paths.proxy_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fork_server = forkserver.start(paths.fork_server_socket, sys.executable,
                                        paths.fork_server_log,
                                        helper_policy.build(settings, paths))

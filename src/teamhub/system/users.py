@@ -75,7 +75,7 @@ def _locked(registry: Path) -> Iterator[None]:
     """Hold the registry's lock: the hub and the CLI may change it at the same time."""
     _make_parent(registry)
     lock = registry.with_name(registry.name + ".lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -86,6 +86,33 @@ def _locked(registry: Path) -> Iterator[None]:
 def _make_parent(registry: Path) -> None:
     if not registry.parent.is_dir():
         registry.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+
+
+def parse_registry(text: str, registry: Path) -> dict[str, dict[str, Any]]:
+    """The registry's entries from TEXT (the file REGISTRY's), or why not."""
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("uid"), int) for v in data.values()
+    ):
+        raise SystemUserError(
+            f"the teamhub account registry {registry} is damaged (expected a JSON object "
+            '{"name": {"uid": N, "home": "..."}})', 'restore it from a backup or repair it by hand'
+        )
+    return data
+
+
+def add_entries(registry: Path, entries: dict[str, dict[str, Any]]) -> list[str]:
+    """Add ENTRIES (another registry's: an older install's, rootfiles.migrate) to REGISTRY,
+    under its lock; an account REGISTRY knows already keeps its own entry. The names added."""
+    with _locked(registry):
+        current = _read(registry)
+        added = [name for name in sorted(entries) if name not in current]
+        if added or not registry.exists():
+            _write(registry, {**current, **{name: entries[name] for name in added}})
+        return added
 
 
 def _read(registry: Path) -> dict[str, dict[str, Any]]:
@@ -109,18 +136,7 @@ def _read(registry: Path) -> dict[str, dict[str, Any]]:
             f"check its contents, then `chown root: {registry}` "
             f"and `chmod 600 {registry}`"
         )
-    try:
-        data = json.loads(text) if text.strip() else {}
-    except ValueError:
-        data = None
-    if not isinstance(data, dict) or not all(
-        isinstance(v, dict) and isinstance(v.get("uid"), int) for v in data.values()
-    ):
-        raise SystemUserError(
-            f"the teamhub account registry {registry} is damaged (expected a JSON object "
-            '{"name": {"uid": N, "home": "..."}})', 'restore it from a backup or repair it by hand'
-        )
-    return data
+    return parse_registry(text, registry)
 
 
 def _write(registry: Path, data: dict[str, dict[str, Any]]) -> None:
@@ -130,9 +146,10 @@ def _write(registry: Path, data: dict[str, dict[str, Any]]) -> None:
         old = os.lstat(registry)
         group, mode = old.st_gid, stat.S_IMODE(old.st_mode) & 0o640
     except FileNotFoundError:
-        # In the folder of an unprivileged hub (hub.unprivileged): its group reads it.
+        # In root's folder with the hub's account's group (hub.unprivileged,
+        # rootfiles.ensure_root_dir): that group reads it.
         folder = os.stat(registry.parent)
-        group, mode = (folder.st_gid, 0o640) if folder.st_uid != 0 else (-1, 0o600)
+        group, mode = (folder.st_gid, 0o640) if folder.st_gid != 0 else (-1, 0o600)
     fd, tmp = tempfile.mkstemp(prefix=f".{registry.name}.", dir=registry.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
