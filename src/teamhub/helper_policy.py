@@ -39,6 +39,10 @@ def hub_gid(account: str) -> int | None:
         return None
 
 
+# The JupyterHub traits that decide the public address, the TLS pair and host routing.
+PUBLIC_TRAITS = ("bind_url", "ip", "port", "base_url", "subdomain_host", "ssl_cert", "ssl_key")
+
+
 def public_proxy(hub: Config) -> dict[str, Any]:
     """What of CHP's command line the hub's TeamhubProxy takes from its JupyterHub config, as
     the hub will have it (hubconfig.hub_config: teamhub's settings, then the admin's
@@ -50,7 +54,12 @@ def public_proxy(hub: Config) -> dict[str, Any]:
     from jupyterhub.app import JupyterHub
     from jupyterhub.objects import Server
 
-    app = JupyterHub(config=hub)
+    # Only the traits read here: the application logs the config it is given ("Config
+    # changed", at debug level, into the hub's log), and the whole one holds secrets
+    # (db.url's password, say).
+    wanted = Config({"JupyterHub": {name: hub.JupyterHub[name] for name in PUBLIC_TRAITS
+                                    if name in hub.JupyterHub}})
+    app = JupyterHub(config=wanted)
     public = Server.from_url(app.bind_url)
     tls = bool(app.ssl_cert and app.ssl_key)
     redirect = hub.TeamhubProxy.get("redirect_port", 0)

@@ -308,3 +308,24 @@ def test_a_pair_given_in_jupyterhub_config_d_reaches_the_helpers_proxy(
     hub = hubconfig.hub_config(s)
     assert (hub.JupyterHub.ssl_cert, hub.JupyterHub.ssl_key) == (str(copy_cert), str(copy_key))
     assert cert.read_text() == "CERT\n"  # the admin's files stay as they are
+
+
+def test_working_out_the_public_proxy_logs_no_secret_of_the_hubs_config(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Root works out the proxy from the hub's whole config, which holds secrets (db.url's
+    password); JupyterHub's application logs the config it is given ("Config changed", at
+    debug level, to stderr: the hub's log): only the public traits may reach it."""
+    # Deferred as in helper_policy: JupyterHub's application is heavy.
+    from jupyterhub.app import JupyterHub
+
+    secret = "pw-" + "x7Kq2" * 4
+    hub = Config()
+    hub.JupyterHub.db_url = f"postgresql://teamhub:{secret}@127.0.0.1:5432/teamhub"
+    hub.JupyterHub.port = 8443
+    hub.JupyterHub.ip = "127.0.0.1"
+    hub.JupyterHub.log_level = "DEBUG"  # the tests' hubs log at debug level
+    JupyterHub(config=hub)  # what the whole config logs (its handler is made per application)
+    assert secret in capsys.readouterr().err
+    public = helper_policy.public_proxy(hub)
+    assert (public["ip"], public["port"]) == ("127.0.0.1", 8443)
+    assert secret not in "".join(capsys.readouterr())
