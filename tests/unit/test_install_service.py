@@ -75,3 +75,30 @@ def test_install_without_systemd_is_refused_with_a_hint(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "teamhub: error:" in result.output
     assert ("needs systemd" in result.output) or ("must run as root" in result.output)
+
+
+def test_a_stop_that_hangs_is_finished_with_sigkill(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process in the slice that ignores SIGTERM holds `systemctl stop` for systemd's own
+    timeout (90 s): past STOP_WAIT what is left gets SIGKILL, and the stop is asked again,
+    instead of a traceback from the CLI (`teamhub uninstall` once died of it). systemctl
+    is a stand-in here (no systemd as PID 1 in the unit tests): the first stop hangs."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "systemctl"
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/bin/sh
+echo "$*" >> {calls}
+if [ "$1" = stop ] && [ ! -e {tmp_path}/killed ]; then sleep 30; fi
+if [ "$1" = kill ]; then touch {tmp_path}/killed; fi
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(systemd, "booted", lambda: True)
+    monkeypatch.setattr(systemd, "STOP_WAIT", 1)
+    systemd.stop_unit("teamhub.slice")
+    assert calls.read_text().splitlines() == [
+        "stop teamhub.slice", "kill --signal=SIGKILL teamhub.slice", "stop teamhub.slice"]
+    # A stop that finishes in time is all there is.
+    calls.unlink()
+    systemd.stop_unit("teamhub-user-a.scope")
+    assert calls.read_text().splitlines() == ["stop teamhub-user-a.scope"]

@@ -237,7 +237,7 @@ def uninstall(ctx: Context, purge: bool) -> None:
     _need_systemd("uninstall")
     paths = ctx.paths
     systemd.systemctl("disable", "--now", "--quiet", SERVICE, check=False)
-    systemd.systemctl("stop", "teamhub.slice", check=False)
+    systemd.stop_unit("teamhub.slice")  # every server, and the proxy's scope
     removed = systemd.remove_unit(SERVICE)
     systemd.systemctl("daemon-reload")
     systemd.systemctl("reset-failed", check=False)

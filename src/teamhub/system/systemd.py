@@ -159,10 +159,28 @@ def in_unit(pid: int, unit: str) -> bool:
     return any(line.rsplit("/", 1)[-1] == unit for line in text.splitlines())
 
 
+STOP_WAIT = 60  # seconds a stop may take before what is left of UNIT is killed
+
+
 def stop_unit(unit: str) -> None:
-    """Stop UNIT (ends every process in a scope); nothing happens if it does not exist."""
-    if booted() and shutil.which("systemctl"):
-        systemctl("stop", unit, check=False)
+    """Stop UNIT (ends every process in a scope or slice); nothing happens if it does not
+    exist. A process that ignores SIGTERM would hold the stop for systemd's own timeout
+    (90 s by default) and more: after STOP_WAIT seconds what is left gets SIGKILL."""
+    if not (booted() and shutil.which("systemctl")):
+        return
+    try:
+        subprocess.run(["systemctl", "stop", unit], capture_output=True, text=True,
+                       timeout=STOP_WAIT)
+        return
+    except subprocess.TimeoutExpired:
+        pass  # the stop job goes on in systemd; make it quick
+    subprocess.run(["systemctl", "kill", "--signal=SIGKILL", unit], capture_output=True,
+                   text=True, timeout=STOP_WAIT)
+    try:
+        subprocess.run(["systemctl", "stop", unit], capture_output=True, text=True,
+                       timeout=STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        pass  # nothing of it can run any more: only the unit's bookkeeping is left
 
 
 def write_unit(name: str, text: str, unit_dir: Path = UNIT_DIR) -> bool:
