@@ -214,6 +214,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                          "account of their own, everything root's through the helper; the "
                          "default of an install); without it teamhub's hub runs as root "
                          "(hub.unprivileged = false)")
+    ap.add_argument("--warm-kernels", choices=["on-demand", "prewarm", "off"],
+                    help="teamhub's envs.warm_kernels for this run (default: its default)")
     ap.add_argument("--only", choices=["teamhub", "vanilla"],
                     help="measure one hub only (the other's object in the JSON is empty)")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON "
@@ -325,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             venv = ensure_vanilla_venv(versions, echo, args.cache_dir) \
                 if args.only != "teamhub" else None
             teamhub = (lambda: measure(TeamhubHub(prefix, proxy_cmd, echo,
-                                                  unprivileged=args.unprivileged), args.sizes,
+                                                  unprivileged=args.unprivileged,
+                                                  warm_kernels=args.warm_kernels), args.sizes,
                                        add_first=False, logs=args.logs)) \
                 if args.only != "vanilla" else None
             vanilla = (lambda: measure(VanillaHub(venv, proxy_cmd, echo), args.sizes,

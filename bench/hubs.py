@@ -212,10 +212,12 @@ class TeamhubHub(Hub):
     label = "teamhub"
 
     def __init__(self, prefix: Path, proxy_cmd: Path, echo: Echo,
-                 image: str | None = None, unprivileged: bool = False) -> None:
+                 image: str | None = None, unprivileged: bool = False,
+                 warm_kernels: str | None = None) -> None:
         """With IMAGE (a `teamhub image build` name), the docker backend runs from it; with
         UNPRIVILEGED, hub.unprivileged (a hub account of its own, removed at the end); without
-        it a root hub (hub.unprivileged = false, set explicitly: the default is on)."""
+        it a root hub (hub.unprivileged = false, set explicitly: the default is on). With
+        WARM_KERNELS, that `envs.warm_kernels` instead of the default."""
         super().__init__(proxy_cmd, echo)
         self.runtime = prefix / "runtime"
         self.prefix = "thb" + secrets.token_hex(2) + "-"
@@ -249,6 +251,7 @@ command = "{proxy_cmd}"
 
 [envs]
 root = "{self.work / 'envs'}"
+{f'warm_kernels = "{warm_kernels}"' if warm_kernels else ""}
 
 [projects]
 root = "{self.work / 'projects'}"

@@ -246,6 +246,8 @@ def main() -> int:
                         help="tracemalloc, imports and threads inside each server (sizes "
                              "are then inflated by the tracing)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--warm-kernels", choices=["on-demand", "prewarm", "off"],
+                        help="teamhub's envs.warm_kernels (default: its default)")
     parser.add_argument("--logs", type=Path, help="Copy the servers' logs here before cleaning up.")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -253,7 +255,7 @@ def main() -> int:
         return 2
     prefix = args.prefix.resolve()
     proxy_cmd = prefix / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
-    hub = TeamhubHub(prefix, proxy_cmd, echo)
+    hub = TeamhubHub(prefix, proxy_cmd, echo, warm_kernels=args.warm_kernels)
     try:
         if args.probe:
             probe = hub.work / "memprobe_config.py"

@@ -50,7 +50,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 from . import kernel_ws
 from .browser_isolation import FRAME_ANCESTORS, ISOLATION_HEADERS, websocket_refusal
-from .envs.warm_kernels import WARM_CONFIG, WARM_PROVISIONER, prewarm_default
+from .envs.warm_kernels import WARM_CONFIG, WARM_PROVISIONER, discard_forked, prewarm_default
 
 ACTIVITY_KEY = "teamhub_busy_last_activity"  # *_last_activity settings count as activity
 DEFAULT_INTERVAL = 30.0
@@ -197,6 +197,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         # Once the loop runs (the server answers first), in its thread: the parent's life
         # is tied to that thread's.
         IOLoop.current().add_callback(prewarm_default, serverapp)
+    else:
+        discard_forked()  # the fork server made one, but this server's config says no
 
     IOLoop.current().call_later(STARTUP_SETTLE, release_startup_garbage)
     callback = PeriodicCallback(check, _interval() * 1000)

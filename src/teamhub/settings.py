@@ -356,8 +356,9 @@ SCHEMA: tuple[Setting, ...] = (
             "kernel of (that env's interpreter with ipykernel imported, running as the user "
             "inside their server's limits) and forks later kernels from it, ~0.1 s instead of "
             "~0.5 s; the first kernel of an env waits for its parent. `prewarm`: also starts "
-            "the default kernel's parent with the server, so the first notebook is fast too, "
-            "at ~35 MB more idle memory per server. `off`: every kernel is a fresh "
+            "the default kernel's parent with the server, so the first notebook is fast too; "
+            "with the fork server it is forked along with the server (~3 MB more idle "
+            "memory per server), otherwise started (~35 MB). `off`: every kernel is a fresh "
             "interpreter. A parent is replaced when its environment changes (a new revision, "
             "a `pip install`); any failure falls back to the normal start.",
             choices=("on-demand", "prewarm", "off")),

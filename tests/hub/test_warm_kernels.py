@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.hub, pytest.mark.system]
 PER_START = {"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_SERVICE_URL", "JPY_PARENT_PID"}
 # What the kernel itself sees, printed as one JSON line.
 INSIDE = """
-import json, os, sys, ipykernel.connect as c
+import json, os, re, sys, threading, ipykernel.connect as c
 cf = c.get_connection_file()
 st = os.stat(cf)
 um = os.umask(0); os.umask(um)
@@ -44,6 +44,7 @@ print(json.dumps({"pid": os.getpid(), "env": dict(os.environ), "cwd": os.getcwd(
     "path": sys.path, "argv": sys.argv, "flags": repr(sys.flags),
     "executable": sys.executable, "prefix": sys.prefix,
     "ids": [os.getresuid(), os.getresgid(), sorted(os.getgroups())], "umask": um,
+    "thread_names": sorted(re.sub(r"-\\d+", "-N", t.name) for t in threading.enumerate()),
     "conn": [cf, oct(st.st_mode), st.st_uid, st.st_gid,
              oct(os.stat(os.path.dirname(cf)).st_mode)]}))
 """
@@ -116,6 +117,7 @@ def snapshot(hub: HubProcess, name: str, b: Browser, kernel_name: str) -> dict[s
         "exe": os.readlink(f"/proc/{pid}/exe"),
         "path": seen["path"], "flags": seen["flags"], "executable": seen["executable"],
         "prefix": seen["prefix"], "ids": seen["ids"], "umask": seen["umask"],
+        "thread_names": seen["thread_names"],
         "conn": [os.path.dirname(conn), *seen["conn"][1:]],
     }
 
@@ -144,7 +146,7 @@ def compared(hub: HubProcess) -> dict[str, Any]:
     return result
 
 
-PARTS = ["status", "threads", "env", "proc_environ", "limits", "files", "stdio",
+PARTS = ["status", "threads", "thread_names", "env", "proc_environ", "limits", "files", "stdio",
          "stdout_is_servers", "cwd", "in_kernel_cwd", "session_leader", "cgroup",
          "proc_owner", "cmdline", "argv", "exe", "path", "flags", "executable", "prefix",
          "ids", "umask", "conn", "server_is_jpy_parent"]
@@ -190,17 +192,61 @@ def test_no_other_users_secret_in_a_warm_kernel(hub: HubProcess,
     stop_server(hub, b2, second)
 
 
-def test_prewarm_starts_the_default_kernels_parent_with_the_server(
+def warm_parents_of(uid: int) -> list[tuple[int, str]]:
+    """(pid, socket) of each warm parent running as UID."""
+    found = []
+    for pid in processes_of(uid):
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if any(part.endswith(b"warm_parent.py") for part in cmd):
+            found.append((pid, cmd[-2].decode()))
+    return found
+
+
+def test_prewarm_forks_the_default_kernels_parent_with_the_server(
         hub: HubProcess, compared: dict[str, Any]) -> None:
+    """The parent is forked off the server's process before the server starts (its modules
+    shared with the fork server), and the first kernel comes from it."""
     name = hub.users[1]
     b = browser(hub, name)
     uid = pwd.getpwnam(hub.system_user(name)).pw_uid
-    deadline = time.monotonic() + 60
-    while not [pid for pid in processes_of(uid)
-               if b"warm_parent.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]:
-        assert time.monotonic() < deadline, "no warm parent was started with the server"
-        time.sleep(0.2)
+    server = server_pid(hub, name)
+    [(parent, sock)] = warm_parents_of(uid)
+    assert os.path.basename(sock) == f"warm-forked-{server}.sock"
+    assert parent_of(parent) == server
+    stat = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()
+    assert (int(stat[2]), int(stat[3])) == (parent, parent), "not its own session"
+    seen = inside(b, name, b.new_kernel(name))
+    assert parent_of(seen["pid"]) == parent
     stop_server(hub, b, name)
+
+
+def test_a_users_own_site_packages_get_a_parent_of_their_own(
+        hub: HubProcess, compared: dict[str, Any]) -> None:
+    """The fork server imported the kernels' modules without the user's ~/.local: with one
+    (it counts for every parent, see warm_kernels.fingerprint), the forked parent is stopped
+    and a parent is started as a fresh interpreter."""
+    name = hub.users[1]
+    account = pwd.getpwnam(hub.system_user(name))
+    local = Path(account.pw_dir) / ".local"
+    site = local / "lib" / "python{}.{}".format(*sys.version_info[:2]) / "site-packages"
+    site.mkdir(parents=True)
+    try:
+        for folder in (site, *site.parents):
+            if folder == Path(account.pw_dir):
+                break
+            os.chown(folder, account.pw_uid, account.pw_gid)
+        b = browser(hub, name)
+        deadline = time.monotonic() + 60
+        while not (parents := warm_parents_of(account.pw_uid)) \
+                or any("warm-forked-" in sock for _, sock in parents):
+            assert time.monotonic() < deadline, f"warm parents: {parents}"
+            time.sleep(0.2)
+        seen = inside(b, name, b.new_kernel(name))
+        assert is_warm(seen["pid"])
+        assert "warm-forked-" not in Path(f"/proc/{parent_of(seen['pid'])}/cmdline").read_text()
+        stop_server(hub, b, name)
+    finally:
+        shutil.rmtree(local / "lib")
 
 
 def test_another_local_user_cannot_reach_a_warm_parent(hub: HubProcess,

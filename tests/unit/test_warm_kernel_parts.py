@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from teamhub.envs.kernels import LAUNCHER
-from teamhub.envs.warm_kernels import fingerprint, launcher_index, parent_key
+from teamhub.envs.warm_kernels import (
+    Forked,
+    ForkedChild,
+    WarmParents,
+    fingerprint,
+    launcher_index,
+    parent_key,
+)
 
 
 def test_only_teamhubs_launcher_is_forked() -> None:
@@ -65,3 +78,70 @@ def test_the_users_own_site_packages_count_too(tmp_path: Path) -> None:
     before = fingerprint(python, env)
     (home / ".local" / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
     assert fingerprint(python, env) != before
+
+
+def _forked(stamp: tuple[Any, ...]) -> Forked:
+    """A stand-in for the parent the fork server forks beside a server: a real child of
+    this process, so that adopting or refusing it can be seen (it is stopped or kept)."""
+    pid = os.fork()
+    if pid == 0:
+        signal.pause()
+        os._exit(0)
+    return Forked("/nonexistent/warm.sock", ForkedChild(pid), stamp)
+
+
+def _ended(forked: Forked) -> int | None:
+    deadline = time.monotonic() + 10
+    while forked.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return forked.proc.returncode
+
+
+def _runtime_kernel(tmp_path: Path) -> tuple[list[str], dict[str, str], tuple[Any, ...]]:
+    """The default kernel of a server running this very python (the fork server's)."""
+    cmd = [sys.executable, "-P", LAUNCHER, "-f", "c.json"]
+    env = {"PATH": "/usr/bin", "HOME": str(tmp_path / "home")}
+    return cmd, env, fingerprint(sys.executable, {})
+
+
+def test_the_forked_parent_serves_a_kernel_of_the_fork_servers_python(tmp_path: Path) -> None:
+    cmd, env, stamp = _runtime_kernel(tmp_path)
+    parents, forked = WarmParents(str(tmp_path)), _forked(stamp)
+    try:
+        assert parents.adopt(cmd, env, forked) is None
+        adopted = parents.parents[parent_key(cmd, 2, env)]
+        assert (adopted.proc, adopted.socket_path) == (forked.proc, forked.socket_path)
+        assert forked.proc.poll() is None
+        # A later `pip install --user` makes it stale, as any parent.
+        (tmp_path / "home" / ".local" / "lib" / "python3.11" / "site-packages").mkdir(
+            parents=True)
+        assert fingerprint(cmd[0], env) != adopted.stamp
+    finally:
+        forked.proc.terminate()
+    assert _ended(forked) == -signal.SIGTERM
+
+
+@pytest.mark.parametrize("change", ["ld_library_path", "pythonpath", "other_python",
+                                    "user_site", "not_launcher"])
+def test_the_forked_parent_is_stopped_where_a_fresh_kernel_would_differ(
+        tmp_path: Path, change: str) -> None:
+    """Its modules were imported by the fork server, with its environment: a kernel whose
+    dynamic loader, interpreter start or site-packages would differ gets a parent of its own."""
+    cmd, env, stamp = _runtime_kernel(tmp_path)
+    if change == "ld_library_path":
+        env["LD_LIBRARY_PATH"] = "/opt/cuda/lib64"
+    elif change == "pythonpath":
+        env["PYTHONPATH"] = str(tmp_path)
+    elif change == "other_python":
+        _env(tmp_path, "1")
+        cmd[0] = str(tmp_path / "1" / "bin" / "python")
+    elif change == "user_site":
+        (tmp_path / "home" / ".local" / "lib" / "python3.11" / "site-packages").mkdir(
+            parents=True)
+    else:
+        cmd[1:3] = ["-m", "ipykernel_launcher"]
+    parents, forked = WarmParents(str(tmp_path)), _forked(stamp)
+    why = parents.adopt(cmd, env, forked)
+    assert why, "adopted a parent whose modules a fresh kernel would not import"
+    assert parents.parents == {}
+    assert _ended(forked) == -signal.SIGTERM

@@ -266,7 +266,8 @@ def up(ctx: Context, ip: str | None, port: int | None, admin: str | None,
         paths.proxy_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fork_server = forkserver.start(paths.fork_server_socket, sys.executable,
                                        paths.fork_server_log,
-                                       helper_policy.build(settings, paths))
+                                       helper_policy.build(settings, paths),
+                                       kernels=settings["envs.warm_kernels"] == "prewarm")
     if account is not None:
         unprivileged.hand_over(settings, paths, account)
     from jupyterhub.app import main as jupyterhub_main

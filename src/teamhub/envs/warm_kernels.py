@@ -67,6 +67,7 @@ from .kernels import LAUNCHER
 
 WARM_PROVISIONER = "teamhub-warm"  # its entry point name (pyproject.toml)
 WARM_CONFIG = "TeamhubWarmKernels"  # `--TeamhubWarmKernels.prewarm=True`: see prewarm_default
+PREWARM_ARG = f"--{WARM_CONFIG}.prewarm=True"
 PARENT_SCRIPT = str(Path(__file__).with_name("warm_parent.py"))
 # Variables launch_kernel's callers set per kernel: they never decide which parent.
 PER_KERNEL_ENV = ("JPY_SESSION_NAME",)
@@ -213,6 +214,30 @@ class WarmProcess:
         self.send_signal(signal.SIGTERM)
 
 
+class ForkedChild:
+    """The part of Popen that WarmParent uses, for a parent this process forked itself
+    (teamhub.spawners.forkserver, before the server started)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -signal.SIGKILL  # reaped elsewhere: gone all the same
+            else:
+                if done:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def terminate(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+
+
 @dataclass
 class WarmParent:
     """One environment's warm parent process, as this server started it."""
@@ -220,7 +245,7 @@ class WarmParent:
     key: str
     socket_path: str
     stamp: tuple[Any, ...]
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | ForkedChild
     retired: bool = field(default=False)
 
     def alive(self) -> bool:
@@ -345,6 +370,71 @@ class WarmParents:
         """Start CMD's parent now, so that the first kernel does not wait for it."""
         self.current(cmd, env)
 
+    def adopt(self, cmd: list[str], env: dict[str, str], forked: Forked) -> str | None:
+        """Take FORKED as the parent of CMD's kernels; None if taken, else why not (and
+        it is stopped). It imported its modules in the fork server, as root, with the
+        fork server's environment and sys.path: only a kernel that a fresh interpreter
+        would give the very same modules may come from it."""
+        index = launcher_index(cmd)
+        why = None
+        if index is None:
+            why = "the default kernel is not teamhub's launcher"
+        elif cmd[0] != sys.executable and os.path.realpath(Path(cmd[0]).parent.parent) \
+                != os.path.realpath(Path(sys.executable).parent.parent):
+            why = f"the default kernel runs {cmd[0]}, not the server's python"
+        elif any(k.startswith(("LD_", "PYTHON")) for k in env):
+            # The dynamic loader and the interpreter read these only when a process starts.
+            why = "the kernel's environment sets " + ", ".join(
+                sorted(k for k in env if k.startswith(("LD_", "PYTHON"))))
+        elif fingerprint(cmd[0], env) != forked.stamp:
+            why = ("the user's own site-packages (~/.local) or the runtime's changed since "
+                   "the fork server started")
+        if why is not None:
+            forked.proc.terminate()
+            return why
+        assert index is not None
+        key = parent_key(cmd, index, env)
+        old = self.parents.get(key)
+        if old is not None:
+            old.retire()
+        self.parents[key] = WarmParent(key, forked.socket_path, forked.stamp, forked.proc)
+        self.log.info("teamhub: warm kernel parent %s forked with the server (pid %d)", key,
+                      forked.proc.pid)
+        return None
+
+
+@dataclass
+class Forked:
+    """The default kernel's warm parent the fork server made beside this server."""
+
+    socket_path: str
+    proc: ForkedChild
+    stamp: tuple[Any, ...]  # fingerprint() of the fork server's python when it preloaded
+
+
+_forked: Forked | None = None
+
+
+def adopt_forked(socket_path: str, pid: int, stamp: tuple[Any, ...]) -> None:
+    """Called in the server's process, before the server starts (teamhub.spawners.forkserver):
+    PID, its child, is a warm parent listening (soon) on SOCKET_PATH."""
+    global _forked  # noqa: PLW0603 - one per server process
+    _forked = Forked(socket_path, ForkedChild(pid), stamp)
+
+
+def take_forked() -> Forked | None:
+    """The forked parent not yet used or stopped, once."""
+    global _forked  # noqa: PLW0603 - one per server process
+    forked, _forked = _forked, None
+    return forked
+
+
+def discard_forked() -> None:
+    """Stop the forked parent: this server starts no warm parent with itself."""
+    forked = take_forked()
+    if forked is not None:
+        forked.proc.terminate()
+
 
 _parents: WarmParents | None = None
 
@@ -395,6 +485,7 @@ def prewarm_default(serverapp: Any) -> None:
             serverapp.kernel_manager.default_kernel_name)
     except Exception as exc:  # noqa: BLE001 - its first kernel then starts the parent
         serverapp.log.warning("teamhub: no warm parent for the default kernel yet: %s", exc)
+        discard_forked()
         return
     cmd = list(spec.argv)
     if cmd and cmd[0] in PYTHON_NAMES:
@@ -403,4 +494,11 @@ def prewarm_default(serverapp: Any) -> None:
     env.update({k: Template(v).safe_substitute(env) for k, v in (spec.env or {}).items()})
     env.pop("PYTHONEXECUTABLE", None)
     env["JPY_PARENT_PID"] = str(os.getpid())
+    forked = take_forked()
+    if forked is not None:
+        why = parents().adopt(cmd, env, forked)
+        if why is None:
+            return
+        serverapp.log.info("teamhub: the warm parent forked with the server is not used (%s); "
+                           "starting one", why)
     parents().prewarm(cmd, env)

@@ -56,6 +56,8 @@ PRELOAD = ("ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
            "IPython.core.logger", "IPython.core.oinspect", "IPython.extensions.storemagic",
            "IPython.utils.wildcard", "jupyter_client.localinterfaces", "psutil", "pdb",
            "sqlite3", "faulthandler", "tornado.platform.asyncio")
+# IPKernelApp traits whose defaults are read from these variables at import.
+ENV_DEFAULTS = {"parent_handle": "JPY_PARENT_PID", "interrupt": "JPY_INTERRUPT_EVENT"}
 _kept_buffers: list[ctypes.Array[ctypes.c_char]] = []
 
 
@@ -92,6 +94,24 @@ def _show_as_exec(argv, env):
                 ctypes.c_ulong(ctypes.sizeof(mm)), ctypes.c_ulong(0))
 
 
+def _env_defaults(app_class):
+    """Trait defaults ipykernel takes from the environment when it is imported (whether its
+    server is watched: JPY_PARENT_PID), from this kernel's own environment: the parent may
+    have imported it with another one (the fork server's, teamhub.spawners.forkserver)."""
+    for name, variable in ENV_DEFAULTS.items():
+        trait = app_class.class_traits().get(name)
+        if trait is None:
+            continue
+        try:
+            value = int(os.environ.get(variable) or 0)
+        except ValueError:
+            continue  # as ipykernel's own import would fail: left as it is
+        trait.default_value = value
+        cached = getattr(app_class, "_static_immutable_initial_values", None)
+        if isinstance(cached, dict) and name in cached:  # traitlets 5.10+
+            cached[name] = value
+
+
 def _set_aside(fd):
     """FD moved to a high number, not inherited: the kernel's own descriptors get the
     numbers they get in a kernel started the normal way."""
@@ -126,6 +146,7 @@ def _kernel(request, fds, keep_open, set_at_import):
         sys.argv = list(argv[argv.index(request["launcher"]):])
         from ipykernel.kernelapp import IPKernelApp
 
+        _env_defaults(IPKernelApp)
         app = IPKernelApp.instance()
         app.initialize([*sys.argv[1:], "--IPKernelApp.ignore_cwd=True"])
         if listening is not None:
@@ -167,14 +188,10 @@ def _receive(conn):
     return json.loads(data) if data.endswith(b"\n") else None, fds
 
 
-def main(path):
-    # The server that started this process: if it is gone already, so is the reason to be.
-    if not hasattr(os, "pidfd_open"):  # Python < 3.9: the server starts kernels itself
-        return
-    server = os.getppid()
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != server:
-        return
+def preload():
+    """Import what every kernel imports; the variables those imports set (the debugger's
+    PYDEVD_USE_FRAME_EVAL): each kernel sets them while importing the same modules, so
+    each forked kernel gets them too."""
     before = dict(os.environ)
     import ipykernel.kernelapp  # noqa: F401 - the point of this process
 
@@ -183,10 +200,34 @@ def main(path):
             __import__(name)
         except Exception:  # noqa: BLE001,S112 - an older ipykernel: the kernel imports it
             continue
-    # Variables those imports set (the debugger's PYDEVD_USE_FRAME_EVAL): each kernel
-    # sets them while importing the same modules, so each forked kernel gets them too.
-    set_at_import = {k: v for k, v in os.environ.items() if before.get(k) != v}
+    return {k: v for k, v in os.environ.items() if before.get(k) != v}
 
+
+def _tie_to_server():
+    """Die with the server that started this process; False if it is gone already."""
+    server = os.getppid()
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return os.getppid() == server
+
+
+def main(path):
+    # The server that started this process: if it is gone already, so is the reason to be.
+    if not hasattr(os, "pidfd_open"):  # Python < 3.9: the server starts kernels itself
+        return
+    if not _tie_to_server():
+        return
+    serve(path, preload())
+
+
+def serve_forked(path, set_at_import):
+    """Be the warm parent in a child the fork server's server process forked off before it
+    started its server (teamhub.spawners.forkserver): PRELOAD is imported there already."""
+    if _tie_to_server():
+        serve(path, set_at_import)
+
+
+def serve(path, set_at_import):
+    """Fork a kernel per request on PATH until retired and the last kernel has ended."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = f"{path}.{os.getpid()}"
     listener.bind(tmp)

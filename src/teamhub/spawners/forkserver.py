@@ -38,6 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from jupyter_core.paths import jupyter_runtime_dir
+
+from ..envs import warm_kernels, warm_parent
 from ..errors import (
     ContainerEnterError,
     ForkServerUnavailable,
@@ -108,6 +111,66 @@ def preload() -> list[str]:
     return loaded
 
 
+PRELOAD_KERNELS_ENV = "TEAMHUB_FORKSERVER_KERNELS"  # see start(); read once, then removed
+# What the default kernel's warm parent needs (see _fork_warm_parent): the variables its
+# imports set, and warm_kernels.fingerprint() of this python when they were imported.
+_kernel_imports: tuple[dict[str, str], tuple[Any, ...]] | None = None
+
+
+def preload_kernels() -> None:
+    """Import what every kernel imports (teamhub.envs.warm_parent.PRELOAD), shared with
+    each default kernel's warm parent; this process's environment stays as it was."""
+    global _kernel_imports  # noqa: PLW0603 - once, before serving
+    before = dict(os.environ)
+    try:
+        set_at_import = warm_parent.preload()
+    except Exception as exc:  # noqa: BLE001 - servers then start their parents themselves
+        _log(f"not preloading the kernels' modules: {exc}")
+        return
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
+    _kernel_imports = (set_at_import, warm_kernels.fingerprint(sys.executable, {}))
+
+
+def _fork_warm_parent() -> None:
+    """Fork the default kernel's warm parent off this process, which is the user's now
+    (scope, limits, private /tmp) and is about to run the server (`envs.warm_kernels =
+    prewarm`). It shares the kernels' modules with the fork server instead of importing
+    them itself: a few hundred kB of its own instead of ~35 MB, ready at once. The server
+    takes it (warm_kernels.prewarm_default) when its default kernel is what a fresh
+    interpreter would give the same modules, and stops it otherwise."""
+    if _kernel_imports is None:
+        return
+    set_at_import, stamp = _kernel_imports
+    runtime = jupyter_runtime_dir()
+    path = os.path.join(runtime, f"warm-forked-{os.getpid()}.sock")
+    try:
+        os.makedirs(runtime, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        print(f"teamhub: no warm kernel parent forked: {exc}", file=sys.stderr, flush=True)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setsid()  # as its server would start it (start_new_session)
+            if not getattr(sys.flags, "safe_path", False):
+                del sys.path[0]  # the fork server's start folder
+            # sys.flags and sys.path now as `python -P warm_parent.py` has them.
+            show_as_exec([sys.executable, "-P", warm_kernels.PARENT_SCRIPT, path],
+                         dict(os.environ))
+            warm_parent.serve_forked(path, set_at_import)
+            code = 0
+        except BaseException:  # noqa: BLE001 - never return into the server's start
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    warm_kernels.adopt_forked(path, pid, stamp)
+
+
 def _self_test() -> None:
     """Refuse to serve where a child could not be made to look exec'd."""
     pid = os.fork()
@@ -133,7 +196,11 @@ def _run_server(spec: LaunchSpec) -> Any:
     sys.argv = list(spec.argv)
     # A script's folder is first on sys.path; the user's own site-packages follow
     # the rules of a fresh interpreter started by this user.
-    sys.path[0] = os.path.dirname(os.path.realpath(spec.argv[0]))
+    script_dir = os.path.dirname(os.path.realpath(spec.argv[0]))
+    if getattr(sys.flags, "safe_path", False):  # started with -P (see start): none to replace
+        sys.path.insert(0, script_dir)
+    else:
+        sys.path[0] = script_dir
     old_site = site.USER_SITE
     if old_site in sys.path:
         sys.path.remove(old_site)
@@ -270,6 +337,8 @@ def _serve_as_user(spec: LaunchSpec, conn: socket.socket) -> None:
             os.execve(spec.argv[0], spec.argv, spec.env)
         become(spec, in_process=True, keep_fds=keep)
         nsenter.apply_seccomp(filters)
+        if not spec.container and warm_kernels.PREWARM_ARG in spec.argv:
+            _fork_warm_parent()
         code = _run_server(spec)
     except SystemExit as exc:
         code = exc.code
@@ -609,6 +678,8 @@ def main() -> None:
     os.chdir("/")
     started = time.monotonic()
     loaded = preload()
+    if os.environ.pop(PRELOAD_KERNELS_ENV, "") == "1":
+        preload_kernels()
     _self_test()
     _log(f"preloaded {len(loaded)} modules in {time.monotonic() - started:.2f}s")
     policy = Policy.from_json(sys.argv[2]) if len(sys.argv) == 3 else None
@@ -620,10 +691,12 @@ def main() -> None:
 _started: dict[str, subprocess.Popen[bytes]] = {}
 
 
-def start(socket_path: Path, python: str, log_path: Path,
-          policy: Policy | None = None) -> subprocess.Popen[bytes]:
+def start(socket_path: Path, python: str, log_path: Path, policy: Policy | None = None,
+          kernels: bool = False) -> subprocess.Popen[bytes]:
     """Run a fork server as a fresh program with a minimal environment (never the hub's).
-    Without POLICY it serves root alone.
+    Without POLICY it serves root alone. With KERNELS (`envs.warm_kernels = prewarm`) it
+    also imports what kernels import, for the default kernel's warm parent it forks along
+    with each server (otherwise it would only make every server's memory larger).
 
     Call from the main thread: it dies with the thread that started it.
     """
@@ -633,6 +706,8 @@ def start(socket_path: Path, python: str, log_path: Path,
     # Root's tools (useradd, setfacl) for the verbs it runs itself; servers get their own.
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "LANG": os.environ.get("LANG", "C.UTF-8"), "HOME": "/nonexistent"}
+    if kernels:
+        env[PRELOAD_KERNELS_ENV] = "1"
     # A socket an earlier helper left (root's, or another account's) would answer a hub that
     # connects before this one is ready with EACCES, not "not there yet".
     socket_path.unlink(missing_ok=True)
@@ -640,7 +715,10 @@ def start(socket_path: Path, python: str, log_path: Path,
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
         proc = subprocess.Popen(
-            [python, "-m", "teamhub.spawners.forkserver", str(socket_path),
+            # -P (Python 3.11+): no start folder on sys.path, as the kernels' warm parents
+            # forked from it run (`python -P`); servers get their script's folder back.
+            [python, *(["-P"] if sys.version_info >= (3, 11) else []), "-m",
+             "teamhub.spawners.forkserver", str(socket_path),
              *([policy.to_json()] if policy is not None else [])],
             env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
             close_fds=True, start_new_session=True,

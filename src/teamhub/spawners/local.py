@@ -26,6 +26,7 @@ from jupyterhub.spawner import LocalProcessSpawner, SpawnException
 from traitlets import Bool, Dict, Integer, List, Unicode
 
 from .. import limits as limits_model
+from ..envs.warm_kernels import PREWARM_ARG
 from ..errors import ForkServerUnavailable, NoFreePort, PrivateFolderError, TeamhubError
 from ..projects.apply import Layout, Projects
 from ..system import login_profile, namespaces, private_dirs, sockets, systemd
@@ -554,7 +555,8 @@ class LocalSpawner(GpuSupport, LocalProcessSpawner):
             return
         try:
             forkserver.start(Path(self.fork_server_socket), sys.executable,
-                             Path(self.fork_server_log))
+                             Path(self.fork_server_log),
+                             kernels=PREWARM_ARG in self.args)
         except OSError as exc:
             self.log.warning("Could not start the fork server: %s", exc)
 
