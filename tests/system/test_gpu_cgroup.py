@@ -81,15 +81,19 @@ print(json.dumps(results))
 
 @pytest.fixture(scope="module")
 def machine() -> Iterator[SystemdMachine]:
-    DockerEngine().ensure()
-    tag, _ = ensure_image()
-    m = SystemdMachine(tag)
+    engine = DockerEngine()
+    engine.ensure()
     try:
-        m.start(extra=("--device-cgroup-rule", "c 195:* rwm"))
-        m.copy_checkout()
-        yield m
+        tag, _ = ensure_image()
+        m = SystemdMachine(tag)
+        try:
+            m.start(extra=("--device-cgroup-rule", "c 195:* rwm"))
+            m.copy_checkout()
+            yield m
+        finally:
+            m.remove()
     finally:
-        m.remove()
+        engine.stop()  # the dockerd it started, if any (it outlived the suite before)
 
 
 def test_scope_allows_only_its_own_gpu_node(machine: SystemdMachine) -> None:
