@@ -51,6 +51,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 from . import kernel_ws
 from .browser_isolation import FRAME_ANCESTORS, ISOLATION_HEADERS, websocket_refusal
 from .envs.warm_kernels import WARM_CONFIG, WARM_PROVISIONER, discard_forked, prewarm_default
+from .spawners import page_templates
 
 ACTIVITY_KEY = "teamhub_busy_last_activity"  # *_last_activity settings count as activity
 DEFAULT_INTERVAL = 30.0
@@ -188,6 +189,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     serverapp.web_app.add_handlers(".*$", [(
         url_path_join(settings.get("base_url", "/"), "teamhub/api/kernelspecs-stamp"),
         KernelSpecsStampHandler)])
+    # Once every extension has put its template environment in the settings.
+    IOLoop.current().add_callback(page_templates.use_compiled, settings)
 
     def check() -> None:
         mark_if_busy(serverapp)

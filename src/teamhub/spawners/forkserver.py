@@ -52,7 +52,7 @@ from ..errors import (
 from ..proxy import start_time
 from ..system import nsenter, systemd
 from ..system.sandbox import LaunchSpec, become, show_as_exec
-from . import helper_container, helper_spec, identity, rootdoor
+from . import event_schemas, helper_container, helper_spec, identity, page_templates, rootdoor
 from .rootdoor import Peer, Policy
 
 PR_SET_PDEATHSIG = 1
@@ -678,10 +678,14 @@ def main() -> None:
     os.chdir("/")
     started = time.monotonic()
     loaded = preload()
+    # What each server would build the same way at its start, built once for all of them.
+    schemas = event_schemas.prebuild(event_schemas.server_schema_paths())
+    templates = page_templates.precompile(page_templates.runtime_templates(sys.prefix))
     if os.environ.pop(PRELOAD_KERNELS_ENV, "") == "1":
         preload_kernels()
     _self_test()
-    _log(f"preloaded {len(loaded)} modules in {time.monotonic() - started:.2f}s")
+    _log(f"preloaded {len(loaded)} modules, {len(schemas)} event schemas and {templates}"
+         f" page templates in {time.monotonic() - started:.2f}s")
     policy = Policy.from_json(sys.argv[2]) if len(sys.argv) == 3 else None
     ForkServer(Path(sys.argv[1]), policy, parent).serve()
 
