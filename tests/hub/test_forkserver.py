@@ -175,7 +175,8 @@ def lab_saves(hub: HubProcess, name: str) -> dict[str, Any]:
     """What a user's Lab writes into their home as they work: the layout (workspace) and a
     setting. Each answer, and where it landed."""
     b = login(hub, name)  # a fresh browser: no cookie of an earlier server of the user
-    assert b.open_lab(name).status_code == 200
+    page = b.open_lab(name)
+    assert page.status_code == 200
     base = f"{hub.url}/user/{name}"
     headers = {"X-XSRFToken": b._xsrf(f"/user/{name}/")}
     workspace = {"data": {"layout-restorer:data": {"main": {"dock": None}}},
@@ -187,6 +188,8 @@ def lab_saves(hub: HubProcess, name: str) -> dict[str, Any]:
                                json=setting, headers=headers, timeout=30)
     home = Path(pwd.getpwnam(hub.system_user(name)).pw_dir)
     return {
+        # A forked server's page comes from the template the fork server compiled.
+        "lab_page": re.sub(r'"token": "\w*"', '"token": "…"', page.text),
         "answers": [saved_workspace.status_code, saved_setting.status_code],
         "errors": [r.text[:300] for r in (saved_workspace, saved_setting)
                    if r.status_code >= 400],
@@ -257,6 +260,18 @@ def test_lab_saves_layout_and_settings_in_the_home(compared: dict[str, Any], how
 
 def test_fallback_was_logged(root_hub: HubProcess, compared: dict[str, Any]) -> None:
     assert "the normal way" in root_hub.log.read_text(errors="replace")
+
+
+def test_the_fork_server_built_what_every_server_builds(root_hub: HubProcess,
+                                                        compared: dict[str, Any]) -> None:
+    """jupyter_server's event schemas and the Lab page's template (teamhub.spawners.
+    event_schemas, page_templates); the forked server's page equals the normal one's
+    (test_forked_server_is_indistinguishable[saves])."""
+    found = re.search(r"preloaded \d+ modules, (\d+) event schemas and (\d+) page templates",
+                      root_hub.paths.fork_server_log.read_text(errors="replace"))
+    assert found, root_hub.paths.fork_server_log.read_text(errors="replace")[-3000:]
+    assert int(found[1]) == 3 and int(found[2]) >= 1
+    assert 'id="jupyter-config-data"' in compared["forked"]["saves"]["lab_page"]
 
 
 def test_fork_server_restarted_and_forks_again(root_hub: HubProcess,
