@@ -112,6 +112,7 @@ def preload() -> list[str]:
 
 
 PRELOAD_KERNELS_ENV = "TEAMHUB_FORKSERVER_KERNELS"  # see start(); read once, then removed
+PARENT_ENV = "TEAMHUB_FORKSERVER_PARENT"  # see start() and main(); read once, then removed
 # What the default kernel's warm parent needs (see _fork_warm_parent): the variables its
 # imports set, and warm_kernels.fingerprint() of this python when they were imported.
 _kernel_imports: tuple[dict[str, str], tuple[Any, ...]] | None = None
@@ -672,8 +673,11 @@ def main() -> None:
     # the container): adopt and reap them rather than leave zombies to an init that may
     # not reap.
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    parent = os.getppid()
-    if parent == 1:
+    # Who started us, as they said (start()): by the time this runs (its imports take a
+    # second or more on a busy machine) they may be gone, and getppid() names the reaper.
+    parent = int(os.environ.pop(PARENT_ENV, "") or os.getppid())
+    if os.getppid() != parent or parent == 1:
+        _log("the hub that started this helper has ended: stopping")
         raise SystemExit(0)
     os.chdir("/")
     started = time.monotonic()
@@ -709,7 +713,8 @@ def start(socket_path: Path, python: str, log_path: Path, policy: Policy | None 
         return old
     # Root's tools (useradd, setfacl) for the verbs it runs itself; servers get their own.
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "LANG": os.environ.get("LANG", "C.UTF-8"), "HOME": "/nonexistent"}
+           "LANG": os.environ.get("LANG", "C.UTF-8"), "HOME": "/nonexistent",
+           PARENT_ENV: str(os.getpid())}
     if kernels:
         env[PRELOAD_KERNELS_ENV] = "1"
     # A socket an earlier helper left (root's, or another account's) would answer a hub that
