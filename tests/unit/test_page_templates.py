@@ -72,6 +72,11 @@ def test_a_changed_file_or_other_settings_are_compiled_anew(
     unescaped = server_env(tmp_path, autoescape=False)
     assert unescaped.get_template("page.html").render(who="ann") == "<p>ann & <b></p>"
 
+    # A finalize is compiled into the code too: never taken.
+    finalized = server_env(tmp_path)
+    finalized.finalize = lambda value: str(value).upper()
+    assert finalized.get_template("page.html").render(who="ann") == "<p>ANN & &LT;B&GT;</p>"
+
     (tmp_path / "page.html").write_text("<p>changed {{ who }}</p>")
     changed = server_env(tmp_path)
     assert changed.get_template("page.html").render(who="ann") == "<p>changed ann</p>"

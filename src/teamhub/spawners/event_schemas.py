@@ -2,7 +2,7 @@
 
 Each server starting registers jupyter_server's event schemas (contents, kernel actions,
 gateway client): jupyter_events reads each YAML file, checks it against its metaschema
-and builds a validator. Done after the fork, that is ~0.9 MB of every idle server's own
+and builds a validator. Done after the fork, that is ~0.8 MB of every idle server's own
 memory (bench/server_memory.py) spent on the very same result. Built here before the
 fork, the objects stay pages shared with the fork server, and registering a schema by
 its path takes the object built from it.

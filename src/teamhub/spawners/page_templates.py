@@ -1,15 +1,16 @@
 """The page templates every server compiles, compiled once in the fork server.
 
 The first time a server shows the Lab page (Notebook 7's pages the same), jinja2 reads
-`index.html` and compiles it to Python code: ~0.6–1 MB of every idle server's own
-memory spent on the very same code. The fork server compiles the runtime's templates
-with the settings jupyter_server gives an extension's templates, and keeps the code
-objects in a jinja2 bytecode cache; each forked server hands that cache to its
-template environments (teamhub.serverext), so they take the code instead of compiling.
+`index.html` and compiles it to Python code: ~0.5 MB of every idle server's own
+memory (bench/server_memory.py) spent on the very same code. The fork server compiles
+the runtime's templates with the settings jupyter_server gives an extension's templates,
+and keeps the code objects in a jinja2 bytecode cache; each forked server hands that
+cache to its template environments (teamhub.serverext), so they take the code instead of
+compiling.
 
 A template is taken only for the very same file and text (jinja2's own cache key: the
 template's name and file, and a checksum of its source) and an environment with the
-same settings (delimiters, extensions, escaping...): anything else is compiled as
+same settings (delimiters, extensions, escaping, finalize...): anything else is compiled as
 before. Code objects cannot be changed, and each server is its own process.
 """
 
@@ -35,8 +36,10 @@ def compile_settings(env: Environment) -> tuple[Hashable, ...]:
         env.line_statement_prefix, env.line_comment_prefix, env.trim_blocks,
         env.lstrip_blocks, env.newline_sequence, env.keep_trailing_newline,
         tuple(sorted(env.extensions)), env.optimized,
-        # a function (select_autoescape) is one object per environment: never equal
+        # a function (select_autoescape, a finalize) is one object per environment:
+        # never equal, so such an environment always compiles its own
         env.autoescape if isinstance(env.autoescape, bool) else id(env),
+        None if env.finalize is None else id(env),
         f"{env.code_generator_class.__module__}.{env.code_generator_class.__qualname__}",
         env.is_async,
     )
