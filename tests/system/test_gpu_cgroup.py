@@ -8,6 +8,11 @@ and the container is allowed that major by Docker's own device rules
 (`--device-cgroup-rule 'c 195:* rwm'`). Opening a node the cgroup allows reaches the
 device layer and fails with "No such device or address" (no driver); one it refuses
 fails with "Operation not permitted". The same scope still opens /dev/null and a pty.
+
+Scopes are made ROUNDS times, each right after the last one stopped: on this cgroup v1
+machine systemd moves a process into a scope's groups one hierarchy at a time, and a
+process that went on as soon as /proc named its scope opened the other user's node
+in 3 runs of 25 (one pair of scopes each).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ pytestmark = [pytest.mark.system, pytest.mark.systemd]
 FOLDER = "/dev/teamhub-gputest"
 # An unprivileged uid no account here or in the other tests has.
 UID = 265534
+ROUNDS = 20
 
 PROBE = f'''
 import errno, json, os, stat
@@ -45,8 +51,9 @@ def try_open(path):
     except OSError as exc:
         return errno.errorcode[exc.errno]
 
-results = {{"outside": {{n: try_open(f"{{folder}}/{{n}}") for n in ("nvidia0", "nvidia1")}}}}
-for user, own in (("a", "nvidia0"), ("b", "nvidia1")):
+results = {{"outside": {{n: try_open(f"{{folder}}/{{n}}") for n in ("nvidia0", "nvidia1")}},
+            "a": [], "b": []}}
+for user, own in (("a", "nvidia0"), ("b", "nvidia1")) * {ROUNDS}:
     unit = f"teamhub-gputest-{{user}}.scope"
     read, write = os.pipe()
     pid = os.fork()
@@ -72,7 +79,7 @@ for user, own in (("a", "nvidia0"), ("b", "nvidia1")):
         os._exit(0)
     os.close(write)
     with os.fdopen(read) as f:
-        results[user] = json.loads(f.read() or "{{}}")
+        results[user].append(json.loads(f.read() or "{{}}"))
     os.waitpid(pid, 0)
     systemd.stop_unit(unit)
 print(json.dumps(results))
@@ -102,13 +109,14 @@ def test_scope_allows_only_its_own_gpu_node(machine: SystemdMachine) -> None:
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     # The control: outside any teamhub scope both nodes reach the (absent) driver.
     assert seen["outside"] == {"nvidia0": "ENXIO", "nvidia1": "ENXIO"}
-    a, b = seen["a"], seen["b"]
-    assert "error" not in a and "error" not in b, (a, b)
-    assert a["in_scope"] and b["in_scope"]
-    assert (a["nvidia0"], a["nvidia1"]) == ("ENXIO", "EPERM")
-    assert (b["nvidia0"], b["nvidia1"]) == ("EPERM", "ENXIO")
-    assert a["nvidiactl"] == b["nvidiactl"] == "ENXIO"
-    # Nothing else broke: the standard devices and a terminal still open in the scope.
-    for seen_by in (a, b):
-        assert seen_by["/dev/null"] == seen_by["/dev/urandom"] == "opened"
-        assert seen_by["/dev/ptmx"] == seen_by["pty"] == "opened"
+    assert len(seen["a"]) == len(seen["b"]) == ROUNDS
+    for a, b in zip(seen["a"], seen["b"], strict=True):
+        assert "error" not in a and "error" not in b, (a, b)
+        assert a["in_scope"] and b["in_scope"]
+        assert (a["nvidia0"], a["nvidia1"]) == ("ENXIO", "EPERM")
+        assert (b["nvidia0"], b["nvidia1"]) == ("EPERM", "ENXIO")
+        assert a["nvidiactl"] == b["nvidiactl"] == "ENXIO"
+        # Nothing else broke: the standard devices and a terminal still open in the scope.
+        for seen_by in (a, b):
+            assert seen_by["/dev/null"] == seen_by["/dev/urandom"] == "opened"
+            assert seen_by["/dev/ptmx"] == seen_by["pty"] == "opened"

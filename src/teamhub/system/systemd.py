@@ -130,15 +130,26 @@ def place_in_scope(pid: int, unit: str, properties: Mapping[str, Any]) -> None:
            "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))",
            unit, "fail", str(len(props)), *args, "0"]
     _run(cmd, f"putting process {pid} into systemd scope {unit}")
-    # The job is asynchronous; the move has happened once /proc says so.
+    # The job is asynchronous. On a cgroup v1 machine systemd moves the process into
+    # the unit's cgroup one hierarchy at a time, name=systemd first: /proc shows the unit
+    # there while the process is still in its old `devices` and `memory` groups, where
+    # DeviceAllow= and MemoryMax= do not hold yet (a process opened a GPU node the scope
+    # denies, 1 ms after /proc named the scope). The scope is active only once every move
+    # is done.
     deadline = time.monotonic() + 10
+    state = ""
     while time.monotonic() < deadline:
-        if in_unit(pid, unit):
-            return
         if not Path(f"/proc/{pid}").exists():
             return  # it already exited; the caller sees that on its own
-        time.sleep(0.01)
-    raise SystemdError(f"systemd accepted scope {unit} but process {pid} is not in it after 10s")
+        if in_unit(pid, unit):
+            state = unit_active(unit)
+            if state == "active":
+                return
+            if state == "failed":
+                break
+        time.sleep(0.005)
+    raise SystemdError(f"systemd accepted scope {unit} but process {pid} is not running in it "
+                       f"({state or 'not moved'}) after 10s")
 
 
 def enter_scope(unit: str, properties: Mapping[str, Any]) -> None:
