@@ -146,10 +146,11 @@ def place_in_scope(pid: int, unit: str, properties: Mapping[str, Any]) -> None:
             if state == "active":
                 return
             if state == "failed":
-                break
-        time.sleep(0.005)
+                raise SystemdError(f"systemd scope {unit} failed while process {pid} "
+                                   "was moved into it", f"see `journalctl -u {unit}`")
+        time.sleep(0.01)
     raise SystemdError(f"systemd accepted scope {unit} but process {pid} is not running in it "
-                       f"({state or 'not moved'}) after 10s")
+                       f"after 10s ({state or 'not moved yet'})", f"see `journalctl -u {unit}`")
 
 
 def enter_scope(unit: str, properties: Mapping[str, Any]) -> None:
