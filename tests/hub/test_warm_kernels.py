@@ -84,6 +84,22 @@ def is_warm(pid: int) -> bool:
     return b"warm_parent.py" in cmd
 
 
+def quiet_fd_targets(pid: int) -> list[str]:
+    """fd_targets(PID) once the kernel is quiet: IPython's history thread writes the cell
+    just run after execute_reply, with history.sqlite's journal open for a moment (seen in
+    CI), so a list taken during that write differs from any other kernel's."""
+    deadline = time.monotonic() + 30
+    last = fd_targets(pid)
+    while True:
+        time.sleep(0.3)
+        now = fd_targets(pid)
+        if now == last and not any(t.endswith("-journal") for t in now):
+            return now
+        if time.monotonic() > deadline:
+            return now  # still busy: compared as it is, and the test says what differs
+        last = now
+
+
 def snapshot(hub: HubProcess, name: str, b: Browser, kernel_name: str) -> dict[str, Any]:
     seen = inside(b, name, b.new_kernel(name, kernel_name))
     pid = seen["pid"]
@@ -102,7 +118,7 @@ def snapshot(hub: HubProcess, name: str, b: Browser, kernel_name: str) -> dict[s
         "proc_environ": {k: v for k, v in environ(pid).items() if k not in PER_START},
         "limits": Path(f"/proc/{pid}/limits").read_text(),
         # Every descriptor, sockets and pipes by kind: a warm parent's must not leak in.
-        "files": fd_targets(pid),
+        "files": quiet_fd_targets(pid),
         "stdio": [re.sub(r"\[\d+\]", "[N]", os.readlink(f"/proc/{pid}/fd/{fd}"))
                   for fd in (0, 1, 2)],
         "stdout_is_servers": os.readlink(f"/proc/{pid}/fd/1")
