@@ -30,6 +30,8 @@ from pathlib import Path
 
 import requests
 
+from teamhub.system import login_profile
+
 from . import unixsocket
 from .containers import remove_tagged
 
@@ -225,6 +227,11 @@ class TeamhubHub(Hub):
         if image:
             self.name_tag = "t" + secrets.token_hex(3) + "-"
         self.hub_account = "thbh" + secrets.token_hex(3) if unprivileged else ""
+        # `teamhub up` writes the login profile for its accounts; the machine gets back
+        # what it had (none on a fresh machine, a real install's otherwise).
+        self.login_profile = login_profile.DEFAULT_PATH
+        self.login_profile_before = (self.login_profile.read_bytes()
+                                     if self.login_profile.exists() else None)
         self.state = self.work / "state"
         self.config = self.work / "teamhub.toml"
         self.home_root = self.work / "homes"
@@ -365,4 +372,8 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "fa
             shutil.rmtree(self._paths().socket_dir, ignore_errors=True)
         if self.hub_account:
             subprocess.run(["userdel", self.hub_account], capture_output=True)
+        if self.login_profile_before is None:
+            self.login_profile.unlink(missing_ok=True)
+        else:
+            self.login_profile.write_bytes(self.login_profile_before)
         shutil.rmtree(self.work, ignore_errors=True)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from teamhub.system.login_profile import DEFAULT_PATH as LOGIN_PROFILE
+
 pytestmark = [
     pytest.mark.system,
     pytest.mark.skipif(os.geteuid() != 0, reason="creates real Linux accounts: needs root"),
@@ -55,8 +57,18 @@ def leftovers(stderr: str) -> list[str]:
 
 
 def test_bench_tiny_run_measures_everything_for_both(tmp_path: Path) -> None:
-    proc = subprocess.run(bench_cmd(*TINY, "--json", "--logs", str(tmp_path)), cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
+    # A machine without teamhub's login profile has none after the bench either (its
+    # `teamhub up` writes one); the suite's own hubs wrote one before: kept aside here.
+    profile = LOGIN_PROFILE.read_bytes() if LOGIN_PROFILE.exists() else None
+    LOGIN_PROFILE.unlink(missing_ok=True)
+    try:
+        proc = subprocess.run(bench_cmd(*TINY, "--json", "--logs", str(tmp_path)), cwd=REPO,
+                              capture_output=True, text=True, timeout=900)
+        left_profile = LOGIN_PROFILE.exists()
+    finally:
+        if profile is not None:
+            LOGIN_PROFILE.write_bytes(profile)
+    assert not left_profile, "the bench left /etc/profile.d/teamhub.sh behind"
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     results = json.loads(last)
