@@ -238,6 +238,7 @@ def server_args(s: Settings, trial: bool = False) -> list[str]:
     if s["envs.warm_kernels"] != "off":
         # Kernels forked from a warm parent per environment, inside the user's server.
         args.append(f"--KernelProvisionerFactory.default_provisioner_name={WARM_PROVISIONER}")
+        args.append(f"--{WARM_CONFIG}.idle_exit={s['envs.warm_idle']}")
     if s["envs.warm_kernels"] == "prewarm":
         args.append(f"--{WARM_CONFIG}.prewarm=True")
     # teamhub's extension: busy kernels count as activity, HSTS, browser isolation with

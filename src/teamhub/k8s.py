@@ -39,7 +39,7 @@ from .console.base import TEMPLATES as CONSOLE_TEMPLATES
 from .export.gpus import devices_for
 from .limits import resolve
 from .projects.model import ProjectStore, effective
-from .settings import Settings
+from .settings import Settings, lookup
 from .spawners.local import SpawnFailed
 
 
@@ -75,7 +75,8 @@ def configure_hub(c: Any, data: dict[str, Any]) -> None:
     # kernel transport: a pod is one user's alone. Kernels: warm parents on demand.
     settings = Settings(config_file=Path(data["storePath"]),
                         values={"envs.root": data["envsRoot"], "hub.domain": "",
-                                "envs.warm_kernels": "on-demand"})
+                                "envs.warm_kernels": "on-demand",
+                                "envs.warm_idle": lookup("envs.warm_idle").default})
     c.Spawner.args = [*_merged(c, "Spawner", "args", []),
                       *hubconfig.server_args(settings, trial=True)]
     hubconfig.update_browser_isolation(c, settings)

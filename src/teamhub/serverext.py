@@ -20,7 +20,9 @@
    visible, refreshing the launcher only when it changed (JupyterLab by itself asks for
    the kernel specs once a minute).
 5. Warm kernels (teamhub.envs.warm_kernels): with `envs.warm_kernels = "prewarm"` the
-   default kernel's warm parent is started as soon as the server runs.
+   default kernel's warm parent is started as soon as the server runs. With it on, a front
+   end listing the kernels (/api/kernelspecs, the stamp of 4.) starts the parents of the
+   user's recent kernels, and unused parents stop (teamhub.envs.warm_ahead).
 6. Idle memory: the server's client of the hub (jupyterhub.httpclient, aiohttp) resolves
    host names with the standard library instead of c-ares (`hub_client_without_dns_threads`),
    and the start-up's garbage goes back to the system once the server has settled
@@ -50,7 +52,14 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 from . import kernel_ws
 from .browser_isolation import FRAME_ANCESTORS, ISOLATION_HEADERS, websocket_refusal
-from .envs.warm_kernels import WARM_CONFIG, WARM_PROVISIONER, discard_forked, prewarm_default
+from .envs.warm_ahead import WarmAhead
+from .envs.warm_kernels import (
+    DEFAULT_IDLE_EXIT,
+    WARM_CONFIG,
+    WARM_PROVISIONER,
+    discard_forked,
+    prewarm_default,
+)
 from .spawners import page_templates
 
 ACTIVITY_KEY = "teamhub_busy_last_activity"  # *_last_activity settings count as activity
@@ -139,6 +148,9 @@ class KernelSpecsStampHandler(APIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
+        listed = getattr(self.kernel_spec_manager, "on_listing", None)
+        if listed is not None:
+            listed()
         specs = await ensure_async(self.kernel_spec_manager.find_kernel_specs())
         self.finish({"stamp": kernelspecs_stamp(specs)})
 
@@ -179,6 +191,20 @@ def release_startup_garbage() -> None:
         trim(0)
 
 
+def start_warm_ahead(serverapp: Any) -> WarmAhead:
+    """Parents started when a front end lists the kernels, stopped when unused."""
+    idle_exit = float(serverapp.config[WARM_CONFIG].get("idle_exit", DEFAULT_IDLE_EXIT))
+    ahead = WarmAhead(serverapp, idle_exit)
+    manager = serverapp.kernel_spec_manager
+    if hasattr(manager, "on_listing"):
+        loop = IOLoop.current()  # whichever thread lists them, parents start in the loop's
+        manager.on_listing = lambda: loop.add_callback(ahead.listed)
+    expire = PeriodicCallback(ahead.expire, max(1.0, min(60.0, idle_exit / 4)) * 1000)
+    expire.start()
+    serverapp.web_app.settings["teamhub_warm_expire"] = expire
+    return ahead
+
+
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     settings = serverapp.web_app.settings
     isolate(settings)
@@ -195,13 +221,16 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     def check() -> None:
         mark_if_busy(serverapp)
 
-    if serverapp.config.KernelProvisionerFactory.get("default_provisioner_name") \
-            == WARM_PROVISIONER and serverapp.config[WARM_CONFIG].get("prewarm", False):
+    warm = serverapp.config.KernelProvisionerFactory.get("default_provisioner_name") \
+        == WARM_PROVISIONER
+    if warm and serverapp.config[WARM_CONFIG].get("prewarm", False):
         # Once the loop runs (the server answers first), in its thread: the parent's life
         # is tied to that thread's.
         IOLoop.current().add_callback(prewarm_default, serverapp)
     else:
         discard_forked()  # the fork server made one, but this server's config says no
+    if warm:
+        start_warm_ahead(serverapp)
 
     IOLoop.current().call_later(STARTUP_SETTLE, release_startup_garbage)
     callback = PeriodicCallback(check, _interval() * 1000)

@@ -362,6 +362,11 @@ SCHEMA: tuple[Setting, ...] = (
             "interpreter. A parent is replaced when its environment changes (a new revision, "
             "a `pip install`); any failure falls back to the normal start.",
             choices=("on-demand", "prewarm", "off")),
+    Setting("envs.warm_idle", int, 600, "Seconds a warm kernel parent that has no running "
+            "kernel is kept while none of its user's JupyterLab pages is open (visible); then "
+            "it exits, so an idle server holds no parent (`prewarm`'s default-kernel parent "
+            "excepted). An open JupyterLab starts the parents of the user's recent kernels "
+            "again when the machine has a core to spare.", check=_positive),
     Setting("envs.lock_timeout", int, 600, "Seconds a `teamhub env` command waits for another "
             "one (which holds the root-only lock `<root>/.locks/envs.lock`) to finish before "
             "it gives up, changing nothing, and names the process holding it. 0: do not wait.",
@@ -548,6 +553,7 @@ APPLIES: dict[str, Applies] = {
     "envs.keep_revisions": Applies(LIVE),  # read by each `teamhub env` command
     "envs.lock_timeout": Applies(LIVE),
     "envs.warm_kernels": _RESTART_SERVERS,
+    "envs.warm_idle": _RESTART_SERVERS,
     "proxy.api_port": _RESTART,  # retired
     "proxy.command": _RESTART,
     "projects.root": _RESTART_SERVERS,  # `teamhub project` uses it at once

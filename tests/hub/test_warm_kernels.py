@@ -340,3 +340,94 @@ def test_pip_install_in_a_personal_env_reaches_the_next_kernel(
     stop_server(hub, b, name)
     home = pwd.getpwnam(hub.system_user(name)).pw_dir
     shutil.rmtree(os.path.join(home, ".venvs"), ignore_errors=True)
+
+
+# With `on-demand` (the default): parents start when the user's JupyterLab lists the
+# kernels, and exit when nothing uses them (teamhub.envs.warm_ahead).
+IDLE = 8
+
+
+@pytest.fixture(scope="module")
+def on_demand(hub: HubProcess, compared: dict[str, Any]) -> HubProcess:
+    hub.stop()
+    hub.teamhub("config", "set", "envs.warm_kernels", "on-demand")
+    hub.teamhub("config", "set", "envs.warm_idle", str(IDLE))
+    hub.start()
+    return hub
+
+
+def parents_soon(b: Browser, name: str, uid: int, count: int,
+                 timeout: float = 90) -> list[tuple[int, str]]:
+    """The user's warm parents once there are COUNT, listing the kernels every 2 s as
+    teamhub's JupyterLab extension does (parents start only with a core to spare)."""
+    deadline = time.monotonic() + timeout
+    while len(found := warm_parents_of(uid)) < count:
+        assert time.monotonic() < deadline, f"warm parents: {found}"
+        b.kernelspecs(name)
+        time.sleep(2)
+    return found
+
+
+def recent_file(hub: HubProcess, name: str) -> Path:
+    home = pwd.getpwnam(hub.system_user(name)).pw_dir
+    return Path(home) / ".local" / "share" / "jupyter" / "teamhub" / "recent-kernels.json"
+
+
+def test_an_open_lab_starts_the_default_kernels_parent(on_demand: HubProcess) -> None:
+    hub = on_demand
+    name = hub.users[1]
+    recent_file(hub, name).unlink(missing_ok=True)
+    b = browser(hub, name)
+    uid = pwd.getpwnam(hub.system_user(name)).pw_uid
+    assert warm_parents_of(uid) == [], "a parent before any front end asked"
+    [(parent, _sock)] = parents_soon(b, name, uid, 1)
+    seen = inside(b, name, b.new_kernel(name))
+    assert parent_of(seen["pid"]) == parent, "the first kernel did not come from it"
+    assert json.loads(recent_file(hub, name).read_text()) == ["python3"]
+    stop_server(hub, b, name)
+
+
+def test_an_open_lab_starts_the_parents_of_the_last_used_kernels(
+        on_demand: HubProcess) -> None:
+    """Across servers: the kernels the user started last (in their own data folder)."""
+    hub = on_demand
+    name = hub.users[1]
+    b = browser(hub, name)
+    b.wait_kernel(name, b.new_kernel(name, "env-wk"))
+    assert json.loads(recent_file(hub, name).read_text())[0] == "env-wk"
+    assert os.stat(recent_file(hub, name)).st_uid == pwd.getpwnam(
+        hub.system_user(name)).pw_uid
+    stop_server(hub, b, name)
+    b = browser(hub, name)
+    uid = pwd.getpwnam(hub.system_user(name)).pw_uid
+    found = parents_soon(b, name, uid, 2)
+    programs = sorted(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+                      for pid, _ in found)
+    assert len(programs) == 2 and any("/wk/" in p for p in programs), programs
+    seen = inside(b, name, b.new_kernel(name, "env-wk"))
+    assert parent_of(seen["pid"]) in [pid for pid, _ in found]
+    stop_server(hub, b, name)
+
+
+def test_an_unused_parent_exits_and_a_busy_one_stays(on_demand: HubProcess) -> None:
+    hub = on_demand
+    name = hub.users[0]
+    b = browser(hub, name)
+    uid = pwd.getpwnam(hub.system_user(name)).pw_uid
+    kernel = b.new_kernel(name)
+    seen = inside(b, name, kernel)
+    parent = parent_of(seen["pid"])
+    assert is_warm(seen["pid"])
+    # No front end lists the kernels from here on; the kernel runs: the parent stays.
+    time.sleep(IDLE * 2)
+    assert parent in [pid for pid, _ in warm_parents_of(uid)]
+    b.http.delete(f"{hub.url}/user/{name}/api/kernels/{kernel}",
+                  headers={"X-XSRFToken": b._xsrf(f"/user/{name}/")}, timeout=60)
+    deadline = time.monotonic() + IDLE * 4
+    while parent in [pid for pid, _ in warm_parents_of(uid)]:
+        assert time.monotonic() < deadline, "the unused parent did not exit"
+        time.sleep(0.5)
+    # The server goes on; its next kernel starts a parent again (and waits for it).
+    seen = inside(b, name, b.new_kernel(name))
+    assert is_warm(seen["pid"]) and parent_of(seen["pid"]) != parent
+    stop_server(hub, b, name)

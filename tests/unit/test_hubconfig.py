@@ -172,6 +172,13 @@ def test_kernels_start_warm_unless_turned_off(settings):
     assert flag in args and prewarm in args
     args = hubconfig.server_args(settings(TEAMHUB_ENVS_WARM_KERNELS="off"))
     assert flag not in args and prewarm not in args
+    assert not any(a.startswith("--TeamhubWarmKernels.") for a in args)
+
+
+def test_unused_warm_parents_exit_after_envs_warm_idle(settings):
+    assert "--TeamhubWarmKernels.idle_exit=600" in hubconfig.server_args(settings())
+    args = hubconfig.server_args(settings(TEAMHUB_ENVS_WARM_IDLE="45"))
+    assert "--TeamhubWarmKernels.idle_exit=45" in args
 
 
 def test_fork_server_on_by_default_with_a_root_only_socket_in_the_state_dir(settings):
@@ -269,6 +276,7 @@ def test_configure_as_a_whole_sets_the_final_args_environment_and_spawner(tmp_pa
         "--ServerApp.kernel_spec_manager_class=teamhub.envs.kernels.TeamhubKernelSpecManager",
         "--TeamhubKernelSpecManager.envs_root=/srv/envs",
         "--KernelProvisionerFactory.default_provisioner_name=teamhub-warm",
+        "--TeamhubWarmKernels.idle_exit=600",
         "--ServerApp.jpserver_extensions=teamhub.serverext=True",
         "--ServerApp.authorizer_class=teamhub.serverext.IsolationAuthorizer",
         "--LabApp.extension_manager=readonly",

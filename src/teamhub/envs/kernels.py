@@ -28,6 +28,7 @@ import os
 import pwd
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -158,6 +159,10 @@ class TeamhubKernelSpecManager(KernelSpecManager):
                          help="Folders whose sub-folders with ipykernel become personal "
                          "kernels.").tag(config=True)
 
+    # Called whenever a front end lists the kernels (jupyter_server's /api/kernelspecs):
+    # teamhub.serverext starts warm kernel parents then (teamhub.envs.warm_ahead).
+    on_listing: Callable[[], None] | None = None
+
     def _dynamic(self) -> dict[str, KernelSpec]:
         specs: dict[str, KernelSpec] = {}
         if self.envs_root:
@@ -182,6 +187,8 @@ class TeamhubKernelSpecManager(KernelSpecManager):
         return spec
 
     def get_all_specs(self) -> dict[str, dict[str, object]]:
+        if self.on_listing is not None:
+            self.on_listing()
         # One scan for the whole listing instead of one per kernel.
         dynamic = self._dynamic()
         static = {k: v for k, v in super().get_all_specs().items() if k not in dynamic}

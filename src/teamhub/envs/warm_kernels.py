@@ -63,11 +63,15 @@ from typing import Any
 from jupyter_client.provisioning import LocalProvisioner
 from jupyter_core.paths import jupyter_runtime_dir
 
+from . import recent_kernels
 from .kernels import LAUNCHER
 
 WARM_PROVISIONER = "teamhub-warm"  # its entry point name (pyproject.toml)
 WARM_CONFIG = "TeamhubWarmKernels"  # `--TeamhubWarmKernels.prewarm=True`: see prewarm_default
 PREWARM_ARG = f"--{WARM_CONFIG}.prewarm=True"
+# Seconds a parent with no running kernel lives while no front end lists the kernels
+# (`--TeamhubWarmKernels.idle_exit`, the setting envs.warm_idle; teamhub.envs.warm_ahead).
+DEFAULT_IDLE_EXIT = 600
 PARENT_SCRIPT = str(Path(__file__).with_name("warm_parent.py"))
 # Variables launch_kernel's callers set per kernel: they never decide which parent.
 PER_KERNEL_ENV = ("JPY_SESSION_NAME",)
@@ -247,9 +251,17 @@ class WarmParent:
     stamp: tuple[Any, ...]
     proc: subprocess.Popen[bytes] | ForkedChild
     retired: bool = field(default=False)
+    keep: bool = field(default=False)  # `prewarm`'s: lives as long as the server
+    kernels: list[WarmProcess] = field(default_factory=list)
+    last_used: float = field(default_factory=time.monotonic)  # a kernel or a front end
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def busy(self) -> bool:
+        """Whether a kernel it forked still runs."""
+        self.kernels = [k for k in self.kernels if k.poll() is None]
+        return bool(self.kernels)
 
     async def ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -346,6 +358,18 @@ class WarmParents:
             parent = None
         return parent or self._start(key, cmd, index, env, stamp)
 
+    def running(self, cmd: list[str], env: dict[str, str]) -> bool | None:
+        """Whether CMD/ENV's current parent runs (starts nothing); None: no parent would
+        serve it (not teamhub's launcher, or its parent failed before)."""
+        index = launcher_index(cmd)
+        if index is None:
+            return None
+        key = parent_key(cmd, index, env)
+        if key in self.broken:
+            return None
+        parent = self.parents.get(key)
+        return parent is not None and parent.alive() and parent.stamp == fingerprint(cmd[0], env)
+
     async def launch(self, cmd: list[str], env: dict[str, str], cwd: str) -> WarmProcess | None:
         """A kernel forked from CMD's warm parent, or None: start it the normal way."""
         parent = self.current(cmd, env)
@@ -358,17 +382,50 @@ class WarmParents:
                             "start the normal way", cmd[0], parent.proc.returncode)
             return None
         try:
-            return parent.fork_kernel(cmd, env, cwd)
+            process = parent.fork_kernel(cmd, env, cwd)
         except (OSError, ValueError, KeyError) as exc:
             self.broken.add(parent.key)
             parent.retire()
             self.log.warning("teamhub: warm kernel start failed (%s); kernels of %s start the "
                         "normal way", exc, cmd[0])
             return None
+        parent.kernels.append(process)
+        parent.last_used = time.monotonic()
+        return process
 
-    def prewarm(self, cmd: list[str], env: dict[str, str]) -> None:
-        """Start CMD's parent now, so that the first kernel does not wait for it."""
-        self.current(cmd, env)
+    def prewarm(self, cmd: list[str], env: dict[str, str], keep: bool = False) -> bool:
+        """Start CMD's parent now unless it runs, so that the first kernel does not wait
+        for it; KEEP: it lives as long as the server. Whether a parent is (now) there."""
+        parent = self.current(cmd, env)
+        if parent is None:
+            return False
+        parent.keep = parent.keep or keep
+        parent.last_used = time.monotonic()
+        return True
+
+    def touch(self) -> None:
+        """A front end is open: the parents count as used now."""
+        now = time.monotonic()
+        for parent in self.parents.values():
+            parent.last_used = now
+
+    def expire(self, idle: float) -> list[str]:
+        """Stop the parents that forked no running kernel and were not used for IDLE
+        seconds (except `prewarm`'s); their keys."""
+        now = time.monotonic()
+        stopped = []
+        for key, parent in list(self.parents.items()):
+            if parent.keep or not parent.alive():
+                continue
+            if parent.busy():
+                parent.last_used = now
+            elif now - parent.last_used >= idle:
+                self.log.info("teamhub: warm kernel parent %s stopped: no kernel of it and no "
+                              "open JupyterLab for %ds", key, idle)
+                parent.retire()
+                del self.parents[key]
+                stopped.append(key)
+        return stopped
 
     def adopt(self, cmd: list[str], env: dict[str, str], forked: Forked) -> str | None:
         """Take FORKED as the parent of CMD's kernels; None if taken, else why not (and
@@ -397,7 +454,8 @@ class WarmParents:
         old = self.parents.get(key)
         if old is not None:
             old.retire()
-        self.parents[key] = WarmParent(key, forked.socket_path, forked.stamp, forked.proc)
+        self.parents[key] = WarmParent(key, forked.socket_path, forked.stamp, forked.proc,
+                                       keep=True)
         self.log.info("teamhub: warm kernel parent %s forked with the server (pid %d)", key,
                       forked.proc.pid)
         return None
@@ -459,6 +517,9 @@ class WarmProvisioner(LocalProvisioner):
         cwd = str(kwargs.get("cwd") or os.getcwd())
         cmd = [os.path.expanduser(part) for part in cmd]
         parents().log = self.log
+        name = getattr(self.parent, "kernel_name", "")
+        if name:  # off the loop: a file in the user's home
+            asyncio.get_running_loop().run_in_executor(None, recent_kernels.remember, name)
         process = await parents().launch(cmd, env, cwd)
         if process is None:
             return await super().launch_kernel(cmd, **kwargs)
@@ -476,17 +537,10 @@ PYTHON_NAMES = ("python", f"python{sys.version_info[0]}",
                 "python{}.{}".format(*sys.version_info[:2]))
 
 
-def prewarm_default(serverapp: Any) -> None:
-    """Start the parent of the server's default kernel, with the program and environment
-    jupyter_client will give that kernel (kernel.json's env applied as it applies it)."""
-    parents().log = serverapp.log
-    try:
-        spec = serverapp.kernel_spec_manager.get_kernel_spec(
-            serverapp.kernel_manager.default_kernel_name)
-    except Exception as exc:  # noqa: BLE001 - its first kernel then starts the parent
-        serverapp.log.warning("teamhub: no warm parent for the default kernel yet: %s", exc)
-        discard_forked()
-        return
+def kernel_command(serverapp: Any, name: str) -> tuple[list[str], dict[str, str]]:
+    """The program and environment jupyter_client will give a kernel of NAME in SERVERAPP
+    (kernel.json's env applied as it applies it); the spec's errors as they are."""
+    spec = serverapp.kernel_spec_manager.get_kernel_spec(name)
     cmd = list(spec.argv)
     if cmd and cmd[0] in PYTHON_NAMES:
         cmd[0] = sys.executable  # what KernelManager.format_kernel_cmd does
@@ -494,6 +548,18 @@ def prewarm_default(serverapp: Any) -> None:
     env.update({k: Template(v).safe_substitute(env) for k, v in (spec.env or {}).items()})
     env.pop("PYTHONEXECUTABLE", None)
     env["JPY_PARENT_PID"] = str(os.getpid())
+    return cmd, env
+
+
+def prewarm_default(serverapp: Any) -> None:
+    """Start the parent of the server's default kernel, to live as long as the server."""
+    parents().log = serverapp.log
+    try:
+        cmd, env = kernel_command(serverapp, serverapp.kernel_manager.default_kernel_name)
+    except Exception as exc:  # noqa: BLE001 - its first kernel then starts the parent
+        serverapp.log.warning("teamhub: no warm parent for the default kernel yet: %s", exc)
+        discard_forked()
+        return
     forked = take_forked()
     if forked is not None:
         why = parents().adopt(cmd, env, forked)
@@ -501,4 +567,4 @@ def prewarm_default(serverapp: Any) -> None:
             return
         serverapp.log.info("teamhub: the warm parent forked with the server is not used (%s); "
                            "starting one", why)
-    parents().prewarm(cmd, env)
+    parents().prewarm(cmd, env, keep=True)

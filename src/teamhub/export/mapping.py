@@ -33,6 +33,13 @@ def _warm_kernels(v: Values) -> list[str]:
             "from warm parents on demand (the default) instead"]
 
 
+def _warm_idle(v: Values) -> list[str]:
+    if v["envs.warm_idle"] == 600:
+        return []
+    return [f"envs.warm_idle = {v['envs.warm_idle']}: the pods' servers stop unused warm "
+            "kernel parents after 600 s instead"]
+
+
 def _image_choice(v: Values) -> list[str]:
     if not v["docker.images"]:
         return []
@@ -132,6 +139,8 @@ MAPPING: dict[str, Rule] = {
     "envs.lock_timeout": Rule(reason="environments are built here, not in the cluster"),
     "envs.warm_kernels": Rule(reason="pods' servers get the same server options as here, with "
                               "this setting's default (on-demand)", loss=_warm_kernels),
+    "envs.warm_idle": Rule(reason="pods' servers get the same server options as here, with "
+                           "this setting's default (600)", loss=_warm_idle),
     "proxy.api_port": _RETIRED,
     "proxy.command": Rule(reason=_N + "the chart runs its own configurable-http-proxy pod "
                           "(proxy.chp)"),
