@@ -47,7 +47,9 @@ ROWS = [
     ("kernel_next_exec_s", "  the same, second kernel", "s"),
     ("env_kernel_first_exec_s", "  shared env's first kernel", "s"),
     ("env_kernel_next_exec_s", "  shared env's second kernel", "s"),
+    ("env_kernel_returning_exec_s", "  shared env's first, user's next server", "s"),
     ("idle_pss_mb", "idle PSS per server", "MB"),
+    ("lab_open_pss_mb", "  the same, JupyterLab open", "MB"),
     ("proxy_p50_ms", "request via proxy, p50", "ms"),
     ("direct_p50_ms", "request direct, p50", "ms"),
     ("proxy_overhead_ms", "proxy overhead, p50", "ms"),
@@ -104,7 +106,7 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool,
         # Other work on the machine skews everything: say how busy it was.
         result["load_1m_at_start"] = round(load, 2)
         if users:  # these need a running server
-            result |= metrics.kernels(hub, users[:sizes.kernels], echo)
+            result |= metrics.kernels(hub, users[:sizes.kernels], echo, sizes.spawn_timeout)
             result |= metrics.proxy(hub, users[0].name, sizes, echo)
         result |= metrics.routes(hub, sizes, echo)
         if in_containers and users:
@@ -124,6 +126,8 @@ def measure(hub: Hub, sizes: metrics.Sizes, add_first: bool,
                 "idle_pss_mb": None, "idle_servers": 0}
         if up:  # the hub's own cost of idle servers: polls, activity reports, culler
             result |= metrics.idle_cpu(hub, echo, sizes.idle_seconds)
+        if up and not in_containers and hub.warm_kernels != "off":
+            result |= metrics.lab_open_pss(hub, up, echo)
         for user in up:
             user.close()
         return result

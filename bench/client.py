@@ -80,6 +80,25 @@ class User:
         self.last_spawn_s = time.perf_counter() - t0
         return self.last_spawn_s
 
+    def list_kernels(self, timeout: float = 60) -> None:
+        """GET the kernel specs, as JupyterLab (and Notebook 7) does when it opens."""
+        resp = self.http.get(f"{self.base}/user/{self.name}/api/kernelspecs", timeout=timeout)
+        if resp.status_code != 200:
+            raise self._fail("kernel list", f"HTTP {resp.status_code}")
+
+    def lab_open_for(self, seconds: float) -> None:
+        """A JupyterLab page (re)opened and left open SECONDS: the page, the kernel list, and
+        every 2 s the kernel list's fingerprint that teamhub's Lab extension asks for (on
+        vanilla JupyterHub that URL answers 404, which changes nothing)."""
+        until = time.monotonic() + seconds
+        self._open_lab(time.monotonic() + 60)
+        self.list_kernels()
+        stamp = f"{self.base}/user/{self.name}/teamhub/api/kernelspecs-stamp"
+        while (left := until - time.monotonic()) > 0:
+            time.sleep(min(2.0, left))
+            if until - time.monotonic() > 0:
+                self.http.get(stamp, timeout=60)
+
     def _wait_progress(self, deadline: float) -> None:
         """Follow the hub's progress event stream (what the spawn-pending page uses)
         until it says ready: no polling interval adds to what is measured."""

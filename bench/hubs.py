@@ -106,6 +106,9 @@ class Hub:
         self.name_tag = ""
         # A shared environment's kernel (teamhub's `env-<name>`); vanilla has none.
         self.shared_env_kernel: str | None = None
+        # teamhub's envs.warm_kernels (an open JupyterLab starts warm kernel parents
+        # unless it is off); vanilla has none.
+        self.warm_kernels = "off"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -221,6 +224,7 @@ class TeamhubHub(Hub):
         it a root hub (hub.unprivileged = false, set explicitly: the default is on). With
         WARM_KERNELS, that `envs.warm_kernels` instead of the default."""
         super().__init__(proxy_cmd, echo)
+        self.warm_kernels = warm_kernels or "on-demand"
         self.runtime = prefix / "runtime"
         self.prefix = "thb" + secrets.token_hex(2) + "-"
         self.image = image

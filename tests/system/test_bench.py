@@ -84,6 +84,13 @@ def test_bench_tiny_run_measures_everything_for_both(tmp_path: Path) -> None:
         assert values["pairs_measured"] == 1 and values["load_moved"] >= 0
         # Proxy overhead is a difference of p50s: sanity, not speed, is checked here.
         assert values["proxy_p50_ms"] > values["direct_p50_ms"] > 0
+    teamhub = results["teamhub"]
+    # The returning user's shared env (its parent started when their JupyterLab opened);
+    # an open JupyterLab's cost: each server's default-kernel warm parent.
+    assert teamhub["env_kernel_returning_exec_s"] > 0
+    assert teamhub["lab_open_warm_parents"] == 2
+    assert teamhub["lab_open_pss_mb"] > teamhub["idle_pss_mb"]
+    assert "lab_open_pss_mb" not in results["vanilla"]
     assert "spawn, sequential, p50" in proc.stdout  # the readable table
     assert re.search(r"\[bench [\d:]+\] teamhub: sequential 1/2", proc.stderr)
     assert leftovers(proc.stderr) == []

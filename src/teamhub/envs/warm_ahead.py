@@ -34,6 +34,7 @@ from .warm_kernels import kernel_command, parents
 
 AHEAD = 2  # kernels whose parents are started for an open front end
 RECHECK = 10.0  # seconds between two looks (teamhub's Lab extension asks every 2 s)
+RETRY = 2.0  # the same, after a look that found no core to spare
 SAMPLE = 1.0  # seconds over which the machine's idle CPU is measured
 SPARE_CORES = 1.0  # idle CPU needed to start parents, in cores
 
@@ -106,6 +107,7 @@ class WarmAhead:
         if spare < SPARE_CORES:
             self.serverapp.log.debug("teamhub: warm parents not started ahead: %.1f idle "
                                      "cores", spare)
+            self.next_look = time.monotonic() + RETRY
             return
         for cmd, env in self.wanted():
             parents().prewarm(cmd, env)
