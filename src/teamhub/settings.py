@@ -355,7 +355,9 @@ SCHEMA: tuple[Setting, ...] = (
             "`on-demand`: each server keeps a warm parent per environment it has started a "
             "kernel of (that env's interpreter with ipykernel imported, running as the user "
             "inside their server's limits) and forks later kernels from it, ~0.1 s instead of "
-            "~0.5 s; the first kernel of an env waits for its parent. `prewarm`: also starts "
+            "~0.5 s; when the user's JupyterLab opens, the parents of their recent kernels "
+            "start ahead (see envs.warm_idle); otherwise the first kernel of an env waits for "
+            "its parent. `prewarm`: also starts "
             "the default kernel's parent with the server, so the first notebook is fast too; "
             "with the fork server it is forked along with the server (~3 MB more idle "
             "memory per server), otherwise started (~35 MB). `off`: every kernel is a fresh "
@@ -366,7 +368,7 @@ SCHEMA: tuple[Setting, ...] = (
             "kernel is kept while none of its user's JupyterLab pages is open (visible); then "
             "it exits, so an idle server holds no parent (`prewarm`'s default-kernel parent "
             "excepted). An open JupyterLab starts the parents of the user's recent kernels "
-            "again when the machine has a core to spare.", check=_positive),
+            "again when the machine has CPU to spare.", check=_positive),
     Setting("envs.lock_timeout", int, 600, "Seconds a `teamhub env` command waits for another "
             "one (which holds the root-only lock `<root>/.locks/envs.lock`) to finish before "
             "it gives up, changing nothing, and names the process holding it. 0: do not wait.",

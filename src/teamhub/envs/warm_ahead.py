@@ -16,7 +16,7 @@ What it costs, and when:
   server was not asked for the kernel list for `idle_exit` seconds is stopped (`prewarm`'s
   parent excepted: it lives as long as the server). An idle server is one process again.
 - Its start (~0.35 s of one core) is work a notebook's first kernel would otherwise have
-  done, moved earlier, and done only while at least one core's worth of the machine is
+  done, moved earlier, and done only while at least half a core of the machine is
   idle: when a whole team logs in at once, server starts come first, and the parents
   start at a later listing.
 """
@@ -34,9 +34,11 @@ from .warm_kernels import kernel_command, parents
 
 AHEAD = 2  # kernels whose parents are started for an open front end
 RECHECK = 10.0  # seconds between two looks (teamhub's Lab extension asks every 2 s)
-RETRY = 2.0  # the same, after a look that found no core to spare
+RETRY = 2.0  # the same, after a look that found the machine busy
 SAMPLE = 1.0  # seconds over which the machine's idle CPU is measured
-SPARE_CORES = 1.0  # idle CPU needed to start parents, in cores
+# Idle CPU needed to start parents, in cores: ~0 while a whole team's servers start,
+# and one user's long computation on a 2-core machine still leaves enough.
+SPARE_CORES = 0.5
 
 
 def cpu_times(stat: str = "/proc/stat") -> tuple[int, int] | None:
@@ -88,7 +90,7 @@ class WarmAhead:
 
     def listed(self) -> None:
         """A front end listed the kernels: the parents count as used, and the missing
-        ones start once the machine has a core to spare (in the loop's thread: a parent's
+        ones start once the machine has CPU to spare (in the loop's thread: a parent's
         life is tied to that thread's)."""
         parents().log = self.serverapp.log
         parents().touch()

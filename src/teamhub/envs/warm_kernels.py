@@ -35,9 +35,10 @@ Kept as a difference: forked kernels share the parent's hash seed (PYTHONHASHSEE
 per interpreter start), and the first kernel of an environment waits for its parent.
 A parent costs ~35 MB (PSS) while no kernel runs; kernels forked from it share its
 pages, so with kernels running it costs little more than normal kernels do. By default
-(`on-demand`) a parent starts with its env's first kernel; with `prewarm` the default
-kernel's parent starts with the server (teamhub.serverext), so the user's first
-notebook is fast too, at that idle cost for every server.
+(`on-demand`) a parent starts with its env's first kernel, or before it when the user's
+JupyterLab opens, and exits once unused (teamhub.envs.warm_ahead); with `prewarm` the
+default kernel's parent starts with the server (teamhub.serverext) and stays, so the
+user's first notebook is fast even without JupyterLab, at that idle cost for every server.
 """
 
 from __future__ import annotations
