@@ -338,6 +338,13 @@ def test_kernels_are_forked_warm_inside_the_container(hub: HubProcess, ada: Brow
         assert any(part.endswith("kernel_launcher.py") for part in me[0]), me[0]
         assert me[1] == parent[1] == server[1]
         assert me[2] == parent[2] == server[2]
+    # The server in the container remembers the user's recent kernels in their own home
+    # (bind-mounted), for the parents an open JupyterLab starts (teamhub.envs.warm_ahead).
+    account = pwd.getpwnam(hub.system_user(hub.ada))
+    recent = os.path.join(account.pw_dir, ".local/share/jupyter/teamhub/recent-kernels.json")
+    with open(recent) as f:
+        assert json.load(f)[:2] == ["env-shared", "python3"]
+    assert os.stat(recent).st_uid == account.pw_uid
 
 
 def test_personal_env_made_inside_is_a_kernel_for_its_owner_only(hub: HubProcess,
