@@ -123,9 +123,14 @@ def environ(pid: int) -> dict[str, str]:
 
 
 def fd_targets(pid: int) -> list[str]:
+    """What PID's open descriptors point at; one closed between the listing and its
+    readlink (a connection the process just ended: seen in CI) is not open any more."""
     out = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
         out.append(re.sub(r"\[\d+\]", "[N]", target))
     return sorted(out)
 

@@ -28,6 +28,7 @@ import requests
 from support.client import Browser
 from support.hub import PASSWORD, HubProcess, free_port, runtime_dir, unique, world_dir
 from support.unprivileged import as_hub_account, remove_account
+from test_forkserver import fd_targets
 
 from teamhub.spawners import forkserver
 from teamhub.system import users
@@ -764,8 +765,7 @@ def test_low_ports_proxy_holds_net_bind_service_alone(tls_hub: HubProcess) -> No
     log = tls_hub.state / "logs" / "proxy.log"
     assert os.readlink(f"/proc/{proxy}/fd/1") == os.readlink(f"/proc/{proxy}/fd/2") == str(log)
     assert log.stat().st_uid == pwd.getpwnam(tls_hub.account).pw_uid
-    assert "forkserver.log" not in " ".join(
-        os.readlink(f"/proc/{proxy}/fd/{fd}") for fd in os.listdir(f"/proc/{proxy}/fd"))
+    assert not any("forkserver.log" in target for target in fd_targets(proxy))
     # The hub runs the proxy it would have started itself: no stale-settings warning.
     assert "The proxy runs as root configured it" not in tls_hub.log.read_text()
 
