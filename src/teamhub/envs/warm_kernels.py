@@ -342,14 +342,21 @@ class WarmParents:
                  proc.pid)
         return parent
 
-    def current(self, cmd: list[str], env: dict[str, str]) -> WarmParent | None:
-        """The usable parent for CMD/ENV, retiring a stale one and starting a fresh one."""
+    def _servable(self, cmd: list[str], env: dict[str, str]) -> tuple[str, int] | None:
+        """(key, launcher index) of the parent that would serve CMD/ENV; None when none
+        would (not teamhub's launcher, or its parent failed before)."""
         index = launcher_index(cmd)
         if index is None:
             return None
         key = parent_key(cmd, index, env)
-        if key in self.broken:
+        return None if key in self.broken else (key, index)
+
+    def current(self, cmd: list[str], env: dict[str, str]) -> WarmParent | None:
+        """The usable parent for CMD/ENV, retiring a stale one and starting a fresh one."""
+        servable = self._servable(cmd, env)
+        if servable is None:
             return None
+        key, index = servable
         stamp = fingerprint(cmd[0], env)
         parent = self.parents.get(key)
         if parent is not None and (parent.stamp != stamp or not parent.alive()):
@@ -361,14 +368,11 @@ class WarmParents:
 
     def running(self, cmd: list[str], env: dict[str, str]) -> bool | None:
         """Whether CMD/ENV's current parent runs (starts nothing); None: no parent would
-        serve it (not teamhub's launcher, or its parent failed before)."""
-        index = launcher_index(cmd)
-        if index is None:
+        serve it."""
+        servable = self._servable(cmd, env)
+        if servable is None:
             return None
-        key = parent_key(cmd, index, env)
-        if key in self.broken:
-            return None
-        parent = self.parents.get(key)
+        parent = self.parents.get(servable[0])
         return parent is not None and parent.alive() and parent.stamp == fingerprint(cmd[0], env)
 
     async def launch(self, cmd: list[str], env: dict[str, str], cwd: str) -> WarmProcess | None:
