@@ -23,6 +23,8 @@
    default kernel's warm parent is started as soon as the server runs. With it on, a front
    end listing the kernels (/api/kernelspecs, the stamp of 4.) starts the parents of the
    user's recent kernels, and unused parents stop (teamhub.envs.warm_ahead).
+   `POST <base>/teamhub/api/warm-parents` with `{"kernel": NAME}` starts NAME's parent
+   ahead of its first kernel (sent by teamhub's Lab extension from the launcher).
 6. Idle memory: the server's client of the hub (jupyterhub.httpclient, aiohttp) resolves
    host names with the standard library instead of c-ares (`hub_client_without_dns_threads`),
    and the start-up's garbage goes back to the system once the server has settled
@@ -67,6 +69,7 @@ DEFAULT_INTERVAL = 30.0
 # Seconds after the extension loads: the server answers and the user's Lab page has
 # usually been served by then.
 STARTUP_SETTLE = 3.0
+WARM_AHEAD_SETTING = "teamhub_warm_ahead"  # the server's WarmAhead, where warm kernels are on
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -155,6 +158,33 @@ class KernelSpecsStampHandler(APIHandler):
         self.finish({"stamp": kernelspecs_stamp(specs)})
 
 
+class WarmParentHintHandler(APIHandler):
+    """`POST {"kernel": NAME}`: a kernel of NAME is about to be started (teamhub's Lab
+    extension, when the pointer rests on its launcher card); its warm parent starts now.
+    Answers whether that parent runs or starts (false where warm kernels are off, the
+    kernel has no parent, or too many hinted parents are unused)."""
+
+    auth_resource = "kernels"
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.get_json_body() or {}
+        name = body.get("kernel") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name:
+            raise web.HTTPError(400, 'send {"kernel": "<kernel name>"}')
+        ahead: WarmAhead | None = self.settings.get(WARM_AHEAD_SETTING)
+        warm = False
+        if ahead is not None:
+            try:
+                warm = ahead.intended(name)
+            except KeyError:
+                raise web.HTTPError(404, f"there is no kernel named {name!r}") from None
+            except Exception as exc:  # noqa: BLE001 - a broken spec: its start will say so
+                self.log.warning("teamhub: no warm parent for %s ahead: %s", name, exc)
+        self.finish({"kernel": name, "warm": warm})
+
+
 def isolate(settings: dict[str, Any]) -> None:
     """Browser isolation on this server's tornado SETTINGS (before any request)."""
     headers = settings.setdefault("headers", {})
@@ -202,6 +232,7 @@ def start_warm_ahead(serverapp: Any) -> WarmAhead:
     expire = PeriodicCallback(ahead.expire, max(1.0, min(60.0, idle_exit / 4)) * 1000)
     expire.start()
     serverapp.web_app.settings["teamhub_warm_expire"] = expire
+    serverapp.web_app.settings[WARM_AHEAD_SETTING] = ahead
     return ahead
 
 
@@ -212,9 +243,10 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     hsts = os.environ.get("JUPYTER_TEAMHUB_HSTS", "")
     if hsts:
         settings["headers"]["Strict-Transport-Security"] = hsts
-    serverapp.web_app.add_handlers(".*$", [(
-        url_path_join(settings.get("base_url", "/"), "teamhub/api/kernelspecs-stamp"),
-        KernelSpecsStampHandler)])
+    base = settings.get("base_url", "/")
+    serverapp.web_app.add_handlers(".*$", [
+        (url_path_join(base, "teamhub/api/kernelspecs-stamp"), KernelSpecsStampHandler),
+        (url_path_join(base, "teamhub/api/warm-parents"), WarmParentHintHandler)])
     # Once every extension has put its template environment in the settings.
     IOLoop.current().add_callback(page_templates.use_compiled, settings)
 

@@ -1,8 +1,9 @@
 """A user's first day in real headless Chromium, on one hub: the hub's pages say teamhub,
 the terminal has teamhub's commands, a personal env made there reaches the launcher
-within seconds, widgets and progress bars work, the layout comes back after logging out
-and in, /tree is Notebook 7, no news prompt, a system-wide non-Python kernel runs, an
-ssh-like `su -` login has teamhub's commands, and the admin adds a Lab extension.
+within seconds and pointing at its card starts its warm parent, widgets and progress
+bars work, the layout comes back after logging out and in, /tree is Notebook 7, no news
+prompt, a system-wide non-Python kernel runs, an ssh-like `su -` login has teamhub's
+commands, and the admin adds a Lab extension.
 
 The tests run in file order and build on each other (the env made in the terminal runs
 the widgets notebook; its tabs are the restored layout), like the day they describe.
@@ -26,6 +27,7 @@ from support.client import Browser
 from support.hub import PASSWORD, HubFactory, HubProcess, runtime_dir, unique
 
 from teamhub import __version__
+from teamhub.system.processes import processes_of
 
 pytestmark = [pytest.mark.hub, pytest.mark.system]
 
@@ -163,6 +165,34 @@ def test_personal_env_reaches_the_launcher_without_reload(hub: HubProcess, page:
     card.wait_for(state="attached", timeout=LAUNCHER_DEADLINE * 1000)
     took = time.monotonic() - hub.created_at
     print(f"personal env in the launcher {took:.1f}s after teamhub-env create returned")
+
+
+def env_parents(hub: HubProcess) -> list[int]:
+    """The user's warm kernel parents of the personal env made in the terminal."""
+    python = str(home(hub) / ".venvs" / ENV_NAME / "bin" / "python")
+    found = []
+    for pid in processes_of(pwd.getpwnam(hub.system_user(hub.user)).pw_uid):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue  # ended since it was listed
+        if cmd[0] == python and any(part.endswith("warm_parent.py") for part in cmd):
+            found.append(pid)
+    return found
+
+
+def test_pointing_at_an_envs_launcher_card_starts_its_warm_parent(hub: HubProcess,
+                                                                   page: Any) -> None:
+    """No kernel of the env has run yet: teamhub's Lab extension tells the server once the
+    pointer rests on its card, and the env's warm parent starts before any click (its
+    first kernel, in the next test, is forked from it)."""
+    assert env_parents(hub) == []
+    page.locator(f".jp-LauncherCard:has-text('{ENV_NAME}, personal')").first.hover()
+    deadline = time.monotonic() + LAUNCHER_DEADLINE
+    while not env_parents(hub):
+        assert time.monotonic() < deadline, "no warm parent after pointing at the card"
+        time.sleep(0.2)
+    page.mouse.move(0, 0)
 
 
 def test_widget_slider_and_tqdm_progress_bar(hub: HubProcess, page: Any) -> None:

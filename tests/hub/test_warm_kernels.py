@@ -431,3 +431,40 @@ def test_an_unused_parent_exits_and_a_busy_one_stays(on_demand: HubProcess) -> N
     seen = inside(b, name, b.new_kernel(name))
     assert is_warm(seen["pid"]) and parent_of(seen["pid"]) != parent
     stop_server(hub, b, name)
+
+
+def hint(b: Browser, name: str, body: Any) -> Any:
+    """POST a warm-parent hint to NAME's server, as teamhub's Lab extension sends one."""
+    return b.http.post(f"{b.base}/user/{name}/teamhub/api/warm-parents", json=body,
+                       headers={"X-XSRFToken": b._xsrf(f"/user/{name}/")}, timeout=60)
+
+
+def test_a_launcher_hint_starts_a_never_used_envs_parent(on_demand: HubProcess) -> None:
+    """The first kernel of an env the user never started: the hint (the pointer resting on
+    its launcher card) starts its parent, and that kernel comes from it."""
+    hub = on_demand
+    name, other = hub.users
+    b = browser(hub, name)
+    recent_file(hub, name).unlink(missing_ok=True)  # asked for only at a kernel listing
+    uid = pwd.getpwnam(hub.system_user(name)).pw_uid
+    assert warm_parents_of(uid) == [], "a parent before any front end asked"
+    resp = hint(b, name, {"kernel": "env-wk"})
+    assert resp.status_code == 200 and resp.json() == {"kernel": "env-wk", "warm": True}, \
+        resp.text
+    # Only that env's parent: no kernel list was asked for, so not the default kernel's.
+    [(parent, _sock)] = warm_parents_of(uid)
+    program = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[0].decode()
+    assert "/wk/" in program, program
+    seen = inside(b, name, b.new_kernel(name, "env-wk"))
+    assert parent_of(seen["pid"]) == parent, "the env's first kernel did not come from it"
+    # What the server answers to a hint it cannot use.
+    missing = hint(b, name, {"kernel": "no-such-env"})
+    assert missing.status_code == 404 and "no-such-env" in missing.text, missing.text
+    assert hint(b, name, {"name": "env-wk"}).status_code == 400
+    # Another user's server is not theirs to start processes in.
+    b2 = browser(hub, other)
+    foreign = b2.http.post(f"{hub.url}/user/{name}/teamhub/api/warm-parents",
+                           json={"kernel": "env-wk"}, allow_redirects=False, timeout=60)
+    assert foreign.status_code in (302, 403), foreign.status_code
+    stop_server(hub, b, name)
+    stop_server(hub, b2, other)

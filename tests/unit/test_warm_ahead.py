@@ -4,6 +4,7 @@ tests/hub/test_warm_kernels.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,10 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
+from jupyter_client.kernelspec import KernelSpec, NoSuchKernel
 
-from teamhub.envs import recent_kernels
-from teamhub.envs.warm_ahead import cpu_times, spare_cores
-from teamhub.envs.warm_kernels import ForkedChild, WarmParent, WarmParents
+from teamhub.envs import recent_kernels, warm_ahead, warm_kernels
+from teamhub.envs.kernels import LAUNCHER
+from teamhub.envs.warm_ahead import HINTED, WarmAhead, cpu_times, spare_cores
+from teamhub.envs.warm_kernels import (
+    HINTED_IDLE_EXIT,
+    ForkedChild,
+    WarmParent,
+    WarmParents,
+)
 
 
 def test_the_last_started_kernel_comes_first(tmp_path: Path) -> None:
@@ -129,3 +137,97 @@ def test_a_parent_with_a_running_kernel_stays(tmp_path: Path) -> None:
         kernel.wait()
         parent.proc.terminate()
         assert _ended(parent.proc) == -signal.SIGTERM
+
+
+def test_a_hinted_parent_is_not_kept_by_listings_and_goes_sooner(tmp_path: Path) -> None:
+    parents = WarmParents(str(tmp_path))
+    hinted, listed = _parent(tmp_path, hinted=True), _parent(tmp_path)
+    for p in (hinted, listed):
+        p.last_used = time.monotonic() - HINTED_IDLE_EXIT - 1
+        parents.parents[p.key] = p
+    try:
+        assert parents.hinted() == 1
+        parents.touch()  # an open JupyterLab keeps its recent kernels' parents, not this
+        assert parents.expire(600) == [hinted.key]
+        assert _ended(hinted.proc) == -signal.SIGTERM
+        assert listed.alive() and parents.hinted() == 0
+    finally:
+        listed.proc.terminate()
+        _ended(listed.proc)
+
+
+class _Specs:
+    """The kernel spec manager's one call used here, on KernelSpecs made in the test."""
+
+    def __init__(self, specs: dict[str, KernelSpec]) -> None:
+        self.specs = specs
+
+    def get_kernel_spec(self, name: str) -> KernelSpec:
+        if name not in self.specs:
+            raise NoSuchKernel(name)
+        return self.specs[name]
+
+
+class _Server:
+    def __init__(self, specs: dict[str, KernelSpec], default: str) -> None:
+        self.kernel_spec_manager = _Specs(specs)
+        self.kernel_manager = type("KM", (), {"default_kernel_name": default})()
+        self.log = warm_kernels.log
+
+
+def _launcher_spec(name: str) -> KernelSpec:
+    # The env variable makes each kernel's parent its own (parent_key).
+    return KernelSpec(argv=[sys.executable, LAUNCHER, "-f", "{connection_file}"],
+                      display_name=name, language="python", env={"TEAMHUB_TEST_ENV": name})
+
+
+@pytest.fixture
+def own_parents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """This process's parents() in TMP_PATH, each started one stopped afterwards."""
+    parents = WarmParents(str(tmp_path))
+    monkeypatch.setattr(warm_kernels, "_parents", parents)
+    yield parents
+    for parent in parents.parents.values():
+        parent.proc.terminate()
+        parent.proc.wait(10)
+
+
+def test_a_hint_starts_the_kernels_parent_at_most_hinted_at_once(
+        own_parents: WarmParents) -> None:
+    names = [f"env-{i}" for i in range(HINTED + 1)]
+    server = _Server({n: _launcher_spec(n) for n in names}, names[0])
+    ahead = WarmAhead(server, 600)
+    for name in names[:HINTED]:
+        assert ahead.intended(name) is True
+        assert ahead.intended(name) is True  # running: nothing more starts
+    assert own_parents.hinted() == HINTED and len(own_parents.parents) == HINTED
+    assert ahead.intended(names[HINTED]) is False  # the user has not used those yet
+    assert len(own_parents.parents) == HINTED
+    # Once a hinted parent has forked a kernel, it no longer counts against the cap.
+    next(iter(own_parents.parents.values())).hinted = False
+    assert ahead.intended(names[HINTED]) is True
+    assert len(own_parents.parents) == HINTED + 1
+    # Real parents (warm_parent.py under this interpreter): each one comes up.
+    for parent in own_parents.parents.values():
+        assert asyncio.run(parent.ready(60)), parent.key
+    with pytest.raises(KeyError):
+        ahead.intended("no-such-kernel")
+    # Wanted after all (the user's recent kernels, as a listing finds them): a listing
+    # keeps it from then on.
+    last = warm_kernels.kernel_command(server, names[HINTED])
+    assert own_parents.parents[warm_kernels.parent_key(last[0], 1, last[1])].hinted
+    assert own_parents.prewarm(*last)
+    assert own_parents.hinted() == HINTED - 1
+
+
+def test_kernels_without_a_parent_take_no_place_ahead(
+        own_parents: WarmParents, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = KernelSpec(argv=["/usr/bin/env", "bash-kernel", "{connection_file}"],
+                       display_name="Bash", language="bash")
+    server = _Server({"bash": other, "env-a": _launcher_spec("env-a"),
+                      "python3": _launcher_spec("python3")}, "python3")
+    monkeypatch.setattr(recent_kernels, "recent", lambda: ["bash", "gone", "env-a"])
+    wanted = WarmAhead(server, 600).wanted()
+    # bash has no parent and the removed env has no spec: both places go to the next.
+    assert [env["TEAMHUB_TEST_ENV"] for _, env in wanted] == ["env-a", "python3"]
+    assert warm_ahead.AHEAD == 2

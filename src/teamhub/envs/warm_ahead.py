@@ -11,6 +11,12 @@ of the kernels the user started last (teamhub.envs.recent_kernels, across their 
 or of the default kernel for a user who has started none, at most AHEAD of them: the
 notebook opened after that gets its kernel from a parent that is already up.
 
+An environment the user has not started a kernel of lately is not among those. For it,
+teamhub's JupyterLab extension sends a hint once the pointer rests on the env's launcher
+card (`POST <base>/teamhub/api/warm-parents`, WarmAhead.intended): its parent starts
+then, while the hand moves to click. A parent that no kernel came of goes after a
+minute, and no more than HINTED such parents run at once.
+
 What it costs, and when:
 - Nothing while no front end is open: a parent that has no running kernel and whose
   server was not asked for the kernel list for `idle_exit` seconds is stopped (`prewarm`'s
@@ -24,6 +30,7 @@ What it costs, and when:
 from __future__ import annotations
 
 import os
+import random
 import time
 from typing import Any
 
@@ -34,11 +41,14 @@ from .warm_kernels import kernel_command, parents
 
 AHEAD = 2  # kernels whose parents are started for an open front end
 RECHECK = 10.0  # seconds between two looks (teamhub's Lab extension asks every 2 s)
-RETRY = 2.0  # the same, after a look that found the machine busy
+RETRY = 2.0  # the same, after a look that found the machine busy (to 2x that)
 SAMPLE = 1.0  # seconds over which the machine's idle CPU is measured
 # Idle CPU needed to start parents, in cores: ~0 while a whole team's servers start,
 # and one user's long computation on a 2-core machine still leaves enough.
 SPARE_CORES = 0.5
+# Parents a front end's hints started and no kernel came of yet, at most (a pointer
+# moving across the launcher's cards starts no more than this).
+HINTED = 2
 
 
 def cpu_times(stat: str = "/proc/stat") -> tuple[int, int] | None:
@@ -72,21 +82,49 @@ class WarmAhead:
         self.looking = False
 
     def wanted(self) -> list[tuple[list[str], dict[str, str]]]:
-        """The kernels to have parents for, whose parent does not run now."""
+        """The kernels to have parents for, whose parent does not run now: the first
+        AHEAD of the recent and default kernels that have parents at all (a kernel of
+        another language, started normally, takes no place)."""
         names = [*recent_kernels.recent(), self.serverapp.kernel_manager.default_kernel_name]
-        chosen: list[str] = []
-        for name in names:
-            if name not in chosen:
-                chosen.append(name)
+        seen: set[str] = set()
         found = []
-        for name in chosen[:AHEAD]:
+        counted = 0
+        for name in names:
+            if counted == AHEAD:
+                break
+            if name in seen:
+                continue
+            seen.add(name)
             try:
                 cmd, env = kernel_command(self.serverapp, name)
             except Exception:  # noqa: BLE001 - an env removed since: nothing to warm
                 continue
-            if parents().running(cmd, env) is False:
+            running = parents().running(cmd, env)
+            if running is None:
+                continue
+            counted += 1
+            if not running:
                 found.append((cmd, env))
         return found
+
+    def intended(self, name: str) -> bool:
+        """A front end says a kernel of NAME is about to be started (the pointer rests on
+        its launcher card): start its parent now unless it runs. No CPU gate: that kernel
+        would need the CPU a moment later anyway. At most HINTED parents that no kernel
+        came of run at once. Whether NAME's parent runs or starts now; KeyError (the
+        spec manager's own) when there is no kernel NAME."""
+        parents().log = self.serverapp.log
+        cmd, env = kernel_command(self.serverapp, name)
+        running = parents().running(cmd, env)
+        if running is None:
+            return False
+        if running:
+            return True
+        if parents().hinted() >= HINTED:
+            self.serverapp.log.info("teamhub: no warm parent for %s ahead of its kernel: %d "
+                                    "hinted ones are still unused", name, HINTED)
+            return False
+        return parents().prewarm(cmd, env, hinted=True)
 
     def listed(self) -> None:
         """A front end listed the kernels: the parents count as used, and the missing
@@ -109,7 +147,9 @@ class WarmAhead:
         if spare < SPARE_CORES:
             self.serverapp.log.debug("teamhub: warm parents not started ahead: %.1f idle "
                                      "cores", spare)
-            self.next_look = time.monotonic() + RETRY
+            # Spread out: after a burst, a whole team's servers find the machine idle
+            # at about the same moment, and would all start their parents in it.
+            self.next_look = time.monotonic() + RETRY * (1 + random.random())
             return
         for cmd, env in self.wanted():
             parents().prewarm(cmd, env)

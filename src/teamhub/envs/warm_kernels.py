@@ -36,9 +36,10 @@ per interpreter start), and the first kernel of an environment waits for its par
 A parent costs ~35 MB (PSS) while no kernel runs; kernels forked from it share its
 pages, so with kernels running it costs little more than normal kernels do. By default
 (`on-demand`) a parent starts with its env's first kernel, or before it when the user's
-JupyterLab opens, and exits once unused (teamhub.envs.warm_ahead); with `prewarm` the
-default kernel's parent starts with the server (teamhub.serverext) and stays, so the
-user's first notebook is fast even without JupyterLab, at that idle cost for every server.
+JupyterLab opens or points at the env's launcher card, and exits once unused
+(teamhub.envs.warm_ahead); with `prewarm` the default kernel's parent starts with the
+server (teamhub.serverext) and stays, so the user's first notebook is fast even without
+JupyterLab, at that idle cost for every server.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ PREWARM_ARG = f"--{WARM_CONFIG}.prewarm=True"
 # Seconds a parent with no running kernel lives while no front end lists the kernels
 # (`--TeamhubWarmKernels.idle_exit`, the setting envs.warm_idle; teamhub.envs.warm_ahead).
 DEFAULT_IDLE_EXIT = 600
+# The same for a parent only a front end's hint started (the pointer rested on its
+# launcher card) and no kernel came of: the user went for another one.
+HINTED_IDLE_EXIT = 60
 PARENT_SCRIPT = str(Path(__file__).with_name("warm_parent.py"))
 # Variables launch_kernel's callers set per kernel: they never decide which parent.
 PER_KERNEL_ENV = ("JPY_SESSION_NAME",)
@@ -253,6 +257,9 @@ class WarmParent:
     proc: subprocess.Popen[bytes] | ForkedChild
     retired: bool = field(default=False)
     keep: bool = field(default=False)  # `prewarm`'s: lives as long as the server
+    # Started because a front end said its kernel is about to be opened, and no kernel
+    # of it yet: a listing does not keep it (WarmParents.touch), and it goes sooner.
+    hinted: bool = field(default=False)
     kernels: list[WarmProcess] = field(default_factory=list)
     last_used: float = field(default_factory=time.monotonic)  # a kernel or a front end
 
@@ -396,37 +403,50 @@ class WarmParents:
             return None
         parent.kernels.append(process)
         parent.last_used = time.monotonic()
+        parent.hinted = False
         return process
 
-    def prewarm(self, cmd: list[str], env: dict[str, str], keep: bool = False) -> bool:
+    def prewarm(self, cmd: list[str], env: dict[str, str], keep: bool = False,
+                hinted: bool = False) -> bool:
         """Start CMD's parent now unless it runs, so that the first kernel does not wait
-        for it; KEEP: it lives as long as the server. Whether a parent is (now) there."""
+        for it; KEEP: it lives as long as the server; HINTED: only a front end's hint
+        asks for it (see WarmParent.hinted). Whether a parent is (now) there."""
+        was_running = self.running(cmd, env)
         parent = self.current(cmd, env)
         if parent is None:
             return False
         parent.keep = parent.keep or keep
+        parent.hinted = hinted and (parent.hinted or not was_running)
         parent.last_used = time.monotonic()
         return True
 
+    def hinted(self) -> int:
+        """How many parents run that only a front end's hint asked for."""
+        return sum(1 for p in self.parents.values() if p.hinted and p.alive())
+
     def touch(self) -> None:
-        """A front end is open: the parents count as used now."""
+        """A front end is open: the parents count as used now (not the hinted ones)."""
         now = time.monotonic()
         for parent in self.parents.values():
-            parent.last_used = now
+            if not parent.hinted:
+                parent.last_used = now
 
-    def expire(self, idle: float) -> list[str]:
+    def expire(self, idle: float, hinted_idle: float = HINTED_IDLE_EXIT) -> list[str]:
         """Stop the parents that forked no running kernel and were not used for IDLE
-        seconds (except `prewarm`'s); their keys."""
+        seconds, HINTED_IDLE for those only a hint asked for (never `prewarm`'s); their
+        keys."""
         now = time.monotonic()
         stopped = []
         for key, parent in list(self.parents.items()):
             if parent.keep or not parent.alive():
                 continue
+            limit = min(idle, hinted_idle) if parent.hinted else idle
             if parent.busy():
                 parent.last_used = now
-            elif now - parent.last_used >= idle:
-                self.log.info("teamhub: warm kernel parent %s stopped: no kernel of it and no "
-                              "open JupyterLab for %ds", key, idle)
+            elif now - parent.last_used >= limit:
+                self.log.info("teamhub: warm kernel parent %s stopped: no kernel of it %s for "
+                              "%ds", key, "since a front end's hint" if parent.hinted
+                              else "and no open JupyterLab", limit)
                 parent.retire()
                 del self.parents[key]
                 stopped.append(key)

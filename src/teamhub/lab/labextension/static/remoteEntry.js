@@ -6,10 +6,16 @@
 // personal env made in the terminal took up to a minute to reach the launcher. While the
 // page is visible, this asks teamhub's server extension every 2 s for a fingerprint of the
 // kernel list (a few bytes) and refreshes the kernel specs only when it changed.
+//
+// Warm parents: once the pointer (or the keyboard focus) rests on a kernel's launcher
+// card, this tells the server that a kernel of it is about to be started, and the server
+// starts that environment's warm parent while the hand goes to click (teamhub.envs.warm_ahead).
 (function () {
   "use strict";
   var NAME = "@teamhub/lab";
   var INTERVAL_MS = 2000;
+  var REST_MS = 100; // a pointer passing over a card on its way elsewhere says nothing
+  var RESEND_MS = 30000;
 
   var kernelspecsRefresh = {
     id: "@teamhub/lab:kernelspecs-refresh",
@@ -44,9 +50,69 @@
     }
   };
 
+  var warmParentHint = {
+    id: "@teamhub/lab:warm-parent-hint",
+    description: "Starts a kernel's warm parent when the pointer rests on its launcher card.",
+    autoStart: true,
+    activate: function (app) {
+      var specs = app.serviceManager.kernelspecs;
+      var settings = app.serviceManager.serverSettings;
+      var url = settings.baseUrl + "teamhub/api/warm-parents";
+      var sentAt = {};
+      var card = null;
+      var timer = null;
+      // A kernel's launcher card is titled with its display name (Lab's launcher).
+      function kernelOf(element) {
+        var all = specs.specs ? specs.specs.kernelspecs : null;
+        var title = element.getAttribute("title");
+        if (!all || !title) {
+          return null;
+        }
+        for (var name in all) {
+          if (all[name] && all[name].display_name === title) {
+            return name;
+          }
+        }
+        return null;
+      }
+      function hint(name) {
+        var now = Date.now();
+        if (sentAt[name] && now - sentAt[name] < RESEND_MS) {
+          return;
+        }
+        sentAt[name] = now;
+        var headers = { "Content-Type": "application/json" };
+        if (settings.token) {
+          headers.Authorization = "token " + settings.token;
+        }
+        fetch(url, { method: "POST", credentials: "same-origin", headers: headers,
+                     body: JSON.stringify({ kernel: name }) })
+          .catch(function () { /* only a hint */ });
+      }
+      function restOn(target) {
+        var found = target && target.closest ? target.closest(".jp-LauncherCard") : null;
+        if (found === card) {
+          return;
+        }
+        window.clearTimeout(timer);
+        card = found;
+        if (found) {
+          timer = window.setTimeout(function () {
+            var name = kernelOf(found);
+            if (name) {
+              hint(name);
+            }
+          }, REST_MS);
+        }
+      }
+      document.addEventListener("pointerover", function (event) { restOn(event.target); }, true);
+      document.addEventListener("focusin", function (event) { restOn(event.target); }, true);
+    }
+  };
+
   var modules = {
     "./extension": function () {
-      return { __esModule: true, default: [kernelspecsRefresh] };
+      return { __esModule: true, default: [kernelspecsRefresh, warmParentHint] };
     }
   };
 
