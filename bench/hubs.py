@@ -106,6 +106,9 @@ class Hub:
         self.name_tag = ""
         # A shared environment's kernel (teamhub's `env-<name>`); vanilla has none.
         self.shared_env_kernel: str | None = None
+        # Another one, whose first kernel is opened from its launcher card (teamhub's Lab
+        # extension hints at it); vanilla has none.
+        self.pointed_env_kernel: str | None = None
         # teamhub's envs.warm_kernels (an open JupyterLab starts warm kernel parents
         # unless it is off); vanilla has none.
         self.warm_kernels = "off"
@@ -330,6 +333,8 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "fa
         # An environment with ipykernel alone: its kernels are timed beside the default's.
         self.teamhub("env", "create", "bench")
         self.shared_env_kernel = "env-bench"
+        self.teamhub("env", "create", "bench-pointed")
+        self.pointed_env_kernel = "env-bench-pointed"
 
     def add_users(self, names: list[str]) -> None:
         from teamhub.system.users import ensure_system_user

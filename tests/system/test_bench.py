@@ -88,6 +88,10 @@ def test_bench_tiny_run_measures_everything_for_both(tmp_path: Path) -> None:
     # The returning user's shared env (its parent started when their JupyterLab opened);
     # an open JupyterLab's cost: each server's default-kernel warm parent.
     assert teamhub["env_kernel_returning_exec_s"] > 0
+    # A never-used env's first kernel, opened from its launcher card (the Lab extension's
+    # hint); vanilla has no second env and no hint.
+    assert teamhub["env_kernel_pointed_exec_s"] > 0
+    assert "env_kernel_pointed_exec_s" not in results["vanilla"]
     assert teamhub["lab_open_warm_parents"] == 2
     assert teamhub["lab_open_pss_mb"] > teamhub["idle_pss_mb"]
     assert "lab_open_pss_mb" not in results["vanilla"]
