@@ -1,9 +1,9 @@
 """A user's first day in real headless Chromium, on one hub: the hub's pages say teamhub,
 the terminal has teamhub's commands, a personal env made there reaches the launcher
-within seconds and pointing at its card starts its warm parent, widgets and progress
-bars work, the layout comes back after logging out and in, /tree is Notebook 7, no news
-prompt, a system-wide non-Python kernel runs, an ssh-like `su -` login has teamhub's
-commands, and the admin adds a Lab extension.
+within seconds and pointing at its card (or choosing it in the kernel dialog) starts its
+warm parent, widgets and progress bars work, the layout comes back after logging out
+and in, /tree is Notebook 7, no news prompt, a system-wide non-Python kernel runs, an
+ssh-like `su -` login has teamhub's commands, and the admin adds a Lab extension.
 
 The tests run in file order and build on each other (the env made in the terminal runs
 the widgets notebook; its tabs are the restored layout), like the day they describe.
@@ -16,6 +16,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -193,6 +194,36 @@ def test_pointing_at_an_envs_launcher_card_starts_its_warm_parent(hub: HubProces
         assert time.monotonic() < deadline, "no warm parent after pointing at the card"
         time.sleep(0.2)
     page.mouse.move(0, 0)
+
+
+def test_choosing_an_env_in_the_kernel_dialog_starts_its_warm_parent(hub: HubProcess,
+                                                                      context: Any) -> None:
+    """Change Kernel: choosing the env in the dialog starts its parent before "Select"."""
+    for pid in env_parents(hub):
+        os.kill(pid, signal.SIGTERM)  # as if it had gone unused: the server starts a new one
+    deadline = time.monotonic() + 30
+    while env_parents(hub):
+        assert time.monotonic() < deadline, "the env's parent did not stop"
+        time.sleep(0.1)
+    put_notebook(hub, "choose.ipynb", ["print(1)"], "python3")
+    # A workspace of its own: the day's layout (restored later) is not touched.
+    page = context.new_page()
+    try:
+        page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/choose/tree/choose.ipynb")
+        page.wait_for_selector(".jp-StatusBar-Widget:has-text('| Idle')", timeout=120000)
+        page.get_by_role("menuitem", name="Kernel", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile("Change Kernel")).click()
+        select = page.locator(".jp-Dialog select")
+        select.wait_for(timeout=30000)
+        option = select.locator(f"option:has-text('{ENV_NAME}, personal')").first
+        select.select_option(value=option.get_attribute("value"))
+        deadline = time.monotonic() + LAUNCHER_DEADLINE
+        while not env_parents(hub):
+            assert time.monotonic() < deadline, "no warm parent after choosing the env"
+            time.sleep(0.2)
+        page.locator(".jp-Dialog button.jp-mod-reject").click()  # it keeps python3
+    finally:
+        page.close()
 
 
 def test_widget_slider_and_tqdm_progress_bar(hub: HubProcess, page: Any) -> None:

@@ -8,8 +8,9 @@
 // kernel list (a few bytes) and refreshes the kernel specs only when it changed.
 //
 // Warm parents: once the pointer (or the keyboard focus) rests on a kernel's launcher
-// card, this tells the server that a kernel of it is about to be started, and the server
-// starts that environment's warm parent while the hand goes to click (teamhub.envs.warm_ahead).
+// card, or a kernel is chosen in the kernel dialog, this tells the server that a kernel of
+// it is about to be started, and the server starts that environment's warm parent while
+// the hand goes to click (teamhub.envs.warm_ahead).
 (function () {
   "use strict";
   var NAME = "@teamhub/lab";
@@ -52,7 +53,8 @@
 
   var warmParentHint = {
     id: "@teamhub/lab:warm-parent-hint",
-    description: "Starts a kernel's warm parent when the pointer rests on its launcher card.",
+    description: "Starts a kernel's warm parent when the pointer rests on its launcher " +
+      "card or it is chosen in the kernel dialog.",
     autoStart: true,
     activate: function (app) {
       var specs = app.serviceManager.kernelspecs;
@@ -105,8 +107,29 @@
           }, REST_MS);
         }
       }
+      // The kernel dialog (Change Kernel, or a notebook without one): an option chosen
+      // there is a kernel about to start, once "Select" is clicked.
+      function chosenIn(target) {
+        if (!target || target.tagName !== "SELECT" || !target.closest ||
+            !target.closest(".jp-Dialog")) {
+          return;
+        }
+        var choice = null;
+        try {
+          choice = JSON.parse(target.value);
+        } catch (error) {
+          return;
+        }
+        var all = specs.specs ? specs.specs.kernelspecs : null;
+        // {"id": ...} is a running kernel to connect to: nothing starts.
+        if (choice && !choice.id && typeof choice.name === "string" && all &&
+            all[choice.name]) {
+          hint(choice.name);
+        }
+      }
       document.addEventListener("pointerover", function (event) { restOn(event.target); }, true);
       document.addEventListener("focusin", function (event) { restOn(event.target); }, true);
+      document.addEventListener("change", function (event) { chosenIn(event.target); }, true);
     }
   };
 
