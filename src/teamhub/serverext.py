@@ -24,7 +24,8 @@
    end listing the kernels (/api/kernelspecs, the stamp of 4.) starts the parents of the
    user's recent kernels, and unused parents stop (teamhub.envs.warm_ahead).
    `POST <base>/teamhub/api/warm-parents` with `{"kernel": NAME}` starts NAME's parent
-   ahead of its first kernel (sent by teamhub's Lab extension from the launcher).
+   ahead of its first kernel (sent by teamhub's Lab extension from the launcher and the
+   kernel dialog).
 6. Idle memory: the server's client of the hub (jupyterhub.httpclient, aiohttp) resolves
    host names with the standard library instead of c-ares (`hub_client_without_dns_threads`),
    and the start-up's garbage goes back to the system once the server has settled
@@ -160,7 +161,8 @@ class KernelSpecsStampHandler(APIHandler):
 
 class WarmParentHintHandler(APIHandler):
     """`POST {"kernel": NAME}`: a kernel of NAME is about to be started (teamhub's Lab
-    extension, when the pointer rests on its launcher card); its warm parent starts now.
+    extension, when the pointer rests on its launcher card or it is chosen in the kernel
+    dialog); its warm parent starts now.
     Answers whether that parent runs or starts (false where warm kernels are off, the
     kernel has no parent, or too many hinted parents are unused)."""
 

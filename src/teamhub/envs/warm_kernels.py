@@ -336,14 +336,14 @@ class WarmParents:
         self.broken: set[str] = set()  # keys whose parent failed: normal starts only
 
     def _start(self, key: str, cmd: list[str], index: int, env: dict[str, str],
-               stamp: tuple[Any, ...]) -> WarmParent:
+               stamp: tuple[Any, ...], hinted: bool = False) -> WarmParent:
         path = os.path.join(self.runtime_dir, f"warm-{key}-{time.monotonic_ns() % 10**9}.sock")
         parent_env = {k: v for k, v in env.items() if k not in PER_KERNEL_ENV}
         # In the loop's thread: PR_SET_PDEATHSIG ties the parent to this thread's life.
         proc = subprocess.Popen([*cmd[:index], PARENT_SCRIPT, path], env=parent_env,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 cwd=env.get("HOME") or "/")
-        parent = WarmParent(key, path, stamp, proc)
+        parent = WarmParent(key, path, stamp, proc, hinted=hinted)
         self.parents[key] = parent
         self.log.info("teamhub: warm kernel parent %s started for %s (pid %d)", key, cmd[0],
                  proc.pid)
@@ -358,8 +358,10 @@ class WarmParents:
         key = parent_key(cmd, index, env)
         return None if key in self.broken else (key, index)
 
-    def current(self, cmd: list[str], env: dict[str, str]) -> WarmParent | None:
-        """The usable parent for CMD/ENV, retiring a stale one and starting a fresh one."""
+    def current(self, cmd: list[str], env: dict[str, str],
+                hinted: bool = False) -> WarmParent | None:
+        """The usable parent for CMD/ENV, retiring a stale one and starting a fresh one
+        (HINTED: for a front end's hint, see WarmParent.hinted)."""
         servable = self._servable(cmd, env)
         if servable is None:
             return None
@@ -371,7 +373,7 @@ class WarmParents:
                      "its environment changed" if parent.alive() else "it ended")
             parent.retire()
             parent = None
-        return parent or self._start(key, cmd, index, env, stamp)
+        return parent or self._start(key, cmd, index, env, stamp, hinted)
 
     def running(self, cmd: list[str], env: dict[str, str]) -> bool | None:
         """Whether CMD/ENV's current parent runs (starts nothing); None: no parent would
@@ -411,12 +413,11 @@ class WarmParents:
         """Start CMD's parent now unless it runs, so that the first kernel does not wait
         for it; KEEP: it lives as long as the server; HINTED: only a front end's hint
         asks for it (see WarmParent.hinted). Whether a parent is (now) there."""
-        was_running = self.running(cmd, env)
-        parent = self.current(cmd, env)
+        parent = self.current(cmd, env, hinted)
         if parent is None:
             return False
         parent.keep = parent.keep or keep
-        parent.hinted = hinted and (parent.hinted or not was_running)
+        parent.hinted = parent.hinted and hinted  # wanted for more than a hint now
         parent.last_used = time.monotonic()
         return True
 
