@@ -25,7 +25,8 @@
    user's recent kernels, and unused parents stop (teamhub.envs.warm_ahead).
    `POST <base>/teamhub/api/warm-parents` with `{"kernel": NAME}` starts NAME's parent
    ahead of its first kernel (sent by teamhub's Lab extension from the launcher and the
-   kernel dialog).
+   kernel dialog); with `{"notebook": PATH}`, the parent of the kernel that notebook
+   names (from the file browser, teamhub.envs.notebook_kernel).
 6. Idle memory: the server's client of the hub (jupyterhub.httpclient, aiohttp) resolves
    host names with the standard library instead of c-ares (`hub_client_without_dns_threads`),
    and the start-up's garbage goes back to the system once the server has settled
@@ -55,6 +56,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 from . import kernel_ws
 from .browser_isolation import FRAME_ANCESTORS, ISOLATION_HEADERS, websocket_refusal
+from .envs.notebook_kernel import inside, kernel_named_in
 from .envs.warm_ahead import WarmAhead
 from .envs.warm_kernels import (
     DEFAULT_IDLE_EXIT,
@@ -162,9 +164,12 @@ class KernelSpecsStampHandler(APIHandler):
 class WarmParentHintHandler(APIHandler):
     """`POST {"kernel": NAME}`: a kernel of NAME is about to be started (teamhub's Lab
     extension, when the pointer rests on its launcher card or it is chosen in the kernel
-    dialog); its warm parent starts now.
-    Answers whether that parent runs or starts (false where warm kernels are off, the
-    kernel has no parent, or too many hinted parents are unused)."""
+    dialog); its warm parent starts now. `POST {"notebook": PATH}`: the notebook at PATH
+    (a contents-API path) is about to be opened (the pointer rests on it in the file
+    browser); the parent of the kernel its metadata names starts now.
+    Answers which kernel and whether its parent runs or starts (false where warm kernels
+    are off, the kernel has no parent, too many hinted parents are unused, or the
+    notebook names no kernel that is here)."""
 
     auth_resource = "kernels"
 
@@ -172,19 +177,48 @@ class WarmParentHintHandler(APIHandler):
     @authorized
     async def post(self) -> None:
         body = self.get_json_body() or {}
-        name = body.get("kernel") if isinstance(body, dict) else None
-        if not isinstance(name, str) or not name:
-            raise web.HTTPError(400, 'send {"kernel": "<kernel name>"}')
-        ahead: WarmAhead | None = self.settings.get(WARM_AHEAD_SETTING)
+        body = body if isinstance(body, dict) else {}
+        name, notebook = body.get("kernel"), body.get("notebook")
+        if not isinstance(notebook, str) or not notebook:
+            notebook = None
+        if notebook is not None:
+            name = await self._kernel_of(notebook)
+            if name is None:
+                self.finish({"notebook": notebook, "kernel": None, "warm": False})
+                return
+        elif not isinstance(name, str) or not name:
+            raise web.HTTPError(400, 'send {"kernel": "<kernel name>"} or '
+                                     '{"notebook": "<path>"}')
         warm = False
-        if ahead is not None:
-            try:
-                warm = ahead.intended(name)
-            except KeyError:
+        try:
+            warm = self._intended(name)
+        except KeyError:
+            if notebook is None:
                 raise web.HTTPError(404, f"there is no kernel named {name!r}") from None
-            except Exception as exc:  # noqa: BLE001 - a broken spec: its start will say so
-                self.log.warning("teamhub: no warm parent for %s ahead: %s", name, exc)
-        self.finish({"kernel": name, "warm": warm})
+        self.finish({**({"notebook": notebook} if notebook else {}),
+                     "kernel": name, "warm": warm})
+
+    async def _kernel_of(self, notebook: str) -> str | None:
+        root = getattr(self.contents_manager, "root_dir", None)
+        if not isinstance(root, str):
+            return None  # contents elsewhere than in files: nothing to read ahead
+        path = inside(root, notebook)
+        if path is None:
+            raise web.HTTPError(404, f"{notebook!r} is outside this server's files")
+        # A read of the file: off the loop.
+        return await IOLoop.current().run_in_executor(None, kernel_named_in, path)
+
+    def _intended(self, name: str) -> bool:
+        ahead: WarmAhead | None = self.settings.get(WARM_AHEAD_SETTING)
+        if ahead is None:
+            return False
+        try:
+            return ahead.intended(name)
+        except KeyError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken spec: its start will say so
+            self.log.warning("teamhub: no warm parent for %s ahead: %s", name, exc)
+            return False
 
 
 def isolate(settings: dict[str, Any]) -> None:

@@ -182,6 +182,15 @@ def env_parents(hub: HubProcess) -> list[int]:
     return found
 
 
+def stop_env_parents(hub: HubProcess) -> None:
+    for pid in env_parents(hub):
+        os.kill(pid, signal.SIGTERM)  # as if it had gone unused: the server starts a new one
+    deadline = time.monotonic() + 30
+    while env_parents(hub):
+        assert time.monotonic() < deadline, "the env's parent did not stop"
+        time.sleep(0.1)
+
+
 def test_pointing_at_an_envs_launcher_card_starts_its_warm_parent(hub: HubProcess,
                                                                    page: Any) -> None:
     """No kernel of the env has run yet: teamhub's Lab extension tells the server once the
@@ -199,12 +208,7 @@ def test_pointing_at_an_envs_launcher_card_starts_its_warm_parent(hub: HubProces
 def test_choosing_an_env_in_the_kernel_dialog_starts_its_warm_parent(hub: HubProcess,
                                                                       context: Any) -> None:
     """Change Kernel: choosing the env in the dialog starts its parent before "Select"."""
-    for pid in env_parents(hub):
-        os.kill(pid, signal.SIGTERM)  # as if it had gone unused: the server starts a new one
-    deadline = time.monotonic() + 30
-    while env_parents(hub):
-        assert time.monotonic() < deadline, "the env's parent did not stop"
-        time.sleep(0.1)
+    stop_env_parents(hub)
     put_notebook(hub, "choose.ipynb", ["print(1)"], "python3")
     # A workspace of its own: the day's layout (restored later) is not touched.
     page = context.new_page()
@@ -224,6 +228,33 @@ def test_choosing_an_env_in_the_kernel_dialog_starts_its_warm_parent(hub: HubPro
         page.locator(".jp-Dialog button.jp-mod-reject").click()  # it keeps python3
     finally:
         page.close()
+
+
+def test_pointing_at_a_notebook_in_the_file_browser_starts_its_kernels_parent(
+        hub: HubProcess, context: Any) -> None:
+    """A notebook of the env in a folder: the pointer resting on it in the file browser
+    starts the env's parent before the double-click opens it."""
+    stop_env_parents(hub)
+    folder = home(hub) / "hints"
+    folder.mkdir(exist_ok=True)
+    account = pwd.getpwnam(hub.system_user(hub.user))
+    os.chown(folder, account.pw_uid, account.pw_gid)
+    put_notebook(hub, "hints/pick.ipynb", ["print(1)"], f"personal-{ENV_NAME}")
+    page = context.new_page()
+    try:
+        page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/pick")
+        page.locator(".jp-DirListing-item:has-text('hints')").first.dblclick(timeout=120000)
+        item = page.locator(".jp-DirListing-item:has-text('pick.ipynb')").first
+        item.wait_for(timeout=30000)
+        assert env_parents(hub) == []
+        item.hover()
+        deadline = time.monotonic() + LAUNCHER_DEADLINE
+        while not env_parents(hub):
+            assert time.monotonic() < deadline, "no warm parent after pointing at the notebook"
+            time.sleep(0.2)
+    finally:
+        page.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_widget_slider_and_tqdm_progress_bar(hub: HubProcess, page: Any) -> None:

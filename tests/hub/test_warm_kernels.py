@@ -468,3 +468,41 @@ def test_a_launcher_hint_starts_a_never_used_envs_parent(on_demand: HubProcess) 
     assert foreign.status_code in (302, 403), foreign.status_code
     stop_server(hub, b, name)
     stop_server(hub, b2, other)
+
+
+def test_a_notebook_hint_starts_the_parent_of_the_kernel_it_names(
+        on_demand: HubProcess) -> None:
+    """The pointer resting on a notebook in the file browser: the server reads the kernel
+    the notebook names and starts that kernel's parent before the notebook is opened."""
+    hub = on_demand
+    name = hub.users[0]
+    account = pwd.getpwnam(hub.system_user(name))
+    folder = Path(account.pw_dir) / "hinted"
+    folder.mkdir(exist_ok=True)
+    os.chown(folder, account.pw_uid, account.pw_gid)
+    for stem, kernel in (("env", "env-wk"), ("elsewhere", "no-such-env")):
+        nb = {"cells": [], "metadata": {"kernelspec": {"name": kernel, "display_name": kernel,
+                                                       "language": "python"}},
+              "nbformat": 4, "nbformat_minor": 5}
+        (folder / f"{stem}.ipynb").write_text(json.dumps(nb, sort_keys=True, indent=1))
+        os.chown(folder / f"{stem}.ipynb", account.pw_uid, account.pw_gid)
+    b = browser(hub, name)
+    recent_file(hub, name).unlink(missing_ok=True)
+    assert warm_parents_of(account.pw_uid) == [], "a parent before any front end asked"
+    resp = hint(b, name, {"notebook": "hinted/env.ipynb"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"notebook": "hinted/env.ipynb", "kernel": "env-wk", "warm": True}
+    [(parent, _sock)] = warm_parents_of(account.pw_uid)
+    program = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[0].decode()
+    assert "/wk/" in program, program
+    # A notebook naming a kernel that is not here, and one that is not there: no parent,
+    # and no error (it is only a hint); a path out of the server's files is refused.
+    assert hint(b, name, {"notebook": "hinted/elsewhere.ipynb"}).json() == {
+        "notebook": "hinted/elsewhere.ipynb", "kernel": "no-such-env", "warm": False}
+    assert hint(b, name, {"notebook": "hinted/gone.ipynb"}).json() == {
+        "notebook": "hinted/gone.ipynb", "kernel": None, "warm": False}
+    outside = hint(b, name, {"notebook": "../../etc/passwd"})
+    assert outside.status_code == 404 and "outside" in outside.text, outside.text
+    assert len(warm_parents_of(account.pw_uid)) == 1
+    stop_server(hub, b, name)
+    shutil.rmtree(folder)

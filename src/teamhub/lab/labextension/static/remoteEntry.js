@@ -54,7 +54,7 @@
   var warmParentHint = {
     id: "@teamhub/lab:warm-parent-hint",
     description: "Starts a kernel's warm parent when the pointer rests on its launcher " +
-      "card or it is chosen in the kernel dialog.",
+      "card or on a notebook in the file browser, or it is chosen in the kernel dialog.",
     autoStart: true,
     activate: function (app) {
       var specs = app.serviceManager.kernelspecs;
@@ -77,22 +77,49 @@
         }
         return null;
       }
-      function hint(name) {
+      // A notebook in a file browser: its path, from the browser's folder (the widget
+      // whose node holds the item) and the item's name.
+      function notebookOf(item) {
+        var text = item.querySelector(".jp-DirListing-itemText");
+        var name = text ? text.textContent : "";
+        if (item.getAttribute("data-file-type") !== "notebook" || !name) {
+          return null;
+        }
+        var node = item.closest(".jp-FileBrowser");
+        var folder = "";
+        if (node) {
+          for (var widget of app.shell.widgets("left")) {
+            if (widget.node === node && widget.model) {
+              folder = widget.model.path || "";
+              break;
+            }
+          }
+        }
+        if (folder.indexOf(":") >= 0) {
+          return null;  // another drive than the server's own files
+        }
+        return folder ? folder + "/" + name : name;
+      }
+      function send(key, body) {
         var now = Date.now();
-        if (sentAt[name] && now - sentAt[name] < RESEND_MS) {
+        if (sentAt[key] && now - sentAt[key] < RESEND_MS) {
           return;
         }
-        sentAt[name] = now;
+        sentAt[key] = now;
         var headers = { "Content-Type": "application/json" };
         if (settings.token) {
           headers.Authorization = "token " + settings.token;
         }
         fetch(url, { method: "POST", credentials: "same-origin", headers: headers,
-                     body: JSON.stringify({ kernel: name }) })
+                     body: JSON.stringify(body) })
           .catch(function () { /* only a hint */ });
       }
+      function hint(name) {
+        send("kernel:" + name, { kernel: name });
+      }
       function restOn(target) {
-        var found = target && target.closest ? target.closest(".jp-LauncherCard") : null;
+        var found = target && target.closest ?
+          target.closest(".jp-LauncherCard, .jp-DirListing-item") : null;
         if (found === card) {
           return;
         }
@@ -100,6 +127,13 @@
         card = found;
         if (found) {
           timer = window.setTimeout(function () {
+            if (found.classList.contains("jp-DirListing-item")) {
+              var path = notebookOf(found);
+              if (path) {
+                send("notebook:" + path, { notebook: path });
+              }
+              return;
+            }
             var name = kernelOf(found);
             if (name) {
               hint(name);
