@@ -86,17 +86,21 @@
           return null;
         }
         var node = item.closest(".jp-FileBrowser");
-        var folder = "";
-        if (node) {
-          for (var widget of app.shell.widgets("left")) {
-            if (widget.node === node && widget.model) {
-              folder = widget.model.path || "";
-              break;
+        var browser = null;
+        // JupyterLab's file browser is a widget of the left area; a browser found in
+        // neither area (another front end's, nested in a widget of its own) sends nothing.
+        ["left", "main"].forEach(function (area) {
+          try {
+            for (var widget of app.shell.widgets(area)) {
+              if (node && widget.node === node && widget.model) {
+                browser = widget;
+              }
             }
-          }
-        }
-        if (folder.indexOf(":") >= 0) {
-          return null;  // another drive than the server's own files
+          } catch (error) { /* a shell without that area */ }
+        });
+        var folder = browser ? browser.model.path || "" : null;
+        if (folder === null || folder.indexOf(":") >= 0) {
+          return null;  // an unknown browser, or another drive than the server's files
         }
         return folder ? folder + "/" + name : name;
       }
