@@ -169,7 +169,8 @@ class WarmParentHintHandler(APIHandler):
     browser); the parent of the kernel its metadata names starts now.
     Answers which kernel and whether its parent runs or starts (false where warm kernels
     are off, the kernel has no parent, too many hinted parents are unused, or the
-    notebook names no kernel that is here)."""
+    notebook names no kernel that is here; the kernel is null where the notebook names
+    none or, warm kernels being off, was not read)."""
 
     auth_resource = "kernels"
 
@@ -199,6 +200,8 @@ class WarmParentHintHandler(APIHandler):
                      "kernel": name, "warm": warm})
 
     async def _kernel_of(self, notebook: str) -> str | None:
+        if self.settings.get(WARM_AHEAD_SETTING) is None:
+            return None  # warm kernels are off: no file to read for nothing
         root = getattr(self.contents_manager, "root_dir", None)
         if not isinstance(root, str):
             return None  # contents elsewhere than in files: nothing to read ahead
