@@ -49,6 +49,7 @@ ROWS = [
     ("env_kernel_next_exec_s", "  shared env's second kernel", "s"),
     ("env_kernel_returning_exec_s", "  shared env's first, user's next server", "s"),
     ("env_kernel_pointed_exec_s", "  another env's first, from its launcher card", "s"),
+    ("env_kernel_linked_exec_s", "  a third env's first, from a link to a notebook", "s"),
     ("idle_pss_mb", "idle PSS per server", "MB"),
     ("lab_open_pss_mb", "  the same, JupyterLab open", "MB"),
     ("proxy_p50_ms", "request via proxy, p50", "ms"),

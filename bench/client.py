@@ -93,6 +93,22 @@ class User:
         self.http.post(f"{self.base}/user/{self.name}/teamhub/api/warm-parents",
                        json={"kernel": kernel}, headers=xsrf, timeout=timeout)
 
+    def follow_link(self, notebook: str, kernel: str, timeout: float = 60) -> None:
+        """The user follows a link to NOTEBOOK (made now, through the contents API, naming
+        KERNEL): JupyterLab's page at it, `lab/tree/NOTEBOOK`, as a browser asks for it."""
+        xsrf = {"X-XSRFToken": self._cookie("_xsrf", f"/user/{self.name}/")}
+        body = {"type": "notebook", "content": {
+            "cells": [], "nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"name": kernel, "display_name": kernel}}}}
+        resp = self.http.put(f"{self.base}/user/{self.name}/api/contents/{notebook}",
+                             json=body, headers=xsrf, timeout=timeout)
+        if resp.status_code not in (200, 201):
+            raise self._fail("save notebook", f"HTTP {resp.status_code}: {resp.text}")
+        resp = self.http.get(f"{self.base}/user/{self.name}/lab/tree/{notebook}",
+                             timeout=timeout)
+        if resp.status_code != 200:
+            raise self._fail("open notebook link", f"HTTP {resp.status_code}")
+
     def lab_open_for(self, seconds: float) -> None:
         """A JupyterLab page (re)opened and left open SECONDS: the page, the kernel list, and
         every 2 s the kernel list's fingerprint that teamhub's Lab extension asks for (on

@@ -109,6 +109,9 @@ class Hub:
         # Another one, whose first kernel is opened from its launcher card (teamhub's Lab
         # extension hints at it); vanilla has none.
         self.pointed_env_kernel: str | None = None
+        # A third one, whose first kernel is opened from a link to a notebook of it (the
+        # server reads the notebook's kernel as it serves the page); vanilla has none.
+        self.linked_env_kernel: str | None = None
         # teamhub's envs.warm_kernels (an open JupyterLab starts warm kernel parents
         # unless it is off); vanilla has none.
         self.warm_kernels = "off"
@@ -335,6 +338,8 @@ enabled = {"true" if Path("/run/systemd/system").is_dir() and not image else "fa
         self.shared_env_kernel = "env-bench"
         self.teamhub("env", "create", "bench-pointed")
         self.pointed_env_kernel = "env-bench-pointed"
+        self.teamhub("env", "create", "bench-linked")
+        self.linked_env_kernel = "env-bench-linked"
 
     def add_users(self, names: list[str]) -> None:
         from teamhub.system.users import ensure_system_user

@@ -26,7 +26,8 @@
    `POST <base>/teamhub/api/warm-parents` with `{"kernel": NAME}` starts NAME's parent
    ahead of its first kernel (sent by teamhub's Lab extension from the launcher and the
    kernel dialog); with `{"notebook": PATH}`, the parent of the kernel that notebook
-   names (from the file browser, teamhub.envs.notebook_kernel).
+   names (from the file browser, teamhub.envs.notebook_kernel); so does a page opened at
+   a notebook's URL (teamhub.envs.warm_hints).
 6. Idle memory: the server's client of the hub (jupyterhub.httpclient, aiohttp) resolves
    host names with the standard library instead of c-ares (`hub_client_without_dns_threads`),
    and the start-up's garbage goes back to the system once the server has settled
@@ -56,8 +57,8 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 from . import kernel_ws
 from .browser_isolation import FRAME_ANCESTORS, ISOLATION_HEADERS, websocket_refusal
-from .envs.notebook_kernel import inside, kernel_named_in
 from .envs.warm_ahead import WarmAhead
+from .envs.warm_hints import WARM_AHEAD_SETTING, WarmParentHintHandler, hint_pages
 from .envs.warm_kernels import (
     DEFAULT_IDLE_EXIT,
     WARM_CONFIG,
@@ -72,7 +73,6 @@ DEFAULT_INTERVAL = 30.0
 # Seconds after the extension loads: the server answers and the user's Lab page has
 # usually been served by then.
 STARTUP_SETTLE = 3.0
-WARM_AHEAD_SETTING = "teamhub_warm_ahead"  # the server's WarmAhead, where warm kernels are on
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -161,69 +161,6 @@ class KernelSpecsStampHandler(APIHandler):
         self.finish({"stamp": kernelspecs_stamp(specs)})
 
 
-class WarmParentHintHandler(APIHandler):
-    """`POST {"kernel": NAME}`: a kernel of NAME is about to be started (teamhub's Lab
-    extension, when the pointer rests on its launcher card or it is chosen in the kernel
-    dialog); its warm parent starts now. `POST {"notebook": PATH}`: the notebook at PATH
-    (a contents-API path) is about to be opened (the pointer rests on it in the file
-    browser); the parent of the kernel its metadata names starts now.
-    Answers which kernel and whether its parent runs or starts (false where warm kernels
-    are off, the kernel has no parent, too many hinted parents are unused, or the
-    notebook names no kernel that is here; the kernel is null where the notebook names
-    none or, warm kernels being off, was not read)."""
-
-    auth_resource = "kernels"
-
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        body = self.get_json_body() or {}
-        body = body if isinstance(body, dict) else {}
-        name, notebook = body.get("kernel"), body.get("notebook")
-        if not isinstance(notebook, str) or not notebook:
-            notebook = None
-        if notebook is not None:
-            name = await self._kernel_of(notebook)
-            if name is None:
-                self.finish({"notebook": notebook, "kernel": None, "warm": False})
-                return
-        elif not isinstance(name, str) or not name:
-            raise web.HTTPError(400, 'send {"kernel": "<kernel name>"} or '
-                                     '{"notebook": "<path>"}')
-        warm = False
-        try:
-            warm = self._intended(name)
-        except KeyError:
-            if notebook is None:
-                raise web.HTTPError(404, f"there is no kernel named {name!r}") from None
-        self.finish({**({"notebook": notebook} if notebook else {}),
-                     "kernel": name, "warm": warm})
-
-    async def _kernel_of(self, notebook: str) -> str | None:
-        if self.settings.get(WARM_AHEAD_SETTING) is None:
-            return None  # warm kernels are off: no file to read for nothing
-        root = getattr(self.contents_manager, "root_dir", None)
-        if not isinstance(root, str):
-            return None  # contents elsewhere than in files: nothing to read ahead
-        path = inside(root, notebook)
-        if path is None:
-            raise web.HTTPError(404, f"{notebook!r} is outside this server's files")
-        # A read of the file: off the loop.
-        return await IOLoop.current().run_in_executor(None, kernel_named_in, path)
-
-    def _intended(self, name: str) -> bool:
-        ahead: WarmAhead | None = self.settings.get(WARM_AHEAD_SETTING)
-        if ahead is None:
-            return False
-        try:
-            return ahead.intended(name)
-        except KeyError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a broken spec: its start will say so
-            self.log.warning("teamhub: no warm parent for %s ahead: %s", name, exc)
-            return False
-
-
 def isolate(settings: dict[str, Any]) -> None:
     """Browser isolation on this server's tornado SETTINGS (before any request)."""
     headers = settings.setdefault("headers", {})
@@ -302,6 +239,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         discard_forked()  # the fork server made one, but this server's config says no
     if warm:
         start_warm_ahead(serverapp)
+        # After every extension has set its page config hook (JupyterHub's, at load).
+        IOLoop.current().add_callback(hint_pages, settings)
 
     IOLoop.current().call_later(STARTUP_SETTLE, release_startup_garbage)
     callback = PeriodicCallback(check, _interval() * 1000)

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from support.client import Browser
 from support.hub import PASSWORD, HubFactory, HubProcess, runtime_dir, unique
+from test_forkserver import parent_of
 
 from teamhub import __version__
 from teamhub.system.processes import processes_of
@@ -39,6 +40,7 @@ SYSTEM_KERNELS = Path("/usr/local/share/jupyter/kernels")
 PROFILE = Path("/etc/profile.d/teamhub.sh")
 # Lab asks for kernel specs by itself once a minute: well under that, not a timing claim.
 LAUNCHER_DEADLINE = 15
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture(scope="module")
@@ -255,6 +257,48 @@ def test_pointing_at_a_notebook_in_the_file_browser_starts_its_kernels_parent(
     finally:
         page.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def parent_or_none(pid: int) -> int | None:
+    try:
+        return parent_of(pid)
+    except OSError:
+        return None  # ended since it was listed
+
+
+def test_opening_a_notebook_by_its_url_starts_its_kernels_parent_first(
+        hub: HubProcess, context: Any) -> None:
+    """A link to a notebook of the env: the server starts the env's parent when it serves
+    the page, so it runs before JupyterLab, loading, asks for the notebook's kernel (the
+    sessions request is held in the browser until the parent has been looked for)."""
+    stop_env_parents(hub)
+    put_notebook(hub, "linked.ipynb", ["print(1)"], f"personal-{ENV_NAME}")
+    page = context.new_page()
+    parents_when_asked: list[list[int]] = []
+    asked_at: list[float] = []
+
+    def sessions(route: Any) -> None:
+        if route.request.method == "POST" and not parents_when_asked:
+            parents_when_asked.append(env_parents(hub))
+            asked_at.append(time.clock_gettime(time.CLOCK_BOOTTIME))
+        route.continue_()
+
+    page.route(re.compile(r"/api/sessions"), sessions)
+    try:
+        page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/linked/tree/linked.ipynb")
+        page.wait_for_selector(f".jp-StatusBar-Widget:has-text('{ENV_NAME}, personal) | Idle')",
+                               timeout=120000)
+        assert parents_when_asked, "JupyterLab asked for no session"
+        [parent] = parents_when_asked[0]
+        started = int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        print(f"JupyterLab asked for the kernel {asked_at[0] - started / CLOCK_TICKS:.2f} s "
+              "after the server started its parent")
+        uid = pwd.getpwnam(hub.system_user(hub.user)).pw_uid
+        assert parent in map(parent_or_none, processes_of(uid)), \
+            "the notebook's kernel did not come from it"
+    finally:
+        page.close()
+        (home(hub) / "linked.ipynb").unlink(missing_ok=True)
 
 
 def test_widget_slider_and_tqdm_progress_bar(hub: HubProcess, page: Any) -> None:

@@ -470,6 +470,22 @@ def test_a_launcher_hint_starts_a_never_used_envs_parent(on_demand: HubProcess) 
     stop_server(hub, b2, other)
 
 
+def notebooks_naming(account: pwd.struct_passwd, folder_name: str,
+                     kernels: dict[str, str]) -> Path:
+    """FOLDER_NAME in ACCOUNT's home with a notebook STEM.ipynb naming each kernel of
+    KERNELS (stem → kernel), as nbformat writes them; all the account's."""
+    folder = Path(account.pw_dir) / folder_name
+    folder.mkdir(exist_ok=True)
+    os.chown(folder, account.pw_uid, account.pw_gid)
+    for stem, kernel in kernels.items():
+        nb = {"cells": [], "metadata": {"kernelspec": {"name": kernel, "display_name": kernel,
+                                                       "language": "python"}},
+              "nbformat": 4, "nbformat_minor": 5}
+        (folder / f"{stem}.ipynb").write_text(json.dumps(nb, sort_keys=True, indent=1))
+        os.chown(folder / f"{stem}.ipynb", account.pw_uid, account.pw_gid)
+    return folder
+
+
 def test_a_notebook_hint_starts_the_parent_of_the_kernel_it_names(
         on_demand: HubProcess) -> None:
     """The pointer resting on a notebook in the file browser: the server reads the kernel
@@ -477,15 +493,7 @@ def test_a_notebook_hint_starts_the_parent_of_the_kernel_it_names(
     hub = on_demand
     name = hub.users[0]
     account = pwd.getpwnam(hub.system_user(name))
-    folder = Path(account.pw_dir) / "hinted"
-    folder.mkdir(exist_ok=True)
-    os.chown(folder, account.pw_uid, account.pw_gid)
-    for stem, kernel in (("env", "env-wk"), ("elsewhere", "no-such-env")):
-        nb = {"cells": [], "metadata": {"kernelspec": {"name": kernel, "display_name": kernel,
-                                                       "language": "python"}},
-              "nbformat": 4, "nbformat_minor": 5}
-        (folder / f"{stem}.ipynb").write_text(json.dumps(nb, sort_keys=True, indent=1))
-        os.chown(folder / f"{stem}.ipynb", account.pw_uid, account.pw_gid)
+    folder = notebooks_naming(account, "hinted", {"env": "env-wk", "elsewhere": "no-such-env"})
     b = browser(hub, name)
     recent_file(hub, name).unlink(missing_ok=True)
     assert warm_parents_of(account.pw_uid) == [], "a parent before any front end asked"
@@ -504,5 +512,43 @@ def test_a_notebook_hint_starts_the_parent_of_the_kernel_it_names(
     outside = hint(b, name, {"notebook": "../../etc/passwd"})
     assert outside.status_code == 404 and "outside" in outside.text, outside.text
     assert len(warm_parents_of(account.pw_uid)) == 1
+    stop_server(hub, b, name)
+    shutil.rmtree(folder)
+
+
+def parents_without_asking(uid: int, count: int, timeout: float = 60) -> list[tuple[int, str]]:
+    """The user's warm parents once there are COUNT, with no front end listing kernels."""
+    deadline = time.monotonic() + timeout
+    while len(found := warm_parents_of(uid)) < count:
+        assert time.monotonic() < deadline, f"warm parents: {found}"
+        time.sleep(0.2)
+    return found
+
+
+def test_a_page_opened_at_a_notebook_starts_the_parent_of_its_kernel(
+        on_demand: HubProcess) -> None:
+    """A notebook opened by its URL (a bookmark, a link): the page's own request starts
+    the parent of the kernel the notebook names, before JupyterLab has loaded and asked
+    for that kernel (nothing here runs the page's scripts, so nothing else asks)."""
+    hub = on_demand
+    name = hub.users[0]
+    account = pwd.getpwnam(hub.system_user(name))
+    folder = notebooks_naming(account, "linked", {"env nb": "env-wk", "default nb": "python3"})
+    b = browser(hub, name)  # JupyterLab's page at no notebook: no parent
+    recent_file(hub, name).unlink(missing_ok=True)
+    assert warm_parents_of(account.pw_uid) == [], "a parent before any front end asked"
+    assert b.get(f"/user/{name}/lab/tree/linked/env%20nb.ipynb").status_code == 200
+    [(parent, _sock)] = parents_without_asking(account.pw_uid, 1)
+    program = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[0].decode()
+    assert "/wk/" in program, program
+    seen = inside(b, name, b.new_kernel(name, "env-wk"))
+    assert parent_of(seen["pid"]) == parent, "the notebook's kernel did not come from it"
+    # Notebook 7's page of a notebook, and a page of no notebook.
+    assert b.get(f"/user/{name}/notebooks/linked/default%20nb.ipynb").status_code == 200
+    found = parents_without_asking(account.pw_uid, 2)
+    assert parent in [pid for pid, _ in found]
+    assert b.get(f"/user/{name}/lab/tree/linked").status_code == 200
+    time.sleep(2)
+    assert len(warm_parents_of(account.pw_uid)) == 2
     stop_server(hub, b, name)
     shutil.rmtree(folder)

@@ -92,6 +92,9 @@ def test_bench_tiny_run_measures_everything_for_both(tmp_path: Path) -> None:
     # hint); vanilla has no second env and no hint.
     assert teamhub["env_kernel_pointed_exec_s"] > 0
     assert "env_kernel_pointed_exec_s" not in results["vanilla"]
+    # And one opened from a link to a notebook of it (the server reads the notebook).
+    assert teamhub["env_kernel_linked_exec_s"] > 0
+    assert "env_kernel_linked_exec_s" not in results["vanilla"]
     assert teamhub["lab_open_warm_parents"] == 2
     assert teamhub["lab_open_pss_mb"] > teamhub["idle_pss_mb"]
     assert "lab_open_pss_mb" not in results["vanilla"]

@@ -15,7 +15,8 @@ An environment the user has not started a kernel of lately is not among those. F
 teamhub's JupyterLab extension sends a hint once the pointer rests on the env's launcher
 card or on a notebook of it in the file browser (teamhub.envs.notebook_kernel finds its
 kernel), or the env is chosen in the kernel dialog (`POST <base>/teamhub/api/warm-parents`,
-WarmAhead.intended): its parent starts then, while the hand moves to click. A parent
+WarmAhead.intended): its parent starts then, while the hand moves to click. So does a
+page opened at a notebook's URL, while JupyterLab loads (teamhub.envs.warm_hints). A parent
 that no kernel came of goes after a minute, and no more than HINTED such parents run at
 once.
 
