@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from teamhub.envs.notebook_kernel import MAX_BYTES, inside, kernel_named_in
+from teamhub.envs.notebook_kernel import MAX_BYTES, TAIL_BYTES, inside, kernel_named_in
 
 
 def write(path: Path, kernel: str | None, cells: list | None = None,
@@ -70,6 +70,31 @@ def test_a_notebook_over_the_limit_is_not_read(tmp_path: Path) -> None:
     assert kernel_named_in(path, limit=size) == "env-big"
     assert kernel_named_in(path, limit=size - 1) is None
     assert MAX_BYTES >= 16 * 1024 * 1024
+
+
+def test_a_large_notebooks_kernel_is_found_in_its_tail(tmp_path: Path) -> None:
+    # Outputs far bigger than the tail, one of them naming another kernelspec.
+    big = new_output("stream", text="x" * 100)
+    outputs = [new_output("display_data", data={
+        "application/json": {"kernelspec": {"name": "from-an-output"}}})] + [big] * 3000
+    path = write(tmp_path / "large.ipynb", "env-large", [new_code_cell("run()", outputs=outputs)])
+    assert path.stat().st_size > 4 * TAIL_BYTES
+    assert kernel_named_in(path) == "env-large"
+    assert kernel_named_in(path, tail=path.stat().st_size - 8) == "env-large"
+
+
+@pytest.mark.parametrize("cut", range(-3, 40))
+def test_a_kernelspec_across_the_tails_start_is_found_in_the_whole_file(
+        tmp_path: Path, cut: int) -> None:
+    """The tail starts inside the last kernelspec object (or just before or after its
+    start): the tail has no whole one, or only a cell's, and the whole file is read."""
+    output = new_output("display_data", data={
+        "application/json": {"kernelspec": {"name": "from-an-output"}}})
+    path = write(tmp_path / "cut.ipynb", "env-cut", [new_code_cell("x", outputs=[output])])
+    data = path.read_bytes()
+    start = data.rindex(b'"kernelspec"')
+    tail = len(data) - start - cut  # the tail begins CUT bytes into the object
+    assert kernel_named_in(path, tail=tail) == "env-cut"
 
 
 def test_paths_are_taken_under_the_servers_root(tmp_path: Path) -> None:
