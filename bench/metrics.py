@@ -90,48 +90,43 @@ LINK_LOAD_S = 1.5
 
 def kernels(hub: Hub, users: list[User], echo: Echo, spawn_timeout: float = 180) -> dict:
     """New kernel → first execute_reply, opened from a JupyterLab page open LAB_OPEN_S:
-    each user's first and second default kernel, and the first and second kernel of a
-    shared environment where the hub has them; then, for those, the shared environment's
-    first kernel in the user's next server (a returning user: teamhub starts the parents
-    of a user's recent kernels when their JupyterLab opens). Where the hub has another
-    shared environment, its first kernel is opened from its launcher card: the user points
-    at the card, and clicks CLICK_AFTER_HINT_S after the Lab extension's hint. Where it
-    has a third, the user follows a link to a notebook of it, whose kernel JupyterLab
-    asks for LINK_LOAD_S after its page was served."""
-    names = ["python3", "python3"]
-    if hub.shared_env_kernel:
-        names += [hub.shared_env_kernel] * 2
+    each user's first and second default kernel. Where the hub has more shared
+    environments: one's first kernel opened from its launcher card (the user points at
+    the card, and clicks CLICK_AFTER_HINT_S after the Lab extension's hint), another's
+    from a link to a notebook of it (JupyterLab asks for its kernel LINK_LOAD_S after its
+    page was served), then the first and second kernel of the shared environment, and
+    its first kernel in the user's next server: a returning user, whose JupyterLab starts
+    the parents of their recent kernels when it opens (the env used last is one)."""
     took: dict[tuple[str, int], list[float]] = {}
+
+    def measure(user: User, name: str, nth: int, how: str) -> None:
+        took.setdefault((name, nth), []).append(user.kernel_first_exec(kernel=name))
+        echo(f"{hub.label}: kernel {name} {how} for {user.name}: "
+             f"{took[(name, nth)][-1]:.2f}s")
+
     for user in users:
         user.lab_open_for(LAB_OPEN_S)
-        for i, name in enumerate(names):
-            nth = 1 if i == 0 or names[i - 1] != name else 2
-            took.setdefault((name, nth), []).append(user.kernel_first_exec(kernel=name))
-            echo(f"{hub.label}: kernel {name} #{nth} start + first 5 * 4 for {user.name}: "
-                 f"{took[(name, nth)][-1]:.2f}s")
+        measure(user, "python3", 1, "#1 start + first 5 * 4")
+        measure(user, "python3", 2, "#2 start + first 5 * 4")
         if hub.pointed_env_kernel:
-            name = hub.pointed_env_kernel
-            user.point_at(name)
+            user.point_at(hub.pointed_env_kernel)
             time.sleep(CLICK_AFTER_HINT_S)
-            took.setdefault((name, 1), []).append(user.kernel_first_exec(kernel=name))
-            echo(f"{hub.label}: kernel {name} first, clicked {CLICK_AFTER_HINT_S}s after "
-                 f"pointing at its card, for {user.name}: {took[(name, 1)][-1]:.2f}s")
+            measure(user, hub.pointed_env_kernel, 1,
+                    f"first, clicked {CLICK_AFTER_HINT_S}s after pointing at its card,")
         if hub.linked_env_kernel:
-            name = hub.linked_env_kernel
-            user.follow_link("bench-linked.ipynb", name)
+            user.follow_link("bench-linked.ipynb", hub.linked_env_kernel)
             time.sleep(LINK_LOAD_S)
-            took.setdefault((name, 1), []).append(user.kernel_first_exec(kernel=name))
-            echo(f"{hub.label}: kernel {name} first, {LINK_LOAD_S}s after its notebook's "
-                 f"page, for {user.name}: {took[(name, 1)][-1]:.2f}s")
+            measure(user, hub.linked_env_kernel, 1,
+                    f"first, {LINK_LOAD_S}s after its notebook's page,")
         if hub.shared_env_kernel:
+            name = hub.shared_env_kernel
+            measure(user, name, 1, "#1 start + first 5 * 4")
+            measure(user, name, 2, "#2 start + first 5 * 4")
             user.stop()
             _wait_stopped(hub, user)
             user.spawn(spawn_timeout)
             user.lab_open_for(LAB_OPEN_S)
-            name = hub.shared_env_kernel
-            took.setdefault((name, 0), []).append(user.kernel_first_exec(kernel=name))
-            echo(f"{hub.label}: kernel {name} first in {user.name}'s next server: "
-                 f"{took[(name, 0)][-1]:.2f}s")
+            measure(user, name, 0, "first in the user's next server,")
     result = {"kernel_first_exec_s": round(percentile(took[("python3", 1)], 0.5), 3),
               "kernel_next_exec_s": round(percentile(took[("python3", 2)], 0.5), 3)}
     if hub.shared_env_kernel:
