@@ -26,7 +26,8 @@
    `POST <base>/teamhub/api/warm-parents` with `{"kernel": NAME}` starts NAME's parent
    ahead of its first kernel (sent by teamhub's Lab extension from the launcher and the
    kernel dialog); with `{"notebook": PATH}`, the parent of the kernel that notebook
-   names (from the file browser, teamhub.envs.notebook_kernel); so does a page opened at
+   names (from the file browser and links in rendered Markdown,
+   teamhub.envs.notebook_kernel); so does a page opened at
    a notebook's URL (teamhub.envs.warm_hints).
 6. Idle memory: the server's client of the hub (jupyterhub.httpclient, aiohttp) resolves
    host names with the standard library instead of c-ares (`hub_client_without_dns_threads`),

@@ -1,9 +1,11 @@
 """A user's first day in real headless Chromium, on one hub: the hub's pages say teamhub,
 the terminal has teamhub's commands, a personal env made there reaches the launcher
-within seconds and pointing at its card (or choosing it in the kernel dialog) starts its
-warm parent, widgets and progress bars work, the layout comes back after logging out
-and in, /tree is Notebook 7, no news prompt, a system-wide non-Python kernel runs, an
-ssh-like `su -` login has teamhub's commands, and the admin adds a Lab extension.
+within seconds and pointing at its card (or choosing it in the kernel dialog, or
+pointing at a notebook of it in the file browser or at a link to one) starts its warm
+parent, as does opening a notebook of it by its URL; widgets and progress bars work, the
+layout comes back after logging out and in, /tree is Notebook 7, no news prompt, a
+system-wide non-Python kernel runs, an ssh-like `su -` login has teamhub's commands, and
+the admin adds a Lab extension.
 
 The tests run in file order and build on each other (the env made in the terminal runs
 the widgets notebook; its tabs are the restored layout), like the day they describe.
@@ -19,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +110,15 @@ def wait_for_file(path: Path, timeout: float, text: str = "") -> str:
     raise AssertionError(f"{path} did not appear (with {text!r}) within {timeout}s")
 
 
-def put_notebook(hub: HubProcess, name: str, cells: list[str], kernel: str) -> None:
+def put_notebook(hub: HubProcess, name: str, cells: list[str], kernel: str,
+                 markdown: Sequence[str] = ()) -> None:
+    """A notebook of KERNEL in the user's home: the MARKDOWN cells, then the code CELLS."""
     account = pwd.getpwnam(hub.system_user(hub.user))
-    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}",
-                     "metadata": {}, "outputs": [], "source": src}
-                    for i, src in enumerate(cells)],
+    nb = {"cells": [{"cell_type": "markdown", "id": f"m{i}", "metadata": {}, "source": src}
+                    for i, src in enumerate(markdown)]
+          + [{"cell_type": "code", "execution_count": None, "id": f"c{i}",
+              "metadata": {}, "outputs": [], "source": src}
+             for i, src in enumerate(cells)],
           "metadata": {"kernelspec": {"name": kernel, "display_name": kernel,
                                       "language": "python"}},
           "nbformat": 4, "nbformat_minor": 5}
@@ -184,6 +190,22 @@ def env_parents(hub: HubProcess) -> list[int]:
     return found
 
 
+def wait_for_env_parent(hub: HubProcess, after: str) -> None:
+    deadline = time.monotonic() + LAUNCHER_DEADLINE
+    while not env_parents(hub):
+        assert time.monotonic() < deadline, f"no warm parent after {after}"
+        time.sleep(0.2)
+
+
+def user_folder(hub: HubProcess, name: str) -> Path:
+    """A folder of the user's own in their home."""
+    folder = home(hub) / name
+    folder.mkdir(exist_ok=True)
+    account = pwd.getpwnam(hub.system_user(hub.user))
+    os.chown(folder, account.pw_uid, account.pw_gid)
+    return folder
+
+
 def stop_env_parents(hub: HubProcess) -> None:
     for pid in env_parents(hub):
         os.kill(pid, signal.SIGTERM)  # as if it had gone unused: the server starts a new one
@@ -200,10 +222,7 @@ def test_pointing_at_an_envs_launcher_card_starts_its_warm_parent(hub: HubProces
     first kernel, in the next test, is forked from it)."""
     assert env_parents(hub) == []
     page.locator(f".jp-LauncherCard:has-text('{ENV_NAME}, personal')").first.hover()
-    deadline = time.monotonic() + LAUNCHER_DEADLINE
-    while not env_parents(hub):
-        assert time.monotonic() < deadline, "no warm parent after pointing at the card"
-        time.sleep(0.2)
+    wait_for_env_parent(hub, "pointing at the card")
     page.mouse.move(0, 0)
 
 
@@ -223,10 +242,7 @@ def test_choosing_an_env_in_the_kernel_dialog_starts_its_warm_parent(hub: HubPro
         select.wait_for(timeout=30000)
         option = select.locator(f"option:has-text('{ENV_NAME}, personal')").first
         select.select_option(value=option.get_attribute("value"))
-        deadline = time.monotonic() + LAUNCHER_DEADLINE
-        while not env_parents(hub):
-            assert time.monotonic() < deadline, "no warm parent after choosing the env"
-            time.sleep(0.2)
+        wait_for_env_parent(hub, "choosing the env")
         page.locator(".jp-Dialog button.jp-mod-reject").click()  # it keeps python3
     finally:
         page.close()
@@ -237,10 +253,7 @@ def test_pointing_at_a_notebook_in_the_file_browser_starts_its_kernels_parent(
     """A notebook of the env in a folder: the pointer resting on it in the file browser
     starts the env's parent before the double-click opens it."""
     stop_env_parents(hub)
-    folder = home(hub) / "hints"
-    folder.mkdir(exist_ok=True)
-    account = pwd.getpwnam(hub.system_user(hub.user))
-    os.chown(folder, account.pw_uid, account.pw_gid)
+    folder = user_folder(hub, "hints")
     put_notebook(hub, "hints/pick.ipynb", ["print(1)"], f"personal-{ENV_NAME}")
     page = context.new_page()
     try:
@@ -250,13 +263,42 @@ def test_pointing_at_a_notebook_in_the_file_browser_starts_its_kernels_parent(
         item.wait_for(timeout=30000)
         assert env_parents(hub) == []
         item.hover()
-        deadline = time.monotonic() + LAUNCHER_DEADLINE
-        while not env_parents(hub):
-            assert time.monotonic() < deadline, "no warm parent after pointing at the notebook"
-            time.sleep(0.2)
+        wait_for_env_parent(hub, "pointing at the notebook")
     finally:
         page.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_pointing_at_a_link_to_a_notebook_starts_its_kernels_parent(
+        hub: HubProcess, context: Any) -> None:
+    """A notebook's Markdown links to a notebook of the env in a folder (its name needs
+    quoting in a URL): the pointer resting on the link starts the env's parent before the
+    click opens it; a link to a notebook of no kernel here and a web link start nothing."""
+    stop_env_parents(hub)
+    folder = user_folder(hub, "read me")
+    put_notebook(hub, "read me/next step.ipynb", ["print(1)"], f"personal-{ENV_NAME}")
+    put_notebook(hub, "read me/elsewhere.ipynb", ["print(1)"], "no-such-kernel")
+    put_notebook(hub, "index.ipynb", [], "python3", markdown=[
+        "[the web](https://example.invalid/a.ipynb)",
+        "[elsewhere](read%20me/elsewhere.ipynb)",
+        "[the next step](read%20me/next%20step.ipynb)"])
+    page = context.new_page()
+    try:
+        page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/links/tree/index.ipynb")
+        for name in ("the web", "elsewhere", "the next step"):
+            page.locator(f".jp-RenderedMarkdown a:has-text('{name}')").first.wait_for(
+                timeout=120000)
+        for name in ("the web", "elsewhere"):
+            page.locator(f".jp-RenderedMarkdown a:has-text('{name}')").first.hover()
+            time.sleep(1)  # ten times the rest that sends a hint
+            page.mouse.move(0, 0)
+        assert env_parents(hub) == []
+        page.locator(".jp-RenderedMarkdown a:has-text('the next step')").first.hover()
+        wait_for_env_parent(hub, "pointing at the link")
+    finally:
+        page.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        (home(hub) / "index.ipynb").unlink(missing_ok=True)
 
 
 def parent_or_none(pid: int) -> int | None:

@@ -13,12 +13,12 @@ notebook opened after that gets its kernel from a parent that is already up.
 
 An environment the user has not started a kernel of lately is not among those. For it,
 teamhub's JupyterLab extension sends a hint once the pointer rests on the env's launcher
-card or on a notebook of it in the file browser (teamhub.envs.notebook_kernel finds its
-kernel), or the env is chosen in the kernel dialog (`POST <base>/teamhub/api/warm-parents`,
-WarmAhead.intended): its parent starts then, while the hand moves to click. So does a
-page opened at a notebook's URL, while JupyterLab loads (teamhub.envs.warm_hints). A parent
-that no kernel came of goes after a minute, and no more than HINTED such parents run at
-once.
+card, on a notebook of it in the file browser or on a link to one in rendered Markdown
+(teamhub.envs.notebook_kernel finds its kernel), or the env is chosen in the kernel
+dialog (`POST <base>/teamhub/api/warm-parents`, WarmAhead.intended): its parent starts
+then, while the hand moves to click. So does a page opened at a notebook's URL, while
+JupyterLab loads (teamhub.envs.warm_hints). A parent that no kernel came of goes after a
+minute, and no more than HINTED such parents run at once.
 
 What it costs, and when:
 - Nothing while no front end is open: a parent that has no running kernel and whose

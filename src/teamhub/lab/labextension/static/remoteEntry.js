@@ -8,7 +8,8 @@
 // kernel list (a few bytes) and refreshes the kernel specs only when it changed.
 //
 // Warm parents: once the pointer (or the keyboard focus) rests on a kernel's launcher
-// card, or a kernel is chosen in the kernel dialog, this tells the server that a kernel of
+// card, a notebook in the file browser or a link to a notebook in rendered Markdown, or a
+// kernel is chosen in the kernel dialog, this tells the server that a kernel of
 // it is about to be started, and the server starts that environment's warm parent while
 // the hand goes to click (teamhub.envs.warm_ahead).
 (function () {
@@ -54,7 +55,8 @@
   var warmParentHint = {
     id: "@teamhub/lab:warm-parent-hint",
     description: "Starts a kernel's warm parent when the pointer rests on its launcher " +
-      "card or on a notebook in the file browser, or it is chosen in the kernel dialog.",
+      "card, on a notebook in the file browser or on a link to a notebook, or it is " +
+      "chosen in the kernel dialog.",
     autoStart: true,
     activate: function (app) {
       var specs = app.serviceManager.kernelspecs;
@@ -104,6 +106,28 @@
         }
         return folder ? folder + "/" + name : name;
       }
+      // A link to a notebook in rendered Markdown (a notebook's cell, a Markdown preview):
+      // JupyterLab points a local link's href at the server's files/PATH.
+      function linkedNotebook(anchor) {
+        var target = null;
+        var files = null;
+        try {
+          target = new URL(anchor.href, window.location.href);
+          files = new URL(settings.baseUrl + "files/", window.location.href);
+        } catch (error) {
+          return null;
+        }
+        if (target.origin !== files.origin || target.pathname.indexOf(files.pathname) !== 0) {
+          return null;  // another server's page, or not one of this server's files
+        }
+        var path = null;
+        try {
+          path = decodeURIComponent(target.pathname.slice(files.pathname.length));
+        } catch (error) {
+          return null;
+        }
+        return /\.ipynb$/.test(path) ? path : null;
+      }
       function send(key, body) {
         var now = Date.now();
         if (sentAt[key] && now - sentAt[key] < RESEND_MS) {
@@ -123,7 +147,8 @@
       }
       function restOn(target) {
         var found = target && target.closest ?
-          target.closest(".jp-LauncherCard, .jp-DirListing-item") : null;
+          target.closest(".jp-LauncherCard, .jp-DirListing-item, " +
+                         ".jp-RenderedHTMLCommon a[href]") : null;
         if (found === card) {
           return;
         }
@@ -131,8 +156,8 @@
         card = found;
         if (found) {
           timer = window.setTimeout(function () {
-            if (found.classList.contains("jp-DirListing-item")) {
-              var path = notebookOf(found);
+            if (found.tagName === "A" || found.classList.contains("jp-DirListing-item")) {
+              var path = found.tagName === "A" ? linkedNotebook(found) : notebookOf(found);
               if (path) {
                 send("notebook:" + path, { notebook: path });
               }
