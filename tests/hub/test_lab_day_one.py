@@ -1,11 +1,11 @@
 """A user's first day in real headless Chromium, on one hub: the hub's pages say teamhub,
 the terminal has teamhub's commands, a personal env made there reaches the launcher
 within seconds and pointing at its card (or choosing it in the kernel dialog, or
-pointing at a notebook of it in the file browser or at a link to one) starts its warm
-parent, as does opening a notebook of it by its URL; widgets and progress bars work, the
-layout comes back after logging out and in, /tree is Notebook 7, no news prompt, a
-system-wide non-Python kernel runs, an ssh-like `su -` login has teamhub's commands, and
-the admin adds a Lab extension.
+pointing at a notebook of it in the file browser or at a link to one, or typing its path
+in Open from Path) starts its warm parent, as does opening a notebook of it by its URL;
+widgets and progress bars work, the layout comes back after logging out and in, /tree
+is Notebook 7, no news prompt, a system-wide non-Python kernel runs, an ssh-like `su -`
+login has teamhub's commands, and the admin adds a Lab extension.
 
 The tests run in file order and build on each other (the env made in the terminal runs
 the widgets notebook; its tabs are the restored layout), like the day they describe.
@@ -272,20 +272,23 @@ def test_pointing_at_a_notebook_in_the_file_browser_starts_its_kernels_parent(
 def test_pointing_at_a_link_to_a_notebook_starts_its_kernels_parent(
         hub: HubProcess, context: Any) -> None:
     """A notebook's Markdown links to a notebook of the env in a folder (its name needs
-    quoting in a URL): the pointer resting on the link starts the env's parent before the
-    click opens it; a link to a notebook of no kernel here and a web link start nothing."""
+    quoting in a URL): the pointer resting on the link, or the keyboard's focus, starts
+    the env's parent before the click opens it; a link to a notebook of no kernel here
+    and a web link start nothing."""
     stop_env_parents(hub)
     folder = user_folder(hub, "read me")
     put_notebook(hub, "read me/next step.ipynb", ["print(1)"], f"personal-{ENV_NAME}")
+    put_notebook(hub, "read me/step two.ipynb", ["print(2)"], f"personal-{ENV_NAME}")
     put_notebook(hub, "read me/elsewhere.ipynb", ["print(1)"], "no-such-kernel")
     put_notebook(hub, "index.ipynb", [], "python3", markdown=[
         "[the web](https://example.invalid/a.ipynb)",
         "[elsewhere](read%20me/elsewhere.ipynb)",
-        "[the next step](read%20me/next%20step.ipynb)"])
+        "[the next step](read%20me/next%20step.ipynb)",
+        "[step two](read%20me/step%20two.ipynb)"])
     page = context.new_page()
     try:
         page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/links/tree/index.ipynb")
-        for name in ("the web", "elsewhere", "the next step"):
+        for name in ("the web", "elsewhere", "the next step", "step two"):
             page.locator(f".jp-RenderedMarkdown a:has-text('{name}')").first.wait_for(
                 timeout=120000)
         for name in ("the web", "elsewhere"):
@@ -295,10 +298,41 @@ def test_pointing_at_a_link_to_a_notebook_starts_its_kernels_parent(
         assert env_parents(hub) == []
         page.locator(".jp-RenderedMarkdown a:has-text('the next step')").first.hover()
         wait_for_env_parent(hub, "pointing at the link")
+        page.mouse.move(0, 0)
+        stop_env_parents(hub)
+        # As Tab reaches it; another notebook (the same one is hinted once per 30 s).
+        page.locator(".jp-RenderedMarkdown a:has-text('step two')").first.focus()
+        wait_for_env_parent(hub, "the keyboard's focus on the link")
     finally:
         page.close()
         shutil.rmtree(folder, ignore_errors=True)
         (home(hub) / "index.ipynb").unlink(missing_ok=True)
+
+
+def test_typing_a_notebooks_path_in_open_from_path_starts_its_kernels_parent(
+        hub: HubProcess, context: Any) -> None:
+    """File › Open from Path: the path of a notebook of the env, typed (with JupyterLab's
+    leading slash) and left to rest, starts the env's parent before "Open"; the path of a
+    folder on the way there starts nothing."""
+    stop_env_parents(hub)
+    folder = user_folder(hub, "typed")
+    put_notebook(hub, "typed/typed.ipynb", ["print(1)"], f"personal-{ENV_NAME}")
+    page = context.new_page()
+    try:
+        page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/typed")
+        page.wait_for_selector(".jp-LabShell", timeout=120000)
+        page.get_by_role("menuitem", name="File", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile("Open from Path")).click()
+        field = page.locator(".jp-Dialog input")
+        field.press_sequentially("/typed", delay=20)
+        time.sleep(1)  # ten times the rest that sends a hint
+        assert env_parents(hub) == []
+        field.press_sequentially("/typed.ipynb", delay=20)
+        wait_for_env_parent(hub, "typing the notebook's path")
+        page.keyboard.press("Escape")
+    finally:
+        page.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def parent_or_none(pid: int) -> int | None:

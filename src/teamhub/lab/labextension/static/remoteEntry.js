@@ -8,16 +8,18 @@
 // kernel list (a few bytes) and refreshes the kernel specs only when it changed.
 //
 // Warm parents: once the pointer (or the keyboard focus) rests on a kernel's launcher
-// card, a notebook in the file browser or a link to a notebook in rendered Markdown, or a
-// kernel is chosen in the kernel dialog, this tells the server that a kernel of
-// it is about to be started, and the server starts that environment's warm parent while
-// the hand goes to click (teamhub.envs.warm_ahead).
+// card, a notebook in the file browser or a link to a notebook in rendered Markdown, a
+// notebook's path is typed in File › Open from Path, or a kernel is chosen in the kernel
+// dialog, this tells the server that a kernel of it is about to be started, and the
+// server starts that environment's warm parent while the hand goes to click
+// (teamhub.envs.warm_ahead).
 (function () {
   "use strict";
   var NAME = "@teamhub/lab";
   var INTERVAL_MS = 2000;
   var REST_MS = 100; // a pointer passing over a card on its way elsewhere says nothing
   var RESEND_MS = 30000;
+  var OPEN_PATH_PLACEHOLDER = "/path/relative/to/jlab/root";
 
   var kernelspecsRefresh = {
     id: "@teamhub/lab:kernelspecs-refresh",
@@ -55,8 +57,8 @@
   var warmParentHint = {
     id: "@teamhub/lab:warm-parent-hint",
     description: "Starts a kernel's warm parent when the pointer rests on its launcher " +
-      "card, on a notebook in the file browser or on a link to a notebook, or it is " +
-      "chosen in the kernel dialog.",
+      "card, on a notebook in the file browser or on a link to a notebook, a notebook's " +
+      "path is typed in Open from Path, or it is chosen in the kernel dialog.",
     autoStart: true,
     activate: function (app) {
       var specs = app.serviceManager.kernelspecs;
@@ -170,6 +172,24 @@
           }, REST_MS);
         }
       }
+      // File › Open from Path: a notebook's path typed there (and left to rest) is a
+      // notebook about to open. The dialog is known by its placeholder, which JupyterLab
+      // does not translate; a dialog not recognised sends nothing.
+      var typing = null;
+      function typedIn(target) {
+        if (!target || target.tagName !== "INPUT" || !target.closest ||
+            !target.closest(".jp-Dialog") ||
+            target.getAttribute("placeholder") !== OPEN_PATH_PLACEHOLDER) {
+          return;
+        }
+        window.clearTimeout(typing);
+        var path = target.value.trim().replace(/^\/+/, "");
+        if (/\.ipynb$/.test(path) && path.indexOf(":") < 0) {
+          typing = window.setTimeout(function () {
+            send("notebook:" + path, { notebook: path });
+          }, REST_MS);
+        }
+      }
       // The kernel dialog (Change Kernel, or a notebook without one): an option chosen
       // there is a kernel about to start, once "Select" is clicked.
       function chosenIn(target) {
@@ -193,6 +213,7 @@
       document.addEventListener("pointerover", function (event) { restOn(event.target); }, true);
       document.addEventListener("focusin", function (event) { restOn(event.target); }, true);
       document.addEventListener("change", function (event) { chosenIn(event.target); }, true);
+      document.addEventListener("input", function (event) { typedIn(event.target); }, true);
     }
   };
 
