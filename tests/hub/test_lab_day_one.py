@@ -127,6 +127,12 @@ def put_notebook(hub: HubProcess, name: str, cells: list[str], kernel: str,
     os.chown(path, account.pw_uid, account.pw_gid)
 
 
+def choose_from_menu(page: Any, menu: str, item: str) -> None:
+    """Menu bar › MENU › the item whose label starts with ITEM (some end in "…")."""
+    page.get_by_role("menuitem", name=menu, exact=True).click()
+    page.get_by_role("menuitem", name=re.compile("^" + re.escape(item))).click()
+
+
 @pytest.fixture(scope="module")
 def page(hub: HubProcess, context) -> Any:
     page = context.new_page()
@@ -168,8 +174,7 @@ def test_terminal_has_teamhub_env_python_and_environment(hub: HubProcess, page: 
 def test_personal_env_reaches_the_launcher_without_reload(hub: HubProcess, page: Any) -> None:
     # A new launcher shows the kernels Lab knows now; the env's card must appear in it
     # without reloading the page.
-    page.get_by_role("menuitem", name="File", exact=True).click()
-    page.get_by_role("menuitem", name="New Launcher").click()
+    choose_from_menu(page, "File", "New Launcher")
     card = page.locator(f".jp-LauncherCard:has-text('{ENV_NAME}, personal')").first
     card.wait_for(state="attached", timeout=LAUNCHER_DEADLINE * 1000)
     took = time.monotonic() - hub.created_at
@@ -236,8 +241,7 @@ def test_choosing_an_env_in_the_kernel_dialog_starts_its_warm_parent(hub: HubPro
     try:
         page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/choose/tree/choose.ipynb")
         page.wait_for_selector(".jp-StatusBar-Widget:has-text('| Idle')", timeout=120000)
-        page.get_by_role("menuitem", name="Kernel", exact=True).click()
-        page.get_by_role("menuitem", name=re.compile("Change Kernel")).click()
+        choose_from_menu(page, "Kernel", "Change Kernel")
         select = page.locator(".jp-Dialog select")
         select.wait_for(timeout=30000)
         option = select.locator(f"option:has-text('{ENV_NAME}, personal')").first
@@ -321,8 +325,7 @@ def test_typing_a_notebooks_path_in_open_from_path_starts_its_kernels_parent(
     try:
         page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/typed")
         page.wait_for_selector(".jp-LabShell", timeout=120000)
-        page.get_by_role("menuitem", name="File", exact=True).click()
-        page.get_by_role("menuitem", name=re.compile("Open from Path")).click()
+        choose_from_menu(page, "File", "Open from Path")
         field = page.locator(".jp-Dialog input")
         field.press_sequentially("/typed", delay=20)
         time.sleep(1)  # ten times the rest that sends a hint
