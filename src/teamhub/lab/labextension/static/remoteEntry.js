@@ -145,7 +145,14 @@
           .catch(function () { /* only a hint */ });
       }
       function hint(name) {
-        send("kernel:" + name, { kernel: name });
+        if (name) {
+          send("kernel:" + name, { kernel: name });
+        }
+      }
+      function hintNotebook(path) {
+        if (path) {
+          send("notebook:" + path, { notebook: path });
+        }
       }
       function restOn(target) {
         var found = target && target.closest ?
@@ -158,16 +165,12 @@
         card = found;
         if (found) {
           timer = window.setTimeout(function () {
-            if (found.tagName === "A" || found.classList.contains("jp-DirListing-item")) {
-              var path = found.tagName === "A" ? linkedNotebook(found) : notebookOf(found);
-              if (path) {
-                send("notebook:" + path, { notebook: path });
-              }
-              return;
-            }
-            var name = kernelOf(found);
-            if (name) {
-              hint(name);
+            if (found.tagName === "A") {
+              hintNotebook(linkedNotebook(found));
+            } else if (found.classList.contains("jp-DirListing-item")) {
+              hintNotebook(notebookOf(found));
+            } else {
+              hint(kernelOf(found));
             }
           }, REST_MS);
         }
@@ -185,9 +188,7 @@
         window.clearTimeout(typing);
         var path = target.value.trim().replace(/^\/+/, "");
         if (/\.ipynb$/.test(path) && path.indexOf(":") < 0) {
-          typing = window.setTimeout(function () {
-            send("notebook:" + path, { notebook: path });
-          }, REST_MS);
+          typing = window.setTimeout(function () { hintNotebook(path); }, REST_MS);
         }
       }
       // The kernel dialog (Change Kernel, or a notebook without one): an option chosen
