@@ -22,6 +22,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -202,13 +203,24 @@ def wait_for_env_parent(hub: HubProcess, after: str) -> None:
         time.sleep(0.2)
 
 
-def user_folder(hub: HubProcess, name: str) -> Path:
-    """A folder of the user's own in their home."""
-    folder = home(hub) / name
-    folder.mkdir(exist_ok=True)
+@contextmanager
+def env_notebooks_in(hub: HubProcess, context: Any, folder: str,
+                     names: Sequence[str]) -> Iterator[Any]:
+    """A new page, with no parent of the env running and notebooks of it named NAMES in
+    the user's FOLDER (removed after)."""
+    stop_env_parents(hub)
     account = pwd.getpwnam(hub.system_user(hub.user))
-    os.chown(folder, account.pw_uid, account.pw_gid)
-    return folder
+    path = home(hub) / folder
+    path.mkdir(exist_ok=True)
+    os.chown(path, account.pw_uid, account.pw_gid)
+    for name in names:
+        put_notebook(hub, f"{folder}/{name}", ["print(1)"], f"personal-{ENV_NAME}")
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def stop_env_parents(hub: HubProcess) -> None:
@@ -256,11 +268,7 @@ def test_pointing_at_a_notebook_in_the_file_browser_starts_its_kernels_parent(
         hub: HubProcess, context: Any) -> None:
     """A notebook of the env in a folder: the pointer resting on it in the file browser
     starts the env's parent before the double-click opens it."""
-    stop_env_parents(hub)
-    folder = user_folder(hub, "hints")
-    put_notebook(hub, "hints/pick.ipynb", ["print(1)"], f"personal-{ENV_NAME}")
-    page = context.new_page()
-    try:
+    with env_notebooks_in(hub, context, "hints", ["pick.ipynb"]) as page:
         page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/pick")
         page.locator(".jp-DirListing-item:has-text('hints')").first.dblclick(timeout=120000)
         item = page.locator(".jp-DirListing-item:has-text('pick.ipynb')").first
@@ -268,30 +276,23 @@ def test_pointing_at_a_notebook_in_the_file_browser_starts_its_kernels_parent(
         assert env_parents(hub) == []
         item.hover()
         wait_for_env_parent(hub, "pointing at the notebook")
-    finally:
-        page.close()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_pointing_at_a_link_to_a_notebook_starts_its_kernels_parent(
         hub: HubProcess, context: Any) -> None:
-    """A notebook's Markdown links to a notebook of the env in a folder (its name needs
-    quoting in a URL): the pointer resting on the link, or the keyboard's focus, starts
+    """A notebook's Markdown links to notebooks of the env beside it, in a folder (their
+    names need quoting in a URL): the pointer resting on the link, or the keyboard's focus, starts
     the env's parent before the click opens it; a link to a notebook of no kernel here
     and a web link start nothing."""
-    stop_env_parents(hub)
-    folder = user_folder(hub, "read me")
-    put_notebook(hub, "read me/next step.ipynb", ["print(1)"], f"personal-{ENV_NAME}")
-    put_notebook(hub, "read me/step two.ipynb", ["print(2)"], f"personal-{ENV_NAME}")
-    put_notebook(hub, "read me/elsewhere.ipynb", ["print(1)"], "no-such-kernel")
-    put_notebook(hub, "index.ipynb", [], "python3", markdown=[
-        "[the web](https://example.invalid/a.ipynb)",
-        "[elsewhere](read%20me/elsewhere.ipynb)",
-        "[the next step](read%20me/next%20step.ipynb)",
-        "[step two](read%20me/step%20two.ipynb)"])
-    page = context.new_page()
-    try:
-        page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/links/tree/index.ipynb")
+    with env_notebooks_in(hub, context, "read me", ["next step.ipynb", "step two.ipynb"]) \
+            as page:
+        put_notebook(hub, "read me/elsewhere.ipynb", ["print(1)"], "no-such-kernel")
+        put_notebook(hub, "read me/index.ipynb", [], "python3", markdown=[
+            "[the web](https://example.invalid/a.ipynb)",
+            "[elsewhere](elsewhere.ipynb)",
+            "[the next step](next%20step.ipynb)",
+            "[step two](./step%20two.ipynb)"])
+        page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/links/tree/read%20me/index.ipynb")
         for name in ("the web", "elsewhere", "the next step", "step two"):
             page.locator(f".jp-RenderedMarkdown a:has-text('{name}')").first.wait_for(
                 timeout=120000)
@@ -307,10 +308,6 @@ def test_pointing_at_a_link_to_a_notebook_starts_its_kernels_parent(
         # As Tab reaches it; another notebook (the same one is hinted once per 30 s).
         page.locator(".jp-RenderedMarkdown a:has-text('step two')").first.focus()
         wait_for_env_parent(hub, "the keyboard's focus on the link")
-    finally:
-        page.close()
-        shutil.rmtree(folder, ignore_errors=True)
-        (home(hub) / "index.ipynb").unlink(missing_ok=True)
 
 
 def test_typing_a_notebooks_path_in_open_from_path_starts_its_kernels_parent(
@@ -318,11 +315,7 @@ def test_typing_a_notebooks_path_in_open_from_path_starts_its_kernels_parent(
     """File › Open from Path: the path of a notebook of the env, typed (with JupyterLab's
     leading slash) and left to rest, starts the env's parent before "Open"; the path of a
     folder on the way there starts nothing."""
-    stop_env_parents(hub)
-    folder = user_folder(hub, "typed")
-    put_notebook(hub, "typed/typed.ipynb", ["print(1)"], f"personal-{ENV_NAME}")
-    page = context.new_page()
-    try:
+    with env_notebooks_in(hub, context, "typed", ["typed.ipynb"]) as page:
         page.goto(f"{hub.url}/user/{hub.user}/lab/workspaces/typed")
         page.wait_for_selector(".jp-LabShell", timeout=120000)
         choose_from_menu(page, "File", "Open from Path")
@@ -333,9 +326,6 @@ def test_typing_a_notebooks_path_in_open_from_path_starts_its_kernels_parent(
         field.press_sequentially("/typed.ipynb", delay=20)
         wait_for_env_parent(hub, "typing the notebook's path")
         page.keyboard.press("Escape")
-    finally:
-        page.close()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def parent_or_none(pid: int) -> int | None:
